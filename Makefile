@@ -1,0 +1,37 @@
+# Thin layer over `portrait` (toolchain/cli.py). The first target you run creates .venv.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: all setup export-int8 models test parity bench sim clean
+
+all: export-int8
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+export-int8: $(STAMP)
+	$(BIN)/portrait export --all
+
+models: $(STAMP)
+	$(BIN)/portrait models fetch
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+parity: $(STAMP)
+	$(BIN)/portrait parity --all
+
+bench: $(STAMP)
+	$(BIN)/portrait bench --all
+
+clean:
+	rm -rf export/out

@@ -1,0 +1,44 @@
+"""Shared fixtures. Real-data tests skip with a reason when ../shared is not configured."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _shared_dir() -> Path | None:
+    raw = os.environ.get("PORTRAIT_DATA_DIR")
+    if raw and Path(raw).is_dir():
+        return Path(raw)
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    d = _shared_dir()
+    if d is None:
+        pytest.skip("real models/photos not configured: set PORTRAIT_DATA_DIR=../shared "
+                    "and PORTRAIT_MODELS_DIR=../shared/models (.ci/run does this when ../shared exists)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def shared_photos(shared_dir) -> list[Path]:
+    from toolchain.paths import list_photos
+    photos = list_photos(shared_dir / "photos")
+    if not photos:
+        pytest.skip(f"no photos in {shared_dir / 'photos'}")
+    return photos
+
+
+@pytest.fixture(scope="session")
+def shared_depth_photos(shared_dir) -> list[Path]:
+    d = shared_dir / "depth_photos"
+    photos = sorted(d.glob("*.jpg")) if d.is_dir() else []
+    if not photos:
+        pytest.skip(f"no depth photos in {d}")
+    return photos
