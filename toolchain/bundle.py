@@ -1,0 +1,81 @@
+"""Handoff bundles: export/out/<model_id>/ with models, labels.txt and manifest.json.
+
+Written atomically: everything is assembled in a hidden sibling folder and swapped in with
+renames only once complete, so a failed export leaves the previous bundle as it was and no
+partial folder. Not for: deciding what goes in (export.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .registry import sha256_of
+
+
+def file_record(path: Path) -> dict:
+    return {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+
+
+def write_bundle(out_root: Path, model_id: str, files: dict[str, Path], manifest: dict,
+                 extra_text: dict[str, str] | None = None) -> Path:
+    """Copy `files` (bundle name -> source path) and write manifest.json; swap in atomically."""
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    final = out_root / model_id
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_id}.staging-", dir=out_root))
+    try:
+        records = {}
+        for name, src in files.items():
+            dst = staging / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            records[name] = file_record(dst)
+        for name, text in (extra_text or {}).items():
+            (staging / name).write_text(text)
+            records[name] = file_record(staging / name)
+        manifest = {**manifest, "files": records}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False, default=_json_default))
+        _swap_in(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    try:
+        os.replace(staging, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)  # put the previous bundle back
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(bundle: Path) -> dict:
+    from .errors import InputError
+    path = Path(bundle) / "manifest.json"
+    if not path.is_file():
+        raise InputError(f"no manifest.json in {bundle}", fix="pass a bundle written by `portrait export`")
+    return json.loads(path.read_text())
+
+
+def _json_default(obj):
+    import numpy as np
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

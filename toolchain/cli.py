@@ -1,0 +1,147 @@
+"""`portrait`: the command line. Every subcommand is one library call that tests make too."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from .errors import PortraitError  # noqa: E402
+
+EPILOG = """environment:
+  PORTRAIT_MODELS_DIR  folders with model files (os.pathsep-separated), searched before the cache
+  PORTRAIT_DATA_DIR    folder with photos/ and depth_photos/ (real images for calibration and parity)
+  PORTRAIT_CACHE_DIR   download cache (default ~/.cache/portrait)
+  PORTRAIT_OUT_DIR     bundle folder (default export/out)"""
+
+
+def cmd_export(args) -> int:
+    from .export import export_all, results_json
+    if not args.all and not args.model:
+        raise PortraitError("name a model id or pass --all", fix="`portrait models list` shows the ids")
+    results = export_all(None if args.all else args.model, out_root=args.out, images_folder=args.images)
+    print(_export_summary(results))
+    if args.json:
+        print(results_json(results))
+    if any(r.status == "failed" for r in results):
+        return 1
+    if not any(r.status == "exported" for r in results):
+        print("nothing was exported: no model file is available (see above for how to get each)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _export_summary(results) -> str:
+    lines = ["", "export summary:"]
+    for r in results:
+        line = f"  {r.model_id:32} {r.status}"
+        if r.bundle:
+            line += f" -> {r.bundle}"
+        if r.status == "exported" and r.figures.get("parity"):
+            from .export import summarize_parity
+            line += "\n      parity: " + summarize_parity(r.figures["parity"])
+        if r.status == "exported" and r.figures.get("sizes"):
+            s = r.figures["sizes"]
+            f32 = next((v for k, v in s.items() if k.endswith("_float32.tflite")), None)
+            i8 = next((v for k, v in s.items() if k.endswith("_int8.tflite")), None)
+            if f32 and i8:
+                line += f"\n      size: float32 {f32 / 1e6:.2f} MB, int8 {i8 / 1e6:.2f} MB ({100 * i8 / f32:.1f}%)"
+        if r.status == "skipped":
+            line += " (model file not available; `portrait models where " + r.model_id + "` says how to get it)"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def cmd_models(args) -> int:
+    from .registry import fetch, get_entry, load_registry, locate
+    reg = load_registry()
+    if args.action == "list":
+        for mid, e in reg.items():
+            try:
+                where = str(locate(e))
+            except PortraitError as exc:
+                where = "MISSING" if "not found" in exc.what else "BAD: " + exc.what
+            print(f"{mid:32} {e.task:13} {e.source_format:22} {where}")
+        return 0
+    ids = args.ids or list(reg)
+    if args.action == "where":
+        for mid in ids:
+            print(get_entry(mid, reg).how_to_get())
+        return 0
+    failed = 0
+    for mid in ids:
+        entry = get_entry(mid, reg)
+        try:
+            path = fetch(entry, accept_unpinned=args.accept_unpinned,
+                         progress=lambda d, t: print(f"\r{mid}: {d / 1e6:.1f}/{t / 1e6:.1f} MB", end="", file=sys.stderr))
+            print(f"{mid}: {path}")
+        except PortraitError as exc:
+            failed += 1
+            print(f"{mid}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench_all, format_table, write_json
+    rows = bench_all(args.out, threads=args.threads, runs=args.runs)
+    print(format_table(rows))
+    if args.json:
+        write_json(rows, Path(args.json))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="portrait", description="Export, quantize and check portrait-mode models "
+                                "(segmentation, depth) for phones.", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("export", help="export models to float32/float16/dynamic/int8 TFLite + ONNX bundles",
+                       description="Import each model, convert it to every precision in its recipe "
+                                   "(export/recipes/<id>.toml), check the int8 model is all-int8, check ONNX "
+                                   "against TF, gate int8 vs float32 parity on the recipe's budgets, and write "
+                                   "the bundle export/out/<id>/ atomically. Exit 1 if any export fails its gate.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("model", nargs="*", help="model ids from models/registry.toml")
+    e.add_argument("--all", action="store_true", help="every registered model with a recipe; missing files are skipped")
+    e.add_argument("--out", type=Path, default=None, help="bundle folder (default export/out or PORTRAIT_OUT_DIR)")
+    e.add_argument("--images", type=Path, default=None, help="folder of images for parity (default: the photos)")
+    e.add_argument("--json", action="store_true", help="also print the results as JSON")
+    e.set_defaults(func=cmd_export)
+
+    m = sub.add_parser("models", help="list, locate or fetch registered models",
+                       description="list: each model and where its file is; where: how to get a model "
+                                   "(URL, SHA-256, folders searched); fetch: download missing files into the "
+                                   "cache and verify SHA-256 (needs internet).",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("action", choices=["list", "where", "fetch"])
+    m.add_argument("ids", nargs="*", help="model ids (default: all)")
+    m.add_argument("--accept-unpinned", action="store_true",
+                   help="fetch models with no pinned SHA-256 and print the digest to pin")
+    m.set_defaults(func=cmd_models)
+
+    b = sub.add_parser("bench", help="float32 vs int8 latency of exported bundles (ai-edge-litert, XNNPACK)",
+                       description="Time every precision of every bundle in one run and print int8/float32 ratios.")
+    b.add_argument("--all", action="store_true", help="every bundle (the default)")
+    b.add_argument("--out", type=Path, default=None, help="bundle folder")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--runs", type=int, default=20)
+    b.add_argument("--json", default="export/bench/models.json", help="write results here")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PortraitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""The export pipeline: source file -> float reference -> quantized variants -> parity verdict -> bundle.
+
+Read top to bottom, one step per function call in `export_model`. Nothing is handed off (no
+bundle folder is touched) unless every check and the parity gate pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, calibrate, paths, quantize
+from .bundle import write_bundle
+from .errors import ExportError, ModelNotFound, ParityError, PortraitError
+from .parity.gate import compare_pair, parity_images
+from .recipes import load_recipe
+from .registry import ModelEntry, get_entry, load_registry, locate, sha256_of
+from .runtime import TfliteRunner
+from .sources import import_model
+
+
+def _say(model_id: str, msg: str) -> None:
+    print(f"[{model_id}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class ExportResult:
+    model_id: str
+    status: str  # "exported", "skipped", "failed"
+    bundle: Path | None = None
+    figures: dict = field(default_factory=dict)
+    message: str = ""
+
+
+def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | None = None,
+                 images_folder: Path | None = None, keep_workdir: bool = False,
+                 quiet: bool = False) -> ExportResult:
+    """Export one registered model in every precision of its recipe; returns the bundle path."""
+    entry = get_entry(model_id)
+    recipe = recipe or load_recipe(entry.recipe or model_id)
+    say = (lambda m: None) if quiet else (lambda m: _say(model_id, m))
+    t_start = time.monotonic()
+    source = locate(entry)
+    say(f"source {source} (sha256 verified)" if entry.sha256 else f"source {source}")
+    workdir = Path(tempfile.mkdtemp(prefix=f"portrait-{model_id}-"))
+    try:
+        say("importing into a float TF model")
+        float_model = import_model(entry, source, workdir, outputs=recipe["outputs"])
+        images = parity_images(entry, images_folder)
+
+        files: dict[str, Path] = {}
+        representative = None
+        if "int8" in recipe["precisions"]:
+            cal = recipe["calibration"]
+            representative = calibrate.representative_set(entry.input.size, samples=cal["samples"], seed=cal["seed"],
+                                                          sources=cal["sources"], min_samples=cal["min_samples"])
+            say(f"calibration set: {len(representative)} samples from {cal['sources']}")
+        for precision in recipe["precisions"]:
+            say(f"converting to {precision}")
+            path = workdir / f"{model_id}_{precision}.tflite"
+            quantize.convert(float_model, precision, path, representative=representative, progress=say)
+            files[path.name] = path
+        float_path = files.get(f"{model_id}_float32.tflite")
+        if float_path is None:
+            raise ExportError("the recipe must include float32: parity and checks compare against it",
+                              where=recipe["_path"])
+
+        import_check = check_import(entry, recipe, source, float_path, images)
+        if import_check:
+            say("import check: " + _fmt(import_check))
+
+        int8_path = files.get(f"{model_id}_int8.tflite")
+        if int8_path is not None:
+            quantize.check_all_int8(int8_path, recipe["int8"]["allow_float_ops"])
+            say("int8 model: every op int8 (checked from tensor types)")
+        if recipe["label_variant"] and int8_path is not None:
+            say("converting the ArgMax (uint8 labels) int8 variant")
+            labels_model = import_model(entry, source, workdir, outputs=recipe["outputs"], with_labels=True)
+            path = workdir / f"{model_id}_int8_labels.tflite"
+            quantize.convert(labels_model, "int8", path, representative=representative, progress=say)
+            quantize.check_all_int8(path, recipe["int8"]["allow_float_ops"])
+            files[path.name] = path
+
+        onnx_check = None
+        if recipe["onnx"]:
+            say("exporting ONNX (tf2onnx) and checking it in onnxruntime")
+            onnx_path = quantize.export_onnx(float_model, workdir / f"{model_id}_float32.onnx")
+            n = recipe["onnx_check"]["samples"]
+            diff = quantize.check_onnx(float_model, onnx_path, np.stack([img for _, img in images[:n]]))
+            onnx_check = {"max_abs_diff": diff, "budget": recipe["onnx_check"]["max_abs_diff"], "runtime": "onnxruntime"}
+            if diff > recipe["onnx_check"]["max_abs_diff"]:
+                raise ExportError(f"ONNX output differs from TF by {diff:.3g} > {onnx_check['budget']}",
+                                  fix="inspect the ONNX graph; set onnx = false in the recipe to skip it")
+            say(f"onnx check: max abs diff {diff:.3g}")
+            files[onnx_path.name] = onnx_path
+
+        parity = None
+        if int8_path is not None:
+            say(f"parity int8 vs float32 on {len(images)} images")
+            parity = compare_pair(entry, recipe, float_path, int8_path, images, progress=None)
+            say("parity: " + summarize_parity(parity))
+            if not parity["passed"]:
+                raise ParityError(f"{model_id} int8 missed its parity budget: " + "; ".join(parity["failures"]),
+                                  where=recipe["_path"], figures=parity,
+                                  fix="see `portrait parity` for the culprit layers; relax the budget only"
+                                      " with a reason, or keep layers in float")
+
+        manifest = build_manifest(entry, recipe, source, files, import_check=import_check,
+                                  onnx_check=onnx_check, parity=parity, representative=representative,
+                                  seconds=time.monotonic() - t_start)
+        bundle = write_bundle(out_root or paths.out_dir(), model_id, files, manifest,
+                              extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None)
+        say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s)")
+        return ExportResult(model_id, "exported", bundle, {"parity": parity, "import_check": import_check,
+                                                           "onnx_check": onnx_check, "sizes": _sizes(files)})
+    finally:
+        if keep_workdir:
+            say(f"work folder kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path, images) -> dict | None:
+    """Rebuilt float model vs the original source file, on the parity images."""
+    budget = recipe["import_check"]
+    if entry.source_format != "tflite" or not budget:
+        return None
+    from .sources.tflite_graph import output_key
+    original = TfliteRunner(source)
+    rebuilt = TfliteRunner(float_path)
+    positions = recipe["outputs"] if recipe["outputs"] is not None else list(range(len(entry.outputs)))
+    keys = [output_key(entry.outputs[i]["name"]) for i in positions]
+    worst, agree, scale = 0.0, [], 0.0
+    for _, img in images:
+        x = img[None].astype(np.float32) * entry.input.scale + entry.input.offset
+        ref_all = _order_original_outputs(original, original.run(x))
+        ref = [ref_all[i] for i in positions]
+        got_all = rebuilt.run(img)
+        got = [got_all[k] for k in keys]
+        for r, g in zip(ref, got):
+            worst = max(worst, float(np.max(np.abs(r - g))))
+            scale = max(scale, float(np.max(r) - np.min(r)))
+        if entry.task == "segmentation":
+            agree.append(float(np.mean(ref[0].argmax(-1) == got[0].argmax(-1))))
+    result = {"max_abs_diff": worst, "output_range": scale, "images": len(images)}
+    if agree:
+        result["argmax_agreement"] = float(np.mean(agree))
+    failures = []
+    if "max_abs_diff" in budget and worst > budget["max_abs_diff"]:
+        failures.append(f"max abs diff {worst:.3g} > {budget['max_abs_diff']}")
+    if "max_rel_diff" in budget and scale and worst / scale > budget["max_rel_diff"]:
+        failures.append(f"max abs diff / output range {worst / scale:.3g} > {budget['max_rel_diff']}")
+    if "argmax_agreement_min" in budget and agree and result["argmax_agreement"] < budget["argmax_agreement_min"]:
+        failures.append(f"argmax agreement {result['argmax_agreement']:.5f} < {budget['argmax_agreement_min']}")
+    result["budget"] = dict(budget)
+    if failures:
+        raise ExportError(f"rebuilt float model of {entry.id} does not match {source.name}: " + "; ".join(failures),
+                          fix="an importer op translation is wrong; run the per-op check in tests/test_tflite_import.py")
+    return result
+
+
+def _order_original_outputs(runner: TfliteRunner, outs: dict) -> list[np.ndarray]:
+    """Original model outputs in the flatbuffer's output order."""
+    details = runner.interp.get_output_details()
+    if runner.runner is None:
+        return [outs[d["name"]] for d in details]
+    by_index = {d["index"]: k for k, d in runner.output_details().items()}
+    return [outs[by_index[d["index"]]] for d in details if d["index"] in by_index] or list(outs.values())
+
+
+def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[str, Path], *,
+                   import_check, onnx_check, parity, representative, seconds: float) -> dict:
+    import ai_edge_litert
+    import tensorflow as tf
+    models = {}
+    for name, path in files.items():
+        rec = {"precision": _precision_of(name)}
+        if name.endswith(".tflite"):
+            runner = TfliteRunner(path)
+            rec["input"] = _io_spec(runner.input)
+            rec["outputs"] = {k: _io_spec(d) for k, d in runner.output_details().items()}
+            ops = quantize.tensor_types(path)
+            rec["ops"] = sorted({o["op"] for o in ops})
+            rec["tensor_dtypes"] = sorted({t for o in ops for t in o["input_types"] + o["output_types"]})
+            rec["float_ops"] = [o["op"] for o in quantize.float_ops(path)] if "int8" in name else None
+        models[name] = rec
+    size_f32 = files.get(f"{entry.id}_float32.tflite")
+    size_i8 = files.get(f"{entry.id}_int8.tflite")
+    return _clean({
+        "model_id": entry.id,
+        "task": entry.task,
+        "description": entry.description,
+        "source": {"format": entry.source_format, "file": source.name, "url": entry.url,
+                   "sha256": sha256_of(source), "registry_sha256": entry.sha256 or None, "license": entry.license},
+        "input": {"size": list(entry.input.size), "layout": entry.input.layout, "color": entry.input.color,
+                  "resize": entry.input.resize, "pixels": "RGB values 0..255 (uint8 for int8 models, float32 otherwise)",
+                  "normalization_inside_model": {"scale": entry.input.scale, "offset": entry.input.offset}},
+        "outputs": list(entry.outputs),
+        "labels": list(entry.labels),
+        "foreground_classes": entry.foreground_classes,
+        "models": models,
+        "int8_size_ratio": (size_i8.stat().st_size / size_f32.stat().st_size) if size_i8 and size_f32 else None,
+        "calibration": {**{k: v for k, v in recipe["calibration"].items()},
+                        "actual_samples": int(len(representative)) if representative is not None else 0},
+        "import_check": import_check,
+        "onnx_check": onnx_check,
+        "parity": parity,
+        "measured_with": {"interpreter": f"ai-edge-litert {ai_edge_litert.__version__ if hasattr(ai_edge_litert, '__version__') else _pkg_version('ai-edge-litert')}",
+                          "judged_kernels": parity["kernels"] if parity else None,
+                          "converter": f"tensorflow {tf.__version__}", "host": platform.machine()},
+        "recipe": {k: v for k, v in recipe.items() if not k.startswith("_")},
+        "toolchain_version": __version__,
+        "export_seconds": round(seconds, 1),
+    })
+
+
+def _pkg_version(name: str) -> str:
+    from importlib.metadata import version
+    return version(name)
+
+
+def _io_spec(detail: dict) -> dict:
+    scale, zp = detail.get("quantization", (0.0, 0))
+    return {"name": detail.get("name"), "shape": [int(s) for s in detail["shape"]],
+            "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zp)}
+
+
+def _precision_of(name: str) -> str:
+    for p in ("int8_labels", "float32", "float16", "dynamic", "int8"):
+        if f"_{p}." in name:
+            return p
+    return "float32" if name.endswith(".onnx") else "unknown"
+
+
+def _sizes(files: dict[str, Path]) -> dict[str, int]:
+    return {name: p.stat().st_size for name, p in files.items()}
+
+
+def _clean(obj):
+    """NaN/inf -> None so the manifest is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def summarize_parity(p: dict) -> str:
+    keys = [k for k in ("pixel_agreement", "worst_class_iou", "edge_band_agreement", "delta1", "abs_rel",
+                        "iou", "mean_abs_diff") if k in p]
+    parts = [f"{k} {p[k]:.4f}" for k in keys if p[k] is not None and not (isinstance(p[k], float) and math.isnan(p[k]))]
+    ka = p.get("kernel_agreement", {})
+    parts.append(f"[{p['kernels']} kernels; xnnpack vs reference: " + _fmt(ka) + "]")
+    parts.append("PASS" if p["passed"] else "FAIL: " + "; ".join(p["failures"]))
+    return ", ".join(parts)
+
+
+def _fmt(d: dict) -> str:
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items()
+                     if not isinstance(v, dict))
+
+
+def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = None,
+               images_folder: Path | None = None) -> list[ExportResult]:
+    """Export every registered model that has a recipe; a missing model is skipped and named."""
+    registry = load_registry()
+    ids = model_ids or [m for m, e in registry.items() if (paths.RECIPES_DIR / f"{e.recipe or m}.toml").is_file()]
+    results = []
+    for model_id in ids:
+        try:
+            results.append(export_model(model_id, out_root=out_root, images_folder=images_folder))
+        except ModelNotFound as exc:
+            results.append(ExportResult(model_id, "skipped", message=str(exc)))
+            _say(model_id, "skipped: model file not available\n" + str(exc))
+        except ParityError as exc:
+            results.append(ExportResult(model_id, "failed", figures={"parity": exc.figures}, message=str(exc)))
+            _say(model_id, "FAILED\n" + str(exc))
+        except PortraitError as exc:
+            results.append(ExportResult(model_id, "failed", message=str(exc)))
+            _say(model_id, "FAILED\n" + str(exc))
+    return results
+
+
+def results_json(results: list[ExportResult]) -> str:
+    return json.dumps(_clean([{"model_id": r.model_id, "status": r.status, "bundle": str(r.bundle) if r.bundle else None,
+                               "message": r.message} for r in results]), indent=2)

@@ -1,0 +1,56 @@
+"""Keras (.keras / .h5) or SavedModel directory -> FloatModel, directly.
+
+The model must take NHWC float input of the registry's size and normalization; the pixel
+normalization is prepended here like for every other source.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ModelFormatError
+from ..registry import ModelEntry
+
+
+def load_callable(path: Path):
+    """A callable NHWC -> output tensor(s) from a .keras/.h5 file or a SavedModel folder."""
+    import tensorflow as tf
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelFormatError(f"model not found: {path}", fix="check the path")
+    try:
+        if path.is_dir():
+            loaded = tf.saved_model.load(str(path))
+            if "serving_default" not in getattr(loaded, "signatures", {}):
+                raise ModelFormatError(f"SavedModel {path} has no serving_default signature",
+                                       fix="export it with a serving_default signature")
+            sig = loaded.signatures["serving_default"]
+            in_name = list(sig.structured_input_signature[1])[0]
+            keys = sorted(sig.structured_outputs)
+            return lambda x: [sig(**{in_name: x})[k] for k in keys], loaded
+        import keras
+        model = keras.models.load_model(str(path), compile=False)
+        return (lambda x: _as_list(model(x))), model
+    except ModelFormatError:
+        raise
+    except Exception as exc:
+        raise ModelFormatError(f"cannot load {path.name} as Keras or SavedModel: {exc}", where=str(path),
+                               fix="pass a .keras/.h5 file or a SavedModel folder") from exc
+
+
+def _as_list(y):
+    return list(y) if isinstance(y, (list, tuple)) else [y]
+
+
+def import_keras(entry: ModelEntry, path: Path, workdir: Path, *, with_labels: bool = False):
+    from . import FloatModel, save_pixel_model
+
+    fn, keep_alive = load_callable(path)
+    names = [o["name"] for o in entry.outputs]
+    out_dir = Path(workdir) / (f"{entry.id}_float" + ("_labels" if with_labels else ""))
+    save_pixel_model(fn, input_hw=entry.input.size, scale=entry.input.scale, offset=entry.input.offset,
+                     output_names=names, out_dir=out_dir, with_labels=with_labels)
+    del keep_alive
+    return FloatModel(entry.id, out_dir, entry.input.size, ["labels"] if with_labels else names, Path(path),
+                      entry.source_format)

@@ -1,0 +1,375 @@
+"""Float .tflite -> float TF graph, op by op, weights included.
+
+The generic importer shared by every float TFLite model (DeepLab 257, PyDNet++, MediaPipe selfie):
+each TFLite operator is re-emitted as the equivalent TF op, so the standard converter can quantize
+the result with full-integer ops. One small translator per op (see `_OPS`), each with the same
+signature. Not for: quantized .tflite inputs (their int8 math is not re-emitted), control flow.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelFormatError, UnsupportedOp
+
+# TFLite TensorType -> numpy dtype (schema.fbs)
+_TENSOR_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,
+                  7: np.int16, 9: np.int8}
+_PADDING = {0: "SAME", 1: "VALID"}
+
+
+@dataclass
+class TfliteTensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: type
+    data: np.ndarray | None  # constant value, or None for activations
+    scale: float | None = None
+    zero_point: int | None = None
+
+
+@dataclass
+class TfliteOp:
+    index: int
+    name: str  # builtin name or custom code
+    inputs: list[int]
+    outputs: list[int]
+    options: object | None
+    custom_options: bytes | None
+
+
+@dataclass
+class TfliteGraph:
+    """The parts of a TFLite flatbuffer an importer needs, decoded once."""
+
+    path: Path
+    tensors: list[TfliteTensor]
+    ops: list[TfliteOp]
+    inputs: list[int]
+    outputs: list[int]
+
+    def op_names(self) -> list[str]:
+        return [op.name for op in self.ops]
+
+    def tensor(self, i: int) -> TfliteTensor:
+        return self.tensors[i]
+
+
+def read_tflite(path: str | Path) -> TfliteGraph:
+    """Decode a .tflite flatbuffer; a corrupt or non-TFLite file is a ModelFormatError."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFormatError(f"model file not found: {path}", fix="check the path")
+    if len(raw) < 8 or raw[4:8] != b"TFL3":
+        raise ModelFormatError(f"{path.name} is not a TFLite flatbuffer (no TFL3 identifier)",
+                               where=str(path), fix="pass a .tflite file; re-download it if it is truncated")
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    try:
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(raw, 0))
+        sg = model.subgraphs[0]
+        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        tensors = []
+        for i, t in enumerate(sg.tensors):
+            dtype = _TENSOR_DTYPES.get(t.type)
+            data = None
+            buf = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
+            if buf is not None and buf.data is not None and len(buf.data) and dtype is not None:
+                shape = tuple(int(s) for s in (t.shape if t.shape is not None else ()))
+                data = np.frombuffer(bytes(buf.data), dtype=dtype).reshape(shape)
+            q = t.quantization
+            scale = float(q.scale[0]) if q is not None and q.scale is not None and len(q.scale) == 1 else None
+            zp = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) == 1 else None
+            tensors.append(TfliteTensor(i, (t.name or b"").decode(), tuple(int(s) for s in (t.shape if t.shape is not None else ())),
+                                        dtype, data, scale, zp))
+        ops = []
+        for i, op in enumerate(sg.operators):
+            code = model.operatorCodes[op.opcodeIndex]
+            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+            name = names.get(builtin, f"BUILTIN_{builtin}")
+            if name == "CUSTOM":
+                name = (code.customCode or b"").decode()
+            custom = bytes(op.customOptions) if op.customOptions is not None else None
+            ops.append(TfliteOp(i, name, [int(x) for x in op.inputs], [int(x) for x in op.outputs],
+                                op.builtinOptions, custom))
+        return TfliteGraph(path, tensors, ops, [int(x) for x in sg.inputs], [int(x) for x in sg.outputs])
+    except (IndexError, ValueError, struct.error, TypeError, AttributeError) as exc:
+        raise ModelFormatError(f"{path.name} is a damaged TFLite flatbuffer ({type(exc).__name__}: {exc})",
+                               where=str(path), fix="re-download the file and check its SHA-256") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Op translators: f(tf, op, args, graph) -> tensor or list of tensors; args are TF tensors (or
+# numpy constants for weights), in TFLite input order (None for an absent optional input).
+
+def _activation(tf, x, code: int | None):
+    if not code:
+        return x
+    if code == 1:
+        return tf.nn.relu(x)
+    if code == 2:
+        return tf.clip_by_value(x, -1.0, 1.0)
+    if code == 3:
+        return tf.nn.relu6(x)
+    if code == 4:
+        return tf.tanh(x)
+    raise UnsupportedOp(f"fused activation code {code} is not supported")
+
+
+def _conv2d(tf, op, a, g):
+    o = op.options
+    w = np.transpose(np.asarray(a[1]), (1, 2, 3, 0))  # OHWI -> HWIO
+    y = tf.nn.conv2d(a[0], w, strides=[1, o.strideH, o.strideW, 1], padding=_PADDING[o.padding],
+                     dilations=[1, o.dilationHFactor, o.dilationWFactor, 1])
+    if len(a) > 2 and a[2] is not None:
+        y = tf.nn.bias_add(y, a[2])
+    return _activation(tf, y, o.fusedActivationFunction)
+
+
+def _depthwise(tf, op, a, g):
+    o = op.options
+    w = np.asarray(a[1])  # 1, H, W, C*M
+    cin = g.tensor(op.inputs[0]).shape[-1]
+    w = w.reshape(w.shape[1], w.shape[2], cin, w.shape[3] // cin)
+    y = tf.nn.depthwise_conv2d(a[0], w, strides=[1, o.strideH, o.strideW, 1], padding=_PADDING[o.padding],
+                               dilations=[o.dilationHFactor, o.dilationWFactor])
+    if len(a) > 2 and a[2] is not None:
+        y = tf.nn.bias_add(y, a[2])
+    return _activation(tf, y, o.fusedActivationFunction)
+
+
+def _transpose_conv_core(tf, x, w_ohwi, bias, out_shape, strides, padding):
+    w = np.transpose(np.asarray(w_ohwi), (1, 2, 0, 3))  # OHWI -> H, W, out, in
+    y = tf.nn.conv2d_transpose(x, w, output_shape=[int(s) for s in out_shape],
+                               strides=[1, strides[0], strides[1], 1], padding=padding)
+    if bias is not None:
+        y = tf.nn.bias_add(y, bias)
+    return y
+
+
+def _transpose_conv(tf, op, a, g):
+    o = op.options
+    out_shape = g.tensor(op.outputs[0]).shape
+    bias = a[3] if len(a) > 3 else None
+    y = _transpose_conv_core(tf, a[2], a[1], bias, out_shape, (o.strideH, o.strideW), _PADDING[o.padding])
+    return _activation(tf, y, getattr(o, "fusedActivationFunction", 0))
+
+
+def _conv2d_transpose_bias(tf, op, a, g):
+    """MediaPipe custom op: TfLiteTransposeConvParams {padding (1 SAME, 2 VALID), stride_w, stride_h}."""
+    if not op.custom_options or len(op.custom_options) < 12:
+        raise UnsupportedOp("Convolution2DTransposeBias without its 12-byte options",
+                            where=f"op #{op.index}", fix="the model file may be damaged")
+    pad, sw, sh = struct.unpack("<iii", op.custom_options[:12])
+    padding = {1: "SAME", 2: "VALID"}.get(pad)
+    if padding is None:
+        raise UnsupportedOp(f"Convolution2DTransposeBias padding code {pad}", where=f"op #{op.index}")
+    out_shape = g.tensor(op.outputs[0]).shape
+    return _transpose_conv_core(tf, a[0], a[1], a[2] if len(a) > 2 else None, out_shape, (sh, sw), padding)
+
+
+def _pool(kind):
+    def f(tf, op, a, g):
+        o = op.options
+        pool = tf.nn.avg_pool2d if kind == "avg" else tf.nn.max_pool2d
+        y = pool(a[0], ksize=[o.filterHeight, o.filterWidth], strides=[o.strideH, o.strideW],
+                 padding=_PADDING[o.padding])
+        return _activation(tf, y, o.fusedActivationFunction)
+    return f
+
+
+def _binary(fn_name):
+    def f(tf, op, a, g):
+        fn = {"add": tf.add, "mul": tf.multiply, "sub": tf.subtract, "div": tf.divide,
+              "max": tf.maximum, "min": tf.minimum}[fn_name]
+        y = fn(a[0], a[1])
+        return _activation(tf, y, getattr(op.options, "fusedActivationFunction", 0) if op.options else 0)
+    return f
+
+
+def _concat(tf, op, a, g):
+    return _activation(tf, tf.concat(list(a), axis=op.options.axis), op.options.fusedActivationFunction)
+
+
+def _resize(kind):
+    def f(tf, op, a, g):
+        o = op.options
+        size = [int(s) for s in np.asarray(a[1]).reshape(-1)]
+        raw = tf.raw_ops.ResizeBilinear if kind == "bilinear" else tf.raw_ops.ResizeNearestNeighbor
+        return raw(images=a[0], size=size, align_corners=bool(o.alignCorners),
+                   half_pixel_centers=bool(o.halfPixelCenters))
+    return f
+
+
+def _strided_slice(tf, op, a, g):
+    o = op.options
+    begin, end, strides = (np.asarray(x).astype(np.int32) for x in a[1:4])
+    if getattr(o, "offset", False):
+        end = begin + end
+    return tf.strided_slice(a[0], begin, end, strides, begin_mask=o.beginMask, end_mask=o.endMask,
+                            ellipsis_mask=o.ellipsisMask, new_axis_mask=o.newAxisMask,
+                            shrink_axis_mask=o.shrinkAxisMask)
+
+
+def _reshape(tf, op, a, g):
+    shape = list(g.tensor(op.outputs[0]).shape)
+    return tf.reshape(a[0], shape)
+
+
+def _pad(tf, op, a, g):
+    return tf.pad(a[0], np.asarray(a[1]).astype(np.int32))
+
+
+def _mean(tf, op, a, g):
+    return tf.reduce_mean(a[0], axis=[int(x) for x in np.asarray(a[1]).reshape(-1)],
+                          keepdims=bool(op.options.keepDims))
+
+
+def _softmax(tf, op, a, g):
+    return tf.nn.softmax(a[0] * op.options.beta if op.options.beta != 1.0 else a[0])
+
+
+def _leaky_relu(tf, op, a, g):
+    return tf.nn.leaky_relu(a[0], alpha=op.options.alpha)
+
+
+def _prelu(tf, op, a, g):
+    alpha = a[1]
+    return tf.maximum(a[0], 0.0) + alpha * tf.minimum(a[0], 0.0)
+
+
+def _dequantize(tf, op, a, g):
+    # Weights stored as float16 (or int8 with a scale) behind DEQUANTIZE become float32 constants.
+    t = g.tensor(op.inputs[0])
+    if t.data is None:
+        raise UnsupportedOp("DEQUANTIZE of a non-constant tensor (a quantized model?)",
+                            where=f"op #{op.index} ({t.name})", fix="import the float model instead")
+    if t.dtype in (np.int8, np.uint8, np.int16):
+        return (t.data.astype(np.float32) - (t.zero_point or 0)) * (t.scale or 1.0)
+    return t.data.astype(np.float32)
+
+
+_OPS = {
+    "CONV_2D": _conv2d,
+    "DEPTHWISE_CONV_2D": _depthwise,
+    "TRANSPOSE_CONV": _transpose_conv,
+    "Convolution2DTransposeBias": _conv2d_transpose_bias,
+    "AVERAGE_POOL_2D": _pool("avg"),
+    "MAX_POOL_2D": _pool("max"),
+    "ADD": _binary("add"),
+    "MUL": _binary("mul"),
+    "SUB": _binary("sub"),
+    "DIV": _binary("div"),
+    "MAXIMUM": _binary("max"),
+    "MINIMUM": _binary("min"),
+    "CONCATENATION": _concat,
+    "RESIZE_BILINEAR": _resize("bilinear"),
+    "RESIZE_NEAREST_NEIGHBOR": _resize("nearest"),
+    "STRIDED_SLICE": _strided_slice,
+    "RESHAPE": _reshape,
+    "PAD": _pad,
+    "MEAN": _mean,
+    "SOFTMAX": _softmax,
+    "LEAKY_RELU": _leaky_relu,
+    "PRELU": _prelu,
+    "DEQUANTIZE": _dequantize,
+    "RELU": lambda tf, op, a, g: tf.nn.relu(a[0]),
+    "RELU6": lambda tf, op, a, g: tf.nn.relu6(a[0]),
+    "LOGISTIC": lambda tf, op, a, g: tf.sigmoid(a[0]),
+    "TANH": lambda tf, op, a, g: tf.tanh(a[0]),
+    "HARD_SWISH": lambda tf, op, a, g: a[0] * tf.nn.relu6(a[0] + 3.0) / 6.0,
+}
+
+SUPPORTED_OPS = tuple(sorted(_OPS))
+
+
+def check_supported(graph: TfliteGraph) -> None:
+    for op in graph.ops:
+        if op.name not in _OPS:
+            outs = ", ".join(graph.tensor(i).name for i in op.outputs)
+            raise UnsupportedOp(f"operator {op.name} is not supported by the float-TFLite importer",
+                                where=f"{graph.path.name}, op #{op.index} (output {outs})",
+                                fix="supported: " + ", ".join(SUPPORTED_OPS))
+    for i in graph.inputs:
+        if graph.tensor(i).dtype is not np.float32:
+            raise UnsupportedOp(f"input {graph.tensor(i).name!r} is {graph.tensor(i).dtype.__name__}, not float32;"
+                                " this importer takes float models", where=str(graph.path),
+                                fix="import the float version of the model")
+
+
+def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
+         keep_intermediates: bool = False):
+    """Run the graph's ops as TF ops on input tensor `x` (NHWC float32).
+
+    Returns the list of output tensors (graph outputs, or `output_indices`), and with
+    keep_intermediates the dict tensor-index -> TF tensor as well (for per-layer comparison).
+    """
+    import tensorflow as tf
+
+    check_supported(graph)
+    values: dict[int, object] = {graph.inputs[0]: x}
+    for op in graph.ops:
+        args = []
+        for i in op.inputs:
+            if i < 0:
+                args.append(None)
+            elif i in values:
+                args.append(values[i])
+            else:
+                t = graph.tensor(i)
+                if t.data is None:
+                    raise ModelFormatError(f"tensor {t.name!r} is read before it is written",
+                                           where=f"op #{op.index} {op.name}")
+                args.append(t.data.astype(np.float32) if t.dtype is np.float16 else t.data)
+        y = _OPS[op.name](tf, op, args, graph)
+        ys = y if isinstance(y, (list, tuple)) else [y]
+        for idx, val in zip(op.outputs, ys):
+            if isinstance(val, np.ndarray):
+                values[idx] = val
+            else:
+                values[idx] = tf.identity(val, name=_tf_name(graph.tensor(idx).name))
+    wanted = output_indices or graph.outputs
+    outs = [values[i] for i in wanted]
+    return (outs, values) if keep_intermediates else outs
+
+
+def output_key(name: str) -> str:
+    """Signature key for an output name (letters, digits and underscores only)."""
+    import re
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def _tf_name(name: str) -> str:
+    import re
+    clean = re.sub(r"[^A-Za-z0-9_.\-/]", "_", name).strip("/") or "t"
+    return clean if clean[0].isalnum() else "t" + clean
+
+
+def import_tflite(entry, path, workdir, *, outputs: list[int] | None = None, with_labels: bool = False):
+    """Float .tflite -> FloatModel (SavedModel, pixel input). `outputs`: positions in the graph's
+    output list to keep (e.g. [0] for PyDNet++'s finest scale)."""
+    from . import FloatModel, save_pixel_model
+
+    graph = read_tflite(path)
+    check_supported(graph)
+    h, w = entry.input.size
+    in_shape = graph.tensor(graph.inputs[0]).shape
+    if tuple(in_shape[1:3]) != (h, w):
+        raise ModelFormatError(f"{Path(path).name} takes input {list(in_shape)}, the registry says {h}x{w}",
+                               where=str(path), fix=f"fix input.size of {entry.id} in models/registry.toml")
+    positions = list(outputs) if outputs is not None else list(range(len(graph.outputs)))
+    keep = [graph.outputs[i] for i in positions]
+    names = [output_key(entry.outputs[i]["name"]) for i in positions]
+    out_dir = Path(workdir) / (f"{entry.id}_float" + ("_labels" if with_labels else ""))
+    save_pixel_model(lambda x: emit(graph, x, output_indices=keep), input_hw=(h, w),
+                     scale=entry.input.scale, offset=entry.input.offset,
+                     output_names=names, out_dir=out_dir, with_labels=with_labels)
+    return FloatModel(entry.id, out_dir, (h, w), ["labels"] if with_labels else names,
+                      Path(path), "tflite", notes={"ops": sorted(set(graph.op_names()))})
