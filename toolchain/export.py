@@ -42,10 +42,10 @@ class ExportResult:
 
 
 def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | None = None,
-                 images_folder: Path | None = None, keep_workdir: bool = False,
-                 quiet: bool = False) -> ExportResult:
+                 images_folder: Path | None = None, keep_workdir: bool = False, quiet: bool = False,
+                 registry: dict[str, ModelEntry] | None = None) -> ExportResult:
     """Export one registered model in every precision of its recipe; returns the bundle path."""
-    entry = get_entry(model_id)
+    entry = get_entry(model_id, registry)
     recipe = recipe or load_recipe(entry.recipe or model_id)
     say = (lambda m: None) if quiet else (lambda m: _say(model_id, m))
     t_start = time.monotonic()
@@ -274,14 +274,17 @@ def _fmt(d: dict) -> str:
 
 
 def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = None,
-               images_folder: Path | None = None) -> list[ExportResult]:
+               images_folder: Path | None = None, registry: dict[str, ModelEntry] | None = None,
+               recipes: dict[str, dict] | None = None) -> list[ExportResult]:
     """Export every registered model that has a recipe; a missing model is skipped and named."""
-    registry = load_registry()
-    ids = model_ids or [m for m, e in registry.items() if (paths.RECIPES_DIR / f"{e.recipe or m}.toml").is_file()]
+    registry = registry or load_registry()
+    ids = model_ids or [m for m, e in registry.items()
+                        if m in (recipes or {}) or (paths.RECIPES_DIR / f"{e.recipe or m}.toml").is_file()]
     results = []
     for model_id in ids:
         try:
-            results.append(export_model(model_id, out_root=out_root, images_folder=images_folder))
+            results.append(export_model(model_id, out_root=out_root, images_folder=images_folder, registry=registry,
+                                        recipe=(recipes or {}).get(model_id)))
         except ModelNotFound as exc:
             results.append(ExportResult(model_id, "skipped", message=str(exc)))
             _say(model_id, "skipped: model file not available\n" + str(exc))

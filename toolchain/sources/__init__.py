@@ -45,10 +45,12 @@ class FloatModel:
 
 
 def save_pixel_model(body: Callable, *, input_hw: tuple[int, int], scale: float, offset: float,
-                     output_names: list[str], out_dir: Path, with_labels: bool = False) -> Path:
+                     output_names: list[str], out_dir: Path, with_labels: bool = False,
+                     track: object | None = None) -> Path:
     """Wrap `body(normalized_nhwc) -> list of tensors` as a SavedModel taking pixels [0, 255].
 
     with_labels adds the ArgMax variant: the first output's channel argmax as uint8 labels.
+    track: an object holding variables `body` reads (a Keras model), saved along.
     """
     import tensorflow as tf
 
@@ -62,6 +64,8 @@ def save_pixel_model(body: Callable, *, input_hw: tuple[int, int], scale: float,
         return {name: t for name, t in zip(output_names, outs)}
 
     module = tf.Module()
+    if track is not None:
+        module.source = track
     module.serve = tf.function(serve, input_signature=[spec])
     tf.saved_model.save(module, str(out_dir), signatures={SIGNATURE: module.serve})
     return out_dir

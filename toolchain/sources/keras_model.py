@@ -43,14 +43,25 @@ def _as_list(y):
     return list(y) if isinstance(y, (list, tuple)) else [y]
 
 
+def freeze(fn, input_hw):
+    """Variables -> constants, so the converter sees plain weights (no READ_VARIABLE ops)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = tf.function(lambda x: fn(x)).get_concrete_function(tf.TensorSpec([1, *input_hw, 3], tf.float32))
+    frozen = convert_variables_to_constants_v2(concrete)
+    return lambda x: _as_list(frozen(x))
+
+
 def import_keras(entry: ModelEntry, path: Path, workdir: Path, *, with_labels: bool = False):
     from . import FloatModel, save_pixel_model
 
     fn, keep_alive = load_callable(path)
+    body = freeze(fn, entry.input.size)
+    del keep_alive
     names = [o["name"] for o in entry.outputs]
     out_dir = Path(workdir) / (f"{entry.id}_float" + ("_labels" if with_labels else ""))
-    save_pixel_model(fn, input_hw=entry.input.size, scale=entry.input.scale, offset=entry.input.offset,
+    save_pixel_model(body, input_hw=entry.input.size, scale=entry.input.scale, offset=entry.input.offset,
                      output_names=names, out_dir=out_dir, with_labels=with_labels)
-    del keep_alive
     return FloatModel(entry.id, out_dir, entry.input.size, ["labels"] if with_labels else names, Path(path),
                       entry.source_format)

@@ -1,0 +1,112 @@
+import hashlib
+
+import pytest
+
+from toolchain import registry
+from toolchain.errors import ChecksumMismatch, ModelNotFound, RegistryError
+
+from builders import write_registry
+
+
+def test_real_registry_has_required_entries():
+    reg = registry.load_registry()
+    for mid in ("deeplabv3_mnv2_pascal_257", "deeplabv3_mnv2_pascal_513"):
+        e = reg[mid]
+        assert e.task == "segmentation"
+        assert e.url.startswith("http")
+        assert e.labels[15] == "person" and e.labels[8] == "cat"
+        assert e.foreground_classes == {"person": 15, "cat": 8}
+        assert e.input.layout == "NHWC" and e.license
+    assert reg["deeplabv3_mnv2_pascal_257"].input.size == (257, 257)
+    assert len(reg["deeplabv3_mnv2_pascal_257"].sha256) == 64
+    assert reg["deeplabv3_mnv2_pascal_513"].extra["graph"]["image_tensor"] == "ImageTensor:0"
+
+
+def _entry(tmp_path, data=b"model bytes", sha=None):
+    (tmp_path / "m").mkdir()
+    src = tmp_path / "upstream.bin"
+    src.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest() if sha is None else sha
+    path = write_registry(tmp_path, "tiny", "tflite", "tiny.tflite", 8, 8, "out", sha=digest, url=src.as_uri())
+    return registry.load_registry(path)["tiny"], src
+
+
+def test_lookup_order_models_dir_then_cache(tmp_path, monkeypatch):
+    entry, src = _entry(tmp_path)
+    d1, d2, cache = tmp_path / "a", tmp_path / "b", tmp_path / "cache"
+    for d in (d1, d2, cache):
+        d.mkdir()
+    import os
+    monkeypatch.setenv("PORTRAIT_MODELS_DIR", os.pathsep.join([str(d1), str(d2)]))
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(cache))
+    (cache / "tiny.tflite").write_bytes(src.read_bytes())
+    assert registry.locate(entry) == cache / "tiny.tflite"
+    (d2 / "tiny.tflite").write_bytes(src.read_bytes())
+    assert registry.locate(entry) == d2 / "tiny.tflite"
+
+
+def test_missing_model_message_names_id_url_sha_and_where(tmp_path, monkeypatch):
+    entry, _ = _entry(tmp_path)
+    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(tmp_path / "m"))
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ModelNotFound) as err:
+        registry.locate(entry)
+    msg = str(err.value)
+    assert "tiny" in msg and entry.url in msg and entry.sha256 in msg and str(tmp_path / "m") in msg
+
+
+def test_wrong_sha256_is_reported(tmp_path, monkeypatch):
+    entry, _ = _entry(tmp_path)
+    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(tmp_path / "m"))
+    (tmp_path / "m" / "tiny.tflite").write_bytes(b"something else")
+    with pytest.raises(ChecksumMismatch) as err:
+        registry.locate(entry)
+    assert entry.sha256 in str(err.value) and "tiny" in str(err.value)
+
+
+def test_fetch_downloads_verifies_and_caches(tmp_path, monkeypatch):
+    entry, src = _entry(tmp_path)
+    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(tmp_path / "m"))
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
+    path = registry.fetch(entry)
+    assert path == tmp_path / "cache" / "tiny.tflite" and path.read_bytes() == src.read_bytes()
+
+
+def test_fetch_rejects_a_download_with_the_wrong_digest(tmp_path, monkeypatch):
+    entry, _ = _entry(tmp_path, sha="0" * 64)
+    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(tmp_path / "m"))
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ChecksumMismatch):
+        registry.fetch(entry)
+    assert not any((tmp_path / "cache").iterdir())  # nothing half-written left behind
+
+
+def test_fetch_unreachable_url_says_how_to_get_it(tmp_path, monkeypatch):
+    entry, src = _entry(tmp_path)
+    src.unlink()
+    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(tmp_path / "m"))
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ModelNotFound) as err:
+        registry.fetch(entry)
+    assert "put it in one of" in str(err.value)
+
+
+def test_unpinned_model_needs_explicit_consent(tmp_path, monkeypatch):
+    entry, _ = _entry(tmp_path, sha="")
+    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(tmp_path / "m"))
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ChecksumMismatch):
+        registry.fetch(entry)
+    assert registry.fetch(entry, accept_unpinned=True).is_file()
+
+
+def test_malformed_registry_entries_are_clear_errors(tmp_path):
+    p = tmp_path / "r.toml"
+    p.write_text('[models.x]\ntask = "segmentation"\n')
+    with pytest.raises(RegistryError, match="lacks"):
+        registry.load_registry(p)
+    p.write_text("not = [valid")
+    with pytest.raises(RegistryError, match="TOML"):
+        registry.load_registry(p)
+    with pytest.raises(RegistryError, match="unknown model id"):
+        registry.get_entry("nope")
