@@ -1,0 +1,192 @@
+"""Quality of the fused stage against exact ground truth, and photo panels for a person to look at.
+
+`evaluate()` renders synthetic scenes (toolchain.scenes) four ways and compares each with the truth:
+- truth: the golden stage fed the true alpha and the true depth (all else equal);
+- ours, mask only: golden stage from a simulated 257x257 model output (model_output.simulate_model_output);
+- ours, with ToF: the same plus ToF depth (toolchain.depth: simulate_tof_frame + register_depth);
+- notebook: baseline.notebook_render from the same model output.
+Figures: composite PSNR (dB) / SSIM over the frame and inside a band around the true edge; alpha SAD
+(sum |error| / 1000), MSE and gradient error inside the band.
+
+`write_panels(out_dir)` writes input | mask | notebook | ours for every photo in the data folder.
+Not here: the stage itself (golden.py, device.py) or timings (bench.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import golden
+from .api import render
+from .baseline import notebook_render
+from .model_output import simulate_model_output
+from .plan import make_plan, prepare_frame
+
+BAND_PX = 8   # half-width of the band around the true edge, pixels at 640x480
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    d = a.astype(np.float64) - b.astype(np.float64)
+    if mask is not None:
+        d = d[mask]
+    mse = float(np.mean(d * d)) if d.size else 0.0
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    from skimage.metrics import structural_similarity
+    _, smap = structural_similarity(a, b, channel_axis=2, data_range=255, full=True)
+    smap = smap.mean(axis=2)
+    return float(smap[mask].mean() if mask is not None else smap.mean())
+
+
+def edge_band(alpha_true: np.ndarray, radius: int = BAND_PX) -> np.ndarray:
+    """Pixels within `radius` of the true outline (soft alpha or the 0.5 contour)."""
+    a = alpha_true
+    soft = (a > 0.02) & (a < 0.98)
+    hard = (a > 0.5).astype(np.uint8)
+    contour = cv2.morphologyEx(hard, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate((soft | contour).astype(np.uint8), k) > 0
+
+
+def alpha_errors(alpha: np.ndarray, alpha_true: np.ndarray, band: np.ndarray) -> dict:
+    d = (alpha.astype(np.float64) - alpha_true)[band]
+    g = [cv2.GaussianBlur(x.astype(np.float32), (0, 0), 1.4) for x in (alpha, alpha_true)]
+    grads = [np.hypot(cv2.Sobel(x, cv2.CV_32F, 1, 0), cv2.Sobel(x, cv2.CV_32F, 0, 1)) for x in g]
+    gd = (grads[0] - grads[1])[band].astype(np.float64)
+    return {"sad_k": float(np.abs(d).sum() / 1000), "mse": float(np.mean(d * d)),
+            "grad_k": float((gd * gd).sum() / 1000)}
+
+
+# ------------------------------------------------------------------------------------------ truth
+
+def render_truth(image, alpha_true, depth_m, focus_m: float, max_blur_px: float) -> np.ndarray:
+    """The golden stage with the true matte (full res and area-averaged to the grid) and true depth."""
+    spec = {"kind": "probabilities"}
+    frame = prepare_frame(image, alpha_true[::8, ::8], spec, depth_m=depth_m, focus_m=focus_m,
+                          max_blur_px=max_blur_px)
+    plan = make_plan(image.shape[0], image.shape[1], frame.low_res.shape[:2], frame.max_blur_px)
+    work = golden.working_image(frame, plan)
+    a = golden.pad_to_plan(alpha_true.astype(np.float32), plan)
+    alpha_w = a if plan.scale == 1 else cv2.resize(a, (plan.work_w, plan.work_h), interpolation=cv2.INTER_AREA)
+    coc, conf = golden.circle_of_confusion(frame, plan)
+    return golden.composite(frame, plan, work, alpha_true.astype(np.float32), alpha_w, coc, conf)["composite"]
+
+
+def tof_depth(scene, seed: int):
+    """Registered ToF depth for a scene: (depth_m with NaN holes, confidence, source description)."""
+    try:
+        from toolchain.depth.registration import register_depth
+        from toolchain.depth.tof import simulate_tof_frame
+    except ImportError:  # the depth package is another part; stand in with a low-res noisy copy
+        rng = np.random.default_rng(seed)
+        h, w = scene.depth_m.shape
+        low = cv2.resize(scene.depth_m.astype(np.float32), (240, 180), interpolation=cv2.INTER_AREA)
+        low = low * (1 + rng.normal(0, 0.01, low.shape)).astype(np.float32)
+        return cv2.resize(low, (w, h)), None, "stand-in: 240x180 area copy of true depth, 1 % noise"
+    f = simulate_tof_frame(scene, "tof_240x180", seed=seed)
+    d, c, _ = register_depth(f.range_mm, f.confidence, f.intrinsics, scene.K, f.extrinsics, scene.rgb)
+    return d, c, "toolchain.depth: simulate_tof_frame(tof_240x180) + register_depth"
+
+
+def _default_scene_fn():
+    from toolchain.scenes import generate_scene
+    return generate_scene
+
+
+def evaluate(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640), scene_fn=None,
+             f_number: float | None = None, implementation: str = "golden") -> dict:
+    """Quality figures per scene and their mean. Returns a dict (JSON-friendly)."""
+    scene_fn = scene_fn or _default_scene_fn()
+    rows = []
+    depth_source = None
+    for kind in kinds:
+        for seed in seeds:
+            sc = scene_fn(seed, kind=kind, size=size)
+            img, at = sc.rgb, sc.alpha.astype(np.float32)
+            label_id = 8 if sc.label == "cat" else 15
+            low, spec = simulate_model_output(at, seed=seed, label_id=label_id)
+            frame = prepare_frame(img, low, spec, f_number=f_number)
+            truth = render_truth(img, at, sc.depth_m, sc.subject_depth_m, frame.max_blur_px)
+            band = edge_band(at)
+            outs = {"notebook": notebook_render(img, low, spec),
+                    "mask_only": render(img, low, spec, f_number=f_number, implementation=implementation)}
+            d, c, depth_source = tof_depth(sc, seed)
+            outs["with_tof"] = render(img, low, spec, depth_m=d, confidence=c, focus_m=sc.subject_depth_m,
+                                      f_number=f_number, implementation=implementation)
+            row = {"kind": kind, "seed": seed}
+            for name, o in outs.items():
+                comp = o["composite"] if isinstance(o, dict) else o.composite
+                alpha = o["alpha"] if isinstance(o, dict) else o.alpha
+                row[name] = {"psnr_db": psnr(comp, truth), "psnr_band_db": psnr(comp, truth, band),
+                             "ssim": ssim(comp, truth), "ssim_band": ssim(comp, truth, band),
+                             **alpha_errors(alpha, at, band)}
+            rows.append(row)
+    mean = {}
+    for name in ("notebook", "mask_only", "with_tof"):
+        keys = rows[0][name].keys()
+        mean[name] = {k: float(np.mean([r[name][k] for r in rows])) for k in keys}
+    summary = {}
+    for name in ("mask_only", "with_tof"):
+        summary[name] = {
+            "band_psnr_gain_db": mean[name]["psnr_band_db"] - mean["notebook"]["psnr_band_db"],
+            "alpha_mse_ratio": mean["notebook"]["mse"] / max(mean[name]["mse"], 1e-12),
+            "min_band_psnr_gain_db": float(min(r[name]["psnr_band_db"] - r["notebook"]["psnr_band_db"]
+                                               for r in rows)),
+            "min_alpha_mse_ratio": float(min(r["notebook"]["mse"] / max(r[name]["mse"], 1e-12) for r in rows)),
+        }
+    return {"scenes": rows, "mean": mean, "vs_notebook": summary, "depth_source": depth_source,
+            "size": list(size), "implementation": implementation}
+
+
+# ------------------------------------------------------------------------------------------ panels
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    out = img.copy()
+    cv2.rectangle(out, (0, 0), (out.shape[1], 22), (0, 0, 0), -1)
+    cv2.putText(out, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def photo_mask(photo: Path) -> tuple[np.ndarray, dict, str]:
+    """Stand-in model output for a photo: its matte (`*_alpha_pred.png`) area-downsampled to 257x257."""
+    matte = photo.with_name(photo.stem + "_alpha_pred.png")
+    if not matte.is_file():
+        return None, None, "no matte"
+    a = cv2.imread(str(matte), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+    p = cv2.resize(a, (257, 257), interpolation=cv2.INTER_AREA)
+    return p, {"kind": "probabilities", "dtype": "float32"}, "mask: matte (P3M/GFM) at 257x257, no model"
+
+
+def write_panels(out_dir, photos=None, height: int = 360, implementation: str = "golden") -> list[Path]:
+    """input | mask | notebook | ours, one PNG per photo that has a matte. Returns the paths written."""
+    from toolchain.images import load_rgb
+    from toolchain.paths import list_photos, photos_dir
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    photos = list_photos(photos_dir()) if photos is None else photos
+    written = []
+    for ph in photos:
+        low, spec, source = photo_mask(Path(ph))
+        if low is None:
+            continue
+        img = load_rgb(ph)
+        base = notebook_render(img, low, spec)["composite"]
+        ours = render(img, low, spec, implementation=implementation)
+        mask = (np.clip(ours.alpha, 0, 1) * 255).astype(np.uint8)
+        w = round(img.shape[1] * height / img.shape[0])
+        tiles = [img, np.dstack([mask] * 3), base, ours.composite]
+        names = [f"input {Path(ph).name}", "alpha (ours); " + source, "notebook baseline",
+                 f"ours ({implementation})"]
+        tiles = [_label(cv2.resize(t, (w, height), interpolation=cv2.INTER_AREA), n) for t, n in zip(tiles, names)]
+        panel = np.concatenate(tiles, axis=1)
+        path = out_dir / f"{Path(ph).stem}_panel.png"
+        cv2.imwrite(str(path), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
+        written.append(path)
+    return written
