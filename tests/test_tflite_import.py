@@ -121,3 +121,36 @@ def test_real_deeplab_257_rebuild_matches_original(shared_dir, shared_photos):
         agree.append(np.mean(ref.argmax(-1) == got.argmax(-1)))
     assert worst <= 1e-3
     assert np.mean(agree) >= 0.9999
+
+
+def test_leaky_relu_and_concat_conv_rewrites_keep_the_math(tmp_path):
+    """max(x, 0.2x) becomes one leaky ReLU and concat->conv a sum of convs; outputs unchanged."""
+    import keras
+    from keras import layers
+
+    def build(x):
+        a = layers.Conv2D(4, 3, padding="same")(x)
+        a = keras.ops.maximum(a * 0.2, a)
+        b = layers.Conv2D(3, 1)(x) * 50.0
+        return layers.Conv2D(5, 3, padding="same")(layers.Concatenate()([a, b]))
+    path = keras_to_tflite(_keras_op_model(build, (1, 8, 8, 3)), tmp_path / "pat.tflite")
+    graph = _check(path, (1, 8, 8, 3))
+    assert len(tflite_graph.leaky_relu_pattern(graph)) == 1
+    assert len(tflite_graph.concat_conv_pattern(graph)) == 1
+
+
+def test_hybrid_int8_weight_source_is_checked_against_its_float_weights(tmp_path):
+    """A dynamic-range file (int8 weights) imports with dequantized weights; its float-weight copy
+    is the reference, the file as-is differs by its own activation quantization."""
+    import tensorflow as tf
+    conv = tf.lite.TFLiteConverter.from_keras_model(tiny_segmenter_keras())
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    (tmp_path / "dyn.tflite").write_bytes(conv.convert())
+    graph = tflite_graph.read_tflite(tmp_path / "dyn.tflite")
+    assert tflite_graph.has_quantized_weights(graph)
+    (tmp_path / "ref.tflite").write_bytes(tflite_graph.float_reference_bytes(tmp_path / "dyn.tflite"))
+    assert not tflite_graph.has_quantized_weights(tflite_graph.read_tflite(tmp_path / "ref.tflite"))
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 33, 33, 3)).astype(np.float32)
+    ref = _run_original(tmp_path / "ref.tflite", x)[0]
+    got = np.asarray(tflite_graph.emit(graph, tf.constant(x))[0])
+    assert np.max(np.abs(got - ref)) <= 1e-4 * max(1.0, float(np.ptp(ref)))

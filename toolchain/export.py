@@ -23,7 +23,7 @@ from .bundle import write_bundle
 from .errors import ExportError, ModelNotFound, ParityError, PortraitError
 from .parity.gate import compare_pair, parity_images
 from .recipes import load_recipe
-from .registry import ModelEntry, get_entry, load_registry, locate, sha256_of
+from .registry import ModelEntry, get_entry, load_registry, locate_or_fetch_embedded, sha256_of
 from .runtime import TfliteRunner
 from .sources import import_model
 
@@ -49,7 +49,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
     recipe = recipe or load_recipe(entry.recipe or model_id)
     say = (lambda m: None) if quiet else (lambda m: _say(model_id, m))
     t_start = time.monotonic()
-    source = locate(entry)
+    source = locate_or_fetch_embedded(entry, progress=say)
     say(f"source {source} (sha256 verified)" if entry.sha256 else f"source {source}")
     workdir = Path(tempfile.mkdtemp(prefix=f"portrait-{model_id}-"))
     try:
@@ -93,7 +93,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
         onnx_check = None
         if recipe["onnx"]:
             say("exporting ONNX (tf2onnx) and checking it in onnxruntime")
-            onnx_path = quantize.export_onnx(float_model, workdir / f"{model_id}_float32.onnx")
+            onnx_path = quantize.export_onnx(float_model, workdir / f"{model_id}_float32.onnx", float_tflite=float_path)
             n = recipe["onnx_check"]["samples"]
             diff = quantize.check_onnx(float_model, onnx_path, np.stack([img for _, img in images[:n]]))
             onnx_check = {"max_abs_diff": diff, "budget": recipe["onnx_check"]["max_abs_diff"], "runtime": "onnxruntime"}
@@ -134,28 +134,45 @@ def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path
     budget = recipe["import_check"]
     if entry.source_format != "tflite" or not budget:
         return None
-    from .sources.tflite_graph import output_key
-    original = TfliteRunner(source)
+    from .sources.tflite_graph import float_reference_bytes, has_quantized_weights, output_key, read_tflite
+    as_is = TfliteRunner(source)
+    hybrid = has_quantized_weights(read_tflite(source))
+    if hybrid:  # compare with the source's weights in float32; the file as-is is reported beside
+        ref_path = float_path.with_name(float_path.stem + "_source_float_weights.tflite")
+        ref_path.write_bytes(float_reference_bytes(source))
+        original = TfliteRunner(ref_path)
+    else:
+        original = as_is
     rebuilt = TfliteRunner(float_path)
+    hybrid_diff = 0.0
     positions = recipe["outputs"] if recipe["outputs"] is not None else list(range(len(entry.outputs)))
     keys = [output_key(entry.outputs[i]["name"]) for i in positions]
     worst, agree, scale = 0.0, [], 0.0
     for _, img in images:
-        x = img[None].astype(np.float32) * entry.input.scale + entry.input.offset
+        x = img[None].astype(np.float32) * np.float32(entry.input.scale) + np.float32(entry.input.offset)
         ref_all = _order_original_outputs(original, original.run(x))
         ref = [ref_all[i] for i in positions]
+        if hybrid:
+            src = [_order_original_outputs(as_is, as_is.run(x))[i] for i in positions]
+            hybrid_diff = max(hybrid_diff, max(float(np.max(np.abs(a - b))) for a, b in zip(src, ref)))
         got_all = rebuilt.run(img)
         got = [got_all[k] for k in keys]
         for r, g in zip(ref, got):
-            worst = max(worst, float(np.max(np.abs(r - g))))
+            diff = float(np.max(np.abs(r - g)))
+            worst = diff if not np.isfinite(diff) else max(worst, diff)  # NaN/inf must not hide
             scale = max(scale, float(np.max(r) - np.min(r)))
         if entry.task == "segmentation":
             agree.append(float(np.mean(ref[0].argmax(-1) == got[0].argmax(-1))))
-    result = {"max_abs_diff": worst, "output_range": scale, "images": len(images)}
+    result = {"max_abs_diff": worst, "output_range": scale, "images": len(images),
+              "reference": "source with int8 weights dequantized to float32" if hybrid else "source file"}
+    if hybrid:
+        result["source_hybrid_vs_float_max_abs_diff"] = hybrid_diff
     if agree:
         result["argmax_agreement"] = float(np.mean(agree))
     failures = []
-    if "max_abs_diff" in budget and worst > budget["max_abs_diff"]:
+    if not np.isfinite(worst):
+        failures.append("the rebuilt model produces NaN or inf")
+    elif "max_abs_diff" in budget and worst > budget["max_abs_diff"]:
         failures.append(f"max abs diff {worst:.3g} > {budget['max_abs_diff']}")
     if "max_rel_diff" in budget and scale and worst / scale > budget["max_rel_diff"]:
         failures.append(f"max abs diff / output range {worst / scale:.3g} > {budget['max_rel_diff']}")

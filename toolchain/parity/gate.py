@@ -90,7 +90,8 @@ def compare_pair(entry: ModelEntry, recipe: dict, float_path: Path, quant_path: 
                                 for k in KERNELS if k != judged}
     figures["kernel_agreement"] = kernel_agreement(entry, outputs["xnnpack"], outputs["reference"])
     figures["images"] = [n for n, _ in images]
-    budgets = {k: v for k, v in budget_cfg.items() if k.endswith(("_min", "_max")) and k != "min_class_fraction"}
+    budgets = {k: v for k, v in budget_cfg.items()
+               if k.endswith(("_min", "_max")) and not k.startswith("min_")}
     figures["budgets"] = budgets
     figures["failures"] = _judge(figures, budgets)
     figures["passed"] = not figures["failures"]
@@ -118,7 +119,8 @@ def task_figures(entry: ModelEntry, recipe: dict, refs: list[np.ndarray], outs: 
     if entry.task == "depth":
         return depth_figures(refs, outs, names)
     if entry.task == "mask":
-        return mask_figures(refs, outs, names, threshold=cfg.get("threshold", 0.5))
+        return mask_figures(refs, outs, names, threshold=cfg.get("threshold", 0.5),
+                            min_fraction=cfg.get("min_mask_fraction", 0.0))
     return tensor_figures(refs, outs, names)
 
 
@@ -158,12 +160,17 @@ def depth_figures(refs, outs, names) -> dict:
             "rmse": float(max(p["rmse"] for p in per_image)), "per_image": per_image}
 
 
-def mask_figures(refs, outs, names, threshold: float = 0.5) -> dict:
+def mask_figures(refs, outs, names, threshold: float = 0.5, min_fraction: float = 0.0) -> dict:
+    """IoU at `threshold` on images where the float mask covers >= min_fraction; mean abs diff on all."""
     per_image = []
     for name, r, o in zip(names, refs, outs):
-        per_image.append({"image": name, "iou": metrics.iou(r > threshold, o > threshold),
-                          "mean_abs_diff": float(np.mean(np.abs(r.astype(np.float64) - o)))})
-    return {"iou": float(min(p["iou"] for p in per_image)),
+        row = {"image": name, "mask_fraction": float(np.mean(r > threshold)),
+               "mean_abs_diff": float(np.mean(np.abs(r.astype(np.float64) - o)))}
+        if row["mask_fraction"] >= min_fraction:
+            row["iou"] = metrics.iou(r > threshold, o > threshold)
+        per_image.append(row)
+    ious = [p["iou"] for p in per_image if "iou" in p]
+    return {"iou": float(min(ious)) if ious else float("nan"), "iou_images": len(ious),
             "mean_abs_diff": float(max(p["mean_abs_diff"] for p in per_image)), "per_image": per_image}
 
 

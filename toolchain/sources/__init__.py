@@ -44,7 +44,7 @@ class FloatModel:
         return {k: v.numpy() for k, v in out.items()}
 
 
-def save_pixel_model(body: Callable, *, input_hw: tuple[int, int], scale: float, offset: float,
+def save_pixel_model(body: Callable, *, input_hw: tuple[int, int], scale, offset,
                      output_names: list[str], out_dir: Path, with_labels: bool = False,
                      track: object | None = None) -> Path:
     """Wrap `body(normalized_nhwc) -> list of tensors` as a SavedModel taking pixels [0, 255].
@@ -57,8 +57,11 @@ def save_pixel_model(body: Callable, *, input_hw: tuple[int, int], scale: float,
     h, w = input_hw
     spec = tf.TensorSpec([1, h, w, 3], tf.float32, name=INPUT_NAME)
 
+    scale_t = tf.constant(scale, tf.float32)  # a scalar, or one value per channel
+    offset_t = tf.constant(offset, tf.float32)
+
     def serve(image):
-        outs = body(image * scale + offset)
+        outs = body(image * scale_t + offset_t)
         if with_labels:
             return {"labels": tf.cast(tf.argmax(outs[0], axis=-1, output_type=tf.int32), tf.uint8)}
         return {name: t for name, t in zip(output_names, outs)}

@@ -31,6 +31,23 @@ class TfliteTensor:
     data: np.ndarray | None  # constant value, or None for activations
     scale: float | None = None
     zero_point: int | None = None
+    scales: np.ndarray | None = None  # per-channel quantization (hybrid int8 weights)
+    zero_points: np.ndarray | None = None
+    quantized_dimension: int = 0
+
+    def dequantized(self) -> np.ndarray:
+        """Constant value as float32: float16 cast up, int8/uint8 weights with their scale(s) applied."""
+        if self.dtype is np.float16:
+            return self.data.astype(np.float32)
+        if self.dtype in (np.int8, np.uint8, np.int16) and self.scales is not None and len(self.scales):
+            shape = [1] * self.data.ndim
+            if len(self.scales) > 1:
+                shape[self.quantized_dimension] = len(self.scales)
+            scale = np.asarray(self.scales, np.float32).reshape(shape)
+            zp = np.asarray(self.zero_points if self.zero_points is not None and len(self.zero_points)
+                            else [0], np.float32).reshape(shape if len(self.scales) > 1 else [1] * self.data.ndim)
+            return (self.data.astype(np.float32) - zp) * scale
+        return self.data
 
 
 @dataclass
@@ -87,8 +104,11 @@ def read_tflite(path: str | Path) -> TfliteGraph:
             q = t.quantization
             scale = float(q.scale[0]) if q is not None and q.scale is not None and len(q.scale) == 1 else None
             zp = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) == 1 else None
+            scales = np.asarray(q.scale, np.float32) if q is not None and q.scale is not None else None
+            zps = np.asarray(q.zeroPoint, np.int64) if q is not None and q.zeroPoint is not None else None
             tensors.append(TfliteTensor(i, (t.name or b"").decode(), tuple(int(s) for s in (t.shape if t.shape is not None else ())),
-                                        dtype, data, scale, zp))
+                                        dtype, data, scale, zp, scales, zps,
+                                        int(q.quantizedDimension) if q is not None else 0))
         ops = []
         for i, op in enumerate(sg.operators):
             code = model.operatorCodes[op.opcodeIndex]
@@ -251,9 +271,7 @@ def _dequantize(tf, op, a, g):
     if t.data is None:
         raise UnsupportedOp("DEQUANTIZE of a non-constant tensor (a quantized model?)",
                             where=f"op #{op.index} ({t.name})", fix="import the float model instead")
-    if t.dtype in (np.int8, np.uint8, np.int16):
-        return (t.data.astype(np.float32) - (t.zero_point or 0)) * (t.scale or 1.0)
-    return t.data.astype(np.float32)
+    return np.asarray(t.dequantized(), np.float32)
 
 
 _OPS = {
@@ -315,7 +333,24 @@ def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
 
     check_supported(graph)
     values: dict[int, object] = {graph.inputs[0]: x}
+    leaky = leaky_relu_pattern(graph)
+    split = concat_conv_pattern(graph)
+    parts: dict[int, list] = {}  # concat output tensor -> its parts, for a split conv (see below)
     for op in graph.ops:
+        if op.index in split:  # CONCATENATION feeding one CONV_2D: kept as parts
+            parts[op.outputs[0]] = [values[i] for i in op.inputs]
+            continue
+        if op.name == "CONV_2D" and op.inputs[0] in parts:
+            const = lambda i: values[i] if i in values else graph.tensor(i).dequantized()  # noqa: E731
+            bias = const(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+            y = _split_conv(tf, op, parts[op.inputs[0]], const(op.inputs[1]), bias)
+            values[op.outputs[0]] = tf.identity(y, name=_tf_name(graph.tensor(op.outputs[0]).name))
+            continue
+        if op.index in leaky:  # MAXIMUM(x, MUL(x, alpha)) -> LEAKY_RELU: see leaky_relu_pattern
+            src, alpha = leaky[op.index]
+            values[op.outputs[0]] = tf.identity(tf.nn.leaky_relu(values[src], alpha=alpha),
+                                                name=_tf_name(graph.tensor(op.outputs[0]).name))
+            continue
         args = []
         for i in op.inputs:
             if i < 0:
@@ -327,7 +362,7 @@ def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
                 if t.data is None:
                     raise ModelFormatError(f"tensor {t.name!r} is read before it is written",
                                            where=f"op #{op.index} {op.name}")
-                args.append(t.data.astype(np.float32) if t.dtype is np.float16 else t.data)
+                args.append(t.dequantized())
         y = _OPS[op.name](tf, op, args, graph)
         ys = y if isinstance(y, (list, tuple)) else [y]
         for idx, val in zip(op.outputs, ys):
@@ -338,6 +373,74 @@ def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
     wanted = output_indices or graph.outputs
     outs = [values[i] for i in wanted]
     return (outs, values) if keep_intermediates else outs
+
+
+def concat_conv_pattern(graph: TfliteGraph) -> set[int]:
+    """Channel CONCATENATIONs (no activation) whose output feeds exactly one CONV_2D and nothing else.
+
+    Re-emitted as a sum of convolutions over the parts (conv(concat(a, b), W) = conv(a, Wa) +
+    conv(b, Wb)): int8 CONCATENATION forces one scale on all its inputs, which crushes a
+    small-range input concatenated with a large-range one (PyDNet++'s decoder joins encoder
+    features of range ~1 with upsampled features of range ~1000); int8 ADD rescales each input.
+    """
+    consumers: dict[int, list[TfliteOp]] = {}
+    for op in graph.ops:
+        for i in op.inputs:
+            consumers.setdefault(i, []).append(op)
+    found = set()
+    for op in graph.ops:
+        if op.name != "CONCATENATION" or op.options.fusedActivationFunction:
+            continue
+        rank = len(graph.tensor(op.outputs[0]).shape)
+        if op.options.axis not in (-1, rank - 1) or op.outputs[0] in graph.outputs:
+            continue
+        users = consumers.get(op.outputs[0], [])
+        if len(users) == 1 and users[0].name == "CONV_2D" and users[0].inputs[0] == op.outputs[0]:
+            found.add(op.index)
+    return found
+
+
+def _split_conv(tf, op, part_values, w_ohwi, bias):
+    """CONV_2D over a concatenation, as the sum of one convolution per part (see concat_conv_pattern)."""
+    o = op.options
+    w = np.transpose(np.asarray(w_ohwi), (1, 2, 3, 0))  # HWIO
+    y, start = None, 0
+    for v in part_values:
+        c = int(v.shape[-1])
+        term = tf.nn.conv2d(v, w[:, :, start:start + c, :], strides=[1, o.strideH, o.strideW, 1],
+                            padding=_PADDING[o.padding], dilations=[1, o.dilationHFactor, o.dilationWFactor, 1])
+        y = term if y is None else y + term
+        start += c
+    if bias is not None:
+        y = tf.nn.bias_add(y, np.asarray(bias))
+    return _activation(tf, y, o.fusedActivationFunction)
+
+
+def leaky_relu_pattern(graph: TfliteGraph) -> dict[int, tuple[int, float]]:
+    """MAXIMUM ops that compute max(x, alpha * x) with a constant 0 < alpha < 1: op index ->
+    (x tensor, alpha).
+
+    Re-emitted as one leaky ReLU: int8 MAXIMUM shares one scale across its inputs and output, so
+    the MUL/MAXIMUM pair clips x's negative side to alpha times its range (PyDNet++ lost half its
+    δ1 to this); LEAKY_RELU has its own input and output scales.
+    """
+    producer = {o: op for op in graph.ops for o in op.outputs}
+    found = {}
+    for op in graph.ops:
+        if op.name != "MAXIMUM" or len(op.inputs) != 2:
+            continue
+        for a, b in (op.inputs, op.inputs[::-1]):
+            mul = producer.get(b)
+            if mul is None or mul.name != "MUL" or a not in mul.inputs:
+                continue
+            other = graph.tensor(mul.inputs[1] if mul.inputs[0] == a else mul.inputs[0])
+            if other.data is None or other.data.size != 1 or getattr(mul.options, "fusedActivationFunction", 0):
+                continue
+            alpha = float(np.asarray(other.dequantized()).reshape(-1)[0])
+            if 0.0 < alpha < 1.0:
+                found[op.index] = (a, alpha)
+                break
+    return found
 
 
 def output_key(name: str) -> str:
@@ -373,3 +476,35 @@ def import_tflite(entry, path, workdir, *, outputs: list[int] | None = None, wit
                      output_names=names, out_dir=out_dir, with_labels=with_labels)
     return FloatModel(entry.id, out_dir, (h, w), ["labels"] if with_labels else names,
                       Path(path), "tflite", notes={"ops": sorted(set(graph.op_names()))})
+
+
+def has_quantized_weights(graph: TfliteGraph) -> bool:
+    """True for hybrid (dynamic-range) files: int8 constant weights feeding float ops."""
+    return any(t.data is not None and t.dtype in (np.int8, np.uint8) and t.scales is not None and len(t.scales)
+               for t in graph.tensors)
+
+
+def float_reference_bytes(path: str | Path) -> bytes:
+    """The same .tflite with every quantized constant weight replaced by its float32 value.
+
+    A hybrid file runs its convolutions on dynamically quantized activations, so it is not a float
+    reference itself; this copy is, and the import is checked against it (the file as-is is
+    reported beside, as the source's own quantization noise).
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = read_tflite(path)
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(Path(path).read_bytes(), 0))
+    sg = model.subgraphs[0]
+    for t in graph.tensors:
+        if t.data is None or t.dtype not in (np.int8, np.uint8) or t.scales is None or not len(t.scales):
+            continue
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(np.ascontiguousarray(t.dequantized(), np.float32).tobytes(), np.uint8)
+        model.buffers.append(buf)
+        ft = sg.tensors[t.index]
+        ft.buffer = len(model.buffers) - 1
+        ft.type = 0  # FLOAT32
+        ft.quantization = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
