@@ -135,15 +135,37 @@ def test_leaky_relu_and_concat_conv_rewrites_keep_the_math(tmp_path):
         return layers.Conv2D(5, 3, padding="same")(layers.Concatenate()([a, b]))
     path = keras_to_tflite(_keras_op_model(build, (1, 8, 8, 3)), tmp_path / "pat.tflite")
     graph = _check(path, (1, 8, 8, 3))
-    assert len(tflite_graph.leaky_relu_pattern(graph)) == 1
     assert len(tflite_graph.concat_conv_pattern(graph)) == 1
+
+
+def test_real_pydnet_leaky_pattern_and_import(shared_dir):
+    """PyDNet++ spells leaky ReLU as MUL + MAXIMUM (38 times) and stores int8 hybrid weights."""
+    import tensorflow as tf
+    path = shared_dir / "models" / "pydnet_pp_mobile.tflite"
+    graph = tflite_graph.read_tflite(path)
+    assert len(tflite_graph.leaky_relu_pattern(graph)) == 38
+    assert len(tflite_graph.concat_conv_pattern(graph)) == 5
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_content=tflite_graph.float_reference_bytes(path))
+    it.allocate_tensors()
+    x = np.random.default_rng(0).uniform(0, 1, (1, 448, 640, 3)).astype(np.float32)
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    ref = it.get_tensor(it.get_output_details()[0]["index"])
+    got = np.asarray(tflite_graph.emit(graph, tf.constant(x), output_indices=[graph.outputs[0]])[0])
+    assert np.max(np.abs(got - ref)) <= 1e-4 * float(np.ptp(ref))
 
 
 def test_hybrid_int8_weight_source_is_checked_against_its_float_weights(tmp_path):
     """A dynamic-range file (int8 weights) imports with dequantized weights; its float-weight copy
     is the reference, the file as-is differs by its own activation quantization."""
     import tensorflow as tf
-    conv = tf.lite.TFLiteConverter.from_keras_model(tiny_segmenter_keras())
+    import keras
+
+    def build(x):  # weights of >= 1024 values, which dynamic-range quantization stores as int8
+        x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+        return keras.layers.Conv2D(21, 3, padding="same")(x)
+    conv = tf.lite.TFLiteConverter.from_keras_model(_keras_op_model(build, (1, 33, 33, 3)))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     (tmp_path / "dyn.tflite").write_bytes(conv.convert())
     graph = tflite_graph.read_tflite(tmp_path / "dyn.tflite")
