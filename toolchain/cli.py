@@ -85,11 +85,40 @@ def cmd_models(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_all, format_table, write_json
-    rows = bench_all(args.out, threads=args.threads, runs=args.runs)
-    print(format_table(rows))
+    """Models (float32 vs int8 per bundle) and the fused render stage, each in one run."""
+    import json
+    from .bench import bench_all, format_table
+    report = {}
+    if args.part in ("all", "models"):
+        try:
+            rows = bench_all(args.out, threads=args.threads, runs=args.runs)
+            print("models:\n" + format_table(rows))
+            report["models"] = rows
+        except PortraitError as exc:
+            if args.part == "models":
+                raise
+            print(f"models: skipped ({exc.what}; {exc.fix})")
+    if args.part in ("all", "render"):
+        from .render.bench import format_bench, run_bench
+        res = run_bench(threads=args.threads)
+        print("render stage (fused mask-upsample-blur-composite):\n" + format_bench(res))
+        report["render"] = res
     if args.json:
-        write_json(rows, Path(args.json))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2, default=float))
+        print(f"figures written to {args.json}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .render.photo import render_photo
+    result = render_photo(args.model, args.image, args.out, depth=args.depth, background=args.background,
+                          mode=args.mode, f_number=args.f_number, max_blur_px=args.max_blur_px,
+                          focus_m=args.focus_m, implementation=args.implementation, precision=args.precision)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"wrote {args.out} (focus {result.focus_m if result.focus_m is not None else 'n/a'} , "
+          f"max blur {result.max_blur_px:.1f} px, {args.implementation})")
     return 0
 
 
@@ -123,14 +152,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fetch models with no pinned SHA-256 and print the digest to pin")
     m.set_defaults(func=cmd_models)
 
-    b = sub.add_parser("bench", help="float32 vs int8 latency of exported bundles (ai-edge-litert, XNNPACK)",
-                       description="Time every precision of every bundle in one run and print int8/float32 ratios.")
+    b = sub.add_parser("bench", help="latency: exported models (float32 vs int8) and the fused render stage",
+                       description="Time every precision of every bundle (ai-edge-litert, XNNPACK) and the "
+                                   "fused render stage at 4032x3024 and 1920x1080 against the notebook baseline, "
+                                   "in one run, and print the ratios.")
     b.add_argument("--all", action="store_true", help="every bundle (the default)")
+    b.add_argument("--part", choices=["all", "models", "render"], default="all", help="what to time")
     b.add_argument("--out", type=Path, default=None, help="bundle folder")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--runs", type=int, default=20)
-    b.add_argument("--json", default="export/bench/models.json", help="write results here")
+    b.add_argument("--json", default="export/bench/bench.json", help="write the figures here")
     b.set_defaults(func=cmd_bench)
+
+    r = sub.add_parser("render", help="portrait render of one photo: segment, upsample mask, depth-aware blur, composite",
+                       description="Run a bundle's segmentation model on a photo and render it with the fused "
+                                   "stage (guided mask upsampling, depth-dependent bokeh, composite), or replace "
+                                   "the background. Without --depth the background gets one constant blur.")
+    r.add_argument("--model", required=True, help="bundle folder or model id (export/out/<id>)")
+    r.add_argument("--image", required=True, type=Path, help="photo (JPEG/PNG/BMP)")
+    r.add_argument("--out", required=True, type=Path, help="output image (.png or .jpg)")
+    r.add_argument("--depth", type=Path, help="depth: .npy metres, 16-bit .png mm, or a GDepth/iPhone portrait .jpg")
+    r.add_argument("--background", type=Path, help="replacement background image (implies --mode replace)")
+    r.add_argument("--mode", choices=["blur", "replace", "chroma"], help="default: blur (replace with --background)")
+    r.add_argument("--f-number", type=float, help="aperture (f-number), e.g. 1.8")
+    r.add_argument("--max-blur-px", type=float, help="blur radius at infinity in pixels (wins over --f-number)")
+    r.add_argument("--focus-m", type=float, help="focus distance (default: the subject's median depth)")
+    r.add_argument("--implementation", choices=["golden", "device"], default="golden",
+                   help="golden float reference or the fixed-point device port")
+    r.add_argument("--precision", default="int8", help="which bundle model runs (int8, float32, ...)")
+    r.set_defaults(func=cmd_render)
     return p
 
 
