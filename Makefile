@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup export-int8 models test parity bench sim clean
+.PHONY: all setup export-int8 models test parity bench sim sequences render-report clean
 
 all: export-int8
 
@@ -32,6 +32,12 @@ parity: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/portrait bench --all
+
+sequences: $(STAMP)
+	$(BIN)/python -m device_sim.make_sequences
+
+render-report: $(STAMP)
+	$(BIN)/python scripts/render_panels.py export/render --quality --bench
 
 clean:
 	rm -rf export/out
