@@ -65,6 +65,12 @@ def _judge(figures: dict, budgets: dict) -> list[str]:
     return failures
 
 
+def recipe_budgets(parity_cfg: dict) -> dict:
+    """The budget keys of a recipe's [parity] section: `<figure>_min` / `<figure>_max` (settings
+    such as min_class_fraction start with min_ and are not budgets)."""
+    return {k: v for k, v in parity_cfg.items() if k.endswith(("_min", "_max")) and not k.startswith("min_")}
+
+
 def compare_pair(entry: ModelEntry, recipe: dict, float_path: Path, quant_path: Path,
                  images: list[tuple[str, np.ndarray]], *, progress=None) -> dict:
     """Figures for `quant_path` vs `float_path` on each kernel set, with the verdict."""
@@ -90,8 +96,7 @@ def compare_pair(entry: ModelEntry, recipe: dict, float_path: Path, quant_path: 
                                 for k in KERNELS if k != judged}
     figures["kernel_agreement"] = kernel_agreement(entry, outputs["xnnpack"], outputs["reference"])
     figures["images"] = [n for n, _ in images]
-    budgets = {k: v for k, v in budget_cfg.items()
-               if k.endswith(("_min", "_max")) and not k.startswith("min_")}
+    budgets = recipe_budgets(budget_cfg)
     figures["budgets"] = budgets
     figures["failures"] = _judge(figures, budgets)
     figures["passed"] = not figures["failures"]
