@@ -6,7 +6,8 @@ import pytest
 from toolchain import cli
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["export", "--help"], ["models", "--help"], ["bench", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["export", "--help"], ["models", "--help"], ["bench", "--help"],
+                                  ["parity", "--help"], ["render", "--help"]])
 def test_help_texts(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)

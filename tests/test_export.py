@@ -179,3 +179,13 @@ def test_real_deeplab_257_export_meets_its_gate(shared_dir, tmp_path, monkeypatc
     p = compare_pair(entry, strict, r.bundle / "deeplabv3_mnv2_pascal_257_float32.tflite",
                      r.bundle / "deeplabv3_mnv2_pascal_257_int8.tflite", parity_images(entry))
     assert not p["passed"] and "pixel_agreement" in p["failures"][0]
+
+
+def test_missed_budget_runs_mixed_precision_when_the_recipe_enables_it(tiny, tmp_path, monkeypatch):
+    recipe = _recipe(pixel_agreement_min=1.01)
+    recipe["mixed_precision"] = {"enabled": True, "max_conversions": 3}
+    with pytest.raises(ParityError) as err:
+        _export(tiny, tmp_path / "out", recipe, monkeypatch)
+    record = err.value.figures["mixed_precision"]
+    assert record is not None and record["met"] is False and "mixed precision" in str(err.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

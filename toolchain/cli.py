@@ -122,6 +122,24 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_parity(args) -> int:
+    from .parity.run import parity_all, parity_model, summary
+    try:
+        budgets = {k: float(v) for k, v in (b.split("=", 1) for b in args.budget)} or None
+    except ValueError:
+        raise PortraitError(f"bad --budget {args.budget}", fix="write FIGURE_min=VALUE, e.g. pixel_agreement_min=0.999")
+    kw = dict(images=args.images, budgets=budgets, mixed_precision=args.mixed, per_layer=not args.no_layers,
+              max_conversions=args.max_conversions)
+    if args.all or not args.model:
+        results = parity_all(args.out, **kw)
+    else:
+        results = [parity_model(m, bundle=(args.out / m) if args.out else None, float_path=args.float,
+                                quant_path=args.quant, out_dir=args.report_dir, **kw) for m in args.model]
+    for r in results:
+        print(summary(r))
+    return 0 if all(r.get("passed") for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="portrait", description="Export, quantize and check portrait-mode models "
                                 "(segmentation, depth) for phones.", epilog=EPILOG,
@@ -163,6 +181,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--runs", type=int, default=20)
     b.add_argument("--json", default="export/bench/bench.json", help="write the figures here")
     b.set_defaults(func=cmd_bench)
+
+    q = sub.add_parser("parity", help="int8 vs float32 parity: metrics, per-layer culprits, kernel variants, report",
+                       description="Compare each bundle's int8 model with its float32 model on an image set, on the "
+                                   "reference and XNNPACK kernels; rank culprit layers; optionally search for layers "
+                                   "to keep float; write report.json + report.html. Exit 1 if a budget is missed.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("model", nargs="*", help="model ids (default: every bundle)")
+    q.add_argument("--all", action="store_true", help="every bundle in the bundle folder (the default)")
+    q.add_argument("--out", type=Path, default=None, help="bundle folder (default export/out)")
+    q.add_argument("--float", type=Path, default=None, help="float32 .tflite (with --quant, instead of a bundle)")
+    q.add_argument("--quant", type=Path, default=None, help="quantized .tflite of the same registry entry")
+    q.add_argument("--images", default=None, help="photos (default), synthetic, or a folder of images")
+    q.add_argument("--budget", action="append", default=[], metavar="FIGURE_min=V",
+                   help="replace the recipe budgets, e.g. pixel_agreement_min=0.999 (repeatable)")
+    q.add_argument("--mixed", action=argparse.BooleanOptionalAction, default=None,
+                   help="search for layers to keep float when a budget is missed (default: the recipe's "
+                        "[mixed_precision] enabled)")
+    q.add_argument("--max-conversions", type=int, default=None, help="cap on conversions in the mixed search")
+    q.add_argument("--no-layers", action="store_true", help="skip the per-layer comparison")
+    q.add_argument("--report-dir", type=Path, default=None, help="report folder (default export/out/parity/<id>)")
+    q.set_defaults(func=cmd_parity)
 
     r = sub.add_parser("render", help="portrait render of one photo: segment, upsample mask, depth-aware blur, composite",
                        description="Run a bundle's segmentation model on a photo and render it with the fused "

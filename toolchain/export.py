@@ -103,19 +103,24 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
             say(f"onnx check: max abs diff {diff:.3g}")
             files[onnx_path.name] = onnx_path
 
-        parity = None
+        parity, mixed_record = None, None
         if int8_path is not None:
             say(f"parity int8 vs float32 on {len(images)} images")
             parity = compare_pair(entry, recipe, float_path, int8_path, images, progress=None)
             say("parity: " + summarize_parity(parity))
             if not parity["passed"]:
-                raise ParityError(f"{model_id} int8 missed its parity budget: " + "; ".join(parity["failures"]),
-                                  where=recipe["_path"], figures=parity,
-                                  fix="see `portrait parity` for the culprit layers; relax the budget only"
-                                      " with a reason, or keep layers in float")
+                mixed_record = _mixed_precision(entry, recipe, float_model, representative, float_path, int8_path,
+                                                images, workdir, files, say)
+                if not (mixed_record and mixed_record["met"]):
+                    raise ParityError(f"{model_id} int8 missed its parity budget: " + "; ".join(parity["failures"])
+                                      + (f"; mixed precision: {mixed_record['message']}" if mixed_record else ""),
+                                      where=recipe["_path"], figures={**parity, "mixed_precision": mixed_record},
+                                      fix="see `portrait parity " + model_id + "` for the culprit layers; relax the"
+                                          " budget only with a reason, or set [mixed_precision] enabled = true")
 
         manifest = build_manifest(entry, recipe, source, files, import_check=import_check,
                                   onnx_check=onnx_check, parity=parity, representative=representative,
+                                  mixed_precision=mixed_record,
                                   seconds=time.monotonic() - t_start)
         bundle = write_bundle(out_root or paths.out_dir(), model_id, files, manifest,
                               extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None)
@@ -127,6 +132,22 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
             say(f"work folder kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _mixed_precision(entry, recipe, float_model, representative, float_path, int8_path, images, workdir, files, say):
+    """When the recipe enables it: search for layers to keep in float (parity/mixed.py). A model that
+    meets the budget is added to the bundle as <id>_int8_mixed.tflite; the record goes in the manifest."""
+    from .parity import mixed
+    if not mixed.settings(recipe)["enabled"]:
+        return None
+    say("parity missed: searching for layers to keep in float")
+    mixed_path = workdir / f"{entry.id}_int8_mixed.tflite"
+    record = mixed.mixed_precision(entry, recipe, float_model, representative, float_path, int8_path, images,
+                                   mixed_path, progress=say)
+    say("mixed precision: " + record["message"])
+    if record["met"]:
+        files[mixed_path.name] = mixed_path
+    return record
 
 
 def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path, images) -> dict | None:
@@ -195,7 +216,8 @@ def _order_original_outputs(runner: TfliteRunner, outs: dict) -> list[np.ndarray
 
 
 def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[str, Path], *,
-                   import_check, onnx_check, parity, representative, seconds: float) -> dict:
+                   import_check, onnx_check, parity, representative, seconds: float,
+                   mixed_precision: dict | None = None) -> dict:
     import ai_edge_litert
     import tensorflow as tf
     models = {}
@@ -231,6 +253,7 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
         "import_check": import_check,
         "onnx_check": onnx_check,
         "parity": parity,
+        "mixed_precision": mixed_precision,
         "measured_with": {"interpreter": f"ai-edge-litert {ai_edge_litert.__version__ if hasattr(ai_edge_litert, '__version__') else _pkg_version('ai-edge-litert')}",
                           "judged_kernels": parity["kernels"] if parity else None,
                           "converter": f"tensorflow {tf.__version__}", "host": platform.machine()},
@@ -252,7 +275,7 @@ def _io_spec(detail: dict) -> dict:
 
 
 def _precision_of(name: str) -> str:
-    for p in ("int8_labels", "float32", "float16", "dynamic", "int8"):
+    for p in ("int8_mixed", "int8_labels", "float32", "float16", "dynamic", "int8"):
         if f"_{p}." in name:
             return p
     return "float32" if name.endswith(".onnx") else "unknown"
