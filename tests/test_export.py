@@ -189,3 +189,10 @@ def test_missed_budget_runs_mixed_precision_when_the_recipe_enables_it(tiny, tmp
     record = err.value.figures["mixed_precision"]
     assert record is not None and record["met"] is False and "mixed precision" in str(err.value)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_calibration_sources_named_photos_and_synthetic_scenes():
+    a = calibrate.representative_set((33, 33), samples=10, sources=["skimage:astronaut,chelsea", "scenes:2"])
+    assert a.shape == (10, 33, 33, 3)
+    with pytest.raises(InputError, match="unknown calibration source"):
+        calibrate.representative_set((33, 33), samples=10, sources=["webcam"])

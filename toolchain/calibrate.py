@@ -1,8 +1,9 @@
 """Representative datasets for full-integer calibration, and their sanity checks.
 
 Deterministic: the same recipe and the same photos give the same samples, in the same order.
-Sources: the photos folder (PORTRAIT_DATA_DIR/photos, or the recipe's own folder) and the
-photos that ship inside scikit-image, with seeded augmentations (crop, flip, gain, gamma).
+Sources: the photos folder (PORTRAIT_DATA_DIR/photos, or the recipe's own folder), the photos
+that ship inside scikit-image (all, or named ones), and synthetic portrait scenes (toolchain.scenes),
+with seeded augmentations (crop, flip, gain, gamma).
 Not for: parity image sets (parity/), though they share `images.py`.
 """
 
@@ -25,8 +26,17 @@ def source_images(sources: list[str], photos_folder: Path | None = None) -> list
                 out.append((p.name, load_rgb(p)))
         elif src == "skimage":
             out.extend(bundled_photos().items())
+        elif src.startswith("skimage:"):
+            wanted = src.split(":", 1)[1].split(",")
+            out.extend((k, v) for k, v in bundled_photos().items() if k in wanted)
+        elif src.startswith("scenes"):  # "scenes" or "scenes:N": N synthetic portrait scenes (person, cat)
+            from .scenes import generate_scene
+            n = int(src.split(":", 1)[1]) if ":" in src else 8
+            out.extend((f"scene{i}", generate_scene(seed=100 + i, kind=("person", "cat")[i % 2]).rgb)
+                       for i in range(n))
         else:
-            raise InputError(f"unknown calibration source {src!r}", fix="use \"photos\" and/or \"skimage\"")
+            raise InputError(f"unknown calibration source {src!r}",
+                             fix="use \"photos\", \"skimage\", \"skimage:NAME,NAME\" or \"scenes[:N]\"")
     return out
 
 
