@@ -33,6 +33,9 @@ parity: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/portrait bench --all
 
+sim: $(STAMP)
+	$(BIN)/portrait sim --out export/sim
+
 sequences: $(STAMP)
 	$(BIN)/python -m device_sim.make_sequences
 

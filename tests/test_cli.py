@@ -7,7 +7,8 @@ from toolchain import cli
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["export", "--help"], ["models", "--help"], ["bench", "--help"],
-                                  ["parity", "--help"], ["render", "--help"]])
+                                  ["parity", "--help"], ["render", "--help"], ["sim", "--help"],
+                                  ["check", "--help"]])
 def test_help_texts(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)

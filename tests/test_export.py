@@ -63,6 +63,7 @@ def test_export_writes_every_precision_and_a_true_manifest(tiny, tmp_path, monke
     assert m["measured_with"]["interpreter"].startswith("ai-edge-litert")
     assert m["import_check"]["max_abs_diff"] <= 1e-3 and m["onnx_check"]["max_abs_diff"] <= 1e-3
     assert (b / "labels.txt").read_text().splitlines()[15] == "person"
+    assert "goldens/goldens.json" in m["files"]  # golden vectors are part of the bundle, with SHA-256
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
 
 

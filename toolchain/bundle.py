@@ -21,8 +21,12 @@ def file_record(path: Path) -> dict:
 
 
 def write_bundle(out_root: Path, model_id: str, files: dict[str, Path], manifest: dict,
-                 extra_text: dict[str, str] | None = None) -> Path:
-    """Copy `files` (bundle name -> source path) and write manifest.json; swap in atomically."""
+                 extra_text: dict[str, str] | None = None, finalize=None) -> Path:
+    """Copy `files` (bundle name -> source path) and write manifest.json; swap in atomically.
+
+    finalize(staging_dir), if given, runs on the complete staged bundle before the swap (the golden
+    vectors are made there); what it adds is listed in the manifest with its SHA-256 too.
+    """
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     final = out_root / model_id
@@ -38,12 +42,23 @@ def write_bundle(out_root: Path, model_id: str, files: dict[str, Path], manifest
             (staging / name).write_text(text)
             records[name] = file_record(staging / name)
         manifest = {**manifest, "files": records}
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False, default=_json_default))
+        _write_manifest(staging, manifest)
+        if finalize is not None:
+            finalize(staging)
+            for path in sorted(staging.rglob("*")):
+                name = path.relative_to(staging).as_posix()
+                if path.is_file() and name != "manifest.json" and name not in records:
+                    records[name] = file_record(path)
+            _write_manifest(staging, {**manifest, "files": records})
         _swap_in(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False, default=_json_default))
 
 
 def _swap_in(staging: Path, final: Path) -> None:

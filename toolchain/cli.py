@@ -140,6 +140,18 @@ def cmd_parity(args) -> int:
     return 0 if all(r.get("passed") for r in results) else 1
 
 
+def cmd_sim(args) -> int:
+    from device_sim.__main__ import run_sim
+    return run_sim(args)
+
+
+def cmd_check(args) -> int:
+    from device_sim.check import check_outputs, format_report
+    results = check_outputs(args.bundle, args.device_outputs)
+    print(format_report(results))
+    return 0 if all(r.passed for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="portrait", description="Export, quantize and check portrait-mode models "
                                 "(segmentation, depth) for phones.", epilog=EPILOG,
@@ -202,6 +214,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-layers", action="store_true", help="skip the per-layer comparison")
     q.add_argument("--report-dir", type=Path, default=None, help="report folder (default export/out/parity/<id>)")
     q.set_defaults(func=cmd_parity)
+
+    from device_sim.__main__ import add_sim_arguments
+    sm = sub.add_parser("sim", help="device simulator: ToF sequences through a bundle and the fused stage, per phone profile",
+                        description="Per frame: pair RGB and DEPTH16 by timestamp, run the int8 model (ai-edge-litert), "
+                                    "register depth, smooth over time, run the device-precision fused stage; report "
+                                    "host time per stage, estimated time per phone profile (per-op roofline cost "
+                                    "model), peak memory, frames over 33 ms, flicker; write frames, a GIF and "
+                                    "summary.json.")
+    add_sim_arguments(sm)
+    sm.set_defaults(func=cmd_sim)
+    ck = sub.add_parser("check", help="compare outputs dumped by a phone with a bundle's golden vectors",
+                        description="Read <bundle>/goldens/goldens.json, compare each vector's output dumped by the "
+                                    "device (same file names, .npy or raw .bin) within its tolerance, print pass/fail "
+                                    "per vector with the metrics; exit 1 on any failure.")
+    ck.add_argument("--bundle", required=True, type=Path, help="bundle folder with goldens/")
+    ck.add_argument("--device-outputs", required=True, type=Path, help="folder of outputs dumped by the phone")
+    ck.set_defaults(func=cmd_check)
 
     r = sub.add_parser("render", help="portrait render of one photo: segment, upsample mask, depth-aware blur, composite",
                        description="Run a bundle's segmentation model on a photo and render it with the fused "

@@ -123,7 +123,8 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                                   mixed_precision=mixed_record,
                                   seconds=time.monotonic() - t_start)
         bundle = write_bundle(out_root or paths.out_dir(), model_id, files, manifest,
-                              extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None)
+                              extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None,
+                              finalize=(lambda staged: _write_goldens(staged, say)) if recipe["goldens"] else None)
         say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s)")
         return ExportResult(model_id, "exported", bundle, {"parity": parity, "import_check": import_check,
                                                            "onnx_check": onnx_check, "sizes": _sizes(files)})
@@ -132,6 +133,13 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
             say(f"work folder kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _write_goldens(staged: Path, say) -> None:
+    """Golden vectors for the on-device checker (device_sim/goldens.py), inside the staged bundle."""
+    from device_sim.goldens import write_goldens
+    write_goldens(staged, progress=say)
+    say("golden vectors written (goldens/)")
 
 
 def _mixed_precision(entry, recipe, float_model, representative, float_path, int8_path, images, workdir, files, say):
