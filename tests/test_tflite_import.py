@@ -176,3 +176,17 @@ def test_hybrid_int8_weight_source_is_checked_against_its_float_weights(tmp_path
     ref = _run_original(tmp_path / "ref.tflite", x)[0]
     got = np.asarray(tflite_graph.emit(graph, tf.constant(x))[0])
     assert np.max(np.abs(got - ref)) <= 1e-4 * max(1.0, float(np.ptp(ref)))
+
+
+@pytest.mark.parametrize("ih,iw,k,s,pad,cin,cout", [(7, 5, 3, 2, "SAME", 4, 3), (7, 5, 4, 2, "SAME", 2, 5),
+                                                    (6, 6, 3, 2, "VALID", 3, 2), (5, 5, 5, 3, "SAME", 2, 2),
+                                                    (4, 4, 2, 2, "VALID", 2, 2)])
+def test_transposed_conv_as_subpixel_convs_is_exact(ih, iw, k, s, pad, cin, cout):
+    import tensorflow as tf
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, ih, iw, cin)).astype(np.float32)
+    w = rng.normal(size=(cout, k, k, cin)).astype(np.float32)  # OHWI, as TFLite stores it
+    oh, ow = (ih * s, iw * s) if pad == "SAME" else ((ih - 1) * s + k, (iw - 1) * s + k)
+    ref = tf.nn.conv2d_transpose(x, np.transpose(w, (1, 2, 0, 3)), [1, oh, ow, cout], [1, s, s, 1], pad).numpy()
+    got = tflite_graph._transpose_conv_core(tf, tf.constant(x), w, None, (1, oh, ow, cout), (s, s), pad).numpy()
+    assert got.shape == ref.shape and np.max(np.abs(got - ref)) < 1e-4

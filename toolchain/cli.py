@@ -43,6 +43,17 @@ def _export_summary(results) -> str:
         if r.status == "exported" and r.figures.get("parity"):
             from .export import summarize_parity
             line += "\n      parity: " + summarize_parity(r.figures["parity"])
+        mixed = r.figures.get("mixed_precision") if r.status != "skipped" else None
+        if mixed:
+            after = (mixed.get("after_full") or {})
+            figs = ", ".join(f"{k} {after[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "iou",
+                                                             "mean_abs_diff", "delta1", "abs_rel")
+                             if isinstance(after.get(k), float))
+            line += f"\n      mixed precision: {mixed['message']}" + (f" -> {mixed['file']} ({figs})" if mixed.get("met") else "")
+            if mixed.get("costs"):
+                c = mixed["costs"]
+                line += (f"\n      mixed cost vs int8: latency x{c.get('latency_ratio', float('nan')):.2f},"
+                         f" size x{c.get('size_ratio', float('nan')):.2f}")
         if r.status == "exported" and r.figures.get("sizes"):
             s = r.figures["sizes"]
             f32 = next((v for k, v in s.items() if k.endswith("_float32.tflite")), None)

@@ -127,7 +127,8 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                               finalize=(lambda staged: _write_goldens(staged, say)) if recipe["goldens"] else None)
         say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s)")
         return ExportResult(model_id, "exported", bundle, {"parity": parity, "import_check": import_check,
-                                                           "onnx_check": onnx_check, "sizes": _sizes(files)})
+                                                           "onnx_check": onnx_check, "sizes": _sizes(files),
+                                                           "mixed_precision": mixed_record})
     finally:
         if keep_workdir:
             say(f"work folder kept: {workdir}")
@@ -262,6 +263,9 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
         "onnx_check": onnx_check,
         "parity": parity,
         "mixed_precision": mixed_precision,
+        # the quantized model that met the parity budget: plain int8, or the mixed-precision one
+        "handoff": (mixed_precision or {}).get("file") if mixed_precision and mixed_precision.get("met")
+        else (f"{entry.id}_int8.tflite" if parity and parity.get("passed") else None),
         "measured_with": {"interpreter": f"ai-edge-litert {ai_edge_litert.__version__ if hasattr(ai_edge_litert, '__version__') else _pkg_version('ai-edge-litert')}",
                           "judged_kernels": parity["kernels"] if parity else None,
                           "converter": f"tensorflow {tf.__version__}", "host": platform.machine()},
@@ -337,7 +341,9 @@ def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = No
             results.append(ExportResult(model_id, "skipped", message=str(exc)))
             _say(model_id, "skipped: model file not available\n" + str(exc))
         except ParityError as exc:
-            results.append(ExportResult(model_id, "failed", figures={"parity": exc.figures}, message=str(exc)))
+            results.append(ExportResult(model_id, "failed", message=str(exc),
+                                        figures={"parity": exc.figures,
+                                                 "mixed_precision": exc.figures.get("mixed_precision")}))
             _say(model_id, "FAILED\n" + str(exc))
         except PortraitError as exc:
             results.append(ExportResult(model_id, "failed", message=str(exc)))

@@ -166,9 +166,43 @@ def _depthwise(tf, op, a, g):
 
 
 def _transpose_conv_core(tf, x, w_ohwi, bias, out_shape, strides, padding):
-    w = np.transpose(np.asarray(w_ohwi), (1, 2, 0, 3))  # OHWI -> H, W, out, in
-    y = tf.nn.conv2d_transpose(x, w, output_shape=[int(s) for s in out_shape],
-                               strides=[1, strides[0], strides[1], 1], padding=padding)
+    """Transposed convolution, emitted as ordinary CONV_2Ds over sub-pixel phases, interleaved.
+
+    y[s*q + p] = sum over taps k = c_p + s*d of x[q - d] * W[k], with c_p = p + pad_before: each
+    output phase is an ordinary correlation of x. One conv per row phase computes the column phases
+    as channel groups; RESHAPE and CONCATENATION interleave them (no DEPTH_TO_SPACE: the reference
+    kernels of ai-edge-litert lack its int8 version). Why: the converter's selective quantization
+    cannot keep a TRANSPOSE_CONV in float, and int8 TRANSPOSE_CONV was the largest single error in
+    the MediaPipe selfie model; as CONV_2Ds, mixed precision can keep these layers in float.
+    """
+    w = np.transpose(np.asarray(w_ohwi, np.float32), (1, 2, 0, 3))  # OHWI -> kh, kw, out, in
+    kh, kw, cout, cin = w.shape
+    (sh, sw), (_, in_h, in_w, _) = strides, [int(d) for d in x.shape]
+    out_h, out_w = int(out_shape[1]), int(out_shape[2])
+
+    def plan(k, s, size_in, size_out):
+        pad = max((size_in - 1) * s + k - size_out, 0) // 2 if padding == "SAME" else 0
+        taps = {(p, kk): (kk - (p + pad)) // s for p in range(s) for kk in range(k) if (kk - (p + pad)) % s == 0}
+        d_max, d_min = max(taps.values()), min(taps.values())
+        q = -(-size_out // s)  # outputs per phase along this axis
+        span = d_max - d_min + 1
+        return taps, d_max, span, q, d_max, max(q - 1 + span - d_max - size_in, 0)
+
+    ty, dy_max, jh, qh, pt, pb = plan(kh, sh, in_h, out_h)
+    tx, dx_max, jw, qw, pl, pr = plan(kw, sw, in_w, out_w)
+    kernel = np.zeros((jh, jw, cin, sh * sw * cout), np.float32)
+    for (py, ky), dy in ty.items():
+        for (px, kx), dx in tx.items():
+            phase = py * sw + px
+            kernel[dy_max - dy, dx_max - dx, :, phase * cout:(phase + 1) * cout] = w[ky, kx].T
+    xp = tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]])
+    rows = []
+    for py in range(sh):  # channels (px * cout + c) of this row phase -> columns x * sw + px
+        k_py = kernel[..., py * sw * cout:(py + 1) * sw * cout]
+        y = tf.nn.conv2d(xp, k_py, strides=1, padding="VALID")[:, :qh, :qw, :]
+        rows.append(tf.reshape(y, [-1, qh, qw * sw, cout]))
+    y = tf.reshape(tf.concat(rows, axis=2), [-1, qh * sh, qw * sw, cout])  # row q*sh + py = rows[py][q]
+    y = y[:, :out_h, :out_w, :]
     if bias is not None:
         y = tf.nn.bias_add(y, bias)
     return y
