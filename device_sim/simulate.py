@@ -53,15 +53,26 @@ STAGES = ("preprocess", "model", "registration", "smoothing", "fused")
 PROB_SPEC = {"kind": "probabilities", "dtype": "float32", "layout": "NHWC"}
 
 
-def find_bundle(out_root: Path | None = None, prefer=PREFERRED_BUNDLES) -> Path:
-    """The segmentation bundle `make sim` uses: the first of `prefer` with an int8 model."""
+def find_bundle(out_root: Path | None = None, prefer=PREFERRED_BUNDLES, label: str | None = None) -> Path:
+    """The segmentation bundle `make sim` uses: the first of `prefer` with a quantized model that met
+    its parity budget; for a sequence of people, the person segmenter comes first when exported."""
     root = Path(out_root or paths.out_dir())
+    if label == "person":
+        prefer = ("selfie_segmenter", *[m for m in prefer if m != "selfie_segmenter"])
     for mid in prefer:
         b = root / mid
-        if (b / "manifest.json").is_file() and (b / f"{mid}_int8.tflite").is_file():
+        if (b / "manifest.json").is_file() and handoff_model(read_manifest(b)):
             return b
     raise InputError("no segmentation bundle with an int8 model to simulate", where=str(root),
                      fix="run `make export-int8` first (or `portrait export deeplabv3_mnv2_pascal_257`)")
+
+
+def handoff_model(manifest: dict, precision: str = "int8") -> str | None:
+    """The bundle's quantized model that met its parity budget (plain int8 or mixed precision)."""
+    if precision != "int8":
+        return f"{manifest['model_id']}_{precision}.tflite"
+    return manifest.get("handoff") or (f"{manifest['model_id']}_int8.tflite"
+                                       if (manifest.get("parity") or {}).get("passed") else None)
 
 
 def sample_sequences() -> list[Path]:
@@ -170,7 +181,7 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
     if manifest.get("task") not in ("segmentation", "mask"):
         raise InputError(f"{manifest.get('model_id')} is a {manifest.get('task')} model; the simulator needs a "
                          "segmentation model", where=str(bundle), fix="pass a deeplab… or selfie_segmenter bundle")
-    model_file = f"{manifest['model_id']}_{precision}.tflite"
+    model_file = handoff_model(manifest, precision) or f"{manifest['model_id']}_{precision}.tflite"
     model_path = bundle / model_file
     if not model_path.is_file():
         raise InputError(f"bundle has no {model_file}", where=str(bundle), fix="run `make export-int8` first")
@@ -383,9 +394,17 @@ def _x(v) -> str:
 
 def simulate_all(sequences=None, bundle_dir=None, *, out_root: str | Path = "export/sim", **kw) -> list[dict]:
     """`make sim`: every sample sequence through the preferred bundle."""
-    bundle = Path(bundle_dir) if bundle_dir else find_bundle()
     res = []
     for sq in (sequences or sample_sequences()):
         sq = Path(sq)
+        bundle = Path(bundle_dir) if bundle_dir else find_bundle(label=sequence_label(sq))
         res.append(simulate_sequence(sq, bundle, out_dir=Path(out_root) / sq.name, **kw))
     return res
+
+
+def sequence_label(sequence_dir: Path) -> str | None:
+    """The subject class of a sample sequence (person / cat), from its first frame's metadata."""
+    try:
+        return json.loads((Path(sequence_dir) / "meta.json").read_text())["frames"][0].get("label")
+    except (OSError, KeyError, IndexError, ValueError):
+        return None

@@ -84,16 +84,23 @@ def calibrate_int8(model: FloatModel, representative: np.ndarray, *,
                           fix="check the representative set; run with --keep-workdir to inspect") from exc
 
 
-def quantize_calibrated(calibrated: bytes, out_path: Path, *, float_layers: list[str] = ()) -> Path:
+def quantize_calibrated(calibrated: bytes, out_path: Path, *, float_layers: list[str] = (),
+                        output_type: str = "int8") -> Path:
     """Full-int8 model (uint8 pixels in, int8 out) from a calibrated flatbuffer, keeping the ops
     whose output tensors are named in `float_layers` in float32 (dequantize/quantize around them).
-    This is TFLite's selective quantization (QuantizationDebugOptions.denylisted_nodes)."""
+    This is TFLite's selective quantization (QuantizationDebugOptions.denylisted_nodes).
+
+    output_type "float32": float32 pixels in and float32 out, with no int8 rounding at either end
+    (fully_quantize=False; a float-typed output of a fully quantized model is still rounded to int8
+    and dequantized, which alone costs PyDNet++ AbsRel 0.054)."""
     import tensorflow as tf
     from tensorflow.lite.python import convert as tfl_convert
 
+    float_io = output_type == "float32"
     try:
-        blob = tfl_convert.mlir_quantize(calibrated, fully_quantize=True, input_data_type=tf.uint8,
-                                         output_data_type=tf.int8,
+        blob = tfl_convert.mlir_quantize(calibrated, fully_quantize=not float_io,
+                                         input_data_type=tf.float32 if float_io else tf.uint8,
+                                         output_data_type=tf.float32 if float_io else tf.int8,
                                          denylisted_nodes=list(float_layers) or None)
     except Exception as exc:
         raise ExportError(f"selective quantization failed (float layers {list(float_layers)[:5]}...): {exc}",

@@ -39,7 +39,10 @@ from ..registry import ModelEntry
 from ..runtime import TfliteRunner
 from . import gate
 
-DEFAULTS = {"enabled": False, "max_conversions": 24, "max_layers": 0}
+# float_output: the mixed model returns float32 (its last layers may then stay float). For outputs
+# whose dynamic range 8 bits cannot hold (PyDNet++'s relative depth spans 0.5..390, so AbsRel <= 0.02
+# fails even with every op float when the output tensor is int8).
+DEFAULTS = {"enabled": False, "max_conversions": 24, "max_layers": 0, "float_output": False}
 
 
 def settings(recipe: dict) -> dict:
@@ -159,7 +162,8 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
         if key in tried:
             return tried[key]
         path = work / f"candidate_{len(tried)}.tflite"
-        quantize.quantize_calibrated(calibrated, path, float_layers=list(layers))
+        quantize.quantize_calibrated(calibrated, path, float_layers=list(layers),
+                                     output_type="float32" if cfg["float_output"] else "int8")
         res = {"float_layers": list(layers), "path": path, "label": label, **judge(path)}
         tried[key] = res
         say(f"mixed: {label}: {len(layers)} float layer(s), shortfall {res['shortfall']:.4g}"
