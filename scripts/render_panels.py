@@ -1,6 +1,10 @@
 """Write the render figures: photo panels (input | mask | notebook | ours), quality vs truth, bench.
 
 usage: PORTRAIT_DATA_DIR=../shared .venv/bin/python scripts/render_panels.py OUT_DIR [--quality] [--bench]
+
+Panels: with an exported DeepLab bundle (export/out/deeplabv3_mnv2_pascal_257) the mask comes from
+its int8 model, for every photo (matte-based panels go to OUT_DIR/matte/); without
+one, from each photo's matte (`*_alpha_pred.png`) where there is one.
 """
 
 import json
@@ -11,8 +15,16 @@ from toolchain.render.quality import evaluate, write_panels
 
 if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else "render_out")
-    for p in write_panels(out):
-        print("panel", p)
+    from toolchain import paths
+    bundle = paths.out_dir() / "deeplabv3_mnv2_pascal_257"
+    if (bundle / "manifest.json").is_file():
+        for p in write_panels(out, bundle=bundle):
+            print("panel (model mask)", p)
+        for p in write_panels(out / "matte"):
+            print("panel (matte mask)", p)
+    else:
+        for p in write_panels(out):
+            print("panel (matte mask)", p)
     if "--quality" in sys.argv:
         res = {impl: evaluate(implementation=impl) for impl in ("golden", "device")}
         (out / "quality.json").write_text(json.dumps(res, indent=1))

@@ -164,8 +164,10 @@ def photo_mask(photo: Path) -> tuple[np.ndarray, dict, str]:
     return p, {"kind": "probabilities", "dtype": "float32"}, "mask: matte (P3M/GFM) at 257x257, no model"
 
 
-def write_panels(out_dir, photos=None, height: int = 360, implementation: str = "golden") -> list[Path]:
-    """input | mask | notebook | ours, one PNG per photo that has a matte. Returns the paths written."""
+def write_panels(out_dir, photos=None, height: int = 360, implementation: str = "golden",
+                 bundle=None) -> list[Path]:
+    """input | mask | notebook | ours, one PNG per photo. The mask comes from the bundle's segmentation
+    model when `bundle` is given (every photo), else from the photo's matte (photos with one)."""
     from toolchain.images import load_rgb
     from toolchain.paths import list_photos, photos_dir
     out_dir = Path(out_dir)
@@ -173,10 +175,16 @@ def write_panels(out_dir, photos=None, height: int = 360, implementation: str = 
     photos = list_photos(photos_dir()) if photos is None else photos
     written = []
     for ph in photos:
-        low, spec, source = photo_mask(Path(ph))
-        if low is None:
-            continue
-        img = load_rgb(ph)
+        if bundle is not None:
+            from .photo import run_segmentation
+            img = load_rgb(ph)
+            low, spec = run_segmentation(Path(bundle), img)
+            source = f"mask: {Path(bundle).name} int8 model"
+        else:
+            low, spec, source = photo_mask(Path(ph))
+            if low is None:
+                continue
+            img = load_rgb(ph)
         base = notebook_render(img, low, spec)["composite"]
         ours = render(img, low, spec, implementation=implementation)
         mask = (np.clip(ours.alpha, 0, 1) * 255).astype(np.uint8)
