@@ -42,3 +42,11 @@ def shared_depth_photos(shared_dir) -> list[Path]:
     if not photos:
         pytest.skip(f"no depth photos in {d}")
     return photos
+
+
+@pytest.fixture(scope="session")
+def deeplab_bundle(shared_dir, tmp_path_factory):
+    """The real DeepLab 257 exported once per test session (about 30 s) with its own recipe."""
+    from toolchain.export import export_model
+    os.environ["PORTRAIT_MODELS_DIR"] = str(shared_dir / "models")
+    return export_model("deeplabv3_mnv2_pascal_257", out_root=tmp_path_factory.mktemp("deeplab"), quiet=True).bundle

@@ -161,15 +161,14 @@ def test_calibration_set_is_deterministic_and_big_enough():
 
 
 @pytest.mark.slow
-def test_real_deeplab_257_export_meets_its_gate(shared_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(shared_dir / "models"))
-    r = export_model("deeplabv3_mnv2_pascal_257", out_root=tmp_path, quiet=True)
-    m = json.loads((r.bundle / "manifest.json").read_text())
+def test_real_deeplab_257_export_meets_its_gate(deeplab_bundle):
+    m = json.loads((deeplab_bundle / "manifest.json").read_text())
     assert m["parity"]["passed"] and m["parity"]["pixel_agreement"] >= 0.99
     assert m["parity"]["worst_class_iou"] >= 0.97
     assert m["import_check"]["max_abs_diff"] <= 1e-3 and m["import_check"]["argmax_agreement"] >= 0.9999
     assert m["models"]["deeplabv3_mnv2_pascal_257_int8.tflite"]["float_ops"] == []
     assert m["calibration"]["actual_samples"] >= 100
+    assert m["handoff"] == "deeplabv3_mnv2_pascal_257_int8.tflite" and "goldens/goldens.json" in m["files"]
     # the same int8 model fails a budget set out of its reach
     from toolchain.parity.gate import compare_pair, parity_images
     from toolchain.recipes import load_recipe
@@ -177,8 +176,8 @@ def test_real_deeplab_257_export_meets_its_gate(shared_dir, tmp_path, monkeypatc
     entry = get_entry("deeplabv3_mnv2_pascal_257")
     strict = load_recipe("deeplabv3_mnv2_pascal_257")
     strict["parity"]["pixel_agreement_min"] = 0.9999
-    p = compare_pair(entry, strict, r.bundle / "deeplabv3_mnv2_pascal_257_float32.tflite",
-                     r.bundle / "deeplabv3_mnv2_pascal_257_int8.tflite", parity_images(entry))
+    p = compare_pair(entry, strict, deeplab_bundle / "deeplabv3_mnv2_pascal_257_float32.tflite",
+                     deeplab_bundle / "deeplabv3_mnv2_pascal_257_int8.tflite", parity_images(entry))
     assert not p["passed"] and "pixel_agreement" in p["failures"][0]
 
 

@@ -63,11 +63,8 @@ def test_disagreement_maps():
     assert report.disagreement("mask", np.full((2, 2), 0.6), np.array([[0.4, 0.6], [0.7, 0.9]])).sum() == 1
 
 
-def test_real_deeplab_per_layer_and_kernels(shared_dir, tmp_path):
-    from toolchain import paths
-    bundle = paths.out_dir() / "deeplabv3_mnv2_pascal_257"
-    if not (bundle / "deeplabv3_mnv2_pascal_257_int8.tflite").is_file():
-        pytest.skip("no DeepLab bundle: run `make export-int8` first")
+def test_real_deeplab_per_layer_and_kernels(deeplab_bundle, tmp_path):
+    bundle = deeplab_bundle
     res = run.parity_model("deeplabv3_mnv2_pascal_257", bundle=bundle, out_dir=tmp_path, worst=1)
     lay = res["layers"]
     assert lay["matched"]["unmatched_float_ops"] == 0 and len(lay["layers"]) >= 70
