@@ -45,7 +45,8 @@ from toolchain.render.model_output import decode_probability, simulate_model_out
 from toolchain.render.photo import output_spec
 
 from . import cost
-from .smoothing import DepthSmoother, flicker, smooth_mask
+from .smoothing import (COMBINE_WITH_PREVIOUS_RATIO, GATED_RATIO, DepthSmoother, flicker, image_stillness,
+                        smooth_mask)
 
 SEQUENCES_DIR = Path(__file__).resolve().parent / "sequences"
 PREFERRED_BUNDLES = ("deeplabv3_mnv2_pascal_257", "selfie_segmenter")
@@ -202,6 +203,7 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
     variants = [smoothing] + ([not smoothing] if compare_smoothing else [])
     prev_p = {v: None for v in variants}
     depth_smoother = DepthSmoother()
+    prev_x = None  # previous model-size frame, for the motion gate of the mask smoothing
     last_depth = None
     frames, alphas, truths = [], {v: [] for v in variants}, []
     composites = []
@@ -233,7 +235,10 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
 
         t0 = time.perf_counter()
         p_new = decode_probability(low, sim_spec)
-        masks = {v: (smooth_mask(p_new, prev_p[v]) if v else p_new) for v in variants}
+        still = image_stillness(x, prev_x)
+        prev_x = x
+        masks = {v: (smooth_mask(p_new, prev_p[v], GATED_RATIO if still is not None else COMBINE_WITH_PREVIOUS_RATIO,
+                                 still) if v else p_new) for v in variants}
         for v in variants:
             prev_p[v] = masks[v]
         if smoothing:

@@ -64,3 +64,17 @@ def test_smoothing_cuts_flicker_2x_without_raising_alpha_error_10pct():
     q = s["quality"]
     assert q["flicker_reduction"] >= 2.0, q
     assert q["alpha_mae_change"] <= 0.10, q
+
+
+def test_motion_gate_follows_moving_pixels_and_averages_still_ones():
+    import numpy as np
+    from device_sim.smoothing import image_stillness, smooth_mask
+    prev_img = np.zeros((8, 8, 3), np.uint8)
+    img = prev_img.copy()
+    img[:, 4:] = 200  # the right half moved
+    still = image_stillness(img, prev_img)
+    assert still[:, :2].min() == 1.0 and still[:, 6:].max() == 0.0
+    assert image_stillness(img, None) is None
+    new, prev = np.full((8, 8), 0.5, np.float32), np.full((8, 8), 0.9, np.float32)
+    out = smooth_mask(new, prev, 0.9, still)
+    assert out[0, 0] > 0.8 and out[0, 7] == 0.5  # still pixel pulled to the past; moving one follows now
