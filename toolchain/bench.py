@@ -38,7 +38,7 @@ def bench_bundle(bundle: Path, *, threads: int = 2, runs: int = 20) -> dict:
     manifest = read_manifest(bundle)
     mid = manifest["model_id"]
     row = {"model_id": mid, "threads": threads, "kernels": "xnnpack", "runs": runs, "ms": {}, "bytes": {}}
-    for precision in ("float32", "float16", "dynamic", "int8"):
+    for precision in ("float32", "float16", "dynamic", "int8", "int8_mixed"):
         path = Path(bundle) / f"{mid}_{precision}.tflite"
         if path.is_file():
             row["ms"][precision] = round(time_model(path, threads=threads, runs=runs), 2)
@@ -46,6 +46,8 @@ def bench_bundle(bundle: Path, *, threads: int = 2, runs: int = 20) -> dict:
     if "float32" in row["ms"] and "int8" in row["ms"]:
         row["int8_over_float32_latency"] = round(row["ms"]["int8"] / row["ms"]["float32"], 3)
         row["int8_over_float32_size"] = round(row["bytes"]["int8"] / row["bytes"]["float32"], 3)
+    if "float32" in row["ms"] and "int8_mixed" in row["ms"]:
+        row["mixed_over_float32_latency"] = round(row["ms"]["int8_mixed"] / row["ms"]["float32"], 3)
     return row
 
 
@@ -59,13 +61,13 @@ def bench_all(out_root: Path | None = None, *, threads: int = 2, runs: int = 20)
 
 def format_table(rows: list[dict]) -> str:
     lines = [f"{'model':34} {'float32 ms':>10} {'float16 ms':>10} {'dynamic ms':>10} {'int8 ms':>8} "
-             f"{'int8/f32 time':>13} {'int8/f32 size':>13}"]
+             f"{'int8/f32 time':>13} {'int8/f32 size':>13} {'mixed ms':>9}"]
     for r in rows:
         ms = r["ms"]
         cell = lambda k: f"{ms[k]:.1f}" if k in ms else "-"  # noqa: E731
         lines.append(f"{r['model_id']:34} {cell('float32'):>10} {cell('float16'):>10} {cell('dynamic'):>10} "
                      f"{cell('int8'):>8} {r.get('int8_over_float32_latency', '-'):>13} "
-                     f"{r.get('int8_over_float32_size', '-'):>13}")
+                     f"{r.get('int8_over_float32_size', '-'):>13} {cell('int8_mixed'):>9}")
     lines.append(f"(ai-edge-litert, XNNPACK, {rows[0]['threads']} threads, median of {rows[0]['runs']} runs)")
     return "\n".join(lines)
 

@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--part", choices=["all", "models", "render"], default="all", help="what to time")
     b.add_argument("--out", type=Path, default=None, help="bundle folder")
     b.add_argument("--threads", type=int, default=2)
-    b.add_argument("--runs", type=int, default=20)
+    b.add_argument("--runs", type=int, default=100, help="timed invokes per model (median reported)")
     b.add_argument("--json", default="export/bench/bench.json", help="write the figures here")
     b.set_defaults(func=cmd_bench)
 
