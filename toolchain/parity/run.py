@@ -50,7 +50,11 @@ def _pair(entry: ModelEntry, bundle: Path | None, float_path, quant_path) -> tup
     if float_path and quant_path:
         return Path(float_path), Path(quant_path)
     b = Path(bundle) if bundle else paths.out_dir() / entry.id
-    f, q = Path(float_path or b / f"{entry.id}_float32.tflite"), Path(quant_path or b / f"{entry.id}_int8.tflite")
+    handoff = f"{entry.id}_int8.tflite"  # the bundle's handed-off model (mixed precision if it needed it)
+    if (b / "manifest.json").is_file():
+        import json
+        handoff = json.loads((b / "manifest.json").read_text()).get("handoff") or handoff
+    f, q = Path(float_path or b / f"{entry.id}_float32.tflite"), Path(quant_path or b / handoff)
     for p in (f, q):
         if not p.is_file():
             raise InputError(f"no {p.name} for {entry.id}", where=str(p),
@@ -177,7 +181,8 @@ def summary(result: dict) -> str:
     if "error" in result:
         return f"{result['model_id']}: ERROR {result['error']}"
     from ..export import summarize_parity
-    lines = [f"{result['model_id']}: " + summarize_parity(result["parity"])]
+    judged = Path(result["quant_file"]).name if result.get("quant_file") else "int8"
+    lines = [f"{result['model_id']} ({judged} vs float32): " + summarize_parity(result["parity"])]
     if result.get("layers"):
         top = sorted(result["layers"]["layers"], key=lambda r: -r["output_error_share"])[:3]
         lines.append("  worst layers: " + "; ".join(f"{r['name'].split(';')[0]} ({r['op']}, "
