@@ -2,7 +2,6 @@
 DeepLab 257 when ../shared is configured."""
 
 import json
-import os
 
 import numpy as np
 import pytest

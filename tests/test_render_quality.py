@@ -4,7 +4,6 @@ from types import SimpleNamespace
 
 import cv2
 import numpy as np
-import pytest
 
 from toolchain.render.quality import alpha_errors, edge_band, evaluate, psnr, write_panels
 

@@ -83,7 +83,7 @@ def _xmp(segs: list[tuple[int, bytes]]) -> tuple[str, str]:
             std += p[len(XMP_STD):].decode("utf-8", "replace")
         elif p.startswith(XMP_EXT):
             body = p[len(XMP_EXT):]
-            guid, (total, off) = body[:32], struct.unpack(">II", body[32:40])
+            guid, (_total, off) = body[:32], struct.unpack(">II", body[32:40])
             chunks.setdefault(guid, {})[off] = body[40:]
     ext = "".join(b"".join(c[k] for k in sorted(c)).decode("utf-8", "replace") for c in chunks.values())
     return std, ext

@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from .. import quantize
-from ..errors import InputError
 from ..registry import ModelEntry
 from ..runtime import TfliteRunner
 from . import gate
