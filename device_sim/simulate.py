@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from toolchain import paths
-from toolchain.bundle import read_manifest
+from toolchain.bundle import handoff_model, read_manifest
 from toolchain.depth.registration import register_depth
 from toolchain.depth.sequence import load_sequence
 from toolchain.errors import InputError
@@ -66,14 +66,6 @@ def find_bundle(out_root: Path | None = None, prefer=PREFERRED_BUNDLES, label: s
             return b
     raise InputError("no segmentation bundle with an int8 model to simulate", where=str(root),
                      fix="run `make export-int8` first (or `portrait export deeplabv3_mnv2_pascal_257`)")
-
-
-def handoff_model(manifest: dict, precision: str = "int8") -> str | None:
-    """The bundle's quantized model that met its parity budget (plain int8 or mixed precision)."""
-    if precision != "int8":
-        return f"{manifest['model_id']}_{precision}.tflite"
-    return manifest.get("handoff") or (f"{manifest['model_id']}_int8.tflite"
-                                       if (manifest.get("parity") or {}).get("passed") else None)
 
 
 def sample_sequences() -> list[Path]:
@@ -182,7 +174,8 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
     if manifest.get("task") not in ("segmentation", "mask"):
         raise InputError(f"{manifest.get('model_id')} is a {manifest.get('task')} model; the simulator needs a "
                          "segmentation model", where=str(bundle), fix="pass a deeplab… or selfie_segmenter bundle")
-    model_file = handoff_model(manifest, precision) or f"{manifest['model_id']}_{precision}.tflite"
+    model_file = ((handoff_model(manifest) if precision == "int8" else None)
+                  or f"{manifest['model_id']}_{precision}.tflite")
     model_path = bundle / model_file
     if not model_path.is_file():
         raise InputError(f"bundle has no {model_file}", where=str(bundle), fix="run `make export-int8` first")

@@ -85,6 +85,16 @@ def read_manifest(bundle: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def handoff_model(manifest: dict) -> str | None:
+    """The bundle's quantized model that met its parity budget (plain int8 or mixed precision), or
+    None when nothing passed. Bundles written before the manifest named it fall back to the int8
+    model when its parity passed."""
+    if manifest.get("handoff"):
+        return manifest["handoff"]
+    passed = (manifest.get("parity") or {}).get("passed")
+    return f"{manifest['model_id']}_int8.tflite" if passed else None
+
+
 def _json_default(obj):
     import numpy as np
     if isinstance(obj, (np.floating, np.integer)):

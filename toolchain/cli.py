@@ -22,7 +22,8 @@ def cmd_export(args) -> int:
     from .export import export_all, results_json
     if not args.all and not args.model:
         raise PortraitError("name a model id or pass --all", fix="`portrait models list` shows the ids")
-    results = export_all(None if args.all else args.model, out_root=args.out, images_folder=args.images)
+    results = export_all(None if args.all else args.model, out_root=args.out, images_folder=args.images,
+                         keep_workdir=args.keep_workdir)
     print(_export_summary(results))
     if args.json:
         print(results_json(results))
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, default=None, help="bundle folder (default export/out or PORTRAIT_OUT_DIR)")
     e.add_argument("--images", type=Path, default=None, help="folder of images for parity (default: the photos)")
     e.add_argument("--json", action="store_true", help="also print the results as JSON")
+    e.add_argument("--keep-workdir", action="store_true",
+                   help="keep each model's work folder (float SavedModel, every conversion) for inspection")
     e.set_defaults(func=cmd_export)
 
     m = sub.add_parser("models", help="list, locate or fetch registered models",

@@ -116,11 +116,15 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                                       + (f"; mixed precision: {mixed_record['message']}" if mixed_record else ""),
                                       where=recipe["_path"], figures={**parity, "mixed_precision": mixed_record},
                                       fix="see `portrait parity " + model_id + "` for the culprit layers; relax the"
-                                          " budget only with a reason, or set [mixed_precision] enabled = true")
+                                          " budget only with a reason"
+                                          + ("" if mixed_record else ", or set [mixed_precision] enabled = true"))
 
+        # the quantized model that met the parity budget: plain int8, or the mixed-precision one
+        handoff = (mixed_record["file"] if mixed_record and mixed_record["met"]
+                   else int8_path.name if parity and parity["passed"] else None)
         manifest = build_manifest(entry, recipe, source, files, import_check=import_check,
                                   onnx_check=onnx_check, parity=parity, representative=representative,
-                                  mixed_precision=mixed_record,
+                                  mixed_precision=mixed_record, handoff=handoff,
                                   seconds=time.monotonic() - t_start)
         bundle = write_bundle(out_root or paths.out_dir(), model_id, files, manifest,
                               extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None,
@@ -226,8 +230,7 @@ def _order_original_outputs(runner: TfliteRunner, outs: dict) -> list[np.ndarray
 
 def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[str, Path], *,
                    import_check, onnx_check, parity, representative, seconds: float,
-                   mixed_precision: dict | None = None) -> dict:
-    import ai_edge_litert
+                   mixed_precision: dict | None = None, handoff: str | None = None) -> dict:
     import tensorflow as tf
     models = {}
     for name, path in files.items():
@@ -263,10 +266,8 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
         "onnx_check": onnx_check,
         "parity": parity,
         "mixed_precision": mixed_precision,
-        # the quantized model that met the parity budget: plain int8, or the mixed-precision one
-        "handoff": (mixed_precision or {}).get("file") if mixed_precision and mixed_precision.get("met")
-        else (f"{entry.id}_int8.tflite" if parity and parity.get("passed") else None),
-        "measured_with": {"interpreter": f"ai-edge-litert {ai_edge_litert.__version__ if hasattr(ai_edge_litert, '__version__') else _pkg_version('ai-edge-litert')}",
+        "handoff": handoff,
+        "measured_with": {"interpreter": f"ai-edge-litert {_pkg_version('ai-edge-litert')}",
                           "judged_kernels": parity["kernels"] if parity else None,
                           "converter": f"tensorflow {tf.__version__}", "host": platform.machine()},
         "recipe": {k: v for k, v in recipe.items() if not k.startswith("_")},
@@ -327,7 +328,7 @@ def _fmt(d: dict) -> str:
 
 def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = None,
                images_folder: Path | None = None, registry: dict[str, ModelEntry] | None = None,
-               recipes: dict[str, dict] | None = None) -> list[ExportResult]:
+               recipes: dict[str, dict] | None = None, keep_workdir: bool = False) -> list[ExportResult]:
     """Export every registered model that has a recipe; a missing model is skipped and named."""
     registry = registry or load_registry()
     ids = model_ids or [m for m, e in registry.items()
@@ -336,7 +337,7 @@ def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = No
     for model_id in ids:
         try:
             results.append(export_model(model_id, out_root=out_root, images_folder=images_folder, registry=registry,
-                                        recipe=(recipes or {}).get(model_id)))
+                                        recipe=(recipes or {}).get(model_id), keep_workdir=keep_workdir))
         except ModelNotFound as exc:
             results.append(ExportResult(model_id, "skipped", message=str(exc)))
             _say(model_id, "skipped: model file not available\n" + str(exc))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
+from ..bundle import handoff_model, read_manifest
 from ..errors import InputError
 from ..recipes import load_recipe
 from ..registry import ModelEntry, get_entry
@@ -50,11 +51,10 @@ def _pair(entry: ModelEntry, bundle: Path | None, float_path, quant_path) -> tup
     if float_path and quant_path:
         return Path(float_path), Path(quant_path)
     b = Path(bundle) if bundle else paths.out_dir() / entry.id
-    handoff = f"{entry.id}_int8.tflite"  # the bundle's handed-off model (mixed precision if it needed it)
+    judged = f"{entry.id}_int8.tflite"  # the bundle's handed-off model (mixed precision if it needed it)
     if (b / "manifest.json").is_file():
-        import json
-        handoff = json.loads((b / "manifest.json").read_text()).get("handoff") or handoff
-    f, q = Path(float_path or b / f"{entry.id}_float32.tflite"), Path(quant_path or b / handoff)
+        judged = handoff_model(read_manifest(b)) or judged
+    f, q = Path(float_path or b / f"{entry.id}_float32.tflite"), Path(quant_path or b / judged)
     for p in (f, q):
         if not p.is_file():
             raise InputError(f"no {p.name} for {entry.id}", where=str(p),
