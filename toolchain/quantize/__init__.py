@@ -13,8 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import ExportError
-from .sources import SIGNATURE, FloatModel
+from ..errors import ExportError
+from ..sources import SIGNATURE, FloatModel
 
 PRECISIONS = ("float32", "float16", "dynamic", "int8")
 
@@ -128,7 +128,7 @@ def _representative_gen(samples: np.ndarray, progress):
 
 def tensor_types(path: Path) -> list[dict]:
     """Per op: name, input and output tensor types (from the flatbuffer)."""
-    from .sources.tflite_graph import read_tflite
+    from ..sources.tflite_graph import read_tflite
     g = read_tflite(path)
     names = {np.float32: "FLOAT32", np.float16: "FLOAT16", np.int32: "INT32", np.uint8: "UINT8",
              np.int64: "INT64", np.bool_: "BOOL", np.int16: "INT16", np.int8: "INT8"}
