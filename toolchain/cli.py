@@ -134,6 +134,22 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_depth_info(args) -> int:
+    import json
+    from .depth.info import depth_info, summary_lines, write_planes
+    photo, info = depth_info(args.file)
+    if args.write:
+        written = write_planes(photo, args.write, info)
+        info = json.loads((Path(args.write) / "info.json").read_text())
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print("\n".join(summary_lines(info)))
+    if args.write:
+        print(f"wrote {', '.join(p.name for p in written)} to {args.write}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
 def cmd_parity(args) -> int:
     from .parity.run import parity_all, parity_model, summary
     try:
@@ -263,6 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="golden float reference or the fixed-point device port")
     r.add_argument("--precision", default="int8", help="which bundle model runs (int8, float32, ...)")
     r.set_defaults(func=cmd_render)
+
+    di = sub.add_parser("depth-info", help="what a photo carries: GDepth / Apple depth, disparity, mattes, orientation",
+                        description="Read a Google Camera Lens Blur (GDepth) or iPhone portrait JPEG and say what it "
+                                    "carries: GDepth depth/confidence, Apple disparity/depth, the portrait effects "
+                                    "matte, semantic mattes (hair, skin, teeth) and the EXIF orientation (applied to "
+                                    "every plane). A damaged file is reported with the format and field at fault.")
+    di.add_argument("file", type=Path, help="photo (.jpg)")
+    di.add_argument("--json", action="store_true", help="print JSON: keys image, depth, disparity, matte (null or "
+                                                        "{width, height, ...}), confidence, semantic_mattes, orientation")
+    di.add_argument("--write", type=Path, metavar="DIR", help="write image.png, depth.png (16-bit mm), disparity.png "
+                                                             "(16-bit, nearer brighter), matte.png, <kind>_matte.png "
+                                                             "and info.json, when present")
+    di.set_defaults(func=cmd_depth_info)
     return p
 
 

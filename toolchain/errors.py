@@ -36,6 +36,18 @@ class ModelFormatError(PortraitError):
     """A model file is corrupt, truncated, or not the format it claims to be."""
 
 
+class PhotoFormatError(ModelFormatError):
+    """A photo's embedded depth / matte data is missing or corrupt; names the file format and the field.
+
+    `absent` is True when the file simply does not carry that format (no GDepth XMP, no MPF index), False
+    when it carries it but a field is broken: a reader fallback must not hide the second kind.
+    """
+
+    def __init__(self, what: str, *, format: str, field: str, absent: bool = False, **kw):
+        self.format, self.field, self.absent = format, field, absent
+        super().__init__(f"{format}: {field}: {what}", **kw)
+
+
 class UnsupportedOp(PortraitError):
     """An importer met an operator it cannot translate."""
 
