@@ -402,12 +402,13 @@ def read_gdepth(path: str | Path) -> DepthPhoto:
 
 # ------------------------------------------------------------------------------- Apple MPF
 
-def _mpf_images(data: bytes, segs, where: str) -> list[tuple[int, bytes]]:
-    """(index, bytes) of the images listed in the MPF index (APP2 'MPF\\0'), excluding the primary."""
+def _mpf_images(data: bytes, segs, where: str) -> list[tuple[int, bytes]] | None:
+    """(index, bytes) of the images listed in the MPF index (APP2 'MPF\\0'), excluding the primary;
+    None when the file has no MPF index."""
     f = APPLE
     mpf = next(((pos, p) for m, pos, p in segs if m == 0xE2 and p[:4] == b"MPF\x00"), None)
     if mpf is None:
-        return []
+        return None
     pos, p = mpf
     base = pos + 8  # offsets in the index count from its TIFF header, after 'MPF\0'
     t = p[4:]
@@ -479,7 +480,7 @@ def read_apple_portrait(path: str | Path, *, require_depth: bool = True) -> Dept
     ph, pw = image.shape[:2]
     planes: dict = {}
     aux_info = []
-    for idx, aux in auxes:
+    for idx, aux in auxes or []:
         part = f"MPF image {idx}"
         s = _segments(aux, where, f, part=part)
         std, ext = _xmp(s, f, where, part=part)
@@ -518,8 +519,9 @@ def read_apple_portrait(path: str | Path, *, require_depth: bool = True) -> Dept
         depth = None
     if disparity is None and depth is None and require_depth:
         listed = ", ".join(f"image {a['index']}: {a['kind'] or 'no Apple auxiliary XMP'}" for a in aux_info)
-        raise _err(f, "apdi:AuxiliaryImageType", "no Apple disparity or depth auxiliary image "
-                   f"(MPF index: {listed or 'no auxiliary images'})", where,
+        raise _err(f, "MPF index" if auxes is None else "apdi:AuxiliaryImageType",
+                   "no Apple disparity or depth auxiliary image "
+                   + ("(no MPF index)" if auxes is None else f"(MPF index: {listed or 'no auxiliary images'})"), where,
                    fix="use an iPhone portrait photo saved as JPEG with depth", absent=True)
     fmt_name, near, far, units = None, None, None, None
     if disparity is not None:
@@ -570,7 +572,8 @@ def read_depth_photo(path: str | Path, *, require_depth: bool = True) -> DepthPh
     raise PhotoFormatError(
         ("no readable depth in this photo; what each reader found:\n" if require_depth else
          "this photo cannot be read; what each reader found:\n") + "\n".join(lines),
-        format="depth photo", field=f"{first.format} {first.field}", where=str(p), absent=not broken,
+        format=first.format if broken else "depth photo", field=first.field if broken else "GDepth XMP / MPF index",
+        where=str(p), absent=not broken,
         fix=first.fix if broken else "use a Google Camera Lens Blur (GDepth) JPEG or an iPhone portrait JPEG "
                                      "with depth, or pass depth as .npy (metres) / 16-bit .png (mm)")
 

@@ -74,11 +74,8 @@ def read_depth(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         depth[d == 0] = np.nan
         return depth, None
     if suffix in (".jpg", ".jpeg"):
-        from ..depth.readers import read_apple_portrait, read_gdepth
-        try:
-            photo = read_gdepth(p)
-        except Exception:  # not GDepth: try the Apple auxiliary disparity
-            photo = read_apple_portrait(p)
+        from ..depth.readers import read_depth_photo
+        photo = read_depth_photo(p)  # GDepth, then Apple MPF; an error lists what each reader found
         if photo.depth_m is not None:
             return photo.depth_m.astype(np.float32), photo.confidence
         with np.errstate(divide="ignore"):
