@@ -308,7 +308,7 @@ def apply_orientation(img: np.ndarray | None, orientation: int | None) -> np.nda
     elif o == 6:
         out = np.rot90(img, -1)
     elif o == 7:
-        out = np.rot90(img, -1)[:, ::-1]
+        out = np.swapaxes(img[::-1, ::-1], 0, 1)  # transverse
     elif o == 8:
         out = np.rot90(img, 1)
     else:
