@@ -180,6 +180,30 @@ def cmd_check(args) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluate.run import evaluate, summary_lines
+    result = evaluate(args.model, args.dataset, task=args.task, engine=args.engine, address=args.address,
+                      workers=args.workers, shard_size=args.shard_size, kernels=args.kernels, threads=args.threads,
+                      align=args.align, out_dir=args.report_dir, bundles_root=args.bundles, limit=args.limit,
+                      resamples=args.resamples,
+                      precisions=[p for p in (args.precisions or "").split(",") if p] or None,
+                      progress=not args.no_progress)
+    print("\n".join(summary_lines(result)))
+    return 0
+
+
+def cmd_dataset(args) -> int:
+    from .evaluate.datasets import synth
+    try:
+        h, w = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise PortraitError(f"bad --size {args.size!r}", fix="write HEIGHTxWIDTH, e.g. 240x320") from None
+    ds = synth(args.n, args.out, task=args.task, seed=args.seed, size=(h, w), engine=args.engine,
+               address=args.address, workers=args.workers, progress=not args.no_progress)
+    print(f"wrote {ds.describe()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="portrait", description="Export, quantize and check portrait-mode models "
                                 "(segmentation, depth) for phones.", epilog=EPILOG,
@@ -292,6 +316,48 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "(16-bit, nearer brighter), matte.png, <kind>_matte.png "
                                                              "and info.json, when present")
     di.set_defaults(func=cmd_depth_info)
+
+    ev = sub.add_parser("evaluate", help="accuracy of every model file of a bundle against ground truth, local or on Ray",
+                        description="Run every .tflite of the bundle (and its handoff) over a labeled set: VOC "
+                                    "segmentation (mIoU, per-class IoU, boundary F), matting (SAD, MSE, gradient, "
+                                    "connectivity) or depth (delta1, AbsRel, RMSE after scale-and-shift alignment). "
+                                    "Each precision's drop vs float32 gets a bootstrap 95%% CI. Bad samples are listed "
+                                    "and skipped; exit 2 if more than 1%% are bad. Writes report.json + report.html.",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("model", help="model id (a bundle in export/out or --bundles) or a bundle folder")
+    ev.add_argument("--dataset", required=True, type=Path, help="the labeled set (VOC, matting or depth layout)")
+    ev.add_argument("--task", choices=["segmentation", "matting", "depth"], help="default: from the folder")
+    ev.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="local: this process (default, no Ray needed); ray: shards on Ray workers")
+    ev.add_argument("--address", help="join this Ray cluster (e.g. 10.0.0.5:6379 or auto); default: start one here")
+    ev.add_argument("--workers", type=int, help="Ray workers (default: the cluster's CPUs)")
+    ev.add_argument("--shard-size", type=int, default=20, help="images per shard")
+    ev.add_argument("--kernels", choices=["xnnpack", "reference"], default="xnnpack")
+    ev.add_argument("--threads", type=int, default=1, help="TFLite threads per model (default 1)")
+    ev.add_argument("--precisions", help="comma-separated, e.g. int8,int8_mixed (float32 is always run)")
+    ev.add_argument("--align", choices=["inverse", "depth"],
+                    help="depth: align in inverse depth (default for relative models) or in depth")
+    ev.add_argument("--limit", type=int, help="only the first N samples")
+    ev.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    ev.add_argument("--bundles", type=Path, help="bundle folder (default export/out or PORTRAIT_OUT_DIR)")
+    ev.add_argument("--report-dir", type=Path, help="default export/eval/<id>--<dataset folder name>")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_evaluate)
+
+    ds = sub.add_parser("dataset", help="make labeled sets: `portrait dataset synth` (synthetic scenes, exact truth)",
+                        description="synth: N synthetic portrait scenes (toolchain/scenes) with exact ground truth in "
+                                    "the VOC, matting or depth layout; seeded, so the same arguments give the same files.")
+    ds.add_argument("action", choices=["synth"])
+    ds.add_argument("--n", type=int, required=True, help="number of scenes")
+    ds.add_argument("--out", type=Path, required=True, help="folder to write (replaced if it is a synthetic set)")
+    ds.add_argument("--task", choices=["segmentation", "matting", "depth"], default="segmentation")
+    ds.add_argument("--seed", type=int, default=0, help="scene i uses seed + i")
+    ds.add_argument("--size", default="240x320", help="HEIGHTxWIDTH in pixels")
+    ds.add_argument("--engine", choices=["local", "ray"], default="local")
+    ds.add_argument("--address", help="join this Ray cluster")
+    ds.add_argument("--workers", type=int)
+    ds.add_argument("--no-progress", action="store_true")
+    ds.set_defaults(func=cmd_dataset)
     return p
 
 

@@ -1,0 +1,181 @@
+"""Where shards run: in this process ("local") or on a Ray cluster ("ray").
+
+`map_shards(fn, shards, engine=...)` returns `[fn(s) for s in shards]`, in order, whichever engine
+runs it: the engine only decides where `fn` runs, never what it computes, so both engines give the
+same results by construction. `fn` must be a module-level function (Ray ships it by reference) and
+the shards small picklable descriptions (file paths, indices), not the data itself.
+
+Ray: one actor per worker (1 CPU each); an actor is a long-lived process, so whatever `fn` caches
+at module level (a loaded bundle) is loaded once per worker. At most two shards are in flight per
+actor, and results come back one shard at a time, so a worker's memory is bounded by the shard size.
+A worker that dies mid-shard (killed, out of memory) is replaced and its shards are run again; each
+shard's result is taken once, so every item is counted exactly once. Ray is imported only here and
+only for engine="ray": the local engine has no Ray requirement.
+
+Not for: what a shard computes (run.py evaluates images; the export ladder can search candidates).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from collections import deque
+
+from ..errors import InputError, PortraitError
+
+ENGINES = ("local", "ray")
+IN_FLIGHT_PER_WORKER = 2
+
+
+class EngineError(PortraitError):
+    """The engine could not run the shards (cluster unreachable, a shard failing on every retry)."""
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB (Linux reports ru_maxrss in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def map_shards(fn, shards: list, *, engine: str = "local", address: str | None = None, workers: int | None = None,
+               progress=None, unit: str = "items", sizes: list[int] | None = None, max_retries: int = 3,
+               stats: dict | None = None) -> list:
+    """[fn(shard) for shard in shards] on the chosen engine, in the order of `shards`.
+
+    engine: "local" (this process, the default) or "ray" (`address` joins an existing cluster, e.g.
+    "127.0.0.1:6379" or "auto"; without it a local Ray instance with `workers` CPUs is started and
+    stopped). workers: Ray actors (default: the cluster's CPUs). progress: True shows a progress bar
+    with ETA on stderr, counting `sizes[i]` (default 1) `unit`s per shard. max_retries: how often a
+    shard whose worker died is run again. stats (a dict, filled in): engine, workers, retries,
+    wall_s, peak_rss_mb per worker process.
+    """
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}", fix=f"use one of {', '.join(ENGINES)}")
+    if address and engine != "ray":
+        raise InputError("--address needs --engine ray", fix="add --engine ray, or drop --address")
+    sizes = list(sizes) if sizes is not None else [1] * len(shards)
+    stats = stats if stats is not None else {}
+    stats.update({"engine": engine, "shards": len(shards), "retries": 0})
+    t0 = time.perf_counter()
+    bar = _bar(progress, sum(sizes), unit)
+    try:
+        if engine == "local":
+            results = []
+            for s, n in zip(shards, sizes):
+                results.append(fn(s))
+                bar.update(n)
+            stats.update({"workers": 1, "peak_rss_mb": {str(os.getpid()): round(peak_rss_mb(), 1)}})
+        else:
+            results = _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats)
+    finally:
+        bar.close()
+    stats["wall_s"] = round(time.perf_counter() - t0, 3)
+    return results
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(progress, total: int, unit: str):
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}{unit} [{elapsed}<{remaining} ETA, {rate_fmt}]")
+
+
+class _ShardWorker:
+    """A Ray actor: one process that runs shard after shard (module-level caches persist)."""
+
+    def __init__(self):
+        try:
+            import cv2
+            cv2.setNumThreads(1)  # one CPU per actor: no oversubscription from OpenCV's own pool
+        except ImportError:
+            pass
+
+    def run(self, fn, shard):
+        try:
+            return True, fn(shard), os.getpid(), peak_rss_mb()
+        except Exception as exc:  # fn's own error goes back to the driver as it is (not retried)
+            return False, exc, os.getpid(), peak_rss_mb()
+
+
+def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> list:
+    try:
+        import ray
+    except ImportError as exc:
+        raise EngineError("Ray is not installed", fix="pip install -r requirements.lock, or use --engine local") from exc
+    started = False
+    if not ray.is_initialized():
+        kw = dict(logging_level="ERROR", log_to_driver=False)
+        try:
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
+                         object_store_memory=256 * 1024 * 1024, **kw)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise EngineError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: {exc}",
+                              fix="check `ray status --address ADDR` on the head node, or use --engine local") from exc
+        started = True
+    Worker = ray.remote(num_cpus=1, max_restarts=0)(_ShardWorker)
+    n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    actors = [Worker.remote() for _ in range(n)]
+    stats["workers"] = n
+    results, done = [None] * len(shards), [False] * len(shards)
+    attempts = [0] * len(shards)
+    queue = deque(range(len(shards)))
+    pending: dict = {}  # object ref -> (shard index, worker slot, actor handle)
+    peak: dict[str, float] = {}
+
+    def submit(slot: int) -> None:
+        i = queue.popleft()
+        attempts[i] += 1
+        pending[actors[slot].run.remote(fn, shards[i])] = (i, slot, actors[slot])
+
+    try:
+        for slot in range(n):
+            for _ in range(IN_FLIGHT_PER_WORKER):
+                if queue:
+                    submit(slot)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i, slot, actor = pending.pop(ready[0])
+            try:
+                ok, res, pid, rss = ray.get(ready[0])
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                stats["retries"] += 1
+                if attempts[i] > max_retries:
+                    raise EngineError(f"shard {i} failed {attempts[i]} times: its worker died each time ({exc})",
+                                      fix="look for out-of-memory kills (`ray status`), or run with fewer workers") from None
+                if actors[slot] is actor:  # replace the dead worker once; its other shards come back here too
+                    actors[slot] = Worker.remote()
+                queue.appendleft(i)
+                submit(slot)
+                continue
+            if not ok:
+                raise res  # fn raised: the same error as the local engine gives
+            peak[str(pid)] = max(peak.get(str(pid), 0.0), round(rss, 1))
+            if not done[i]:
+                results[i], done[i] = res, True
+                bar.update(sizes[i])
+            if queue:
+                submit(slot)
+    finally:
+        for a in actors:
+            try:
+                ray.kill(a)
+            except Exception:  # already dead
+                pass
+        if started:
+            ray.shutdown()
+    stats["peak_rss_mb"] = peak
+    stats["attempts"] = attempts
+    return results
