@@ -3,8 +3,12 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# MediaPipe client environment (issue 11): its own venv, because mediapipe's opencv-contrib-python
+# clashes with opencv-python-headless in .venv; toolchain/handoff/client.py calls it by subprocess.
+CLIENT := .venv-client
+CLIENT_STAMP := $(CLIENT)/.installed
 
-.PHONY: all setup export-int8 models test parity bench sim sequences render-report clean
+.PHONY: all setup client-env export-int8 models test parity bench sim sequences render-report clean
 
 all: export-int8
 
@@ -18,13 +22,22 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)
 
-export-int8: $(STAMP)
+$(CLIENT_STAMP): requirements-client.lock
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
+	@test -x $(CLIENT)/bin/python || $(PYTHON) -m venv $(CLIENT)
+	$(CLIENT)/bin/python -m pip install -q --upgrade pip
+	$(CLIENT)/bin/python -m pip install -q -r requirements-client.lock
+	@touch $(CLIENT_STAMP)
+
+client-env: $(CLIENT_STAMP)
+
+export-int8: $(STAMP) $(CLIENT_STAMP)
 	$(BIN)/portrait export --all
 
 models: $(STAMP)
 	$(BIN)/portrait models fetch
 
-test: $(STAMP)
+test: $(STAMP) $(CLIENT_STAMP)
 	$(BIN)/python -m pytest -q
 
 parity: $(STAMP)

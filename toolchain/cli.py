@@ -173,6 +173,27 @@ def cmd_sim(args) -> int:
     return run_sim(args)
 
 
+def cmd_verify(args) -> int:
+    """Issue 11: feed every file of a bundle (folder or zip) as its manifest says, in each client."""
+    import json
+    from . import paths
+    from .handoff.verify import verify
+    target = args.bundle if args.bundle.exists() else paths.out_dir() / str(args.bundle)
+    report = verify(target, mediapipe=not args.no_mediapipe)
+    print(json.dumps(report.as_dict(), indent=1, default=str) if args.json else report.format(verbose=args.verbose))
+    return 0 if report.passed else 1
+
+
+def cmd_pack(args) -> int:
+    from . import paths
+    from .handoff.pack import pack
+    bundle = args.bundle if args.bundle.exists() else (args.bundles or paths.out_dir()) / str(args.bundle)
+    out = pack(bundle, args.out or paths.out_dir(), verify=not args.no_verify,
+               progress=lambda m: print(m, file=sys.stderr))
+    print(out)
+    return 0
+
+
 def cmd_check(args) -> int:
     from device_sim.check import check_outputs, format_report
     results = check_outputs(args.bundle, args.device_outputs)
@@ -285,6 +306,27 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--bundle", required=True, type=Path, help="bundle folder with goldens/")
     ck.add_argument("--device-outputs", required=True, type=Path, help="folder of outputs dumped by the phone")
     ck.set_defaults(func=cmd_check)
+
+    vf = sub.add_parser("verify", help="contract check: feed every bundle file as its manifest says, in LiteRT and MediaPipe",
+                        description="Check a bundle folder or a `portrait pack` zip the way an app developer uses it: "
+                                    "SHA-256 of every file, the manifest's contract vs the file's tensors and TFLite "
+                                    "metadata, each file fed as the manifest says in ai-edge-litert (goldens, float32 "
+                                    "model) and, for segmenters, in MediaPipe Tasks ImageSegmenter (client environment "
+                                    ".venv-client). Exit 1 on any mismatch, naming the file and the field.")
+    vf.add_argument("bundle", type=Path, help="bundle folder, <id>-<version>.zip, or a model id (export/out/<id>)")
+    vf.add_argument("--no-mediapipe", action="store_true", help="skip the client-environment checks (reported NOT RUN)")
+    vf.add_argument("--json", action="store_true", help="print the report as JSON")
+    vf.add_argument("-v", "--verbose", action="store_true", help="list passed checks too")
+    vf.set_defaults(func=cmd_verify)
+
+    pk = sub.add_parser("pack", help="reproducible <id>-<version>.zip of a bundle with its model card and SHA256SUMS",
+                        description="Verify the bundle, then write <id>-<version>.zip (bundle, README.md model card, "
+                                    "SHA256SUMS) with fixed timestamps: the same bundle gives the same bytes.")
+    pk.add_argument("bundle", type=Path, help="model id (export/out/<id>) or bundle folder")
+    pk.add_argument("--bundles", type=Path, default=None, help="bundle folder root (default export/out or PORTRAIT_OUT_DIR)")
+    pk.add_argument("--out", type=Path, default=None, help="where the zip goes (default: the bundle root)")
+    pk.add_argument("--no-verify", action="store_true", help="pack without running `portrait verify` first")
+    pk.set_defaults(func=cmd_pack)
 
     r = sub.add_parser("render", help="portrait render of one photo: segment, upsample mask, depth-aware blur, composite",
                        description="Run a bundle's segmentation model on a photo and render it with the fused "

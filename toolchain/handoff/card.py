@@ -1,0 +1,225 @@
+"""The model card: README.md of a bundle, rendered from the manifest (the handoff records in
+models[<file>]["contract"]) and, at export, the `portrait verify` report. Text only: the loading
+snippets are written for a reader to copy, and are not compiled here.
+
+Not for: deciding anything (the manifest is the record; this is one view of it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .metadata import LITERT, MEDIAPIPE_SEGMENTER, file_record
+
+
+def write_card(bundle: Path, report=None) -> Path:
+    bundle = Path(bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    path = bundle / "README.md"
+    path.write_text(render_card(manifest, bundle, report))
+    return path
+
+
+def _why(manifest: dict, name: str) -> str:
+    rec = manifest["models"][name]
+    if rec.get("rung"):
+        r = rec["rung"]
+        return r if isinstance(r, str) else "; ".join(f"{k}: {v}" for k, v in r.items() if not isinstance(v, (dict, list)))
+    p = rec.get("precision")
+    if name == manifest.get("handoff"):
+        return "the handoff: the integer-only file that met the parity budget"
+    if name == manifest.get("handoff_cpu"):
+        return "CPU handoff: the fastest XNNPACK file that met the parity budget"
+    return {"float32": "the float reference every other file is compared with",
+            "float16": "float16 weights, float32 compute: half the size, GPU delegates",
+            "dynamic": "int8 weights, float activations (dynamic range): small, CPU only",
+            "int8": "full-integer int8" + ("" if manifest.get("handoff") == name else
+                                          " (not the handoff: see the parity figures)"),
+            "int8_labels": "int8 with ArgMax inside: one class index per pixel, no logits",
+            "int8_mixed": "int8 with some layers kept float (mixed precision)"}.get(p, p or "")
+
+
+def _example(manifest: dict, bundle: Path, name: str, record: dict) -> str:
+    """One pixel in -> one value out, read from the golden vectors of the file (or the float reference)."""
+    gpath = bundle / "goldens" / "goldens.json"
+    if not gpath.is_file():
+        return "(no golden vectors in this bundle to take a worked example from)"
+    idx = json.loads(gpath.read_text())
+    vec = next((v for v in idx["vectors"] if v.get("stage") == "model" and v.get("model_file") == name), None)
+    float_ref = False
+    if vec is None and manifest["models"][name].get("precision") == "float32":
+        vec = next((v for v in idx["vectors"] if v.get("stage") == "model" and "float_reference" in v), None)
+        float_ref = vec is not None
+    if vec is None:
+        return "(no golden vector for this file; see the handoff file's example)"
+    x = np.load(bundle / "goldens" / vec["inputs"]["image"]["file"], allow_pickle=False)[0]
+    h, w = x.shape[:2]
+    r, c = h // 2, w // 2
+    rgb = [int(v) for v in x[r, c]]
+    outs = vec["float_reference"] if float_ref else vec["expected"]
+    key, rec = next(iter(outs.items()))
+    y = np.load(bundle / "goldens" / rec["file"], allow_pickle=False)[0][r, c]
+    spec = record["outputs"][0]
+    labels = manifest.get("labels") or []
+    feed = ("uint8 bytes" if record["input"]["dtype"] == "uint8" else "float32 values") + f" {rgb}"
+    lines = [f"Image `{vec['name'].split('_')[-1]}` from goldens/ (resized to {w}x{h}), pixel (row {r}, column {c}):",
+             f"- in: RGB {rgb} -> feed the {feed} (no normalization: it is inside the model)"]
+    y = np.asarray(y, dtype=np.float32 if float_ref else None)
+    scale, zp = rec.get("scale"), rec.get("zero_point")
+    if spec["kind"] == "class_index":
+        k = int(y)
+        lines.append(f"- out `{key}`: {k} -> class {labels[k] if k < len(labels) else k!r}")
+    elif y.ndim == 1 and y.size > 1:
+        real = (y.astype(np.float32) - zp) * scale if scale else y.astype(np.float32)
+        k = int(np.argmax(real))
+        e = np.exp(real - real.max())
+        raw = f"raw int8 {int(y[k])}, real = ({int(y[k])} - ({zp})) * {scale:.6g} = {real[k]:.3f}" if scale else f"{real[k]:.3f}"
+        lines.append(f"- out `{key}`: {y.size} logits; the largest is channel {k} ({raw}) -> class "
+                     f"{labels[k] if k < len(labels) else k!r}, softmax probability {e[k] / e.sum():.3f}")
+    else:
+        v = y.reshape(-1)[0]
+        real = (float(v) - zp) * scale if scale else float(v)
+        raw = f"raw int8 {int(v)}, real = ({int(v)} - ({zp})) * {scale:.6g} = {real:.3f}" if scale else f"{real:.3f}"
+        what = labels[-1] if labels else "foreground"
+        lines.append(f"- out `{key}`: {raw} -> probability of {what!r}"
+                     + (f" ({what} at > 0.5)" if spec.get("range") == [0.0, 1.0] else ""))
+    return "\n".join(lines)
+
+
+def _snippets(manifest: dict, name: str, record: dict) -> str:
+    h, w = record["input"]["shape"][1:3]
+    is_u8 = record["input"]["dtype"] == "uint8"
+    stem = name.removesuffix(".tflite")
+    spec = record["outputs"][0]
+    out_shape = spec.get("shape") or []
+    n_out = int(np.prod(out_shape)) if out_shape else 0
+    out_dtype = manifest["models"][name]["outputs"][spec["key"]]["dtype"]
+    bytes_per = {"float32": 4, "int8": 1, "uint8": 1, "int32": 4, "int64": 8}.get(out_dtype, 4)
+    parts = []
+    if MEDIAPIPE_SEGMENTER in record["clients"]:
+        one = spec.get("range") == [0.0, 1.0]
+        parts.append(f"""Kotlin, MediaPipe Tasks (com.google.mediapipe:tasks-vision):
+
+```kotlin
+val options = ImageSegmenter.ImageSegmenterOptions.builder()
+    .setBaseOptions(BaseOptions.builder().setModelAssetPath("{name}").build())
+    .setRunningMode(RunningMode.IMAGE)
+    .setOutputCategoryMask(true)
+    .setOutputConfidenceMasks(true)
+    .build()
+val segmenter = ImageSegmenter.createFromOptions(context, options)
+val result = segmenter.segment(BitmapImageBuilder(bitmap).build())  // any size: MediaPipe resizes to {w}x{h}
+val categories = result.categoryMask().get()   // one byte per pixel{": 0 where the person probability > 0.5, 255 elsewhere" if one else ": class index = line of labels.txt"}
+val confidence = result.confidenceMasks().get()  // {"one float mask: the probability" if one else "one float mask per class (softmax)"}
+```""")
+    in_bytes = h * w * 3 * (1 if is_u8 else 4)
+    put = "input.put(r.toByte()); input.put(g.toByte()); input.put(b.toByte())" if is_u8 else \
+        "input.putFloat(r.toFloat()); input.putFloat(g.toFloat()); input.putFloat(b.toFloat())"
+    deq = ""
+    if out_dtype == "int8":
+        q = manifest["models"][name]["outputs"][spec["key"]]
+        deq = f"\n// int8 output: real = (q - ({q['zero_point']})) * {q['scale']:.8g}"
+    parts.append(f"""Kotlin, LiteRT Interpreter (com.google.ai.edge.litert:litert, org.tensorflow.lite API):
+
+```kotlin
+val interpreter = Interpreter(FileUtil.loadMappedFile(context, "{name}"))
+val scaled = Bitmap.createScaledBitmap(bitmap, {w}, {h}, true)   // stretch to {w}x{h}
+val input = ByteBuffer.allocateDirect({in_bytes}).order(ByteOrder.nativeOrder())
+val px = IntArray({w * h}); scaled.getPixels(px, 0, {w}, 0, 0, {w}, {h})
+for (p in px) {{ val r = (p shr 16) and 0xFF; val g = (p shr 8) and 0xFF; val b = p and 0xFF
+    {put} }}   // RGB {"bytes 0..255" if is_u8 else "floats 0..255"}, no normalization
+val output = ByteBuffer.allocateDirect({n_out * bytes_per}).order(ByteOrder.nativeOrder())  // {out_dtype} {out_shape}
+interpreter.run(input, output){deq}
+```""")
+    parts.append(f"""Swift, LiteRT (TensorFlowLiteSwift pod / LiteRT Swift package):
+
+```swift
+let interpreter = try Interpreter(modelPath: Bundle.main.path(forResource: "{stem}", ofType: "tflite")!)
+try interpreter.allocateTensors()
+// rgb: {h}x{w} pixels, row-major, R G B {"bytes (UInt8) 0..255" if is_u8 else "Float32 values 0..255"}, no normalization
+try interpreter.copy({"Data(rgb)" if is_u8 else "rgb.withUnsafeBufferPointer { Data(buffer: $0) }"}, toInputAt: 0)
+try interpreter.invoke()
+let out = try interpreter.output(at: 0)          // {out_dtype} {out_shape}
+{"let q = out.quantizationParameters!            // real = (Float(v) - Float(q.zeroPoint)) * q.scale" if out_dtype == "int8" else "// out.data holds the values in the tensor's type"}
+```""")
+    return "\n\n".join(parts)
+
+
+def render_card(manifest: dict, bundle: Path, report=None) -> str:
+    mid = manifest["model_id"]
+    models = manifest.get("models", {})
+    records = {n: (r.get("contract") or file_record(manifest, n)) for n, r in models.items() if n.endswith(".tflite")}
+    sizes = {n: (manifest.get("files", {}).get(n) or {}).get("bytes") for n in models}
+    src = manifest.get("source") or {}
+    lines = [f"# {mid}", "", manifest.get("description", ""), "",
+             f"Version {next(iter(records.values()))['version'] if records else manifest.get('toolchain_version')}"
+             f" · license {src.get('license')} · upstream {src.get('url')} (SHA-256 {str(src.get('sha256'))[:16]}...)",
+             "", "This card is generated from `manifest.json` (the record); the same record is written as TFLite "
+             "metadata inside each `.tflite`. `portrait verify <this folder or zip>` checks that the three agree "
+             "and that each file does what it says.", "", "## Files", "",
+             "| file | precision / rung | why | size | clients |", "|---|---|---|---|---|"]
+    for n, r in models.items():
+        size = f"{sizes[n] / 1e6:.2f} MB" if sizes.get(n) else ""
+        lines.append(f"| `{n}` | {r.get('precision')} | {_why(manifest, n)} | {size} | {', '.join(r.get('clients') or [])} |")
+    lines += ["", "Handoff: " + (f"`{manifest['handoff']}`" if manifest.get("handoff") else "none (no quantized file met its budget)")
+              + (f"; CPU (XNNPACK) handoff: `{manifest['handoff_cpu']}`" if manifest.get("handoff_cpu") else ""), ""]
+    lines += ["## Input / output contract", ""]
+    for n, rec in records.items():
+        inp = rec["input"]
+        lines += [f"### `{n}`", "", f"- input `{inp['name']}`: {inp['description']}",
+                  f"- metadata: NormalizationOptions mean {inp['norm_mean']} std {inp['norm_std']} (pixel units), "
+                  f"colour space {inp['color_space']}"
+                  + (f", segmenter activation {rec['segmenter_activation']}" if rec.get("segmenter_activation") else "")]
+        for o in rec["outputs"]:
+            lines.append(f"- output `{o['key']}` {o.get('shape')}: {o['description']}"
+                         + (f"; range {o['range']}" if o.get("range") else "")
+                         + (f"; labels: `{o['labels_file']}` ({o['labels_type']})" if o.get("labels_file") else ""))
+        if MEDIAPIPE_SEGMENTER not in rec["clients"]:
+            lines.append(f"- clients: {', '.join(rec['clients'])} only (MediaPipe Tasks ImageSegmenter expects "
+                         "per-class masks, not class indices)" if rec["outputs"][0]["kind"] == "class_index"
+                         else f"- clients: {', '.join(rec['clients'])}")
+        lines += ["", _example(manifest, bundle, n, rec), ""]
+    lines += ["## Parity and what was checked", ""]
+    p = manifest.get("parity") or {}
+    if p:
+        figs = ", ".join(f"{k} {p[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "edge_band_agreement", "iou",
+                                                       "mean_abs_diff", "delta1", "abs_rel") if isinstance(p.get(k), float))
+        ka = p.get("kernel_agreement") or {}
+        lines.append(f"- int8 vs float32 on {p.get('images', 'the')} images, judged on the {p.get('kernels')} kernels: "
+                     f"{figs} ({'PASS' if p.get('passed') else 'FAIL: ' + '; '.join(p.get('failures', []))})")
+        if ka:
+            lines.append("- XNNPACK vs reference kernels: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in ka.items() if isinstance(v, float)))
+    mp = manifest.get("mixed_precision") or {}
+    if mp:
+        lines.append(f"- mixed precision: {mp.get('message')}")
+    for rung in manifest.get("ladder") or []:
+        if isinstance(rung, dict):
+            lines.append("- ladder rung: " + ", ".join(f"{k} {v}" for k, v in rung.items() if not isinstance(v, (dict, list))))
+    mw = manifest.get("measured_with") or {}
+    lines.append(f"- measured with {mw.get('interpreter')}, converter {mw.get('converter')}, host {mw.get('host')}")
+    if report is not None:
+        lines += ["", "`portrait verify` at export (every file fed as this contract says):", ""]
+        for c in report.checks:
+            if c.field in ("mediapipe.agreement", "litert.vs_float32", "goldens", "metadata", "litert.run") and c.file in records:
+                figs = ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in c.figures.items())
+                lines.append(f"- `{c.file}` {c.field}: {c.status}" + (f" ({figs})" if figs else "")
+                             + (f" — {c.message}" if c.message and c.status != "pass" else ""))
+        from . import client
+        try:
+            mpv = client.version()
+        except Exception:  # the card must not fail the export over a version string
+            mpv = None
+        lines.append(f"- runtimes: ai-edge-litert reference kernels (goldens, float comparison); "
+                     f"MediaPipe Tasks ImageSegmenter {('mediapipe ' + mpv) if mpv else '(NOT run)'} on CPU (XNNPACK)")
+    lines += ["", "## Loading", ""]
+    show = [n for n in (manifest.get("handoff"), manifest.get("handoff_cpu"), f"{mid}_float32.tflite") if n in records]
+    show = list(dict.fromkeys(show))
+    for n in show:
+        lines += [f"### `{n}`", "", _snippets(manifest, n, records[n]), ""]
+    if LITERT and not show:
+        lines.append("(no .tflite file in this bundle)")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,573 @@
+"""`portrait verify`: the contract check an app developer would do, on a bundle folder or its zip.
+
+It reads what a client reads: the manifest (the contract of each file) and the file's TFLite
+metadata, never the tensor details, to decide how to feed a file. Then it checks, per file:
+- files: every manifest entry is present with its SHA-256 and size (a swapped file fails here),
+  and nothing unlisted sits in the bundle;
+- contract: the record stored in the manifest is the one the manifest implies (an edited manifest);
+- tensor: the file's input and output tensors take what the contract says (dtype, shape, uint8
+  pixels with scale 1 / zero point 0: a file that wants int8 or other normalization fails here);
+- metadata: the TFLite metadata agrees with the record (name, normalization, colour space, output
+  meaning and range, labels file, segmenter activation); needs the client environment;
+- litert: fed as the contract says, in ai-edge-litert (reference kernels), the outputs match the
+  bundle's golden vectors and stay near the float32 model;
+- mediapipe: files whose clients include MediaPipe Tasks ImageSegmenter load there and their
+  category masks agree with the toolchain's decode of the LiteRT run; the labels come back.
+A check that cannot run (no client environment) is reported as NOT RUN, never as passed.
+
+Not for: the quantization budget (parity/), or the fused stage's goldens (device_sim/check.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..registry import sha256_of
+from . import client
+from .metadata import LITERT, MEDIAPIPE_SEGMENTER, file_record, metadata_mismatches, read_metadata
+
+TOLERANCES = Path(__file__).resolve().parent / "tolerances.toml"
+ALLOWED_UNLISTED = {"manifest.json", "README.md", "SHA256SUMS"}
+PASS, FAIL, NOT_RUN = "pass", "FAIL", "NOT RUN"
+
+
+@dataclass
+class Check:
+    file: str
+    field: str
+    status: str
+    message: str = ""
+    figures: dict = field(default_factory=dict)
+
+
+@dataclass
+class VerifyReport:
+    bundle: str
+    model_id: str | None = None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not any(c.status == FAIL for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if c.status == FAIL]
+
+    @property
+    def not_run(self) -> list[Check]:
+        return [c for c in self.checks if c.status == NOT_RUN]
+
+    def add(self, file: str, fld: str, status: str, message: str = "", **figures) -> None:
+        self.checks.append(Check(file, fld, status, message, figures))
+
+    def format(self, verbose: bool = False) -> str:
+        lines = [f"verify {self.bundle} ({self.model_id})"]
+        for c in self.checks:
+            if verbose or c.status != PASS:
+                figs = ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in c.figures.items())
+                lines.append(f"  {c.status:7} {c.file}: {c.field}" + (f": {c.message}" if c.message else "")
+                             + (f" [{figs}]" if figs else ""))
+        n_pass = sum(c.status == PASS for c in self.checks)
+        lines.append(f"  {n_pass} passed, {len(self.failures)} failed, {len(self.not_run)} not run")
+        if self.not_run:
+            lines.append("  NOT RUN is not a pass: " + "; ".join(sorted({c.message for c in self.not_run})))
+        lines.append("RESULT: " + ("PASS" if self.passed else "FAIL") + (" (with checks NOT RUN)" if self.not_run and self.passed else ""))
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {"bundle": self.bundle, "model_id": self.model_id, "passed": self.passed,
+                "checks": [c.__dict__ for c in self.checks]}
+
+
+def tolerances() -> dict:
+    return tomllib.loads(TOLERANCES.read_text())
+
+
+def verify(path: str | Path, *, mediapipe: bool = True, staged: bool = False) -> VerifyReport:
+    """Verify a bundle folder or a zip written by `portrait pack`."""
+    path = Path(path)
+    if path.is_file() and zipfile.is_zipfile(path):
+        with tempfile.TemporaryDirectory(prefix="portrait-verify-") as tmp:
+            root = _unzip(path, Path(tmp))
+            report = verify_folder(root, mediapipe=mediapipe, label=str(path))
+            _check_sha256sums(root, report)
+            return report
+    if not path.is_dir():
+        raise InputError(f"not a bundle folder or zip: {path}", fix="pass export/out/<id> or a <id>-<version>.zip")
+    return verify_folder(path, mediapipe=mediapipe, staged=staged)
+
+
+def _unzip(zpath: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(zpath) as zf:
+        for info in zf.infolist():
+            target = (dest / info.filename).resolve()
+            if not str(target).startswith(str(dest.resolve())):
+                raise InputError(f"unsafe path in zip: {info.filename}", where=str(zpath))
+        zf.extractall(dest)
+    manifests = sorted(dest.rglob("manifest.json"), key=lambda p: len(p.parts))
+    if not manifests:
+        raise InputError("the zip holds no manifest.json", where=str(zpath), fix="make it with `portrait pack`")
+    return manifests[0].parent
+
+
+def _check_sha256sums(root: Path, report: VerifyReport) -> None:
+    sums = root / "SHA256SUMS"
+    if not sums.is_file():
+        report.add("SHA256SUMS", "present", FAIL, "the zip has no SHA256SUMS", )
+        return
+    bad = []
+    for line in sums.read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        name = name.lstrip("*")
+        p = root / name
+        if not p.is_file() or sha256_of(p) != digest:
+            bad.append(name)
+    report.add("SHA256SUMS", "sha256", FAIL if bad else PASS, ("mismatch: " + ", ".join(bad)) if bad else "")
+
+
+def verify_folder(bundle: Path, *, mediapipe: bool = True, staged: bool = False, label: str | None = None) -> VerifyReport:
+    bundle = Path(bundle)
+    mpath = bundle / "manifest.json"
+    if not mpath.is_file():
+        raise InputError(f"no manifest.json in {bundle}", fix="pass a bundle written by `portrait export`")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"manifest.json is not valid JSON: {exc}", where=str(mpath))
+    report = VerifyReport(label or str(bundle), manifest.get("model_id"))
+    tol = tolerances()
+    _check_files(bundle, manifest, report, staged)
+    _check_labels(bundle, manifest, report)
+    tflites = [n for n in manifest.get("models", {}) if n.endswith(".tflite") and (bundle / n).is_file()]
+    records = {}
+    for name in tflites:
+        records[name] = _check_contract(manifest, name, report)
+    _check_metadata(bundle, manifest, records, report, mediapipe)
+    images = _golden_inputs(bundle)
+    if not images:  # a recipe without goldens: the photos bundled with scikit-image, resized as the manifest says
+        from ..images import bundled_photos, to_model_input
+        size = tuple(manifest["input"]["size"])
+        images = [(k, to_model_input(v, size, manifest["input"].get("resize", "stretch"))[None])
+                  for k, v in list(bundled_photos().items())[:3]]
+        report.add("goldens/", "inputs", NOT_RUN, "the bundle has no golden vectors: fed bundled photos instead")
+    float_name = f"{manifest['model_id']}_float32.tflite"
+    float_outs = None
+    if float_name in records:
+        float_outs = _run_litert(bundle / float_name, records[float_name], images, report, float_name)
+        _check_float_reference(bundle, float_name, float_outs, report, tol)
+    litert_outs = {float_name: float_outs} if float_outs is not None else {}
+    for name in tflites:
+        if name == float_name:
+            continue
+        outs = _run_litert(bundle / name, records[name], images, report, name)
+        if outs is None:
+            continue
+        litert_outs[name] = outs
+        _check_goldens(bundle, name, records[name], images, report)
+        if float_outs is not None:
+            _check_vs_float(manifest, name, records[name], outs, float_outs, report, tol)
+    _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol, mediapipe)
+    return report
+
+
+# ---------------------------------------------------------------- files, labels, contract
+
+def _check_files(bundle: Path, manifest: dict, report: VerifyReport, staged: bool) -> None:
+    listed = manifest.get("files") or {}
+    if not listed:
+        report.add("manifest.json", "files", FAIL, "the manifest lists no files with SHA-256")
+    for name, rec in sorted(listed.items()):
+        p = bundle / name
+        if not p.is_file():
+            report.add(name, "files[].present", FAIL, "listed in the manifest, missing from the bundle")
+            continue
+        digest = sha256_of(p)
+        if digest != rec.get("sha256"):
+            report.add(name, "files[].sha256", FAIL, f"SHA-256 {digest[:16]}... but the manifest says "
+                       f"{str(rec.get('sha256'))[:16]}...: the file was replaced or edited")
+        elif p.stat().st_size != rec.get("bytes"):
+            report.add(name, "files[].bytes", FAIL, f"{p.stat().st_size} bytes, manifest says {rec.get('bytes')}")
+        else:
+            report.add(name, "files[].sha256", PASS)
+    for name in manifest.get("models", {}):
+        if name not in listed:
+            report.add(name, "models[]", FAIL, "a model the manifest describes but does not list under files")
+    for p in sorted(bundle.rglob("*")):
+        rel = p.relative_to(bundle).as_posix()
+        if p.is_file() and rel not in listed and rel not in ALLOWED_UNLISTED \
+                and not (staged and rel.startswith("goldens/")):
+            report.add(rel, "files", FAIL, "in the bundle but not in the manifest")
+
+
+def _check_labels(bundle: Path, manifest: dict, report: VerifyReport) -> None:
+    labels = manifest.get("labels") or []
+    p = bundle / "labels.txt"
+    if not labels:
+        return
+    if not p.is_file():
+        report.add("labels.txt", "labels", FAIL, f"the manifest has {len(labels)} labels, labels.txt is missing")
+        return
+    got = p.read_text().splitlines()
+    if got != list(labels):
+        diff = next((i for i, (a, b) in enumerate(zip(got, labels)) if a != b), min(len(got), len(labels)))
+        report.add("labels.txt", "labels", FAIL, f"differs from manifest labels at line {diff + 1} "
+                   f"({len(got)} lines vs {len(labels)} labels)")
+    else:
+        report.add("labels.txt", "labels", PASS)
+
+
+def _check_contract(manifest: dict, name: str, report: VerifyReport) -> dict:
+    """The record the manifest implies; a stored record that differs means the manifest was edited."""
+    want = file_record(manifest, name)
+    stored = manifest["models"][name].get("contract")
+    if stored is None:
+        report.add(name, "models[].contract", FAIL, "the manifest has no handoff contract for this file "
+                   "(exported before issue 11?): re-export")
+        return want
+    diffs = _dict_diffs(stored, want)
+    if diffs:
+        report.add(name, "models[].contract", FAIL, "the stored contract disagrees with the rest of the manifest "
+                   "(edited manifest?): " + "; ".join(diffs[:6]))
+    else:
+        report.add(name, "models[].contract", PASS)
+    if manifest["models"][name].get("clients") != stored.get("clients"):
+        report.add(name, "models[].clients", FAIL, f"{manifest['models'][name].get('clients')} but the contract says "
+                   f"{stored.get('clients')}")
+    return stored
+
+
+def _dict_diffs(a, b, prefix="") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _dict_diffs(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = []
+        for i, (x, y) in enumerate(zip(a, b)):
+            out += _dict_diffs(x, y, f"{prefix}[{i}]")
+        return out
+    return [] if a == b else [f"{prefix}: stored {a!r}, implied {b!r}"]
+
+
+def _check_metadata(bundle, manifest, records, report, mediapipe: bool) -> None:
+    if not records:
+        return
+    if client.client_python() is None or not mediapipe:
+        for name in records:
+            report.add(name, "metadata", NOT_RUN, "the MediaPipe client environment (.venv-client) is absent: "
+                       "metadata and MediaPipe checks NOT run (make client-env)" if mediapipe else
+                       "skipped on request (--no-mediapipe)")
+        return
+    read = read_metadata([bundle / n for n in records])
+    labels_path = bundle / "labels.txt"
+    labels_text = labels_path.read_text() if labels_path.is_file() else None
+    for name, record in records.items():
+        bad = metadata_mismatches(record, read[str(bundle / name)], labels_text)
+        report.add(name, "metadata", FAIL if bad else PASS, "; ".join(bad))
+
+
+# ---------------------------------------------------------------- feeding
+
+def _golden_inputs(bundle: Path) -> list[tuple[str, np.ndarray]]:
+    """The distinct model-stage input images of goldens/ (uint8 [1, h, w, 3], already resized)."""
+    p = bundle / "goldens" / "goldens.json"
+    if not p.is_file():
+        return []
+    idx = json.loads(p.read_text())
+    seen, out = set(), []
+    for v in idx.get("vectors", []):
+        if v.get("stage") != "model":
+            continue
+        src = _vector_source(v, idx.get("model_id", ""))
+        if src in seen:
+            continue
+        seen.add(src)
+        out.append((src, np.load(bundle / "goldens" / v["inputs"]["image"]["file"], allow_pickle=False)))
+    return out
+
+
+def _vector_source(v: dict, model_id: str) -> str:
+    """goldens.py names model vectors <file short name>_<image source>."""
+    short = v["model_file"].removeprefix(model_id + "_").removesuffix(".tflite")
+    return v["name"][len(short) + 1:]
+
+
+def contract_input(record: dict, pixels: np.ndarray) -> np.ndarray:
+    """uint8 RGB pixels -> what the contract says the file takes: (pixels - mean) / std as its dtype."""
+    inp = record["input"]
+    x = (pixels.astype(np.float32) - np.float32(inp["norm_mean"][0])) / np.float32(inp["norm_std"][0])
+    if inp["dtype"] == "uint8":
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return x.astype(np.float32)
+
+
+def _interpreter(path: Path, kernels: str = "reference"):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    resolver = {"xnnpack": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF}[kernels]
+    interp = Interpreter(model_path=str(path), num_threads=2, experimental_op_resolver_type=resolver)
+    interp.allocate_tensors()
+    return interp
+
+
+def _run_litert(path: Path, record: dict, images, report: VerifyReport, name: str,
+                kernels: str = "reference") -> list[list[np.ndarray]] | None:
+    """Outputs (raw tensors, in the file's output order) for each image fed as the contract says; None
+    after reporting why the file cannot be fed that way."""
+    try:
+        interp = _interpreter(path, kernels)
+    except (ValueError, RuntimeError) as exc:
+        report.add(name, "litert.load", FAIL, f"ai-edge-litert cannot load it: {exc}")
+        return None
+    det = interp.get_input_details()
+    inp = record["input"]
+    problems = []
+    if len(det) != 1:
+        problems.append(f"input count: {len(det)} inputs, the contract describes one image")
+    d = det[0]
+    dtype = np.dtype(d["dtype"]).name
+    if dtype != inp["dtype"]:
+        q = d.get("quantization", (0.0, 0))
+        problems.append(f"input.dtype: the file takes {dtype}" + (f" (scale {q[0]:g}, zero point {q[1]})" if q[0] else "")
+                        + f", the manifest says {inp['dtype']} pixels {inp['range'][0]}..{inp['range'][1]}")
+    elif dtype == "uint8":
+        scale, zp = d.get("quantization", (0.0, 0))
+        if (scale, zp) not in ((1.0, 0), (0.0, 0)):
+            problems.append(f"input normalization: uint8 input quantized with scale {scale:g}, zero point {zp}; "
+                            "the manifest says raw pixels (scale 1, zero point 0)")
+    if [int(s) for s in d["shape"]] != list(inp["shape"]):
+        problems.append(f"input.shape: {list(d['shape'])}, the manifest says {inp['shape']}")
+    if problems:
+        report.add(name, "tensor.input", FAIL, "; ".join(problems))
+        return None
+    report.add(name, "tensor.input", PASS)
+    outs_det = interp.get_output_details()
+    want_outs = {o["tensor_name"]: o for o in record["outputs"]}
+    out_problems = []
+    for od in outs_det:
+        spec = want_outs.get(od["name"])
+        if spec is None:
+            out_problems.append(f"output {od['name']!r} is not in the manifest")
+        elif spec.get("shape") and [int(s) for s in od["shape"]] != list(spec["shape"]):
+            out_problems.append(f"output {spec['key']}.shape: {list(od['shape'])}, manifest says {spec['shape']}")
+    if out_problems:
+        report.add(name, "tensor.outputs", FAIL, "; ".join(out_problems))
+        return None
+    results = []
+    for _, img in images:
+        interp.set_tensor(d["index"], contract_input(record, img))
+        interp.invoke()
+        results.append([interp.get_tensor(od["index"]).copy() for od in outs_det])
+    report.add(name, "litert.run", PASS, f"{len(images)} golden images fed as the manifest says ({kernels} kernels)")
+    return results
+
+
+def _dequant(path: Path) -> list[tuple[float, int]]:
+    interp = _interpreter(path, "xnnpack")
+    return [tuple(od.get("quantization", (0.0, 0))) for od in interp.get_output_details()]
+
+
+def _real(raw: np.ndarray, q: tuple[float, int]) -> np.ndarray:
+    if q[0] and raw.dtype in (np.int8, np.uint8, np.int16):
+        return (raw.astype(np.float32) - q[1]) * q[0]
+    return raw
+
+
+def decode(record: dict, raw_outputs: list[np.ndarray], quant: list[tuple[float, int]]) -> np.ndarray:
+    """The toolchain's own decode of a segmenter's first output: class index per pixel [H, W]
+    (argmax of logits, the index itself for the labels variant, probability > 0.5 for one channel)."""
+    spec = record["outputs"][0]
+    v = _real(raw_outputs[0], quant[0])[0]
+    if spec["kind"] == "class_index":
+        return v.astype(np.int32)
+    if v.ndim == 3 and v.shape[-1] > 1:
+        return np.argmax(v, -1).astype(np.int32)
+    return (v.reshape(v.shape[:2]) > 0.5).astype(np.int32)
+
+
+def _check_goldens(bundle: Path, name: str, record: dict, images, report: VerifyReport) -> None:
+    from device_sim.check import compare
+    p = bundle / "goldens" / "goldens.json"
+    if not p.is_file():
+        return
+    idx = json.loads(p.read_text())
+    vectors = [v for v in idx.get("vectors", []) if v.get("stage") == "model" and v.get("model_file") == name]
+    if not vectors:
+        return
+    interp = _interpreter(bundle / name, "reference")
+    d = interp.get_input_details()[0]
+    outs = {od["name"]: od for od in interp.get_output_details()}
+    by_key = {o["key"]: o["tensor_name"] for o in record["outputs"]}
+    fails, figs = [], {}
+    for v in vectors:
+        x = np.load(bundle / "goldens" / v["inputs"]["image"]["file"], allow_pickle=False)
+        interp.set_tensor(d["index"], contract_input(record, x))
+        interp.invoke()
+        for key, rec in v["expected"].items():
+            od = outs.get(by_key.get(key, key))
+            if od is None:
+                fails.append(f"{v['name']}: output {key} not in the file")
+                continue
+            got = interp.get_tensor(od["index"])
+            expected = np.load(bundle / "goldens" / rec["file"], allow_pickle=False)
+            m, f = compare(expected, got, rec, v["tolerance"])
+            figs.update({f"{v['name']}.{k}": val for k, val in m.items() if k in ("max_abs_q", "agreement", "argmax_agreement")})
+            fails += [f"{v['name']}.{key}: {x}" for x in f]
+    report.add(name, "goldens", FAIL if fails else PASS, "; ".join(fails) or f"{len(vectors)} golden vectors reproduced")
+
+
+def _check_float_reference(bundle: Path, float_name: str, float_outs, report: VerifyReport, tol: dict) -> None:
+    if float_outs is None:
+        return
+    if not (bundle / "goldens" / "goldens.json").is_file():
+        return
+    idx = json.loads((bundle / "goldens" / "goldens.json").read_text())
+    worst = None
+    order = [src for src, _ in _golden_inputs(bundle)]
+    for v in idx.get("vectors", []):
+        if v.get("stage") != "model" or "float_reference" not in v:
+            continue
+        src = _vector_source(v, idx.get("model_id", ""))
+        if src not in order:
+            continue
+        got_all = float_outs[order.index(src)]
+        for k, rec in v["float_reference"].items():
+            ref = np.load(bundle / "goldens" / rec["file"], allow_pickle=False).astype(np.float32)
+            got = next((g.astype(np.float32) for g in got_all if g.shape == ref.shape), None)
+            if got is None:
+                continue
+            rel = float(np.max(np.abs(got - ref)) / max(float(np.ptp(ref)), 1e-6))
+            worst = rel if worst is None else max(worst, rel)
+    if worst is None:
+        return
+    ok = worst <= tol["float_model"]["float_reference_max_rel"]
+    report.add(float_name, "goldens.float_reference", PASS if ok else FAIL,
+               "" if ok else f"float32 output differs from the goldens' float reference by {worst:.3g} of its range "
+                             f"> {tol['float_model']['float_reference_max_rel']} (wrong input normalization?)",
+               max_rel_diff=worst)
+
+
+def _check_vs_float(manifest, name, record, outs, float_outs, report, tol) -> None:
+    """Task figure of the file vs the float32 model, both fed as the contract says."""
+    if manifest.get("task") not in ("segmentation", "mask"):
+        return
+    bundle_float = f"{manifest['model_id']}_float32.tflite"
+    fl_record = manifest["models"][bundle_float].get("contract") or file_record(manifest, bundle_float)
+    q_file = [(o.get("scale", 0.0), o.get("zero_point", 0)) for o in manifest["models"][name]["outputs"].values()]
+    # output quantization from the manifest, paired by tensor name in the file's output order
+    by_tensor = {o["name"]: (o.get("scale", 0.0), o.get("zero_point", 0)) for o in manifest["models"][name]["outputs"].values()}
+    order = [o["tensor_name"] for o in record["outputs"]]
+    q_file = [by_tensor.get(t, (0.0, 0)) for t in order] or q_file
+    figs = []
+    for raw, fraw in zip(outs, float_outs):
+        got = decode(record, raw, q_file)
+        ref = decode(fl_record, fraw, [(0.0, 0)] * len(fraw))
+        if manifest["task"] == "mask":
+            a, b = got > 0, ref > 0
+            if b.mean() < 0.01:
+                continue
+            figs.append(float((a & b).sum() / max((a | b).sum(), 1)))
+        else:
+            figs.append(float(np.mean(got == ref)))
+    if not figs:
+        return
+    worst = min(figs)
+    key, floor = (("mask_iou", tol["float_model"]["mask_iou_min"]) if manifest["task"] == "mask"
+                  else ("pixel_agreement", tol["float_model"]["segmentation_agreement_min"]))
+    ok = worst >= floor
+    report.add(name, "litert.vs_float32", PASS if ok else FAIL,
+               "" if ok else f"fed as the manifest says, worst {key} vs the float32 model {worst:.4f} < {floor}: "
+                             "the file does not do what the manifest says (input type, normalization or output meaning)",
+               **{f"worst_{key}": worst, f"mean_{key}": float(np.mean(figs))})
+
+
+# ---------------------------------------------------------------- MediaPipe
+
+def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol, mediapipe: bool) -> None:
+    names = [n for n, r in records.items() if MEDIAPIPE_SEGMENTER in r.get("clients", [])]
+    if not names:
+        return
+    if not mediapipe or client.client_python() is None:
+        for n in names:
+            report.add(n, "mediapipe", NOT_RUN, "the MediaPipe client environment (.venv-client) is absent: "
+                       "MediaPipe Tasks ImageSegmenter was NOT run (make client-env)" if mediapipe
+                       else "skipped on request (--no-mediapipe)")
+        return
+    labels = list(manifest.get("labels") or [])
+    with tempfile.TemporaryDirectory(prefix="portrait-mp-") as tmp:
+        tmp = Path(tmp)
+        paths = []
+        for i, (_, img) in enumerate(images):
+            p = tmp / f"img{i}.npy"
+            np.save(p, np.ascontiguousarray(img[0] if img.ndim == 4 else img))
+            paths.append(str(p))
+        for n in names:
+            record = records[n]
+            outs = litert_outs.get(n)
+            reply = client.call("segment", {"model": str(bundle / n), "images": paths, "out_dir": str(tmp / n)})
+            if not reply.get("loaded"):
+                report.add(n, "mediapipe.load", FAIL, f"MediaPipe Tasks ImageSegmenter refuses the file, which the "
+                           f"manifest lists for it: {reply.get('error')}")
+                continue
+            want_labels = labels if any(o.get("labels_file") for o in record["outputs"]) else []
+            if reply.get("labels", []) != want_labels:
+                report.add(n, "mediapipe.labels", FAIL, f"MediaPipe reads labels {reply.get('labels')[:4]}... "
+                           f"({len(reply.get('labels', []))}), the manifest has {len(want_labels)}")
+            if outs is None:
+                report.add(n, "mediapipe.agreement", FAIL, "no LiteRT outputs to compare with (see the tensor check)")
+                continue
+            quant = _dequant(bundle / n)
+            agree, conf_err = [], 0.0
+            for res, raw in zip(reply["results"], outs):
+                mine = decode(record, raw, quant)
+                cat = np.load(res["category"]).astype(np.int32)
+                conf = np.load(res["confidence"])
+                real = _real(raw[0], quant[0])[0]
+                if conf.shape[-1] == 1:
+                    # MediaPipe's category mask of a one-channel model: 0 where the probability > 0.5
+                    cat = (cat == 0).astype(np.int32)
+                    probs = real.reshape(conf.shape)
+                else:
+                    e = np.exp(real - real.max(-1, keepdims=True))
+                    probs = e / e.sum(-1, keepdims=True)
+                agree.append(float(np.mean(cat == mine)))
+                if probs.shape == conf.shape:
+                    conf_err = max(conf_err, float(np.max(np.abs(conf - probs))))
+                else:
+                    conf_err = float("inf")
+            worst = min(agree)
+            floor = tol["mediapipe"]["category_agreement_min"]
+            ok = worst >= floor and conf_err <= tol["mediapipe"]["confidence_max_abs"]
+            report.add(n, "mediapipe.agreement", PASS if ok else FAIL,
+                       "" if ok else f"MediaPipe category mask vs the toolchain decode: worst {worst:.5f} (min {floor}); "
+                                     f"confidence vs LiteRT max diff {conf_err:.3g} (max {tol['mediapipe']['confidence_max_abs']})",
+                       worst_category_agreement=worst, confidence_max_abs=conf_err, images=len(agree))
+
+
+def verify_staged(staged: Path, *, progress=None) -> VerifyReport:
+    """The export's last step, on the staged bundle: verify, then write the model card (README.md).
+    Raises ExportError (the bundle is not handed off) on any failed or not-run check."""
+    from ..errors import ExportError
+    from .card import write_card
+    say = progress or (lambda m: None)
+    report = verify(staged, staged=True)
+    for line in report.format().splitlines()[1:]:
+        say("verify: " + line.strip())
+    client_not_run = [c for c in report.not_run if c.field in ("metadata", "mediapipe")]
+    if not report.passed or client_not_run:
+        raise ExportError("the staged bundle fails `portrait verify`; nothing is handed off:\n"
+                          + "\n".join(f"  {c.file}: {c.field}: {c.message}" for c in report.failures + client_not_run),
+                          where=str(staged), fix="fix the file or the manifest field named above and re-export")
+    write_card(staged, report)
+    say("model card written (README.md)")
+    return report
