@@ -1,7 +1,6 @@
-"""Synthetic scenes: determinism, ranges, soft alpha with thin structures, motion over time, speed."""
+"""Synthetic scenes: determinism, ranges, soft alpha with thin structures, motion over time."""
 
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
