@@ -126,7 +126,9 @@ def cmd_render(args) -> int:
     from .render.photo import render_photo
     result = render_photo(args.model, args.image, args.out, depth=args.depth, background=args.background,
                           mode=args.mode, f_number=args.f_number, max_blur_px=args.max_blur_px,
-                          focus_m=args.focus_m, implementation=args.implementation, precision=args.precision)
+                          focus_m=args.focus_m, implementation=args.implementation, precision=args.precision,
+                          depth_model=args.depth_model, alpha_out=args.alpha_out,
+                          foreground_out=args.foreground_out, depth_out=args.depth_out, edges=args.edges)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(f"wrote {args.out} (focus {result.focus_m if result.focus_m is not None else 'n/a'} , "
@@ -344,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--implementation", choices=["golden", "device"], default="golden",
                    help="golden float reference or the fixed-point device port")
     r.add_argument("--precision", default="int8", help="which bundle model runs (int8, float32, ...)")
+    r.add_argument("--depth-model", help="depth bundle folder or model id: its handoff model's relative inverse "
+                                         "depth sets the blur (no metric scale; focus on the subject) and the trimap")
+    r.add_argument("--edges", choices=["matting", "guided"], default="matting",
+                   help="matting: trimap + alpha solved in the band + foreground colours (default); "
+                        "guided: the guided filter on the mask only")
+    r.add_argument("--alpha-out", type=Path, help="write the alpha as an 8-bit PNG at the photo's resolution")
+    r.add_argument("--foreground-out", type=Path, help="write the subject as RGBA PNG with decontaminated colours")
+    r.add_argument("--depth-out", type=Path, help="write the inverse depth used as a 16-bit PNG (nearer is brighter)")
     r.set_defaults(func=cmd_render)
 
     di = sub.add_parser("depth-info", help="what a photo carries: GDepth / Apple depth, disparity, mattes, orientation",

@@ -26,11 +26,12 @@ class RenderResult:
     coc_scale: int = 1               # frame pixels per working pixel
     focus_m: float | None = None
     max_blur_px: float = 0.0
+    foreground: np.ndarray | None = None   # uint8 HxWx3: decontaminated subject colours (edges="matting")
 
 
 def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidence=None, focus_m=None,
            focus_point=None, f_number=None, max_blur_px=None, mode="blur", background=None,
-           chroma_rgb=(0, 255, 0), implementation="golden") -> RenderResult:
+           chroma_rgb=(0, 255, 0), implementation="golden", edges="matting") -> RenderResult:
     """Render one portrait frame.
 
     image_rgb_uint8: HxWx3 uint8 RGB, any size up to 12 MP and beyond.
@@ -42,6 +43,8 @@ def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidenc
     f_number or max_blur_px: the aperture; max_blur_px (CoC radius at infinity, full-res px) wins.
     mode: "blur", "replace" (needs background, any size) or "chroma" (solid chroma_rgb).
     implementation: "golden" (float32 reference) or "device" (fixed-point port).
+    edges: "matting" (trimap + alpha solved in the band + foreground colours, matting.py) or "guided"
+      (the stage before matting: guided filter on the mask only; kept to measure against).
     """
     frame = prepare_frame(image_rgb_uint8, low_res_output, output_spec, depth_m=depth_m, confidence=confidence,
                           focus_m=focus_m, focus_point=focus_point, f_number=f_number, max_blur_px=max_blur_px,
@@ -50,11 +53,13 @@ def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidenc
     if frame.mode == "blur" and frame.max_blur_px / plan.scale > plan.max_coc_work + 1e-6:
         frame.warnings.append(f"blur radius {frame.max_blur_px:.1f} px limited to "
                               f"{plan.max_coc_work * plan.scale:.0f} px (bounded kernel)")
+    if edges not in ("matting", "guided"):
+        raise InputError(f"edges {edges!r} is not known", fix="use 'matting' or 'guided'")
     if implementation == "golden":
-        out = golden.render(frame, plan)
+        out = golden.render(frame, plan, edges=edges)
     elif implementation == "device":
         from . import device
-        out = device.render(frame, plan)
+        out = device.render(frame, plan, edges=edges)
     else:
         raise InputError(f"implementation {implementation!r} is not known", fix="use 'golden' or 'device'")
     a = out["alpha"]
@@ -63,4 +68,4 @@ def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidenc
     elif float(a.min()) > 0.98:
         frame.warnings.append("mask is full: the whole frame is subject and stays unchanged")
     return RenderResult(out["composite"], a, out["coc"], frame.warnings, plan.scale, frame.focus_m,
-                        frame.max_blur_px)
+                        frame.max_blur_px, out.get("foreground"))

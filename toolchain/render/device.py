@@ -191,7 +191,7 @@ def blur_background(work: np.ndarray, alpha_w8: np.ndarray, c_q4: np.ndarray, pl
     return plan.inverse_q12[e_out]
 
 
-def render(frame: Frame, plan: StagePlan) -> dict:
+def render(frame: Frame, plan: StagePlan, edges: str = "guided") -> dict:
     img = pad_to_plan(frame.image, plan)
     work = img if plan.scale == 1 else cv2.resize(img, (plan.work_w, plan.work_h), interpolation=cv2.INTER_AREA)
     gray_w = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)

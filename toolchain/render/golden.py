@@ -33,6 +33,8 @@ from .plan import (HIGHLIGHT_KNEE, DEPTH_PRIOR_WEIGHT, DEPTH_SPLIT, DEPTH_WIDTH,
 
 F32 = np.float32
 EPS_W = F32(1.0 / 255.0)   # one 8-bit step of background weight: keeps the division defined
+UPSAMPLE_RADIUS = 1        # guided upsampling of the solved alpha: box radius (working px) ...
+UPSAMPLE_EPS = 1e-4        # ... and regulariser (grey in [0, 1]): small, so strands follow the photo
 
 
 def _box(x: np.ndarray, r: int, normalize: bool = True) -> np.ndarray:
@@ -161,29 +163,88 @@ def upsample_mask(frame: Frame, plan: StagePlan, work: np.ndarray, coc, conf):
     return alpha, alpha_w
 
 
-def composite(frame: Frame, plan: StagePlan, work, alpha, alpha_w, coc, conf) -> dict:
-    """Steps 5-7 for a given alpha (the truth renderer in quality.py enters here with the true matte)."""
+def composite(frame: Frame, plan: StagePlan, work, alpha, alpha_w, coc, conf, fg=None) -> dict:
+    """Steps 5-7 for a given alpha (the truth renderer in quality.py enters here with the true matte).
+
+    fg: decontaminated foreground colours (full resolution) or None for the photo itself. With fg,
+    blur: out = (1 - m) * I + m * (alpha * F + (1 - alpha) * blurred), m the in-focus mix below;
+    replace / chroma: out = alpha * F + (1 - alpha) * B."""
     c = background_coc(coc, conf, alpha_w, plan)
+    subject = frame.image if fg is None else fg
     if frame.mode == "blur":
         if plan.radii:
             bg_w = blur_background(work, alpha_w, c, plan)
             m = np.clip(c / F32(plan.radii[0]), 0, 1)
-            weight = np.ascontiguousarray((F32(1) - alpha) * upsample(m, plan))
+            m_up = upsample(m, plan)
             bg = np.ascontiguousarray(upsample(bg_w, plan))
-            out = cv2.blendLinear(frame.image, bg, F32(1) - weight, weight)
+            if fg is None:
+                weight = np.ascontiguousarray((F32(1) - alpha) * m_up)
+                out = cv2.blendLinear(frame.image, bg, F32(1) - weight, weight)
+            else:
+                layered = cv2.blendLinear(subject, bg, alpha, F32(1) - alpha)
+                m_up = np.ascontiguousarray(m_up)
+                out = cv2.blendLinear(frame.image, layered, F32(1) - m_up, m_up)
         else:
             out = frame.image.copy()
     else:
         bg = frame.background if frame.mode == "replace" else np.empty_like(frame.image)
         if frame.mode == "chroma":
             bg[:] = frame.chroma_rgb
-        out = cv2.blendLinear(frame.image, bg, alpha, F32(1) - alpha)
+        out = cv2.blendLinear(subject, bg, alpha, F32(1) - alpha)
     signed = np.copysign(c, coc) if coc is not None else c
     return {"composite": out, "alpha": alpha.astype(F32), "coc": signed * F32(plan.scale), "alpha_work": alpha_w}
 
 
-def render(frame: Frame, plan: StagePlan) -> dict:
+def matte_mask(frame: Frame, plan: StagePlan, work, coc, conf):
+    """Steps 1, 3m, 4m (edges="matting"): model output -> trimap -> alpha solved in the band
+    (matting.py) on the working grid -> full resolution by a guided filter on the photo (A, B of
+    alpha = A * grey + B upsampled); the sure subject stays exactly 1 and the sure background 0.
+    Returns (alpha full-res, alpha working grid, foreground correction Q8 int16 on the working grid or
+    None, trimap)."""
+    from . import matting
+    p = decode_probability(frame.low_res, frame.spec)
+    p = cv2.resize(p, (plan.work_w, plan.work_h), interpolation=cv2.INTER_LINEAR)
+    depth_x = None if coc is None else np.abs(coc) / F32(max(plan.max_coc_work, 1e-6))
+    m = matting.matte(work, p, plan, depth_x, conf)
+    alpha_w = m.alpha
+    delta = None if m.fg_delta is None else np.round(m.fg_delta * F32(255)).astype(np.int16)
+    if plan.scale == 1:
+        return np.ascontiguousarray(alpha_w[:plan.height, :plan.width]), alpha_w, delta, m.trimap
+    gray_w = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY).astype(F32) / F32(255)
+    r, eps = UPSAMPLE_RADIUS, F32(UPSAMPLE_EPS)
+    mean_i, mean_p = _box(gray_w, r), _box(alpha_w, r)
+    a = (_box(gray_w * alpha_w, r) - mean_i * mean_p) / (_box(gray_w * gray_w, r) - mean_i * mean_i + eps)
+    b = mean_p - a * mean_i
+    a, b = _box(a, r), _box(b, r)
+    # sure pixels whose bilinear footprint is sure too: A = 0, B = 0 or 1, so they come out exact
+    sure = cv2.erode(((m.trimap == 0) | (m.trimap == 1)).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    a[sure] = 0
+    b[sure] = m.trimap[sure]
+    gray = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
+    alpha = cv2.multiply(upsample(a, plan), gray, scale=1.0 / 255.0, dtype=cv2.CV_32F)
+    alpha = cv2.add(alpha, upsample(b, plan))
+    np.clip(alpha, 0, 1, out=alpha)
+    return alpha, alpha_w, delta, m.trimap
+
+
+def foreground(frame: Frame, plan: StagePlan, delta) -> np.ndarray:
+    """Decontaminated foreground colours at full resolution: the photo plus the working grid's
+    correction F - I (int16 levels), bilinearly upsampled; saturating add."""
+    if delta is None:
+        return frame.image
+    d = delta if plan.scale == 1 else upsample(delta, plan)
+    return cv2.add(frame.image, np.ascontiguousarray(d[:plan.height, :plan.width]), dtype=cv2.CV_8U)
+
+
+def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
     work = working_image(frame, plan)
     coc, conf = circle_of_confusion(frame, plan)
-    alpha, alpha_w = upsample_mask(frame, plan, work, coc, conf)
-    return composite(frame, plan, work, alpha, alpha_w, coc, conf)
+    if edges == "guided":     # the stage before matting (kept to measure against)
+        alpha, alpha_w = upsample_mask(frame, plan, work, coc, conf)
+        return composite(frame, plan, work, alpha, alpha_w, coc, conf)
+    alpha, alpha_w, delta, trimap = matte_mask(frame, plan, work, coc, conf)
+    fg = foreground(frame, plan, delta)
+    out = composite(frame, plan, work, alpha, alpha_w, coc, conf, fg=fg)
+    out["foreground"] = fg
+    out["trimap_work"] = trimap
+    return out

@@ -1,8 +1,11 @@
 """Render one photo with an exported bundle: the library call behind `portrait render`.
 
 Runs the bundle's segmentation model (int8 by default) on the photo as its manifest says, reads
-optional depth (a depth photo, a .npy in metres, or a 16-bit PNG in millimetres), and calls the
-fused stage (`api.render`). Not for: the stage's math (golden.py / device.py).
+optional depth (a depth photo, a .npy in metres, or a 16-bit PNG in millimetres) or runs a depth
+bundle's handoff model (`run_depth_model`: relative inverse depth, no metric scale), and calls the
+fused stage (`api.render`). Writes the composite and, when asked, the alpha (8-bit PNG), the
+decontaminated foreground (RGBA PNG) and the inverse depth used (16-bit PNG, nearer is brighter).
+Not for: the stage's math (golden.py / device.py / matting.py).
 """
 
 from __future__ import annotations
@@ -84,25 +87,124 @@ def read_depth(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
                      fix="use .npy (metres), 16-bit .png (millimetres) or a GDepth / iPhone portrait .jpg")
 
 
+INVERSE_KINDS = ("relative_inverse_depth", "inverse_depth", "disparity")   # larger = nearer
+DEPTH_KINDS = ("relative_depth", "depth")                                  # larger = farther
+FAR_PERCENTILE = 2.0     # relative inverse depth: this percentile is taken as "infinitely far" ...
+NEAR_PERCENTILE = 99.5   # ... and this one as the nearest; pseudo-depth 1 / s in between (no metric scale)
+
+
+def run_depth_model(model: str | Path, image: np.ndarray, kernels: str = "xnnpack") -> tuple[np.ndarray, str]:
+    """Run a depth bundle's handoff model on a photo -> (relative inverse depth float32 at the model's
+    output size, larger = nearer, the file that ran). The manifest's `handoff_cpu` wins over `handoff`;
+    a depth output that grows with distance is inverted (1 / d)."""
+    from ..bundle import handoff_model
+    from ..runtime import TfliteRunner
+    bundle = resolve_bundle(model)
+    manifest = read_manifest(bundle)
+    if manifest.get("task") != "depth":
+        raise InputError(f"{manifest.get('model_id')} is a {manifest.get('task')} model, not a depth model",
+                         where=str(bundle), fix="pass a depth bundle to --depth-model (e.g. pydnet_pp_mobile)")
+    name = manifest.get("handoff_cpu") or handoff_model(manifest)
+    if not name or not (bundle / name).is_file():
+        raise InputError(f"depth bundle {manifest.get('model_id')} has no handoff model",
+                         where=f"{bundle}/manifest.json (handoff_cpu / handoff: {name!r})",
+                         fix="export it again; a depth export that failed its parity gate hands nothing off")
+    runner = TfliteRunner(bundle / name, kernels=kernels)
+    outs = runner.run(to_model_input(image, tuple(manifest["input"]["size"])))
+    out = np.asarray(outs[sorted(outs)[0]], np.float32)
+    out = out.reshape(out.shape[-3:-1]) if out.ndim >= 3 else out
+    kind = (manifest.get("outputs") or [{}])[0].get("kind", "relative_depth")
+    if kind in INVERSE_KINDS:
+        inv = out
+    elif kind in DEPTH_KINDS:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(out > 0, 1.0 / np.maximum(out, 1e-6), 0).astype(np.float32)
+    else:
+        raise InputError(f"depth output kind {kind!r} is not known", where=f"{bundle}/manifest.json outputs[0].kind",
+                         fix=f"use one of {', '.join(INVERSE_KINDS + DEPTH_KINDS)}")
+    return inv.astype(np.float32), name
+
+
+def pseudo_depth(inverse: np.ndarray) -> np.ndarray:
+    """Relative inverse depth (any scale and offset) -> a unit-less pseudo-depth the stage's thin-lens
+    CoC can use: s = (inv - far) / (near - far) in (0, 1], depth = 1 / s. Only ratios to the focus
+    distance matter (coc = K (1 - focus / z)), so no metric scale is needed; the far percentile is
+    treated as infinity (CoC = K there)."""
+    inv = np.asarray(inverse, np.float32)
+    ok = np.isfinite(inv)
+    if not ok.any():
+        raise InputError("the depth model's output has no finite value", fix="check the depth bundle")
+    lo, hi = np.percentile(inv[ok], [FAR_PERCENTILE, NEAR_PERCENTILE])
+    s = np.clip((inv - lo) / max(float(hi - lo), 1e-9), 1e-3, 1.0)
+    return np.where(ok, 1.0 / s, np.nan).astype(np.float32)
+
+
+def inverse_depth_png(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Depth (metres or pseudo-depth; NaN / <= 0 = hole) -> uint16 inverse depth at the photo's size,
+    nearest sampling as the stage samples it: 65535 at the nearest pixel, 0 at holes and infinity."""
+    import cv2
+    d = np.asarray(depth, np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(np.isfinite(d) & (d > 0), 1.0 / d, 0).astype(np.float32)
+    top = float(inv.max())
+    q = np.round(inv / top * 65535) if top > 0 else np.zeros_like(inv)
+    q = q.astype(np.uint16)
+    return cv2.resize(q, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def _write(path: Path, image: np.ndarray, what: str) -> None:
+    import cv2
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    try:
+        ok = cv2.imwrite(str(path), image)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise InputError(f"cannot write the {what} to {path}", fix="use a .png name in a writable folder")
+
+
 def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path, *, depth: str | Path | None = None,
                  background: str | Path | None = None, mode: str | None = None, f_number: float | None = None,
                  max_blur_px: float | None = None, focus_m: float | None = None,
-                 implementation: str = "golden", precision: str = "int8") -> RenderResult:
-    """Segment `image_path` with the bundle's model, render the portrait, write `out_path` (PNG/JPEG)."""
-    import cv2
+                 implementation: str = "golden", precision: str = "int8", depth_model: str | Path | None = None,
+                 alpha_out: str | Path | None = None, foreground_out: str | Path | None = None,
+                 depth_out: str | Path | None = None, edges: str = "matting") -> RenderResult:
+    """Segment `image_path` with the bundle's model, render the portrait, write `out_path` (PNG/JPEG)
+    and the optional outputs (alpha 8-bit PNG, foreground RGBA PNG, inverse depth 16-bit PNG)."""
+    for p in (alpha_out, foreground_out, depth_out):
+        if p is not None and Path(p).suffix.lower() != ".png":
+            raise InputError(f"{p} must be a .png file", fix="alpha, foreground and depth are written as PNG")
+    if depth is not None and depth_model is not None:
+        raise InputError("--depth and --depth-model both given", fix="pass one depth source")
+    if depth_out is not None and depth is None and depth_model is None:
+        raise InputError("--depth-out needs depth", fix="pass --depth or --depth-model")
     bundle = resolve_bundle(model)
     image = load_rgb(image_path)
     low_res, spec = run_segmentation(bundle, image, precision=precision)
     depth_m = confidence = None
+    notes = []
     if depth is not None:
         depth_m, confidence = read_depth(depth)
+    elif depth_model is not None:
+        inv, ran = run_depth_model(depth_model, image)
+        depth_m = pseudo_depth(inv)
+        notes.append(f"depth from {ran} (relative, no metric scale)")
     bg = load_rgb(background) if background is not None else None
     result = render(image, low_res, spec, depth_m=depth_m, confidence=confidence, focus_m=focus_m,
                     f_number=f_number, max_blur_px=max_blur_px,
                     mode=mode or ("replace" if bg is not None else "blur"), background=bg,
-                    implementation=implementation)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out_path), cv2.cvtColor(result.composite, cv2.COLOR_RGB2BGR)):
-        raise InputError(f"cannot write {out_path}", fix="use a .png or .jpg name in a writable folder")
+                    implementation=implementation, edges=edges)
+    result.warnings.extend(notes)
+    _write(Path(out_path), result.composite, "composite")
+    if alpha_out is not None:
+        _write(Path(alpha_out), np.clip(np.rint(result.alpha * 255), 0, 255).astype(np.uint8), "alpha")
+    if foreground_out is not None:
+        fg = result.foreground if result.foreground is not None else image
+        a8 = np.clip(np.rint(result.alpha * 255), 0, 255).astype(np.uint8)
+        _write(Path(foreground_out), np.dstack([fg, a8]), "foreground")
+    if depth_out is not None and depth_m is not None:
+        _write(Path(depth_out), inverse_depth_png(depth_m, *image.shape[:2]), "inverse depth")
     return result

@@ -198,3 +198,118 @@ def write_panels(out_dir, photos=None, height: int = 360, implementation: str = 
         cv2.imwrite(str(path), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
         written.append(path)
     return written
+
+
+# ------------------------------------------------------------------------------------------ edges (issue 12)
+
+EDGE_BAND_PX = 15      # band around the reference outline for edge figures, full-resolution pixels
+INSIDE_ALPHA = 0.98    # "inside the subject" for spill: the true composite there is the true foreground
+
+
+def outline_band(alpha_ref: np.ndarray, radius: int = EDGE_BAND_PX) -> np.ndarray:
+    """Pixels within `radius` px of the reference's 0.5 outline."""
+    hard = (alpha_ref > 0.5).astype(np.uint8)
+    contour = cv2.morphologyEx(hard, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(contour.astype(np.uint8), k) > 0
+
+
+def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | None = None,
+                 foreground_ref: np.ndarray | None = None, radius: int = EDGE_BAND_PX) -> dict:
+    """Edge figures of one alpha against a reference alpha (both HxW in [0, 1], full resolution).
+
+    band_acc: share of pixels within `radius` px of the reference outline where alpha > 0.5 agrees
+      with the reference; band_mae: mean |alpha - ref| there; sad_k: sum |alpha - ref| over the frame
+      / 1000; iou: of the two 0.5 masks.
+    spill (with `chroma`, the chroma-key composite, and `foreground_ref`, the true foreground
+      colours): mean RGB distance (8-bit levels) between the composite and the true foreground over
+      band pixels inside the subject (ref alpha >= INSIDE_ALPHA), where the ideal composite *is* the
+      foreground: background colour left in hair and key colour showing through the subject count.
+    """
+    a, r = alpha.astype(np.float64), alpha_ref.astype(np.float64)
+    band = outline_band(alpha_ref, radius)
+    ha, hr = a > 0.5, r > 0.5
+    out = {"band_acc": float((ha == hr)[band].mean()), "band_mae": float(np.abs(a - r)[band].mean()),
+           "sad_k": float(np.abs(a - r).sum() / 1000), "iou": float((ha & hr).sum() / max((ha | hr).sum(), 1)),
+           "band_px": int(band.sum())}
+    if chroma is not None and foreground_ref is not None:
+        inside = band & (r >= INSIDE_ALPHA)
+        d = chroma.astype(np.float64) - foreground_ref.astype(np.float64)
+        out["spill"] = float(np.sqrt((d * d).sum(axis=2))[inside].mean()) if inside.any() else float("nan")
+    return out
+
+
+def compare_edges(image, low, spec, alpha_ref, foreground_ref=None, depth_m=None, confidence=None,
+                  implementations=("golden",)) -> dict:
+    """Today's fused stage (edges="guided") against matting (edges="matting") on one frame:
+    {"guided": figures, "matting": figures, ("device_matting": figures)}. foreground_ref defaults to
+    the photo (exact where the reference alpha is ~1, which is where spill is measured)."""
+    fref = image if foreground_ref is None else foreground_ref
+    rows = {}
+    for impl in implementations:
+        for edges in ("guided", "matting"):
+            res = render(image, low, spec, depth_m=depth_m, confidence=confidence, mode="chroma",
+                         edges=edges, implementation=impl)
+            name = edges if impl == "golden" else f"{impl}_{edges}"
+            rows[name] = edge_figures(res.alpha, alpha_ref, res.composite, fref)
+    return rows
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b > 0 else float("inf")
+
+
+def summarize_edges(rows: list[dict], new: str = "matting", old: str = "guided") -> dict:
+    """Targets of issue 12 over a list of compare_edges rows (each also has a "name")."""
+    mean = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in rows[0][k]} for k in (old, new)}
+    return {
+        "mean": mean,
+        "band_acc_gain": mean[new]["band_acc"] - mean[old]["band_acc"],
+        "sad_ratio": _ratio(mean[old]["sad_k"], mean[new]["sad_k"]),
+        "spill_ratio": _ratio(mean[old].get("spill", np.nan), mean[new].get("spill", np.nan)),
+        "worse": [r["name"] for r in rows if r[new]["band_acc"] < r[old]["band_acc"] - 1e-9
+                  or r[new]["sad_k"] > r[old]["sad_k"] + 1e-9],
+    }
+
+
+def synthetic_edges(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640), with_depth: bool = True,
+                    implementations=("golden",)) -> list[dict]:
+    """compare_edges on the synthetic scenes (exact alpha) from a simulated 257x257 model output;
+    with_depth adds the registered ToF depth (feeds the trimap)."""
+    from toolchain.scenes import generate_scene
+    rows = []
+    for kind in kinds:
+        for seed in seeds:
+            sc = generate_scene(seed, kind=kind, size=size)
+            low, spec = simulate_model_output(sc.alpha, seed=seed, label_id=8 if sc.label == "cat" else 15)
+            d = c = None
+            if with_depth:
+                d, c, _ = tof_depth(sc, seed)
+            r = compare_edges(sc.rgb, low, spec, sc.alpha, depth_m=d, confidence=c, implementations=implementations)
+            r["name"] = f"{kind}_{seed}"
+            rows.append(r)
+    return rows
+
+
+def photo_edges(bundle, photos=None, implementations=("golden",)) -> list[dict]:
+    """compare_edges on every photo with a reference alpha (`*_alpha_pred.png`), mask from `bundle`'s
+    segmentation model."""
+    from toolchain.images import load_rgb
+    from toolchain.paths import list_photos, photos_dir
+    from .photo import run_segmentation
+    photos = list_photos(photos_dir()) if photos is None else photos
+    rows = []
+    for ph in photos:
+        ph = Path(ph)
+        ref_path = ph.with_name(ph.stem + "_alpha_pred.png")
+        if not ref_path.is_file():
+            continue
+        img = load_rgb(ph)
+        ref = cv2.imread(str(ref_path), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+        if ref.shape != img.shape[:2]:
+            ref = cv2.resize(ref, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+        low, spec = run_segmentation(Path(bundle), img)
+        r = compare_edges(img, low, spec, ref, implementations=implementations)
+        r["name"] = f"{ph.stem} ({Path(bundle).name})"
+        rows.append(r)
+    return rows

@@ -1,0 +1,182 @@
+"""Matting-quality edges: trimap -> alpha solved in the unknown band -> foreground colours.
+
+The fused stage's guided filter alone moves a segmentation outline only a pixel or two; hair,
+whiskers and tails need the alpha *solved* from the photo. This module does it in three steps, on the
+stage's working grid (plan.py), and hands full-resolution results back to golden.py / device.py:
+
+1. `make_trimap`: sure subject / sure background / unknown from the model's P(subject), its
+   uncertainty (values between P_SURE and 1 - P_SURE are unknown) and, when present, depth: a
+   confident depth far behind the focus plane turns unknown mask pixels into sure background, and a
+   confident depth at the subject's distance next to the subject reopens pixels the mask called
+   background. The unknown band is at least BAND_MODEL_PX model pixels wide on either side of the
+   0.5 outline (the model cannot place its edge better than that).
+2. `solve_alpha`: closed-form matting (Levin et al., pymatting's `cf_laplacian`) restricted to the
+   unknown pixels: L_uu x = -L_uk a_k, solved by conjugate gradients with pymatting's incomplete
+   Cholesky preconditioner, on the bounding box of the band only. Sure pixels keep 0 / 1, so a
+   confident interior stays opaque.
+3. `estimate_foreground`: pymatting's `estimate_foreground_ml` (multi-level) on the same crop; its
+   correction F - I is what golden.py upsamples and adds to the full-resolution photo, so fine
+   detail stays while the background colour leaves the subject's edge.
+
+Why pymatting's closed form and not its KNN or large-kernel Laplacian: measured on the synthetic
+scenes and photos (README, render section), closed form gave the lowest band SAD at the same time on
+a thin band; KNN needs a k-d tree over the whole crop and blurs hair; the large-kernel (LKM) operator
+is matrix-free but needs many more CG iterations on a thin band.
+
+Not here: the guided upsampling to full resolution and the composite (golden.py), the fixed-point
+port of the same steps (device.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+P_SURE = 0.95            # P(subject) above this (or below 1 - this) is not uncertain by itself
+BAND_MODEL_PX = 1.5      # unknown band half-width around the 0.5 outline, in model-output pixels
+BAND_MIN_PX = 3          # ... and at least this many working pixels
+UNCERTAIN_REACH = 3      # uncertain mask values are unknown only within this many bands of the outline
+DEPTH_BG_CONF = 0.5      # depth confidence from which a far depth may declare background
+DEPTH_FAR = 0.35         # |CoC| / K above which depth says "well behind the subject"
+DEPTH_NEAR = 0.10        # |CoC| / K below which depth says "at the subject's distance"
+CF_EPSILON = 1e-6        # closed-form regulariser (pymatting's default is 1e-7; 1e-6 is smoother, faster)
+CF_RADIUS = 1            # 3x3 windows
+CG_RTOL = 1e-4           # conjugate-gradient stopping tolerance (relative residual)
+CG_MAXITER = 400
+FG_REGULARIZATION = 1e-5  # estimate_foreground_ml defaults
+SOLVE_LONG_SIDE = 1024   # the solve runs on the working grid; never on more than this long side
+
+
+@dataclass
+class Matte:
+    """What the matting step gives the rest of the stage, all on the working grid."""
+    trimap: np.ndarray        # float32: 0 sure background, 1 sure subject, 0.5 unknown
+    alpha: np.ndarray         # float32 in [0, 1]
+    fg_delta: np.ndarray | None  # float32 HxWx3 in [-1, 1]: estimated foreground minus the photo (None: not asked)
+
+
+def band_radius(plan) -> int:
+    """Unknown band half-width in working pixels for this plan (model pixels -> working pixels)."""
+    return int(max(BAND_MIN_PX, round(BAND_MODEL_PX * plan.guide_radius)))   # guide_radius: one model px
+
+
+def _disc(r: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def make_trimap(p: np.ndarray, band_px: int, depth_x: np.ndarray | None = None,
+                depth_conf: np.ndarray | None = None) -> np.ndarray:
+    """Trimap (0 / 0.5 / 1, float32) from P(subject) on the working grid.
+
+    p: float32 HxW in [0, 1]. band_px: unknown half-width around the 0.5 outline (working px).
+    depth_x, depth_conf: optional |CoC| / K in [0, 1] (0 = at the focus plane) and its confidence.
+    """
+    subject = (p >= 0.5).astype(np.uint8)
+    k = _disc(band_px)
+    sure_fg = cv2.erode((p >= P_SURE).astype(np.uint8), k).astype(bool) & subject.astype(bool)
+    sure_bg = cv2.erode((p <= 1 - P_SURE).astype(np.uint8), k).astype(bool) & ~subject.astype(bool)
+    # the model's uncertainty widens the band, but only up to UNCERTAIN_REACH bands from its outline:
+    # a wide hesitant region (dark shirt on a dark room) is not something matting can settle
+    outline = cv2.morphologyEx(subject, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    near = cv2.dilate(outline, _disc(UNCERTAIN_REACH * band_px)).astype(bool)
+    sure_fg |= subject.astype(bool) & ~near
+    sure_bg |= ~subject.astype(bool) & ~near
+    if depth_x is not None and depth_conf is not None:
+        confident = depth_conf >= DEPTH_BG_CONF
+        far = confident & (depth_x >= DEPTH_FAR)
+        near = confident & (depth_x <= DEPTH_NEAR)
+        # reopen: the mask says background but depth puts the pixel at the subject's distance, next
+        # to the subject (a limb or a tail the model dropped); limited to twice the band
+        around = cv2.dilate(subject, _disc(2 * band_px)).astype(bool)
+        sure_bg &= ~(near & around)
+        # close: a confident far depth in the unknown band is background (not inside the sure subject)
+        sure_bg |= far & ~sure_fg & (p < 0.5)
+    tri = np.full(p.shape, 0.5, np.float32)
+    tri[sure_fg] = 1.0
+    tri[sure_bg] = 0.0
+    return tri
+
+
+def _crop_box(unknown: np.ndarray, margin: int):
+    ys, xs = np.nonzero(unknown)
+    h, w = unknown.shape
+    return (max(0, ys.min() - margin), min(h, ys.max() + margin + 1),
+            max(0, xs.min() - margin), min(w, xs.max() + margin + 1))
+
+
+def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_EPSILON) -> "scipy.sparse.csr_matrix":
+    """Closed-form matting Laplacian (Levin et al.; pymatting's `cf_laplacian` with radius 1) built
+    only from the 3x3 windows that touch an unknown pixel, so its cost follows the band, not the frame.
+    Rows of unknown pixels equal pymatting's (tests/test_render_matting.py). image: float64 HxWx3."""
+    import scipy.sparse as sp
+    h, w, _ = image.shape
+    touch = cv2.dilate(unknown.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    touch[0, :] = touch[-1, :] = touch[:, 0] = touch[:, -1] = False   # window centres need a full 3x3
+    cy, cx = np.nonzero(touch)
+    idx = np.stack([(cy + dy) * w + (cx + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=1)  # [n, 9]
+    win = image.reshape(-1, 3)[idx]                                     # [n, 9, 3]
+    d = win - win.mean(axis=1, keepdims=True)
+    cov = np.einsum("nki,nkj->nij", d, d) / 9 + (epsilon / 9) * np.eye(3)
+    wgt = (1 + np.einsum("nki,nij,nlj->nkl", d, np.linalg.inv(cov), d)) / 9   # [n, 9, 9] affinities
+    rows = np.repeat(idx, 9, axis=1).ravel()
+    cols = np.tile(idx, (1, 9)).ravel()
+    W = sp.csr_matrix((wgt.ravel(), (rows, cols)), shape=(h * w, h * w))
+    return (sp.diags(np.asarray(W.sum(axis=1)).ravel()) - W).tocsr()
+
+
+def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """Closed-form alpha in the unknown band. image_rgb: uint8 or float in [0, 1]; returns float32 HxW."""
+    from pymatting import cg, ichol, jacobi
+
+    alpha = np.where(trimap >= 1.0, 1.0, 0.0).astype(np.float32)
+    unknown = (trimap > 0) & (trimap < 1)
+    if not unknown.any():
+        return alpha
+    y0, y1, x0, x1 = _crop_box(unknown, CF_RADIUS + 1)
+    img = image_rgb[y0:y1, x0:x1]
+    img = img.astype(np.float64) / 255.0 if img.dtype == np.uint8 else img.astype(np.float64)
+    tri = trimap[y0:y1, x0:x1]
+    unk = unknown[y0:y1, x0:x1]
+    is_fg, is_unknown = (tri >= 1.0).ravel(), unk.ravel()
+    L = band_laplacian(img, unk)
+    L_u = L[is_unknown][:, is_unknown].tocsc()
+    rhs = -(L[is_unknown] @ (is_fg & ~is_unknown).astype(np.float64))
+    try:
+        precond = ichol(L_u)
+    except Exception:   # ichol refuses a matrix that is not positive definite enough: Jacobi instead
+        precond = jacobi(L_u)
+    x = cg(L_u, rhs, x0=np.full(int(is_unknown.sum()), 0.5), M=precond, rtol=CG_RTOL, maxiter=CG_MAXITER)
+    crop = alpha[y0:y1, x0:x1].ravel().copy()
+    crop[is_unknown] = np.clip(x, 0, 1)
+    alpha[y0:y1, x0:x1] = crop.reshape(tri.shape)
+    return alpha
+
+
+def estimate_foreground(image_rgb: np.ndarray, alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """Foreground colour minus the photo (float32 HxWx3, in [-1, 1]), non-zero only near the band."""
+    from pymatting import estimate_foreground_ml
+
+    delta = np.zeros(alpha.shape + (3,), np.float32)
+    unknown = (trimap > 0) & (trimap < 1)
+    if not unknown.any():
+        return delta
+    y0, y1, x0, x1 = _crop_box(unknown, 8)
+    img = image_rgb[y0:y1, x0:x1].astype(np.float64) / 255.0
+    a = alpha[y0:y1, x0:x1].astype(np.float64)
+    fg = estimate_foreground_ml(img, a, regularization=FG_REGULARIZATION)
+    d = (fg - img).astype(np.float32)
+    d[a <= 0] = 0                        # no subject there: nothing to correct (and F is meaningless)
+    d[trimap[y0:y1, x0:x1] >= 1] = 0     # the sure subject is the photo itself
+    delta[y0:y1, x0:x1] = d
+    return delta
+
+
+def matte(work_rgb: np.ndarray, p: np.ndarray, plan, depth_x=None, depth_conf=None,
+          foreground: bool = True) -> Matte:
+    """Trimap, solved alpha and foreground correction on the working grid."""
+    tri = make_trimap(p, band_radius(plan), depth_x, depth_conf)
+    alpha = solve_alpha(work_rgb, tri)
+    delta = estimate_foreground(work_rgb, alpha, tri) if foreground else None
+    return Matte(tri, alpha, delta)
