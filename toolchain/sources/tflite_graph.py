@@ -196,16 +196,19 @@ def _transpose_conv_core(tf, x, w_ohwi, bias, out_shape, strides, padding):
             phase = py * sw + px
             kernel[dy_max - dy, dx_max - dx, :, phase * cout:(phase + 1) * cout] = w[ky, kx].T
     xp = tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]])
+    # The bias goes into each phase convolution (tiled over the column phases), not after the
+    # interleave: a separate int8 ADD of a small constant has an input/output scale ratio XNNPACK
+    # refuses (below 2^-10), which left the selfie's last op outside the delegate.
+    phase_bias = None if bias is None else np.tile(np.asarray(bias, np.float32).reshape(-1), sw)
     rows = []
     for py in range(sh):  # channels (px * cout + c) of this row phase -> columns x * sw + px
         k_py = kernel[..., py * sw * cout:(py + 1) * sw * cout]
-        y = tf.nn.conv2d(xp, k_py, strides=1, padding="VALID")[:, :qh, :qw, :]
-        rows.append(tf.reshape(y, [-1, qh, qw * sw, cout]))
+        y = tf.nn.conv2d(xp, k_py, strides=1, padding="VALID")
+        if phase_bias is not None:
+            y = tf.nn.bias_add(y, phase_bias)
+        rows.append(tf.reshape(y[:, :qh, :qw, :], [-1, qh, qw * sw, cout]))
     y = tf.reshape(tf.concat(rows, axis=2), [-1, qh * sh, qw * sw, cout])  # row q*sh + py = rows[py][q]
-    y = y[:, :out_h, :out_w, :]
-    if bias is not None:
-        y = tf.nn.bias_add(y, bias)
-    return y
+    return y[:, :out_h, :out_w, :]
 
 
 def _transpose_conv(tf, op, a, g):
@@ -229,9 +232,26 @@ def _conv2d_transpose_bias(tf, op, a, g):
     return _transpose_conv_core(tf, a[0], a[1], a[2] if len(a) > 2 else None, out_shape, (sh, sw), padding)
 
 
+def is_global_average_pool(op: TfliteOp, g: TfliteGraph) -> bool:
+    """AVERAGE_POOL_2D whose window covers the whole input and yields one value per channel.
+
+    Re-emitted as MEAN over height and width (the same numbers: with the window equal to the
+    input, SAME adds no padding): XNNPACK delegates int8 MEAN but not int8 AVERAGE_POOL_2D, and
+    each of the selfie's ten squeeze-and-excitation pools split the int8 graph into another
+    delegate partition.
+    """
+    if op.name != "AVERAGE_POOL_2D":
+        return False
+    o, shape = op.options, g.tensor(op.inputs[0]).shape
+    return (len(shape) == 4 and (o.filterHeight, o.filterWidth) == tuple(shape[1:3])
+            and tuple(g.tensor(op.outputs[0]).shape[1:3]) == (1, 1))
+
+
 def _pool(kind):
     def f(tf, op, a, g):
         o = op.options
+        if kind == "avg" and is_global_average_pool(op, g):
+            return _activation(tf, tf.reduce_mean(a[0], axis=[1, 2], keepdims=True), o.fusedActivationFunction)
         pool = tf.nn.avg_pool2d if kind == "avg" else tf.nn.max_pool2d
         y = pool(a[0], ksize=[o.filterHeight, o.filterWidth], strides=[o.strideH, o.strideW],
                  padding=_PADDING[o.padding])
@@ -299,6 +319,18 @@ def _prelu(tf, op, a, g):
     return tf.maximum(a[0], 0.0) + alpha * tf.minimum(a[0], 0.0)
 
 
+def hard_swish_delegable(tf, x):
+    """hard-swish(x) = x * relu6(x + 3) / 6, written as (x / 6) * relu6(x + 3): ADD (fused RELU6),
+    MUL by a constant, MUL.
+
+    The converter fuses the textbook form back into one HARD_SWISH op, which XNNPACK does not
+    delegate in int8: the selfie's eleven int8 HARD_SWISH ops each cut its graph into another
+    delegate partition. This order escapes the fusion pattern; all three ops delegate in int8
+    and float alike.
+    """
+    return (x * (1.0 / 6.0)) * tf.nn.relu6(x + 3.0)
+
+
 def _dequantize(tf, op, a, g):
     # Weights stored as float16 (or int8 with a scale) behind DEQUANTIZE become float32 constants.
     t = g.tensor(op.inputs[0])
@@ -336,7 +368,7 @@ _OPS = {
     "RELU6": lambda tf, op, a, g: tf.nn.relu6(a[0]),
     "LOGISTIC": lambda tf, op, a, g: tf.sigmoid(a[0]),
     "TANH": lambda tf, op, a, g: tf.tanh(a[0]),
-    "HARD_SWISH": lambda tf, op, a, g: a[0] * tf.nn.relu6(a[0] + 3.0) / 6.0,
+    "HARD_SWISH": lambda tf, op, a, g: hard_swish_delegable(tf, a[0]),
 }
 
 SUPPORTED_OPS = tuple(sorted(_OPS))
