@@ -184,12 +184,14 @@ def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None,
              address: str | None = None, workers: int | None = None, shard_size: int = 20,
              kernels: str = "xnnpack", threads: int = 1, align: str | None = None, out_dir: Path | None = None,
              bundles_root: Path | None = None, limit: int | None = None, resamples: int = 1000, seed: int = 0,
-             max_bad_fraction: float = MAX_BAD_FRACTION, precisions: list[str] | None = None, progress=None) -> dict:
+             max_bad_fraction: float = MAX_BAD_FRACTION, precisions: list[str] | None = None, progress=None,
+             shard_fn=None) -> dict:
     """Evaluate every model file of a bundle on a labeled set; write report.json + report.html.
 
     Raises InputError (after writing the report) when more than max_bad_fraction of the samples
     are bad. threads: TFLite threads per model (1 by default: the engines give parallelism).
     precisions: only these (e.g. ["int8"]; float32, the reference, is always kept).
+    shard_fn: a wrapper of evaluate_shard (tests inject a worker crash with it); default evaluate_shard.
     """
     from .engines import map_shards
     bundle = resolve_bundle(model, bundles_root)
@@ -215,7 +217,7 @@ def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None,
                          align=align) for sh in shards]
     stats: dict = {}
     t0 = time.perf_counter()
-    chunks = map_shards(evaluate_shard, specs, engine=engine, address=address, workers=workers, progress=progress,
+    chunks = map_shards(shard_fn or evaluate_shard, specs, engine=engine, address=address, workers=workers, progress=progress,
                         unit="images", sizes=[len(s) for s in shards], stats=stats)
     wall = time.perf_counter() - t0
     rows = sorted((r for c in chunks for r in c), key=lambda r: r["index"])
