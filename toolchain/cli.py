@@ -115,6 +115,17 @@ def cmd_bench(args) -> int:
         res = run_bench(threads=args.threads)
         print("render stage (fused mask-upsample-blur-composite):\n" + format_bench(res))
         report["render"] = res
+    if args.part in ("all", "evaluate"):
+        try:  # evaluation on the local engine vs Ray workers (issue 13 targets)
+            from .evaluate.bench import format_eval_bench, run_eval_bench
+            res = run_eval_bench(args.out / args.eval_model if args.out else args.eval_model, n=args.eval_images,
+                                 workers=args.eval_workers)
+            print("evaluation, local engine vs Ray:\n" + format_eval_bench(res))
+            report["evaluate"] = res
+        except PortraitError as exc:
+            if args.part == "evaluate":
+                raise
+            print(f"evaluation: skipped ({exc.what}; {exc.fix})")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2, default=float))
@@ -264,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "fused render stage at 4032x3024 and 1920x1080 against the notebook baseline, "
                                    "in one run, and print the ratios.")
     b.add_argument("--all", action="store_true", help="every bundle (the default)")
-    b.add_argument("--part", choices=["all", "models", "render"], default="all", help="what to time")
+    b.add_argument("--part", choices=["all", "models", "render", "evaluate"], default="all", help="what to time")
+    b.add_argument("--eval-model", default="deeplabv3_mnv2_pascal_257", help="bundle for the evaluation timing")
+    b.add_argument("--eval-images", type=int, default=2000, help="synthetic images for the evaluation timing")
+    b.add_argument("--eval-workers", type=int, default=2, help="Ray workers for the evaluation timing")
     b.add_argument("--out", type=Path, default=None, help="bundle folder")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--runs", type=int, default=100, help="timed invokes per model (median reported)")

@@ -141,8 +141,8 @@ def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> li
         pending[actors[slot].run.remote(fn, shards[i])] = (i, slot, actors[slot])
 
     try:
-        for slot in range(n):
-            for _ in range(IN_FLIGHT_PER_WORKER):
+        for _ in range(IN_FLIGHT_PER_WORKER):  # round-robin, so every worker starts with a shard
+            for slot in range(n):
                 if queue:
                     submit(slot)
         while pending:
