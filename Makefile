@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CLIENT := .venv-client
 CLIENT_STAMP := $(CLIENT)/.installed
 
-.PHONY: all setup client-env export-int8 models test parity bench sim sequences render-report clean
+.PHONY: all setup client-env export-int8 models test parity bench sim sequences render-report clean demo
 
 all: export-int8
 
@@ -54,6 +54,9 @@ sequences: $(STAMP)
 
 render-report: $(STAMP)
 	$(BIN)/python scripts/render_panels.py export/render --quality --bench
+
+demo: $(STAMP)                 # export/demo/index.html: notebook vs ours, 100 % crops, edge figures
+	$(BIN)/python -m toolchain.render.demo --out export/demo
 
 clean:
 	rm -rf export/out

@@ -191,13 +191,49 @@ def blur_background(work: np.ndarray, alpha_w8: np.ndarray, c_q4: np.ndarray, pl
     return plan.inverse_q12[e_out]
 
 
-def render(frame: Frame, plan: StagePlan, edges: str = "guided") -> dict:
+def trimap_q8(p8: np.ndarray, plan: StagePlan, coc, c8, k_q4: int) -> np.ndarray:
+    """matting.make_trimap in integers: uint8 0 / 128 / 255 from P(subject) Q8 (and depth Q4 / Q8).
+    Thresholds are the golden ones rounded to 8 bits; morphology on uint8 is exact."""
+    from . import matting
+    band = matting.band_radius(plan)
+    disc = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    sure8 = int(round(matting.P_SURE * 255))
+    subject = (p8 >= 128).astype(np.uint8)
+    sure_fg = (cv2.erode((p8 >= sure8).astype(np.uint8), disc(band)) > 0) & (subject > 0)
+    sure_bg = (cv2.erode((p8 <= 255 - sure8).astype(np.uint8), disc(band)) > 0) & (subject == 0)
+    outline = cv2.morphologyEx(subject, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    near = cv2.dilate(outline, disc(matting.UNCERTAIN_REACH * band)) > 0
+    sure_fg |= (subject > 0) & ~near
+    sure_bg |= (subject == 0) & ~near
+    if coc is not None:
+        x8 = (np.abs(coc) * 256) // max(k_q4, 1)
+        far = (c8 >= round(matting.DEPTH_BG_CONF * 255)) & (x8 >= round(matting.DEPTH_FAR * 256))
+        sure_bg |= far & ~sure_fg & (p8 < 128) & ~(cv2.dilate(outline, disc(band)) > 0)
+    tri = np.full(p8.shape, 128, np.uint8)
+    tri[sure_fg] = 255
+    tri[sure_bg] = 0
+    return tri
+
+
+def constrain(a_q12: np.ndarray, b_q8: np.ndarray, tri8: np.ndarray):
+    """The device's cheaper stand-in for the band solve: the guided filter's alpha, with sure pixels
+    (whose 3x3 neighbourhood is sure too, so bilinear upsampling keeps them) set exactly: A = 0 and
+    B = +127 / -128 levels (alpha 255 / 0). Measured against golden in README (render section)."""
+    sure = cv2.erode((tri8 != 128).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    a = np.where(sure, 0, a_q12).astype(I32)
+    b = np.where(sure, np.where(tri8 == 255, 127 * 256 + 128, -128 * 256), b_q8).astype(I32)
+    return a, b
+
+
+def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
     img = pad_to_plan(frame.image, plan)
     work = img if plan.scale == 1 else cv2.resize(img, (plan.work_w, plan.work_h), interpolation=cv2.INTER_AREA)
     gray_w = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
 
     p8 = decode_probability_q8(frame.low_res, frame.spec)
-    p8 = cv2.resize(p8, (plan.work_w, plan.work_h), interpolation=cv2.INTER_LINEAR).astype(I32)
+    p8 = cv2.resize(p8, (plan.work_w, plan.work_h), interpolation=cv2.INTER_LINEAR)
+    p8_raw = p8
+    p8 = p8.astype(I32)
     if plan.mask_gain != 1:                      # gain in Q8; 127.5 is the centre of 0..255
         g = int(round(plan.mask_gain * 256))
         p8 = np.clip(((2 * p8 - 255) * g + 256) // 512 + 128, 0, 255).astype(I32)
@@ -205,6 +241,9 @@ def render(frame: Frame, plan: StagePlan, edges: str = "guided") -> dict:
     if coc is not None:
         p8 = depth_prior(p8, coc, c8, k_q4)
     a_q12, b_q8 = guided_coefficients(gray_w, p8, plan)
+    if edges == "matting":
+        tri8 = trimap_q8(p8_raw, plan, coc, c8, k_q4)
+        a_q12, b_q8 = constrain(a_q12, b_q8, tri8)
     alpha_w8 = alpha_q8(a_q12, b_q8, gray_w)
 
     gray = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)

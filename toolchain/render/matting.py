@@ -6,9 +6,8 @@ stage's working grid (plan.py), and hands full-resolution results back to golden
 
 1. `make_trimap`: sure subject / sure background / unknown from the model's P(subject), its
    uncertainty (values between P_SURE and 1 - P_SURE are unknown) and, when present, depth: a
-   confident depth far behind the focus plane turns unknown mask pixels into sure background, and a
-   confident depth at the subject's distance next to the subject reopens pixels the mask called
-   background. The unknown band is at least BAND_MODEL_PX model pixels wide on either side of the
+   confident depth far behind the focus plane settles hesitant mask pixels (more than a band from the
+   outline: hair over the background has the background's depth) as background. The unknown band is at least BAND_MODEL_PX model pixels wide on either side of the
    0.5 outline (the model cannot place its edge better than that).
 2. `solve_alpha`: closed-form matting (Levin et al., pymatting's `cf_laplacian`) restricted to the
    unknown pixels: L_uu x = -L_uk a_k, solved by conjugate gradients with pymatting's incomplete
@@ -40,7 +39,6 @@ BAND_MIN_PX = 3          # ... and at least this many working pixels
 UNCERTAIN_REACH = 3      # uncertain mask values are unknown only within this many bands of the outline
 DEPTH_BG_CONF = 0.5      # depth confidence from which a far depth may declare background
 DEPTH_FAR = 0.35         # |CoC| / K above which depth says "well behind the subject"
-DEPTH_NEAR = 0.10        # |CoC| / K below which depth says "at the subject's distance"
 CF_EPSILON = 1e-6        # closed-form regulariser (pymatting's default is 1e-7; 1e-6 is smoother, faster)
 CF_RADIUS = 1            # 3x3 windows
 CG_RTOL = 1e-4           # conjugate-gradient stopping tolerance (relative residual)
@@ -84,15 +82,13 @@ def make_trimap(p: np.ndarray, band_px: int, depth_x: np.ndarray | None = None,
     sure_fg |= subject.astype(bool) & ~near
     sure_bg |= ~subject.astype(bool) & ~near
     if depth_x is not None and depth_conf is not None:
-        confident = depth_conf >= DEPTH_BG_CONF
-        far = confident & (depth_x >= DEPTH_FAR)
-        near = confident & (depth_x <= DEPTH_NEAR)
-        # reopen: the mask says background but depth puts the pixel at the subject's distance, next
-        # to the subject (a limb or a tail the model dropped); limited to twice the band
-        around = cv2.dilate(subject, _disc(2 * band_px)).astype(bool)
-        sure_bg &= ~(near & around)
-        # close: a confident far depth in the unknown band is background (not inside the sure subject)
-        sure_bg |= far & ~sure_fg & (p < 0.5)
+        far = (depth_conf >= DEPTH_BG_CONF) & (depth_x >= DEPTH_FAR)
+        # (depth at the subject's distance is not used to reopen the band: registered sensor depth
+        # bleeds over the outline, and the wider band it made cost more than it found, measured)
+        # close: a confident far depth settles a hesitant mask (P < 1 - P_SURE ... 0.5) as background,
+        # but not within one band of the outline, where hair and whiskers over the background have
+        # the background's depth
+        sure_bg |= far & ~sure_fg & (p < 0.5) & ~cv2.dilate(outline, k).astype(bool)
     tri = np.full(p.shape, 0.5, np.float32)
     tri[sure_fg] = 1.0
     tri[sure_bg] = 0.0

@@ -1,0 +1,241 @@
+"""`make demo`: the study's demo done properly, as one self-contained static HTML gallery.
+
+For at least three portraits (people and a cat) from the data folder's photos, or scikit-image's
+bundled photos when there is none: the notebook's result (baseline.py) beside ours for blur, chroma
+key and background replacement, and 100 % crops where the edge is hardest (hair, whiskers, tails:
+the windows with the most soft alpha), plus figures against the reference alphas
+(`*_alpha_pred.png`) and against the synthetic scenes' exact alpha (quality.py). Every image is
+embedded (data: URIs), so `export/demo/index.html` opens anywhere without a server.
+
+Usage: python -m toolchain.render.demo [--out export/demo] [--bundle DIR] [--quick]
+Not here: the stage (golden.py, matting.py) or its figures' definitions (quality.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .. import paths
+from ..errors import PortraitError
+from .api import render
+from .baseline import notebook_mask, notebook_render
+
+DEMO_PHOTOS = ("person_01", "person_02", "cat_01", "leopard_01", "person_03", "cat_03")
+SEGMENTER = "deeplabv3_mnv2_pascal_257"
+CROP_PX = 192            # crops are cut at 100 % (one photo pixel = one screen pixel)
+VIEW_LONG_SIDE = 640     # whole-frame views are scaled to this long side
+MIN_SOFT = 0.05
+
+
+def _data_uri(rgb: np.ndarray, fmt: str = ".jpg") -> str:
+    img = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 88] if fmt == ".jpg" else []
+    ok, buf = cv2.imencode(fmt, img, params)
+    if not ok:
+        raise PortraitError(f"cannot encode a {fmt} image for the gallery", fix="check OpenCV's codecs")
+    mime = "image/jpeg" if fmt == ".jpg" else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(buf.tobytes()).decode()}"
+
+
+def _view(rgb: np.ndarray) -> np.ndarray:
+    f = VIEW_LONG_SIDE / max(rgb.shape[:2])
+    if f >= 1:
+        return rgb
+    return cv2.resize(rgb, (round(rgb.shape[1] * f), round(rgb.shape[0] * f)), interpolation=cv2.INTER_AREA)
+
+
+def crop_windows(alpha: np.ndarray, n: int = 2, size: int = CROP_PX) -> list[tuple[int, int]]:
+    """Top-left corners of the `n` size x size windows with the most soft alpha (non-overlapping)."""
+    h, w = alpha.shape
+    size = min(size, h, w)
+    soft = ((alpha > MIN_SOFT) & (alpha < 1 - MIN_SOFT)).astype(np.float32)
+    score = cv2.boxFilter(soft, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    half = size // 2
+    score[:half, :] = score[h - (size - half) + 1:, :] = -1
+    score[:, :half] = score[:, w - (size - half) + 1:] = -1
+    out = []
+    for _ in range(n):
+        y, x = np.unravel_index(int(np.argmax(score)), score.shape)
+        if score[y, x] < 0:
+            break
+        y0, x0 = int(np.clip(y - half, 0, h - size)), int(np.clip(x - half, 0, w - size))
+        out.append((y0, x0))
+        score[max(0, y0 - half):y0 + size + half, max(0, x0 - half):x0 + size + half] = -1
+    return out
+
+
+def notebook_composite(image, low, spec, mode: str, background=None, chroma=(0, 255, 0)) -> np.ndarray:
+    """The notebook's hard mask used for chroma key / replacement (it only did blur itself)."""
+    if mode == "blur":
+        return notebook_render(image, low, spec)["composite"]
+    h, w = image.shape[:2]
+    m = cv2.resize(notebook_mask(low, spec).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    bg = np.empty_like(image)
+    bg[:] = chroma if mode == "chroma" else background
+    return np.where(m[..., None], image, bg)
+
+
+def demo_photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, RGB, reference alpha or None) for the demo: shared photos, else scikit-image's."""
+    from ..images import load_rgb
+    folder = paths.photos_dir()
+    out = []
+    if folder is not None:
+        for stem in DEMO_PHOTOS:
+            hits = [p for p in paths.list_photos(folder) if p.stem == stem]
+            if not hits:
+                continue
+            img = load_rgb(hits[0])
+            ref_path = hits[0].with_name(stem + "_alpha_pred.png")
+            ref = None
+            if ref_path.is_file():
+                ref = cv2.imread(str(ref_path), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+                if ref.shape != img.shape[:2]:
+                    ref = cv2.resize(ref, (img.shape[1], img.shape[0]))
+            out.append((stem, img, ref))
+    if len(out) < 3:
+        import skimage.data as d
+        for name in ("astronaut", "chelsea", "camera"):
+            img = getattr(d, name)()
+            img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
+            out.append((f"skimage_{name}", np.ascontiguousarray(img), None))
+    return out
+
+
+def demo_background(height: int, width: int) -> np.ndarray:
+    import skimage.data as d
+    from .plan import fit_background
+    return fit_background(np.ascontiguousarray(d.coffee()[..., :3]), height, width)
+
+
+def find_segmenter(bundle: str | Path | None, work: Path) -> Path:
+    """The bundle to segment with: given, in the output folder, or exported once into `work`."""
+    from .photo import resolve_bundle
+    for cand in ([bundle] if bundle else []) + [SEGMENTER, work / SEGMENTER]:
+        try:
+            return resolve_bundle(cand)
+        except PortraitError:
+            continue
+    from ..export import export_model
+    print(f"demo: no {SEGMENTER} bundle; exporting one into {work} (a few minutes)", file=sys.stderr)
+    return export_model(SEGMENTER, out_root=work, quiet=True).bundle
+
+
+def _fig_table(rows: list[dict], title: str) -> str:
+    if not rows:
+        return f"<h3>{html.escape(title)}</h3><p>none</p>"
+    from .quality import summarize_edges
+    s = summarize_edges(rows)
+    keys = ("band_acc", "band_mae", "sad_k", "iou", "spill")
+    head = "".join(f"<th>{k} (today)</th><th>{k} (matting)</th>" for k in keys)
+    body = []
+    for r in rows:
+        cells = "".join(f"<td>{r['guided'].get(k, float('nan')):.3f}</td><td>{r['matting'].get(k, float('nan')):.3f}</td>"
+                        for k in keys)
+        body.append(f"<tr><td>{html.escape(r['name'])}</td>{cells}</tr>")
+    verdict = (f"band accuracy {s['band_acc_gain']:+.3f} (target >= +0.08), SAD {s['sad_ratio']:.2f}x lower "
+               f"(target 2x), spill {s['spill_ratio']:.2f}x lower (target 2x), worse: {', '.join(s['worse']) or 'none'}")
+    return (f"<h3>{html.escape(title)}</h3><p>{html.escape(verdict)}</p><table><tr><th>frame</th>{head}</tr>"
+            + "".join(body) + "</table>")
+
+
+CSS = """body{font-family:sans-serif;margin:16px;background:#fafafa;color:#222}
+figure{display:inline-block;margin:4px;vertical-align:top}figcaption{font-size:12px}
+img{display:block;image-rendering:auto}table{border-collapse:collapse;font-size:12px;margin-bottom:12px}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}.crop img{image-rendering:pixelated}"""
+
+
+def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = None, quick: bool = False) -> Path:
+    """Write out_dir/index.html (self-contained) and out_dir/figures.json; return the HTML path."""
+    from .photo import run_segmentation
+    from .quality import compare_edges, synthetic_edges
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seg = find_segmenter(bundle, out_dir / "bundles")
+    sections, photo_rows = [], []
+    photos = demo_photos()
+    for name, img, ref in photos[:3] if quick else photos:
+        low, spec = run_segmentation(seg, img)
+        if float(cv2.resize(notebook_mask(low, spec).astype(np.uint8), (64, 64)).mean()) < 0.002:
+            sections.append(f"<h2>{html.escape(name)}</h2><p>{seg.name} finds no person or cat here; skipped.</p>")
+            continue
+        bg = demo_background(*img.shape[:2])
+        figs, crops = [], []
+        ours = {}
+        for mode in ("blur", "chroma", "replace"):
+            nb = notebook_composite(img, low, spec, mode, background=bg)
+            res = render(img, low, spec, mode=mode, background=bg if mode == "replace" else None)
+            ours[mode] = res
+            figs.append((f"notebook, {mode}", nb))
+            figs.append((f"ours, {mode}", res.composite))
+        alpha = ours["chroma"].alpha
+        windows = crop_windows(ref if ref is not None else alpha)
+        a8 = np.dstack([np.clip(np.rint(alpha * 255), 0, 255).astype(np.uint8)] * 3)
+        nb_chroma = notebook_composite(img, low, spec, "chroma")
+        for i, (y, x) in enumerate(windows):
+            sl = (slice(y, y + CROP_PX), slice(x, x + CROP_PX))
+            tiles = [("photo", img[sl]), ("notebook chroma", nb_chroma[sl]), ("ours chroma", ours["chroma"].composite[sl]),
+                     ("ours alpha", a8[sl]), ("notebook blur", figs[0][1][sl]), ("ours blur", ours["blur"].composite[sl])]
+            if ref is not None:
+                tiles.append(("reference alpha", np.dstack([np.clip(np.rint(ref[sl] * 255), 0, 255).astype(np.uint8)] * 3)))
+            crops.append(f"<p>crop {i + 1} at 100 %, x {x}..{x + CROP_PX}, y {y}..{y + CROP_PX} (the window with the "
+                         f"most soft alpha: hair, whiskers, tail)</p>" + "".join(
+                             f'<figure class="crop"><img src="{_data_uri(t, ".png")}" width="{t.shape[1]}" '
+                             f'height="{t.shape[0]}" alt="{html.escape(n)}"><figcaption>{html.escape(n)}</figcaption></figure>'
+                             for n, t in tiles))
+        figure_html = "".join(
+            f'<figure><img src="{_data_uri(_view(t))}" width="{_view(t).shape[1]}" height="{_view(t).shape[0]}" '
+            f'alt="{html.escape(n)}"><figcaption>{html.escape(n)}</figcaption></figure>' for n, t in figs)
+        sections.append(f"<h2>{html.escape(name)} ({img.shape[1]}x{img.shape[0]}, mask: {seg.name} int8)</h2>"
+                        + figure_html + "".join(crops))
+        if ref is not None:
+            r = compare_edges(img, low, spec, ref)
+            r["name"] = f"{name} ({seg.name})"
+            photo_rows.append(r)
+    synth_rows = synthetic_edges(seeds=(0,) if quick else (0, 1, 2, 3))
+    figures = {"photos": photo_rows, "synthetic": synth_rows, "segmenter": str(seg)}
+    (out_dir / "figures.json").write_text(json.dumps(figures, indent=1, default=float))
+    tables = (_fig_table(photo_rows, "Photos against their reference alphas (P3M-Net / GFM predictions), 15 px band")
+              + _fig_table(synth_rows, "Synthetic scenes against their exact alpha (simulated 257x257 model output, "
+                                       "registered ToF depth), 15 px band"))
+    doc = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>portrait demo</title>"
+           f"<style>{CSS}</style></head><body><h1>Portrait mode: the notebook's result and ours</h1>"
+           "<p>Ours: trimap from the mask, closed-form alpha in the band, foreground colours "
+           "(toolchain/render/matting.py). 'today' in the tables is the fused stage before matting "
+           "(guided filter on the mask). Spill: mean RGB distance between the chroma composite and the true "
+           "foreground inside the subject, in the band.</p>" + tables + "".join(sections) + "</body></html>")
+    path = out_dir / "index.html"
+    path.write_text(doc)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m toolchain.render.demo", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("export/demo"))
+    ap.add_argument("--bundle", default=None, help=f"segmentation bundle (default: {SEGMENTER})")
+    ap.add_argument("--quick", action="store_true", help="three photos and one synthetic seed (for tests)")
+    args = ap.parse_args(argv)
+    shared = paths.REPO_ROOT.parent / "shared"
+    if paths.data_dir() is None and (shared / "photos").is_dir():   # `make demo` beside ../shared
+        import os
+        os.environ["PORTRAIT_DATA_DIR"] = str(shared)
+        os.environ.setdefault("PORTRAIT_MODELS_DIR", str(shared / "models"))
+    try:
+        path = build_demo(args.out, args.bundle, quick=args.quick)
+    except PortraitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
