@@ -158,10 +158,3 @@ def photo_readers():
             ("read_apple_portrait", lambda p: read_apple_portrait(p, require_depth=False)),
             ("read_depth_photo", read_depth_photo)]
 
-
-def fuzz_file(data: bytes, ops, work: Path, tally: Tally, readers=None, label: str = "") -> None:
-    """Mutate `data`, write it to `work`, run every photo reader on it and tally the verdicts."""
-    work.write_bytes(mutate(data, ops))
-    tally.inputs += 1
-    for name, fn in readers or photo_readers():
-        tally.add(judge(fn, work), label=f"{label} {name} {ops!r}"[:300])
