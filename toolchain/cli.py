@@ -192,9 +192,9 @@ def cmd_verify(args) -> int:
     from . import paths
     from .handoff.verify import verify
     target = args.bundle if args.bundle.exists() else paths.out_dir() / str(args.bundle)
-    report = verify(target, mediapipe=not args.no_mediapipe)
+    report = verify(target, mediapipe=not args.no_mediapipe, images_folder=args.images)
     print(json.dumps(report.as_dict(), indent=1, default=str) if args.json else report.format(verbose=args.verbose))
-    return 0 if report.passed else 1
+    return report.exit_code
 
 
 def cmd_pack(args) -> int:
@@ -328,8 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "SHA-256 of every file, the manifest's contract vs the file's tensors and TFLite "
                                     "metadata, each file fed as the manifest says in ai-edge-litert (goldens, float32 "
                                     "model) and, for segmenters, in MediaPipe Tasks ImageSegmenter (client environment "
-                                    ".venv-client). Exit 1 on any mismatch, naming the file and the field.")
+                                    ".venv-client). Exit 1 on any mismatch, naming the file and the field; 3 when "
+                                    "nothing failed but a check could not run (no client environment).")
     vf.add_argument("bundle", type=Path, help="bundle folder, <id>-<version>.zip, or a model id (export/out/<id>)")
+    vf.add_argument("--images", type=Path, default=None,
+                    help="also feed these photos (resized as the manifest says) to the float and MediaPipe comparisons")
     vf.add_argument("--no-mediapipe", action="store_true", help="skip the client-environment checks (reported NOT RUN)")
     vf.add_argument("--json", action="store_true", help="print the report as JSON")
     vf.add_argument("-v", "--verbose", action="store_true", help="list passed checks too")

@@ -126,9 +126,10 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                                   onnx_check=onnx_check, parity=parity, representative=representative,
                                   mixed_precision=mixed_record, handoff=handoff,
                                   seconds=time.monotonic() - t_start)
+        _handoff_metadata(entry, manifest, files, workdir, say)
         bundle = write_bundle(out_root or paths.out_dir(), model_id, files, manifest,
                               extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None,
-                              finalize=(lambda staged: _write_goldens(staged, say)) if recipe["goldens"] else None)
+                              finalize=lambda staged: _finalize_handoff(staged, recipe, say))
         say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s)")
         return ExportResult(model_id, "exported", bundle, {"parity": parity, "import_check": import_check,
                                                            "onnx_check": onnx_check, "sizes": _sizes(files),
@@ -138,6 +139,28 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
             say(f"work folder kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _handoff_metadata(entry, manifest: dict, files: dict[str, Path], workdir: Path, say) -> None:
+    """The handoff record of every file into the manifest (contract, clients) and TFLite metadata into
+    every .tflite, written and read back through the MediaPipe client environment (toolchain/handoff)."""
+    from .handoff import metadata
+    metadata.annotate(manifest)
+    labels = None
+    if entry.labels:
+        labels = workdir / "labels.txt"
+        labels.write_text("\n".join(entry.labels) + "\n")
+    metadata.write_metadata(files, manifest, labels)
+    say("TFLite metadata written into every .tflite and read back")
+
+
+def _finalize_handoff(staged: Path, recipe: dict, say) -> None:
+    """On the staged bundle, before it is swapped in: goldens, then `portrait verify` (a bundle that
+    fails it is not handed off), then the model card."""
+    if recipe["goldens"]:
+        _write_goldens(staged, say)
+    from .handoff.verify import verify_staged
+    verify_staged(staged, progress=say)
 
 
 def _write_goldens(staged: Path, say) -> None:
