@@ -322,3 +322,17 @@ def test_depth_info_real_files(shared_depth_photos, capsys):
         g = seen[name]
         assert g["format"] == "GDepth" and (g["depth"]["width"], g["depth"]["height"]) == (1536, 2048)
         assert g["disparity"] is None and g["matte"] is None and g["orientation"]["exif"] is None
+
+
+def test_little_endian_exif_and_bad_orientation(tmp_path):
+    fx = pf.apple_portrait(orientation=1, planes=("disparity",))
+    le = b"Exif\x00\x00II\x2a\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+    le += struct.pack("<HHIHH", 0x0112, 3, 1, 8, 0) + struct.pack("<I", 0)
+    seg = b"\xff\xe1" + struct.pack(">H", len(le) + 2) + le
+    n = len(pf.exif_segment(1))
+    assert len(seg) == n  # same length: the MPF offsets stay valid
+    d = read_apple_portrait(pf.FixturePhoto(fx.data[:2] + seg + fx.data[2 + n:]).write(tmp_path / "le.jpg"))
+    assert d.orientation == 8 and d.image.shape == (96, 128, 3) and d.disparity.shape == (48, 64)
+    bad = fx.data[:2] + pf.exif_segment(9) + fx.data[2 + n:]  # orientation 9 does not exist
+    d = read_apple_portrait(pf.FixturePhoto(bad).write(tmp_path / "o9.jpg"))
+    assert d.orientation is None and d.image.shape == (128, 96, 3) and "Orientation 9" in d.notes[0]
