@@ -174,7 +174,10 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
     if manifest.get("task") not in ("segmentation", "mask"):
         raise InputError(f"{manifest.get('model_id')} is a {manifest.get('task')} model; the simulator needs a "
                          "segmentation model", where=str(bundle), fix="pass a deeplab… or selfie_segmenter bundle")
-    model_file = ((handoff_model(manifest) if precision == "int8" else None)
+    # the quantized handoff: on XNNPACK (a phone's CPU path) the manifest's handoff_cpu, the fastest file
+    # that meets the budget there; on the reference kernels (an NPU's contract) the integer handoff
+    model_file = (((manifest.get("handoff_cpu") if kernels == "xnnpack" else None) or handoff_model(manifest)
+                   if precision == "int8" else None)
                   or f"{manifest['model_id']}_{precision}.tflite")
     model_path = bundle / model_file
     if not model_path.is_file():

@@ -58,7 +58,9 @@ def test_export_writes_every_precision_and_a_true_manifest(tiny, tmp_path, monke
     assert int8["input"]["dtype"] == "uint8" and int8["float_ops"] == []
     assert not {"FLOAT32", "FLOAT16"} & set(int8["tensor_dtypes"])
     assert m["models"]["tiny_int8_labels.tflite"]["outputs"]["labels"]["dtype"] == "uint8"
-    assert m["parity"]["kernels"] == "reference" and "pixel_agreement" in m["parity"]["kernel_agreement"]
+    assert m["parity"]["kernels"] == "both" and "pixel_agreement" in m["parity"]["kernel_agreement"]
+    assert m["handoff"] == "tiny_int8.tflite" and m["models"]["tiny_int8.tflite"]["rung"] == "w8a8"
+    assert m["ladder"][0]["rung"] == "w8a8" and m["ladder"][0]["met"] and m["handoff_cpu"]
     assert m["measured_with"]["interpreter"].startswith("ai-edge-litert")
     assert m["import_check"]["max_abs_diff"] <= 1e-3 and m["onnx_check"]["max_abs_diff"] <= 1e-3
     assert (b / "labels.txt").read_text().splitlines()[15] == "person"
@@ -80,8 +82,10 @@ def test_gate_fails_out_of_reach_budget_and_keeps_previous_bundle(tiny, tmp_path
     out = tmp_path / "out"
     first = _export(tiny, out, _recipe(), monkeypatch).bundle
     before = (first / "manifest.json").read_bytes()
+    strict = _recipe(pixel_agreement_min=1.01)
+    strict["ladder"] = {"rungs": ["w8a8"]}
     with pytest.raises(ParityError) as err:
-        _export(tiny, out, _recipe(pixel_agreement_min=1.01), monkeypatch)
+        _export(tiny, out, strict, monkeypatch)
     assert "pixel_agreement" in str(err.value)
     assert (first / "manifest.json").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["tiny"]
@@ -180,13 +184,15 @@ def test_real_deeplab_257_export_meets_its_gate(deeplab_bundle):
     assert not p["passed"] and "pixel_agreement" in p["failures"][0]
 
 
-def test_missed_budget_runs_mixed_precision_when_the_recipe_enables_it(tiny, tmp_path, monkeypatch):
+def test_missed_budget_climbs_the_ladder_to_mixed_float(tiny, tmp_path, monkeypatch):
     recipe = _recipe(pixel_agreement_min=1.01)
     recipe["mixed_precision"] = {"enabled": True, "max_conversions": 3}
+    recipe["ladder"] = {"rungs": ["w8a8", "mixed_float"]}
     with pytest.raises(ParityError) as err:
         _export(tiny, tmp_path / "out", recipe, monkeypatch)
-    record = err.value.figures["mixed_precision"]
-    assert record is not None and record["met"] is False and "mixed precision" in str(err.value)
+    record = err.value.figures["ladder"][-1]
+    assert record["rung"] == "mixed_float" and record["met"] is False and "mixed_float:" in str(err.value)
+    assert record["label"].startswith("mixed float, ") and "int8" not in record["label"]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

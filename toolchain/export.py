@@ -20,6 +20,10 @@ import numpy as np
 
 from . import __version__, calibrate, paths, quantize
 from .bundle import write_bundle
+from .quantize import cache, ladder
+from .quantize.conversions import apply_output_transform
+from .quantize.conversions import transform_settings as output_transform_settings
+from .runtime import KERNELS
 from .errors import ExportError, ModelNotFound, ParityError, PortraitError
 from .parity.gate import compare_pair, parity_images
 from .recipes import load_recipe
@@ -52,50 +56,41 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
     source = locate_or_fetch_embedded(entry, progress=say)
     say(f"source {source} (sha256 verified)" if entry.sha256 else f"source {source}")
     workdir = Path(tempfile.mkdtemp(prefix=f"portrait-{model_id}-"))
+    steps = _Steps(entry, recipe, source, workdir, say)
     try:
-        say("importing into a float TF model")
-        float_model = import_model(entry, source, workdir, outputs=recipe["outputs"])
+        float_model = steps.float_model()
         images = parity_images(entry, images_folder)
 
         files: dict[str, Path] = {}
         representative = None
         if "int8" in recipe["precisions"]:
-            cal = recipe["calibration"]
-            representative = calibrate.representative_set(entry.input.size, samples=cal["samples"], seed=cal["seed"],
-                                                          sources=cal["sources"], min_samples=cal["min_samples"])
-            say(f"calibration set: {len(representative)} samples from {cal['sources']}")
+            representative = steps.representative()
         for precision in recipe["precisions"]:
+            if precision == "int8":
+                continue  # the precision ladder makes the integer files (quantize/ladder.py)
             say(f"converting to {precision}")
-            path = workdir / f"{model_id}_{precision}.tflite"
-            quantize.convert(float_model, precision, path, representative=representative, progress=say)
+            path = steps.convert(f"{model_id}_{precision}.tflite",
+                                 lambda tmp, p=precision: quantize.convert(float_model, p, tmp, progress=say))
             files[path.name] = path
         float_path = files.get(f"{model_id}_float32.tflite")
         if float_path is None:
             raise ExportError("the recipe must include float32: parity and checks compare against it",
                               where=recipe["_path"])
 
-        import_check = check_import(entry, recipe, source, float_path, images)
+        import_check = steps.cached_value(["import_check", sha256_of(float_path), [nm for nm, _ in images]],
+                                          lambda: check_import(entry, recipe, source, float_path, images))
         if import_check:
             say("import check: " + _fmt(import_check))
-
-        int8_path = files.get(f"{model_id}_int8.tflite")
-        if int8_path is not None:
-            quantize.check_all_int8(int8_path, recipe["int8"]["allow_float_ops"])
-            say("int8 model: every op int8 (checked from tensor types)")
-        if recipe["label_variant"] and int8_path is not None:
-            say("converting the ArgMax (uint8 labels) int8 variant")
-            labels_model = import_model(entry, source, workdir, outputs=recipe["outputs"], with_labels=True)
-            path = workdir / f"{model_id}_int8_labels.tflite"
-            quantize.convert(labels_model, "int8", path, representative=representative, progress=say)
-            quantize.check_all_int8(path, recipe["int8"]["allow_float_ops"])
-            files[path.name] = path
 
         onnx_check = None
         if recipe["onnx"]:
             say("exporting ONNX (tf2onnx) and checking it in onnxruntime")
-            onnx_path = quantize.export_onnx(float_model, workdir / f"{model_id}_float32.onnx", float_tflite=float_path)
+            onnx_path = steps.convert(f"{model_id}_float32.onnx", lambda tmp: quantize.export_onnx(
+                float_model, tmp, float_tflite=float_path))
             n = recipe["onnx_check"]["samples"]
-            diff = quantize.check_onnx(float_model, onnx_path, np.stack([img for _, img in images[:n]]))
+            diff = steps.cached_value(["onnx_check", sha256_of(onnx_path), [nm for nm, _ in images[:n]]],
+                                      lambda: quantize.check_onnx(float_model, onnx_path,
+                                                                  np.stack([img for _, img in images[:n]])))
             onnx_check = {"max_abs_diff": diff, "budget": recipe["onnx_check"]["max_abs_diff"], "runtime": "onnxruntime"}
             if diff > recipe["onnx_check"]["max_abs_diff"]:
                 raise ExportError(f"ONNX output differs from TF by {diff:.3g} > {onnx_check['budget']}",
@@ -103,42 +98,139 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
             say(f"onnx check: max abs diff {diff:.3g}")
             files[onnx_path.name] = onnx_path
 
-        parity, mixed_record = None, None
-        if int8_path is not None:
-            say(f"parity int8 vs float32 on {len(images)} images")
-            parity = compare_pair(entry, recipe, float_path, int8_path, images, progress=None)
-            say("parity: " + summarize_parity(parity))
-            if not parity["passed"]:
-                mixed_record = _mixed_precision(entry, recipe, float_model, representative, float_path, int8_path,
-                                                images, workdir, files, say)
-                if not (mixed_record and mixed_record["met"]):
-                    raise ParityError(f"{model_id} int8 missed its parity budget: " + "; ".join(parity["failures"])
-                                      + (f"; mixed precision: {mixed_record['message']}" if mixed_record else ""),
-                                      where=recipe["_path"], figures={**parity, "mixed_precision": mixed_record},
-                                      fix="see `portrait parity " + model_id + "` for the culprit layers; relax the"
-                                          " budget only with a reason"
-                                          + ("" if mixed_record else ", or set [mixed_precision] enabled = true"))
-
-        # the quantized model that met the parity budget: plain int8, or the mixed-precision one
-        handoff = (mixed_record["file"] if mixed_record and mixed_record["met"]
-                   else int8_path.name if parity and parity["passed"] else None)
+        parity, ladder_out, handoff, handoff_cpu, mixed_record = None, None, None, None, None
+        if "int8" in recipe["precisions"]:
+            ctx = ladder.Context(entry, recipe, float_model, float_path, representative, images, workdir, say,
+                                 convert=steps.convert, judge=lambda path, kernels=KERNELS: steps.judge(
+                                     float_path, path, images, kernels))
+            ladder_out = ladder.run_ladder(ctx)
+            w8 = ctx.results.get("w8a8")
+            if w8 is not None:
+                files[w8["path"].name] = w8["path"]
+                parity = w8["figures"]
+            tried = ladder_out["ladder"]
+            if ladder_out["handoff"] is None:
+                raise ParityError(f"{model_id}: no rung of the precision ladder met the parity budget on both "
+                                  "kernel sets: " + " | ".join(
+                                      f"{r['rung']}: " + "; ".join(r.get("failures") or [r.get("error", "")])
+                                      for r in tried),
+                                  where=recipe["_path"], figures={**(parity or {}), "ladder": tried},
+                                  fix="see `portrait parity " + model_id + "` for the culprit layers; add a rung to "
+                                      "[ladder] rungs, or relax the budget only with a reason")
+            handoff_path = ladder_out["handoff"]
+            files[handoff_path.name] = handoff_path
+            handoff = handoff_path.name
+            parity = ctx.results[tried[-1]["rung"]]["figures"]  # the handoff's figures
+            if tried[-1]["rung"] == "mixed_float":
+                mixed_record = tried[-1]["record"]
+            if recipe["label_variant"]:
+                say("converting the ArgMax (uint8 labels) int8 variant")
+                labels_path = steps.convert(f"{model_id}_int8_labels.tflite", lambda tmp: quantize.convert(
+                    steps.float_model(with_labels=True), "int8", tmp, representative=representative, progress=say))
+                quantize.check_all_int8(labels_path, recipe["int8"]["allow_float_ops"])
+                files[labels_path.name] = labels_path
+            say("handoff_cpu: timing the files that meet the budget on XNNPACK")
+            handoff_cpu = ladder.choose_handoff_cpu(ctx, files)
+            say(f"handoff_cpu: {handoff_cpu['file']} " + ", ".join(
+                f"{k} {v['latency_ms']} ms" for k, v in handoff_cpu["candidates"].items() if "latency_ms" in v)
+                + f" [{handoff_cpu['isa']['summary']}]")
         manifest = build_manifest(entry, recipe, source, files, import_check=import_check,
                                   onnx_check=onnx_check, parity=parity, representative=representative,
                                   mixed_precision=mixed_record, handoff=handoff,
-                                  seconds=time.monotonic() - t_start)
+                                  seconds=time.monotonic() - t_start, ladder_out=ladder_out,
+                                  handoff_cpu=handoff_cpu, cache_hits=steps.hits)
         _handoff_metadata(entry, manifest, files, workdir, say)
         bundle = write_bundle(out_root or paths.out_dir(), model_id, files, manifest,
                               extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None,
                               finalize=lambda staged: _finalize_handoff(staged, recipe, say))
-        say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s)")
+        say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s; cache hits: {len(steps.hits)})")
         return ExportResult(model_id, "exported", bundle, {"parity": parity, "import_check": import_check,
                                                            "onnx_check": onnx_check, "sizes": _sizes(files),
-                                                           "mixed_precision": mixed_record})
+                                                           "mixed_precision": mixed_record,
+                                                           "ladder": ladder_out["ladder"] if ladder_out else None,
+                                                           "handoff": handoff,
+                                                           "handoff_cpu": handoff_cpu["file"] if handoff_cpu else None})
     finally:
         if keep_workdir:
             say(f"work folder kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _Steps:
+    """The export's steps that do not change between runs, through the cache (quantize/cache.py):
+    keyed by the source SHA-256, the recipe, the registry entry and the toolchain's code digest."""
+
+    def __init__(self, entry, recipe, source: Path, workdir: Path, say):
+        self.entry, self.recipe, self.source, self.workdir, self.say = entry, recipe, source, workdir, say
+        self.hits: list[str] = []
+        self._float = {}
+        recipe_key = {k: v for k, v in recipe.items() if not k.startswith("_")}
+        self.base = cache.key("export", sha256_of(source), entry.id, repr(entry), recipe_key)
+        self._rep_key = None
+
+    def float_model(self, with_labels: bool = False):
+        if with_labels in self._float:
+            return self._float[with_labels]
+        from .sources import FloatModel
+        transform = output_transform_settings(self.recipe)
+        k = cache.key(self.base, "float", with_labels)
+        meta = {}
+
+        def build(tmp: Path):
+            self.say("importing into a float TF model" + (" (ArgMax labels variant)" if with_labels else ""))
+            tmp.mkdir()
+            m = import_model(self.entry, self.source, tmp, outputs=self.recipe["outputs"], with_labels=with_labels)
+            if transform and not with_labels:
+                self.say(f"output transform inside the graph: {transform['formula']}")
+                m = apply_output_transform(m, transform, tmp)
+            (tmp / "float_model.json").write_text(json.dumps(
+                {"dir": Path(m.saved_model_dir).name, "output_names": m.output_names, "notes": m.notes}))
+        folder = cache.cached_path(k, "float", build, hits=self.hits)
+        meta = json.loads((folder / "float_model.json").read_text())
+        model = FloatModel(self.entry.id, folder / meta["dir"], tuple(self.entry.input.size), meta["output_names"],
+                           self.source, self.entry.source_format, notes=meta["notes"])
+        self._float[with_labels] = model
+        return model
+
+    def representative(self) -> np.ndarray:
+        cal = self.recipe["calibration"]
+        photos = paths.list_photos(paths.photos_dir())
+        listing = [(p.name, p.stat().st_size) for p in photos]
+        k = cache.key("calibration", list(self.entry.input.size), cal, listing)
+        rep = cache.cached_array(k, lambda: calibrate.representative_set(
+            self.entry.input.size, samples=cal["samples"], seed=cal["seed"], sources=cal["sources"],
+            min_samples=cal["min_samples"]), hits=self.hits)
+        self._rep_key = cache.array_digest(rep)
+        self.say(f"calibration set: {len(rep)} samples from {cal['sources']}")
+        return rep
+
+    def convert(self, name: str, build) -> Path:
+        """A converted file (cached by name, the float import and the calibration set)."""
+        path = cache.cached_path(cache.key(self.base, "convert", name, self._rep_key), name, build, hits=self.hits)
+        if self.hits and self.hits[-1] == name:
+            self.say(f"{name}: from the cache")
+        local = self.workdir / name
+        shutil.copyfile(path, local)
+        return local
+
+    def cached_value(self, parts: list, compute):
+        """A JSON-able figure (cached by the export's key and `parts`)."""
+        return cache.cached_json(cache.key(self.base, *parts), lambda: {"value": compute()},
+                                 hits=self.hits)["value"]
+
+    def judge(self, float_path: Path, quant_path: Path, images, kernels=KERNELS) -> dict:
+        """Parity figures of quant_path vs float_path on `kernels` (cached by both files' SHA-256)."""
+        digest = cache.key("parity", sha256_of(float_path), sha256_of(quant_path),
+                           [cache.array_digest(img) for _, img in images], [n for n, _ in images],
+                           {k: v for k, v in self.recipe.items() if k in ("parity", "output_transform")},
+                           self.entry.task, list(kernels))
+        n = len(self.hits)
+        figs = cache.cached_json(digest, lambda: compare_pair(self.entry, self.recipe, float_path, quant_path,
+                                                              images, kernel_sets=kernels), hits=self.hits)
+        if len(self.hits) > n:
+            self.say(f"parity of {quant_path.name} on {'/'.join(kernels)}: from the cache")
+        return figs
 
 
 def _handoff_metadata(entry, manifest: dict, files: dict[str, Path], workdir: Path, say) -> None:
@@ -170,28 +262,13 @@ def _write_goldens(staged: Path, say) -> None:
     say("golden vectors written (goldens/)")
 
 
-def _mixed_precision(entry, recipe, float_model, representative, float_path, int8_path, images, workdir, files, say):
-    """When the recipe enables it: search for layers to keep in float (parity/mixed.py). A model that
-    meets the budget is added to the bundle as <id>_int8_mixed.tflite; the record goes in the manifest."""
-    from .parity import mixed
-    if not mixed.settings(recipe)["enabled"]:
-        return None
-    say("parity missed: searching for layers to keep in float")
-    mixed_path = workdir / f"{entry.id}_int8_mixed.tflite"
-    record = mixed.mixed_precision(entry, recipe, float_model, representative, float_path, int8_path, images,
-                                   mixed_path, progress=say)
-    say("mixed precision: " + record["message"])
-    if record["met"]:
-        files[mixed_path.name] = mixed_path
-    return record
-
-
 def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path, images) -> dict | None:
     """Rebuilt float model vs the original source file, on the parity images."""
     budget = recipe["import_check"]
     if entry.source_format != "tflite" or not budget:
         return None
     from .sources.tflite_graph import float_reference_bytes, has_quantized_weights, output_key, read_tflite
+    transform = output_transform_settings(recipe)
     as_is = TfliteRunner(source)
     hybrid = has_quantized_weights(read_tflite(source))
     if hybrid:  # compare with the source's weights in float32; the file as-is is reported beside
@@ -212,6 +289,8 @@ def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path
         if hybrid:
             src = [_order_original_outputs(as_is, as_is.run(x))[i] for i in positions]
             hybrid_diff = max(hybrid_diff, max(float(np.max(np.abs(a - b))) for a, b in zip(src, ref)))
+        if transform:  # the rebuilt model computes the output transform inside; apply it to the reference
+            ref = [1.0 / np.maximum(r.astype(np.float64), transform["floor"]) for r in ref]
         got_all = rebuilt.run(img)
         got = [got_all[k] for k in keys]
         for r, g in zip(ref, got):
@@ -221,7 +300,8 @@ def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path
         if entry.task == "segmentation":
             agree.append(float(np.mean(ref[0].argmax(-1) == got[0].argmax(-1))))
     result = {"max_abs_diff": worst, "output_range": scale, "images": len(images),
-              "reference": "source with int8 weights dequantized to float32" if hybrid else "source file"}
+              "reference": ("source with int8 weights dequantized to float32" if hybrid else "source file")
+              + (f", output transformed as {transform['formula']}" if transform else "")}
     if hybrid:
         result["source_hybrid_vs_float_max_abs_diff"] = hybrid_diff
     if agree:
@@ -253,11 +333,16 @@ def _order_original_outputs(runner: TfliteRunner, outs: dict) -> list[np.ndarray
 
 def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[str, Path], *,
                    import_check, onnx_check, parity, representative, seconds: float,
-                   mixed_precision: dict | None = None, handoff: str | None = None) -> dict:
+                   mixed_precision: dict | None = None, handoff: str | None = None,
+                   ladder_out: dict | None = None, handoff_cpu: dict | None = None,
+                   cache_hits: list | None = None) -> dict:
     import tensorflow as tf
     models = {}
+    rung_of = {r["file"]: r["rung"] for r in (ladder_out or {}).get("ladder", []) if r.get("file")}
     for name, path in files.items():
-        rec = {"precision": _precision_of(name)}
+        precision = _precision_of(name)
+        rec = {"precision": precision,
+               "rung": rung_of.get(name, "w8a8" if precision == "int8_labels" else None)}
         if name.endswith(".tflite"):
             runner = TfliteRunner(path)
             rec["input"] = _io_spec(runner.input)
@@ -265,7 +350,14 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
             ops = quantize.tensor_types(path)
             rec["ops"] = sorted({o["op"] for o in ops})
             rec["tensor_dtypes"] = sorted({t for o in ops for t in o["input_types"] + o["output_types"]})
-            rec["float_ops"] = [o["op"] for o in quantize.float_ops(path)] if "int8" in name else None
+            counts = ladder.op_counts(path)
+            rec["float_ops"] = ([o["op"] for o in quantize.float_ops(path)]
+                                if precision not in ("float32", "float16", "dynamic") else None)
+            rec["float_op_count"], rec["int16_op_count"] = counts["float_ops"], counts["int16_ops"]
+            rec["xnnpack"] = _xnnpack_info(path)
+            rec["runtimes"] = _runtimes(precision, counts)
+        else:
+            rec["runtimes"] = ["onnxruntime (CPU execution provider; checked against TF)"]
         models[name] = rec
     size_f32 = files.get(f"{entry.id}_float32.tflite")
     size_i8 = files.get(f"{entry.id}_int8.tflite")
@@ -276,9 +368,10 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
         "source": {"format": entry.source_format, "file": source.name, "url": entry.url,
                    "sha256": sha256_of(source), "registry_sha256": entry.sha256 or None, "license": entry.license},
         "input": {"size": list(entry.input.size), "layout": entry.input.layout, "color": entry.input.color,
-                  "resize": entry.input.resize, "pixels": "RGB values 0..255 (uint8 for int8 models, float32 otherwise)",
+                  "resize": entry.input.resize, "pixels": "RGB values 0..255: uint8 (scale 1, zero point 0) for every "
+                  "integer file (w8a8, w8a16, mixed float), float32 for float files",
                   "normalization_inside_model": {"scale": entry.input.scale, "offset": entry.input.offset}},
-        "outputs": list(entry.outputs),
+        "outputs": _outputs(entry, recipe),
         "labels": list(entry.labels),
         "foreground_classes": entry.foreground_classes,
         "models": models,
@@ -290,6 +383,13 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
         "parity": parity,
         "mixed_precision": mixed_precision,
         "handoff": handoff,
+        "handoff_rung": rung_of.get(handoff),
+        "handoff_label": next((r["label"] for r in (ladder_out or {}).get("ladder", []) if r.get("file") == handoff),
+                              None),
+        "handoff_cpu": handoff_cpu["file"] if handoff_cpu else None,
+        "handoff_cpu_choice": handoff_cpu,
+        "ladder": (ladder_out or {}).get("ladder"),
+        "cache": {"dir": str(cache.root()), "enabled": cache.enabled(), "hits": list(cache_hits or [])},
         "measured_with": {"interpreter": f"ai-edge-litert {_pkg_version('ai-edge-litert')}",
                           "judged_kernels": parity["kernels"] if parity else None,
                           "converter": f"tensorflow {tf.__version__}", "host": platform.machine()},
@@ -310,8 +410,58 @@ def _io_spec(detail: dict) -> dict:
             "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zp)}
 
 
+_RUNTIMES = {
+    "int8": ["LiteRT XNNPACK delegate (CPU)", "LiteRT built-in CPU kernels", "LiteRT reference kernels",
+             "int8 NPU delegates (e.g. Qualcomm QNN / Hexagon HTP, NNAPI)"],
+    "int16": ["LiteRT built-in CPU kernels (not XNNPACK: it has no int16-activation kernels; 20-50x slower than "
+              "w8a8)", "LiteRT reference kernels",
+              "NPU delegates with 16-bit activations (e.g. Qualcomm QNN / Hexagon HTP)"],
+    "mixed": ["LiteRT XNNPACK delegate (CPU; float and int8 parts)", "LiteRT built-in CPU kernels",
+              "LiteRT reference kernels", "NPU delegates run only the int8 parts; the float ops fall back to CPU"],
+    "float": ["LiteRT XNNPACK delegate (CPU)", "LiteRT GPU delegate", "LiteRT built-in CPU kernels"],
+    "dynamic": ["LiteRT built-in CPU kernels and XNNPACK (dynamic-range: int8 weights, float activations)"],
+}
+
+
+def _runtimes(precision: str, counts: dict) -> list[str]:
+    if precision == "dynamic":
+        return _RUNTIMES["dynamic"]
+    if precision in ("float32", "float16"):
+        return _RUNTIMES["float"]
+    if counts["float_ops"]:
+        return _RUNTIMES["mixed"]
+    return _RUNTIMES["int16"] if counts["int16_ops"] else _RUNTIMES["int8"]
+
+
+def _xnnpack_info(path: Path) -> dict | None:
+    """Partitions and ops left outside the XNNPACK delegate (quantize/xnnpack.py, helper ptq)."""
+    try:
+        from .quantize.xnnpack import delegation
+    except ImportError:
+        return None
+    try:
+        return delegation(path)
+    except Exception as exc:  # the analysis must never break an export; say why it is missing
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _outputs(entry: ModelEntry, recipe: dict) -> list[dict]:
+    """The registry's outputs, kept ones only, with the output transform (if any) and its meaning."""
+    positions = recipe["outputs"] if recipe["outputs"] is not None else range(len(entry.outputs))
+    transform = output_transform_settings(recipe)
+    out = []
+    for i in positions:
+        o = dict(entry.outputs[i])
+        if transform:
+            o.update({"source_meaning": o.get("meaning"), "source_kind": o.get("kind"),
+                      "kind": "relative_inverse_depth", "transform": transform["formula"],
+                      "meaning": transform["meaning"] or "inverse of the source output"})
+        out.append(o)
+    return out
+
+
 def _precision_of(name: str) -> str:
-    for p in ("int8_mixed", "int8_labels", "float32", "float16", "dynamic", "int8"):
+    for p in ("int8_mixed", "mixed_float", "w8a16", "int8_labels", "float32", "float16", "dynamic", "int8"):
         if f"_{p}." in name:
             return p
     return "float32" if name.endswith(".onnx") else "unknown"

@@ -22,7 +22,7 @@ DEFAULTS = {
     "import_check": {},
     "onnx_check": {"max_abs_diff": 1e-3, "samples": 3},
     "int8": {"allow_float_ops": []},
-    "parity": {"kernels": "reference"},
+    "parity": {"kernels": "both"},  # judge every budget on XNNPACK and the reference kernels
 }
 
 
@@ -51,7 +51,9 @@ def merge_defaults(raw: dict, where: str = "recipe") -> dict:
     samples = recipe["calibration"]["samples"]
     if not isinstance(samples, int) or samples < 1:
         raise RecipeError(f"calibration.samples must be a positive integer, got {samples!r}", where=where)
-    if recipe["parity"].get("kernels") not in ("reference", "xnnpack"):
-        raise RecipeError("parity.kernels must be \"reference\" or \"xnnpack\"", where=where)
+    if recipe["parity"].get("kernels") not in ("both", "reference", "xnnpack"):
+        raise RecipeError("parity.kernels must be \"both\", \"reference\" or \"xnnpack\"", where=where)
+    from .quantize import ladder  # validates [ladder] rungs (order, known names)
+    ladder.settings(recipe)
     recipe["_path"] = where
     return recipe

@@ -1,8 +1,9 @@
 """Run a float / quantized pair over an image set and judge the figures against recipe budgets.
 
 The quantized model runs on both kernel sets (reference and XNNPACK); the budgets are judged on
-the recipe's `parity.kernels` (reference by default: the contract a phone's delegate is held to),
-and the agreement between the two kernel sets is reported beside the verdict.
+the recipe's `parity.kernels`: "both" by default (every budget on each set, the worse figure
+reported; XNNPACK is LiteRT's default CPU path and the reference kernels are the contract an NPU
+delegate is held to), and the agreement between the two kernel sets is reported beside the verdict.
 """
 
 from __future__ import annotations
@@ -72,16 +73,24 @@ def recipe_budgets(parity_cfg: dict) -> dict:
 
 
 def compare_pair(entry: ModelEntry, recipe: dict, float_path: Path, quant_path: Path,
-                 images: list[tuple[str, np.ndarray]], *, progress=None) -> dict:
-    """Figures for `quant_path` vs `float_path` on each kernel set, with the verdict."""
+                 images: list[tuple[str, np.ndarray]], *, progress=None, kernel_sets=KERNELS) -> dict:
+    """Figures for `quant_path` vs `float_path` on each kernel set, with the verdict.
+
+    recipe parity.kernels: "both" (the default) judges every budget on each kernel set and reports
+    the worse of the two as the figure; a failure names its kernel set ("xnnpack: iou = ...").
+    "reference" or "xnnpack" judge one set and report the other beside it."""
     if not images:
         raise InputError("parity needs at least one image", fix="set PORTRAIT_DATA_DIR or pass --images")
     budget_cfg = recipe["parity"]
-    judged = budget_cfg.get("kernels", "reference")
+    judged = budget_cfg.get("kernels", "both")
+    kernel_sets = tuple(kernel_sets)
+    judged_sets = list(kernel_sets) if judged == "both" else [judged]
+    if not set(judged_sets) <= set(kernel_sets):
+        raise InputError(f"parity is judged on {judged} kernels but only {kernel_sets} were run")
     float_runner = TfliteRunner(float_path)
     refs = [_first(float_runner.run(img)) for _, img in images]
     per_kernel, outputs = {}, {}
-    for kernels in KERNELS:
+    for kernels in kernel_sets:
         runner = TfliteRunner(quant_path, kernels=kernels)
         outs = []
         for i, (name, img) in enumerate(images):
@@ -90,17 +99,35 @@ def compare_pair(entry: ModelEntry, recipe: dict, float_path: Path, quant_path: 
                 progress(f"parity {kernels} {i + 1}/{len(images)} {name}")
         outputs[kernels] = outs
         per_kernel[kernels] = task_figures(entry, recipe, refs, outs, [n for n, _ in images])
-    figures = dict(per_kernel[judged])
-    figures["kernels"] = judged
-    figures["other_kernels"] = {k: {kk: v for kk, v in per_kernel[k].items() if kk != "per_image"}
-                                for k in KERNELS if k != judged}
-    figures["kernel_agreement"] = kernel_agreement(entry, outputs["xnnpack"], outputs["reference"])
-    figures["images"] = [n for n, _ in images]
     budgets = recipe_budgets(budget_cfg)
+    figures = worse_of([per_kernel[k] for k in judged_sets], budgets)
+    figures["kernels"] = judged
+    figures["per_kernels"] = {k: {kk: v for kk, v in per_kernel[k].items() if kk != "per_image"} for k in kernel_sets}
+    figures["other_kernels"] = {k: figures["per_kernels"][k] for k in kernel_sets if k not in judged_sets}
+    if judged == "both" and len(judged_sets) > 1:
+        figures["other_kernels"] = {k: figures["per_kernels"][k] for k in judged_sets}
+    if {"xnnpack", "reference"} <= set(outputs):
+        figures["kernel_agreement"] = kernel_agreement(entry, outputs["xnnpack"], outputs["reference"])
+    figures["images"] = [n for n, _ in images]
     figures["budgets"] = budgets
-    figures["failures"] = _judge(figures, budgets)
+    if len(judged_sets) > 1:
+        figures["failures"] = [f"{k}: {f}" for k in judged_sets for f in _judge(per_kernel[k], budgets)]
+    else:
+        figures["failures"] = _judge(figures, budgets)
     figures["passed"] = not figures["failures"]
     return figures
+
+
+def worse_of(per_kernel: list[dict], budgets: dict) -> dict:
+    """One figure set: the first kernel set's, with every budgeted figure replaced by the worse value
+    over all sets (lowest for a `_min` budget, highest for a `_max` one)."""
+    out = dict(per_kernel[0])
+    for key in budgets:
+        fig = key[:-4]
+        vals = [f.get(fig) for f in per_kernel if isinstance(f.get(fig), (int, float)) and not np.isnan(f.get(fig))]
+        if vals:
+            out[fig] = float(min(vals) if key.endswith("_min") else max(vals))
+    return out
 
 
 def _labels(out: np.ndarray) -> np.ndarray:
@@ -122,7 +149,8 @@ def task_figures(entry: ModelEntry, recipe: dict, refs: list[np.ndarray], outs: 
     if entry.task == "segmentation":
         return segmentation_figures(entry, cfg, refs, outs, names)
     if entry.task == "depth":
-        return depth_figures(refs, outs, names)
+        inverse = (recipe.get("output_transform") or {}).get("kind") == "inverse"
+        return depth_figures(refs, outs, names, inverse=inverse)
     if entry.task == "mask":
         return mask_figures(refs, outs, names, threshold=cfg.get("threshold", 0.5),
                             min_fraction=cfg.get("min_mask_fraction", 0.0))
@@ -155,14 +183,29 @@ def segmentation_figures(entry, cfg, refs, outs, names) -> dict:
     return figs
 
 
-def depth_figures(refs, outs, names) -> dict:
+def depth_figures(refs, outs, names, *, inverse: bool = False) -> dict:
+    """δ1 / AbsRel / RMSE per image after least-squares scale and shift, worst image reported.
+
+    inverse: the outputs are inverse depth (the recipe's output_transform); the judged figures are
+    on inverse depth (MiDaS-style), and the same figures on depth (1 / output, aligned in depth)
+    are reported beside them under "on_depth"."""
     per_image = []
     for name, r, o in zip(names, refs, outs):
-        m = metrics.depth_metrics(o[..., 0] if o.ndim == 3 else o, r[..., 0] if r.ndim == 3 else r)
+        r2, o2 = (r[..., 0] if r.ndim == 3 else r), (o[..., 0] if o.ndim == 3 else o)
+        m = metrics.depth_metrics(o2, r2)
+        if inverse:
+            d = metrics.depth_metrics(1.0 / np.maximum(o2.astype(np.float64), 1e-6),
+                                      1.0 / np.maximum(r2.astype(np.float64), 1e-6))
+            m["on_depth"] = d
         per_image.append({"image": name, **m})
-    return {"delta1": float(min(p["delta1"] for p in per_image)),
+    figs = {"delta1": float(min(p["delta1"] for p in per_image)),
             "abs_rel": float(max(p["abs_rel"] for p in per_image)),
             "rmse": float(max(p["rmse"] for p in per_image)), "per_image": per_image}
+    if inverse:
+        figs["domain"] = "inverse depth (judged); on_depth: the same after 1/x, reported only"
+        figs["on_depth"] = {"delta1": float(min(p["on_depth"]["delta1"] for p in per_image)),
+                            "abs_rel": float(max(p["on_depth"]["abs_rel"] for p in per_image))}
+    return figs
 
 
 def mask_figures(refs, outs, names, threshold: float = 0.5, min_fraction: float = 0.0) -> dict:

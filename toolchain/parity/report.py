@@ -160,7 +160,8 @@ def write_html(result: dict, path: Path, *, panels: list[str] = (), max_layer_ro
              f"<p>{html.escape(result['quant_file'])} vs {html.escape(result['float_file'])} "
              f"({html.escape(result['task'])}), {len(p['images'])} images ({html.escape(result['image_set'])}). "
              f"Verdict: {verdict}, judged on the <b>{html.escape(p['kernels'])}</b> kernels "
-             "(the contract a phone's NPU/GPU delegate is held to).</p>"]
+             "(both: XNNPACK, LiteRT's default CPU path, and the reference kernels, the contract a phone's "
+             "NPU/GPU delegate is held to; the worse figure of the two).</p>"]
     if p["failures"]:
         parts.append("<p class='fail'>" + "<br>".join(html.escape(f) for f in p["failures"]) + "</p>")
     # metrics table: figure, judged kernels, other kernels, budget
@@ -179,6 +180,14 @@ def write_html(result: dict, path: Path, *, panels: list[str] = (), max_layer_ro
     parts.append("<h2>Kernel variants</h2><p>The same quantized model on XNNPACK and on the reference kernels "
                  "(OpResolverType.BUILTIN_REF): " + ", ".join(f"{k} {_fmt(v)}" for k, v in ka.items()) +
                  f". Budgets were judged on <b>{html.escape(p['kernels'])}</b>.</p>")
+    gap = result.get("kernel_gap")
+    if gap and gap.get("largest_gaps"):
+        parts.append("<h3>Per-op gap (XNNPACK vs reference)</h3><p>Every op output made a graph output and run "
+                     "on both kernel sets; SNR of XNNPACK against the reference kernels, and the drop each op "
+                     "adds over the worst of its inputs (quantize/kernel_gap.py).</p>" + _table(
+                         ["op #", "op", "SNR dB", "added dB", "max |diff| steps"],
+                         [[r["index"], r["op"], r["snr_db"], r["added_db"], r["max_abs_steps"]]
+                          for r in gap["largest_gaps"]]))
     per_image = p.get("per_image", [])
     if per_image:
         cols = [k for k in per_image[0] if k != "image" and isinstance(per_image[0][k], (int, float))]

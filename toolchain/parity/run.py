@@ -94,6 +94,10 @@ def parity_model(model_id: str, *, bundle: Path | None = None, float_path: Path 
     if per_layer:
         say("per-layer comparison (reference kernels)")
         result["layers"] = layers.compare_layers(f_path, q_path, imgs)
+        say("per-op gap between XNNPACK and the reference kernels (quantize/kernel_gap.py)")
+        from ..quantize.kernel_gap import format_gap, kernel_gap
+        result["kernel_gap"] = kernel_gap(q_path, imgs[:2])
+        say(format_gap(result["kernel_gap"], top=5))
     run_mixed = mixed.settings(recipe)["enabled"] if mixed_precision is None else mixed_precision
     if run_mixed and not figures["passed"]:
         result["mixed_precision"] = _mixed(entry, recipe, f_path, q_path, imgs, out_dir, result.get("layers"),
@@ -140,7 +144,7 @@ def write_report(entry: ModelEntry, recipe: dict, result: dict, imgs, out_dir: P
         names = worst_images(entry.task, p["per_image"], worst)
         by_name = dict(imgs)
         f_run = TfliteRunner(result["float_file"])
-        q_run = TfliteRunner(result["quant_file"], kernels=p["kernels"])
+        q_run = TfliteRunner(result["quant_file"], kernels="reference" if p["kernels"] == "both" else p["kernels"])
         rows = {r["image"]: r for r in p["per_image"]}
         for n in names:
             ref, out = gate._first(f_run.run(by_name[n])), gate._first(q_run.run(by_name[n]))

@@ -1,0 +1,205 @@
+"""The precision ladder (toolchain/quantize/ladder.py), 16x8 conversion and the uint8 input contract
+(quantize/conversions.py), the output transform, and the export around them, on tiny generated
+models (fast, offline)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from toolchain.errors import ParityError, RecipeError
+from toolchain.export import export_model
+from toolchain.quantize import conversions, ladder
+from toolchain.recipes import merge_defaults
+from toolchain.registry import load_registry
+from toolchain.runtime import TfliteRunner
+
+from builders import keras_to_tflite, tiny_segmenter_keras, write_registry
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny_ladder")
+    models = d / "models"
+    models.mkdir()
+    keras_to_tflite(tiny_segmenter_keras(), models / "tiny.tflite")
+    from toolchain.registry import sha256_of
+    reg = load_registry(write_registry(d, "tiny", "tflite", "tiny.tflite", 33, 33, "logits",
+                                       sha=sha256_of(models / "tiny.tflite")))
+    images = d / "images"
+    images.mkdir()
+    import cv2
+    from toolchain.images import bundled_photos
+    for name, img in list(bundled_photos().items())[:3]:
+        cv2.imwrite(str(images / f"{name}.png"), img[..., ::-1])
+    return d, reg, images
+
+
+@pytest.fixture(scope="module")
+def float_model(tiny, tmp_path_factory):
+    from toolchain.sources import import_model
+    d, reg, _ = tiny
+    work = tmp_path_factory.mktemp("tiny_float")
+    return import_model(reg["tiny"], d / "models" / "tiny.tflite", work)
+
+
+def _rep(n=8, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 33, 33, 3)).astype(np.uint8)
+
+
+def test_16x8_model_takes_uint8_pixels_and_runs_on_the_reference_kernels(float_model, tmp_path):
+    path = conversions.convert_16x8(float_model, tmp_path / "m_w8a16.tflite", _rep())
+    counts = ladder.op_counts(path)
+    assert counts["float_ops"] == 0 and counts["int16_ops"] > 0  # integer only, int16 activations
+    x = _rep(1, seed=5)[0]
+    ref = float_model.run(x[None])["logits"][0]
+    for kernels in ("reference", "xnnpack"):
+        r = TfliteRunner(path, kernels=kernels)
+        assert r.input["dtype"] == np.uint8 and tuple(r.input["quantization"]) == (1.0, 0)
+        out = r.run(x)["logits"][0]
+        assert out.shape == ref.shape
+        assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.999  # 16-bit activations: close to float
+    r = TfliteRunner(path, kernels="reference")
+    assert r.output_details()["logits"]["dtype"] == np.int16
+    path8 = tmp_path / "m_w8a16_int8_out.tflite"
+    path8.write_bytes(conversions.int8_output_bytes(path.read_bytes()))
+    r8 = TfliteRunner(path8, kernels="reference")
+    assert r8.output_details()["logits"]["dtype"] == np.int8 and ladder.op_counts(path8)["float_ops"] == 0
+    out8, out16 = r8.run(x)["logits"][0], r.run(x)["logits"][0]
+    step = r8.output_details()["logits"]["quantization"][0]
+    assert np.max(np.abs(out8 - out16)) <= step  # one int8 step at most
+
+
+def test_uint8_input_surgery_is_exact_for_an_int8_input(float_model, tmp_path):
+    """An int8 input (zero point -128, as selective quantization writes it) becomes uint8 pixels with a
+    QUANTIZE in front; outputs are bit-identical to feeding the int8 file the shifted pixels."""
+    import tensorflow as tf
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(float_model.saved_model_dir))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ({"image": s[None].astype(np.float32)} for s in _rep())
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type, conv.inference_output_type = tf.int8, tf.int8
+    raw = tmp_path / "raw.tflite"
+    raw.write_bytes(conv.convert())
+    fixed = tmp_path / "fixed.tflite"
+    fixed.write_bytes(conversions.uint8_input_bytes(raw.read_bytes()))
+    a, b = TfliteRunner(raw, kernels="reference"), TfliteRunner(fixed, kernels="reference")
+    scale, zp = a.input["quantization"]
+    assert a.input["dtype"] == np.int8 and b.input["dtype"] == np.uint8
+    x = _rep(1, seed=3)[0]
+    ya = a.run(x, dequantize=False)["logits"]  # runner quantizes pixels with the file's scale / zero point
+    yb = b.run(x, dequantize=False)["logits"]
+    if scale == 1.0:
+        assert np.array_equal(ya, yb)
+    else:  # a requantization in front may round differently by one step at most
+        assert np.max(np.abs(ya.astype(int) - yb.astype(int))) <= 2
+    assert conversions.uint8_input_bytes(fixed.read_bytes()) == fixed.read_bytes()  # idempotent
+
+
+def _ctx(recipe, tmp_path, judged: dict):
+    from toolchain.registry import ModelEntry  # noqa: F401
+    entry = type("E", (), {"id": "tiny"})()
+    return ladder.Context(entry, recipe, None, tmp_path / "f.tflite", _rep(), [], tmp_path, lambda m: None,
+                          convert=None, judge=lambda p, kernels=None: judged[p.name])
+
+
+def _figs(passed):
+    return {"passed": passed, "failures": [] if passed else ["xnnpack: iou = 0.5 < 0.98"],
+            "per_kernels": {"xnnpack": {}, "reference": {}}}
+
+
+def test_ladder_stops_at_the_first_rung_that_meets(float_model, tmp_path, monkeypatch):
+    int8 = tmp_path / "tiny_int8.tflite"
+    from toolchain import quantize
+    quantize.convert(float_model, "int8", int8, representative=_rep())
+    w16 = conversions.convert_16x8(float_model, tmp_path / "tiny_w8a16.tflite", _rep())
+    calls = []
+    monkeypatch.setitem(ladder.RUNGS, "w8a8", lambda ctx: calls.append("w8a8") or ladder.Built(int8, {}, "w8a8"))
+    monkeypatch.setitem(ladder.RUNGS, "w8a16", lambda ctx: calls.append("w8a16") or ladder.Built(w16, {}, "w8a16"))
+    monkeypatch.setitem(ladder.RUNGS, "mixed_float", lambda ctx: pytest.fail("the ladder went past a rung that met"))
+    recipe = merge_defaults({"ladder": {"rungs": ["w8a8", "w8a16", "mixed_float"]}})
+    out = ladder.run_ladder(_ctx(recipe, tmp_path, {int8.name: _figs(False), w16.name: _figs(True)}))
+    assert calls == ["w8a8", "w8a16"] and out["handoff"] == w16
+    assert [(r["rung"], r["met"]) for r in out["ladder"]] == [("w8a8", False), ("w8a16", True)]
+    assert out["ladder"][1]["int16_ops"] > 0 and out["ladder"][1]["float_ops"] == 0
+
+
+def test_a_rung_with_float_ops_does_not_meet_even_when_parity_passes(float_model, tmp_path, monkeypatch):
+    from toolchain import quantize
+    f32 = quantize.convert(float_model, "float32", tmp_path / "tiny_float32.tflite")
+    monkeypatch.setitem(ladder.RUNGS, "w8a8", lambda ctx: ladder.Built(f32, {}, "w8a8"))
+    recipe = merge_defaults({"ladder": {"rungs": ["w8a8"]}})
+    out = ladder.run_ladder(_ctx(recipe, tmp_path, {f32.name: _figs(True)}))
+    assert out["handoff"] is None and not out["ladder"][0]["met"]
+    assert "float op(s) left" in out["ladder"][0]["failures"][-1]
+
+
+def test_recipe_rungs_are_validated():
+    with pytest.raises(RecipeError, match="unknown ladder rung"):
+        merge_defaults({"ladder": {"rungs": ["w4a4"]}})
+    with pytest.raises(RecipeError, match="order"):
+        merge_defaults({"ladder": {"rungs": ["w8a16", "w8a8"]}})
+    with pytest.raises(RecipeError, match="not implemented"):
+        merge_defaults({"ladder": {"rungs": ["w8a8", "w8a16_partial"]}})
+    assert merge_defaults({})["parity"]["kernels"] == "both"
+
+
+def test_inverse_output_transform_is_computed_inside_the_graph(float_model, tmp_path):
+    settings = conversions.transform_settings({"output_transform": {"kind": "inverse", "floor": 0.5}})
+    inv = conversions.apply_output_transform(float_model, settings, tmp_path)
+    x = _rep(1, seed=2)
+    a, b = float_model.run(x)["logits"], inv.run(x)["logits"]
+    np.testing.assert_allclose(b, 1.0 / np.maximum(a, 0.5), rtol=1e-5)
+    with pytest.raises(RecipeError):
+        conversions.transform_settings({"output_transform": {"kind": "log"}})
+
+
+def _recipe(rungs, **parity):
+    return merge_defaults({"label_variant": False, "onnx": False, "goldens": False,
+                           "precisions": ["float32", "float16", "int8"],
+                           "calibration": {"samples": 12, "sources": ["skimage"]},
+                           "import_check": {"max_abs_diff": 1e-3},
+                           "ladder": {"rungs": rungs, "w8a16_output": "int8"},  # as the segmenter recipes
+                           "parity": {"pixel_agreement_min": 0.5, "classes": [], **parity}})
+
+
+def _export(tiny, out, recipe, monkeypatch, tmp_path):
+    d, reg, images = tiny
+    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(d / "models"))
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
+    return export_model("tiny", out_root=out, recipe=recipe, images_folder=images, registry=reg, quiet=True)
+
+
+def test_export_hands_off_uint8_input_as_the_manifest_says(tiny, tmp_path, monkeypatch):
+    b = _export(tiny, tmp_path / "out", _recipe(["w8a16"]), monkeypatch, tmp_path).bundle
+    m = json.loads((b / "manifest.json").read_text())
+    assert m["handoff"] == "tiny_w8a16.tflite" and m["handoff_rung"] == "w8a16"
+    rec = m["models"][m["handoff"]]
+    assert rec["rung"] == "w8a16" and rec["input"]["dtype"] == "uint8" and rec["float_op_count"] == 0
+    assert not any(r.startswith("LiteRT XNNPACK") for r in rec["runtimes"])  # 16x8 does not run on XNNPACK
+    assert rec["outputs"]["logits"]["dtype"] == "int8"  # requantized at the end: MediaPipe refuses int16
+    assert "uint8" in m["input"]["pixels"]
+    r = TfliteRunner(b / m["handoff"], kernels="reference")
+    assert r.input["dtype"] == np.uint8 and tuple(r.input["quantization"]) == (1.0, 0)
+    assert [row["rung"] for row in m["ladder"]] == ["w8a16"] and m["ladder"][0]["met"]
+    assert set(m["ladder"][0]["figures"]) == {"xnnpack", "reference"}
+    # handoff_cpu: the fastest file that meets on XNNPACK, timed in this run
+    assert m["handoff_cpu"] in m["handoff_cpu_choice"]["candidates"]
+    assert all("latency_ms" in v for v in m["handoff_cpu_choice"]["candidates"].values() if v["meets"])
+    # a second run reuses the cached import, calibration, conversions and parity figures
+    b2 = _export(tiny, tmp_path / "out", _recipe(["w8a16"]), monkeypatch, tmp_path).bundle
+    hits = json.loads((b2 / "manifest.json").read_text())["cache"]["hits"]
+    assert {"float", "array.npy", "tiny_w8a16.tflite"} <= set(hits) and "result.json" in hits
+
+
+def test_budget_out_of_reach_fails_every_rung_and_keeps_the_previous_bundle(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    first = _export(tiny, out, _recipe(["w8a8"]), monkeypatch, tmp_path).bundle
+    before = (first / "manifest.json").read_bytes()
+    with pytest.raises(ParityError) as err:
+        _export(tiny, out, _recipe(["w8a8", "w8a16"], pixel_agreement_min=1.01), monkeypatch, tmp_path)
+    msg = str(err.value)
+    assert "w8a8: xnnpack: pixel_agreement" in msg and "w8a16:" in msg and "reference: pixel_agreement" in msg
+    assert [r["rung"] for r in err.value.figures["ladder"]] == ["w8a8", "w8a16"]
+    assert (first / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["tiny"]

@@ -1,0 +1,242 @@
+"""Conversions the precision ladder needs beyond `quantize.convert`: int8 weights with int16
+activations (16x8), the client contract on the input (uint8 pixels), and output transforms
+computed inside the graph (PyDNet++: depth -> inverse depth).
+
+Not for: choosing a rung (ladder.py) or judging parity (parity/gate.py).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ExportError, RecipeError
+
+# TFLite schema TensorType / BuiltinOperator values used by the surgery below
+_FLOAT32, _INT32, _UINT8, _INT16, _INT8 = 0, 2, 3, 7, 9
+_CAST, _QUANTIZE = 53, 114
+
+
+def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: str = "int16",
+                 progress: Callable[[str], None] | None = None) -> Path:
+    """Whole model with int8 weights and int16 activations
+    (EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, no float fallback), then
+    `uint8_input` so the file takes uint8 pixels like every int8 rung. output "int16" keeps the
+    converter's int16 output; "int8" requantizes it (MediaPipe's segmenter refuses int16 outputs)."""
+    if output not in ("int16", "int8"):
+        raise ExportError(f"16x8 output must be int16 or int8, got {output!r}")
+    import tensorflow as tf
+
+    from . import _converter, _representative_gen
+
+    if representative is None or len(representative) == 0:
+        raise ExportError("16x8 conversion needs a representative dataset", fix="see calibrate.py")
+    conv = _converter(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    conv.inference_input_type = tf.int16  # the converter allows only float32/int16 here; see uint8_input
+    conv.inference_output_type = tf.int16
+    conv.representative_dataset = _representative_gen(representative, progress)
+    t0 = time.monotonic()
+    try:
+        blob = conv.convert()
+    except Exception as exc:
+        raise ExportError(f"16x8 conversion failed for {model.model_id}: {exc}",
+                          fix="an op without an int16 kernel: re-emit it from supported ops in the importer "
+                              "(hard-swish is emitted unfused for this rung)") from exc
+    blob = uint8_input_bytes(blob)
+    out_path.write_bytes(int8_output_bytes(blob) if output == "int8" else blob)
+    if progress:
+        progress(f"16x8 ({output} output): {len(blob) / 1e6:.2f} MB in {time.monotonic() - t0:.1f} s")
+    return out_path
+
+
+def uint8_input(path: Path) -> Path:
+    """Rewrite `path` in place so that it takes uint8 pixels (scale 1, zero point 0); see
+    `uint8_input_bytes`."""
+    path = Path(path)
+    path.write_bytes(uint8_input_bytes(path.read_bytes()))
+    return path
+
+
+def uint8_input_bytes(blob: bytes) -> bytes:
+    """The client contract: every integer handoff takes RGB pixels 0..255 as uint8.
+
+    An int8 input (e.g. zero point -128 from selective quantization) gets a QUANTIZE uint8 -> int8
+    in front; an int16 input (16x8) gets CAST uint8 -> int16 (the pixel value, scale 1) and a
+    QUANTIZE int16 -> int16 requantization onto the network's input scale. Both are integer ops
+    on every kernel set. A file that already takes uint8 with scale 1 and zero point 0, or a float
+    input, is returned unchanged."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(blob), 0))
+    sg = model.subgraphs[0]
+    if len(sg.inputs) != 1:
+        raise ExportError(f"expected one model input, found {len(sg.inputs)}",
+                          fix="the pixel contract assumes a single image input")
+    old = int(sg.inputs[0])
+    t_old = sg.tensors[old]
+    if t_old.type in (_FLOAT32,):
+        return bytes(blob)
+    q = t_old.quantization
+    if t_old.type == _UINT8 and q is not None and _q1(q):
+        return bytes(blob)
+    if t_old.type not in (_INT8, _INT16, _UINT8):
+        raise ExportError(f"cannot give a uint8 pixel input to a model whose input type is {t_old.type}")
+
+    def new_tensor(name, ttype, scale, zp):
+        t = schema.TensorT()
+        t.shape = np.array(t_old.shape, np.int32)
+        t.shapeSignature = None if t_old.shapeSignature is None else np.array(t_old.shapeSignature, np.int32)
+        t.type, t.name = ttype, name.encode() if isinstance(name, str) else name
+        buf = schema.BufferT()
+        model.buffers.append(buf)
+        t.buffer = len(model.buffers) - 1
+        qp = schema.QuantizationParametersT()
+        qp.scale, qp.zeroPoint = np.array([scale], np.float32), np.array([zp], np.int64)
+        t.quantization = qp
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    old_name = t_old.name.decode() if isinstance(t_old.name, bytes) else str(t_old.name)
+    t_old.name = (old_name + "_quantized").encode()
+    pixel = new_tensor(old_name, _UINT8, 1.0, 0)
+    ops = []
+    if t_old.type == _INT16:
+        cast = new_tensor(old_name + "_int16_pixels", _INT16, 1.0, 0)
+        ops.append((_CAST, [pixel], [cast]))
+        ops.append((_QUANTIZE, [cast], [old]))
+    else:
+        ops.append((_QUANTIZE, [pixel], [old]))
+    new_ops = []
+    for code, ins, outs in ops:
+        op = schema.OperatorT()
+        op.opcodeIndex = _opcode(model, schema, code)
+        op.inputs, op.outputs = np.array(ins, np.int32), np.array(outs, np.int32)
+        new_ops.append(op)
+    sg.operators = new_ops + list(sg.operators)
+    sg.inputs = np.array([pixel], np.int32)
+    for sig in model.signatureDefs or []:
+        for tm in sig.inputs or []:
+            if tm.tensorIndex == old:
+                tm.tensorIndex = pixel
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def int8_output_bytes(blob: bytes) -> bytes:
+    """Every int16 graph output gets a QUANTIZE int16 -> int8 after it (symmetric: the int16 range
+    +-32767 * s maps onto +-127, zero point 0), an integer op on every kernel set."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(blob), 0))
+    sg = model.subgraphs[0]
+    new_outputs, renamed = [], {}
+    for old in [int(i) for i in sg.outputs]:
+        t_old = sg.tensors[old]
+        if t_old.type != _INT16:
+            new_outputs.append(old)
+            continue
+        t = schema.TensorT()
+        t.shape = np.array(t_old.shape, np.int32)
+        t.shapeSignature = None if t_old.shapeSignature is None else np.array(t_old.shapeSignature, np.int32)
+        t.type, t.name = _INT8, t_old.name
+        t_old.name = (t_old.name.decode() if isinstance(t_old.name, bytes) else str(t_old.name)).encode() + b"_int16"
+        buf = schema.BufferT()
+        model.buffers.append(buf)
+        t.buffer = len(model.buffers) - 1
+        qp = schema.QuantizationParametersT()
+        qp.scale = np.array([float(t_old.quantization.scale[0]) * 32767.0 / 127.0], np.float32)
+        qp.zeroPoint = np.array([0], np.int64)
+        t.quantization = qp
+        sg.tensors.append(t)
+        idx = len(sg.tensors) - 1
+        op = schema.OperatorT()
+        op.opcodeIndex = _opcode(model, schema, _QUANTIZE)
+        op.inputs, op.outputs = np.array([old], np.int32), np.array([idx], np.int32)
+        sg.operators = list(sg.operators) + [op]
+        new_outputs.append(idx)
+        renamed[old] = idx
+    if not renamed:
+        return bytes(blob)
+    sg.outputs = np.array(new_outputs, np.int32)
+    for sig in model.signatureDefs or []:
+        for tm in sig.outputs or []:
+            if tm.tensorIndex in renamed:
+                tm.tensorIndex = renamed[tm.tensorIndex]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _q1(q) -> bool:
+    scale = list(q.scale) if q.scale is not None else []
+    zp = list(q.zeroPoint) if q.zeroPoint is not None else [0]
+    return len(scale) == 1 and float(scale[0]) == 1.0 and int(zp[0]) == 0
+
+
+def _opcode(model, schema, code: int) -> int:
+    for i, oc in enumerate(model.operatorCodes):
+        if max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)) == code:
+            return i
+    oc = schema.OperatorCodeT()
+    oc.builtinCode, oc.deprecatedBuiltinCode = code, min(code, 127)
+    oc.version = 1 if code == _CAST else 2  # QUANTIZE v2: int8/uint8 requantization; int16 is handled by v1+ kernels
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
+
+
+# ---- output transforms inside the graph ------------------------------------------------------
+
+TRANSFORMS = ("inverse",)
+
+
+def transform_settings(recipe: dict) -> dict | None:
+    """The recipe's [output_transform] (None when absent), validated."""
+    cfg = recipe.get("output_transform")
+    if not cfg:
+        return None
+    kind = cfg.get("kind")
+    if kind not in TRANSFORMS:
+        raise RecipeError(f"output_transform.kind must be one of {TRANSFORMS}, got {kind!r}",
+                          where=recipe.get("_path", "recipe"))
+    floor = float(cfg.get("floor", 0.1))
+    if not floor > 0:
+        raise RecipeError("output_transform.floor must be > 0", where=recipe.get("_path", "recipe"))
+    return {"kind": kind, "floor": floor, "meaning": cfg.get("meaning", ""),
+            "formula": f"y = 1 / max(x, {floor:g}), computed as rsqrt(max(x, {floor:g}))^2"}
+
+
+def apply_output_transform(model, settings: dict | None, workdir: Path):
+    """A FloatModel whose outputs are transformed inside the graph (before any integer output).
+
+    "inverse": y = rsqrt(max(x, floor))^2 = 1 / max(x, floor). Written with RSQRT and MUL because
+    TFLite has int8 and int16 kernels for both, while DIV has no 16x8 kernel."""
+    if not settings:
+        return model
+    import tensorflow as tf
+
+    from ..sources import INPUT_NAME, SIGNATURE, FloatModel
+
+    loaded = tf.saved_model.load(str(model.saved_model_dir))
+    fn = loaded.signatures[SIGNATURE]
+    floor = tf.constant(settings["floor"], tf.float32)
+    h, w = model.input_hw
+
+    def serve(image):
+        outs = fn(**{INPUT_NAME: image})
+        res = {}
+        for k, v in outs.items():
+            r = tf.math.rsqrt(tf.maximum(v, floor))
+            res[k] = r * r
+        return res
+
+    module = tf.Module()
+    module.base = loaded
+    module.serve = tf.function(serve, input_signature=[tf.TensorSpec([1, h, w, 3], tf.float32, name=INPUT_NAME)])
+    out_dir = Path(workdir) / (Path(model.saved_model_dir).name + f"_{settings['kind']}")
+    tf.saved_model.save(module, str(out_dir), signatures={SIGNATURE: module.serve})
+    return FloatModel(model.model_id, out_dir, model.input_hw, list(model.output_names), model.source_path,
+                      model.source_format, notes={**model.notes, "output_transform": settings})

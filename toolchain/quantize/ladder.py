@@ -1,0 +1,252 @@
+"""The precision ladder: rungs tried in the recipe's order; the first that meets the parity budget on
+BOTH kernel sets (XNNPACK and reference, each figure on the worse of the two) is the handoff.
+
+Rungs are registered by name with one small interface, `build(ctx) -> Built`:
+
+    w8a8           every op int8 (ptq techniques from the recipe when helper modules provide them)
+    w8a16_partial  int16 activations on the fewest layers that meet the budget (not implemented: see
+                   NOT_IMPLEMENTED; listing it in a recipe is refused)
+    w8a16          the whole model with int16 activations, int8 weights (16x8)
+    mixed_float    the float-layer search of parity/mixed.py; last resort, named "mixed float, N of M
+                   layers float" and never called int8
+
+A rung "meets" when its parity passes on both kernel sets AND (integer rungs) the file has zero float
+ops. The ladder stops at the first rung that meets. `handoff_cpu` is chosen separately: the fastest
+file on XNNPACK that meets the budget among w8a8 (when it met), float16 and float32, with latency
+measured in the same run.
+
+Recipe:
+    [ladder]
+    rungs = ["w8a8", "w8a16", "mixed_float"]
+    w8a8 = { techniques = [], ranges = "minmax" }     # ptq techniques (toolchain/quantize/ptq.py)
+    w8a16_output = "int16"    # or "int8": MediaPipe's segmenter refuses int16 output tensors
+
+Not for: the parity figures themselves (parity/gate.py) or the bundle (export.py, bundle.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ExportError, PortraitError, RecipeError
+
+RUNG_ORDER = ("w8a8", "w8a16_partial", "w8a16", "mixed_float")
+NOT_IMPLEMENTED = {"w8a16_partial": "per-layer int16 activations are not implemented yet: ai-edge-quantizer "
+                                    "0.10.0 per-op recipes left LEAKY_RELU / HARD_SWISH float (issue 10), so "
+                                    "its result would not be integer-only; the TF converter applies 16x8 to a "
+                                    "whole model only"}
+DEFAULT_RUNGS = ["w8a8", "w8a16", "mixed_float"]
+
+
+@dataclass
+class Built:
+    path: Path | None
+    record: dict = field(default_factory=dict)
+    label: str = ""
+
+
+@dataclass
+class Context:
+    """Everything a rung needs. `convert(name, build)` and `judge(path)` go through the cache."""
+    entry: object
+    recipe: dict
+    float_model: object           # FloatModel (pixel input, transform applied)
+    float_path: Path              # its float32 .tflite
+    representative: np.ndarray
+    images: list
+    workdir: Path
+    say: Callable[[str], None]
+    convert: Callable[[str, Callable[[Path], None]], Path]  # (file name, build(tmp_path)) -> path (cached)
+    judge: Callable[[Path], dict]                           # parity figures on both kernel sets (cached)
+    results: dict = field(default_factory=dict)             # rung name -> outcome, filled by run_ladder
+
+
+RUNGS: dict[str, Callable[[Context], Built]] = {}
+
+
+def rung(name: str):
+    def deco(fn):
+        RUNGS[name] = fn
+        return fn
+    return deco
+
+
+def settings(recipe: dict) -> dict:
+    cfg = dict(recipe.get("ladder") or {})
+    rungs = list(cfg.get("rungs", DEFAULT_RUNGS))
+    where = recipe.get("_path", "recipe")
+    unknown = [r for r in rungs if r not in RUNG_ORDER]
+    if unknown:
+        raise RecipeError(f"unknown ladder rung(s) {unknown}", where=where, fix=f"use rungs from {list(RUNG_ORDER)}")
+    todo = [r for r in rungs if r in NOT_IMPLEMENTED]
+    if todo:
+        raise RecipeError(f"ladder rung {todo[0]!r} is not implemented: {NOT_IMPLEMENTED[todo[0]]}", where=where,
+                          fix="remove it from [ladder] rungs")
+    if rungs != [r for r in RUNG_ORDER if r in rungs]:
+        raise RecipeError(f"ladder rungs must keep the order {list(RUNG_ORDER)}, got {rungs}", where=where)
+    output = cfg.get("w8a16_output", "int16")
+    if output not in ("int16", "int8"):
+        raise RecipeError(f"ladder.w8a16_output must be \"int16\" or \"int8\", got {output!r}", where=where)
+    return {"rungs": rungs, "w8a8": {"techniques": [], "ranges": "minmax", **(cfg.get("w8a8") or {})},
+            "w8a16_output": output}
+
+
+# ---- rungs -----------------------------------------------------------------------------------
+
+@rung("w8a8")
+def _w8a8(ctx: Context) -> Built:
+    from . import check_all_int8
+    from . import convert as plain_convert
+    cfg = settings(ctx.recipe)["w8a8"]
+    name = f"{ctx.entry.id}_int8.tflite"
+    techniques, ranges = list(cfg["techniques"]), cfg["ranges"]
+    ptq = _ptq_module()
+    record = {"techniques": techniques, "ranges": ranges}
+    if (techniques or ranges != "minmax") and ptq is None:
+        raise ExportError(f"the recipe asks w8a8 for techniques {techniques} / ranges {ranges!r}, but "
+                          "toolchain/quantize/ptq.py is not available", fix="set [ladder] w8a8 = {} (plain min/max)")
+    if ptq is not None and (techniques or ranges != "minmax"):
+        holder = {}
+
+        def build(tmp: Path):
+            holder["record"] = ptq.w8a8(ctx.entry, ctx.float_path, ctx.representative, tmp, ctx.workdir,
+                                        techniques=techniques, ranges=ranges, outputs_positions=ctx.recipe["outputs"],
+                                        progress=ctx.say)
+        path = ctx.convert(name, build)
+        record.update(holder.get("record") or {"from_cache": True})
+    else:
+        path = ctx.convert(name, lambda tmp: plain_convert(ctx.float_model, "int8", tmp,
+                                                           representative=ctx.representative, progress=ctx.say))
+    check_all_int8(path, ctx.recipe["int8"]["allow_float_ops"])
+    return Built(path, record, "w8a8 (all int8)")
+
+
+@rung("w8a16")
+def _w8a16(ctx: Context) -> Built:
+    from .conversions import convert_16x8
+    # the converter has no int16 HARD_SWISH; the importer writes hard-swish as ADD/RELU6/MUL
+    # (tflite_graph.hard_swish_delegable), which has int16 kernels
+    model = ctx.float_model
+    output = settings(ctx.recipe)["w8a16_output"]
+    path = ctx.convert(f"{ctx.entry.id}_w8a16.tflite",
+                       lambda tmp: convert_16x8(model, tmp, ctx.representative, output=output, progress=ctx.say))
+    return Built(path, {"converter": "TFLite EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, "
+                                     "no float fallback; uint8 pixel input (CAST + QUANTIZE in front)",
+                        "output": output},
+                 "w8a16 (int8 weights, int16 activations)")
+
+
+@rung("mixed_float")
+def _mixed_float(ctx: Context) -> Built:
+    from ..parity import mixed
+    int8 = ctx.results.get("w8a8", {}).get("path")
+    if int8 is None:
+        raise ExportError("mixed_float needs the w8a8 rung before it (its culprit ranking starts from that file)",
+                          where=ctx.recipe.get("_path"), fix="put w8a8 first in [ladder] rungs")
+    out = ctx.workdir / f"{ctx.entry.id}_mixed_float.tflite"
+    judged = {**ctx.recipe, "parity": {**ctx.recipe["parity"], "kernels": "reference"}}
+    record = mixed.mixed_precision(ctx.entry, judged, ctx.float_model, ctx.representative, ctx.float_path,
+                                   Path(int8), ctx.images, out, progress=ctx.say)
+    from .conversions import uint8_input
+    if mixed.settings(ctx.recipe).get("float_output") is not True:
+        uint8_input(out)  # the client contract: uint8 pixels, whatever the search's quantizer chose
+    n, m = len(record.get("float_layers") or []), record.get("layers_in_model")
+    return Built(out, {k: v for k, v in record.items() if k not in ("trials",)},
+                 f"mixed float, {n} of {m} layers float")
+
+
+def _ptq_module():
+    try:
+        from . import ptq  # helper "ptq" (issue 10 techniques)
+    except ImportError:
+        return None
+    return ptq if hasattr(ptq, "w8a8") else None
+
+
+# ---- the ladder ------------------------------------------------------------------------------
+
+def op_counts(path: Path) -> dict:
+    """Ops reading or writing float tensors (QUANTIZE/DEQUANTIZE at a float boundary included) and
+    ops with int16 tensors."""
+    from . import tensor_types
+    ops = tensor_types(path)
+    flt = [o for o in ops if {"FLOAT32", "FLOAT16"} & (set(o["input_types"]) | set(o["output_types"]))]
+    i16 = [o for o in ops if "INT16" in set(o["input_types"]) | set(o["output_types"])]
+    return {"ops": len(ops), "float_ops": len(flt), "int16_ops": len(i16),
+            "float_op_names": sorted({o["op"] for o in flt})}
+
+
+def run_ladder(ctx: Context) -> dict:
+    """Try the recipe's rungs in order; stop at the first that meets. Returns the manifest's `ladder`
+    list and the handoff file name (None when no rung met)."""
+    rungs = settings(ctx.recipe)["rungs"]
+    tried, handoff = [], None
+    for name in rungs:
+        t0 = time.monotonic()
+        ctx.say(f"ladder: trying {name}")
+        row = {"rung": name}
+        try:
+            built = RUNGS[name](ctx)
+        except PortraitError as exc:
+            row.update({"met": False, "error": str(exc), "seconds": round(time.monotonic() - t0, 1)})
+            tried.append(row)
+            ctx.say(f"ladder: {name} could not be built: {exc}")
+            continue
+        counts = op_counts(built.path)
+        integer_only = counts["float_ops"] == 0
+        figures = ctx.judge(built.path)
+        met = bool(figures["passed"]) and (integer_only or name == "mixed_float")
+        row.update({"file": built.path.name, "label": built.label, "met": met, "integer_only": integer_only,
+                    **counts, "passed_parity": bool(figures["passed"]),
+                    "failures": figures["failures"] + ([] if integer_only or name == "mixed_float"
+                                                       else [f"{counts['float_ops']} float op(s) left"]),
+                    "figures": {k: _strip(v) for k, v in figures["per_kernels"].items()},
+                    "worse_of_both": _strip(figures),
+                    "record": built.record, "seconds": round(time.monotonic() - t0, 1)})
+        ctx.results[name] = {"path": built.path, "figures": figures, "row": row}
+        tried.append(row)
+        ctx.say(f"ladder: {name}: " + ("MET" if met else "missed: " + "; ".join(row["failures"]))
+                + f" ({row['seconds']} s)")
+        if met:
+            handoff = built.path
+            break
+    return {"ladder": tried, "handoff": handoff}
+
+
+def _strip(figs: dict) -> dict:
+    return {k: v for k, v in figs.items() if k not in ("per_image", "per_kernels")}
+
+
+def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, threads: int = 2) -> dict:
+    """The fastest file on XNNPACK that meets the budget: w8a8 when it met on both kernel sets,
+    else float16 / float32 (float16 judged against float32 on XNNPACK). Latencies in this run."""
+    from ..bench import host_isa, time_model
+    from ..parity import gate
+    cands, rows = [], {}
+    w8 = ctx.results.get("w8a8")
+    if w8 is not None:
+        rows[w8["path"].name] = {"meets": bool(w8["row"]["met"]), "judged_on": "both kernel sets"}
+        if w8["row"]["met"]:
+            cands.append(w8["path"])
+    for prec in ("float16", "float32"):
+        p = files.get(f"{ctx.entry.id}_{prec}.tflite")
+        if p is None:
+            continue
+        if prec == "float32":
+            rows[p.name] = {"meets": True, "judged_on": "is the reference"}
+        else:
+            figs = ctx.judge(p, kernels=("xnnpack",))
+            rows[p.name] = {"meets": bool(figs["passed"]), "judged_on": "xnnpack",
+                            "failures": figs["failures"]}
+        if rows[p.name]["meets"]:
+            cands.append(p)
+    for p in cands:
+        rows[p.name]["latency_ms"] = round(time_model(p, threads=threads, runs=runs), 2)
+    best = min(cands, key=lambda p: rows[p.name]["latency_ms"]) if cands else None
+    return {"file": best.name if best else None, "candidates": rows, "isa": host_isa(),
+            "measured_with": f"ai-edge-litert XNNPACK, {threads} threads, median of {runs} runs, this export run"}
