@@ -1,0 +1,152 @@
+"""Activation ranges chosen to minimise quantization error, written into a calibrated flatbuffer.
+
+`quantize.calibrate_int8` records each activation tensor's min/max over the calibration set;
+`quantize.quantize_calibrated` turns those into int8 scales. A min/max range spends its 256 levels
+on the rare extremes: the selfie model's first convolution spans -81..76 because of a few pixels,
+so every ordinary value rounds to steps of 0.6. Here each tensor's range is re-chosen on the
+calibration set's actual values (the calibrated model is still float, so it runs as is):
+
+- "minmax": the converter's ranges, unchanged (the baseline);
+- "mse": the (min, max) pair, each shrunk by a factor on a grid, that minimises the mean squared
+  error between the tensor and its int8 fake-quantized copy (clipping + rounding);
+- "percentile": the 0.01th / 99.99th percentiles.
+
+Ranges are only ever shrunk (never widened), zero stays inside them, and tensors whose range the
+int8 kernels fix (sigmoid/softmax outputs) or whose values are exact (the uint8 pixel input) are
+left alone. Not for: weights (their per-channel scales are the converter's, see adaround.py).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+
+_FIXED_RANGE_OPS = {"LOGISTIC", "SOFTMAX", "TANH", "ARG_MAX", "ARG_MIN"}
+_GRID = np.linspace(0.15, 1.0, 18)  # shrink factors tried for each end of a range
+
+
+def fake_quant(x: np.ndarray, lo: float, hi: float, bits: int = 8) -> np.ndarray:
+    """x through an asymmetric `bits` quantizer of range [lo, hi] (zero point nudged as TFLite does)."""
+    levels = 2 ** bits - 1
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / levels if hi > lo else 1.0
+    zp = np.round(-lo / scale)
+    q = np.clip(np.round(x / scale) + zp, 0, levels)
+    return (q - zp) * scale
+
+
+def mse_range(values: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+    """The shrunk (lo, hi) with the smallest fake-quantization MSE on `values`."""
+    v = values.astype(np.float32)
+    best, best_err = (lo, hi), float(np.mean((fake_quant(v, lo, hi) - v) ** 2))
+    for a in (_GRID if lo < 0 else [1.0]):
+        for b in (_GRID if hi > 0 else [1.0]):
+            err = float(np.mean((fake_quant(v, lo * a, hi * b) - v) ** 2))
+            if err < best_err * (1 - 1e-9):
+                best, best_err = (lo * a, hi * b), err
+    return best
+
+
+def percentile_range(values: np.ndarray, lo: float, hi: float, q: float = 0.01) -> tuple[float, float]:
+    p_lo, p_hi = np.percentile(values, [q, 100 - q])
+    return (max(lo, float(min(p_lo, 0.0))), min(hi, float(max(p_hi, 0.0))))
+
+
+RANGE_METHODS: dict[str, Callable[[np.ndarray, float, float], tuple[float, float]] | None] = {
+    "minmax": None, "mse": mse_range, "percentile": percentile_range,
+}
+
+
+def _model(calibrated: bytes):
+    from tensorflow.lite.python import schema_py_generated as schema
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(calibrated, 0))
+
+
+def recorded_ranges(calibrated: bytes) -> dict[int, tuple[float, float]]:
+    """tensor index -> (min, max) the calibration recorded (activations only)."""
+    sg = _model(calibrated).subgraphs[0]
+    out = {}
+    for i, t in enumerate(sg.tensors):
+        q = t.quantization
+        if q is not None and q.min is not None and len(q.min) == 1 and q.max is not None:
+            out[i] = (float(q.min[0]), float(q.max[0]))
+    return out
+
+
+def searchable_tensors(calibrated: bytes) -> list[int]:
+    """Activation tensors whose range may be re-chosen (see the module docstring)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    model = _model(calibrated)
+    sg = model.subgraphs[0]
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    fixed = set(int(i) for i in sg.inputs)
+    for op in sg.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) in _FIXED_RANGE_OPS:
+            fixed.update(int(o) for o in op.outputs)
+    return [i for i in recorded_ranges(calibrated) if i not in fixed]
+
+
+def sample_activations(calibrated: bytes, representative: np.ndarray, tensors: list[int], *,
+                       images: int = 8, per_image: int = 4096, seed: int = 0) -> dict[int, np.ndarray]:
+    """Run the calibrated (still float) model on up to `images` samples and keep a uniform random
+    subset of each tensor's values (no extremes added: the error of a clipped outlier must weigh
+    as much as its real frequency, not more)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    interp = Interpreter(model_content=calibrated, num_threads=2, experimental_preserve_all_tensors=True,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    rng = np.random.default_rng(seed)
+    picks = np.linspace(0, len(representative) - 1, min(images, len(representative))).round().astype(int)
+    kept: dict[int, list[np.ndarray]] = {t: [] for t in tensors}
+    for k in picks:
+        interp.set_tensor(inp["index"], representative[k][None].astype(np.float32))
+        interp.invoke()
+        for t in tensors:
+            v = interp.get_tensor(t).reshape(-1)
+            take = v if v.size <= per_image else v[rng.integers(0, v.size, per_image)]
+            kept[t].append(take)
+    return {t: np.concatenate(v) for t, v in kept.items()}
+
+
+def search_ranges(calibrated: bytes, representative: np.ndarray, *, method: str = "mse",
+                  images: int = 8, progress: Callable[[str], None] | None = None) -> tuple[bytes, dict]:
+    """The calibrated flatbuffer with re-chosen activation ranges, and a record of what changed:
+    {"method", "tensors", "changed", "median_width_ratio", "widest_cut": [(name, old, new), ...]}."""
+    if method not in RANGE_METHODS:
+        raise InputError(f"unknown range method {method!r}", fix=f"use one of {sorted(RANGE_METHODS)}")
+    if representative is None or len(representative) == 0:
+        raise InputError("range search needs calibration samples", fix="see calibrate.py")
+    fn = RANGE_METHODS[method]
+    record = {"method": method, "tensors": 0, "changed": 0}
+    if fn is None:
+        return calibrated, record
+    from tensorflow.lite.tools import flatbuffer_utils
+    tensors = searchable_tensors(calibrated)
+    ranges = recorded_ranges(calibrated)
+    values = sample_activations(calibrated, representative, tensors, images=images)
+    model = _model(calibrated)
+    sg = model.subgraphs[0]
+    ratios, cuts = [], []
+    for n, t in enumerate(tensors):
+        lo, hi = ranges[t]
+        new_lo, new_hi = fn(values[t], lo, hi)
+        new_lo, new_hi = max(new_lo, lo), min(new_hi, hi)  # only ever shrink
+        if (new_lo, new_hi) != (lo, hi):
+            q = sg.tensors[t].quantization
+            q.min, q.max = [float(new_lo)], [float(new_hi)]
+            record["changed"] += 1
+        if hi > lo:
+            ratios.append((new_hi - new_lo) / (hi - lo))
+            cuts.append(((sg.tensors[t].name or b"").decode(), (lo, hi), (new_lo, new_hi), ratios[-1]))
+        if progress and n % 25 == 0:
+            progress(f"range search ({method}) {n + 1}/{len(tensors)}")
+    record["tensors"] = len(tensors)
+    record["median_width_ratio"] = float(np.median(ratios)) if ratios else 1.0
+    record["widest_cut"] = [(c[0], [round(x, 4) for x in c[1]], [round(x, 4) for x in c[2]])
+                            for c in sorted(cuts, key=lambda c: c[3])[:5]]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), record
