@@ -205,9 +205,10 @@ class _Steps:
         self.say(f"calibration set: {len(rep)} samples from {cal['sources']}")
         return rep
 
-    def convert(self, name: str, build) -> Path:
-        """A converted file (cached by name, the float import and the calibration set)."""
-        path = cache.cached_path(cache.key(self.base, "convert", name, self._rep_key), name, build, hits=self.hits)
+    def convert(self, name: str, build, extra=()) -> Path:
+        """A converted file (cached by name, the float import, the calibration set and `extra`)."""
+        path = cache.cached_path(cache.key(self.base, "convert", name, self._rep_key, *extra), name, build,
+                                 hits=self.hits)
         if self.hits and self.hits[-1] == name:
             self.say(f"{name}: from the cache")
         local = self.workdir / name

@@ -36,19 +36,27 @@ def root() -> Path:
 
 # The code that produces what is cached: importers, conversions and ladder, calibration and its image
 # sources, the runtime and the parity figures. Editing any of these invalidates the cache.
-CODE = ("sources/*.py", "quantize/*.py", "calibrate.py", "images.py", "runtime.py", "registry.py", "recipes.py",
+# The post-training techniques (quantize/ptq.py and what it imports) only change the w8a8 file when a
+# recipe asks for them; ladder.py adds their digest (PTQ_CODE) to that file's key only.
+CODE = ("sources/*.py", "quantize/__init__.py", "quantize/cache.py", "quantize/conversions.py",
+        "quantize/ladder.py", "calibrate.py", "images.py", "runtime.py", "registry.py", "recipes.py",
         "scenes/*.py", "parity/gate.py", "parity/metrics.py", "parity/mixed.py", "parity/layers.py")
+PTQ_CODE = ("quantize/*.py",)
+
+
+def files_digest(patterns) -> str:
+    base = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for p in sorted({f for pattern in patterns for f in base.glob(pattern)}):
+        h.update(p.relative_to(base).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 @lru_cache(maxsize=1)
 def code_digest() -> str:
     """SHA-256 over the version string and the source of the modules in CODE."""
-    h = hashlib.sha256(__version__.encode())
-    base = Path(__file__).resolve().parents[1]
-    for p in sorted({f for pattern in CODE for f in base.glob(pattern)}):
-        h.update(p.relative_to(base).as_posix().encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
+    return hashlib.sha256((__version__ + files_digest(CODE)).encode()).hexdigest()
 
 
 def key(*parts) -> str:

@@ -61,7 +61,7 @@ class Context:
     images: list
     workdir: Path
     say: Callable[[str], None]
-    convert: Callable[[str, Callable[[Path], None]], Path]  # (file name, build(tmp_path)) -> path (cached)
+    convert: Callable[..., Path]  # (file name, build(tmp_path), extra=key parts) -> path (cached)
     judge: Callable[[Path], dict]                           # parity figures on both kernel sets (cached)
     results: dict = field(default_factory=dict)             # rung name -> outcome, filled by run_ladder
 
@@ -117,7 +117,8 @@ def _w8a8(ctx: Context) -> Built:
             holder["record"] = ptq.w8a8(ctx.entry, ctx.float_path, ctx.representative, tmp, ctx.workdir,
                                         techniques=techniques, ranges=ranges, outputs_positions=ctx.recipe["outputs"],
                                         progress=ctx.say)
-        path = ctx.convert(name, build)
+        from . import cache
+        path = ctx.convert(name, build, extra=[techniques, ranges, cache.files_digest(cache.PTQ_CODE)])
         record.update(holder.get("record") or {"from_cache": True})
     else:
         path = ctx.convert(name, lambda tmp: plain_convert(ctx.float_model, "int8", tmp,
