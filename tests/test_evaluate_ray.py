@@ -46,7 +46,7 @@ def test_ray_results_identical_to_local_and_a_killed_worker_is_retried(cluster, 
     assert e["engine"] == "ray" and e["workers"] == 2
     # the shard starting at image 4 ran twice; a shard queued on the same worker may have been rerun too
     assert e["attempts"][2] == 2 and 1 <= e["retries"] <= 2 and sum(e["attempts"]) == 5 + e["retries"]
-    assert str(marker.read_text()) not in e["peak_rss_mb"]  # the dead worker returned nothing
+    assert 2 <= len(e["peak_rss_mb"]) <= 3  # the replacement reported; the dead one only if it finished a shard
     # every image exactly once, in order, with the same numbers as the local run (JSON text equal)
     assert [r["index"] for r in remote["per_image"]] == list(range(10))
     assert json.dumps(remote["per_image"]) == json.dumps(local["per_image"])

@@ -119,7 +119,7 @@ def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> li
             if address:
                 ray.init(address=address, **kw)
             else:
-                ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
+                ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,  # never a stray cluster
                          object_store_memory=256 * 1024 * 1024, **kw)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise EngineError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: {exc}",
@@ -160,6 +160,10 @@ def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> li
                 queue.appendleft(i)
                 submit(slot)
                 continue
+            except ray.exceptions.RayTaskError as exc:  # the shard never ran: arguments or code did not load
+                raise EngineError(f"a Ray worker could not run shard {i}: {str(exc).splitlines()[-1]}",
+                                  fix="install this repository (make setup) at the same path on every node, "
+                                      "with the bundle and the dataset reachable there") from None
             if not ok:
                 raise res  # fn raised: the same error as the local engine gives
             peak[str(pid)] = max(peak.get(str(pid), 0.0), round(rss, 1))

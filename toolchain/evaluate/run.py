@@ -59,6 +59,8 @@ def model_files(bundle: Path, manifest: dict) -> tuple[list[dict], list[str]]:
              if not n.endswith(".tflite")]
     roles: dict[str, list[str]] = {}
     for key, name in (("handoff", handoff_model(manifest)), ("handoff_cpu", manifest.get("handoff_cpu"))):
+        if isinstance(name, dict):  # tolerate a record instead of a file name
+            name = name.get("file")
         if not name:
             continue
         if not (bundle / name).is_file():
