@@ -395,6 +395,7 @@ def render_html(result: dict) -> str:
             for f in result["files"] if f["file"] in result["figures"])
         parts.append("<h2>IoU per class (%)</h2><table><tr><th>file</th>"
                      + "".join(f"<th>{escape(c)}</th>" for c in classes) + f"</tr>{rows}</table>")
+    parts.append(_per_image_html(result))
     e = result["engine"]
     parts.append(f"<h2>Run</h2><p>engine {escape(str(e['engine']))}, {e.get('workers')} worker(s), {e['wall_s']} s "
                  f"({e.get('images_per_s')} images/s), shard retries {e.get('retries', 0)}, peak memory per worker "
@@ -407,3 +408,31 @@ def render_html(result: dict) -> str:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in
                                                     result["notes"] + result["dataset"]["ignored"]) + "</ul>")
     return "\n".join(parts) + "\n"
+
+
+_PER_IMAGE = {"segmentation": ("boundary_f", True), "matting": ("sad_k", False), "depth": ("delta1", True)}
+
+
+def _per_image_html(result: dict, worst: int = 30) -> str:
+    """Per-image figures of every file; on large sets only the `worst` images of the float32 file."""
+    from html import escape
+    key, higher = _PER_IMAGE[result["task"]]
+    rows = [r for r in result["per_image"] if "models" in r]
+    if not rows:
+        return ""
+    files = [f["file"] for f in result["files"]]
+    ref = files[0]
+    shown = rows
+    if len(rows) > worst:
+        def badness(r):
+            v = r["models"][ref].get(key)
+            if v is None or not np.isfinite(v):
+                return np.inf  # no figure (no boundary anywhere): last
+            return v if higher else -v
+        shown = sorted(rows, key=badness)[:worst]
+    title = (f"Per image: {key}" if len(shown) == len(rows)
+             else f"The {worst} worst images by {key} of {escape(ref)} (all {len(rows)} are in report.json)")
+    head = "".join(f"<th>{escape(f)}</th>" for f in files)
+    body = "".join(f"<tr><td>{escape(r['name'])}</td>" + "".join(
+        f"<td>{_fmt(r['models'][f].get(key), key)}</td>" for f in files) + "</tr>" for r in shown)
+    return f"<h2>{title}</h2><table><tr><th>image</th>{head}</tr>{body}</table>"
