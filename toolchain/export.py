@@ -125,8 +125,8 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                 mixed_record = tried[-1]["record"]
             if recipe["label_variant"]:
                 say("converting the ArgMax (uint8 labels) int8 variant")
-                labels_path = steps.convert(f"{model_id}_int8_labels.tflite", lambda tmp: quantize.convert(
-                    steps.float_model(with_labels=True), "int8", tmp, representative=representative, progress=say))
+                labels_path = ladder.labels_variant(ctx, f"{model_id}_int8_labels.tflite",
+                                                    lambda: steps.float_model(with_labels=True))
                 quantize.check_all_int8(labels_path, recipe["int8"]["allow_float_ops"])
                 files[labels_path.name] = labels_path
             say("handoff_cpu: timing the files that meet the budget on XNNPACK")

@@ -127,6 +127,23 @@ def _w8a8(ctx: Context) -> Built:
     return Built(path, record, "w8a8 (all int8)")
 
 
+def labels_variant(ctx: Context, name: str, labels_model: Callable[[], object]) -> Path:
+    """The ArgMax (uint8 labels) variant of the w8a8 file, made the same way (ptq techniques when the
+    recipe sets them, else plain min/max)."""
+    from . import convert as plain_convert
+    cfg = settings(ctx.recipe)["w8a8"]
+    techniques, ranges = list(cfg["techniques"]), cfg["ranges"]
+    ptq = _ptq_module()
+    if ptq is not None and (techniques or ranges != "minmax"):
+        from . import cache
+        return ctx.convert(name, lambda tmp: ptq.w8a8(
+            ctx.entry, ctx.float_path, ctx.representative, tmp, ctx.workdir, techniques=techniques, ranges=ranges,
+            outputs_positions=ctx.recipe["outputs"], with_labels=True, progress=ctx.say),
+            extra=[techniques, ranges, cache.files_digest(cache.PTQ_CODE)])
+    return ctx.convert(name, lambda tmp: plain_convert(labels_model(), "int8", tmp, representative=ctx.representative,
+                                                       progress=ctx.say))
+
+
 @rung("w8a16")
 def _w8a16(ctx: Context) -> Built:
     from .conversions import convert_16x8
