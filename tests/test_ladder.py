@@ -203,3 +203,24 @@ def test_budget_out_of_reach_fails_every_rung_and_keeps_the_previous_bundle(tiny
     assert [r["rung"] for r in err.value.figures["ladder"]] == ["w8a8", "w8a16"]
     assert (first / "manifest.json").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["tiny"]
+
+
+def test_host_isa_names_int8_dot_product_features():
+    from toolchain.bench import host_isa
+    x86 = host_isa("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n", "x86_64")
+    assert x86["features"]["AVX512-VNNI"] and not x86["features"]["AVX-VNNI"] and x86["int8_dot_product"]
+    old = host_isa("flags\t\t: fpu sse avx2\n", "x86_64")
+    assert not old["int8_dot_product"] and "no int8 dot-product" in old["summary"]
+    arm = host_isa("Features\t: fp asimd asimddp i8mm\n", "aarch64")
+    assert arm["features"]["i8mm"] and arm["features"]["dot product (asimddp)"]
+
+
+def test_kernel_gap_covers_every_op_of_an_int8_model(float_model, tmp_path):
+    from toolchain import quantize
+    from toolchain.quantize.kernel_gap import format_gap, kernel_gap
+    int8 = quantize.convert(float_model, "int8", tmp_path / "tiny_int8.tflite", representative=_rep())
+    gap = kernel_gap(int8, [("a", _rep(1, seed=9)[0])])
+    ops = [o["op"] for o in quantize.tensor_types(int8)]
+    assert [r["op"] for r in gap["ops"]] == ops
+    assert all(r["snr_db"] > 20 for r in gap["ops"])  # a tiny conv net: the kernel sets nearly agree
+    assert "XNNPACK vs reference" in format_gap(gap)

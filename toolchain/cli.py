@@ -44,6 +44,11 @@ def _export_summary(results) -> str:
         if r.status == "exported" and r.figures.get("parity"):
             from .export import summarize_parity
             line += "\n      parity: " + summarize_parity(r.figures["parity"])
+        if r.status != "skipped" and (r.figures.get("ladder") or (r.figures.get("parity") or {}).get("ladder")):
+            from .export import summarize_ladder
+            rows = r.figures.get("ladder") or r.figures["parity"]["ladder"]
+            line += "".join("\n      ladder " + x for x in summarize_ladder(rows, r.figures.get("handoff"),
+                                                                            r.figures.get("handoff_cpu")))
         mixed = r.figures.get("mixed_precision") if r.status != "skipped" else None
         if mixed:
             after = (mixed.get("after_full") or {})

@@ -495,6 +495,23 @@ def summarize_parity(p: dict) -> str:
     return ", ".join(parts)
 
 
+def summarize_ladder(rows: list[dict], handoff: str | None, handoff_cpu: str | None) -> list[str]:
+    """One line per rung tried (figures: worse of both kernel sets), then the two handoffs."""
+    lines = []
+    for r in rows or []:
+        if r.get("error"):
+            lines.append(f"{r['rung']:>12}: not built: {r['error'][:160]}")
+            continue
+        w = r.get("worse_of_both") or {}
+        figs = ", ".join(f"{k} {w[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "iou", "mean_abs_diff",
+                                                      "delta1", "abs_rel") if isinstance(w.get(k), float))
+        lines.append(f"{r['rung']:>12}: {'MET' if r['met'] else 'missed'} ({r.get('label')}; {figs}; "
+                     f"{r.get('float_ops')} float / {r.get('int16_ops')} int16 ops; {r.get('seconds')} s)")
+    lines.append(f"{'handoff':>12}: {handoff}")
+    lines.append(f"{'handoff_cpu':>12}: {handoff_cpu}")
+    return lines
+
+
 def _fmt(d: dict) -> str:
     return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items()
                      if not isinstance(v, dict))
