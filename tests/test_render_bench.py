@@ -7,6 +7,7 @@ def test_bench_small():
     r = run_bench(sizes={"tiny": (120, 160)}, repeats=1)
     t = r["tiny"]
     for k in ("copy_ms", "baseline_ms", "golden_ms", "golden_depth_ms", "device_ms", "device_depth_ms",
-              "golden_ratio", "device_ratio"):
+              "golden_ratio", "device_ratio", "golden_guided_ms", "device_vs_golden"):
         assert t[k] >= 0
-    assert "tiny" in format_bench(r)
+    text = format_bench(r)
+    assert "tiny" in text and "device / golden" in text and r["host"] in text

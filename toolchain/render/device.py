@@ -208,7 +208,7 @@ def trimap_q8(p8: np.ndarray, plan: StagePlan, coc, c8, k_q4: int) -> np.ndarray
     if coc is not None:
         x8 = (np.abs(coc) * 256) // max(k_q4, 1)
         far = (c8 >= round(matting.DEPTH_BG_CONF * 255)) & (x8 >= round(matting.DEPTH_FAR * 256))
-        sure_bg |= far & ~sure_fg & (p8 < 128) & ~(cv2.dilate(outline, disc(band)) > 0)
+        sure_bg |= far & ~sure_fg & (p8 < 128) & ~(cv2.dilate(outline, disc(matting.DEPTH_CLEAR_BANDS * band)) > 0)
     tri = np.full(p8.shape, 128, np.uint8)
     tri[sure_fg] = 255
     tri[sure_bg] = 0

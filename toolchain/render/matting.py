@@ -6,7 +6,7 @@ stage's working grid (plan.py), and hands full-resolution results back to golden
 
 1. `make_trimap`: sure subject / sure background / unknown from the model's P(subject), its
    uncertainty (values between P_SURE and 1 - P_SURE are unknown) and, when present, depth: a
-   confident depth far behind the focus plane settles hesitant mask pixels (more than a band from the
+   confident depth far behind the focus plane settles hesitant mask pixels (more than two bands from the
    outline: hair over the background has the background's depth) as background. The unknown band is at least BAND_MODEL_PX model pixels wide on either side of the
    0.5 outline (the model cannot place its edge better than that).
 2. `solve_alpha`: closed-form matting (Levin et al., pymatting's `cf_laplacian`) restricted to the
@@ -34,13 +34,16 @@ import cv2
 import numpy as np
 
 P_SURE = 0.95            # P(subject) above this (or below 1 - this) is not uncertain by itself
-BAND_MODEL_PX = 1.5      # unknown band half-width around the 0.5 outline, in model-output pixels
+BAND_MODEL_PX = 3.0      # unknown band half-width around the 0.5 outline, in model-output pixels
 BAND_MIN_PX = 3          # ... and at least this many working pixels
+DEPTH_CLEAR_BANDS = 2    # depth may settle hesitant pixels only this many bands or more from the outline
 UNCERTAIN_REACH = 3      # uncertain mask values are unknown only within this many bands of the outline
 DEPTH_BG_CONF = 0.5      # depth confidence from which a far depth may declare background
 DEPTH_FAR = 0.35         # |CoC| / K above which depth says "well behind the subject"
 CF_EPSILON = 1e-6        # closed-form regulariser (pymatting's default is 1e-7; 1e-6 is smoother, faster)
 CF_RADIUS = 1            # 3x3 windows
+ALPHA_SNAP = 0.05        # solved alpha below this is 0, above 1 - this is 1 (linear in between)
+PRIOR_WEIGHT = 1e-3      # pull of the solve towards the model's P(subject) (the Laplacian's diagonal is ~1)
 CG_RTOL = 1e-4           # conjugate-gradient stopping tolerance (relative residual)
 CG_MAXITER = 400
 FG_REGULARIZATION = 1e-5  # estimate_foreground_ml defaults
@@ -86,9 +89,9 @@ def make_trimap(p: np.ndarray, band_px: int, depth_x: np.ndarray | None = None,
         # (depth at the subject's distance is not used to reopen the band: registered sensor depth
         # bleeds over the outline, and the wider band it made cost more than it found, measured)
         # close: a confident far depth settles a hesitant mask (P < 1 - P_SURE ... 0.5) as background,
-        # but not within one band of the outline, where hair and whiskers over the background have
-        # the background's depth
-        sure_bg |= far & ~sure_fg & (p < 0.5) & ~cv2.dilate(outline, k).astype(bool)
+        # but not within DEPTH_CLEAR_BANDS bands of the outline, where hair and whiskers over the
+        # background have the background's depth (nearer, it cost more hair than it saved, measured)
+        sure_bg |= far & ~sure_fg & (p < 0.5) & ~cv2.dilate(outline, _disc(DEPTH_CLEAR_BANDS * band_px)).astype(bool)
     tri = np.full(p.shape, 0.5, np.float32)
     tri[sure_fg] = 1.0
     tri[sure_bg] = 0.0
@@ -122,8 +125,9 @@ def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_E
     return (sp.diags(np.asarray(W.sum(axis=1)).ravel()) - W).tocsr()
 
 
-def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray) -> np.ndarray:
-    """Closed-form alpha in the unknown band. image_rgb: uint8 or float in [0, 1]; returns float32 HxW."""
+def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+    """Closed-form alpha in the unknown band, weakly pulled (PRIOR_WEIGHT) towards `prior` (the model's
+    P(subject); 0.5 when None). image_rgb: uint8 or float in [0, 1]; returns float32 HxW."""
     from pymatting import cg, ichol, jacobi
 
     alpha = np.where(trimap >= 1.0, 1.0, 0.0).astype(np.float32)
@@ -137,15 +141,26 @@ def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     unk = unknown[y0:y1, x0:x1]
     is_fg, is_unknown = (tri >= 1.0).ravel(), unk.ravel()
     L = band_laplacian(img, unk)
-    L_u = L[is_unknown][:, is_unknown].tocsc()
+    # a weak pull towards the model's own P(subject) keeps the system positive definite in flat
+    # regions (where the closed form alone is singular and ichol fails) and settles them as the model did
+    import scipy.sparse as sp
+    n_u = int(is_unknown.sum())
+    L_u = (L[is_unknown][:, is_unknown] + sp.identity(n_u, format="csr") * PRIOR_WEIGHT).tocsc()
     rhs = -(L[is_unknown] @ (is_fg & ~is_unknown).astype(np.float64))
+    if prior is not None:
+        rhs += PRIOR_WEIGHT * prior[y0:y1, x0:x1].ravel()[is_unknown].astype(np.float64)
+    else:
+        rhs += PRIOR_WEIGHT * 0.5
     try:
-        precond = ichol(L_u)
+        precond = ichol(L_u, shifts=[0.0])
     except Exception:   # ichol refuses a matrix that is not positive definite enough: Jacobi instead
         precond = jacobi(L_u)
-    x = cg(L_u, rhs, x0=np.full(int(is_unknown.sum()), 0.5), M=precond, rtol=CG_RTOL, maxiter=CG_MAXITER)
+    x = cg(L_u, rhs, x0=np.full(n_u, 0.5), M=precond, rtol=CG_RTOL, maxiter=CG_MAXITER)
     crop = alpha[y0:y1, x0:x1].ravel().copy()
-    crop[is_unknown] = np.clip(x, 0, 1)
+    # snap near-certain values: closed form leaves textured subject pixels in the band a few percent
+    # short of 1 (key colour showing through) and background texture a few percent above 0
+    x = np.clip((x - ALPHA_SNAP) / (1 - 2 * ALPHA_SNAP), 0, 1)
+    crop[is_unknown] = x
     alpha[y0:y1, x0:x1] = crop.reshape(tri.shape)
     return alpha
 
@@ -173,6 +188,6 @@ def matte(work_rgb: np.ndarray, p: np.ndarray, plan, depth_x=None, depth_conf=No
           foreground: bool = True) -> Matte:
     """Trimap, solved alpha and foreground correction on the working grid."""
     tri = make_trimap(p, band_radius(plan), depth_x, depth_conf)
-    alpha = solve_alpha(work_rgb, tri)
+    alpha = solve_alpha(work_rgb, tri, p)
     delta = estimate_foreground(work_rgb, alpha, tri) if foreground else None
     return Matte(tri, alpha, delta)
