@@ -119,8 +119,10 @@ def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> li
             if address:
                 ray.init(address=address, **kw)
             else:
-                ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,  # never a stray cluster
-                         object_store_memory=256 * 1024 * 1024, **kw)
+                # address="local": never a stray cluster. Ray starts workers at nice 15 to keep its own
+                # processes responsive; here the workers are the job, so they run at the driver's priority.
+                ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,
+                         object_store_memory=256 * 1024 * 1024, _system_config={"worker_niceness": 0}, **kw)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise EngineError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: {exc}",
                               fix="check `ray status --address ADDR` on the head node, or use --engine local") from exc
