@@ -167,3 +167,13 @@ def test_cli_local_run_does_not_import_ray(tmp_path, bundles, seg_set):
 def test_voc_palette_matches_pascal():
     pal = datasets.voc_palette()
     assert pal[15].tolist() == [192, 128, 128] and pal[8].tolist() == [64, 0, 0] and pal[255].tolist() == [224, 224, 192]
+
+
+def test_cli_dataset_synth(tmp_path, capsys):
+    from toolchain.cli import main
+    assert main(["dataset", "synth", "--n", "2", "--out", str(tmp_path / "d"), "--task", "matting", "--size", "40x48",
+                 "--no-progress"]) == 0
+    assert "2 samples" in capsys.readouterr().out
+    assert cv2.imread(str(tmp_path / "d" / "alpha" / "synth_000001.png"), cv2.IMREAD_UNCHANGED).shape == (40, 48)
+    assert main(["dataset", "synth", "--n", "2", "--out", str(tmp_path / "e"), "--size", "40by48"]) == 2
+    assert "bad --size" in capsys.readouterr().err
