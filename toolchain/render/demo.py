@@ -152,6 +152,16 @@ figure{display:inline-block;margin:4px;vertical-align:top}figcaption{font-size:1
 img{display:block;image-rendering:auto}table{border-collapse:collapse;font-size:12px;margin-bottom:12px}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}.crop img{image-rendering:pixelated}"""
 
+# Self-check a browser runs on load (the gallery test reads it): every image decoded (the load event
+# waits for all images), else console.error.
+CHECK_JS = """window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var n = imgs.filter(function (im) { return im.complete && im.naturalWidth > 0; }).length;
+  document.title = 'decoded ' + n + '/' + imgs.length;
+  document.body.setAttribute('data-decoded', n + '/' + imgs.length);
+  if (n !== imgs.length) { console.error('images that did not decode: ' + (imgs.length - n)); }
+});"""
+
 
 def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = None, quick: bool = False) -> Path:
     """Write out_dir/index.html (self-contained) and out_dir/figures.json; return the HTML path."""
@@ -211,7 +221,8 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
            "<p>Ours: trimap from the mask, closed-form alpha in the band, foreground colours "
            "(toolchain/render/matting.py). 'today' in the tables is the fused stage before matting "
            "(guided filter on the mask). Spill: mean RGB distance between the chroma composite and the true "
-           "foreground inside the subject, in the band.</p>" + tables + "".join(sections) + "</body></html>")
+           "foreground inside the subject, in the band.</p>" + tables + "".join(sections)
+           + f"<script>{CHECK_JS}</script></body></html>")
     path = out_dir / "index.html"
     path.write_text(doc)
     return path
