@@ -113,6 +113,7 @@ def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> li
     except ImportError as exc:
         raise EngineError("Ray is not installed", fix="pip install -r requirements.lock, or use --engine local") from exc
     started = False
+    t0 = time.perf_counter()
     if not ray.is_initialized():
         kw = dict(logging_level="ERROR", log_to_driver=False)
         try:
@@ -127,6 +128,7 @@ def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> li
             raise EngineError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: {exc}",
                               fix="check `ray status --address ADDR` on the head node, or use --engine local") from exc
         started = True
+    stats["ray_init_s"] = round(time.perf_counter() - t0, 2)
     Worker = ray.remote(num_cpus=1, max_restarts=0)(_ShardWorker)
     n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     actors = [Worker.remote() for _ in range(n)]
