@@ -204,6 +204,9 @@ def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None,
         raise InputError(f"{mid} is a {manifest.get('task')} model; a {ds.task} set needs a "
                          f"{' or '.join(_TASKS_FOR[ds.task])} model", where=str(ds.root),
                          fix="pick a bundle whose task matches the set (or pass --task)")
+    if shard_size < 1 or (workers is not None and workers < 1) or threads < 1:
+        raise InputError(f"--shard-size {shard_size}, --workers {workers}, --threads {threads}: each must be >= 1",
+                         fix="pass positive numbers")
     if align not in (None, "inverse", "depth"):
         raise InputError(f"--align {align!r}", fix="use inverse or depth")
     files, notes = model_files(bundle, manifest)
