@@ -130,7 +130,11 @@ def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> li
         started = True
     stats["ray_init_s"] = round(time.perf_counter() - t0, 2)
     Worker = ray.remote(num_cpus=1, max_restarts=0)(_ShardWorker)
-    n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    n = workers or max(1, cpus)
+    if n > cpus:
+        print(f"warning: {n} workers asked for, the cluster has {cpus} CPUs now; the others start only when the "
+              f"autoscaler adds nodes (use --workers {cpus} otherwise)", file=sys.stderr)
     actors = [Worker.remote() for _ in range(n)]
     stats["workers"] = n
     results, done = [None] * len(shards), [False] * len(shards)
