@@ -95,7 +95,9 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
     mid = manifest["model_id"]
     size_hw = tuple(manifest["input"]["size"])
     float_file = f"{mid}_float32.tflite"
-    int8_files = sorted(n for n in manifest.get("models", {}) if n.endswith(".tflite") and "_int8" in n)
+    # every int8 file and the handoff, whatever its rung (w8a16, mixed float): what a port must reproduce
+    int8_files = sorted(n for n in manifest.get("models", {})
+                        if n.endswith(".tflite") and ("_int8" in n or n == manifest.get("handoff")))
     if not int8_files:
         raise InputError(f"bundle {mid} has no int8 model to write goldens for", where=str(bundle),
                          fix="export with int8 in the recipe's precisions")

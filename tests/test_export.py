@@ -171,7 +171,9 @@ def test_real_deeplab_257_export_meets_its_gate(deeplab_bundle):
     assert m["import_check"]["max_abs_diff"] <= 1e-3 and m["import_check"]["argmax_agreement"] >= 0.9999
     assert m["models"]["deeplabv3_mnv2_pascal_257_int8.tflite"]["float_ops"] == []
     assert m["calibration"]["actual_samples"] >= 100
-    assert m["handoff"] == "deeplabv3_mnv2_pascal_257_int8.tflite" and "goldens/goldens.json" in m["files"]
+    # the handoff is the first ladder rung that met on both kernel sets, integer only
+    assert m["handoff"] == next(r["file"] for r in m["ladder"] if r["met"]) and "goldens/goldens.json" in m["files"]
+    assert m["models"][m["handoff"]]["float_op_count"] == 0 and m["models"][m["handoff"]]["input"]["dtype"] == "uint8"
     # the same int8 model fails a budget set out of its reach
     from toolchain.parity.gate import compare_pair, parity_images
     from toolchain.recipes import load_recipe

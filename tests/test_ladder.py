@@ -189,7 +189,7 @@ def test_export_hands_off_uint8_input_as_the_manifest_says(tiny, tmp_path, monke
     # a second run reuses the cached import, calibration, conversions and parity figures
     b2 = _export(tiny, tmp_path / "out", _recipe(["w8a16"]), monkeypatch, tmp_path).bundle
     hits = json.loads((b2 / "manifest.json").read_text())["cache"]["hits"]
-    assert {"float", "array.npy", "tiny_w8a16.tflite"} <= set(hits) and "result.json" in hits
+    assert {"float", "array.npy", "tiny_w8a16.tflite", "parity tiny_w8a16.tflite (xnnpack/reference)"} <= set(hits)
 
 
 def test_budget_out_of_reach_fails_every_rung_and_keeps_the_previous_bundle(tiny, tmp_path, monkeypatch):

@@ -217,8 +217,11 @@ class _Steps:
 
     def cached_value(self, parts: list, compute):
         """A JSON-able figure (cached by the export's key and `parts`)."""
-        return cache.cached_json(cache.key(self.base, *parts), lambda: {"value": compute()},
-                                 hits=self.hits)["value"]
+        n = len(self.hits)
+        value = cache.cached_json(cache.key(self.base, *parts), lambda: {"value": compute()}, hits=self.hits)["value"]
+        if len(self.hits) > n:
+            self.hits[-1] = str(parts[0])
+        return value
 
     def judge(self, float_path: Path, quant_path: Path, images, kernels=KERNELS) -> dict:
         """Parity figures of quant_path vs float_path on `kernels` (cached by both files' SHA-256)."""
@@ -230,6 +233,7 @@ class _Steps:
         figs = cache.cached_json(digest, lambda: compare_pair(self.entry, self.recipe, float_path, quant_path,
                                                               images, kernel_sets=kernels), hits=self.hits)
         if len(self.hits) > n:
+            self.hits[-1] = f"parity {quant_path.name} ({'/'.join(kernels)})"
             self.say(f"parity of {quant_path.name} on {'/'.join(kernels)}: from the cache")
         return figs
 
