@@ -189,8 +189,12 @@ def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path
     if depth is not None:
         depth_m, confidence = read_depth(depth)
     elif depth_model is not None:
+        import cv2
         inv, ran = run_depth_model(depth_model, image)
-        depth_m = pseudo_depth(inv)
+        # the model saw the photo stretched to its input size: stretch its map back to the photo's aspect
+        f = max(inv.shape) / max(image.shape[:2])
+        size = (max(1, round(image.shape[1] * f)), max(1, round(image.shape[0] * f)))
+        depth_m = pseudo_depth(cv2.resize(inv, size, interpolation=cv2.INTER_LINEAR))
         notes.append(f"depth from {ran} (relative, no metric scale)")
     bg = load_rgb(background) if background is not None else None
     result = render(image, low_res, spec, depth_m=depth_m, confidence=confidence, focus_m=focus_m,

@@ -313,3 +313,55 @@ def photo_edges(bundle, photos=None, implementations=("golden",)) -> list[dict]:
         r["name"] = f"{ph.stem} ({Path(bundle).name})"
         rows.append(r)
     return rows
+
+
+def main(argv=None) -> int:
+    """python -m toolchain.render.quality [--synthetic] [BUNDLE ...]: issue 12's edge figures, today's
+    stage (guided) against matting, per photo with a reference alpha (mask from each bundle; a person
+    model is judged on people only) and on the synthetic scenes."""
+    import argparse
+    import json
+    ap = argparse.ArgumentParser(prog="python -m toolchain.render.quality", description=main.__doc__.split(":")[0])
+    ap.add_argument("bundles", nargs="*", help="segmentation bundle folders or model ids")
+    ap.add_argument("--synthetic", action="store_true", help="also the synthetic scenes (exact alpha, ToF depth)")
+    ap.add_argument("--device", action="store_true", help="also the device (fixed-point) path")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    from .photo import resolve_bundle
+    impl = ("golden", "device") if args.device else ("golden",)
+    report = {}
+    groups = []
+    for b in args.bundles:
+        bundle = resolve_bundle(b)
+        person_only = "selfie" in bundle.name
+        rows = [r for r in photo_edges(bundle, implementations=impl)
+                if r["guided"]["iou"] > 0.5 and (not person_only or r["name"].startswith("person"))]
+        groups.append((f"photos, {bundle.name}", rows))
+    if args.synthetic:
+        groups.append(("synthetic scenes", synthetic_edges(implementations=impl)))
+    for title, rows in groups:
+        if not rows:
+            print(f"{title}: no frame")
+            continue
+        s = summarize_edges(rows)
+        print(f"{title}:")
+        for r in rows:
+            print(f"  {r['name']:44} " + " | ".join(
+                f"{k} acc {r[k]['band_acc']:.3f} sad {r[k]['sad_k']:.2f} spill {r[k].get('spill', float('nan')):.2f}"
+                for k in r if k != "name"))
+        print(f"  => band accuracy {s['band_acc_gain']:+.3f} (target >= +0.08), SAD {s['sad_ratio']:.2f}x lower "
+              f"(target 2x), spill {s['spill_ratio']:.2f}x lower (target 2x), worse: {', '.join(s['worse']) or 'none'}")
+        if args.device:
+            d = summarize_edges(rows, new="device_matting", old="matting")
+            print(f"  => device vs golden matting: band accuracy {d['band_acc_gain']:+.3f}, SAD x{1 / d['sad_ratio']:.2f}, "
+                  f"spill x{1 / d['spill_ratio']:.2f}")
+        report[title] = {"rows": rows, "summary": s}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())
