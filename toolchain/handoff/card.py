@@ -25,21 +25,32 @@ def write_card(bundle: Path, report=None) -> Path:
 
 def _why(manifest: dict, name: str) -> str:
     rec = manifest["models"][name]
-    if rec.get("rung"):
-        r = rec["rung"]
-        return r if isinstance(r, str) else "; ".join(f"{k}: {v}" for k, v in r.items() if not isinstance(v, (dict, list)))
-    p = rec.get("precision")
+    parts = []
     if name == manifest.get("handoff"):
-        return "the handoff: the integer-only file that met the parity budget"
+        parts.append("**the handoff**: the integer-only file that met the parity budget")
     if name == manifest.get("handoff_cpu"):
-        return "CPU handoff: the fastest XNNPACK file that met the parity budget"
-    return {"float32": "the float reference every other file is compared with",
-            "float16": "float16 weights, float32 compute: half the size, GPU delegates",
-            "dynamic": "int8 weights, float activations (dynamic range): small, CPU only",
-            "int8": "full-integer int8" + ("" if manifest.get("handoff") == name else
-                                          " (not the handoff: see the parity figures)"),
-            "int8_labels": "int8 with ArgMax inside: one class index per pixel, no logits",
-            "int8_mixed": "int8 with some layers kept float (mixed precision)"}.get(p, p or "")
+        parts.append("**CPU handoff**: the fastest XNNPACK file that met the parity budget")
+    rung = rec.get("rung")
+    step = next((r for r in manifest.get("ladder") or [] if isinstance(r, dict) and r.get("file") == name), None)
+    if step is not None:
+        figs = step.get("worse_of_both") or {}
+        shown = ", ".join(f"{k} {figs[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "iou", "mean_abs_diff")
+                          if isinstance(figs.get(k), float))
+        parts.append(f"ladder rung {step.get('label') or rung}: " + ("met the budget" if step.get("met") else
+                     "missed the budget (" + "; ".join(step.get("failures") or []) + ")") + (f"; {shown}" if shown else ""))
+    elif rung:
+        parts.append(f"ladder rung {rung}" + (": same quantization as that rung, ArgMax inside"
+                                              if rec.get("precision") == "int8_labels" else ""))
+    if not parts:
+        p = rec.get("precision")
+        parts.append("the float32 model as ONNX, checked against TF in onnxruntime" if name.endswith(".onnx") else
+                     {"float32": "the float reference every other file is compared with",
+                      "float16": "float16 weights, float32 compute: half the size, for GPU delegates",
+                      "dynamic": "int8 weights, float activations (dynamic range): small, CPU only",
+                      "int8": "full-integer int8 (not the handoff: see the parity figures)",
+                      "int8_labels": "int8 with ArgMax inside: one class index per pixel, no logits",
+                      "int8_mixed": "int8 with some layers kept float (mixed precision)"}.get(p, p or ""))
+    return "; ".join(parts)
 
 
 def _example(manifest: dict, bundle: Path, name: str, record: dict) -> str:
@@ -53,19 +64,29 @@ def _example(manifest: dict, bundle: Path, name: str, record: dict) -> str:
     if vec is None and manifest["models"][name].get("precision") == "float32":
         vec = next((v for v in idx["vectors"] if v.get("stage") == "model" and "float_reference" in v), None)
         float_ref = vec is not None
-    if vec is None:
-        return "(no golden vector for this file; see the handoff file's example)"
+    ran = None
+    if vec is None:  # no golden vector for this file: run it (LiteRT, XNNPACK) on the first golden input
+        vec = next((v for v in idx["vectors"] if v.get("stage") == "model"), None)
+        if vec is None:
+            return "(no golden inputs in this bundle to take a worked example from)"
+        ran = _run_once(bundle / name, record, np.load(bundle / "goldens" / vec["inputs"]["image"]["file"],
+                                                         allow_pickle=False))
     x = np.load(bundle / "goldens" / vec["inputs"]["image"]["file"], allow_pickle=False)[0]
     h, w = x.shape[:2]
     r, c = h // 2, w // 2
     rgb = [int(v) for v in x[r, c]]
-    outs = vec["float_reference"] if float_ref else vec["expected"]
-    key, rec = next(iter(outs.items()))
-    y = np.load(bundle / "goldens" / rec["file"], allow_pickle=False)[0][r, c]
+    if ran is not None:
+        key, (arr, rec) = next(iter(ran.items()))
+        y = arr[0][r, c]
+    else:
+        outs = vec["float_reference"] if float_ref else vec["expected"]
+        key, rec = next(iter(outs.items()))
+        y = np.load(bundle / "goldens" / rec["file"], allow_pickle=False)[0][r, c]
     spec = record["outputs"][0]
     labels = manifest.get("labels") or []
     feed = ("uint8 bytes" if record["input"]["dtype"] == "uint8" else "float32 values") + f" {rgb}"
-    lines = [f"Image `{vec['name'].split('_')[-1]}` from goldens/ (resized to {w}x{h}), pixel (row {r}, column {c}):",
+    lines = [f"Golden input image of `{vec['name']}` ({w}x{h})" + (", this file run on it with LiteRT" if ran is not None else "")
+             + f", pixel (row {r}, column {c}):",
              f"- in: RGB {rgb} -> feed the {feed} (no normalization: it is inside the model)"]
     y = np.asarray(y, dtype=np.float32 if float_ref else None)
     scale, zp = rec.get("scale"), rec.get("zero_point")
@@ -87,6 +108,22 @@ def _example(manifest: dict, bundle: Path, name: str, record: dict) -> str:
         lines.append(f"- out `{key}`: {raw} -> probability of {what!r}"
                      + (f" ({what} at > 0.5)" if spec.get("range") == [0.0, 1.0] else ""))
     return "\n".join(lines)
+
+
+def _run_once(path: Path, record: dict, x: np.ndarray) -> dict:
+    """{output key: (raw array, {"scale", "zero_point"})} of one LiteRT (XNNPACK) run, fed as the contract says."""
+    from ai_edge_litert.interpreter import Interpreter
+    from .verify import contract_input
+    interp = Interpreter(model_path=str(path), num_threads=1)
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], contract_input(record, x))
+    interp.invoke()
+    by_tensor = {o["tensor_name"]: o["key"] for o in record["outputs"]}
+    out = {}
+    for od in interp.get_output_details():
+        scale, zp = od.get("quantization", (0.0, 0))
+        out[by_tensor.get(od["name"], od["name"])] = (interp.get_tensor(od["index"]), {"scale": scale, "zero_point": zp})
+    return out
 
 
 def _snippets(manifest: dict, name: str, record: dict) -> str:
@@ -188,7 +225,10 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
         figs = ", ".join(f"{k} {p[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "edge_band_agreement", "iou",
                                                        "mean_abs_diff", "delta1", "abs_rel") if isinstance(p.get(k), float))
         ka = p.get("kernel_agreement") or {}
-        lines.append(f"- int8 vs float32 on {p.get('images', 'the')} images, judged on the {p.get('kernels')} kernels: "
+        n_img = len(p["images"]) if isinstance(p.get("images"), list) else p.get("images", "the")
+        kern = "both kernel sets (XNNPACK and reference, the worse of the two)" if p.get("kernels") == "both" \
+            else f"the {p.get('kernels')} kernels"
+        lines.append(f"- handoff vs float32 on {n_img} images, judged on {kern}: "
                      f"{figs} ({'PASS' if p.get('passed') else 'FAIL: ' + '; '.join(p.get('failures', []))})")
         if ka:
             lines.append("- XNNPACK vs reference kernels: " + ", ".join(
@@ -198,7 +238,9 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
         lines.append(f"- mixed precision: {mp.get('message')}")
     for rung in manifest.get("ladder") or []:
         if isinstance(rung, dict):
-            lines.append("- ladder rung: " + ", ".join(f"{k} {v}" for k, v in rung.items() if not isinstance(v, (dict, list))))
+            lines.append(f"- ladder rung {rung.get('label') or rung.get('rung')} (`{rung.get('file')}`): "
+                         + ("met" if rung.get("met") else "missed: " + "; ".join(rung.get("failures") or []))
+                         + f"; {rung.get('float_ops', '?')} float ops, {rung.get('int16_ops', 0)} int16 ops")
     mw = manifest.get("measured_with") or {}
     lines.append(f"- measured with {mw.get('interpreter')}, converter {mw.get('converter')}, host {mw.get('host')}")
     if report is not None:
