@@ -5,8 +5,9 @@ b1_i -> b1_i / s_i, W2 (in channel i) -> W2_i * s_i, with s_i = sqrt(r1_i / r2_i
 the channel in each layer), so both layers' channel ranges meet in the middle and the tensor
 between them has even channel ranges for its one int8 scale. Exact where the activation between
 them is positive-homogeneous: none or ReLU. ReLU6 is not (relu6(y / s) * s = clip(y, 0, 6 s)):
-a channel is scaled there only if the calibration set never reaches 6 in it, and only by s_i >=
-max_i / 6, so its clip point stays above every value it sees; saturating channels keep s = 1.
+a channel is scaled there only if its largest value over the whole calibration set, max_i, is at
+most 3, and only by s_i >= 2 max_i / 6, so both the old and the new clip point stay at least 2x
+above every value seen (headroom for other images); other channels keep s = 1.
 Nothing is equalized across hard-swish or any other op, nor when the first layer's output feeds
 anything else.
 
@@ -23,6 +24,7 @@ import numpy as np
 from .graphedit import Conv, Editable, LayerStats, channel_scales, from_matrix, round_nearest, weight_matrix
 
 _EQUALIZABLE = {"NONE", "RELU", "RELU6"}
+_RELU6_HEADROOM = 2.0
 
 
 def cle_pairs(ed: Editable) -> list[tuple[Conv, Conv]]:
@@ -44,7 +46,7 @@ def cle_pairs(ed: Editable) -> list[tuple[Conv, Conv]]:
     return pairs
 
 
-def equalize(float_tflite, out_path, representative: np.ndarray, *, images: int = 8,
+def equalize(float_tflite, out_path, representative: np.ndarray, *, images: int = 100,
              iterations: int = 2, progress=None) -> dict:
     """Cross-layer equalization of every eligible pair; writes `out_path`, returns a record."""
     ed = Editable(float_tflite)
@@ -65,8 +67,12 @@ def equalize(float_tflite, out_path, representative: np.ndarray, *, images: int 
                 continue
             s = np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 / np.maximum(r2, 1e-30)), 1.0)
             if c1.activation == "RELU6":
-                mx = out_max[c1.op_index]
-                s = np.where(mx >= 6.0 - 1e-4, 1.0, np.maximum(s, mx / 6.0 * (1 + 1e-6)))
+                mx = out_max[c1.op_index]  # of the current weights: updated below after each scaling
+                # both clip points (6 and 6 s) stay >= 2x the largest value seen on the whole
+                # calibration set, so images it does not hold are very unlikely to reach either
+                ok = mx <= 6.0 / _RELU6_HEADROOM
+                s = np.where(ok, np.maximum(s, _RELU6_HEADROOM * mx / 6.0), 1.0)
+                out_max[c1.op_index] = mx / s
             s = s.astype(np.float32)
             ed.set(c1.w, from_matrix(m1 / s[:, None], c1.kind, w1.shape))
             if c1.b is not None:

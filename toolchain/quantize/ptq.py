@@ -53,7 +53,7 @@ def apply_weight_techniques(float_tflite: Path, out_path: Path, names, represent
     if "cle" in names:
         t = time.monotonic()
         nxt = Path(f"{work}_cle.tflite")
-        records["cle"] = equalize(cur, nxt, representative, images=images, progress=progress)
+        records["cle"] = equalize(cur, nxt, representative, progress=progress)  # ReLU6 maxima: every sample
         cur, seconds["cle"] = nxt, round(time.monotonic() - t, 1)
     rounded, stats = None, None
     if "adaround" in names or "bias_correction" in names:

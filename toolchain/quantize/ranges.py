@@ -92,9 +92,11 @@ def searchable_tensors(calibrated: bytes) -> list[int]:
 
 def sample_activations(calibrated: bytes, representative: np.ndarray, tensors: list[int], *,
                        images: int = 8, per_image: int = 4096, seed: int = 0) -> dict[int, np.ndarray]:
-    """Run the calibrated (still float) model on up to `images` samples and keep a uniform random
-    subset of each tensor's values (no extremes added: the error of a clipped outlier must weigh
-    as much as its real frequency, not more)."""
+    """Run the calibrated (still float) model on up to `images` samples and keep a random subset
+    of each tensor's values plus each image's two extremes. The extremes weigh more in the sample
+    than in the tensor, which makes the MSE search clip more cautiously; measured on the selfie
+    model (int8, XNNPACK, worst photo IoU): 0.90 with them, 0.29 with a uniform sample only, 0.82
+    for plain min/max: a clipped extreme costs the output more than its share of squared error."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     interp = Interpreter(model_content=calibrated, num_threads=2, experimental_preserve_all_tensors=True,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
@@ -109,7 +111,7 @@ def sample_activations(calibrated: bytes, representative: np.ndarray, tensors: l
         for t in tensors:
             v = interp.get_tensor(t).reshape(-1)
             take = v if v.size <= per_image else v[rng.integers(0, v.size, per_image)]
-            kept[t].append(take)
+            kept[t].append(np.concatenate([take, [v.min(), v.max()]]))
     return {t: np.concatenate(v) for t, v in kept.items()}
 
 
