@@ -43,7 +43,8 @@ DEPTH_FAR = 0.35         # |CoC| / K above which depth says "well behind the sub
 CF_EPSILON = 1e-6        # closed-form regulariser (pymatting's default is 1e-7; 1e-6 is smoother, faster)
 CF_RADIUS = 1            # 3x3 windows
 ALPHA_SNAP = 0.05        # solved alpha below this is 0, above 1 - this is 1 (linear in between)
-PRIOR_WEIGHT = 1e-3      # pull of the solve towards the model's P(subject) (the Laplacian's diagonal is ~1)
+PRIOR_WEIGHT = 1e-5      # pull of the solve towards the model's P(subject) (the Laplacian's diagonal is ~1)
+ICHOL_SHIFTS = [1e-4, 1e-3, 1e-2]   # diagonal shifts pymatting's ichol tries in turn (0 often breaks down)
 CG_RTOL = 1e-4           # conjugate-gradient stopping tolerance (relative residual)
 CG_MAXITER = 400
 FG_REGULARIZATION = 1e-5  # estimate_foreground_ml defaults
@@ -117,8 +118,9 @@ def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_E
     idx = np.stack([(cy + dy) * w + (cx + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=1)  # [n, 9]
     win = image.reshape(-1, 3)[idx]                                     # [n, 9, 3]
     d = win - win.mean(axis=1, keepdims=True)
-    cov = np.einsum("nki,nkj->nij", d, d) / 9 + (epsilon / 9) * np.eye(3)
-    wgt = (1 + np.einsum("nki,nij,nlj->nkl", d, np.linalg.inv(cov), d)) / 9   # [n, 9, 9] affinities
+    dt = d.transpose(0, 2, 1)                                          # [n, 3, 9]
+    cov = np.matmul(dt, d) / 9 + (epsilon / 9) * np.eye(3)
+    wgt = (1 + np.matmul(np.matmul(d, np.linalg.inv(cov)), dt)) / 9   # [n, 9, 9] affinities
     rows = np.repeat(idx, 9, axis=1).ravel()
     cols = np.tile(idx, (1, 9)).ravel()
     W = sp.csr_matrix((wgt.ravel(), (rows, cols)), shape=(h * w, h * w))
@@ -128,7 +130,7 @@ def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_E
 def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
     """Closed-form alpha in the unknown band, weakly pulled (PRIOR_WEIGHT) towards `prior` (the model's
     P(subject); 0.5 when None). image_rgb: uint8 or float in [0, 1]; returns float32 HxW."""
-    from pymatting import cg, ichol, jacobi
+    from pymatting import ichol, jacobi
 
     alpha = np.where(trimap >= 1.0, 1.0, 0.0).astype(np.float32)
     unknown = (trimap > 0) & (trimap < 1)
@@ -151,11 +153,15 @@ def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
         rhs += PRIOR_WEIGHT * prior[y0:y1, x0:x1].ravel()[is_unknown].astype(np.float64)
     else:
         rhs += PRIOR_WEIGHT * 0.5
-    try:
-        precond = ichol(L_u, shifts=[0.0])
-    except Exception:   # ichol refuses a matrix that is not positive definite enough: Jacobi instead
+    from scipy.sparse.linalg import LinearOperator
+    from scipy.sparse.linalg import cg as scipy_cg
+    try:   # a shifted factorisation is still a good preconditioner where the plain one breaks down
+        precond = ichol(L_u, shifts=ICHOL_SHIFTS)
+    except Exception:   # ichol refuses every shift: Jacobi (slower to converge, never fails)
         precond = jacobi(L_u)
-    x = cg(L_u, rhs, x0=np.full(n_u, 0.5), M=precond, rtol=CG_RTOL, maxiter=CG_MAXITER)
+    M = LinearOperator(L_u.shape, matvec=precond, dtype=np.float64)
+    # scipy's CG returns its last iterate when it hits maxiter (pymatting's raises): never a failed frame
+    x, _info = scipy_cg(L_u, rhs, x0=np.full(n_u, 0.5), M=M, rtol=CG_RTOL, maxiter=CG_MAXITER)
     crop = alpha[y0:y1, x0:x1].ravel().copy()
     # snap near-certain values: closed form leaves textured subject pixels in the band a few percent
     # short of 1 (key colour showing through) and background texture a few percent above 0
