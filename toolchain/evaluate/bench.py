@@ -64,7 +64,7 @@ def run_eval_bench(bundle: Path | None = None, *, n: int = 2000, workers: int = 
         r = evaluate(bundle, dataset, precisions=list(precisions), shard_size=shard_size, threads=1,
                      out_dir=out_dir / f"eval_{name}", progress=progress, **kw)
         runs[name] = {"wall_s": round(time.perf_counter() - t, 2), "engine_wall_s": r["engine"]["wall_s"],
-                      "ray_init_s": r["engine"].get("ray_init_s"),
+                      "ray_init_s": r["engine"].get("ray_init_s"), "cpu_s": r["engine"].get("cpu_s"),
                       "peak_rss_mb": r["engine"]["peak_rss_mb"], "retries": r["engine"].get("retries", 0),
                       "load_after": _load(), "figures": {f: {k: v for k, v in figs.items() if k in ("miou", "boundary_f",
                                                                                                      "drop_vs_float32")}
@@ -90,6 +90,9 @@ def format_eval_bench(res: dict) -> str:
         f"({res['n'] / ra['wall_s']:.1f} images/s), peak memory per worker "
         f"{', '.join(f'{v:.0f}' for v in sorted(ra['peak_rss_mb'].values()))} MB, shard retries {ra['retries']}, "
         f"of which starting Ray {ra['ray_init_s']} s",
+        f"  CPU obtained: local {lo['cpu_s'] / lo['engine_wall_s']:.2f} cores ({lo['cpu_s']:.0f} CPU s), Ray workers "
+        f"{ra['cpu_s'] / ra['engine_wall_s']:.2f} cores ({ra['cpu_s']:.0f} CPU s, start-up included); "
+        f"CPU time per image Ray / local x{ra['cpu_s'] / lo['cpu_s']:.2f}",
         f"  speed-up x{res['speedup']:.2f} (target >= {TARGET_SPEEDUP}: {'met' if res['met']['speedup'] else 'NOT met'}); "
         f"worker memory <= {TARGET_WORKER_MB} MB: {'met' if res['met']['worker_memory'] else 'NOT met'}; "
         f"per-image numbers identical: {res['identical_per_image']}",

@@ -38,6 +38,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_s() -> float:
+    """CPU seconds (user + system, all threads) this process has used so far."""
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
 def map_shards(fn, shards: list, *, engine: str = "local", address: str | None = None, workers: int | None = None,
                progress=None, unit: str = "items", sizes: list[int] | None = None, max_retries: int = 3,
                stats: dict | None = None) -> list:
@@ -61,11 +67,12 @@ def map_shards(fn, shards: list, *, engine: str = "local", address: str | None =
     bar = _bar(progress, sum(sizes), unit)
     try:
         if engine == "local":
-            results = []
+            results, c0 = [], cpu_s()
             for s, n in zip(shards, sizes):
                 results.append(fn(s))
                 bar.update(n)
-            stats.update({"workers": 1, "peak_rss_mb": {str(os.getpid()): round(peak_rss_mb(), 1)}})
+            stats.update({"workers": 1, "peak_rss_mb": {str(os.getpid()): round(peak_rss_mb(), 1)},
+                          "cpu_s": round(cpu_s() - c0, 2)})
         else:
             results = _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats)
     finally:
@@ -102,9 +109,9 @@ class _ShardWorker:
 
     def run(self, fn, shard):
         try:
-            return True, fn(shard), os.getpid(), peak_rss_mb()
+            return True, fn(shard), os.getpid(), (peak_rss_mb(), cpu_s())
         except Exception as exc:  # fn's own error goes back to the driver as it is (not retried)
-            return False, exc, os.getpid(), peak_rss_mb()
+            return False, exc, os.getpid(), (peak_rss_mb(), cpu_s())
 
 
 def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> list:
@@ -142,6 +149,7 @@ def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> li
     queue = deque(range(len(shards)))
     pending: dict = {}  # object ref -> (shard index, worker slot, actor handle)
     peak: dict[str, float] = {}
+    cpu: dict[str, float] = {}
 
     def submit(slot: int) -> None:
         i = queue.popleft()
@@ -174,7 +182,8 @@ def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> li
                                       "with the bundle and the dataset reachable there") from None
             if not ok:
                 raise res  # fn raised: the same error as the local engine gives
-            peak[str(pid)] = max(peak.get(str(pid), 0.0), round(rss, 1))
+            peak[str(pid)] = max(peak.get(str(pid), 0.0), round(rss[0], 1))
+            cpu[str(pid)] = max(cpu.get(str(pid), 0.0), rss[1])  # cumulative per process
             if not done[i]:
                 results[i], done[i] = res, True
                 bar.update(sizes[i])
@@ -189,5 +198,6 @@ def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> li
         if started:
             ray.shutdown()
     stats["peak_rss_mb"] = peak
+    stats["cpu_s"] = round(sum(cpu.values()), 2)  # the workers' CPU time, start-up and bundle loading included
     stats["attempts"] = attempts
     return results
