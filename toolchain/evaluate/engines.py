@@ -54,7 +54,7 @@ def map_shards(fn, shards: list, *, engine: str = "local", address: str | None =
     stopped). workers: Ray actors (default: the cluster's CPUs). progress: True shows a progress bar
     with ETA on stderr, counting `sizes[i]` (default 1) `unit`s per shard. max_retries: how often a
     shard whose worker died is run again. stats (a dict, filled in): engine, workers, retries,
-    wall_s, peak_rss_mb per worker process.
+    wall_s, peak_rss_mb per worker process, cpu_s (CPU seconds the workers used).
     """
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}", fix=f"use one of {', '.join(ENGINES)}")
