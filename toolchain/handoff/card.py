@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metadata import LITERT, MEDIAPIPE_SEGMENTER, file_record
+from .metadata import MEDIAPIPE_SEGMENTER, file_record
 
 
 def write_card(bundle: Path, report=None) -> Path:
@@ -262,6 +262,6 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
     show = list(dict.fromkeys(show))
     for n in show:
         lines += [f"### `{n}`", "", _snippets(manifest, n, records[n]), ""]
-    if LITERT and not show:
+    if not show:
         lines.append("(no .tflite file in this bundle)")
     return "\n".join(lines).rstrip() + "\n"

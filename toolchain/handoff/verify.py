@@ -21,7 +21,6 @@ Not for: the quantization budget (parity/), or the fused stage's goldens (device
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import tomllib
 import zipfile
@@ -33,7 +32,7 @@ import numpy as np
 from ..errors import InputError
 from ..registry import sha256_of
 from . import client
-from .metadata import (FLOAT_INPUT_PRECISIONS, LITERT, MEDIAPIPE_SEGMENTER, file_record, metadata_mismatches,
+from .metadata import (FLOAT_INPUT_PRECISIONS, MEDIAPIPE_SEGMENTER, file_record, metadata_mismatches,
                        read_metadata)
 
 TOLERANCES = Path(__file__).resolve().parent / "tolerances.toml"
