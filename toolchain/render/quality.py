@@ -353,8 +353,8 @@ def main(argv=None) -> int:
               f"(target 2x), spill {s['spill_ratio']:.2f}x lower (target 2x), worse: {', '.join(s['worse']) or 'none'}")
         if args.device:
             d = summarize_edges(rows, new="device_matting", old="matting")
-            print(f"  => device vs golden matting: band accuracy {d['band_acc_gain']:+.3f}, SAD x{1 / d['sad_ratio']:.2f}, "
-                  f"spill x{1 / d['spill_ratio']:.2f}")
+            print(f"  => device (fixed-point stand-in) vs golden matting: band accuracy {d['band_acc_gain']:+.3f}, "
+                  f"its SAD {1 / d['sad_ratio']:.2f}x golden's, its spill {1 / d['spill_ratio']:.2f}x golden's")
         report[title] = {"rows": rows, "summary": s}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
