@@ -83,6 +83,17 @@ def latency(path: Path, runs: int = 30, threads: int = 2) -> float:
     return float(np.median(ts) * 1000)
 
 
+def time_only(float_path: Path, files: list[Path]) -> int:
+    from toolchain.quantize.xnnpack import delegation, summary
+    isa = host_isa()
+    f32 = latency(float_path)
+    print(f"{float_path.name}: {f32:.2f} ms (float32, XNNPACK, 2 threads, median of 30) [host ISA: {isa}]")
+    for p in files:
+        ms = latency(p)
+        print(f"{p.name}: {ms:.2f} ms = {ms / f32:.2f}x float32 [host ISA: {isa}] | {summary(delegation(p))}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model")
@@ -90,7 +101,11 @@ def main(argv=None) -> int:
     ap.add_argument("--float", type=Path, help="float32 .tflite of the export (default: import it here)")
     ap.add_argument("--out", type=Path, default=Path("export/ptq"))
     ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--time-only", nargs="+", type=Path, metavar="TFLITE",
+                    help="only time these files against --float (and list their XNNPACK partitions)")
     args = ap.parse_args(argv)
+    if args.time_only:
+        return time_only(args.float, args.time_only)
 
     from toolchain import calibrate
     from toolchain.parity.gate import parity_images
