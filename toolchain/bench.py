@@ -109,7 +109,8 @@ def format_table(rows: list[dict]) -> str:
         cell = lambda k: f"{ms[k]:.1f}" if k in ms else "-"  # noqa: E731
         lines.append(f"{r['model_id']:34} {cell('float32'):>10} {cell('float16'):>10} {cell('dynamic'):>10} "
                      f"{cell('int8'):>8} {r.get('int8_over_float32_latency', '-'):>13} "
-                     f"{r.get('int8_over_float32_size', '-'):>13} {cell('int8_mixed'):>9}  {r.get('isa', '')}")
+                     f"{r.get('int8_over_float32_size', '-'):>13} {cell('mixed_float' if 'mixed_float' in ms else 'int8_mixed'):>9}"
+                     f"  {r.get('isa', '')}")
         if "w8a16" in ms:
             lines.append(f"{'':34} w8a16 handoff {ms['w8a16']:.1f} ms = {r['w8a16_over_float32_latency']}x float32 "
                          f"(built-in CPU kernels: XNNPACK does not run int16 activations)  {r.get('isa', '')}")

@@ -130,7 +130,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                 quantize.check_all_int8(labels_path, recipe["int8"]["allow_float_ops"])
                 files[labels_path.name] = labels_path
             say("handoff_cpu: timing the files that meet the budget on XNNPACK")
-            handoff_cpu = ladder.choose_handoff_cpu(ctx, files)
+            handoff_cpu = _retime_cpu_candidates(ladder.choose_handoff_cpu(ctx, files), files)
             say(f"handoff_cpu: {handoff_cpu['file']} " + ", ".join(
                 f"{k} {v['latency_ms']} ms" for k, v in handoff_cpu["candidates"].items() if "latency_ms" in v)
                 + f" [{handoff_cpu['isa']['summary']}]")
@@ -155,6 +155,27 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
             say(f"work folder kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int = 3, runs: int = 10) -> dict:
+    """handoff_cpu on a busy host: time the candidates that meet in interleaved rounds (the first
+    timing is round 1) and take each one's median, so a burst of load cannot pick the slower file."""
+    import statistics
+
+    from .bench import time_model
+    names = [n for n, v in choice["candidates"].items() if v.get("latency_ms") is not None and n in files]
+    if len(names) < 2:
+        return choice
+    times = {n: [choice["candidates"][n]["latency_ms"]] for n in names}
+    for _ in range(rounds - 1):
+        for n in names:
+            times[n].append(round(time_model(files[n], runs=runs), 2))
+    for n in names:
+        choice["candidates"][n]["latency_ms"] = round(statistics.median(times[n]), 2)
+        choice["candidates"][n]["latency_ms_rounds"] = times[n]
+    choice["file"] = min(names, key=lambda n: choice["candidates"][n]["latency_ms"])
+    choice["measured_with"] += f"; {rounds} interleaved rounds, median"
+    return choice
 
 
 class _Steps:
