@@ -196,6 +196,9 @@ def test_pack_is_reproducible_and_verify_accepts_the_zip(tiny_bundle, tmp_path):
         assert f"{stem}/SHA256SUMS" in names and f"{stem}/README.md" in names and f"{stem}/manifest.json" in names
         assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
     assert verify_mod.verify(z1, mediapipe=False).passed
+    # the CLI verifies first, then writes the same bytes
+    assert cli(["pack", str(tiny_bundle), "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / z1.name).read_bytes() == z1.read_bytes()
     # a zip whose model was swapped fails both the manifest and SHA256SUMS
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(z1) as src, zipfile.ZipFile(bad, "w") as dst:
