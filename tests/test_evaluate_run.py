@@ -177,3 +177,16 @@ def test_cli_dataset_synth(tmp_path, capsys):
     assert cv2.imread(str(tmp_path / "d" / "alpha" / "synth_000001.png"), cv2.IMREAD_UNCHANGED).shape == (40, 48)
     assert main(["dataset", "synth", "--n", "2", "--out", str(tmp_path / "e"), "--size", "40by48"]) == 2
     assert "bad --size" in capsys.readouterr().err
+
+
+def test_shared_photos_and_depth_photos_read_as_sets(shared_dir):
+    photos = open_dataset(shared_dir / "photos")
+    assert photos.task == "matting" and len(photos.samples) >= 4
+    assert all(Path(s.truth).name.startswith(s.name + "_alpha") for s in photos.samples)
+    rgb, alpha = load_sample(photos.samples[0])
+    assert rgb.shape[:2] == alpha.shape and 0.0 <= alpha.min() and alpha.max() <= 1.0
+    depth = open_dataset(shared_dir / "depth_photos")
+    assert depth.task == "depth" and len(depth.samples) >= 3
+    for s in depth.samples:
+        _, d = load_sample(s)
+        assert np.isfinite(d).all() and (d > 0).mean() > 0.9
