@@ -383,7 +383,7 @@ def render_html(result: dict) -> str:
         body.append(f"<tr><td>{escape(f['file'])}{role}</td><td>{escape(f['precision'])}</td>{cells}</tr>")
     parts = [f"<!doctype html><meta charset=utf-8><title>evaluate {escape(result['model_id'])}</title>",
              "<style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-             "padding:3px 6px;text-align:right}td:first-child{text-align:left}</style>",
+             "padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}</style>",
              f"<h1>{escape(result['model_id'])}: accuracy against ground truth</h1>",
              f"<p>{escape(result['dataset']['root'])} ({escape(result['dataset']['layout'])}): "
              f"{result['dataset']['evaluated']} images evaluated, {result['dataset']['bad']} bad. "
@@ -403,7 +403,9 @@ def render_html(result: dict) -> str:
     parts.append(f"<h2>Run</h2><p>engine {escape(str(e['engine']))}, {e.get('workers')} worker(s), {e['wall_s']} s "
                  f"({e.get('images_per_s')} images/s), shard retries {e.get('retries', 0)}, peak memory per worker "
                  f"{escape(str(sorted((e.get('peak_rss_mb') or {}).values())))} MB; kernels "
-                 f"{escape(result['settings']['kernels'])}; host {escape(result['host']['machine'])}.</p>")
+                 f"{escape(result['settings']['kernels'])}; host {escape(result['host']['machine'])}"
+                 + (f"; depth aligned (scale and shift) in {escape(result['settings']['align'])} space"
+                    if result["settings"].get("align") else "") + ".</p>")
     if result["bad_samples"]:
         parts.append("<h2>Bad samples (skipped, not counted)</h2><ul>" + "".join(
             f"<li>{escape(b['name'])}: {escape(b['reason'])}</li>" for b in result["bad_samples"]) + "</ul>")
