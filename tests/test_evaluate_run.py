@@ -190,3 +190,36 @@ def test_shared_photos_and_depth_photos_read_as_sets(shared_dir):
     for s in depth.samples:
         _, d = load_sample(s)
         assert np.isfinite(d).all() and (d > 0).mean() > 0.9
+
+
+def test_onnx_file_of_the_bundle_runs_in_onnxruntime(tmp_path, bundles, seg_set):
+    """An ONNX file in the manifest is evaluated too: here a 1x1 convolution whose logits favour
+    class 15 on bright pixels, so its figures differ from the float32 .tflite's."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    b = tmp_path / "tinyseg"
+    shutil.copytree(bundles["segmentation"], b)
+    w = np.zeros((21, 3, 1, 1), np.float32)
+    w[15] = 1.0 / 255
+    bias = np.zeros(21, np.float32)
+    bias[0] = 1.5
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["xc"], perm=[0, 3, 1, 2]),
+         helper.make_node("Conv", ["xc", "w", "b"], ["yc"]),
+         helper.make_node("Transpose", ["yc"], ["y"], perm=[0, 2, 3, 1])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 33, 33, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 33, 33, 21])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), b / "tinyseg_float32.onnx")
+    m = json.loads((b / "manifest.json").read_text())
+    m["models"]["tinyseg_float32.onnx"] = {"precision": "float32"}
+    (b / "manifest.json").write_text(json.dumps(m))
+    r = evaluate(b, seg_set, out_dir=tmp_path / "rep", resamples=50)
+    files = {f["file"]: f["precision"] for f in r["files"]}
+    assert files["tinyseg_float32.onnx"] == "float32 onnx"
+    figs = r["figures"]["tinyseg_float32.onnx"]
+    assert 0 <= figs["miou"] <= 1 and figs["miou"] != r["figures"]["tinyseg_float32.tflite"]["miou"]
+    only = evaluate(b, seg_set, out_dir=tmp_path / "rep2", resamples=50, precisions=["onnx"])
+    assert [f["file"] for f in only["files"]] == ["tinyseg_float32.tflite", "tinyseg_float32.onnx"]

@@ -7,8 +7,8 @@ driver then sums the per-image figures into set figures, with paired bootstrap 9
 intervals for each figure and for each precision's drop against float32, and writes report.json
 and a static report.html.
 
-Which files: every .tflite in the manifest's `models`, plus the files named by `handoff` and
-`handoff_cpu` when they are not among them. ONNX files are listed as not evaluated.
+Which files: every .tflite and .onnx (onnxruntime, CPU) in the manifest's `models`, plus the files
+named by `handoff` and `handoff_cpu` when they are not among them.
 Not for: int8-vs-float parity without ground truth (parity/).
 """
 
@@ -52,11 +52,11 @@ def resolve_bundle(model: str | Path, bundles_root: Path | None = None) -> Path:
 def model_files(bundle: Path, manifest: dict) -> tuple[list[dict], list[str]]:
     """([{file, precision, roles}], notes): the files to evaluate, float32 first."""
     mid = manifest["model_id"]
-    names = [n for n in (manifest.get("models") or {}) if n.endswith(".tflite")]
-    if not names:  # bundles without a models table: whatever .tflite files are there
-        names = sorted(p.name for p in bundle.glob("*.tflite"))
-    notes = [f"{n}: not evaluated (only .tflite files run here)" for n in (manifest.get("models") or {})
-             if not n.endswith(".tflite")]
+    names = [n for n in (manifest.get("models") or {}) if n.endswith((".tflite", ".onnx"))]
+    if not names:  # bundles without a models table: whatever model files are there
+        names = sorted(p.name for p in bundle.iterdir() if p.suffix in (".tflite", ".onnx"))
+    notes = [f"{n}: not evaluated (not a .tflite or .onnx file)" for n in (manifest.get("models") or {})
+             if not n.endswith((".tflite", ".onnx"))]
     roles: dict[str, list[str]] = {}
     for key, name in (("handoff", handoff_model(manifest)), ("handoff_cpu", manifest.get("handoff_cpu"))):
         if isinstance(name, dict):  # tolerate a record instead of a file name
@@ -78,8 +78,11 @@ def model_files(bundle: Path, manifest: dict) -> tuple[list[dict], list[str]]:
         raise InputError(f"the bundle has no {ref}: the drop against float needs it", where=str(bundle),
                          fix=f"re-export with float32 in the recipe's precisions (`portrait export {mid}`)")
     names.sort(key=lambda n: n != ref)
-    return [{"file": n, "precision": (manifest.get("models", {}).get(n) or {}).get("precision") or _precision_of(n),
-             "roles": roles.get(n, [])} for n in names], notes
+    out = []
+    for n in names:
+        p = (manifest.get("models", {}).get(n) or {}).get("precision") or _precision_of(n)
+        out.append({"file": n, "precision": f"{p} onnx" if n.endswith(".onnx") else p, "roles": roles.get(n, [])})
+    return out, notes
 
 
 def _precision_of(name: str) -> str:
@@ -111,8 +114,32 @@ def _runner(bundle: str, name: str, kernels: str, threads: int):
     from ..runtime import TfliteRunner
     key = (bundle, name, kernels, threads)
     if key not in _RUNNERS:
-        _RUNNERS[key] = TfliteRunner(Path(bundle) / name, kernels=kernels, threads=threads)
+        path = Path(bundle) / name
+        _RUNNERS[key] = (OnnxRunner(path, threads=threads) if name.endswith(".onnx")
+                         else TfliteRunner(path, kernels=kernels, threads=threads))
     return _RUNNERS[key]
+
+
+class OnnxRunner:
+    """The bundle's ONNX file in onnxruntime (CPU), with TfliteRunner's `run(pixels)` interface:
+    float32 RGB pixels 0..255 in (the bundle's input convention), outputs by name."""
+
+    def __init__(self, path: Path, *, threads: int = 1):
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise InputError(f"onnxruntime cannot load {Path(path).name}: {exc}", where=str(path),
+                             fix="re-export the bundle") from exc
+        self.input = self.session.get_inputs()[0]
+
+    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.asarray(pixels, np.float32)
+        x = x[None] if x.ndim == 3 else x
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, {self.input.name: x})))
 
 
 def evaluate_shard(spec: dict) -> list[dict]:
@@ -192,7 +219,8 @@ def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None,
 
     Raises InputError (after writing the report) when more than max_bad_fraction of the samples
     are bad. threads: TFLite threads per model (1 by default: the engines give parallelism).
-    precisions: only these (e.g. ["int8"]; float32, the reference, is always kept).
+    precisions: only these (e.g. ["int8"], "onnx" for the ONNX files; float32 .tflite, the reference,
+    is always kept).
     shard_fn: a wrapper of evaluate_shard (tests inject a worker crash with it); default evaluate_shard.
     """
     from .engines import map_shards
@@ -211,8 +239,9 @@ def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None,
         raise InputError(f"--align {align!r}", fix="use inverse or depth")
     files, notes = model_files(bundle, manifest)
     if precisions:
-        wanted = set(precisions) | {"float32"}
-        files = [f for f in files if f["precision"] in wanted or f["file"] in precisions]
+        wanted = set(precisions)
+        files = [f for i, f in enumerate(files) if i == 0 or f["precision"] in wanted or f["file"] in wanted
+                 or ("onnx" in wanted and f["file"].endswith(".onnx"))]
         if len(files) < 2 and not set(precisions) <= {"float32"}:
             raise InputError(f"no file of precision {', '.join(precisions)} in {bundle}", where=str(bundle),
                              fix="see the manifest's models for the precisions the bundle has")
