@@ -136,7 +136,8 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
                 k0 = sorted(outs)[0]
                 fused_source = (src, outs[k0], details[k0].get("quantization", (0.0, 0)))
             say(f"golden vector {name}")
-    if fused and fused_source is not None:
+    # the fused stage takes a mask model's output; a depth model's bundle gets model vectors only
+    if fused and fused_source is not None and manifest.get("task") in ("segmentation", "mask"):
         vectors.append(_fused_vector(folder, manifest, *fused_source, tol["fused"]))
         say(f"golden vector {vectors[-1]['name']}")
     index = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_id": mid,
