@@ -41,7 +41,6 @@ def round_layer(m: np.ndarray, g: np.ndarray, kind: str, *, iterations: int = 20
                 lr: float = 0.1, seed: int = 0) -> tuple[np.ndarray, dict]:
     """Rows `m` (float weights) -> integer grid values k (same shape) chosen by AdaRound."""
     m = m.astype(np.float64)
-    g = g.astype(np.float64)
     s = channel_scales(m).astype(np.float64)[:, None]
     x = m / s
     nearest = np.clip(np.round(x), -127, 127)
@@ -49,19 +48,23 @@ def round_layer(m: np.ndarray, g: np.ndarray, kind: str, *, iterations: int = 20
     floor = np.floor(x)
     rest = np.clip(x - floor, 1e-4, 1 - 1e-4)
     v = -np.log((ZETA - GAMMA) / (rest - GAMMA) - 1)
-    err_nearest = _recon(s * nearest - m, g, kind)
+    g64 = g.astype(np.float64)
+    err_nearest = _recon(s * nearest - m, g64, kind)
     if err_nearest <= 0:
         return nearest, {"error_nearest": 0.0, "error_adaround": 0.0, "used": False}
+    # the loop runs in float32: its products with G are the cost (float64 took 2x as long)
+    g, s32, m32, floor32, nearest32 = (a.astype(np.float32) for a in (g, s, m, floor, nearest))
+    v = v.astype(np.float32)
     mom, vel = np.zeros_like(v), np.zeros_like(v)
     n = v.size
     warm = iterations // 5
     for it in range(iterations):
         sig = 1 / (1 + np.exp(-v))
         h = np.clip(sig * (ZETA - GAMMA) + GAMMA, 0, 1)
-        k = np.where(fixed, nearest, floor + h)
-        delta = s * k - m
-        grad_k = (2 * (delta @ g) if kind == "conv" else 2 * np.einsum("ckl,cl->ck", g, delta)) * s
-        grad_k /= (m.shape[0] * err_nearest)
+        k = np.where(fixed, nearest32, floor32 + h)
+        delta = s32 * k - m32
+        grad_k = (2 * (delta @ g) if kind == "conv" else 2 * np.einsum("ckl,cl->ck", g, delta)) * s32
+        grad_k /= np.float32(m.shape[0] * err_nearest)
         if it >= warm:
             beta = 20 + (2 - 20) * (it - warm) / max(1, iterations - warm - 1)
             u = 2 * h - 1
@@ -73,7 +76,7 @@ def round_layer(m: np.ndarray, g: np.ndarray, kind: str, *, iterations: int = 20
         t = it + 1
         v -= lr * (mom / (1 - 0.9 ** t)) / (np.sqrt(vel / (1 - 0.999 ** t)) + 1e-12)
     hard = np.where(fixed, nearest, np.clip(floor + (_h(v) >= 0.5), -127, 127))
-    err_ada = _recon(s * hard - m, g, kind)
+    err_ada = _recon(s * hard - m, g64, kind)
     used = err_ada < err_nearest
     return (hard if used else nearest), {"error_nearest": err_nearest, "error_adaround": err_ada, "used": bool(used)}
 
