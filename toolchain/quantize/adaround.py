@@ -114,5 +114,5 @@ def adaround(float_tflite, out_path, representative: np.ndarray, *, images: int 
     ratios = [r["error_adaround"] / r["error_nearest"] for r in layers if r["error_nearest"] > 0]
     return ({"layers": len(layers), "improved": int(sum(r["used"] for r in layers)),
              "median_error_ratio_vs_nearest": float(np.median(ratios)) if ratios else None,
-             "iterations": iterations, "positions_per_image": positions, "images": int(len(stats.count) and images)},
+             "iterations": iterations, "positions_per_image": positions},
             rounded)
