@@ -105,3 +105,23 @@ def write_tarball(graph_def, path: Path, member="deeplabv3_mnv2_pascal_train_aug
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     return path
+
+
+def tiny_segmenter_project(folder: Path, images: int = 3):
+    """A tiny DeepLab-shaped segmenter as a registered .tflite source, plus a few bundled photos as
+    parity images: (registry dict, images folder). Shared by the export, ladder and handoff tests."""
+    import cv2
+
+    from toolchain.images import bundled_photos
+    from toolchain.registry import load_registry, sha256_of
+
+    models = folder / "models"
+    models.mkdir()
+    keras_to_tflite(tiny_segmenter_keras(), models / "tiny.tflite")
+    reg = load_registry(write_registry(folder, "tiny", "tflite", "tiny.tflite", 33, 33, "logits",
+                                       sha=sha256_of(models / "tiny.tflite")))
+    folder_images = folder / "images"
+    folder_images.mkdir()
+    for name, img in list(bundled_photos().items())[:images]:
+        cv2.imwrite(str(folder_images / f"{name}.png"), img[..., ::-1])
+    return reg, folder_images

@@ -12,24 +12,13 @@ from toolchain.export import export_all, export_model
 from toolchain.recipes import merge_defaults
 from toolchain.registry import load_registry
 
-from builders import keras_to_tflite, tiny_segmenter_keras, write_registry
+from builders import tiny_segmenter_keras, tiny_segmenter_project, write_registry
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny")
-    models = d / "models"
-    models.mkdir()
-    keras_to_tflite(tiny_segmenter_keras(), models / "tiny.tflite")
-    from toolchain.registry import sha256_of
-    reg = load_registry(write_registry(d, "tiny", "tflite", "tiny.tflite", 33, 33, "logits",
-                                       sha=sha256_of(models / "tiny.tflite")))
-    images = d / "images"
-    images.mkdir()
-    import cv2
-    from toolchain.images import bundled_photos
-    for name, img in list(bundled_photos().items())[:3]:
-        cv2.imwrite(str(images / f"{name}.png"), img[..., ::-1])
+    reg, images = tiny_segmenter_project(d)
     return d, reg, images
 
 

@@ -18,9 +18,9 @@ from toolchain.export import export_model
 from toolchain.handoff import client, metadata, verify as verify_mod
 from toolchain.handoff.pack import pack
 from toolchain.recipes import merge_defaults
-from toolchain.registry import load_registry, sha256_of
+from toolchain.registry import sha256_of
 
-from builders import keras_to_tflite, tiny_segmenter_keras, write_registry
+from builders import tiny_segmenter_keras, tiny_segmenter_project
 
 needs_client = pytest.mark.skipif(client.client_python() is None,
                                   reason="MediaPipe client environment absent: run `make client-env`")
@@ -32,23 +32,13 @@ def tiny_bundle(tmp_path_factory):
     if client.client_python() is None:
         pytest.skip("MediaPipe client environment absent: run `make client-env` (export writes metadata with it)")
     d = tmp_path_factory.mktemp("handoff_tiny")
-    models = d / "models"
-    models.mkdir()
-    keras_to_tflite(tiny_segmenter_keras(), models / "tiny.tflite")
-    reg = load_registry(write_registry(d, "tiny", "tflite", "tiny.tflite", 33, 33, "logits",
-                                       sha=sha256_of(models / "tiny.tflite")))
-    import cv2
-    from toolchain.images import bundled_photos
-    images = d / "images"
-    images.mkdir()
-    for name, img in list(bundled_photos().items())[:3]:
-        cv2.imwrite(str(images / f"{name}.png"), img[..., ::-1])
+    reg, images = tiny_segmenter_project(d)
     recipe = merge_defaults({"label_variant": True, "onnx": False, "calibration": {"samples": 12, "sources": ["skimage"]},
                              "import_check": {"max_abs_diff": 1e-3},
                              "parity": {"pixel_agreement_min": 0.5, "classes": []}})
     import os
     old = os.environ.get("PORTRAIT_MODELS_DIR")
-    os.environ["PORTRAIT_MODELS_DIR"] = str(models)
+    os.environ["PORTRAIT_MODELS_DIR"] = str(d / "models")
     try:
         result = export_model("tiny", out_root=d / "out", recipe=recipe, images_folder=images, registry=reg, quiet=True)
     finally:

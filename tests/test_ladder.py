@@ -11,27 +11,15 @@ from toolchain.errors import ParityError, RecipeError
 from toolchain.export import export_model
 from toolchain.quantize import conversions, ladder
 from toolchain.recipes import merge_defaults
-from toolchain.registry import load_registry
 from toolchain.runtime import TfliteRunner
 
-from builders import keras_to_tflite, tiny_segmenter_keras, write_registry
+from builders import tiny_segmenter_project
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_ladder")
-    models = d / "models"
-    models.mkdir()
-    keras_to_tflite(tiny_segmenter_keras(), models / "tiny.tflite")
-    from toolchain.registry import sha256_of
-    reg = load_registry(write_registry(d, "tiny", "tflite", "tiny.tflite", 33, 33, "logits",
-                                       sha=sha256_of(models / "tiny.tflite")))
-    images = d / "images"
-    images.mkdir()
-    import cv2
-    from toolchain.images import bundled_photos
-    for name, img in list(bundled_photos().items())[:3]:
-        cv2.imwrite(str(images / f"{name}.png"), img[..., ::-1])
+    reg, images = tiny_segmenter_project(d)
     return d, reg, images
 
 
