@@ -56,8 +56,10 @@ def call(command: str, request: dict, *, timeout_s: float = 600) -> dict:
         env = {**os.environ, "PYTHONNOUSERSITE": "1"}
         env.pop("PYTHONPATH", None)  # the worker imports nothing from the main environment
         try:
+            # the caller's working folder, so relative bundle paths mean the same to the worker (running a
+            # script puts its own folder on sys.path, not the working folder)
             proc = subprocess.run([str(py), str(WORKER), command, str(req)], capture_output=True, text=True,
-                                  timeout=timeout_s, env=env, cwd=tmp)
+                                  timeout=timeout_s, env=env)
         except subprocess.TimeoutExpired:
             raise ClientError(f"MediaPipe client command {command!r} took over {timeout_s:.0f} s", where=str(py))
     reply = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
@@ -65,7 +67,8 @@ def call(command: str, request: dict, *, timeout_s: float = 600) -> dict:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-12:]
         raise ClientError(f"MediaPipe client command {command!r} failed (exit {proc.returncode}): "
                           + "\n".join(tail), where=str(py),
-                          fix="recreate it: rm -rf .venv-client && make client-env")
+                          fix="the worker's last lines are above; if they show a broken environment, recreate it:"
+                              " rm -rf .venv-client && make client-env")
     return json.loads(reply[-1][len(MARKER):])
 
 
