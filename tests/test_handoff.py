@@ -225,20 +225,15 @@ def test_mediapipe_loads_deeplab_handoff_and_float32_and_agrees(deeplab_bundle, 
 
 @pytest.fixture(scope="session")
 def selfie_bundle(shared_dir, tmp_path_factory):
-    """The real selfie segmenter, exported in about a minute: float32, float16, dynamic and the all-int8
-    rung (uint8 pixels in, int8 out: the form every handoff takes), with a budget that rung meets.
-    The recipe's own handoff needs the float-layer search (minutes), too slow for `make test`; its
-    w8a16 rung is measured by `portrait verify <bundle> --images ../shared/photos` (README)."""
+    """The real selfie segmenter with its recipe's budget, exported in about 80 s: float32, float16,
+    dynamic, the all-int8 rung and the handoff the recipe really reaches (mixed float). The w8a16 rung
+    is left out only for time: it misses the budget (README, status of the models)."""
     if client.client_python() is None:
         pytest.skip("MediaPipe client environment absent: run `make client-env`")
     from toolchain.recipes import load_recipe
     recipe = load_recipe("selfie_segmenter")
     recipe.update(onnx=False)
-    recipe["parity"].update(iou_min=0.4, mean_abs_diff_max=0.2)
-    if "mixed_precision" in recipe:
-        recipe["mixed_precision"]["enabled"] = False
-    if "ladder" in recipe:
-        recipe["ladder"]["rungs"] = ["w8a8"]
+    recipe["ladder"]["rungs"] = [r for r in recipe["ladder"]["rungs"] if r != "w8a16"]
     return export_model("selfie_segmenter", out_root=tmp_path_factory.mktemp("selfie"), recipe=recipe,
                         quiet=True).bundle
 
@@ -250,6 +245,7 @@ def test_mediapipe_loads_selfie_handoff_and_float32_and_agrees(selfie_bundle, sh
     print(report.format(verbose=True))
     assert report.passed and not report.not_run, report.format()
     m = json.loads((selfie_bundle / "manifest.json").read_text())
+    assert m["handoff_rung"] == "mixed_float" and m["handoff"].endswith("_mixed_float.tflite")
     mp = {c.file: c.figures for c in report.checks if c.field == "mediapipe.agreement"}
     for name in (m["handoff"], "selfie_segmenter_float32.tflite"):
         assert mp[name]["worst_category_agreement"] >= 0.999, (name, mp[name])
