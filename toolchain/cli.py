@@ -395,8 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run every .tflite of the bundle (and its handoff) over a labeled set: VOC "
                                     "segmentation (mIoU, per-class IoU, boundary F), matting (SAD, MSE, gradient, "
                                     "connectivity) or depth (delta1, AbsRel, RMSE after scale-and-shift alignment). "
-                                    "Each precision's drop vs float32 gets a bootstrap 95%% CI. Bad samples are listed "
-                                    "and skipped; exit 2 if more than 1%% are bad. Writes report.json + report.html.",
+                                    "Each precision's drop vs float32 gets a bootstrap 95% CI. Bad samples are listed "
+                                    "and skipped; exit 2 if more than 1% are bad. Writes report.json + report.html.",
                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("model", help="model id (a bundle in export/out or --bundles) or a bundle folder")
     ev.add_argument("--dataset", required=True, type=Path, help="the labeled set (VOC, matting or depth layout)")
