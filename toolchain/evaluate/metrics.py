@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from ..parity.metrics import align_scale_shift
+
 VOID = 255
 BOUNDARY_TOLERANCE = 0.008  # fraction of the image diagonal (DAVIS default)
 HIGHER_IS_BETTER = {"miou": True, "pixel_accuracy": True, "boundary_f": True, "delta1": True,
@@ -178,25 +180,17 @@ def depth_image(truth: np.ndarray, pred: np.ndarray, *, space: str = "inverse", 
     lo, hi = float(tv.min()), float(tv.max())
     if space == "inverse":
         x = pv if pred_is_inverse else 1.0 / pv
-        s, sh = _lstsq(x, 1.0 / tv)
-        disp = s * x + sh
+        disp = align_scale_shift(x, 1.0 / tv)
         d = np.where(disp > 0, 1.0 / np.where(disp > 0, disp, 1.0), hi)
     elif space == "depth":
         x = 1.0 / np.maximum(pv, 1e-12) if pred_is_inverse else pv
-        s, sh = _lstsq(x, tv)
-        d = s * x + sh
+        d = align_scale_shift(x, tv)
     else:
         raise ValueError(f"alignment space {space!r}: use 'inverse' or 'depth'")
     d = np.clip(d, lo, hi)
     ratio = np.maximum(d / tv, tv / d)
     return {"delta1": float(np.mean(ratio < 1.25)), "abs_rel": float(np.mean(np.abs(d - tv) / tv)),
             "rmse": float(np.sqrt(np.mean((d - tv) ** 2))), "valid_px": int(valid.sum())}
-
-
-def _lstsq(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    A = np.stack([x, np.ones_like(x)], axis=1)
-    (s, t), *_ = np.linalg.lstsq(A, y, rcond=None)
-    return float(s), float(t)
 
 
 # ----------------------------------------------------------------------------------- bootstrap
