@@ -45,14 +45,16 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float(smap[mask].mean() if mask is not None else smap.mean())
 
 
-def edge_band(alpha_true: np.ndarray, radius: int = BAND_PX) -> np.ndarray:
-    """Pixels within `radius` of the true outline (soft alpha or the 0.5 contour)."""
+def edge_band(alpha_true: np.ndarray, radius: int = BAND_PX, *, soft: bool = True) -> np.ndarray:
+    """Pixels within `radius` of the true outline: the 0.5 contour, and with `soft` every soft-alpha
+    pixel (0.02 < alpha < 0.98) too."""
     a = alpha_true
-    soft = (a > 0.02) & (a < 0.98)
     hard = (a > 0.5).astype(np.uint8)
-    contour = cv2.morphologyEx(hard, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    seeds = cv2.morphologyEx(hard, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    if soft:
+        seeds |= (a > 0.02) & (a < 0.98)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.dilate((soft | contour).astype(np.uint8), k) > 0
+    return cv2.dilate(seeds.astype(np.uint8), k) > 0
 
 
 def alpha_errors(alpha: np.ndarray, alpha_true: np.ndarray, band: np.ndarray) -> dict:
@@ -206,14 +208,6 @@ EDGE_BAND_PX = 15      # band around the reference outline for edge figures, ful
 INSIDE_ALPHA = 0.98    # "inside the subject" for spill: the true composite there is the true foreground
 
 
-def outline_band(alpha_ref: np.ndarray, radius: int = EDGE_BAND_PX) -> np.ndarray:
-    """Pixels within `radius` px of the reference's 0.5 outline."""
-    hard = (alpha_ref > 0.5).astype(np.uint8)
-    contour = cv2.morphologyEx(hard, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.dilate(contour.astype(np.uint8), k) > 0
-
-
 def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | None = None,
                  foreground_ref: np.ndarray | None = None, radius: int = EDGE_BAND_PX) -> dict:
     """Edge figures of one alpha against a reference alpha (both HxW in [0, 1], full resolution).
@@ -227,7 +221,7 @@ def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | 
       foreground: background colour left in hair and key colour showing through the subject count.
     """
     a, r = alpha.astype(np.float64), alpha_ref.astype(np.float64)
-    band = outline_band(alpha_ref, radius)
+    band = edge_band(alpha_ref, radius, soft=False)  # the 0.5 outline only
     ha, hr = a > 0.5, r > 0.5
     out = {"band_acc": float((ha == hr)[band].mean()), "band_mae": float(np.abs(a - r)[band].mean()),
            "sad_k": float(np.abs(a - r).sum() / 1000), "iou": float((ha & hr).sum() / max((ha | hr).sum(), 1)),
