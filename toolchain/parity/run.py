@@ -170,7 +170,6 @@ def parity_all(out_root: Path | None = None, **kw) -> list[dict]:
         raise InputError(f"no bundles in {root}", fix="run `make export-int8` first")
     results = []
     for b in bundles:
-        from ..bundle import read_manifest
         mid = read_manifest(b)["model_id"]
         try:
             results.append(parity_model(mid, bundle=b, **kw))

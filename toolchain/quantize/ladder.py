@@ -244,7 +244,6 @@ def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, 
     """The fastest file on XNNPACK that meets the budget: w8a8 when it met on both kernel sets,
     else float16 / float32 (float16 judged against float32 on XNNPACK). Latencies in this run."""
     from ..bench import host_isa, time_model
-    from ..parity import gate
     cands, rows = [], {}
     w8 = ctx.results.get("w8a8")
     if w8 is not None:
