@@ -12,7 +12,10 @@ A worker that dies mid-shard (killed, out of memory) is replaced and its shards 
 shard's result is taken once, so every item is counted exactly once. Ray is imported only here and
 only for engine="ray": the local engine has no Ray requirement.
 
-Not for: what a shard computes (run.py evaluates images; the export ladder can search candidates).
+`pool(engine=...)` keeps the workers between several `map` calls: the export ladder's candidate
+searches (parity/waves.py) run one wave of candidates after another on the same workers.
+
+Not for: what a shard computes (run.py evaluates images; parity/mixed.py judges candidates).
 """
 
 from __future__ import annotations
@@ -55,30 +58,58 @@ def map_shards(fn, shards: list, *, engine: str = "local", address: str | None =
     with ETA on stderr, counting `sizes[i]` (default 1) `unit`s per shard. max_retries: how often a
     shard whose worker died is run again. stats (a dict, filled in): engine, workers, retries,
     wall_s, peak_rss_mb per worker process, cpu_s (CPU seconds the workers used).
+
+    One call = one pool (workers started, used, stopped). For several rounds of shards on the same
+    workers (a search whose next candidates depend on the last results) use `pool()`.
     """
+    stats = stats if stats is not None else {}
+    t0 = time.perf_counter()
+    with pool(engine=engine, address=address, workers=workers) as p:
+        results = p.map(fn, shards, progress=progress, unit=unit, sizes=sizes, max_retries=max_retries, stats=stats)
+        stats["ray_init_s"] = p.init_s
+    if engine == "local":
+        stats.pop("ray_init_s", None)
+    stats["wall_s"] = round(time.perf_counter() - t0, 3)
+    return results
+
+
+def pool(*, engine: str = "local", address: str | None = None, workers: int | None = None):
+    """A context manager yielding a pool whose `map(fn, shards, ...)` (same arguments and result as
+    map_shards) can be called many times on the same workers: Ray is started (or joined) once, the
+    actors live until the block ends, and whatever `fn` caches at module level stays loaded between
+    calls. `pool.workers` is the number of workers (1 for local)."""
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}", fix=f"use one of {', '.join(ENGINES)}")
     if address and engine != "ray":
         raise InputError("--address needs --engine ray", fix="add --engine ray, or drop --address")
-    sizes = list(sizes) if sizes is not None else [1] * len(shards)
-    stats = stats if stats is not None else {}
-    stats.update({"engine": engine, "shards": len(shards), "retries": 0})
-    t0 = time.perf_counter()
-    bar = _bar(progress, sum(sizes), unit)
-    try:
-        if engine == "local":
+    return _LocalPool() if engine == "local" else _RayPool(address, workers)
+
+
+class _LocalPool:
+    workers, init_s, engine = 1, 0.0, "local"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, shards, *, progress=None, unit="items", sizes=None, max_retries=3, stats=None) -> list:
+        sizes = list(sizes) if sizes is not None else [1] * len(shards)
+        stats = stats if stats is not None else {}
+        stats.update({"engine": "local", "shards": len(shards), "retries": 0})
+        t0 = time.perf_counter()
+        bar = _bar(progress, sum(sizes), unit)
+        try:
             results, c0 = [], cpu_s()
             for s, n in zip(shards, sizes):
                 results.append(fn(s))
                 bar.update(n)
-            stats.update({"workers": 1, "peak_rss_mb": {str(os.getpid()): round(peak_rss_mb(), 1)},
-                          "cpu_s": round(cpu_s() - c0, 2)})
-        else:
-            results = _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats)
-    finally:
-        bar.close()
-    stats["wall_s"] = round(time.perf_counter() - t0, 3)
-    return results
+        finally:
+            bar.close()
+        stats.update({"workers": 1, "peak_rss_mb": {str(os.getpid()): round(peak_rss_mb(), 1)},
+                      "cpu_s": round(cpu_s() - c0, 2), "wall_s": round(time.perf_counter() - t0, 3)})
+        return results
 
 
 class _NoBar:
@@ -114,90 +145,125 @@ class _ShardWorker:
             return False, exc, os.getpid(), (peak_rss_mb(), cpu_s())
 
 
-def _ray_map(fn, shards, sizes, address, workers, max_retries, bar, stats) -> list:
-    try:
-        import ray
-    except ImportError as exc:
-        raise EngineError("Ray is not installed", fix="pip install -r requirements.lock, or use --engine local") from exc
-    started = False
-    t0 = time.perf_counter()
-    if not ray.is_initialized():
-        kw = dict(logging_level="ERROR", log_to_driver=False)
+class _RayPool:
+    """Ray started (or joined) once, `n` actors kept across `map` calls, replaced when they die."""
+    engine = "ray"
+
+    def __init__(self, address, workers):
+        self.address, self.asked = address, workers
+        self.started, self.actors, self.init_s = False, [], 0.0
+
+    def __enter__(self):
         try:
-            if address:
-                ray.init(address=address, **kw)
-            else:
-                # address="local": never a stray cluster. Ray starts workers at nice 15 to keep its own
-                # processes responsive; here the workers are the job, so they run at the driver's priority.
-                ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,
-                         object_store_memory=256 * 1024 * 1024, _system_config={"worker_niceness": 0}, **kw)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise EngineError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: {exc}",
-                              fix="check `ray status --address ADDR` on the head node, or use --engine local") from exc
-        started = True
-    stats["ray_init_s"] = round(time.perf_counter() - t0, 2)
-    Worker = ray.remote(num_cpus=1, max_restarts=0)(_ShardWorker)
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    n = workers or max(1, cpus)
-    if n > cpus:
-        print(f"warning: {n} workers asked for, the cluster has {cpus} CPUs now; the others start only when the "
-              f"autoscaler adds nodes (use --workers {cpus} otherwise)", file=sys.stderr)
-    actors = [Worker.remote() for _ in range(n)]
-    stats["workers"] = n
-    results, done = [None] * len(shards), [False] * len(shards)
-    attempts = [0] * len(shards)
-    queue = deque(range(len(shards)))
-    pending: dict = {}  # object ref -> (shard index, worker slot, actor handle)
-    peak: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-
-    def submit(slot: int) -> None:
-        i = queue.popleft()
-        attempts[i] += 1
-        pending[actors[slot].run.remote(fn, shards[i])] = (i, slot, actors[slot])
-
-    try:
-        for _ in range(IN_FLIGHT_PER_WORKER):  # round-robin, so every worker starts with a shard
-            for slot in range(n):
-                if queue:
-                    submit(slot)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            i, slot, actor = pending.pop(ready[0])
+            import ray
+        except ImportError as exc:
+            raise EngineError("Ray is not installed", fix="pip install -r requirements.lock, or use --engine local") from exc
+        self.ray = ray
+        address, workers = self.address, self.asked
+        t0 = time.perf_counter()
+        if not ray.is_initialized():
+            kw = dict(logging_level="ERROR", log_to_driver=False)
             try:
-                ok, res, pid, rss = ray.get(ready[0])
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
-                stats["retries"] += 1
-                if attempts[i] > max_retries:
-                    raise EngineError(f"shard {i} failed {attempts[i]} times: its worker died each time ({exc})",
-                                      fix="look for out-of-memory kills (`ray status`), or run with fewer workers") from None
-                if actors[slot] is actor:  # replace the dead worker once; its other shards come back here too
-                    actors[slot] = Worker.remote()
-                queue.appendleft(i)
-                submit(slot)
-                continue
-            except ray.exceptions.RayTaskError as exc:  # the shard never ran: arguments or code did not load
-                raise EngineError(f"a Ray worker could not run shard {i}: {str(exc).splitlines()[-1]}",
-                                  fix="install this repository (make setup) at the same path on every node, "
-                                      "with the bundle and the dataset reachable there") from None
-            if not ok:
-                raise res  # fn raised: the same error as the local engine gives
-            peak[str(pid)] = max(peak.get(str(pid), 0.0), round(rss[0], 1))
-            cpu[str(pid)] = max(cpu.get(str(pid), 0.0), rss[1])  # cumulative per process
-            if not done[i]:
-                results[i], done[i] = res, True
-                bar.update(sizes[i])
-            if queue:
-                submit(slot)
-    finally:
-        for a in actors:
+                if address:
+                    ray.init(address=address, **kw)
+                else:
+                    # address="local": never a stray cluster. Ray starts workers at nice 15 to keep its own
+                    # processes responsive; here the workers are the job, so they run at the driver's priority.
+                    ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,
+                             object_store_memory=256 * 1024 * 1024, _system_config={"worker_niceness": 0}, **kw)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise EngineError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: {exc}",
+                                  fix="check `ray status --address ADDR` on the head node, or use --engine local") from exc
+            self.started = True
+        try:
+            self.init_s = round(time.perf_counter() - t0, 2)
+            self.Worker = ray.remote(num_cpus=1, max_restarts=0)(_ShardWorker)
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            n = workers or max(1, cpus)
+            if n > cpus:
+                print(f"warning: {n} workers asked for, the cluster has {cpus} CPUs now; the others start only when "
+                      f"the autoscaler adds nodes (use --workers {cpus} otherwise)", file=sys.stderr)
+            self.workers = n
+            self.actors = [self.Worker.remote() for _ in range(n)]
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for a in self.actors:
             try:
-                ray.kill(a)
+                self.ray.kill(a)
             except Exception:  # already dead
                 pass
-        if started:
-            ray.shutdown()
-    stats["peak_rss_mb"] = peak
-    stats["cpu_s"] = round(sum(cpu.values()), 2)  # the workers' CPU time, start-up and bundle loading included
-    stats["attempts"] = attempts
-    return results
+        self.actors = []
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+        return False
+
+    def map(self, fn, shards, *, progress=None, unit="items", sizes=None, max_retries=3, stats=None) -> list:
+        ray, actors, n = self.ray, self.actors, self.workers
+        sizes = list(sizes) if sizes is not None else [1] * len(shards)
+        stats = stats if stats is not None else {}
+        stats.update({"engine": "ray", "shards": len(shards), "retries": 0, "workers": n})
+        t0 = time.perf_counter()
+        bar = _bar(progress, sum(sizes), unit)
+        results, done = [None] * len(shards), [False] * len(shards)
+        attempts = [0] * len(shards)
+        queue = deque(range(len(shards)))
+        pending: dict = {}  # object ref -> (shard index, worker slot, actor handle)
+        peak: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+
+        def submit(slot: int) -> None:
+            i = queue.popleft()
+            attempts[i] += 1
+            pending[actors[slot].run.remote(fn, shards[i])] = (i, slot, actors[slot])
+
+        try:
+            for _ in range(IN_FLIGHT_PER_WORKER):  # round-robin, so every worker starts with a shard
+                for slot in range(n):
+                    if queue:
+                        submit(slot)
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                i, slot, actor = pending.pop(ready[0])
+                try:
+                    ok, res, pid, rss = ray.get(ready[0])
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                    stats["retries"] += 1
+                    if attempts[i] > max_retries:
+                        raise EngineError(f"shard {i} failed {attempts[i]} times: its worker died each time ({exc})",
+                                          fix="look for out-of-memory kills (`ray status`), or run with fewer "
+                                              "workers") from None
+                    if actors[slot] is actor:  # replace the dead worker once; its other shards come back here too
+                        actors[slot] = self.Worker.remote()
+                    queue.appendleft(i)
+                    submit(slot)
+                    continue
+                except ray.exceptions.RayTaskError as exc:  # the shard never ran: arguments or code did not load
+                    raise EngineError(f"a Ray worker could not run shard {i}: {str(exc).splitlines()[-1]}",
+                                      fix="install this repository (make setup) at the same path on every node, "
+                                          "with the bundle and the dataset reachable there") from None
+                if not ok:
+                    raise res  # fn raised: the same error as the local engine gives
+                peak[str(pid)] = max(peak.get(str(pid), 0.0), round(rss[0], 1))
+                cpu[str(pid)] = max(cpu.get(str(pid), 0.0), rss[1])  # cumulative per process
+                if not done[i]:
+                    results[i], done[i] = res, True
+                    bar.update(sizes[i])
+                if queue:
+                    submit(slot)
+        finally:
+            bar.close()
+            for ref in pending:  # an error above: do not leave shards running into the next map
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:
+                    pass
+        stats["peak_rss_mb"] = peak
+        stats["cpu_s"] = round(sum(cpu.values()), 2)  # the workers' CPU time, start-up and loading included
+        stats["attempts"] = attempts
+        stats["wall_s"] = round(time.perf_counter() - t0, 3)
+        return results

@@ -27,6 +27,8 @@ Not for: the verdict on a given pair (gate.py) or per-layer figures (layers.py).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import tempfile
 import time
 from pathlib import Path
@@ -132,7 +134,8 @@ def map_names(ranking: list[str], names: list[str]) -> list[str]:
 
 def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes, ranking: list[str],
            images, out_path: Path, *, budgets: dict | None = None, max_conversions: int | None = None,
-           progress=None) -> dict:
+           progress=None, engine: str = "local", address: str | None = None, workers: int | None = None,
+           width: int | None = None) -> dict:
     """Smallest set of layers (from `ranking`, worst first) to keep float so the budgets are met.
 
     A unit of the search is a culprit op together with the ops that read its output: keeping one
@@ -140,9 +143,17 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
     is the ceiling (every op float, only the model's int8 input and output quantized): when even
     that misses the budget no layer set can meet it, and the search stops there.
 
+    engine/address/workers: where the candidates run (engines.pool: this process, or Ray workers
+    that each load the calibrated model and the float references once). width: candidates per wave
+    (default: the number of workers). The search is sequential (`_plan`) and waves.run_plan
+    evaluates its next candidates ahead of it, so the layer set chosen and every figure are the
+    same whatever the engine, the workers or the width; only the wall time and the number of
+    unused speculative candidates change (record["engine"]).
+
     calibrated: from quantize.calibrate_int8. Writes the chosen (or best) mixed model to out_path.
     Returns the decision record for the manifest ("mixed_precision" section).
     """
+    from . import waves
     cfg = settings(recipe)
     budgets = dict(budgets if budgets is not None else gate.recipe_budgets(recipe["parity"]))
     cap = max(3, int(max_conversions or cfg["max_conversions"]))
@@ -153,30 +164,99 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
     order = ranked + [n for n in names if n not in ranked]  # the tail makes the last prefix "all"
     units = [[n] + [c for c in consumers.get(n, []) if c != n] for n in order]
     say = progress or (lambda m: None)
-    judge = _Judge(entry, recipe, float_path, images, budgets)
-    work = Path(tempfile.mkdtemp(prefix="portrait-mixed-"))
-    tried: dict[tuple, dict] = {}
+    kernels = recipe["parity"].get("kernels", "both")
+    work = Path(tempfile.mkdtemp(prefix="portrait-mixed-"))  # TMPDIR: shared by every node of a cluster
     t0 = time.monotonic()
+    try:
+        cal_path = work / "calibrated.tflite"
+        cal_path.write_bytes(calibrated)
+        images_path = work / "images.npz"
+        np.savez(images_path, **{f"i{k}": img for k, (_, img) in enumerate(images)})
+        common = {"calibrated": str(cal_path), "float": str(Path(float_path).resolve()), "images": str(images_path),
+                  "names": [nm for nm, _ in images], "entry": entry, "recipe": recipe, "budgets": budgets,
+                  "kernels": kernels, "output_type": "float32" if cfg["float_output"] else "int8"}
+
+        def make_shard(key, payload):
+            digest = hashlib.sha1("\n".join(key).encode()).hexdigest()[:16]
+            return {**common, "layers": payload["layers"], "out": str(work / f"candidate_{digest}.tflite")}
+
+        plan = functools.partial(_plan, names=names, units=units, cap=cap)
+        (tried, base, ceiling, chosen), eng = waves.run_plan(
+            plan, make_shard, judge_candidate, engine=engine, address=address, workers=workers, width=width,
+            progress=lambda m: say(f"mixed: {m}"))
+        for r in tried.values():
+            say(f"mixed: {r['label']}: {len(r['float_layers'])} float layer(s), shortfall {r['shortfall']:.4g}"
+                f"{' PASS' if r['passed'] else ''}")
+        for r in tried.values():
+            r["path"] = Path(make_shard(tuple(sorted(r["float_layers"])), {"layers": []})["out"])
+        stuck = still_quantized(ceiling["path"])
+        passed = [r for r in tried.values() if r["passed"]]
+        best = chosen or (min(passed, key=lambda r: len(r["float_layers"])) if passed else
+                          min(tried.values(), key=lambda r: (r["shortfall"], len(r["float_layers"]))))
+        out_path.write_bytes(best["path"].read_bytes())
+    finally:
+        _JUDGES.clear()
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+    record = {
+        "met": bool(best["passed"]),
+        "float_layers": best["float_layers"],
+        "float_ops": [o["op"] for o in quantize.float_ops(out_path) if o["op"] not in ("QUANTIZE", "DEQUANTIZE")],
+        "layers_in_model": len(names),
+        "budgets": budgets,
+        "judged_on": {"kernels": kernels, "images": [nm for nm, _ in images]},
+        "before": {"figures": base["figures"], "failures": base["failures"]},
+        "ceiling": {"figures": ceiling["figures"], "failures": ceiling["failures"],
+                    "what": "every op asked to stay float; only the int8 input and output stay quantized",
+                    "kept_int8_by_converter": stuck},
+        "after": {"figures": best["figures"], "failures": best["failures"]},
+        "conversions": len(tried),
+        "max_conversions": cap,
+        "ranking": order[:16],
+        "trials": [{"candidate": r["label"], "float_layers": len(r["float_layers"]), "shortfall": r["shortfall"],
+                    "passed": r["passed"]} for r in tried.values()],
+        "search_seconds": round(time.monotonic() - t0, 1),
+        "engine": eng,
+        "file": out_path.name,
+    }
+    if best["passed"]:
+        record["message"] = f"budget met with {len(best['float_layers'])} of {len(names)} layer(s) kept float"
+    elif not ceiling["passed"] and stuck:
+        record["message"] = ("no layer set can meet the budget: with every op asked to stay float it still fails ("
+                             + "; ".join(ceiling["failures"]) + ") because the converter keeps "
+                             + ", ".join(f"{s['op']} {s['name']}" for s in stuck[:4]) +
+                             " in int8 regardless (selective quantization does not cover it); see the per-layer "
+                             "table of the ceiling model, or change that op in the source model")
+    elif not ceiling["passed"]:
+        record["message"] = ("no layer set can meet the budget: even with every op float (only the int8 input and "
+                             "output quantized) it fails: " + "; ".join(ceiling["failures"]) +
+                             ". The rounding of the int8 output alone exceeds the budget; relax the budget or "
+                             "give the model a float output")
+    else:
+        record["message"] = (f"no candidate met the budget within {len(tried)} conversions; best found keeps "
+                             f"{len(best['float_layers'])} layer(s) float and fails: " + "; ".join(best["failures"]) +
+                             "; raise mixed_precision.max_conversions")
+    return record
+
+
+def _plan(ask, *, names: list[str], units: list[list[str]], cap: int):
+    """The sequential search (run by waves.run_plan, replayed from the start as results come in).
+    ask(key, payload) -> result of one candidate. Returns (tried in order, plain int8, ceiling,
+    chosen or None)."""
+    tried: dict[tuple, dict] = {}
 
     def layers_of(k: int, drop: set[int] = frozenset()) -> list[str]:
         return list(dict.fromkeys(n for i, u in enumerate(units[:k]) if i not in drop for n in u))
 
     def trial(layers: list[str], label: str) -> dict:
         key = tuple(sorted(layers))
-        if key in tried:
-            return tried[key]
-        path = work / f"candidate_{len(tried)}.tflite"
-        quantize.quantize_calibrated(calibrated, path, float_layers=list(layers),
-                                     output_type="float32" if cfg["float_output"] else "int8")
-        res = {"float_layers": list(layers), "path": path, "label": label, **judge(path)}
-        tried[key] = res
-        say(f"mixed: {label}: {len(layers)} float layer(s), shortfall {res['shortfall']:.4g}"
-            f"{' PASS' if res['passed'] else ''}")
-        return res
+        if key not in tried:
+            tried[key] = {**ask(key, {"layers": list(layers), "label": label}), "float_layers": list(layers),
+                          "label": label}
+        return tried[key]
 
     base = trial([], "plain int8")
     ceiling = trial(list(names), "ceiling (every op float)")
-    stuck = still_quantized(ceiling["path"])
     chosen = None
     if ceiling["passed"] and not base["passed"]:
         # 1. doubling unit prefixes, then bisection between the last failing and first passing length
@@ -204,50 +284,39 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
             chosen = None
     elif base["passed"]:
         chosen = base
-    passed = [r for r in tried.values() if r["passed"]]
-    best = chosen or (min(passed, key=lambda r: len(r["float_layers"])) if passed else
-                      min(tried.values(), key=lambda r: (r["shortfall"], len(r["float_layers"]))))
-    out_path.write_bytes(best["path"].read_bytes())
-    record = {
-        "met": bool(best["passed"]),
-        "float_layers": best["float_layers"],
-        "float_ops": [o["op"] for o in quantize.float_ops(out_path) if o["op"] not in ("QUANTIZE", "DEQUANTIZE")],
-        "layers_in_model": len(names),
-        "budgets": budgets,
-        "judged_on": {"kernels": judge.kernels, "images": [nm for nm, _ in images]},
-        "before": {"figures": base["figures"], "failures": base["failures"]},
-        "ceiling": {"figures": ceiling["figures"], "failures": ceiling["failures"],
-                    "what": "every op asked to stay float; only the int8 input and output stay quantized",
-                    "kept_int8_by_converter": stuck},
-        "after": {"figures": best["figures"], "failures": best["failures"]},
-        "conversions": len(tried),
-        "max_conversions": cap,
-        "ranking": order[:16],
-        "trials": [{"candidate": r["label"], "float_layers": len(r["float_layers"]), "shortfall": r["shortfall"],
-                    "passed": r["passed"]} for r in tried.values()],
-        "search_seconds": round(time.monotonic() - t0, 1),
-        "file": out_path.name,
-    }
-    if best["passed"]:
-        record["message"] = f"budget met with {len(best['float_layers'])} of {len(names)} layer(s) kept float"
-    elif not ceiling["passed"] and stuck:
-        record["message"] = ("no layer set can meet the budget: with every op asked to stay float it still fails ("
-                             + "; ".join(ceiling["failures"]) + ") because the converter keeps "
-                             + ", ".join(f"{s['op']} {s['name']}" for s in stuck[:4]) +
-                             " in int8 regardless (selective quantization does not cover it); see the per-layer "
-                             "table of the ceiling model, or change that op in the source model")
-    elif not ceiling["passed"]:
-        record["message"] = ("no layer set can meet the budget: even with every op float (only the int8 input and "
-                             "output quantized) it fails: " + "; ".join(ceiling["failures"]) +
-                             ". The rounding of the int8 output alone exceeds the budget; relax the budget or "
-                             "give the model a float output")
-    else:
-        record["message"] = (f"no candidate met the budget within {len(tried)} conversions; best found keeps "
-                             f"{len(best['float_layers'])} layer(s) float and fails: " + "; ".join(best["failures"]) +
-                             "; raise mixed_precision.max_conversions")
-    import shutil
-    shutil.rmtree(work, ignore_errors=True)
-    return record
+    return tried, base, ceiling, chosen
+
+
+# ---- one candidate, on whichever worker the engine picks ---------------------------------------
+
+_JUDGES: dict[tuple, tuple] = {}  # (calibrated, float, images) -> (calibrated bytes, _Judge): the latest search only
+
+
+def judge_candidate(shard: dict) -> dict:
+    """Quantize one candidate (shard["layers"] kept float) from the calibrated model file, write it to
+    shard["out"] and judge it. Module-level: Ray workers import it. The calibrated model and the float
+    references are loaded once per worker and search. An error comes back as {"error", "exception"}
+    (raised by the search only if the candidate is on its path)."""
+    try:
+        key = (shard["calibrated"], shard["float"], shard["images"])
+        if key not in _JUDGES:
+            for p in key:
+                if not Path(p).is_file():
+                    raise FileNotFoundError(f"{p} is not on this worker's filesystem: on a multi-node cluster set "
+                                            "TMPDIR to a folder shared by every node, at the same path")
+            _JUDGES.clear()
+            with np.load(shard["images"]) as z:
+                images = [(nm, z[f"i{k}"]) for k, nm in enumerate(shard["names"])]
+            recipe = {**shard["recipe"], "parity": {**shard["recipe"]["parity"], "kernels": shard["kernels"]}}
+            _JUDGES[key] = (Path(shard["calibrated"]).read_bytes(),
+                            _Judge(shard["entry"], recipe, Path(shard["float"]), images, shard["budgets"]))
+        calibrated, judge = _JUDGES[key]
+        out = Path(shard["out"])
+        quantize.quantize_calibrated(calibrated, out, float_layers=list(shard["layers"]),
+                                     output_type=shard["output_type"])
+        return judge(out)
+    except Exception as exc:  # noqa: BLE001 - a speculative candidate's error matters only if the search uses it
+        return {"error": f"{type(exc).__name__}: {exc}", "exception": exc}
 
 
 def costs(int8_path: Path, mixed_path: Path, *, threads: int = 2, runs: int = 10) -> dict:
@@ -265,9 +334,10 @@ def costs(int8_path: Path, mixed_path: Path, *, threads: int = 2, runs: int = 10
 def mixed_precision(entry: ModelEntry, recipe: dict, float_model, representative: np.ndarray,
                     float_path: Path, int8_path: Path, images, out_path: Path, *,
                     ranking: list[str] | None = None, budgets: dict | None = None,
-                    max_conversions: int | None = None, progress=None) -> dict:
+                    max_conversions: int | None = None, progress=None, engine: dict | None = None) -> dict:
     """The whole step: culprit ranking (unless given), calibration, search, costs, full before/after
-    figures on both kernel sets. Returns the manifest section; the mixed model is at out_path."""
+    figures on both kernel sets. Returns the manifest section; the mixed model is at out_path.
+    engine: where the search's candidates run, {"engine": "local"|"ray", "address", "workers"} (see search)."""
     say = progress or (lambda m: None)
     if ranking is None:
         from .layers import compare_layers
@@ -276,7 +346,7 @@ def mixed_precision(entry: ModelEntry, recipe: dict, float_model, representative
     say("mixed: calibrating once")
     calibrated = quantize.calibrate_int8(float_model, representative)
     record = search(entry, recipe, float_path, calibrated, ranking, images, out_path, budgets=budgets,
-                    max_conversions=max_conversions, progress=progress)
+                    max_conversions=max_conversions, progress=progress, **(engine or {}))
     record["costs"] = costs(int8_path, out_path)
     budget_recipe = {**recipe, "parity": {**recipe["parity"], **(budgets or {})}}
     if budgets is not None:  # judge with exactly these budgets, not the recipe's plus these
