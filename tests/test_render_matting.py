@@ -48,8 +48,21 @@ def test_trimap_keeps_a_confident_interior_and_opens_the_uncertain_band():
     assert matting.make_trimap(p2, 3)[40, 68] == 0.5
     tri_d = matting.make_trimap(p2, 3, depth_x=far, depth_conf=np.ones_like(p))
     assert tri_d[40, 68] == 0.0 and tri_d[40, 64] == 0.5   # DEPTH_CLEAR_BANDS * 3 px stay open
-    # beyond UNCERTAIN_REACH bands from the outline a hesitant mask is settled by its own 0.5
-    assert tri[40, 75] == 0.0 and matting.make_trimap(np.where(p > 0, p, 0.3), 3)[5, 5] == 0.0
+    # beyond UNCERTAIN_REACH bands from the outline a confident mask is sure, a hesitant one is KEEP:
+    # the solve holds it near the guided stage's soft value instead of snapping it to either side
+    assert tri[40, 75] == 0.0 and matting.make_trimap(np.where(p > 0, p, 0.3), 3)[5, 5] == matting.KEEP
+
+
+def test_keep_pixels_stay_near_the_guided_value_on_a_flat_photo():
+    img = np.full((60, 60, 3), 90, np.uint8)           # no edge anywhere: nothing may move the KEEP value
+    tri = np.full((60, 60), matting.KEEP, np.float32)
+    tri[:, 35:] = 1.0
+    tri[:, 28:40] = matting.UNKNOWN
+    keep = np.full((60, 60), 0.3, np.float32)
+    a = matting.solve_alpha(img, tri, np.full((60, 60), 0.5, np.float32), keep)
+    assert abs(float(a[:, :5].mean()) - (0.3 - matting.ALPHA_SNAP) / (1 - 2 * matting.ALPHA_SNAP)) < 0.05
+    assert (a[:, 45:] == 1).all()
+    assert (matting.known_alpha(tri, keep)[:, :28] == np.float32(0.3)).all()
 
 
 def test_closed_form_recovers_a_two_colour_ramp():

@@ -195,6 +195,16 @@ def composite(frame: Frame, plan: StagePlan, work, alpha, alpha_w, coc, conf, fg
     return {"composite": out, "alpha": alpha.astype(F32), "coc": signed * F32(plan.scale), "alpha_work": alpha_w}
 
 
+def guided_alpha_work(p: np.ndarray, gray_w: np.ndarray, plan: StagePlan, coc, conf) -> np.ndarray:
+    """The guided stage's alpha on the working grid (steps 3, 4 of upsample_mask) from P(subject)."""
+    if plan.mask_gain != 1:
+        p = np.clip((p - F32(0.5)) * F32(plan.mask_gain) + F32(0.5), 0, 1)
+    if coc is not None:
+        p = depth_prior(p, coc, conf, plan)
+    a, b = guided_coefficients(gray_w, p, plan)
+    return np.clip(a * gray_w + b, 0, 1)
+
+
 def matte_mask(frame: Frame, plan: StagePlan, work, coc, conf):
     """Steps 1, 3m, 4m (edges="matting"): model output -> trimap -> alpha solved in the band
     (matting.py) on the working grid -> full resolution by a guided filter on the photo (A, B of
@@ -205,12 +215,12 @@ def matte_mask(frame: Frame, plan: StagePlan, work, coc, conf):
     p = decode_probability(frame.low_res, frame.spec)
     p = cv2.resize(p, (plan.work_w, plan.work_h), interpolation=cv2.INTER_LINEAR)
     depth_x = None if coc is None else np.abs(coc) / F32(max(plan.max_coc_work, 1e-6))
-    m = matting.matte(work, p, plan, depth_x, conf)
+    gray_w = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY).astype(F32) / F32(255)
+    m = matting.matte(work, p, plan, depth_x, conf, keep=guided_alpha_work(p, gray_w, plan, coc, conf))
     alpha_w = m.alpha
     delta = None if m.fg_delta is None else np.round(m.fg_delta * F32(255)).astype(np.int16)
     if plan.scale == 1:
         return np.ascontiguousarray(alpha_w[:plan.height, :plan.width]), alpha_w, delta, m.trimap
-    gray_w = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY).astype(F32) / F32(255)
     r, eps = UPSAMPLE_RADIUS, F32(UPSAMPLE_EPS)
     mean_i, mean_p = _box(gray_w, r), _box(alpha_w, r)
     a = (_box(gray_w * alpha_w, r) - mean_i * mean_p) / (_box(gray_w * gray_w, r) - mean_i * mean_i + eps)

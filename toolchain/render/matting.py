@@ -47,12 +47,15 @@ ICHOL_SHIFTS = [1e-4, 1e-3, 1e-2]   # diagonal shifts pymatting's ichol tries in
 CG_RTOL = 1e-4           # conjugate-gradient stopping tolerance (relative residual)
 CG_MAXITER = 400
 FG_REGULARIZATION = 1e-5  # estimate_foreground_ml defaults
+UNKNOWN = 0.5            # trimap codes: 0 sure background, 1 sure subject, UNKNOWN solved, and
+KEEP = -1.0              # KEEP: hesitant far from the outline: pulled towards the guided stage's alpha
+KEEP_WEIGHT = 1e-1       # ... with this weight (None: held exactly; measured in README)
 
 
 @dataclass
 class Matte:
     """What the matting step gives the rest of the stage, all on the working grid."""
-    trimap: np.ndarray        # float32: 0 sure background, 1 sure subject, 0.5 unknown
+    trimap: np.ndarray        # float32: 0 sure background, 1 sure subject, UNKNOWN (0.5), KEEP (-1)
     alpha: np.ndarray         # float32 in [0, 1]
     fg_delta: np.ndarray | None  # float32 HxWx3 in [-1, 1]: estimated foreground minus the photo (None: not asked)
 
@@ -81,8 +84,12 @@ def make_trimap(p: np.ndarray, band_px: int, depth_x: np.ndarray | None = None,
     # a wide hesitant region (dark shirt on a dark room) is not something matting can settle
     outline = cv2.morphologyEx(subject, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
     near = cv2.dilate(outline, _disc(UNCERTAIN_REACH * band_px)).astype(bool)
-    sure_fg |= subject.astype(bool) & ~near
-    sure_bg |= ~subject.astype(bool) & ~near
+    confident = (p >= P_SURE) | (p <= 1 - P_SURE)
+    sure_fg |= subject.astype(bool) & ~near & confident
+    sure_bg |= ~subject.astype(bool) & ~near & confident
+    # hesitant pixels farther out keep the stage's own soft value (KEEP): snapping them to the side of
+    # 0.5 they fall on cost more than the solve gained (selfie person_02: a dark shoulder at P ~ 0.6)
+    keep = ~near & ~confident
     if depth_x is not None and depth_conf is not None:
         far = (depth_conf >= DEPTH_BG_CONF) & (depth_x >= DEPTH_FAR)
         # (depth at the subject's distance is not used to reopen the band: registered sensor depth
@@ -91,7 +98,8 @@ def make_trimap(p: np.ndarray, band_px: int, depth_x: np.ndarray | None = None,
         # but not within DEPTH_CLEAR_BANDS bands of the outline, where hair and whiskers over the
         # background have the background's depth (nearer, it cost more hair than it saved, measured)
         sure_bg |= far & ~sure_fg & (p < 0.5) & ~cv2.dilate(outline, _disc(DEPTH_CLEAR_BANDS * band_px)).astype(bool)
-    tri = np.full(p.shape, 0.5, np.float32)
+    tri = np.full(p.shape, UNKNOWN, np.float32)
+    tri[keep & ~sure_bg] = KEEP
     tri[sure_fg] = 1.0
     tri[sure_bg] = 0.0
     return tri
@@ -125,47 +133,62 @@ def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_E
     return (sp.diags(np.asarray(W.sum(axis=1)).ravel()) - W).tocsr()
 
 
-def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
-    """Closed-form alpha in the unknown band, weakly pulled (PRIOR_WEIGHT) towards `prior` (the model's
-    P(subject); 0.5 when None). image_rgb: uint8 or float in [0, 1]; returns float32 HxW."""
-    from pymatting import ichol, jacobi
-
+def known_alpha(trimap: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """Alpha where the trimap knows it: 1 / 0 on the sure pixels, `keep` (the guided stage's alpha; 0.5
+    without one) on KEEP pixels, 0 on unknown ones (float32)."""
     alpha = np.where(trimap >= 1.0, 1.0, 0.0).astype(np.float32)
-    unknown = (trimap > 0) & (trimap < 1)
-    if not unknown.any():
+    sel = trimap == KEEP
+    if sel.any():
+        alpha[sel] = 0.5 if keep is None else keep[sel]
+    return alpha
+
+
+def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None,
+                keep: np.ndarray | None = None) -> np.ndarray:
+    """Closed-form alpha in the unknown band, weakly pulled (PRIOR_WEIGHT) towards `prior` (the model's
+    P(subject); 0.5 when None). KEEP pixels are solved too but pulled hard (KEEP_WEIGHT) towards `keep`
+    (the guided stage's alpha), so only a clear edge of the photo moves them. image_rgb: uint8 or float
+    in [0, 1]; returns float32 HxW."""
+    from pymatting import ichol, jacobi
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import LinearOperator
+    from scipy.sparse.linalg import cg as scipy_cg
+
+    alpha = known_alpha(trimap, keep)
+    is_keep = trimap == KEEP
+    solve = (trimap == UNKNOWN) | (is_keep if KEEP_WEIGHT is not None else False)
+    if not solve.any():
         return alpha
-    y0, y1, x0, x1 = _crop_box(unknown, CF_RADIUS + 1)
+    y0, y1, x0, x1 = _crop_box(solve, CF_RADIUS + 1)
     img = image_rgb[y0:y1, x0:x1]
     img = img.astype(np.float64) / 255.0 if img.dtype == np.uint8 else img.astype(np.float64)
-    tri = trimap[y0:y1, x0:x1]
-    unk = unknown[y0:y1, x0:x1]
-    is_fg, is_unknown = (tri >= 1.0).ravel(), unk.ravel()
+    unk = solve[y0:y1, x0:x1]
+    is_unknown = unk.ravel()
+    known = alpha[y0:y1, x0:x1].ravel().astype(np.float64)
+    target = (np.full(known.shape, 0.5) if prior is None else prior[y0:y1, x0:x1].ravel().astype(np.float64))
+    weight = np.full(known.shape, PRIOR_WEIGHT)
+    kp = is_keep[y0:y1, x0:x1].ravel()
+    target[kp], weight[kp] = known[kp], (KEEP_WEIGHT or 0.0)
+    known[is_unknown] = 0
     L = band_laplacian(img, unk)
     # a weak pull towards the model's own P(subject) keeps the system positive definite in flat
     # regions (where the closed form alone is singular and ichol fails) and settles them as the model did
-    import scipy.sparse as sp
-    n_u = int(is_unknown.sum())
-    L_u = (L[is_unknown][:, is_unknown] + sp.identity(n_u, format="csr") * PRIOR_WEIGHT).tocsc()
-    rhs = -(L[is_unknown] @ (is_fg & ~is_unknown).astype(np.float64))
-    if prior is not None:
-        rhs += PRIOR_WEIGHT * prior[y0:y1, x0:x1].ravel()[is_unknown].astype(np.float64)
-    else:
-        rhs += PRIOR_WEIGHT * 0.5
-    from scipy.sparse.linalg import LinearOperator
-    from scipy.sparse.linalg import cg as scipy_cg
+    w_u = weight[is_unknown]
+    L_u = (L[is_unknown][:, is_unknown] + sp.diags(w_u, format="csr")).tocsc()
+    rhs = -(L[is_unknown] @ known) + w_u * target[is_unknown]
     try:   # a shifted factorisation is still a good preconditioner where the plain one breaks down
         precond = ichol(L_u, shifts=ICHOL_SHIFTS)
     except Exception:   # ichol refuses every shift: Jacobi (slower to converge, never fails)
         precond = jacobi(L_u)
     M = LinearOperator(L_u.shape, matvec=precond, dtype=np.float64)
     # scipy's CG returns its last iterate when it hits maxiter (pymatting's raises): never a failed frame
-    x, _info = scipy_cg(L_u, rhs, x0=np.full(n_u, 0.5), M=M, rtol=CG_RTOL, maxiter=CG_MAXITER)
+    x, _info = scipy_cg(L_u, rhs, x0=np.full(int(is_unknown.sum()), 0.5), M=M, rtol=CG_RTOL, maxiter=CG_MAXITER)
     crop = alpha[y0:y1, x0:x1].ravel().copy()
     # snap near-certain values: closed form leaves textured subject pixels in the band a few percent
     # short of 1 (key colour showing through) and background texture a few percent above 0
     x = np.clip((x - ALPHA_SNAP) / (1 - 2 * ALPHA_SNAP), 0, 1)
     crop[is_unknown] = x
-    alpha[y0:y1, x0:x1] = crop.reshape(tri.shape)
+    alpha[y0:y1, x0:x1] = crop.reshape(unk.shape)
     return alpha
 
 
@@ -174,7 +197,7 @@ def estimate_foreground(image_rgb: np.ndarray, alpha: np.ndarray, trimap: np.nda
     from pymatting import estimate_foreground_ml
 
     delta = np.zeros(alpha.shape + (3,), np.float32)
-    unknown = (trimap > 0) & (trimap < 1)
+    unknown = trimap == UNKNOWN
     if not unknown.any():
         return delta
     y0, y1, x0, x1 = _crop_box(unknown, 8)
@@ -189,9 +212,10 @@ def estimate_foreground(image_rgb: np.ndarray, alpha: np.ndarray, trimap: np.nda
 
 
 def matte(work_rgb: np.ndarray, p: np.ndarray, plan, depth_x=None, depth_conf=None,
-          foreground: bool = True) -> Matte:
-    """Trimap, solved alpha and foreground correction on the working grid."""
+          foreground: bool = True, keep: np.ndarray | None = None) -> Matte:
+    """Trimap, solved alpha and foreground correction on the working grid. keep: the guided stage's
+    alpha on the working grid (held where the trimap says KEEP)."""
     tri = make_trimap(p, band_radius(plan), depth_x, depth_conf)
-    alpha = solve_alpha(work_rgb, tri, p)
+    alpha = solve_alpha(work_rgb, tri, p, keep)
     delta = estimate_foreground(work_rgb, alpha, tri) if foreground else None
     return Matte(tri, alpha, delta)
