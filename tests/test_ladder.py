@@ -130,6 +130,8 @@ def test_recipe_rungs_are_validated():
     with pytest.raises(RecipeError, match="not implemented"):
         merge_defaults({"ladder": {"rungs": ["w8a8", "w8a16_partial"]}})
     assert merge_defaults({})["parity"]["kernels"] == "both"
+    with pytest.raises(RecipeError, match="split_weights"):
+        merge_defaults({"ladder": {"rungs": ["w8a16"], "w8a16": {"split_weights": "some"}}})
 
 
 def test_inverse_output_transform_is_computed_inside_the_graph(float_model, tmp_path):
@@ -212,3 +214,20 @@ def test_kernel_gap_covers_every_op_of_an_int8_model(float_model, tmp_path):
     assert [r["op"] for r in gap["ops"]] == ops
     assert all(r["snr_db"] > 20 for r in gap["ops"])  # a tiny conv net: the kernel sets nearly agree
     assert "XNNPACK vs reference" in format_gap(gap)
+
+
+def test_w8a16_with_split_weights_stays_integer_only(tiny, tmp_path, monkeypatch):
+    recipe = _recipe(["w8a16"])
+    recipe["ladder"]["w8a16"] = {"split_weights": "all"}
+    b = _export(tiny, tmp_path / "out", recipe, monkeypatch, tmp_path).bundle
+    m = json.loads((b / "manifest.json").read_text())
+    row = m["ladder"][0]
+    assert row["met"] and row["integer_only"] and row["record"]["split_weights"] == "all"
+    assert row["record"]["split_layers"] >= 1
+    rec = m["models"][m["handoff"]]
+    assert rec["float_op_count"] == 0 and rec["input"]["dtype"] == "uint8"
+    ops = TfliteRunner(b / m["handoff"], kernels="reference").interp._get_ops_details()
+    plain = _export(tiny, tmp_path / "out_plain", _recipe(["w8a16"]), monkeypatch, tmp_path).bundle
+    plain_ops = TfliteRunner(plain / m["handoff"], kernels="reference").interp._get_ops_details()
+    convs = lambda ops: sum(o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D") for o in ops)
+    assert convs(ops) == 2 * convs(plain_ops)  # every convolution as two int8-weight halves

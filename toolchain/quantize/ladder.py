@@ -6,7 +6,8 @@ Rungs are registered by name with one small interface, `build(ctx) -> Built`:
     w8a8           every op int8 (ptq techniques from the recipe when helper modules provide them)
     w8a16_partial  int16 activations on the fewest layers that meet the budget (not implemented: see
                    NOT_IMPLEMENTED; listing it in a recipe is refused)
-    w8a16          the whole model with int16 activations, int8 weights (16x8)
+    w8a16          the whole model with int16 activations, int8 weights (16x8); with
+                   split_weights = "all" every convolution is split into two int8 halves (split.py)
     mixed_float    the float-layer search of parity/mixed.py; last resort, named "mixed float, N of M
                    layers float" and never called int8
 
@@ -19,6 +20,7 @@ Recipe:
     [ladder]
     rungs = ["w8a8", "w8a16", "mixed_float"]
     w8a8 = { techniques = [], ranges = "minmax" }     # ptq techniques (toolchain/quantize/ptq.py)
+    w8a16 = { split_weights = "all" }   # or "none": every convolution as W_hi + W_lo (split.py)
     w8a16_output = "int16"    # or "int8": MediaPipe's segmenter refuses int16 output tensors
 
 Not for: the parity figures themselves (parity/gate.py) or the bundle (export.py, bundle.py).
@@ -64,6 +66,7 @@ class Context:
     convert: Callable[..., Path]  # (file name, build(tmp_path), extra=key parts) -> path (cached)
     judge: Callable[[Path], dict]                           # parity figures on both kernel sets (cached)
     results: dict = field(default_factory=dict)             # rung name -> outcome, filled by run_ladder
+    engine: dict = field(default_factory=dict)              # where candidate searches run (parity/waves.py)
 
 
 RUNGS: dict[str, Callable[[Context], Built]] = {}
@@ -92,8 +95,11 @@ def settings(recipe: dict) -> dict:
     output = cfg.get("w8a16_output", "int16")
     if output not in ("int16", "int8"):
         raise RecipeError(f"ladder.w8a16_output must be \"int16\" or \"int8\", got {output!r}", where=where)
+    w16 = {"split_weights": "none", **(cfg.get("w8a16") or {})}
+    if w16["split_weights"] not in ("none", "all") or set(w16) - {"split_weights"}:
+        raise RecipeError(f"ladder.w8a16 must be {{ split_weights = \"none\" | \"all\" }}, got {w16}", where=where)
     return {"rungs": rungs, "w8a8": {"techniques": [], "ranges": "minmax", **(cfg.get("w8a8") or {})},
-            "w8a16_output": output}
+            "w8a16": w16, "w8a16_output": output}
 
 
 # ---- rungs -----------------------------------------------------------------------------------
@@ -149,14 +155,34 @@ def _w8a16(ctx: Context) -> Built:
     from .conversions import convert_16x8
     # the converter has no int16 HARD_SWISH; the importer writes hard-swish as ADD/RELU6/MUL
     # (tflite_graph.hard_swish_delegable), which has int16 kernels
-    model = ctx.float_model
-    output = settings(ctx.recipe)["w8a16_output"]
-    path = ctx.convert(f"{ctx.entry.id}_w8a16.tflite",
-                       lambda tmp: convert_16x8(model, tmp, ctx.representative, output=output, progress=ctx.say))
-    return Built(path, {"converter": "TFLite EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, "
-                                     "no float fallback; uint8 pixel input (CAST + QUANTIZE in front)",
-                        "output": output},
-                 "w8a16 (int8 weights, int16 activations)")
+    cfg = settings(ctx.recipe)
+    output, split_mode = cfg["w8a16_output"], cfg["w8a16"]["split_weights"]
+    record = {"converter": "TFLite EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, "
+                           "no float fallback; uint8 pixel input (CAST + QUANTIZE in front)",
+              "output": output, "split_weights": split_mode}
+    name = f"{ctx.entry.id}_w8a16.tflite"
+    if split_mode == "none":
+        model = ctx.float_model
+        path = ctx.convert(name, lambda tmp: convert_16x8(model, tmp, ctx.representative, output=output,
+                                                          progress=ctx.say))
+        return Built(path, record, "w8a16 (int8 weights, int16 activations)")
+    from . import cache, ptq
+    from .split import split_weights
+    holder = {}
+
+    def build(tmp: Path):
+        split_path = ctx.workdir / f"{ctx.entry.id}_split_float.tflite"
+        holder["split"] = split_weights(ctx.float_path, split_path)
+        ctx.say(f"w8a16: {len(holder['split']['split'])} convolution(s) split into int8 halves (W_hi + W_lo)")
+        model = ptq.reimport(ctx.entry, split_path, ctx.workdir, outputs_positions=ctx.recipe["outputs"])
+        convert_16x8(model, tmp, ctx.representative, output=output, progress=ctx.say)
+    path = ctx.convert(name, build, extra=["split_weights", split_mode, cache.files_digest(cache.PTQ_CODE)])
+    split = holder.get("split")
+    if split is None:  # from the cache: the same float file gives the same split
+        from .graphedit import Editable
+        split = {"split": Editable(ctx.float_path).convs()}
+    record["split_layers"] = len(split["split"])
+    return Built(path, record, "w8a16 (int8 weights split in two halves, int16 activations)")
 
 
 @rung("mixed_float")
@@ -169,7 +195,7 @@ def _mixed_float(ctx: Context) -> Built:
     out = ctx.workdir / f"{ctx.entry.id}_mixed_float.tflite"
     judged = {**ctx.recipe, "parity": {**ctx.recipe["parity"], "kernels": "reference"}}
     record = mixed.mixed_precision(ctx.entry, judged, ctx.float_model, ctx.representative, ctx.float_path,
-                                   Path(int8), ctx.images, out, progress=ctx.say)
+                                   Path(int8), ctx.images, out, progress=ctx.say, engine=ctx.engine)
     from .conversions import uint8_input
     if mixed.settings(ctx.recipe).get("float_output") is not True:
         uint8_input(out)  # the client contract: uint8 pixels, whatever the search's quantizer chose
