@@ -173,3 +173,27 @@ def test_a_ray_worker_killed_mid_search_changes_nothing(tmp_path):
     assert os.path.exists(marker), "the fault was not injected"
     assert rec["retries"] >= 1 and rec["engine"] == "ray"
     assert got == _sequential()
+
+
+def test_local_engine_does_not_import_ray():
+    import subprocess
+    import sys
+    code = ("import sys; from toolchain.parity import waves\n"
+            "def plan(ask):\n    return [ask(i, i)['passed'] for i in range(3)]\n"
+            "out, rec = waves.run_plan(plan, lambda k, p: p, lambda s: {'passed': s > 0})\n"
+            "assert out == [False, True, True] and rec['engine'] == 'local', (out, rec)\n"
+            "assert 'ray' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_export_and_parity_take_the_engine_flags():
+    from toolchain.cli import _search_engine, build_parser
+    from toolchain.errors import PortraitError
+    p = build_parser()
+    args = p.parse_args(["export", "selfie_segmenter", "--engine", "ray", "--workers", "2"])
+    assert _search_engine(args) == {"engine": "ray", "address": None, "workers": 2}
+    assert _search_engine(p.parse_args(["export", "--all"]))["engine"] == "local"
+    args = p.parse_args(["parity", "selfie_segmenter", "--mixed", "--engine", "ray", "--address", "auto"])
+    assert _search_engine(args)["address"] == "auto"
+    with pytest.raises(PortraitError, match="--address needs --engine ray"):
+        _search_engine(p.parse_args(["export", "--all", "--address", "auto"]))

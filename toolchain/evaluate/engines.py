@@ -91,6 +91,9 @@ class _LocalPool:
     def __enter__(self):
         return self
 
+    def preload(self, modules: list[str]) -> None:
+        """Import `modules` on every worker ahead of the first map (here: this process, already done)."""
+
     def __exit__(self, *exc):
         return False
 
@@ -137,6 +140,12 @@ class _ShardWorker:
             cv2.setNumThreads(1)  # one CPU per actor: no oversubscription from OpenCV's own pool
         except ImportError:
             pass
+
+    def preload(self, modules):
+        import importlib
+        for m in modules:
+            importlib.import_module(m)
+        return os.getpid()
 
     def run(self, fn, shard):
         try:
@@ -189,6 +198,12 @@ class _RayPool:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def preload(self, modules: list[str]) -> None:
+        """Start importing `modules` on every worker now, without waiting (a map queues behind it): the
+        workers load TensorFlow while the driver does its own work."""
+        for a in self.actors:
+            a.preload.remote(list(modules))
 
     def __exit__(self, *exc):
         for a in self.actors:

@@ -135,7 +135,7 @@ def map_names(ranking: list[str], names: list[str]) -> list[str]:
 def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes, ranking: list[str],
            images, out_path: Path, *, budgets: dict | None = None, max_conversions: int | None = None,
            progress=None, engine: str = "local", address: str | None = None, workers: int | None = None,
-           width: int | None = None) -> dict:
+           width: int | None = None, pool=None) -> dict:
     """Smallest set of layers (from `ranking`, worst first) to keep float so the budgets are met.
 
     A unit of the search is a culprit op together with the ops that read its output: keeping one
@@ -145,7 +145,8 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
 
     engine/address/workers: where the candidates run (engines.pool: this process, or Ray workers
     that each load the calibrated model and the float references once). width: candidates per wave
-    (default: the number of workers). The search is sequential (`_plan`) and waves.run_plan
+    (default: the number of workers). pool: an open engines.pool to use (mixed_precision opens it
+    early so Ray workers load TensorFlow during the ranking and calibration). The search is sequential (`_plan`) and waves.run_plan
     evaluates its next candidates ahead of it, so the layer set chosen and every figure are the
     same whatever the engine, the workers or the width; only the wall time and the number of
     unused speculative candidates change (record["engine"]).
@@ -183,7 +184,7 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
         plan = functools.partial(_plan, names=names, units=units, cap=cap)
         (tried, base, ceiling, chosen), eng = waves.run_plan(
             plan, make_shard, judge_candidate, engine=engine, address=address, workers=workers, width=width,
-            progress=lambda m: say(f"mixed: {m}"))
+            progress=lambda m: say(f"mixed: {m}"), pool=pool)
         for r in tried.values():
             say(f"mixed: {r['label']}: {len(r['float_layers'])} float layer(s), shortfall {r['shortfall']:.4g}"
                 f"{' PASS' if r['passed'] else ''}")
@@ -338,15 +339,23 @@ def mixed_precision(entry: ModelEntry, recipe: dict, float_model, representative
     """The whole step: culprit ranking (unless given), calibration, search, costs, full before/after
     figures on both kernel sets. Returns the manifest section; the mixed model is at out_path.
     engine: where the search's candidates run, {"engine": "local"|"ray", "address", "workers"} (see search)."""
+    from ..evaluate import engines
     say = progress or (lambda m: None)
-    if ranking is None:
-        from .layers import compare_layers
-        say("mixed: per-layer comparison for the culprit ranking")
-        ranking = compare_layers(float_path, int8_path, images)["culprits"]
-    say("mixed: calibrating once")
-    calibrated = quantize.calibrate_int8(float_model, representative)
-    record = search(entry, recipe, float_path, calibrated, ranking, images, out_path, budgets=budgets,
-                    max_conversions=max_conversions, progress=progress, **(engine or {}))
+    eng = dict(engine or {})
+    t0 = time.perf_counter()
+    with engines.pool(engine=eng.get("engine") or "local", address=eng.get("address"), workers=eng.get("workers")) as p:
+        start_s = round(time.perf_counter() - t0, 2)
+        p.preload([__name__])  # Ray workers import TensorFlow while this process ranks and calibrates
+        if ranking is None:
+            from .layers import compare_layers
+            say("mixed: per-layer comparison for the culprit ranking")
+            ranking = compare_layers(float_path, int8_path, images)["culprits"]
+        say("mixed: calibrating once")
+        calibrated = quantize.calibrate_int8(float_model, representative)
+        record = search(entry, recipe, float_path, calibrated, ranking, images, out_path, budgets=budgets,
+                        max_conversions=max_conversions, progress=progress, width=eng.get("width"), pool=p)
+    record["engine"].update({"search_s": record["engine"]["wall_s"], "start_s": start_s, "wall_s": round(time.perf_counter() - t0, 2),
+                             "wall_what": "engine start, ranking, calibration and search"})
     record["costs"] = costs(int8_path, out_path)
     budget_recipe = {**recipe, "parity": {**recipe["parity"], **(budgets or {})}}
     if budgets is not None:  # judge with exactly these budgets, not the recipe's plus these

@@ -74,11 +74,12 @@ def parity_model(model_id: str, *, bundle: Path | None = None, float_path: Path 
                  quant_path: Path | None = None, images: str | Path | None = None, out_dir: Path | None = None,
                  budgets: dict | None = None, mixed_precision: bool | None = None, per_layer: bool = True,
                  worst: int = 3, max_conversions: int | None = None, registry: dict | None = None,
-                 recipe: dict | None = None, progress=None) -> dict:
+                 recipe: dict | None = None, progress=None, engine: dict | None = None) -> dict:
     """Figures, per-layer culprits, optional mixed precision and the report for one model.
 
     budgets: replaces the recipe's budgets (e.g. {"pixel_agreement_min": 0.999}).
     mixed_precision: True runs it when the budget is missed, False never, None as the recipe says.
+    engine: where the mixed search's candidates run, {"engine": "local"|"ray", "address", "workers"}.
     Returns the result (also written as report.json beside report.html in out_dir).
     """
     say = progress or (lambda m: None)
@@ -101,13 +102,13 @@ def parity_model(model_id: str, *, bundle: Path | None = None, float_path: Path 
     run_mixed = mixed.settings(recipe)["enabled"] if mixed_precision is None else mixed_precision
     if run_mixed and not figures["passed"]:
         result["mixed_precision"] = _mixed(entry, recipe, f_path, q_path, imgs, out_dir, result.get("layers"),
-                                           max_conversions, say)
+                                           max_conversions, say, engine)
     result["report"] = write_report(entry, recipe, result, imgs, out_dir, worst=worst)
     say(summary(result))
     return result
 
 
-def _mixed(entry, recipe, f_path, q_path, imgs, out_dir, layer_result, max_conversions, say) -> dict:
+def _mixed(entry, recipe, f_path, q_path, imgs, out_dir, layer_result, max_conversions, say, engine=None) -> dict:
     """Re-import the source (mixed precision reconverts) and run the search."""
     import shutil
     import tempfile
@@ -126,7 +127,7 @@ def _mixed(entry, recipe, f_path, q_path, imgs, out_dir, layer_result, max_conve
         ranking = layer_result["culprits"] if layer_result else None
         return mixed.mixed_precision(entry, recipe, float_model, rep, f_path, q_path, imgs,
                                      out_dir / f"{entry.id}_int8_mixed.tflite", ranking=ranking,
-                                     max_conversions=max_conversions, progress=say)
+                                     max_conversions=max_conversions, progress=say, engine=engine)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

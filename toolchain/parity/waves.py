@@ -95,6 +95,7 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
     p = engines.pool(engine=engine, address=address, workers=workers) if own else pool
     if own:
         p.__enter__()
+    record["start_s"] = round(time.perf_counter() - t0, 2)
     try:
         k = max(1, int(width or p.workers))
         record.update({"workers": p.workers, "width": k, "engine": p.engine})
@@ -126,7 +127,8 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
             record["waves"] += 1
             record["candidates_run"] += len(keys)
             known.update(zip(keys, results))
-            say(f"wave {record['waves']}: {len(keys)} candidate(s) on {p.workers} {p.engine} worker(s)")
+            say(f"wave {record['waves']}: {len(keys)} candidate(s) on {p.workers} {p.engine} worker(s), "
+                f"{stats.get('wall_s', 0):.1f} s")
     finally:
         if own:
             p.__exit__(None, None, None)
