@@ -31,8 +31,10 @@ $(CLIENT_STAMP): requirements-client.lock
 
 client-env: $(CLIENT_STAMP)
 
+# ENGINE=ray [WORKERS=N] [ADDRESS=host:port]: the ladder's mixed-float search runs its candidates on Ray
+ENGINE  ?= local
 export-int8: $(STAMP) $(CLIENT_STAMP)
-	$(BIN)/portrait export --all
+	$(BIN)/portrait export --all --engine $(ENGINE)$(if $(WORKERS), --workers $(WORKERS))$(if $(ADDRESS), --address $(ADDRESS))
 
 models: $(STAMP)
 	$(BIN)/portrait models fetch

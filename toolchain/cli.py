@@ -23,7 +23,7 @@ def cmd_export(args) -> int:
     if not args.all and not args.model:
         raise PortraitError("name a model id or pass --all", fix="`portrait models list` shows the ids")
     results = export_all(None if args.all else args.model, out_root=args.out, images_folder=args.images,
-                         keep_workdir=args.keep_workdir)
+                         keep_workdir=args.keep_workdir, engine=_search_engine(args))
     print(_export_summary(results))
     if args.json:
         print(results_json(results))
@@ -60,6 +60,12 @@ def _export_summary(results) -> str:
                 c = mixed["costs"]
                 line += (f"\n      mixed cost vs int8: latency x{c.get('latency_ratio', float('nan')):.2f},"
                          f" size x{c.get('size_ratio', float('nan')):.2f}")
+            if mixed.get("engine"):
+                e = mixed["engine"]
+                line += (f"\n      mixed search: {mixed['conversions']} candidates on its path, {e['candidates_run']} run "
+                         f"in {e['waves']} waves on {e['workers']} {e['engine']} worker(s): search "
+                         f"{e.get('search_s', e['wall_s'])} s, {e['wall_s']} s with "
+                         f"{'ranking and calibration' if 'search_s' in e else 'start-up'}")
         if r.status == "exported" and r.figures.get("sizes"):
             s = r.figures["sizes"]
             f32 = next((v for k, v in s.items() if k.endswith("_float32.tflite")), None)
@@ -168,6 +174,23 @@ def cmd_depth_info(args) -> int:
     return 0
 
 
+def _search_engine(args) -> dict:
+    """--engine/--address/--workers of export and parity: where the mixed-float search's candidates run."""
+    if args.address and args.engine != "ray":
+        raise PortraitError("--address needs --engine ray", fix="add --engine ray, or drop --address")
+    return {"engine": args.engine, "address": args.address, "workers": args.workers}
+
+
+def _add_search_engine(parser) -> None:
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="where the mixed-float search runs its candidates: local (this process, one at a "
+                             "time; the default, no Ray needed) or ray (Ray workers, one candidate each, next "
+                             "candidates run ahead of the search). Same layers and figures either way")
+    parser.add_argument("--address", help="join this Ray cluster (e.g. 10.0.0.5:6379 or auto); default: start one "
+                                          "here. Every node needs TMPDIR on a shared filesystem (README)")
+    parser.add_argument("--workers", type=int, help="Ray workers for the search (default: the cluster's CPUs)")
+
+
 def cmd_parity(args) -> int:
     from .parity.run import parity_all, parity_model, summary
     try:
@@ -175,7 +198,7 @@ def cmd_parity(args) -> int:
     except ValueError:
         raise PortraitError(f"bad --budget {args.budget}", fix="write FIGURE_min=VALUE, e.g. pixel_agreement_min=0.999")
     kw = dict(images=args.images, budgets=budgets, mixed_precision=args.mixed, per_layer=not args.no_layers,
-              max_conversions=args.max_conversions)
+              max_conversions=args.max_conversions, engine=_search_engine(args))
     if args.all or not args.model:
         results = parity_all(args.out, **kw)
     else:
@@ -262,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="also print the results as JSON")
     e.add_argument("--keep-workdir", action="store_true",
                    help="keep each model's work folder (float SavedModel, every conversion) for inspection")
+    _add_search_engine(e)
     e.set_defaults(func=cmd_export)
 
     m = sub.add_parser("models", help="list, locate or fetch registered models",
@@ -309,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-conversions", type=int, default=None, help="cap on conversions in the mixed search")
     q.add_argument("--no-layers", action="store_true", help="skip the per-layer comparison")
     q.add_argument("--report-dir", type=Path, default=None, help="report folder (default export/out/parity/<id>)")
+    _add_search_engine(q)
     q.set_defaults(func=cmd_parity)
 
     from device_sim.__main__ import add_sim_arguments

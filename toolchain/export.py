@@ -47,8 +47,10 @@ class ExportResult:
 
 def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | None = None,
                  images_folder: Path | None = None, keep_workdir: bool = False, quiet: bool = False,
-                 registry: dict[str, ModelEntry] | None = None) -> ExportResult:
-    """Export one registered model in every precision of its recipe; returns the bundle path."""
+                 registry: dict[str, ModelEntry] | None = None, engine: dict | None = None) -> ExportResult:
+    """Export one registered model in every precision of its recipe; returns the bundle path.
+    engine: where the ladder's candidate searches run, {"engine": "local"|"ray", "address", "workers"}
+    (parity/mixed.py search; the default runs them in this process)."""
     entry = get_entry(model_id, registry)
     recipe = recipe or load_recipe(entry.recipe or model_id)
     say = (lambda m: None) if quiet else (lambda m: _say(model_id, m))
@@ -102,7 +104,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
         if "int8" in recipe["precisions"]:
             ctx = ladder.Context(entry, recipe, float_model, float_path, representative, images, workdir, say,
                                  convert=steps.convert, judge=lambda path, kernels=KERNELS: steps.judge(
-                                     float_path, path, images, kernels))
+                                     float_path, path, images, kernels), engine=dict(engine or {}))
             ladder_out = ladder.run_ladder(ctx)
             w8 = ctx.results.get("w8a8")
             if w8 is not None:
@@ -546,7 +548,8 @@ def _fmt(d: dict) -> str:
 
 def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = None,
                images_folder: Path | None = None, registry: dict[str, ModelEntry] | None = None,
-               recipes: dict[str, dict] | None = None, keep_workdir: bool = False) -> list[ExportResult]:
+               recipes: dict[str, dict] | None = None, keep_workdir: bool = False,
+               engine: dict | None = None) -> list[ExportResult]:
     """Export every registered model that has a recipe; a missing model is skipped and named."""
     registry = registry or load_registry()
     ids = model_ids or [m for m, e in registry.items()
@@ -555,7 +558,8 @@ def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = No
     for model_id in ids:
         try:
             results.append(export_model(model_id, out_root=out_root, images_folder=images_folder, registry=registry,
-                                        recipe=(recipes or {}).get(model_id), keep_workdir=keep_workdir))
+                                        recipe=(recipes or {}).get(model_id), keep_workdir=keep_workdir,
+                                        engine=engine))
         except ModelNotFound as exc:
             results.append(ExportResult(model_id, "skipped", message=str(exc)))
             _say(model_id, "skipped: model file not available\n" + str(exc))
