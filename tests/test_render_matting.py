@@ -74,7 +74,11 @@ def test_closed_form_recovers_a_two_colour_ramp():
     assert (est[tri == 1] == 1).all() and (est[tri == 0] == 0).all()
 
 
-def test_foreground_removes_the_background_colour_from_the_edge():
+@pytest.mark.parametrize("method, most", [("blur", 0.3), ("ml", 0.05)])
+def test_foreground_removes_the_background_colour_from_the_edge(monkeypatch, method, most):
+    # a 16-px linear ramp between two flat colours: the default blur fusion (fast, box filters) leaves
+    # about a quarter of the photo's error there, pymatting's estimate_foreground_ml almost none
+    monkeypatch.setattr(matting, "FG_METHOD", method)
     img, alpha = _soft_edge_scene()
     tri = np.where(alpha >= 1, 1.0, np.where(alpha <= 0, 0.0, 0.5)).astype(np.float32)
     delta = matting.estimate_foreground(img, alpha, tri)
@@ -82,7 +86,7 @@ def test_foreground_removes_the_background_colour_from_the_edge():
     band = (alpha > 0.2) & (alpha < 0.8)
     err_photo = np.abs(img.astype(np.float32) / 255 - np.float32([220, 40, 30]) / 255)[band].mean()
     err_fg = np.abs(fg - np.float32([220, 40, 30]) / 255)[band].mean()
-    assert err_fg < 0.25 * err_photo
+    assert err_fg < most * err_photo
 
 
 @pytest.fixture(scope="module")

@@ -175,15 +175,18 @@ def composite(frame: Frame, plan: StagePlan, work, alpha, alpha_w, coc, conf, fg
         if plan.radii:
             bg_w = blur_background(work, alpha_w, c, plan)
             m = np.clip(c / F32(plan.radii[0]), 0, 1)
-            m_up = upsample(m, plan)
             bg = np.ascontiguousarray(upsample(bg_w, plan))
             if fg is None:
+                m_up = upsample(m, plan)
                 weight = np.ascontiguousarray((F32(1) - alpha) * m_up)
                 out = cv2.blendLinear(frame.image, bg, F32(1) - weight, weight)
             else:
                 layered = cv2.blendLinear(subject, bg, alpha, F32(1) - alpha)
-                m_up = np.ascontiguousarray(m_up)
-                out = cv2.blendLinear(frame.image, layered, F32(1) - m_up, m_up)
+                if float(m.min()) >= 1:   # the whole background is out of focus: the mix is the identity
+                    out = layered
+                else:
+                    m_up = np.ascontiguousarray(upsample(m, plan))
+                    out = cv2.blendLinear(frame.image, layered, F32(1) - m_up, m_up)
         else:
             out = frame.image.copy()
     else:
