@@ -345,7 +345,8 @@ def mixed_precision(entry: ModelEntry, recipe: dict, float_model, representative
     t0 = time.perf_counter()
     with engines.pool(engine=eng.get("engine") or "local", address=eng.get("address"), workers=eng.get("workers")) as p:
         start_s = round(time.perf_counter() - t0, 2)
-        p.preload([__name__])  # Ray workers import TensorFlow while this process ranks and calibrates
+        # Ray workers import TensorFlow's converter and LiteRT while this process ranks and calibrates
+        p.preload([__name__, "tensorflow.lite.python.convert", "ai_edge_litert.interpreter"])
         if ranking is None:
             from .layers import compare_layers
             say("mixed: per-layer comparison for the culprit ranking")
