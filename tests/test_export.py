@@ -179,12 +179,21 @@ def test_missed_budget_climbs_the_ladder_to_mixed_float(tiny, tmp_path, monkeypa
     recipe = _recipe(pixel_agreement_min=1.01)
     recipe["mixed_precision"] = {"enabled": True, "max_conversions": 3}
     recipe["ladder"] = {"rungs": ["w8a8", "mixed_float"]}
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(ParityError) as err:
         _export(tiny, tmp_path / "out", recipe, monkeypatch)
     record = err.value.figures["ladder"][-1]
     assert record["rung"] == "mixed_float" and record["met"] is False and "mixed_float:" in str(err.value)
     assert record["label"].startswith("mixed float, ") and "int8" not in record["label"]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert "from_cache" not in record["record"]
+    # a second run takes the search (file and record) from the cache, with the same choice
+    with pytest.raises(ParityError) as again:
+        _export(tiny, tmp_path / "out", recipe, monkeypatch)
+    second = again.value.figures["ladder"][-1]
+    assert "from_cache" in second["record"]
+    assert second["record"]["float_layers"] == record["record"]["float_layers"]
+    assert second["figures"] == record["figures"]
 
 
 def test_calibration_sources_named_photos_and_synthetic_scenes():

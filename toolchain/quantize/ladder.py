@@ -192,13 +192,35 @@ def _mixed_float(ctx: Context) -> Built:
     if int8 is None:
         raise ExportError("mixed_float needs the w8a8 rung before it (its culprit ranking starts from that file)",
                           where=ctx.recipe.get("_path"), fix="put w8a8 first in [ladder] rungs")
+    import base64
+    import json
+
+    from . import cache
+    from .conversions import uint8_input
     out = ctx.workdir / f"{ctx.entry.id}_mixed_float.tflite"
     judged = {**ctx.recipe, "parity": {**ctx.recipe["parity"], "kernels": "reference"}}
-    record = mixed.mixed_precision(ctx.entry, judged, ctx.float_model, ctx.representative, ctx.float_path,
-                                   Path(int8), ctx.images, out, progress=ctx.say, engine=ctx.engine)
-    from .conversions import uint8_input
-    if mixed.settings(ctx.recipe).get("float_output") is not True:
-        uint8_input(out)  # the client contract: uint8 pixels, whatever the search's quantizer chose
+
+    ran = []
+
+    def build(tmp: Path):
+        # the search's file and record cached together (one JSON, the model base64 inside): the same
+        # float file, int8 file, images, calibration and code give the same choice on any engine
+        ran.append(True)
+        model = tmp.with_suffix(".tflite")
+        rec = mixed.mixed_precision(ctx.entry, judged, ctx.float_model, ctx.representative, ctx.float_path,
+                                    Path(int8), ctx.images, model, progress=ctx.say, engine=ctx.engine)
+        if mixed.settings(ctx.recipe).get("float_output") is not True:
+            uint8_input(model)  # the client contract: uint8 pixels, whatever the search's quantizer chose
+        tmp.write_text(json.dumps({"record": rec, "tflite_base64": base64.b64encode(model.read_bytes()).decode()},
+                                  default=cache._default))
+    saved = ctx.convert(f"{ctx.entry.id}_mixed_float_search.json", build, extra=[
+        "mixed_float", cache.file_digest(Path(int8)), [cache.array_digest(img) for _, img in ctx.images],
+        [nm for nm, _ in ctx.images], cache.files_digest(("parity/*.py", "evaluate/engines.py", "quantize/*.py"))])
+    blob = json.loads(Path(saved).read_text())
+    record = blob["record"]
+    if not ran:
+        record["from_cache"] = "search, its timings and costs from the run that made the cached result"
+    out.write_bytes(base64.b64decode(blob["tflite_base64"]))
     n, m = len(record.get("float_layers") or []), record.get("layers_in_model")
     return Built(out, {k: v for k, v in record.items() if k not in ("trials",)},
                  f"mixed float, {n} of {m} layers float")
