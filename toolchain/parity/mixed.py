@@ -317,6 +317,11 @@ def judge_candidate(shard: dict) -> dict:
                                      output_type=shard["output_type"])
         return judge(out)
     except Exception as exc:  # noqa: BLE001 - a speculative candidate's error matters only if the search uses it
+        import pickle
+        try:  # the error itself goes back to the driver when it can travel (Ray pickles results)
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # noqa: BLE001
+            return {"error": f"{type(exc).__name__}: {exc}"}
         return {"error": f"{type(exc).__name__}: {exc}", "exception": exc}
 
 

@@ -32,6 +32,8 @@ import itertools
 import time
 from typing import Callable
 
+from ..errors import PortraitError
+
 REPEAT = 0.7         # guessed probability that an outcome repeats the previous one
 MAX_REPLAYS = 64     # hypothetical histories explored per wave at most
 
@@ -41,7 +43,7 @@ class _Need(Exception):
         self.key, self.payload, self.last = key, payload, last
 
 
-class PlanError(RuntimeError):
+class PlanError(PortraitError):
     """A candidate the plan used failed in its worker (the worker's error text is in the message)."""
 
 
@@ -68,7 +70,11 @@ def _replay(plan, known: dict, guessed: dict):
             raise _Need(key, payload, last[0])
         if "error" in res and not res.get("guessed"):
             exc = res.get("exception")
-            raise exc if isinstance(exc, BaseException) else PlanError(f"candidate {key!r} failed: {res['error']}")
+            if isinstance(exc, BaseException):
+                raise exc
+            raise PlanError(f"a candidate of the search failed on its worker: {res['error']}", where=str(key)[:200],
+                            fix="on a multi-node cluster, put TMPDIR on a filesystem every node shares; "
+                                "otherwise run with --engine local to see the error in this process")
         last[0] = bool(res.get("passed"))
         return res
     return plan(trial)
