@@ -83,6 +83,9 @@ def test_a_failing_candidate_is_an_error_only_when_the_search_uses_it():
         return ask("b", "b")["passed"]
     with pytest.raises(ValueError, match="b is broken"):
         waves.run_plan(plan_b, lambda k, p: p, judge_caught, width=2)
+    # an error that could not travel as itself comes back as text: a project error saying what to do
+    with pytest.raises(waves.PlanError, match="failed on its worker: b is broken"):
+        waves.run_plan(plan_b, lambda k, p: p, lambda s: {"error": "b is broken"})
 
 
 # ---- the mixed-float search on a tiny model -----------------------------------------------------
