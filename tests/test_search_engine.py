@@ -136,10 +136,8 @@ def test_mixed_search_local_width_does_not_change_the_choice(tiny, tmp_path):
 
 
 def _ray_or_skip():
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        pytest.skip("ray is not installed (pip install -r requirements.lock): the Ray engine cannot be tested")
+    pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements.lock): the Ray engine "
+                                      "cannot be tested")
 
 
 @pytest.mark.slow

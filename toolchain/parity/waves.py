@@ -11,7 +11,8 @@ plan on an engine (engines.pool: this process or Ray workers) in waves of up to 
   unknown candidates, best-first by the guesses' probability (an outcome is guessed to repeat the
   previous one with probability 0.7), and the candidates those hypothetical histories ask for fill
   the wave;
-- the wave runs (`run_candidates`), every result is stored, and the plan is replayed again.
+- the wave runs on the pool's workers (one candidate each), every result is stored, and the plan
+  is replayed again. `run_candidates` runs one wave of independent candidates on its own.
 
 Only the plan decides, and it sees only real results, in its own order, so the candidates it uses,
 the one it chooses and every figure are exactly those of the sequential run, whatever the engine,
@@ -21,6 +22,14 @@ an error only if the plan actually uses it.
 
 Needs of `plan`: deterministic, no side effects outside `trial` (it is replayed many times), and
 results read only through `trial`'s return value. Keys must be hashable and identify the candidate.
+
+A new search (e.g. int16 activations on the fewest layers) needs three pieces, as mixed.search has:
+
+    def plan(ask):                      # the sequential search; ask(key, payload) -> result dict
+        ...  return whatever the search decided
+    def make_shard(key, payload):       # -> small picklable description (paths, layer list, out path)
+    def judge_one(shard):               # module-level: build + judge one candidate -> {"passed": ...}
+    decision, engine_record = run_plan(plan, make_shard, judge_one, engine=..., address=..., workers=...)
 
 Not for: what a candidate computes (mixed.py: quantize + judge) or where it runs (engines.py).
 """
