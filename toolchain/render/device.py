@@ -30,6 +30,7 @@ from .plan import (DEPTH_PRIOR_WEIGHT, DEPTH_SPLIT, DEPTH_WIDTH, Frame, StagePla
                    pad_to_plan)
 
 I32 = np.int32
+KEEP8 = 64   # trimap code of matting.KEEP (hesitant, far from the outline)
 
 
 def _boxsum(x: np.ndarray, r: int) -> np.ndarray:
@@ -192,7 +193,8 @@ def blur_background(work: np.ndarray, alpha_w8: np.ndarray, c_q4: np.ndarray, pl
 
 
 def trimap_q8(p8: np.ndarray, plan: StagePlan, coc, c8, k_q4: int) -> np.ndarray:
-    """matting.make_trimap in integers: uint8 0 / 128 / 255 from P(subject) Q8 (and depth Q4 / Q8).
+    """matting.make_trimap in integers: uint8 0 / 128 (unknown) / KEEP8 / 255 from P(subject) Q8 (and
+    depth Q4 / Q8); KEEP8 pixels keep the guided filter's alpha, as golden pulls them towards it.
     Thresholds are the golden ones rounded to 8 bits; morphology on uint8 is exact."""
     from . import matting
     band = matting.band_radius(plan)
@@ -203,13 +205,16 @@ def trimap_q8(p8: np.ndarray, plan: StagePlan, coc, c8, k_q4: int) -> np.ndarray
     sure_bg = (cv2.erode((p8 <= 255 - sure8).astype(np.uint8), disc(band)) > 0) & (subject == 0)
     outline = cv2.morphologyEx(subject, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
     near = cv2.dilate(outline, disc(matting.UNCERTAIN_REACH * band)) > 0
-    sure_fg |= (subject > 0) & ~near
-    sure_bg |= (subject == 0) & ~near
+    confident = (p8 >= sure8) | (p8 <= 255 - sure8)
+    sure_fg |= (subject > 0) & ~near & confident
+    sure_bg |= (subject == 0) & ~near & confident
+    keep = ~near & ~confident
     if coc is not None:
         x8 = (np.abs(coc) * 256) // max(k_q4, 1)
         far = (c8 >= round(matting.DEPTH_BG_CONF * 255)) & (x8 >= round(matting.DEPTH_FAR * 256))
         sure_bg |= far & ~sure_fg & (p8 < 128) & ~(cv2.dilate(outline, disc(matting.DEPTH_CLEAR_BANDS * band)) > 0)
     tri = np.full(p8.shape, 128, np.uint8)
+    tri[keep & ~sure_bg] = KEEP8
     tri[sure_fg] = 255
     tri[sure_bg] = 0
     return tri
@@ -219,7 +224,7 @@ def constrain(a_q12: np.ndarray, b_q8: np.ndarray, tri8: np.ndarray):
     """The device's cheaper stand-in for the band solve: the guided filter's alpha, with sure pixels
     (whose 3x3 neighbourhood is sure too, so bilinear upsampling keeps them) set exactly: A = 0 and
     B = +127 / -128 levels (alpha 255 / 0). Measured against golden in README (render section)."""
-    sure = cv2.erode((tri8 != 128).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    sure = cv2.erode(((tri8 == 0) | (tri8 == 255)).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     a = np.where(sure, 0, a_q12).astype(I32)
     b = np.where(sure, np.where(tri8 == 255, 127 * 256 + 128, -128 * 256), b_q8).astype(I32)
     return a, b
