@@ -279,6 +279,7 @@ class _RayPool:
                     pass
         stats["peak_rss_mb"] = peak
         stats["cpu_s"] = round(sum(cpu.values()), 2)  # the workers' CPU time, start-up and loading included
+        stats["cpu_s_by_pid"] = {k: round(v, 2) for k, v in cpu.items()}  # cumulative per worker process
         stats["attempts"] = attempts
         stats["wall_s"] = round(time.perf_counter() - t0, 3)
         return results

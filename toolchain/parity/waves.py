@@ -104,6 +104,7 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
     say = progress or (lambda m: None)
     t0 = time.perf_counter()
     known: dict = {}
+    cpu_local, cpu_by_pid = 0.0, {}
     record = {"engine": engine, "workers": None, "width": None, "waves": 0, "candidates_run": 0,
               "candidates_unused": 0, "retries": 0}
     own = pool is None
@@ -139,6 +140,10 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
             stats: dict = {}
             results = p.map(fn, [make_shard(key, wave[key]) for key in keys], stats=stats)
             record["retries"] += stats.get("retries", 0)
+            if p.engine == "local":
+                cpu_local += stats.get("cpu_s", 0.0)
+            for pid, c in (stats.get("cpu_s_by_pid") or {}).items():
+                cpu_by_pid[pid] = max(cpu_by_pid.get(pid, 0.0), c)
             record["waves"] += 1
             record["candidates_run"] += len(keys)
             known.update(zip(keys, results))
@@ -150,6 +155,8 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
     used = _used_keys(plan, known)
     record["candidates_unused"] = record["candidates_run"] - len(used)
     record["wall_s"] = round(time.perf_counter() - t0, 2)
+    # CPU seconds the candidates got (Ray: the workers' whole lives, start-up and imports included)
+    record["cpu_s"] = round(cpu_local if p.engine == "local" else sum(cpu_by_pid.values()), 2)
     return outcome[1], record
 
 
