@@ -186,7 +186,7 @@ def test_missed_budget_climbs_the_ladder_to_mixed_float(tiny, tmp_path, monkeypa
     assert record["rung"] == "mixed_float" and record["met"] is False and "mixed_float:" in str(err.value)
     assert record["label"].startswith("mixed float, ") and "int8" not in record["label"]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
-    assert "from_cache" not in record["record"]
+    assert "from_cache" not in record["record"] and record["record"]["file"] == "tiny_mixed_float.tflite"
     # a second run takes the search (file and record) from the cache, with the same choice
     with pytest.raises(ParityError) as again:
         _export(tiny, tmp_path / "out", recipe, monkeypatch)

@@ -206,7 +206,7 @@ def _mixed_float(ctx: Context) -> Built:
         # the search's file and record cached together (one JSON, the model base64 inside): the same
         # float file, int8 file, images, calibration and code give the same choice on any engine
         ran.append(True)
-        model = tmp.with_suffix(".tflite")
+        model = tmp.parent / out.name  # cached_path builds in a fresh temporary folder
         rec = mixed.mixed_precision(ctx.entry, judged, ctx.float_model, ctx.representative, ctx.float_path,
                                     Path(int8), ctx.images, model, progress=ctx.say, engine=ctx.engine)
         if mixed.settings(ctx.recipe).get("float_output") is not True:
