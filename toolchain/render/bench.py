@@ -57,7 +57,7 @@ def _time(fn, repeats: int, key: str | None = None) -> float:
     return float(np.median(ts) * 1000)
 
 
-def run_bench(sizes: dict | None = None, repeats: int = 3, device_repeats: int = 1, threads: int | None = None) -> dict:
+def run_bench(sizes: dict | None = None, repeats: int = 3, device_repeats: int = 3, threads: int | None = None) -> dict:
     """{size: {"baseline_ms", "golden_ms", "golden_depth_ms", "device_ms", "copy_ms", "*_ratio"}}, plus settings."""
     if threads is not None:
         cv2.setNumThreads(threads)
