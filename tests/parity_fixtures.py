@@ -78,3 +78,15 @@ def rename_tensors(src: Path, dst: Path) -> Path:
         t.name = f"t{i}".encode()
     fu.write_model(model, str(dst))
     return dst
+
+
+def tiny_search_setup(root: Path):
+    """(pair, calibrated flatbuffer, culprit ranking, recipe) for a mixed-float search on the tiny pair."""
+    from toolchain import quantize
+    from toolchain.parity import layers
+    from toolchain.recipes import merge_defaults
+    pair = build_tiny_pair(root)
+    calibrated = quantize.calibrate_int8(pair.float_model, pair.representative)
+    ranking = layers.compare_layers(pair.float_path, pair.int8_path, pair.images)["culprits"]
+    recipe = merge_defaults({"parity": {"classes": [], "pixel_agreement_min": 0.5}})
+    return pair, calibrated, ranking, recipe

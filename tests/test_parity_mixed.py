@@ -4,19 +4,14 @@ search can meet with a few float layers, and one nothing can meet (explained).""
 import pytest
 
 from toolchain import quantize
-from toolchain.parity import layers, mixed
-from toolchain.recipes import merge_defaults
+from toolchain.parity import mixed
 
-from parity_fixtures import build_tiny_pair
+from parity_fixtures import tiny_search_setup
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    pair = build_tiny_pair(tmp_path_factory.mktemp("parity_mixed"))
-    calibrated = quantize.calibrate_int8(pair.float_model, pair.representative)
-    ranking = layers.compare_layers(pair.float_path, pair.int8_path, pair.images)["culprits"]
-    recipe = merge_defaults({"parity": {"classes": [], "pixel_agreement_min": 0.5}})
-    return pair, calibrated, ranking, recipe
+    return tiny_search_setup(tmp_path_factory.mktemp("parity_mixed"))
 
 
 def test_shortfall_known_answers():

@@ -22,17 +22,18 @@ def _run(path, x):
     return np.stack(outs)
 
 
-def _int8_of_tflite(src, path, calib):
-    """The float .tflite re-emitted by the importer and converted to full int8 (as the export does)."""
+def _int8_of_tflite(src, path, calib, opset=None):
+    """The float .tflite re-emitted by the importer and converted to full int8 (as the export does),
+    or with `opset` (e.g. the 16x8 one, as the w8a16 rung does)."""
     import tensorflow as tf
     graph = tflite_graph.read_tflite(src)
     shape = graph.tensor(graph.inputs[0]).shape
     f = tf.function(lambda x: tflite_graph.emit(graph, x)[0], input_signature=[tf.TensorSpec(shape, tf.float32)])
     conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.target_spec.supported_ops = [opset or tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.representative_dataset = lambda: ([c[None].astype(np.float32)] for c in calib)
-    path.write_bytes(conv.convert())  # float input/output, int8 inside
+    path.write_bytes(conv.convert())  # float input/output, int8 (or 16x8) inside
     return path
 
 

@@ -92,15 +92,8 @@ def test_a_failing_candidate_is_an_error_only_when_the_search_uses_it():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from parity_fixtures import build_tiny_pair
-
-    from toolchain import quantize
-    from toolchain.parity import layers
-    from toolchain.recipes import merge_defaults
-    pair = build_tiny_pair(tmp_path_factory.mktemp("search_engine"))
-    calibrated = quantize.calibrate_int8(pair.float_model, pair.representative)
-    ranking = layers.compare_layers(pair.float_path, pair.int8_path, pair.images)["culprits"]
-    recipe = merge_defaults({"parity": {"classes": [], "pixel_agreement_min": 0.5}})
+    from parity_fixtures import tiny_search_setup
+    pair, calibrated, ranking, recipe = tiny_search_setup(tmp_path_factory.mktemp("search_engine"))
     probe = _search(pair, calibrated, ranking, recipe, tmp_path_factory.mktemp("probe"), 2.0, cap=3)
     base = probe["before"]["figures"]["pixel_agreement"]
     ceiling = probe["ceiling"]["figures"]["pixel_agreement"]

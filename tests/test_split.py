@@ -7,21 +7,13 @@ from toolchain.quantize import graphedit, split
 from toolchain.sources import tflite_graph
 
 from builders import keras_to_tflite
-from test_ptq import _model, _run
+from test_ptq import _int8_of_tflite, _model, _run
 
 
 def _w8a16_of_tflite(src, path, calib):
     """The float .tflite re-emitted by the importer and converted to 16x8 (as the w8a16 rung does)."""
     import tensorflow as tf
-    graph = tflite_graph.read_tflite(src)
-    shape = graph.tensor(graph.inputs[0]).shape
-    f = tf.function(lambda x: tflite_graph.emit(graph, x)[0], input_signature=[tf.TensorSpec(shape, tf.float32)])
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    conv.representative_dataset = lambda: ([c[None].astype(np.float32)] for c in calib)
-    path.write_bytes(conv.convert())
-    return path
+    return _int8_of_tflite(src, path, calib, tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
 
 
 def _ops(path):
