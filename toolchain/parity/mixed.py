@@ -177,9 +177,11 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
                   "names": [nm for nm, _ in images], "entry": entry, "recipe": recipe, "budgets": budgets,
                   "kernels": kernels, "output_type": "float32" if cfg["float_output"] else "int8"}
 
+        def candidate_path(key) -> Path:
+            return work / f"candidate_{hashlib.sha1(chr(10).join(key).encode()).hexdigest()[:16]}.tflite"
+
         def make_shard(key, payload):
-            digest = hashlib.sha1("\n".join(key).encode()).hexdigest()[:16]
-            return {**common, "layers": payload["layers"], "out": str(work / f"candidate_{digest}.tflite")}
+            return {**common, "layers": payload["layers"], "out": str(candidate_path(key))}
 
         plan = functools.partial(_plan, names=names, units=units, cap=cap)
         (tried, base, ceiling, chosen), eng = waves.run_plan(
@@ -189,7 +191,7 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
             say(f"mixed: {r['label']}: {len(r['float_layers'])} float layer(s), shortfall {r['shortfall']:.4g}"
                 f"{' PASS' if r['passed'] else ''}")
         for r in tried.values():
-            r["path"] = Path(make_shard(tuple(sorted(r["float_layers"])), {"layers": []})["out"])
+            r["path"] = candidate_path(tuple(sorted(r["float_layers"])))
         stuck = still_quantized(ceiling["path"])
         passed = [r for r in tried.values() if r["passed"]]
         best = chosen or (min(passed, key=lambda r: len(r["float_layers"])) if passed else
