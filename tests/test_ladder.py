@@ -58,6 +58,28 @@ def test_16x8_model_takes_uint8_pixels_and_runs_on_the_reference_kernels(float_m
     assert np.max(np.abs(out8 - out16)) <= step  # one int8 step at most
 
 
+def test_16x8_calibrates_once_and_keeps_the_io_names(float_model, tmp_path):
+    """TF's new quantizer calibrates twice for int16 activations and throws the first pass away;
+    convert_16x8 runs one pass (half the time on PyDNet++) and restores the io tensors' names, which
+    the manifest's contract records."""
+    import tensorflow as tf
+    said = []
+    path = conversions.convert_16x8(float_model, tmp_path / "once.tflite", _rep(4), progress=said.append)
+    assert sum(m.startswith("calibration 1/") for m in said) == 1
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(float_model.saved_model_dir))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ({"image": s[None].astype(np.float32)} for s in _rep(4))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int16
+    twice = tmp_path / "twice.tflite"
+    twice.write_bytes(conversions.uint8_input_bytes(conv.convert()))  # the converter's default: two passes
+    a, b = TfliteRunner(path, kernels="reference"), TfliteRunner(twice, kernels="reference")
+    assert [d["name"] for d in a.interp.get_output_details()] == [d["name"] for d in b.interp.get_output_details()]
+    assert [d["name"] for d in a.interp.get_input_details()] == [d["name"] for d in b.interp.get_input_details()]
+    x = _rep(1, seed=7)[0]
+    assert np.array_equal(a.run(x)["logits"], b.run(x)["logits"])  # same quantization, bit for bit
+
+
 def test_uint8_input_surgery_is_exact_for_an_int8_input(float_model, tmp_path):
     """An int8 input (zero point -128, as selective quantization writes it) becomes uint8 pixels with a
     QUANTIZE in front; outputs are bit-identical to feeding the int8 file the shifted pixels."""

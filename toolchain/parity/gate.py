@@ -87,18 +87,9 @@ def compare_pair(entry: ModelEntry, recipe: dict, float_path: Path, quant_path: 
     judged_sets = list(kernel_sets) if judged == "both" else [judged]
     if not set(judged_sets) <= set(kernel_sets):
         raise InputError(f"parity is judged on {judged} kernels but only {kernel_sets} were run")
-    float_runner = TfliteRunner(float_path)
-    refs = [_first(float_runner.run(img)) for _, img in images]
-    per_kernel, outputs = {}, {}
-    for kernels in kernel_sets:
-        runner = TfliteRunner(quant_path, kernels=kernels)
-        outs = []
-        for i, (name, img) in enumerate(images):
-            outs.append(_first(runner.run(img)))
-            if progress:
-                progress(f"parity {kernels} {i + 1}/{len(images)} {name}")
-        outputs[kernels] = outs
-        per_kernel[kernels] = task_figures(entry, recipe, refs, outs, [n for n, _ in images])
+    outputs = _run_all(float_path, quant_path, kernel_sets, images, progress)
+    refs = outputs.pop("float")
+    per_kernel = {k: task_figures(entry, recipe, refs, outputs[k], [n for n, _ in images]) for k in kernel_sets}
     budgets = recipe_budgets(budget_cfg)
     figures = worse_of([per_kernel[k] for k in judged_sets], budgets)
     figures["kernels"] = judged
@@ -116,6 +107,28 @@ def compare_pair(entry: ModelEntry, recipe: dict, float_path: Path, quant_path: 
         figures["failures"] = _judge(figures, budgets)
     figures["passed"] = not figures["failures"]
     return figures
+
+
+def _run_all(float_path: Path, quant_path: Path, kernel_sets, images, progress) -> dict[str, list[np.ndarray]]:
+    """The float file's outputs ("float") and the quantized file's on each kernel set, two runs at a
+    time: LiteRT releases the GIL while it runs and the reference kernels use one core, so on 2 cores
+    the kernel sets overlap (a 16x8 file runs ~5 s a frame on either). Each run has its own
+    interpreter, so the outputs are the same as one after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(path, kernels, label):
+        runner = TfliteRunner(path, kernels=kernels)
+        outs = []
+        for i, (name, img) in enumerate(images):
+            outs.append(_first(runner.run(img)))
+            if progress and label:
+                progress(f"parity {label} {i + 1}/{len(images)} {name}")
+        return outs
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {"float": pool.submit(run, float_path, "xnnpack", None)}
+        futures.update({k: pool.submit(run, quant_path, k, k) for k in kernel_sets})
+        return {k: f.result() for k, f in futures.items()}
 
 
 def worse_of(per_kernel: list[dict], budgets: dict) -> dict:
