@@ -51,3 +51,28 @@ def test_alignment_recovers_any_affine_map(s, t):
     ref = np.linspace(1, 10, 50)
     aligned = metrics.align_scale_shift(ref * s + t, ref)
     assert np.allclose(aligned, ref, atol=1e-6)
+
+
+def test_recipe_image_sets_choose_the_parity_folders(tmp_path, monkeypatch):
+    """[parity] image_sets picks the folders of PORTRAIT_DATA_DIR a budget is judged on; the default is
+    the photos (plus the depth photos for a depth model); a bad value is a recipe error."""
+    import cv2
+    from toolchain.errors import RecipeError
+    from toolchain.parity.gate import parity_images
+    from toolchain.recipes import merge_defaults
+    from toolchain.registry import load_registry
+    for folder, names in (("photos", ["a.jpg", "a_alpha_pred.png"]), ("depth_photos", ["d.jpg"])):
+        (tmp_path / folder).mkdir()
+        for n in names:
+            cv2.imwrite(str(tmp_path / folder / n), np.full((40, 30, 3), 100, np.uint8))
+    monkeypatch.setenv("PORTRAIT_DATA_DIR", str(tmp_path))
+    reg = load_registry()
+    seg, depth = reg["selfie_segmenter"], reg["pydnet_pp_mobile"]
+    assert [n for n, _ in parity_images(seg)] == ["a.jpg"]
+    assert [n for n, _ in parity_images(depth)] == ["a.jpg", "d.jpg"]
+    assert [n for n, _ in parity_images(seg, image_sets=["photos", "depth_photos"])] == ["a.jpg", "d.jpg"]
+    assert [n for n, _ in parity_images(depth, image_sets=["depth_photos"])] == ["d.jpg"]
+    assert merge_defaults({"parity": {"image_sets": ["depth_photos"]}})["parity"]["image_sets"] == ["depth_photos"]
+    for bad in (["phots"], [], "photos"):
+        with pytest.raises(RecipeError):
+            merge_defaults({"parity": {"image_sets": bad}})

@@ -61,7 +61,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
     steps = _Steps(entry, recipe, source, workdir, say)
     try:
         float_model = steps.float_model()
-        images = parity_images(entry, images_folder)
+        images = parity_images(entry, images_folder, recipe["parity"].get("image_sets"))
 
         files: dict[str, Path] = {}
         representative = None

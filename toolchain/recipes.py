@@ -38,6 +38,9 @@ def load_recipe(name: str, recipes_dir: Path | None = None) -> dict:
     return merge_defaults(raw, where=str(path))
 
 
+IMAGE_SETS = ("photos", "depth_photos")  # folders of PORTRAIT_DATA_DIR a recipe's parity may be judged on
+
+
 def merge_defaults(raw: dict, where: str = "recipe") -> dict:
     recipe = copy.deepcopy(DEFAULTS)
     for key, value in raw.items():
@@ -53,6 +56,10 @@ def merge_defaults(raw: dict, where: str = "recipe") -> dict:
         raise RecipeError(f"calibration.samples must be a positive integer, got {samples!r}", where=where)
     if recipe["parity"].get("kernels") not in ("both", "reference", "xnnpack"):
         raise RecipeError("parity.kernels must be \"both\", \"reference\" or \"xnnpack\"", where=where)
+    sets = recipe["parity"].get("image_sets")
+    if sets is not None and (not isinstance(sets, list) or not sets or not set(sets) <= set(IMAGE_SETS)):
+        raise RecipeError(f"parity.image_sets must be a non-empty list from {list(IMAGE_SETS)}, got {sets!r}",
+                          where=where, fix='e.g. image_sets = ["photos", "depth_photos"]')
     from .quantize import ladder  # validates [ladder] rungs (order, known names)
     ladder.settings(recipe)
     recipe["_path"] = where

@@ -20,17 +20,20 @@ from ..runtime import KERNELS, TfliteRunner
 from . import metrics
 
 
-def parity_images(entry: ModelEntry, folder: Path | None = None) -> list[tuple[str, np.ndarray]]:
-    """(name, uint8 model-size image): a given folder, else the photos (and depth photos for depth
-    models) in PORTRAIT_DATA_DIR, else the photos bundled with scikit-image plus synthetic scenes."""
+def parity_images(entry: ModelEntry, folder: Path | None = None,
+                  image_sets: list[str] | None = None) -> list[tuple[str, np.ndarray]]:
+    """(name, uint8 model-size image): a given folder, else the recipe's `image_sets` of
+    PORTRAIT_DATA_DIR ("photos", "depth_photos"; by default the photos, plus the depth photos for a
+    depth model), else the photos bundled with scikit-image plus synthetic scenes."""
     if folder is not None:
         files = paths.list_photos(Path(folder))
         if not files:
             raise InputError(f"no images in {folder}", fix="pass a folder with .jpg/.png/.bmp files")
     else:
-        files = paths.list_photos(paths.photos_dir())
-        if entry.task == "depth":
-            files += sorted(paths.depth_photos_dir().glob("*.jpg")) if paths.depth_photos_dir() else []
+        sets = image_sets or (["photos", "depth_photos"] if entry.task == "depth" else ["photos"])
+        files = paths.list_photos(paths.photos_dir()) if "photos" in sets else []
+        if "depth_photos" in sets and paths.depth_photos_dir():
+            files += sorted(paths.depth_photos_dir().glob("*.jpg"))
     if files:
         return [(p.name, to_model_input(load_rgb(p), entry.input.size)) for p in files]
     out = [(f"skimage:{k}", to_model_input(v, entry.input.size)) for k, v in bundled_photos().items()]

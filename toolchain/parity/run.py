@@ -28,13 +28,16 @@ _WORST_KEY = {"segmentation": lambda r: r["pixel_agreement"], "mask": lambda r: 
               "depth": lambda r: r["delta1"], "tensor": lambda r: r["cosine"]}
 
 
-def choose_images(entry: ModelEntry, images: str | Path | None = None) -> tuple[str, list[tuple[str, np.ndarray]]]:
-    """(description, images): None or "photos" = the real photos (PORTRAIT_DATA_DIR; the bundled
-    photos and synthetic scenes when not configured), "synthetic" = generated portrait scenes plus
-    the scikit-image photos, anything else = a folder of the user's."""
+def choose_images(entry: ModelEntry, images: str | Path | None = None,
+                  image_sets: list[str] | None = None) -> tuple[str, list[tuple[str, np.ndarray]]]:
+    """(description, images): None or "photos" = the real photos (PORTRAIT_DATA_DIR, the recipe's
+    `image_sets`; the bundled photos and synthetic scenes when not configured), "synthetic" =
+    generated portrait scenes plus the scikit-image photos, anything else = a folder of the user's."""
     if images is None or str(images) == "photos":
-        where = paths.photos_dir()
-        return (f"photos in {where}" if where else "scikit-image photos + synthetic scenes"), gate.parity_images(entry)
+        where = paths.data_dir() if paths.photos_dir() else None
+        sets = image_sets or (["photos", "depth_photos"] if entry.task == "depth" else ["photos"])
+        return ((f"{' + '.join(sets)} in {where}" if where else "scikit-image photos + synthetic scenes"),
+                gate.parity_images(entry, image_sets=image_sets))
     if str(images) == "synthetic":
         from ..images import bundled_photos, to_model_input
         out = [(f"synthetic:{i}", to_model_input(img, entry.input.size)) for i, img in gate.synthetic_images()]
@@ -86,7 +89,7 @@ def parity_model(model_id: str, *, bundle: Path | None = None, float_path: Path 
     entry = get_entry(model_id, registry)
     recipe = _with_budgets(recipe or load_recipe(entry.recipe or model_id), budgets)
     f_path, q_path = _pair(entry, bundle, float_path, quant_path)
-    image_set, imgs = choose_images(entry, images)
+    image_set, imgs = choose_images(entry, images, recipe["parity"].get("image_sets"))
     out_dir = Path(out_dir) if out_dir else paths.out_dir() / "parity" / model_id
     say(f"parity {q_path.name} vs {f_path.name} on {len(imgs)} images ({image_set})")
     figures = gate.compare_pair(entry, recipe, f_path, q_path, imgs)
