@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", nargs="*", help="model ids from models/registry.toml")
     e.add_argument("--all", action="store_true", help="every registered model with a recipe; missing files are skipped")
     e.add_argument("--out", type=Path, default=None, help="bundle folder (default export/out or PORTRAIT_OUT_DIR)")
-    e.add_argument("--images", type=Path, default=None, help="folder of images for parity (default: the photos)")
+    e.add_argument("--images", type=Path, default=None, help="folder of images for parity (default: the recipe's [parity] image_sets of "
+                        "PORTRAIT_DATA_DIR: the photos, and the depth photos where the recipe says so)")
     e.add_argument("--json", action="store_true", help="also print the results as JSON")
     e.add_argument("--keep-workdir", action="store_true",
                    help="keep each model's work folder (float SavedModel, every conversion) for inspection")
@@ -324,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, default=None, help="bundle folder (default export/out)")
     q.add_argument("--float", type=Path, default=None, help="float32 .tflite (with --quant, instead of a bundle)")
     q.add_argument("--quant", type=Path, default=None, help="quantized .tflite of the same registry entry")
-    q.add_argument("--images", default=None, help="photos (default), synthetic, or a folder of images")
+    q.add_argument("--images", default=None, help="photos (default: the recipe's [parity] image_sets, photos and/or depth "
+                                                    "photos of PORTRAIT_DATA_DIR), synthetic, or a folder of images")
     q.add_argument("--budget", action="append", default=[], metavar="FIGURE_min=V",
                    help="replace the recipe budgets, e.g. pixel_agreement_min=0.999 (repeatable)")
     q.add_argument("--mixed", action=argparse.BooleanOptionalAction, default=None,
