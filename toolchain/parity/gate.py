@@ -20,6 +20,11 @@ from ..runtime import KERNELS, TfliteRunner
 from . import metrics
 
 
+def image_sets_of(entry: ModelEntry, image_sets: list[str] | None = None) -> list[str]:
+    """The recipe's [parity] image_sets, or the default: the photos, plus the depth photos for a depth model."""
+    return list(image_sets) if image_sets else (["photos", "depth_photos"] if entry.task == "depth" else ["photos"])
+
+
 def parity_images(entry: ModelEntry, folder: Path | None = None,
                   image_sets: list[str] | None = None) -> list[tuple[str, np.ndarray]]:
     """(name, uint8 model-size image): a given folder, else the recipe's `image_sets` of
@@ -30,7 +35,7 @@ def parity_images(entry: ModelEntry, folder: Path | None = None,
         if not files:
             raise InputError(f"no images in {folder}", fix="pass a folder with .jpg/.png/.bmp files")
     else:
-        sets = image_sets or (["photos", "depth_photos"] if entry.task == "depth" else ["photos"])
+        sets = image_sets_of(entry, image_sets)
         files = paths.list_photos(paths.photos_dir()) if "photos" in sets else []
         if "depth_photos" in sets and paths.depth_photos_dir():
             files += sorted(paths.depth_photos_dir().glob("*.jpg"))

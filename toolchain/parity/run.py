@@ -35,7 +35,7 @@ def choose_images(entry: ModelEntry, images: str | Path | None = None,
     generated portrait scenes plus the scikit-image photos, anything else = a folder of the user's."""
     if images is None or str(images) == "photos":
         where = paths.data_dir() if paths.photos_dir() else None
-        sets = image_sets or (["photos", "depth_photos"] if entry.task == "depth" else ["photos"])
+        sets = gate.image_sets_of(entry, image_sets)
         return ((f"{' + '.join(sets)} in {where}" if where else "scikit-image photos + synthetic scenes"),
                 gate.parity_images(entry, image_sets=image_sets))
     if str(images) == "synthetic":
