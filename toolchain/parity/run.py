@@ -34,10 +34,10 @@ def choose_images(entry: ModelEntry, images: str | Path | None = None,
     `image_sets`; the bundled photos and synthetic scenes when not configured), "synthetic" =
     generated portrait scenes plus the scikit-image photos, anything else = a folder of the user's."""
     if images is None or str(images) == "photos":
-        where = paths.data_dir() if paths.photos_dir() else None
-        sets = gate.image_sets_of(entry, image_sets)
-        return ((f"{' + '.join(sets)} in {where}" if where else "scikit-image photos + synthetic scenes"),
-                gate.parity_images(entry, image_sets=image_sets))
+        imgs = gate.parity_images(entry, image_sets=image_sets)
+        bundled = imgs[0][0].startswith(("skimage:", "synthetic:"))  # parity_images' fallback
+        sets = " + ".join(gate.image_sets_of(entry, image_sets))
+        return ("scikit-image photos + synthetic scenes" if bundled else f"{sets} in {paths.data_dir()}"), imgs
     if str(images) == "synthetic":
         from ..images import bundled_photos, to_model_input
         out = [(f"synthetic:{i}", to_model_input(img, entry.input.size)) for i, img in gate.synthetic_images()]
