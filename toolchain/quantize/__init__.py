@@ -53,7 +53,12 @@ def convert(model: FloatModel, precision: str, out_path: Path, *,
         raise ExportError(f"unknown precision {precision!r}", fix=f"use one of {PRECISIONS}")
     t0 = time.monotonic()
     try:
-        blob = conv.convert()
+        if precision == "int8":   # one calibration pass, split across processes and shared (calibration.py)
+            from .calibration import shared_calibration
+            with shared_calibration(representative, progress):
+                blob = conv.convert()
+        else:
+            blob = conv.convert()
     except Exception as exc:  # the converter raises many types; all mean the same to a user
         raise ExportError(f"TFLite conversion to {precision} failed for {model.model_id}: {exc}",
                           fix="check the recipe's allowed ops; run with --keep-workdir to inspect") from exc
@@ -77,8 +82,10 @@ def calibrate_int8(model: FloatModel, representative: np.ndarray, *,
     conv.representative_dataset = _representative_gen(representative, progress)
     conv.experimental_mlir_quantizer = True
     conv._experimental_calibrate_only = True  # the documented QuantizationDebugger route
+    from .calibration import shared_calibration
     try:
-        return conv.convert()
+        with shared_calibration(representative, progress):   # split across processes, reused (calibration.py)
+            return conv.convert()
     except Exception as exc:
         raise ExportError(f"int8 calibration failed for {model.model_id}: {exc}",
                           fix="check the representative set; run with --keep-workdir to inspect") from exc

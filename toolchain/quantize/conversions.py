@@ -47,8 +47,10 @@ def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: s
     # 448x640: half of a ~450 s conversion) and the io tensors' names, restored below.
     conv.experimental_new_quantizer = False
     t0 = time.monotonic()
+    from .calibration import shared_calibration
     try:
-        blob = conv.convert()
+        with shared_calibration(representative, progress):   # the ranges of the w8a8 pass when the graph is the same
+            blob = conv.convert()
     except Exception as exc:
         raise ExportError(f"16x8 conversion failed for {model.model_id}: {exc}",
                           fix="an op without an int16 kernel: re-emit it from supported ops in the importer "
