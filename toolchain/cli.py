@@ -15,7 +15,9 @@ EPILOG = """environment:
   PORTRAIT_MODELS_DIR  folders with model files (os.pathsep-separated), searched before the cache
   PORTRAIT_DATA_DIR    folder with photos/ and depth_photos/ (real images for calibration and parity)
   PORTRAIT_CACHE_DIR   download cache (default ~/.cache/portrait)
-  PORTRAIT_OUT_DIR     bundle folder (default export/out)"""
+  PORTRAIT_OUT_DIR     bundle folder (default export/out)
+  PORTRAIT_EXPORT_CACHE=0         export without the conversion cache (a cold run)
+  PORTRAIT_CALIBRATION_WORKERS=N  processes for a calibration pass (default: the cores, at most 4)"""
 
 
 def cmd_export(args) -> int:
