@@ -33,8 +33,10 @@ client-env: $(CLIENT_STAMP)
 
 # ENGINE=ray [WORKERS=N] [ADDRESS=host:port]: the ladder's mixed-float search runs its candidates on Ray
 ENGINE  ?= local
+# JOBS=N: models exported at once, each in its own process (portrait export --jobs; 1 = one at a time)
+JOBS    ?= 2
 export-int8: $(STAMP) $(CLIENT_STAMP)
-	$(BIN)/portrait export --all --engine $(ENGINE)$(if $(WORKERS), --workers $(WORKERS))$(if $(ADDRESS), --address $(ADDRESS))
+	$(BIN)/portrait export --all --jobs $(JOBS) --engine $(ENGINE)$(if $(WORKERS), --workers $(WORKERS))$(if $(ADDRESS), --address $(ADDRESS))
 
 models: $(STAMP)
 	$(BIN)/portrait models fetch

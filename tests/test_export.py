@@ -101,6 +101,29 @@ def test_missing_model_is_skipped_with_instructions(tiny, tmp_path, monkeypatch)
         export_model("tiny", out_root=tmp_path / "out", recipe=_recipe(), registry=reg)
 
 
+def test_export_all_with_jobs_gives_the_same_bundles_in_registry_order(tiny, tmp_path, monkeypatch):
+    """--jobs 2: two models in two processes at once; a missing one is skipped without a process. Each
+    bundle equals the one-at-a-time export's, and the results keep the registry's order."""
+    import dataclasses
+    d, reg, images = tiny
+    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(d / "models"))
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PORTRAIT_EXPORT_CACHE", "0")
+    reg2 = {"tiny": reg["tiny"], "gone": dataclasses.replace(reg["tiny"], id="gone", file="gone.tflite"),
+            "tiny2": dataclasses.replace(reg["tiny"], id="tiny2")}
+    recipes = {m: _recipe() for m in reg2}
+    one = export_all(list(reg2), out_root=tmp_path / "one", images_folder=images, registry=reg2, recipes=recipes)
+    two = export_all(list(reg2), out_root=tmp_path / "two", images_folder=images, registry=reg2, recipes=recipes,
+                     jobs=2)
+    assert [r.model_id for r in two] == ["tiny", "gone", "tiny2"]
+    assert [r.status for r in two] == [r.status for r in one] == ["exported", "skipped", "exported"]
+    for m in ("tiny", "tiny2"):
+        a, b = (json.loads((tmp_path / o / m / "manifest.json").read_text()) for o in ("one", "two"))
+        assert a["handoff"] == b["handoff"] and a["parity"]["per_kernels"] == b["parity"]["per_kernels"]
+        assert (tmp_path / "one" / m / f"{m}_int8.tflite").read_bytes() == \
+            (tmp_path / "two" / m / f"{m}_int8.tflite").read_bytes()
+
+
 def test_keras_source_exports(tmp_path, monkeypatch):
     from builders import VOC  # noqa: F401
     d = tmp_path

@@ -25,7 +25,7 @@ def cmd_export(args) -> int:
     if not args.all and not args.model:
         raise PortraitError("name a model id or pass --all", fix="`portrait models list` shows the ids")
     results = export_all(None if args.all else args.model, out_root=args.out, images_folder=args.images,
-                         keep_workdir=args.keep_workdir, engine=_search_engine(args))
+                         keep_workdir=args.keep_workdir, engine=_search_engine(args), jobs=_jobs(args.jobs))
     print(_export_summary(results))
     if args.json:
         print(results_json(results))
@@ -35,6 +35,12 @@ def cmd_export(args) -> int:
         print("nothing was exported: no model file is available (see above for how to get each)", file=sys.stderr)
         return 1
     return 0
+
+
+def _jobs(n: int) -> int:
+    if n < 1:
+        raise PortraitError(f"--jobs {n}: must be at least 1", fix="pass --jobs 1 (one model at a time) or more")
+    return n
 
 
 def _export_summary(results) -> str:
@@ -288,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="also print the results as JSON")
     e.add_argument("--keep-workdir", action="store_true",
                    help="keep each model's work folder (float SavedModel, every conversion) for inspection")
+    e.add_argument("--jobs", type=int, default=1,
+                   help="export this many models at once, each in its own process, the heaviest first "
+                        "(default 1; local search engine only; `make export-int8` passes JOBS=2). The TFLite files "
+                        "and figures are the same either way")
     _add_search_engine(e)
     e.set_defaults(func=cmd_export)
 

@@ -27,7 +27,7 @@ from .runtime import KERNELS
 from .errors import ExportError, ModelNotFound, ParityError, PortraitError
 from .parity.gate import compare_pair, parity_images
 from .recipes import load_recipe
-from .registry import ModelEntry, get_entry, load_registry, locate_or_fetch_embedded, sha256_of
+from .registry import ModelEntry, get_entry, load_registry, locate, locate_or_fetch_embedded, sha256_of
 from .runtime import TfliteRunner
 from .sources import import_model
 
@@ -549,29 +549,86 @@ def _fmt(d: dict) -> str:
 def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = None,
                images_folder: Path | None = None, registry: dict[str, ModelEntry] | None = None,
                recipes: dict[str, dict] | None = None, keep_workdir: bool = False,
-               engine: dict | None = None) -> list[ExportResult]:
-    """Export every registered model that has a recipe; a missing model is skipped and named."""
+               engine: dict | None = None, jobs: int = 1) -> list[ExportResult]:
+    """Export every registered model that has a recipe; a missing model is skipped and named.
+
+    jobs > 1 exports that many models at once, each in its own process (the heaviest first, by
+    calibration samples x input pixels); results come back in the registry's order either way. A
+    model's export does the same work in either mode (its TFLite files and figures are the same,
+    tests/test_export.py): only its start time and the cores it shares change."""
     registry = registry or load_registry()
     ids = model_ids or [m for m, e in registry.items()
                         if m in (recipes or {}) or (paths.RECIPES_DIR / f"{e.recipe or m}.toml").is_file()]
-    results = []
-    for model_id in ids:
-        try:
-            results.append(export_model(model_id, out_root=out_root, images_folder=images_folder, registry=registry,
-                                        recipe=(recipes or {}).get(model_id), keep_workdir=keep_workdir,
-                                        engine=engine))
-        except ModelNotFound as exc:
-            results.append(ExportResult(model_id, "skipped", message=str(exc)))
-            _say(model_id, "skipped: model file not available\n" + str(exc))
-        except ParityError as exc:
-            results.append(ExportResult(model_id, "failed", message=str(exc),
-                                        figures={"parity": exc.figures,
-                                                 "mixed_precision": exc.figures.get("mixed_precision")}))
-            _say(model_id, "FAILED\n" + str(exc))
-        except PortraitError as exc:
-            results.append(ExportResult(model_id, "failed", message=str(exc)))
-            _say(model_id, "FAILED\n" + str(exc))
-    return results
+    kw = {"out_root": out_root, "images_folder": images_folder, "registry": registry,
+          "keep_workdir": keep_workdir, "engine": engine}
+    available = [m for m in ids if _available(registry.get(m))]
+    if jobs > 1 and (engine or {}).get("engine", "local") != "local":
+        print("--jobs: with the Ray search engine the models are exported one at a time (Ray shares the "
+              "cores itself)", file=sys.stderr, flush=True)
+        jobs = 1
+    if jobs <= 1 or len(available) <= 1:
+        return [_export_one(m, (recipes or {}).get(m), kw) for m in ids]
+    return _export_parallel(ids, available, recipes or {}, kw, jobs)
+
+
+def _available(entry) -> bool:
+    """Whether a model's export would get past finding its file (a wheel model can be fetched)."""
+    if entry is None:
+        return True   # export_model names the unknown id
+    try:
+        locate(entry)
+        return True
+    except ModelNotFound:
+        return "wheel" in entry.extra
+    except PortraitError:
+        return True   # a damaged file: its export says so
+
+
+def _export_one(model_id: str, recipe: dict | None, kw: dict) -> ExportResult:
+    try:
+        return export_model(model_id, recipe=recipe, **kw)
+    except ModelNotFound as exc:
+        _say(model_id, "skipped: model file not available\n" + str(exc))
+        return ExportResult(model_id, "skipped", message=str(exc))
+    except ParityError as exc:
+        _say(model_id, "FAILED\n" + str(exc))
+        return ExportResult(model_id, "failed", message=str(exc),
+                            figures={"parity": exc.figures, "mixed_precision": exc.figures.get("mixed_precision")})
+    except PortraitError as exc:
+        _say(model_id, "FAILED\n" + str(exc))
+        return ExportResult(model_id, "failed", message=str(exc))
+
+
+def _weight(model_id: str, registry: dict, recipes: dict) -> float:
+    """Rough cost of a model's export, to start the heaviest first: calibration samples x input pixels."""
+    e = registry.get(model_id)
+    try:
+        recipe = recipes.get(model_id) or load_recipe(e.recipe or model_id)
+        h, w = e.input.size
+        return float(recipe["calibration"]["samples"]) * h * w
+    except (PortraitError, AttributeError, KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def _export_parallel(ids: list[str], available: list[str], recipes: dict, kw: dict, jobs: int) -> list[ExportResult]:
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    results: dict[str, ExportResult] = {}
+    for m in ids:   # missing files: named here, no process needed
+        if m not in available:
+            results[m] = _export_one(m, recipes.get(m), kw)
+    order = sorted(available, key=lambda m: -_weight(m, kw["registry"], recipes))
+    print(f"exporting {len(order)} models, {min(jobs, len(order))} at a time (each in its own process): "
+          + ", ".join(order), file=sys.stderr, flush=True)
+    with cf.ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=mp.get_context("spawn")) as pool:
+        futures = {m: pool.submit(_export_one, m, recipes.get(m), kw) for m in order}
+        for m, fut in futures.items():
+            try:
+                results[m] = fut.result()
+            except Exception as exc:   # the worker died (memory, signal): the model failed, the others go on
+                _say(m, f"FAILED: its export process ended without a result ({type(exc).__name__}: {exc})")
+                results[m] = ExportResult(m, "failed", message=f"export process ended without a result: {exc}")
+    return [results[m] for m in ids]
 
 
 def results_json(results: list[ExportResult]) -> str:
