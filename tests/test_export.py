@@ -124,6 +124,21 @@ def test_export_all_with_jobs_gives_the_same_bundles_in_registry_order(tiny, tmp
             (tmp_path / "two" / m / f"{m}_int8.tflite").read_bytes()
 
 
+def test_export_all_with_jobs_exports_again_here_what_its_process_could_not(tiny, tmp_path, monkeypatch, capfd):
+    """A model whose process ends without a result (here: its recipe cannot be sent to a process) is
+    exported again in this process, and still comes back in the registry's order."""
+    import dataclasses
+    d, reg, images = tiny
+    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(d / "models"))
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
+    reg2 = {"tiny": reg["tiny"], "tiny2": dataclasses.replace(reg["tiny"], id="tiny2")}
+    recipes = {"tiny": _recipe(), "tiny2": {**_recipe(), "_not_sendable": lambda: None}}
+    res = export_all(list(reg2), out_root=tmp_path / "out", images_folder=images, registry=reg2, recipes=recipes,
+                     jobs=2)
+    assert [(r.model_id, r.status) for r in res] == [("tiny", "exported"), ("tiny2", "exported")]
+    assert "exporting it again in this process" in capfd.readouterr().err
+
+
 def test_keras_source_exports(tmp_path, monkeypatch):
     from builders import VOC  # noqa: F401
     d = tmp_path

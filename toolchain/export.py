@@ -620,14 +620,18 @@ def _export_parallel(ids: list[str], available: list[str], recipes: dict, kw: di
     order = sorted(available, key=lambda m: -_weight(m, kw["registry"], recipes))
     print(f"exporting {len(order)} models, {min(jobs, len(order))} at a time (each in its own process): "
           + ", ".join(order), file=sys.stderr, flush=True)
+    again = []
     with cf.ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=mp.get_context("spawn")) as pool:
         futures = {m: pool.submit(_export_one, m, recipes.get(m), kw) for m in order}
         for m, fut in futures.items():
             try:
                 results[m] = fut.result()
-            except Exception as exc:   # the worker died (memory, signal): the model failed, the others go on
-                _say(m, f"FAILED: its export process ended without a result ({type(exc).__name__}: {exc})")
-                results[m] = ExportResult(m, "failed", message=f"export process ended without a result: {exc}")
+            except Exception as exc:   # a worker died (memory, signal): the pool is broken for every model left
+                _say(m, f"its export process ended without a result ({type(exc).__name__}: {exc}); "
+                        "exporting it again in this process")
+                again.append(m)
+    for m in again:   # one at a time, here: a real error now surfaces as the model's own
+        results[m] = _export_one(m, recipes.get(m), kw)
     return [results[m] for m in ids]
 
 
