@@ -101,13 +101,13 @@ def graph_digest(model_content: bytes) -> str:
     return h.hexdigest()
 
 
+def _has_range(q) -> bool:
+    return q is not None and q.min is not None and len(q.min) > 0
+
+
 def _ranges(blob: bytes) -> list:
     """Per tensor of subgraph 0: its quantization object when it carries calibration min/max, else None."""
-    out = []
-    for t in _model(blob).subgraphs[0].tensors:
-        q = t.quantization
-        out.append(q if q is not None and q.min is not None and len(q.min) else None)
-    return out
+    return [t.quantization if _has_range(t.quantization) else None for t in _model(blob).subgraphs[0].tensors]
 
 
 def merge(blobs: list[bytes]) -> bytes:
@@ -122,9 +122,9 @@ def merge(blobs: list[bytes]) -> bytes:
                               fix=f"set {ENV_WORKERS}=1 and report this")
         for a, b in zip(tensors, ot):
             qa, qb = a.quantization, b.quantization
-            if qb is None or qb.min is None or not len(qb.min):
+            if not _has_range(qb):
                 continue
-            if qa is None or qa.min is None or not len(qa.min):
+            if not _has_range(qa):
                 a.quantization = qb
                 continue
             qa.min = np.minimum(np.asarray(qa.min), np.asarray(qb.min))
@@ -138,13 +138,12 @@ def with_ranges(model_content: bytes, calibrated_blob: bytes) -> bytes:
         return calibrated_blob
     m = _model(model_content)
     tensors = m.subgraphs[0].tensors
-    ranges = _ranges(calibrated_blob)
-    names = [t.name for t in _model(calibrated_blob).subgraphs[0].tensors]
-    if len(ranges) != len(tensors) or any(t.name != n for t, n in zip(tensors, names)):
+    ranged = _model(calibrated_blob).subgraphs[0].tensors
+    if len(ranged) != len(tensors) or any(t.name != r.name for t, r in zip(tensors, ranged)):
         raise ExportError("reused calibration ranges do not fit this graph", fix=f"set {ENV_WORKERS}=1 and report this")
-    for t, q in zip(tensors, ranges):
-        if q is not None:
-            t.quantization = q
+    for t, r in zip(tensors, ranged):
+        if _has_range(r.quantization):
+            t.quantization = r.quantization
     return _to_bytes(m)
 
 
