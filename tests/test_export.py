@@ -101,9 +101,10 @@ def test_missing_model_is_skipped_with_instructions(tiny, tmp_path, monkeypatch)
         export_model("tiny", out_root=tmp_path / "out", recipe=_recipe(), registry=reg)
 
 
-def test_export_all_with_jobs_gives_the_same_bundles_in_registry_order(tiny, tmp_path, monkeypatch):
-    """--jobs 2: two models in two processes at once; a missing one is skipped without a process. Each
-    bundle equals the one-at-a-time export's, and the results keep the registry's order."""
+def test_export_all_with_jobs_gives_the_same_bundles_in_registry_order(tiny, tmp_path, monkeypatch, capfd):
+    """--jobs 2: models in their own processes at once; a missing one is skipped without a process; a
+    model whose process ends without a result (here: its recipe cannot be sent to a process) is exported
+    again in this process. Each bundle equals the one-at-a-time export's, in the registry's order."""
     import dataclasses
     d, reg, images = tiny
     monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(d / "models"))
@@ -113,8 +114,13 @@ def test_export_all_with_jobs_gives_the_same_bundles_in_registry_order(tiny, tmp
             "tiny2": dataclasses.replace(reg["tiny"], id="tiny2")}
     recipes = {m: _recipe() for m in reg2}
     one = export_all(list(reg2), out_root=tmp_path / "one", images_folder=images, registry=reg2, recipes=recipes)
+    capfd.readouterr()
+    recipes["tiny2"] = {**recipes["tiny2"], "_not_sendable": lambda: None}
     two = export_all(list(reg2), out_root=tmp_path / "two", images_folder=images, registry=reg2, recipes=recipes,
                      jobs=2)
+    err = capfd.readouterr().err
+    assert "2 at a time" in err and "[tiny2] its export process ended without a result" in err
+    assert "exporting it again in this process" in err
     assert [r.model_id for r in two] == ["tiny", "gone", "tiny2"]
     assert [r.status for r in two] == [r.status for r in one] == ["exported", "skipped", "exported"]
     for m in ("tiny", "tiny2"):
@@ -122,21 +128,6 @@ def test_export_all_with_jobs_gives_the_same_bundles_in_registry_order(tiny, tmp
         assert a["handoff"] == b["handoff"] and a["parity"]["per_kernels"] == b["parity"]["per_kernels"]
         assert (tmp_path / "one" / m / f"{m}_int8.tflite").read_bytes() == \
             (tmp_path / "two" / m / f"{m}_int8.tflite").read_bytes()
-
-
-def test_export_all_with_jobs_exports_again_here_what_its_process_could_not(tiny, tmp_path, monkeypatch, capfd):
-    """A model whose process ends without a result (here: its recipe cannot be sent to a process) is
-    exported again in this process, and still comes back in the registry's order."""
-    import dataclasses
-    d, reg, images = tiny
-    monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(d / "models"))
-    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
-    reg2 = {"tiny": reg["tiny"], "tiny2": dataclasses.replace(reg["tiny"], id="tiny2")}
-    recipes = {"tiny": _recipe(), "tiny2": {**_recipe(), "_not_sendable": lambda: None}}
-    res = export_all(list(reg2), out_root=tmp_path / "out", images_folder=images, registry=reg2, recipes=recipes,
-                     jobs=2)
-    assert [(r.model_id, r.status) for r in res] == [("tiny", "exported"), ("tiny2", "exported")]
-    assert "exporting it again in this process" in capfd.readouterr().err
 
 
 def test_keras_source_exports(tmp_path, monkeypatch):
