@@ -53,11 +53,9 @@ def convert(model: FloatModel, precision: str, out_path: Path, *,
         raise ExportError(f"unknown precision {precision!r}", fix=f"use one of {PRECISIONS}")
     t0 = time.monotonic()
     try:
-        if precision == "int8":   # one calibration pass, split across processes and shared (calibration.py)
-            from .calibration import shared_calibration
-            with shared_calibration(representative, progress):
-                blob = conv.convert()
-        else:
+        from .calibration import shared_calibration
+        # only int8 calibrates: one pass, split across processes and shared (calibration.py)
+        with shared_calibration(representative, progress):
             blob = conv.convert()
     except Exception as exc:  # the converter raises many types; all mean the same to a user
         raise ExportError(f"TFLite conversion to {precision} failed for {model.model_id}: {exc}",

@@ -164,9 +164,7 @@ def _calibrate_here(model_content: bytes, samples: np.ndarray, say=None, of: int
 
 def _calibrate_chunk(model_content: bytes, samples_path: str) -> bytes:
     """Child process: one chunk of the calibration set."""
-    from tensorflow.lite.python.optimize import calibrator as tf_calibrator
-    samples = np.load(samples_path)
-    return tf_calibrator.Calibrator(model_content).calibrate(_gen(samples))
+    return _calibrate_here(model_content, np.load(samples_path))
 
 
 def _key(model_content: bytes, samples: np.ndarray) -> str:
@@ -190,11 +188,7 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
     t0 = time.monotonic()
     chunks = [c for c in np.array_split(samples, n) if len(c)]
     say(f"calibration: {len(samples)} samples" + (f" in {len(chunks)} processes" if len(chunks) > 1 else ""))
-    blobs = [None] * len(chunks)
-    if len(chunks) > 1:
-        blobs = _parallel(model_content, chunks, say)
-    else:
-        blobs[0] = _calibrate_here(model_content, chunks[0], say)
+    blobs = _parallel(model_content, chunks, say) if len(chunks) > 1 else [_calibrate_here(model_content, chunks[0], say)]
     blob = blobs[0] if len(blobs) == 1 else merge(blobs)
     STATS["passes"] += 1
     _MEMO[key] = blob
