@@ -108,17 +108,30 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
     folder.mkdir(exist_ok=True)
     tol = tolerances()
     images = golden_images(size_hw)
-    ref = TfliteRunner(bundle / float_file) if (bundle / float_file).is_file() else None
+    inputs_of = {src: to_model_input(rgb, size_hw)[None] for src, rgb in images}
+    float_of = {}
+    if (bundle / float_file).is_file():
+        ref = TfliteRunner(bundle / float_file)
+        float_of = {src: ref.run(x.astype(np.float32)) for src, x in inputs_of.items()}
+
+    def reference_run(model_file):   # one interpreter per file, on the reference kernels (one core)
+        runner = TfliteRunner(bundle / model_file, kernels="reference", threads=1)
+        return runner.output_details(), {src: runner.run(x, dequantize=False) for src, x in inputs_of.items()}
+
+    # LiteRT releases the GIL while it runs: two files at a time (PyDNet++'s int8 and w8a16 files take
+    # ~4-6 s a frame each on the reference kernels); the outputs are the same as one after the other
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = dict(zip(int8_files, pool.map(reference_run, int8_files)))
     vectors = []
     fused_source = None
     for model_file in int8_files:
-        runner = TfliteRunner(bundle / model_file, kernels="reference", threads=1)
-        details = runner.output_details()
+        details, outs_of = runs[model_file]
         short = model_file.removeprefix(mid + "_").removesuffix(".tflite")
-        for src, rgb in images:
-            x = to_model_input(rgb, size_hw)[None]
+        for src, _rgb in images:
+            x = inputs_of[src]
             name = f"{short}_{src}"
-            outs = runner.run(x, dequantize=False)
+            outs = outs_of[src]
             inputs = {"image": _tensor(folder, f"{name}.input.image.npy", x)}
             expected, kinds = {}, set()
             for k, v in sorted(outs.items()):
@@ -127,8 +140,8 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
                 kinds.add("labels" if not q[0] else "model")
             vec = {"name": name, "stage": "model", "model_file": model_file, "inputs": inputs,
                    "expected": expected, "tolerance": dict(tol["labels" if kinds == {"labels"} else "model"])}
-            if ref is not None and "labels" not in kinds:
-                fl = ref.run(x.astype(np.float32))
+            if src in float_of and "labels" not in kinds:
+                fl = float_of[src]
                 vec["float_reference"] = {k: _tensor(folder, f"{name}.float.{k}.npy", v.astype(np.float16))
                                           for k, v in sorted(fl.items())}
             vectors.append(vec)

@@ -15,11 +15,22 @@ from builders import tiny_segmenter_project
 
 
 @pytest.fixture(scope="module")
-def float_model(tmp_path_factory):
-    from toolchain.sources import import_model
+def project(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_calibration")
     reg, _ = tiny_segmenter_project(d)
-    return import_model(reg["tiny"], d / "models" / "tiny.tflite", tmp_path_factory.mktemp("tiny_calibration_float"))
+    return reg["tiny"], d / "models" / "tiny.tflite"
+
+
+@pytest.fixture(scope="module")
+def float_model(project, tmp_path_factory):
+    from toolchain.sources import import_model
+    return import_model(*project, tmp_path_factory.mktemp("tiny_calibration_float"))
+
+
+@pytest.fixture(scope="module")
+def labels_model(project, tmp_path_factory):
+    from toolchain.sources import import_model
+    return import_model(*project, tmp_path_factory.mktemp("tiny_calibration_labels"), with_labels=True)
 
 
 def _rep(n, seed=0):
@@ -60,6 +71,43 @@ def test_int8_and_16x8_files_are_the_converters_own_bit_for_bit(float_model, tmp
         conversions.convert_16x8(float_model, tmp_path / "own_16x8.tflite", rep)
     for name in ("int8", "16x8"):
         assert (tmp_path / f"shared_{name}.tflite").read_bytes() == (tmp_path / f"own_{name}.tflite").read_bytes()
+
+
+def test_the_labels_graph_reuses_the_logits_pass_and_gives_the_converters_own_file(float_model, labels_model,
+                                                                                  tmp_path, monkeypatch):
+    """ArgMax after the logits renames the last float tensor; its ranges still come from the earlier
+    pass (matched by how each tensor is computed), and the labels file is the converter's own."""
+    rep = _rep(20, seed=5)
+    calibration._MEMO.clear()
+    monkeypatch.setenv(calibration.ENV_WORKERS, "1")
+    quantize.convert(float_model, "int8", tmp_path / "logits.tflite", representative=rep)
+    before, said = dict(calibration.STATS), []
+    quantize.convert(labels_model, "int8", tmp_path / "shared_labels.tflite", representative=rep, progress=said.append)
+    assert calibration.STATS["passes"] == before["passes"] and calibration.STATS["reused"] == before["reused"] + 1
+    assert any("non-float ops added" in m for m in said)
+    with monkeypatch.context() as m:
+        m.setattr(calibration, "shared_calibration", lambda *a, **k: contextlib.nullcontext())
+        quantize.convert(labels_model, "int8", tmp_path / "own_labels.tflite", representative=rep)
+    assert (tmp_path / "shared_labels.tflite").read_bytes() == (tmp_path / "own_labels.tflite").read_bytes()
+
+
+def test_a_graph_computed_differently_is_not_covered(float_model, labels_model, monkeypatch):
+    rep = _rep(4, seed=6)
+    got = []
+    monkeypatch.setattr(calibration, "_calibrate_here", lambda mc, *a, **k: got.append(mc) or mc)
+    for model in (float_model, labels_model):
+        calibration._MEMO.clear()
+        quantize.calibrate_int8(model, rep)
+    logits, labels = got
+    assert calibration.covers(logits, labels) and calibration.covers(labels, logits)  # the same float tensors
+    m = calibration._model(logits)
+    sg = m.subgraphs[0]
+    const = next(t for t in sg.tensors if t.buffer < len(m.buffers) and m.buffers[t.buffer].data is not None
+                 and t.type == calibration.FLOAT32 and len(m.buffers[t.buffer].data) > 8)
+    data = np.array(m.buffers[const.buffer].data, dtype=np.uint8)
+    data[0] ^= 1                                                    # one weight changed
+    m.buffers[const.buffer].data = data
+    assert not calibration.covers(calibration._to_bytes(m), labels)
 
 
 def test_other_samples_make_a_new_pass(float_model, monkeypatch):

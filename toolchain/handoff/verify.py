@@ -9,8 +9,9 @@ metadata, never the tensor details, to decide how to feed a file. Then it checks
   pixels with scale 1 / zero point 0: a file that wants int8 or other normalization fails here);
 - metadata: the TFLite metadata agrees with the record (name, normalization, colour space, output
   meaning and range, labels file, segmenter activation); needs the client environment;
-- litert: fed as the contract says, in ai-edge-litert (reference kernels), the outputs match the
-  bundle's golden vectors and stay near the float32 model;
+- litert: fed as the contract says, in ai-edge-litert, the outputs match the bundle's golden vectors
+  and stay near the float32 model. Files with golden vectors and segmenters' files run on the
+  reference kernels (the goldens' kernels, bit for bit); a depth model's float files on XNNPACK;
 - mediapipe: files whose clients include MediaPipe Tasks ImageSegmenter load there and their
   category masks agree with the toolchain's decode of the LiteRT run; the labels come back.
 A check that cannot run (no client environment) is reported as NOT RUN, never as passed.
@@ -190,7 +191,7 @@ def verify_folder(bundle: Path, *, mediapipe: bool = True, staged: bool = False,
                            for p in photos]
     float_name = f"{manifest['model_id']}_float32.tflite"
     runs = _run_litert_all(bundle, records, images, ([float_name] if float_name in records else [])
-                           + [n for n in tflites if n != float_name])
+                           + [n for n in tflites if n != float_name], manifest.get("task"))
     float_outs = None
     if float_name in records:
         float_outs = runs[float_name].take(report)
@@ -381,23 +382,38 @@ class _Run:
     """One file's LiteRT run done ahead (in a worker thread), with the checks it reported, merged into
     the real report in the file's turn so the report reads the same as a sequential run."""
 
-    def __init__(self, path: Path, record: dict, images, name: str):
+    def __init__(self, path: Path, record: dict, images, name: str, kernels: str):
         self.local = VerifyReport(name)
-        self.outs = _run_litert(path, record, images, self.local, name)
+        self.outs = _run_litert(path, record, images, self.local, name, kernels)
 
     def take(self, report: VerifyReport):
         report.checks.extend(self.local.checks)
         return self.outs
 
 
-def _run_litert_all(bundle: Path, records: dict, images, names: list[str]) -> dict[str, _Run]:
-    """Every file's reference-kernel run, two at a time: the reference kernels use one core each and
-    LiteRT releases the GIL while it runs, so on 2 cores this halves verify's time (PyDNet++ at
-    448x640: five files, ~100 s alone). Each run has its own interpreter; outputs are unchanged."""
+def _run_litert_all(bundle: Path, records: dict, images, names: list[str], task: str | None) -> dict[str, _Run]:
+    """Every file's LiteRT run, two at a time (LiteRT releases the GIL while it runs). On the
+    reference kernels: a file with golden vectors (which those kernels made) and every file of a
+    segmenter (its vs-float32 figure is judged, with floors set on those kernels). Otherwise, where
+    the run proves the file takes the contract's input and matches the float reference within a
+    tolerance, on XNNPACK: PyDNet++ at 448x640 runs ~8 s a frame on the reference kernels, ~0.3 s on
+    XNNPACK. Each run has its own interpreter."""
     from concurrent.futures import ThreadPoolExecutor
+    golden = _golden_files(bundle)
+
+    def kernels(name: str) -> str:
+        return "reference" if name in golden or task in ("segmentation", "mask") else "xnnpack"
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {n: pool.submit(_Run, bundle / n, records[n], images, n) for n in names}
+        futures = {n: pool.submit(_Run, bundle / n, records[n], images, n, kernels(n)) for n in names}
         return {n: f.result() for n, f in futures.items()}
+
+
+def _golden_files(bundle: Path) -> set[str]:
+    """The files goldens/goldens.json has model vectors for."""
+    p = bundle / "goldens" / "goldens.json"
+    if not p.is_file():
+        return set()
+    return {v.get("model_file") for v in json.loads(p.read_text()).get("vectors", []) if v.get("stage") == "model"}
 
 
 def _run_litert(path: Path, record: dict, images, report: VerifyReport, name: str,

@@ -14,6 +14,10 @@ else (the float graph, the quantizer, io types, metadata) stays the converter's 
 `calibrated(model_content, samples)`:
 - returns the ranges of an earlier pass when the float graph (the flatbuffer without its metadata)
   and the samples are the same (`reused`), copied onto this flatbuffer tensor by tensor;
+- also when this graph is an earlier one with non-float ops added (DeepLab's ArgMax labels variant:
+  ARG_MAX after the logits): every float tensor here must be computed in the earlier graph the same
+  way (`structural_ids`: type, shape, constants, ops and their inputs, whatever the names), and its
+  ranges are copied from there (`covers`);
 - otherwise splits the samples into contiguous chunks and calibrates each in its own process (TF's
   calibrator is single-threaded), then merges: the min of the mins and the max of the maxes. Min and
   max do not depend on order or grouping, so the merged ranges equal one pass's exactly
@@ -44,7 +48,9 @@ MIN_PARALLEL_SAMPLES = 16
 MAX_WORKERS = 4
 _MEMO: dict[str, bytes] = {}   # graph + samples digest -> calibrated flatbuffer (most recent few)
 _MEMO_SIZE = 4
+_SAMPLES_OF: dict[str, str] = {}   # memo key -> samples digest (for `covered` reuse)
 STATS = {"passes": 0, "reused": 0}   # counters for tests and progress
+FLOAT32 = 0   # TensorType.FLOAT32 in the TFLite schema
 
 
 def workers(n_samples: int) -> int:
@@ -132,16 +138,23 @@ def merge(blobs: list[bytes]) -> bytes:
     return _to_bytes(base)
 
 
-def with_ranges(model_content: bytes, calibrated_blob: bytes) -> bytes:
-    """`model_content` with the calibration min/max of `calibrated_blob` (the same graph) on its tensors."""
+def with_ranges(model_content: bytes, calibrated_blob: bytes, *, by_structure: bool = False) -> bytes:
+    """`model_content` with the calibration min/max of `calibrated_blob` on its tensors: the same
+    graph tensor by tensor, or (by_structure) a graph that `covers()` says computes them the same way."""
     if calibrated_blob == model_content:
         return calibrated_blob
     m = _model(model_content)
     tensors = m.subgraphs[0].tensors
     ranged = _model(calibrated_blob).subgraphs[0].tensors
-    if len(ranged) != len(tensors) or any(t.name != r.name for t, r in zip(tensors, ranged)):
-        raise ExportError("reused calibration ranges do not fit this graph", fix=f"set {ENV_WORKERS}=1 and report this")
-    for t, r in zip(tensors, ranged):
+    if by_structure:
+        earlier = dict(zip(structural_ids(_model(calibrated_blob)), ranged))
+        pairs = [(t, earlier[i]) for i, t in zip(structural_ids(m), tensors) if i in earlier]
+    else:
+        if len(ranged) != len(tensors) or any(t.name != r.name for t, r in zip(tensors, ranged)):
+            raise ExportError("reused calibration ranges do not fit this graph",
+                              fix=f"set {ENV_WORKERS}=1 and report this")
+        pairs = list(zip(tensors, ranged))
+    for t, r in pairs:
         if _has_range(r.quantization):
             t.quantization = r.quantization
     return _to_bytes(m)
@@ -167,11 +180,68 @@ def _calibrate_chunk(model_content: bytes, samples_path: str) -> bytes:
     return _calibrate_here(model_content, np.load(samples_path))
 
 
-def _key(model_content: bytes, samples: np.ndarray) -> str:
-    h = hashlib.sha256(graph_digest(model_content).encode())
-    h.update(repr((samples.shape, str(samples.dtype))).encode())
+def _samples_digest(samples: np.ndarray) -> str:
+    h = hashlib.sha256(repr((samples.shape, str(samples.dtype))).encode())
     h.update(np.ascontiguousarray(samples).tobytes())
     return h.hexdigest()
+
+
+def _key(model_content: bytes, samples_digest: str) -> str:
+    return hashlib.sha256((graph_digest(model_content) + samples_digest).encode()).hexdigest()
+
+
+def _options(op) -> str:
+    opts = op.builtinOptions
+    if opts is None:
+        return "None"
+    return repr(sorted((k, np.asarray(v).tolist() if isinstance(v, (list, np.ndarray)) else v)
+                       for k, v in vars(opts).items()))
+
+
+def structural_ids(model) -> list[str]:
+    """Per tensor of subgraph 0, a digest of how it is computed: type, shape and, for a constant its
+    data, for a graph input its name, for an op's output the op (code, options, output index) and
+    its inputs' digests. Equal digests mean equal values on equal inputs, whatever the tensors'
+    names (the converter renames the last op's output when ops are added after it)."""
+    sg = model.subgraphs[0]
+    producer = {}
+    for op in sg.operators:
+        for k, o in enumerate(op.outputs):
+            producer[o] = (op, k)
+    ids: list[str | None] = [None] * len(sg.tensors)
+
+    def ident(i: int) -> str:
+        if ids[i] is not None:
+            return ids[i]
+        t = sg.tensors[i]
+        head = repr((t.type, None if t.shape is None else [int(d) for d in t.shape]))
+        if i in producer:
+            op, k = producer[i]
+            code = model.operatorCodes[op.opcodeIndex]
+            body = repr((max(code.builtinCode, code.deprecatedBuiltinCode), code.customCode, _options(op), k,
+                         [ident(j) if j >= 0 else None for j in op.inputs]))
+        else:
+            data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
+            body = repr(t.name) if data is None else hashlib.sha256(np.asarray(data).tobytes()).hexdigest()
+        ids[i] = hashlib.sha256((head + body).encode()).hexdigest()
+        return ids[i]
+
+    import sys
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * len(sg.tensors) + 100))
+    try:
+        return [ident(i) for i in range(len(sg.tensors))]
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def covers(earlier: bytes, model_content: bytes) -> bool:
+    """Whether every float tensor of `model_content` is computed in `earlier` the same way (equal
+    `structural_ids`): the graph is `earlier` with non-float ops added (or some outputs dropped)."""
+    new = _model(model_content)
+    old_ids = set(structural_ids(_model(earlier)))
+    floats = [i for i, t in zip(structural_ids(new), new.subgraphs[0].tensors) if t.type == FLOAT32]
+    return bool(floats) and all(i in old_ids for i in floats)
 
 
 def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[str], None] | None = None) -> bytes:
@@ -179,11 +249,18 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
     NHWC), as TF's `Calibrator.calibrate` returns it: reused, or from one pass split across processes."""
     say = progress or (lambda _m: None)
     samples = np.asarray(samples)
-    key = _key(model_content, samples)
+    sdigest = _samples_digest(samples)
+    key = _key(model_content, sdigest)
     if key in _MEMO:
         STATS["reused"] += 1
         say(f"calibration: reused the ranges of this run's earlier pass (same float graph, {len(samples)} samples)")
         return with_ranges(model_content, _MEMO[key])
+    for k, blob in reversed(list(_MEMO.items())):
+        if _SAMPLES_OF.get(k) == sdigest and covers(blob, model_content):
+            STATS["reused"] += 1
+            say(f"calibration: reused the ranges of this run's earlier pass (this graph is that one with "
+                f"non-float ops added, {len(samples)} samples)")
+            return with_ranges(model_content, blob, by_structure=True)
     n = workers(len(samples))
     t0 = time.monotonic()
     chunks = [c for c in np.array_split(samples, n) if len(c)]
@@ -191,9 +268,11 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
     blobs = _parallel(model_content, chunks, say) if len(chunks) > 1 else [_calibrate_here(model_content, chunks[0], say)]
     blob = blobs[0] if len(blobs) == 1 else merge(blobs)
     STATS["passes"] += 1
-    _MEMO[key] = blob
+    _MEMO[key], _SAMPLES_OF[key] = blob, sdigest
     while len(_MEMO) > _MEMO_SIZE:
-        _MEMO.pop(next(iter(_MEMO)))
+        oldest = next(iter(_MEMO))
+        del _MEMO[oldest]
+        _SAMPLES_OF.pop(oldest, None)
     say(f"calibration: {time.monotonic() - t0:.1f} s")
     return blob
 

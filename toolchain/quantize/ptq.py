@@ -110,8 +110,7 @@ def w8a8(entry, float_tflite: Path, representative: np.ndarray, out_path: Path, 
     source = Path(float_tflite)
     if techniques:
         source = sub / f"{entry.id}_ptq_float.tflite"
-        record["per_technique"] = apply_weight_techniques(float_tflite, source, techniques, representative,
-                                                          progress=progress)
+        record["per_technique"] = _weights_once(float_tflite, source, techniques, representative, progress)
     model = reimport(entry, source, workdir, outputs_positions=outputs_positions, with_labels=with_labels)
     calibrated = calibrate_int8(model, representative, progress=progress)
     calibrated, record["range_search"] = search_ranges(calibrated, representative, method=ranges, progress=progress)
@@ -121,6 +120,32 @@ def w8a8(entry, float_tflite: Path, representative: np.ndarray, out_path: Path, 
     if progress:
         progress(f"w8a8 {record['techniques']} + {ranges} ranges: {record['seconds']} s")
     return record
+
+
+_WEIGHTS_MEMO: dict[str, tuple[bytes, dict]] = {}   # float file + techniques + samples -> weights, record
+
+
+def _weights_once(float_tflite: Path, out_path: Path, techniques, representative: np.ndarray, progress) -> dict:
+    """apply_weight_techniques, once per float file, techniques and calibration set in this process:
+    the ArgMax labels variant takes the w8a8 file's weights (the techniques are deterministic, so a
+    second run would write the same bytes; DeepLab: ~23 s)."""
+    import hashlib
+    h = hashlib.sha256(Path(float_tflite).read_bytes())
+    h.update(repr([t for t in WEIGHT_TECHNIQUES if t in techniques]).encode())
+    h.update(repr((representative.shape, str(representative.dtype))).encode())
+    h.update(np.ascontiguousarray(representative).tobytes())
+    key = h.hexdigest()
+    if key in _WEIGHTS_MEMO:
+        blob, rec = _WEIGHTS_MEMO[key]
+        Path(out_path).write_bytes(blob)
+        if progress:
+            progress(f"w8a8 weights ({', '.join(t for t in WEIGHT_TECHNIQUES if t in techniques)}): "
+                     "reused from this run's w8a8 file")
+        return {**rec, "reused": "the w8a8 file's weights (same float file, techniques and samples)"}
+    rec = apply_weight_techniques(float_tflite, out_path, techniques, representative, progress=progress)
+    _WEIGHTS_MEMO.clear()   # one entry: the model being exported
+    _WEIGHTS_MEMO[key] = (Path(out_path).read_bytes(), rec)
+    return rec
 
 
 def _uint8_input(path: Path) -> None:
