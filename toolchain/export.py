@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import shutil
 import sys
@@ -159,10 +160,10 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int = 5, runs: int = 10) -> dict:
+def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int = 5, runs: int = 5) -> dict:
     """handoff_cpu on a busy host: time the candidates that meet in interleaved rounds (the first
-    timing is round 1) and take each one's fastest round (other processes only ever add time), so a
-    burst of load cannot pick the slower file."""
+    timing, median of 10, is round 1; the others are medians of `runs`) and take each one's fastest
+    round (other processes only ever add time), so a burst of load cannot pick the slower file."""
     import statistics
 
     from .bench import time_model
@@ -599,6 +600,21 @@ def _export_one(model_id: str, recipe: dict | None, kw: dict) -> ExportResult:
         return ExportResult(model_id, "failed", message=str(exc))
 
 
+LIGHT_NICE = 5   # niceness of the processes exporting all but the heaviest model (--jobs)
+
+
+def _export_in_worker(model_id: str, recipe: dict | None, kw: dict, lighter: bool) -> ExportResult:
+    """A --jobs worker. The heaviest model (PyDNet++: ~2/3 of the work) is the critical path, so the
+    other models run niced and take the cores it leaves idle; niceness only rises, and the heaviest
+    model is submitted first, so it never lands in a niced process."""
+    if lighter:
+        try:
+            os.nice(LIGHT_NICE)
+        except (AttributeError, OSError):
+            pass
+    return _export_one(model_id, recipe, kw)
+
+
 def _weight(model_id: str, registry: dict, recipes: dict) -> float:
     """Rough cost of a model's export, to start the heaviest first: calibration samples x input pixels."""
     e = registry.get(model_id)
@@ -622,7 +638,7 @@ def _export_parallel(ids: list[str], available: list[str], recipes: dict, kw: di
           + ", ".join(order), file=sys.stderr, flush=True)
     again = []
     with cf.ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=mp.get_context("spawn")) as pool:
-        futures = {m: pool.submit(_export_one, m, recipes.get(m), kw) for m in order}
+        futures = {m: pool.submit(_export_in_worker, m, recipes.get(m), kw, i > 0) for i, m in enumerate(order)}
         for m, fut in futures.items():
             try:
                 results[m] = fut.result()
