@@ -600,7 +600,7 @@ def _export_one(model_id: str, recipe: dict | None, kw: dict) -> ExportResult:
         return ExportResult(model_id, "failed", message=str(exc))
 
 
-LIGHT_NICE = 5   # niceness of the processes exporting all but the heaviest model (--jobs)
+LIGHT_NICE = 2   # niceness of the processes exporting all but the heaviest model (--jobs; 5 left them the tail)
 
 
 def _export_in_worker(model_id: str, recipe: dict | None, kw: dict, lighter: bool) -> ExportResult:
