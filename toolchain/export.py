@@ -604,7 +604,7 @@ LIGHT_NICE = 2   # niceness of the processes exporting all but the heaviest mode
 
 
 def _export_in_worker(model_id: str, recipe: dict | None, kw: dict, lighter: bool) -> ExportResult:
-    """A --jobs worker. The heaviest model (PyDNet++: ~2/3 of the work) is the critical path, so the
+    """A --jobs worker. The heaviest model (PyDNet++: about half the CPU) is the critical path, so the
     other models run niced and take the cores it leaves idle; niceness only rises, and the heaviest
     model is submitted first, so it never lands in a niced process."""
     if lighter:

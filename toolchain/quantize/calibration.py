@@ -46,9 +46,8 @@ from ..errors import ExportError
 ENV_WORKERS = "PORTRAIT_CALIBRATION_WORKERS"
 MIN_PARALLEL_SAMPLES = 16
 MAX_WORKERS = 4
-_MEMO: dict[str, bytes] = {}   # graph + samples digest -> calibrated flatbuffer (most recent few)
+_MEMO: dict[tuple[str, str], bytes] = {}   # (graph digest, samples digest) -> calibrated flatbuffer (most recent few)
 _MEMO_SIZE = 4
-_SAMPLES_OF: dict[str, str] = {}   # memo key -> samples digest (for `covered` reuse)
 STATS = {"passes": 0, "reused": 0}   # counters for tests and progress
 FLOAT32 = 0   # TensorType.FLOAT32 in the TFLite schema
 
@@ -186,10 +185,6 @@ def _samples_digest(samples: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _key(model_content: bytes, samples_digest: str) -> str:
-    return hashlib.sha256((graph_digest(model_content) + samples_digest).encode()).hexdigest()
-
-
 def _options(op) -> str:
     opts = op.builtinOptions
     if opts is None:
@@ -250,13 +245,13 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
     say = progress or (lambda _m: None)
     samples = np.asarray(samples)
     sdigest = _samples_digest(samples)
-    key = _key(model_content, sdigest)
+    key = (graph_digest(model_content), sdigest)
     if key in _MEMO:
         STATS["reused"] += 1
         say(f"calibration: reused the ranges of this run's earlier pass (same float graph, {len(samples)} samples)")
         return with_ranges(model_content, _MEMO[key])
-    for k, blob in reversed(list(_MEMO.items())):
-        if _SAMPLES_OF.get(k) == sdigest and covers(blob, model_content):
+    for (_graph, sd), blob in reversed(list(_MEMO.items())):
+        if sd == sdigest and covers(blob, model_content):
             STATS["reused"] += 1
             say(f"calibration: reused the ranges of this run's earlier pass (this graph is that one with "
                 f"non-float ops added, {len(samples)} samples)")
@@ -268,11 +263,9 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
     blobs = _parallel(model_content, chunks, say) if len(chunks) > 1 else [_calibrate_here(model_content, chunks[0], say)]
     blob = blobs[0] if len(blobs) == 1 else merge(blobs)
     STATS["passes"] += 1
-    _MEMO[key], _SAMPLES_OF[key] = blob, sdigest
+    _MEMO[key] = blob
     while len(_MEMO) > _MEMO_SIZE:
-        oldest = next(iter(_MEMO))
-        del _MEMO[oldest]
-        _SAMPLES_OF.pop(oldest, None)
+        _MEMO.pop(next(iter(_MEMO)))
     say(f"calibration: {time.monotonic() - t0:.1f} s")
     return blob
 
