@@ -295,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--keep-workdir", action="store_true",
                    help="keep each model's work folder (float SavedModel, every conversion) for inspection")
     e.add_argument("--jobs", type=int, default=1,
-                   help="export this many models at once, each in its own process, the heaviest first "
+                   help="export this many models at once, each in its own process, the heaviest first and "
+                        "the others at nice 2, so the heaviest (the critical path) gets the cores first "
                         "(default 1; local search engine only; `make export-int8` passes JOBS=2). The TFLite files "
                         "and figures are the same either way")
     _add_search_engine(e)
