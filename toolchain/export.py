@@ -160,7 +160,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int = 5, runs: int = 5) -> dict:
+def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int = 3, runs: int = 5) -> dict:
     """handoff_cpu on a busy host: time the candidates that meet in interleaved rounds (the first
     timing, median of 10, is round 1; the others are medians of `runs`) and take each one's fastest
     round (other processes only ever add time), so a burst of load cannot pick the slower file."""
