@@ -32,4 +32,5 @@ def test_a_reference_run_is_reused_only_for_the_same_file_and_input(tmp_path, mo
     assert len(invoked) == 2                                 # other kernels are never remembered
     other = tmp_path / "other.tflite"
     other.write_bytes(path.read_bytes() + b"\0")             # other bytes: another file
-    assert runtime.recall(other, "reference", x) is None and runtime.recall(path, "reference", x) is not None
+    assert runtime.recall(runtime.run_key(other, "reference", x)) is None
+    assert runtime.recall(runtime.run_key(path, "reference", x)) is not None

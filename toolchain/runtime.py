@@ -58,8 +58,8 @@ class TfliteRunner:
             raise InputError(f"input shape {tuple(x.shape)} does not match the model's {want}",
                              where=self.path.name, fix="resize the image to the model's input size first")
         x = _to_input_dtype(x, self.input)
-        memo = self.kernels == "reference"
-        by_index = recall(self.path, self.kernels, x) if memo else None
+        key = run_key(self.path, self.kernels, x)
+        by_index = recall(key)
         if by_index is not None and all(d["index"] in by_index for d in self._out_details.values()):
             outs = {k: by_index[d["index"]].copy() for k, d in self._out_details.items()}
         elif self.runner is not None:
@@ -68,8 +68,8 @@ class TfliteRunner:
             self.interp.set_tensor(self.input["index"], x)
             self.interp.invoke()
             outs = {k: self.interp.get_tensor(d["index"]) for k, d in self._out_details.items()}
-        if memo and by_index is None:
-            remember(self.path, self.kernels, x, {d["index"]: outs[k] for k, d in self._out_details.items()})
+        if key is not None and by_index is None:
+            remember(key, {d["index"]: outs[k] for k, d in self._out_details.items()})
         if dequantize:
             outs = {k: dequantize_output(v, self._out_details[k]) for k, v in outs.items()}
         return outs
@@ -85,32 +85,35 @@ _RUNS_MAX = 24
 _DIGESTS: dict[tuple, str] = {}
 
 
-def _file_digest(path: Path) -> str:
-    import hashlib
+def file_digest(path: Path) -> str:
+    """registry.sha256_of, once per file version (path, size, mtime) in this process."""
+    from .registry import sha256_of
     st = Path(path).stat()
     key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        _DIGESTS[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        _DIGESTS[key] = sha256_of(path)
     return _DIGESTS[key]
 
 
-def _run_key(path: Path, kernels: str, x: np.ndarray) -> tuple:
-    import hashlib
-    x = np.ascontiguousarray(x)
-    return (_file_digest(path), kernels, str(x.dtype), x.shape, hashlib.sha256(x.tobytes()).hexdigest())
-
-
-def recall(path: Path, kernels: str, x: np.ndarray) -> dict[int, np.ndarray] | None:
-    """Outputs (by tensor index) of an earlier reference-kernel run of this file on this input, or None."""
+def run_key(path: Path, kernels: str, x: np.ndarray) -> tuple | None:
+    """What identifies a run for recall/remember: the file's bytes, the kernels and the exact input;
+    None for kernels other than the reference ones (never remembered)."""
     if kernels != "reference":
         return None
-    return _RUNS.get(_run_key(path, kernels, x))
+    import hashlib
+    x = np.ascontiguousarray(x)
+    return (file_digest(path), kernels, str(x.dtype), x.shape, hashlib.sha256(x.tobytes()).hexdigest())
 
 
-def remember(path: Path, kernels: str, x: np.ndarray, outs: dict[int, np.ndarray]) -> None:
-    if kernels != "reference":
+def recall(key: tuple | None) -> dict[int, np.ndarray] | None:
+    """Outputs (by tensor index) of an earlier reference-kernel run with this run_key, or None."""
+    return None if key is None else _RUNS.get(key)
+
+
+def remember(key: tuple | None, outs: dict[int, np.ndarray]) -> None:
+    if key is None:
         return
-    _RUNS[_run_key(path, kernels, x)] = {i: np.array(v, copy=True) for i, v in outs.items()}
+    _RUNS[key] = {i: np.array(v, copy=True) for i, v in outs.items()}
     while len(_RUNS) > _RUNS_MAX:
         del _RUNS[next(iter(_RUNS))]
 

@@ -468,12 +468,13 @@ def _feed(interp, record: dict, images, path: Path | None = None, kernels: str |
     """Raw outputs per image, fed as the contract says. With the file's path and kernels, a reference
     run this process already made on exactly this input (the export's golden vectors) is taken from
     runtime.recall instead of run again; the input is still the contract's."""
-    from ..runtime import recall, remember
+    from ..runtime import recall, remember, run_key
     d = interp.get_input_details()[0]
     results = []
     for _, img in images:
         x = contract_input(record, img)
-        got = recall(path, kernels, x) if path is not None else None
+        key = run_key(path, kernels, x) if path is not None else None
+        got = recall(key)
         ods = interp.get_output_details()
         if got is not None and all(od["index"] in got for od in ods):
             results.append([got[od["index"]].copy() for od in ods])
@@ -481,8 +482,7 @@ def _feed(interp, record: dict, images, path: Path | None = None, kernels: str |
         interp.set_tensor(d["index"], x)
         interp.invoke()
         results.append([interp.get_tensor(od["index"]).copy() for od in ods])
-        if path is not None:
-            remember(path, kernels, x, {od["index"]: r for od, r in zip(ods, results[-1])})
+        remember(key, {od["index"]: r for od, r in zip(ods, results[-1])})
     return results
 
 

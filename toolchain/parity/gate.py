@@ -152,13 +152,9 @@ _FLOAT_OUTS: dict[tuple, list[np.ndarray]] = {}
 
 
 def _float_key(float_path: Path, images) -> tuple:
-    import hashlib
-    from ..runtime import _file_digest
-    h = hashlib.sha256()
-    for name, img in images:
-        h.update(repr((name, img.shape, str(img.dtype))).encode())
-        h.update(np.ascontiguousarray(img).tobytes())
-    return _file_digest(float_path), h.hexdigest()
+    from ..quantize.cache import array_digest
+    from ..runtime import file_digest
+    return file_digest(float_path), tuple((name, array_digest(img)) for name, img in images)
 
 
 def worse_of(per_kernel: list[dict], budgets: dict) -> dict:

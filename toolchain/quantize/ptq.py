@@ -122,19 +122,17 @@ def w8a8(entry, float_tflite: Path, representative: np.ndarray, out_path: Path, 
     return record
 
 
-_WEIGHTS_MEMO: dict[str, tuple[bytes, dict]] = {}   # float file + techniques + samples -> weights, record
+_WEIGHTS_MEMO: dict[tuple, tuple[bytes, dict]] = {}   # float file + techniques + samples -> weights, record
 
 
 def _weights_once(float_tflite: Path, out_path: Path, techniques, representative: np.ndarray, progress) -> dict:
     """apply_weight_techniques, once per float file, techniques and calibration set in this process:
     the ArgMax labels variant takes the w8a8 file's weights (the techniques are deterministic, so a
     second run would write the same bytes; DeepLab: ~23 s)."""
-    import hashlib
-    h = hashlib.sha256(Path(float_tflite).read_bytes())
-    h.update(repr([t for t in WEIGHT_TECHNIQUES if t in techniques]).encode())
-    h.update(repr((representative.shape, str(representative.dtype))).encode())
-    h.update(np.ascontiguousarray(representative).tobytes())
-    key = h.hexdigest()
+    from ..registry import sha256_of
+    from .cache import array_digest
+    key = (sha256_of(Path(float_tflite)), tuple(t for t in WEIGHT_TECHNIQUES if t in techniques),
+           array_digest(representative))
     if key in _WEIGHTS_MEMO:
         blob, rec = _WEIGHTS_MEMO[key]
         Path(out_path).write_bytes(blob)
