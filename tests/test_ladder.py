@@ -75,7 +75,8 @@ def test_16x8_calibrates_once_and_keeps_the_io_names(float_model, tmp_path):
     conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     conv.inference_input_type = conv.inference_output_type = tf.int16
     twice = tmp_path / "twice.tflite"
-    twice.write_bytes(conversions.uint8_input_bytes(conv.convert()))  # the converter's default: two passes
+    with calibration.shared_calibration(_rep(4)):   # the converter's default flow, on the same true ranges
+        twice.write_bytes(conversions.uint8_input_bytes(conv.convert()))
     a, b = TfliteRunner(path, kernels="reference"), TfliteRunner(twice, kernels="reference")
     assert [d["name"] for d in a.interp.get_output_details()] == [d["name"] for d in b.interp.get_output_details()]
     assert [d["name"] for d in a.interp.get_input_details()] == [d["name"] for d in b.interp.get_input_details()]

@@ -17,7 +17,7 @@ EPILOG = """environment:
   PORTRAIT_CACHE_DIR   download cache (default ~/.cache/portrait)
   PORTRAIT_OUT_DIR     bundle folder (default export/out)
   PORTRAIT_EXPORT_CACHE=0         export without the conversion cache (a cold run)
-  PORTRAIT_CALIBRATION_WORKERS=N  processes for a calibration pass (default: the cores, at most 4)"""
+  PORTRAIT_CALIBRATION_THREADS=N  interpreter threads for a calibration pass (default: the cores, at most 4)"""
 
 
 def cmd_export(args) -> int:

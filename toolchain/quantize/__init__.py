@@ -54,7 +54,7 @@ def convert(model: FloatModel, precision: str, out_path: Path, *,
     t0 = time.monotonic()
     try:
         from .calibration import shared_calibration
-        # only int8 calibrates: one pass, split across processes and shared (calibration.py)
+        # only int8 calibrates: one pass with every tensor's true range, shared (calibration.py)
         with shared_calibration(representative, progress):
             blob = conv.convert()
     except Exception as exc:  # the converter raises many types; all mean the same to a user
@@ -82,7 +82,7 @@ def calibrate_int8(model: FloatModel, representative: np.ndarray, *,
     conv._experimental_calibrate_only = True  # the documented QuantizationDebugger route
     from .calibration import shared_calibration
     try:
-        with shared_calibration(representative, progress):   # split across processes, reused (calibration.py)
+        with shared_calibration(representative, progress):   # one true-range pass, reused (calibration.py)
             return conv.convert()
     except Exception as exc:
         raise ExportError(f"int8 calibration failed for {model.model_id}: {exc}",

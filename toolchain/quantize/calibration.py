@@ -1,10 +1,19 @@
-"""One calibration pass per float graph and calibration set, split across processes, shared by rungs.
+"""One calibration pass per float graph and calibration set, with every tensor's true range, shared by rungs.
 
 TFLite's post-training quantizers (the MLIR int8 quantizer, and the old quantizer that 16x8 needs)
 both start by running the float model over the calibration set and recording each tensor's min and
-max. The TF converter does that inside every `convert()`, on one core, once per conversion:
-PyDNet++ at 448x640 spent ~130 s on it for its w8a8 rung and again for its w8a16 rung, the selfie
-once for w8a8 and once more for the mixed-float search.
+max. The TF converter does that inside every `convert()`, with TF's own `Calibrator`:
+
+- **It records wrong ranges.** Its interpreter runs ADD and MUL in place (the output overwrites the
+  first input's buffer) and its logger reads an op's inputs after the op has run, so the tensor
+  feeding an in-place op is recorded with the op's output range. Measured on the real models: the
+  residual head `Conv2D_401` of PyDNet++ spans -4.0..3.2 but was recorded as -121..86 (the sum it
+  feeds), so its int8 step was 30x too coarse; 31 tensors of the selfie segmenter (each hard-swish's
+  `x * relu6(x + 3)` recorded as up to 6x its range) and 13 of DeepLab (the residual projections)
+  were wrong in the same way. `ranges.py` only ever shrinks a recorded range, by at most 0.15x, so it
+  could not repair them.
+- **It is slow:** one core, the builtin kernels, ~1.25 s a sample for PyDNet++ at 448x640, and
+  inside every conversion (PyDNet++ once for its w8a8 rung and again for its w8a16 rung).
 
 `shared_calibration(samples)` is a context manager for one conversion: inside it, the TF converter's
 own calibration calls (`Calibrator.calibrate` on the MLIR path, `Calibrator.calibrate_and_quantize`
@@ -18,13 +27,15 @@ else (the float graph, the quantizer, io types, metadata) stays the converter's 
   ARG_MAX after the logits): every float tensor here must be computed in the earlier graph the same
   way (`structural_ids`: type, shape, constants, ops and their inputs, whatever the names), and its
   ranges are copied from there (`covers`);
-- otherwise splits the samples into contiguous chunks and calibrates each in its own process (TF's
-  calibrator is single-threaded), then merges: the min of the mins and the max of the maxes. Min and
-  max do not depend on order or grouping, so the merged ranges equal one pass's exactly
-  (tests/test_calibration.py checks this and the converter's own output bit for bit).
+- otherwise runs one pass (`true_ranges`): a copy of the graph in which every float tensor that
+  TF's calibrator would record (the graph input and every op's float output) is also a graph output,
+  on LiteRT's default CPU kernels (XNNPACK). A graph output is never shared with another tensor, so
+  every value read is the tensor's own; the ranges are written onto the same tensors, in the same
+  form (per-tensor min/max), as TF's calibrator writes them (tests/test_calibration.py: the same
+  tensors, the true values, 0.42 s a sample for PyDNet++ on one thread).
+  A graph with more than one subgraph or input (none of the registry's) falls back to TF's calibrator.
 
-PORTRAIT_CALIBRATION_WORKERS sets the number of processes (1: one pass in this process). Sets under
-MIN_PARALLEL_SAMPLES samples are calibrated here, where starting a process would cost more.
+PORTRAIT_CALIBRATION_THREADS sets the pass's interpreter threads (default: the cores, at most 4).
 
 Not for: choosing ranges (ranges.py searches them after this), quantizing (__init__.py, conversions.py).
 """
@@ -34,44 +45,38 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..errors import ExportError
 
-ENV_WORKERS = "PORTRAIT_CALIBRATION_WORKERS"
-MIN_PARALLEL_SAMPLES = 16
-MAX_WORKERS = 4
+ENV_THREADS = "PORTRAIT_CALIBRATION_THREADS"
+MAX_THREADS = 4
 _MEMO: dict[tuple[str, str], bytes] = {}   # (graph digest, samples digest) -> calibrated flatbuffer (most recent few)
 _MEMO_SIZE = 4
 STATS = {"passes": 0, "reused": 0}   # counters for tests and progress
 FLOAT32 = 0   # TensorType.FLOAT32 in the TFLite schema
 
 
-def workers(n_samples: int) -> int:
-    """How many processes calibrate a set of n_samples."""
-    raw = os.environ.get(ENV_WORKERS, "").strip()
+def threads() -> int:
+    """Interpreter threads for a calibration pass."""
+    raw = os.environ.get(ENV_THREADS, "").strip()
     if raw:
         try:
             n = int(raw)
         except ValueError:
-            raise ExportError(f"{ENV_WORKERS}={raw!r} is not a whole number",
-                              fix=f"set {ENV_WORKERS} to 1 (one pass here) or the number of processes") from None
+            raise ExportError(f"{ENV_THREADS}={raw!r} is not a whole number",
+                              fix=f"set {ENV_THREADS} to the number of interpreter threads, e.g. 1") from None
         if n < 1:
-            raise ExportError(f"{ENV_WORKERS}={raw!r} must be at least 1")
-    else:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        n = min(cores, MAX_WORKERS)
-    if n_samples < MIN_PARALLEL_SAMPLES:
-        return 1
-    return max(1, min(n, n_samples))
+            raise ExportError(f"{ENV_THREADS}={raw!r} must be at least 1")
+        return n
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_THREADS))
 
 
 def _schema():
@@ -115,28 +120,6 @@ def _ranges(blob: bytes) -> list:
     return [t.quantization if _has_range(t.quantization) else None for t in _model(blob).subgraphs[0].tensors]
 
 
-def merge(blobs: list[bytes]) -> bytes:
-    """Calibrated flatbuffers of one graph over disjoint chunks -> the whole set's: min of mins, max of maxes."""
-    base = _model(blobs[0])
-    tensors = base.subgraphs[0].tensors
-    for other in blobs[1:]:
-        m = _model(other)
-        ot = m.subgraphs[0].tensors
-        if len(ot) != len(tensors) or any(a.name != b.name for a, b in zip(tensors, ot)):
-            raise ExportError("calibration chunks came back from different graphs",
-                              fix=f"set {ENV_WORKERS}=1 and report this")
-        for a, b in zip(tensors, ot):
-            qa, qb = a.quantization, b.quantization
-            if not _has_range(qb):
-                continue
-            if not _has_range(qa):
-                a.quantization = qb
-                continue
-            qa.min = np.minimum(np.asarray(qa.min), np.asarray(qb.min))
-            qa.max = np.maximum(np.asarray(qa.max), np.asarray(qb.max))
-    return _to_bytes(base)
-
-
 def with_ranges(model_content: bytes, calibrated_blob: bytes, *, by_structure: bool = False) -> bytes:
     """`model_content` with the calibration min/max of `calibrated_blob` on its tensors: the same
     graph tensor by tensor, or (by_structure) a graph that `covers()` says computes them the same way."""
@@ -151,7 +134,7 @@ def with_ranges(model_content: bytes, calibrated_blob: bytes, *, by_structure: b
     else:
         if len(ranged) != len(tensors) or any(t.name != r.name for t, r in zip(tensors, ranged)):
             raise ExportError("reused calibration ranges do not fit this graph",
-                              fix=f"set {ENV_WORKERS}=1 and report this")
+                              fix="set PORTRAIT_EXPORT_CACHE=0 and report this")
         pairs = list(zip(tensors, ranged))
     for t, r in pairs:
         if _has_range(r.quantization):
@@ -159,24 +142,77 @@ def with_ranges(model_content: bytes, calibrated_blob: bytes, *, by_structure: b
     return _to_bytes(m)
 
 
-def _gen(samples: np.ndarray, say=None, of: int = 0):
+def _gen(samples: np.ndarray, say=None):
     def gen():
         n = len(samples)
         for i, s in enumerate(samples):
             if say and (i % max(1, n // 5) == 0 or i == n - 1):
-                say(f"calibration {i + 1}/{n}" + (f" (this process's share of {of})" if of > n else ""))
+                say(f"calibration {i + 1}/{n}")
             yield {"image": s[None].astype(np.float32)}
     return gen
 
 
-def _calibrate_here(model_content: bytes, samples: np.ndarray, say=None, of: int = 0) -> bytes:
+def _calibrate_here(model_content: bytes, samples: np.ndarray, say=None) -> bytes:
+    """TF's own calibration pass (the fallback, and what tests compare against)."""
     tf_calibrator = _originals()   # the converter's own method, also while shared_calibration is active
-    return _ORIGINAL["calibrate"](tf_calibrator.Calibrator(model_content), _gen(samples, say, of))
+    return _ORIGINAL["calibrate"](tf_calibrator.Calibrator(model_content), _gen(samples, say))
 
 
-def _calibrate_chunk(model_content: bytes, samples_path: str) -> bytes:
-    """Child process: one chunk of the calibration set."""
-    return _calibrate_here(model_content, np.load(samples_path))
+def recorded_tensors(model) -> list[int]:
+    """Tensors of subgraph 0 that TF's calibrator records: the float graph inputs and every op's
+    float, non-constant output."""
+    sg = model.subgraphs[0]
+    produced = {o for op in sg.operators for o in op.outputs if o >= 0}
+    out = []
+    for i, t in enumerate(sg.tensors):
+        data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
+        if t.type == FLOAT32 and (data is None or len(data) == 0) and (i in produced or i in sg.inputs):
+            out.append(i)
+    return out
+
+
+def probe_ready(model) -> bool:
+    """Whether `true_ranges` can run this graph (one subgraph with one float input)."""
+    sg = model.subgraphs[0]
+    return len(model.subgraphs) == 1 and len(sg.inputs) == 1 and sg.tensors[sg.inputs[0]].type == FLOAT32
+
+
+def true_ranges(model_content: bytes, samples: np.ndarray, say=None) -> bytes:
+    """`model_content` with each recorded tensor's min/max over `samples`, read as graph outputs of a
+    probe copy run on LiteRT's default CPU kernels (see the module docstring)."""
+    from ai_edge_litert.interpreter import Interpreter
+    schema = _schema()
+    m = _model(model_content)
+    sg = m.subgraphs[0]
+    wanted = recorded_tensors(m)
+    probe = _model(model_content)
+    probe.subgraphs[0].outputs = list(dict.fromkeys([int(o) for o in sg.outputs] + wanted))
+    interp = Interpreter(model_content=_to_bytes(probe), num_threads=threads())
+    interp.allocate_tensors()
+    index = interp.get_input_details()[0]["index"]
+    lo = np.full(len(wanted), np.inf)
+    hi = np.full(len(wanted), -np.inf)
+    n = len(samples)
+    for k, s in enumerate(samples):
+        if say and (k % max(1, n // 5) == 0 or k == n - 1):
+            say(f"calibration {k + 1}/{n}")
+        interp.set_tensor(index, np.asarray(s, dtype=np.float32)[None])
+        interp.invoke()
+        for j, i in enumerate(wanted):
+            v = interp.tensor(i)()     # a view of the output buffer, read before the next invoke
+            lo[j] = min(lo[j], float(v.min()))
+            hi[j] = max(hi[j], float(v.max()))
+        del v
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        bad = [sg.tensors[i].name.decode(errors="replace") for j, i in enumerate(wanted)
+               if not (np.isfinite(lo[j]) and np.isfinite(hi[j]))]
+        raise ExportError(f"calibration: the float model gives non-finite values in {len(bad)} tensors "
+                          f"(first: {bad[0]})", fix="check the float model and the calibration images")
+    for j, i in enumerate(wanted):
+        q = schema.QuantizationParametersT()
+        q.min, q.max = [float(np.float32(lo[j]))], [float(np.float32(hi[j]))]
+        sg.tensors[i].quantization = q
+    return _to_bytes(m)
 
 
 def _samples_digest(samples: np.ndarray) -> str:
@@ -256,54 +292,21 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
             say(f"calibration: reused the ranges of this run's earlier pass (this graph is that one with "
                 f"non-float ops added, {len(samples)} samples)")
             return with_ranges(model_content, blob, by_structure=True)
-    n = workers(len(samples))
     t0 = time.monotonic()
-    chunks = [c for c in np.array_split(samples, n) if len(c)]
-    say(f"calibration: {len(samples)} samples" + (f" in {len(chunks)} processes" if len(chunks) > 1 else ""))
-    blobs = _parallel(model_content, chunks, say) if len(chunks) > 1 else [_calibrate_here(model_content, chunks[0], say)]
-    blob = blobs[0] if len(blobs) == 1 else merge(blobs)
+    if probe_ready(_model(model_content)):
+        say(f"calibration: {len(samples)} samples, every float tensor read as a graph output "
+            f"({threads()} threads)")
+        blob = true_ranges(model_content, samples, say)
+    else:
+        say(f"calibration: {len(samples)} samples with TF's calibrator (this graph has more than one "
+            "subgraph or input; ranges of tensors that feed in-place ops may be too wide)")
+        blob = _calibrate_here(model_content, samples, say)
     STATS["passes"] += 1
     _MEMO[key] = blob
     while len(_MEMO) > _MEMO_SIZE:
         _MEMO.pop(next(iter(_MEMO)))
     say(f"calibration: {time.monotonic() - t0:.1f} s")
     return blob
-
-
-def _parallel(model_content: bytes, chunks: list[np.ndarray], say) -> list[bytes]:
-    import concurrent.futures as cf
-    import multiprocessing as mp
-    blobs: list = [None] * len(chunks)
-    with tempfile.TemporaryDirectory(prefix="portrait-calib-") as tmp:
-        paths = []
-        for i, c in enumerate(chunks[1:], start=1):
-            p = Path(tmp) / f"chunk{i}.npy"
-            np.save(p, c)
-            paths.append((i, str(p)))
-        try:
-            pool = cf.ProcessPoolExecutor(max_workers=len(paths), mp_context=mp.get_context("spawn"))
-        except (OSError, ValueError) as exc:
-            say(f"calibration: no worker processes ({exc}); one pass here instead")
-            pool = None
-        futures = {}
-        if pool is not None:
-            futures = {pool.submit(_calibrate_chunk, model_content, p): i for i, p in paths}
-        try:
-            blobs[0] = _calibrate_here(model_content, chunks[0], say, sum(len(c) for c in chunks))
-            for fut, i in futures.items():
-                try:
-                    blobs[i] = fut.result()
-                except Exception as exc:   # a dead worker (memory, signal): calibrate its chunk here
-                    say(f"calibration: worker for chunk {i + 1} failed ({type(exc).__name__}: {exc}); "
-                        "calibrating that chunk here")
-                    blobs[i] = _calibrate_here(model_content, chunks[i])
-            for i, _p in paths:
-                if blobs[i] is None:
-                    blobs[i] = _calibrate_here(model_content, chunks[i])
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-    return blobs
 
 
 _ORIGINAL: dict = {}
