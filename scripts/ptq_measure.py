@@ -7,7 +7,7 @@
 A variant is `techniques:ranges` (techniques joined by "+", empty for none). The float32 file is
 the model's export (imported here from the registry source, as `portrait export` does, unless
 --float names one). Each variant is built with toolchain.quantize.ptq.w8a8 (the w8a8 rung) and
-judged against float32 with the parity figures of toolchain/parity/gate.py on the parity photos,
+judged against float32 with the parity figures of toolchain/parity/gate.py on the recipe's parity images,
 on XNNPACK and the reference kernels; also the XNNPACK partition count and, with --latency, the
 median latency vs float32 (host ISA printed). Writes <out>/<model>/ptq_measure.json.
 Figures are measurements of this run; the export's own gate (`make export-int8`) is the final word.
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     cal = recipe["calibration"]
     rep = calibrate.representative_set(entry.input.size, samples=cal["samples"], seed=cal["seed"],
                                        sources=cal["sources"], min_samples=cal["min_samples"])
-    images = parity_images(entry)
+    images = parity_images(entry, image_sets=recipe.get("parity", {}).get("image_sets"))   # as the gate judges
     isa = host_isa()
     print(f"{args.model}: {len(images)} parity images, {len(rep)} calibration samples; host ISA: {isa}", flush=True)
     results = {"model": args.model, "float": str(float_path), "host_isa": isa, "variants": {}}
