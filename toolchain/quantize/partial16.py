@@ -1,0 +1,216 @@
+"""int16 activations on the fewest layers: an int8 file whose last layers come from the 16x8 file.
+
+The ladder's `w8a16_partial` rung. Both files are the converter's own, from the same float graph
+and the same calibration ranges (`calibration.py`): the w8a8 file (every op int8) and the w8a16
+file (int8 weights, int16 activations). `splice_tail(int8, w16, cut)` keeps the int8 file's ops up
+to the `cut` tensors, requantizes each cut tensor from int8 to int16 with a QUANTIZE op (TFLite's
+int8 -> int16 requantize), and runs every op after the cut as the 16x8 file has it, with its weights,
+scales and int16 output. Tensors are matched by name (the converter keeps the float graph's names in
+both files).
+
+Why the tail: on PyDNet++ the int8 error that misses the budget is the depth head (one channel over
+0.5..390 on 256 levels); everything before it is int8 on XNNPACK's fast path. The rung tries cuts
+from the last op backwards, each tail one layer longer, and stops at the first that meets the budget:
+the fewest int16 layers the search finds (`tail_cuts` lists the candidates).
+
+The result has zero float ops. XNNPACK delegates the int8 head; the int16 tail runs on the builtin
+CPU kernels (LiteRT has no XNNPACK int16 path), and NPUs with 16-bit activations run it whole.
+
+Not for: choosing layers anywhere but the tail (a cut that does not separate the graph is refused),
+or float layers (parity/mixed.py).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ..errors import ExportError
+from .calibration import _model, _to_bytes
+
+INT8, INT16 = 9, 7        # TensorType
+QUANTIZE = 114            # BuiltinOperator.QUANTIZE
+
+
+def _code(model, op) -> int:
+    c = model.operatorCodes[op.opcodeIndex]
+    return max(c.builtinCode, c.deprecatedBuiltinCode)
+
+
+def _names(sg) -> dict[str, int]:
+    return {t.name.decode(): i for i, t in enumerate(sg.tensors)}
+
+
+def _producers(sg) -> dict[int, int]:
+    return {o: k for k, op in enumerate(sg.operators) for o in op.outputs if o >= 0}
+
+
+def _is_const(model, t) -> bool:
+    return t.buffer < len(model.buffers) and model.buffers[t.buffer].data is not None \
+        and len(model.buffers[t.buffer].data) > 0
+
+
+def _upstream(model, sg, targets: list[int], stop: set[int]) -> list[int]:
+    """Op indices (in graph order) needed to compute `targets`, not looking past `stop` tensors."""
+    prod = _producers(sg)
+    need, seen = set(), set()
+    todo = list(targets)
+    while todo:
+        t = todo.pop()
+        if t in seen or t in stop or t < 0:
+            continue
+        seen.add(t)
+        if t in prod:
+            k = prod[t]
+            if k not in need:
+                need.add(k)
+                todo.extend(sg.operators[k].inputs)
+    return sorted(need)
+
+
+def tail_cuts(w16: bytes, limit: int = 12) -> list[list[str]]:
+    """Cut candidates from the output backwards: after n = 1, 2, ... ops of the 16x8 file's tail, the
+    non-constant inputs of those ops that no tail op produces (the tensors to requantize). Only cuts
+    of one tensor (a chain) are listed; the pixel-input path is never cut."""
+    m = _model(w16)
+    sg = m.subgraphs[0]
+    prod = _producers(sg)
+    order = _upstream(m, sg, list(sg.outputs), set())
+    cuts: list[list[str]] = []
+    for n in range(1, min(limit, len(order)) + 1):
+        tail = set(order[-n:])
+        made = {o for k in tail for o in sg.operators[k].outputs}
+        ins = {i for k in tail for i in sg.operators[k].inputs
+               if i >= 0 and i not in made and not _is_const(m, sg.tensors[i])}
+        if len(ins) != 1:
+            continue
+        (t,) = ins
+        if t in sg.inputs or t not in prod or _code(m, sg.operators[prod[t]]) == QUANTIZE:
+            continue
+        name = sg.tensors[t].name.decode()
+        if [name] not in cuts:
+            cuts.append([name])
+    return cuts
+
+
+def _opcode_index(model, code_t) -> int:
+    for k, c in enumerate(model.operatorCodes):
+        if (max(c.builtinCode, c.deprecatedBuiltinCode), c.customCode, c.version) == \
+                (max(code_t.builtinCode, code_t.deprecatedBuiltinCode), code_t.customCode, code_t.version):
+            return k
+    model.operatorCodes.append(copy.deepcopy(code_t))
+    return len(model.operatorCodes) - 1
+
+
+def _quantize_code(model):
+    from tensorflow.lite.python import schema_py_generated as schema
+    c = schema.OperatorCodeT()
+    c.builtinCode = QUANTIZE
+    c.deprecatedBuiltinCode = QUANTIZE
+    c.version = 4     # int16 output (requantize int8 -> int16)
+    return _opcode_index(model, c)
+
+
+def splice_tail(int8: bytes, w16: bytes, cut: list[str]) -> bytes:
+    """The int8 file up to the `cut` tensors, then the 16x8 file's ops after them (module docstring)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    a, b = _model(int8), _model(w16)
+    sa, sb = a.subgraphs[0], b.subgraphs[0]
+    if len(a.subgraphs) != 1 or len(b.subgraphs) != 1:
+        raise ExportError("int16 on the last layers: only single-subgraph files can be spliced")
+    na, nb = _names(sa), _names(sb)
+    missing = [c for c in cut if c not in na or c not in nb]
+    if missing:
+        raise ExportError(f"int16 on the last layers: cut tensor(s) {missing} not in both the int8 and the 16x8 file")
+    cut_a = [na[c] for c in cut]
+    cut_b = [nb[c] for c in cut]
+    tail = _upstream(b, sb, list(sb.outputs), set(cut_b))
+    made = {o for k in tail for o in sb.operators[k].outputs}
+    loose = [sb.tensors[i].name.decode() for k in tail for i in sb.operators[k].inputs
+             if i >= 0 and i not in made and i not in cut_b and not _is_const(b, sb.tensors[i])]
+    if loose:
+        raise ExportError(f"int16 on the last layers: the cut {cut} does not separate the tail "
+                          f"(it also reads {sorted(set(loose))[:3]})")
+    for i in cut_a:
+        if sa.tensors[i].type != INT8:
+            raise ExportError(f"int16 on the last layers: {sa.tensors[i].name.decode()} is not int8 in the int8 file")
+    head = _upstream(a, sa, cut_a, set())
+    out = copy.deepcopy(a)
+    so = out.subgraphs[0]
+    so.operators = [so.operators[k] for k in head]
+    mapping: dict[int, int] = {}
+
+    def add_tensor(t, data=None) -> int:
+        t = copy.deepcopy(t)
+        if data is not None:
+            buf = schema.BufferT()
+            buf.data = np.asarray(data, dtype=np.uint8)
+            out.buffers.append(buf)
+            t.buffer = len(out.buffers) - 1
+        else:
+            t.buffer = 0
+        so.tensors.append(t)
+        return len(so.tensors) - 1
+
+    qcode = _quantize_code(out)
+    for ia, ib in zip(cut_a, cut_b):
+        tb = sb.tensors[ib]
+        if tb.type != INT16:
+            raise ExportError(f"int16 on the last layers: {tb.name.decode()} is not int16 in the 16x8 file")
+        t16 = add_tensor(tb)
+        so.tensors[t16].name = (tb.name.decode() + "_int16").encode()
+        op = schema.OperatorT()
+        op.opcodeIndex = qcode
+        op.inputs, op.outputs = [ia], [t16]
+        so.operators.append(op)
+        mapping[ib] = t16
+    for k in tail:
+        src = sb.operators[k]
+        op = copy.deepcopy(src)
+        op.opcodeIndex = _opcode_index(out, b.operatorCodes[src.opcodeIndex])
+        for field in ("inputs", "outputs", "intermediates"):
+            ids = getattr(src, field)
+            if ids is None:
+                continue
+            new = []
+            for i in ids:
+                if i < 0:
+                    new.append(i)
+                    continue
+                if i not in mapping:
+                    t = sb.tensors[i]
+                    mapping[i] = add_tensor(t, b.buffers[t.buffer].data if _is_const(b, t) else None)
+                new.append(mapping[i])
+            setattr(op, field, new)
+        so.operators.append(op)
+    so.outputs = [mapping[i] for i in sb.outputs]
+    for sig in out.signatureDefs or []:
+        for k, tm in enumerate(sig.outputs or []):
+            tm.tensorIndex = so.outputs[k]
+    return _to_bytes(_pruned(out))
+
+
+def _pruned(model):
+    """Drop tensors no op or graph io uses (the int8 file's old tail); their buffers become empty."""
+    sg = model.subgraphs[0]
+    used = set(sg.inputs) | set(sg.outputs)
+    for op in sg.operators:
+        used |= {i for i in list(op.inputs) + list(op.outputs) + list(op.intermediates or []) if i >= 0}
+    keep = sorted(used)
+    new_index = {old: k for k, old in enumerate(keep)}
+    live_buffers = {sg.tensors[i].buffer for i in keep}
+    for i, t in enumerate(sg.tensors):
+        if i not in used and t.buffer not in live_buffers and t.buffer > 0:
+            model.buffers[t.buffer].data = None
+    sg.tensors = [sg.tensors[i] for i in keep]
+    remap = lambda ids: [new_index[i] if i >= 0 else i for i in ids]   # noqa: E731
+    for op in sg.operators:
+        op.inputs, op.outputs = remap(op.inputs), remap(op.outputs)
+        if op.intermediates is not None:
+            op.intermediates = remap(op.intermediates)
+    sg.inputs, sg.outputs = remap(sg.inputs), remap(sg.outputs)
+    for sig in model.signatureDefs or []:
+        for tm in list(sig.inputs or []) + list(sig.outputs or []):
+            tm.tensorIndex = new_index[tm.tensorIndex]
+    return model
