@@ -199,10 +199,9 @@ def true_ranges(model_content: bytes, samples: np.ndarray, say=None) -> bytes:
         interp.set_tensor(index, np.asarray(s, dtype=np.float32)[None])
         interp.invoke()
         for j, i in enumerate(wanted):
-            v = interp.tensor(i)()     # a view of the output buffer, read before the next invoke
-            lo[j] = min(lo[j], float(v.min()))
-            hi[j] = max(hi[j], float(v.max()))
-        del v
+            view = interp.tensor(i)     # a view of the output buffer: no copy, and none kept past invoke()
+            lo[j] = min(lo[j], float(view().min()))
+            hi[j] = max(hi[j], float(view().max()))
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
         bad = [sg.tensors[i].name.decode(errors="replace") for j, i in enumerate(wanted)
                if not (np.isfinite(lo[j]) and np.isfinite(hi[j]))]
@@ -277,7 +276,7 @@ def covers(earlier: bytes, model_content: bytes) -> bool:
 
 def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[str], None] | None = None) -> bytes:
     """`model_content` (a float flatbuffer) with each tensor's min/max over `samples` (uint8 pixels,
-    NHWC), as TF's `Calibrator.calibrate` returns it: reused, or from one pass split across processes."""
+    NHWC), in the form TF's `Calibrator.calibrate` returns it: reused, or from one `true_ranges` pass."""
     say = progress or (lambda _m: None)
     samples = np.asarray(samples)
     sdigest = _samples_digest(samples)
