@@ -73,3 +73,24 @@ def test_a_cut_that_does_not_separate_the_tail_is_refused(files):
         partial16.splice_tail(i8, w16, [one_branch])
     with pytest.raises(ExportError, match="not in both"):
         partial16.splice_tail(i8, w16, ["no_such_tensor"])
+
+
+def test_a_head_splice_runs_int16_up_to_the_cut_and_int8_after(files):
+    d, i8, w16 = files
+    m = _model(i8)
+    sg = m.subgraphs[0]
+    first_conv = next(op for op in sg.operators if m.operatorCodes[op.opcodeIndex].builtinCode == 3)   # CONV_2D
+    cut = [sg.tensors[first_conv.outputs[0]].name.decode()]          # a chain point: one tensor carries on
+    spliced = partial16.splice_head(w16, i8, cut)
+    ops = _types(spliced)
+    q = [k for k, (c, t, _n) in enumerate(ops) if c == partial16.QUANTIZE and t == partial16.INT8]
+    assert len(q) == 1
+    assert any(t == partial16.INT16 for _c, t, _n in ops[:q[0]])
+    assert all(t in (partial16.INT8, 2) for _c, t, _n in ops[q[0]:])
+    path = d / "head.tflite"
+    path.write_bytes(spliced)
+    x = np.random.default_rng(4).integers(0, 256, (33, 33, 3)).astype(np.uint8)
+    out = TfliteRunner(path, kernels="reference").run(x)
+    ref = TfliteRunner(d / "int8.tflite", kernels="reference").run(x)
+    (a,), (b,) = list(out.values()), list(ref.values())
+    assert np.abs(a - b).max() < 0.1 * float(np.ptp(b))

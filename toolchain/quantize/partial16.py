@@ -15,6 +15,12 @@ the fewest int16 layers the search finds (`tail_cuts` lists the candidates).
 
 The result has zero float ops. XNNPACK delegates the int8 head; the int16 tail runs on the builtin
 CPU kernels (LiteRT has no XNNPACK int16 path), and NPUs with 16-bit activations run it whole.
+`splice_head(w16, int8, cut)` is the mirror image: int16 from the pixel input up to the cut, a
+QUANTIZE int16 -> int8, then the int8 file's ops (a cut through a U-Net names every skip tensor).
+
+Measured (README, "Precision ladder"): neither gets a registry model to its budget. PyDNet++ with
+int16 on its last 14 ops: delta1 0.81 / 0.90; the selfie with int16 up to op 4 or 20 improves most
+photos but not the ambiguous leopard (IoU 0.27 / 0.74 against 0.88 all-int8).
 
 Not for: choosing layers anywhere but the tail (a cut that does not separate the graph is refused),
 or float layers (parity/mixed.py).
@@ -114,15 +120,27 @@ def _quantize_code(model):
 
 def splice_tail(int8: bytes, w16: bytes, cut: list[str]) -> bytes:
     """The int8 file up to the `cut` tensors, then the 16x8 file's ops after them (module docstring)."""
+    return splice(int8, w16, cut, INT8, INT16)
+
+
+def splice_head(w16: bytes, int8: bytes, cut: list[str]) -> bytes:
+    """The 16x8 file up to the `cut` tensors (int16 activations from the pixel input on), then the
+    int8 file's ops after them."""
+    return splice(w16, int8, cut, INT16, INT8)
+
+
+def splice(first: bytes, second: bytes, cut: list[str], first_type: int, second_type: int) -> bytes:
+    """`first`'s ops up to the `cut` tensors, a QUANTIZE of each from `first_type` to `second_type`,
+    then `second`'s ops after them; graph inputs from `first`, outputs from `second`."""
     from tensorflow.lite.python import schema_py_generated as schema
-    a, b = _model(int8), _model(w16)
+    a, b = _model(first), _model(second)
     sa, sb = a.subgraphs[0], b.subgraphs[0]
     if len(a.subgraphs) != 1 or len(b.subgraphs) != 1:
-        raise ExportError("int16 on the last layers: only single-subgraph files can be spliced")
+        raise ExportError("int16 splice: only single-subgraph files can be spliced")
     na, nb = _names(sa), _names(sb)
     missing = [c for c in cut if c not in na or c not in nb]
     if missing:
-        raise ExportError(f"int16 on the last layers: cut tensor(s) {missing} not in both the int8 and the 16x8 file")
+        raise ExportError(f"int16 splice: cut tensor(s) {missing} not in both files")
     cut_a = [na[c] for c in cut]
     cut_b = [nb[c] for c in cut]
     tail = _upstream(b, sb, list(sb.outputs), set(cut_b))
@@ -130,11 +148,12 @@ def splice_tail(int8: bytes, w16: bytes, cut: list[str]) -> bytes:
     loose = [sb.tensors[i].name.decode() for k in tail for i in sb.operators[k].inputs
              if i >= 0 and i not in made and i not in cut_b and not _is_const(b, sb.tensors[i])]
     if loose:
-        raise ExportError(f"int16 on the last layers: the cut {cut} does not separate the tail "
+        raise ExportError(f"int16 splice: the cut {cut} does not separate the graph "
                           f"(it also reads {sorted(set(loose))[:3]})")
     for i in cut_a:
-        if sa.tensors[i].type != INT8:
-            raise ExportError(f"int16 on the last layers: {sa.tensors[i].name.decode()} is not int8 in the int8 file")
+        if sa.tensors[i].type != first_type:
+            raise ExportError(f"int16 splice: {sa.tensors[i].name.decode()} has type {sa.tensors[i].type} before "
+                              f"the cut, not {first_type}")
     head = _upstream(a, sa, cut_a, set())
     out = copy.deepcopy(a)
     so = out.subgraphs[0]
@@ -156,10 +175,10 @@ def splice_tail(int8: bytes, w16: bytes, cut: list[str]) -> bytes:
     qcode = _quantize_code(out)
     for ia, ib in zip(cut_a, cut_b):
         tb = sb.tensors[ib]
-        if tb.type != INT16:
-            raise ExportError(f"int16 on the last layers: {tb.name.decode()} is not int16 in the 16x8 file")
+        if tb.type != second_type:
+            raise ExportError(f"int16 splice: {tb.name.decode()} has type {tb.type} after the cut, not {second_type}")
         t16 = add_tensor(tb)
-        so.tensors[t16].name = (tb.name.decode() + "_int16").encode()
+        so.tensors[t16].name = (tb.name.decode() + ("_int16" if second_type == INT16 else "_int8")).encode()
         op = schema.OperatorT()
         op.opcodeIndex = qcode
         op.inputs, op.outputs = [ia], [t16]
