@@ -22,7 +22,7 @@ Measured (README, "Precision ladder"): neither gets a registry model to its budg
 int16 on its last 14 ops: delta1 0.81 / 0.90; the selfie with int16 up to op 4 or 20 improves most
 photos but not the ambiguous leopard (IoU 0.27 / 0.74 against 0.88 all-int8).
 
-Not for: choosing layers anywhere but the tail (a cut that does not separate the graph is refused),
+Not for: searching cuts (tail_cuts lists the tail's; a cut that does not separate the graph is refused),
 or float layers (parity/mixed.py).
 """
 
