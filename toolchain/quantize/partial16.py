@@ -1,17 +1,14 @@
-"""int16 activations on the fewest layers: an int8 file whose last layers come from the 16x8 file.
+"""int16 activations on part of a model: an int8 file and a 16x8 file spliced at a cut.
 
-The ladder's `w8a16_partial` rung. Both files are the converter's own, from the same float graph
-and the same calibration ranges (`calibration.py`): the w8a8 file (every op int8) and the w8a16
-file (int8 weights, int16 activations). `splice_tail(int8, w16, cut)` keeps the int8 file's ops up
-to the `cut` tensors, requantizes each cut tensor from int8 to int16 with a QUANTIZE op (TFLite's
-int8 -> int16 requantize), and runs every op after the cut as the 16x8 file has it, with its weights,
-scales and int16 output. Tensors are matched by name (the converter keeps the float graph's names in
-both files).
-
-Why the tail: on PyDNet++ the int8 error that misses the budget is the depth head (one channel over
-0.5..390 on 256 levels); everything before it is int8 on XNNPACK's fast path. The rung tries cuts
-from the last op backwards, each tail one layer longer, and stops at the first that meets the budget:
-the fewest int16 layers the search finds (`tail_cuts` lists the candidates).
+What the ladder's `w8a16_partial` rung would build (it is not a rung: ladder.NOT_IMPLEMENTED says
+why). Both files are the converter's own, from the same float graph and the same calibration
+ranges (`calibration.py`): the w8a8 file (every op int8) and the w8a16 file (int8 weights, int16
+activations). `splice_tail(int8, w16, cut)` keeps the int8 file's ops up to the `cut` tensors,
+requantizes each cut tensor from int8 to int16 with a QUANTIZE op (TFLite's int8 -> int16
+requantize), and runs every op after the cut as the 16x8 file has it, with its weights, scales and
+int16 output. Tensors are matched by name (the converter keeps the float graph's names in both
+files, when both come from one import). `tail_cuts` lists the single-tensor cuts from the output
+backwards, each tail one op longer; `scripts/tail16_measure.py` judges them.
 
 The result has zero float ops. XNNPACK delegates the int8 head; the int16 tail runs on the builtin
 CPU kernels (LiteRT has no XNNPACK int16 path), and NPUs with 16-bit activations run it whole.
