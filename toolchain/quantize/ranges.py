@@ -6,7 +6,7 @@ on the rare extremes: the selfie model's first convolution spans -81..76 because
 so every ordinary value rounds to steps of 0.6. Here each tensor's range is re-chosen on the
 calibration set's actual values (the calibrated model is still float, so it runs as is):
 
-- "minmax": the converter's ranges, unchanged (the baseline);
+- "minmax": the calibration pass's true min/max (calibration.py), unchanged (the baseline);
 - "mse": the (min, max) pair, each shrunk by a factor on a grid, that minimises the mean squared
   error between the tensor and its int8 fake-quantized copy (clipping + rounding);
 - "percentile": the 0.01th / 99.99th percentiles.
