@@ -158,17 +158,19 @@ def _calibrate_here(model_content: bytes, samples: np.ndarray, say=None) -> byte
     return _ORIGINAL["calibrate"](tf_calibrator.Calibrator(model_content), _gen(samples, say))
 
 
+def is_constant(model, t) -> bool:
+    """Whether tensor `t` (a TensorT of `model`) holds data in the flatbuffer (weights, biases, shapes)."""
+    return t.buffer < len(model.buffers) and model.buffers[t.buffer].data is not None \
+        and len(model.buffers[t.buffer].data) > 0
+
+
 def recorded_tensors(model) -> list[int]:
     """Tensors of subgraph 0 that TF's calibrator records: the float graph inputs and every op's
     float, non-constant output."""
     sg = model.subgraphs[0]
     produced = {o for op in sg.operators for o in op.outputs if o >= 0}
-    out = []
-    for i, t in enumerate(sg.tensors):
-        data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
-        if t.type == FLOAT32 and (data is None or len(data) == 0) and (i in produced or i in sg.inputs):
-            out.append(i)
-    return out
+    return [i for i, t in enumerate(sg.tensors)
+            if t.type == FLOAT32 and not is_constant(model, t) and (i in produced or i in sg.inputs)]
 
 
 def probe_ready(model) -> bool:

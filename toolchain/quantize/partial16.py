@@ -30,7 +30,7 @@ import copy
 import numpy as np
 
 from ..errors import ExportError
-from .calibration import _model, _to_bytes
+from .calibration import _model, _to_bytes, is_constant
 
 INT8, INT16 = 9, 7        # TensorType
 QUANTIZE = 114            # BuiltinOperator.QUANTIZE
@@ -47,11 +47,6 @@ def _names(sg) -> dict[str, int]:
 
 def _producers(sg) -> dict[int, int]:
     return {o: k for k, op in enumerate(sg.operators) for o in op.outputs if o >= 0}
-
-
-def _is_const(model, t) -> bool:
-    return t.buffer < len(model.buffers) and model.buffers[t.buffer].data is not None \
-        and len(model.buffers[t.buffer].data) > 0
 
 
 def _upstream(model, sg, targets: list[int], stop: set[int]) -> list[int]:
@@ -85,7 +80,7 @@ def tail_cuts(w16: bytes, limit: int = 12) -> list[list[str]]:
         tail = set(order[-n:])
         made = {o for k in tail for o in sg.operators[k].outputs}
         ins = {i for k in tail for i in sg.operators[k].inputs
-               if i >= 0 and i not in made and not _is_const(m, sg.tensors[i])}
+               if i >= 0 and i not in made and not is_constant(m, sg.tensors[i])}
         if len(ins) != 1:
             continue
         (t,) = ins
@@ -143,7 +138,7 @@ def splice(first: bytes, second: bytes, cut: list[str], first_type: int, second_
     tail = _upstream(b, sb, list(sb.outputs), set(cut_b))
     made = {o for k in tail for o in sb.operators[k].outputs}
     loose = [sb.tensors[i].name.decode() for k in tail for i in sb.operators[k].inputs
-             if i >= 0 and i not in made and i not in cut_b and not _is_const(b, sb.tensors[i])]
+             if i >= 0 and i not in made and i not in cut_b and not is_constant(b, sb.tensors[i])]
     if loose:
         raise ExportError(f"int16 splice: the cut {cut} does not separate the graph "
                           f"(it also reads {sorted(set(loose))[:3]})")
@@ -196,7 +191,7 @@ def splice(first: bytes, second: bytes, cut: list[str], first_type: int, second_
                     continue
                 if i not in mapping:
                     t = sb.tensors[i]
-                    mapping[i] = add_tensor(t, b.buffers[t.buffer].data if _is_const(b, t) else None)
+                    mapping[i] = add_tensor(t, b.buffers[t.buffer].data if is_constant(b, t) else None)
                 new.append(mapping[i])
             setattr(op, field, new)
         so.operators.append(op)
