@@ -106,7 +106,7 @@ def _quantize_code(model):
     c = schema.OperatorCodeT()
     c.builtinCode = QUANTIZE
     c.deprecatedBuiltinCode = QUANTIZE
-    c.version = 4     # int16 output (requantize int8 -> int16)
+    c.version = 4     # the version with int8 <-> int16 requantize (both directions load on both kernel sets)
     return _opcode_index(model, c)
 
 
