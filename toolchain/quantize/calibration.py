@@ -51,6 +51,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ExportError
+from .cache import array_digest
 
 ENV_THREADS = "PORTRAIT_CALIBRATION_THREADS"
 MAX_THREADS = 4
@@ -216,12 +217,6 @@ def true_ranges(model_content: bytes, samples: np.ndarray, say=None) -> bytes:
     return _to_bytes(m)
 
 
-def _samples_digest(samples: np.ndarray) -> str:
-    h = hashlib.sha256(repr((samples.shape, str(samples.dtype))).encode())
-    h.update(np.ascontiguousarray(samples).tobytes())
-    return h.hexdigest()
-
-
 def _options(op) -> str:
     opts = op.builtinOptions
     if opts is None:
@@ -281,7 +276,7 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
     NHWC), in the form TF's `Calibrator.calibrate` returns it: reused, or from one `true_ranges` pass."""
     say = progress or (lambda _m: None)
     samples = np.asarray(samples)
-    sdigest = _samples_digest(samples)
+    sdigest = array_digest(samples)
     key = (graph_digest(model_content), sdigest)
     if key in _MEMO:
         STATS["reused"] += 1

@@ -49,7 +49,7 @@ def _producers(sg) -> dict[int, int]:
     return {o: k for k, op in enumerate(sg.operators) for o in op.outputs if o >= 0}
 
 
-def _upstream(model, sg, targets: list[int], stop: set[int]) -> list[int]:
+def _upstream(sg, targets: list[int], stop: set[int]) -> list[int]:
     """Op indices (in graph order) needed to compute `targets`, not looking past `stop` tensors."""
     prod = _producers(sg)
     need, seen = set(), set()
@@ -74,7 +74,7 @@ def tail_cuts(w16: bytes, limit: int = 12) -> list[list[str]]:
     m = _model(w16)
     sg = m.subgraphs[0]
     prod = _producers(sg)
-    order = _upstream(m, sg, list(sg.outputs), set())
+    order = _upstream(sg, list(sg.outputs), set())
     cuts: list[list[str]] = []
     for n in range(1, min(limit, len(order)) + 1):
         tail = set(order[-n:])
@@ -135,7 +135,7 @@ def splice(first: bytes, second: bytes, cut: list[str], first_type: int, second_
         raise ExportError(f"int16 splice: cut tensor(s) {missing} not in both files")
     cut_a = [na[c] for c in cut]
     cut_b = [nb[c] for c in cut]
-    tail = _upstream(b, sb, list(sb.outputs), set(cut_b))
+    tail = _upstream(sb, list(sb.outputs), set(cut_b))
     made = {o for k in tail for o in sb.operators[k].outputs}
     loose = [sb.tensors[i].name.decode() for k in tail for i in sb.operators[k].inputs
              if i >= 0 and i not in made and i not in cut_b and not is_constant(b, sb.tensors[i])]
@@ -146,7 +146,7 @@ def splice(first: bytes, second: bytes, cut: list[str], first_type: int, second_
         if sa.tensors[i].type != first_type:
             raise ExportError(f"int16 splice: {sa.tensors[i].name.decode()} has type {sa.tensors[i].type} before "
                               f"the cut, not {first_type}")
-    head = _upstream(a, sa, cut_a, set())
+    head = _upstream(sa, cut_a, set())
     out = copy.deepcopy(a)
     so = out.subgraphs[0]
     so.operators = [so.operators[k] for k in head]
