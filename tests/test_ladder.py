@@ -221,6 +221,18 @@ def test_budget_out_of_reach_fails_every_rung_and_keeps_the_previous_bundle(tiny
     assert sorted(p.name for p in out.iterdir()) == ["tiny"]
 
 
+def test_a_rung_whose_integer_bias_a_kernel_would_misread_is_not_met(tiny, tmp_path, monkeypatch):
+    # conversions.rescale_shared_biases repairs what the converter gets wrong (tests/test_bias_scales.py);
+    # should a file still carry a misread bias, the ladder refuses it whatever its figures
+    monkeypatch.setattr(conversions, "bias_scale_mismatches",
+                        lambda blob: ["op 7 (arith.constant): bias scale off by up to 128%"])
+    with pytest.raises(ParityError) as err:
+        _export(tiny, tmp_path / "out", _recipe(["w8a16"]), monkeypatch, tmp_path)
+    assert "whose integer bias is not on input scale x weight scale (first: op 7" in str(err.value)
+    row = err.value.figures["ladder"][0]
+    assert row["passed_parity"] and not row["met"]
+
+
 def test_host_isa_names_int8_dot_product_features():
     from toolchain.bench import host_isa
     x86 = host_isa("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n", "x86_64")

@@ -267,12 +267,16 @@ def run_ladder(ctx: Context) -> dict:
             continue
         counts = op_counts(built.path)
         integer_only = counts["float_ops"] == 0
+        from .conversions import bias_scale_mismatches
+        misread = bias_scale_mismatches(built.path.read_bytes())   # a kernel would read these biases wrongly
         figures = ctx.judge(built.path)
-        met = bool(figures["passed"]) and (integer_only or name == "mixed_float")
+        met = bool(figures["passed"]) and (integer_only or name == "mixed_float") and not misread
         row.update({"file": built.path.name, "label": built.label, "met": met, "integer_only": integer_only,
                     **counts, "passed_parity": bool(figures["passed"]),
                     "failures": figures["failures"] + ([] if integer_only or name == "mixed_float"
-                                                       else [f"{counts['float_ops']} float op(s) left"]),
+                                                       else [f"{counts['float_ops']} float op(s) left"])
+                    + ([f"{len(misread)} op(s) whose integer bias is not on input scale x weight scale "
+                        f"(first: {misread[0]})"] if misread else []),
                     "figures": {k: _strip(v) for k, v in figures["per_kernels"].items()},
                     "worse_of_both": _strip(figures),
                     "record": built.record, "seconds": round(time.monotonic() - t0, 1)})
