@@ -37,6 +37,9 @@ else (the float graph, the quantizer, io types, metadata) stays the converter's 
 
 PORTRAIT_CALIBRATION_THREADS sets the pass's interpreter threads (default: the cores, at most 4).
 
+Every pass ends with `ranges.clamp_saturated`: a tensor whose every use ends in a sigmoid or tanh
+(through ops that only move values) keeps only the range that op can tell apart (+-8 for a sigmoid).
+
 Not for: choosing ranges (ranges.py searches them after this), quantizing (__init__.py, conversions.py).
 """
 
@@ -297,6 +300,12 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
         say(f"calibration: {len(samples)} samples with TF's calibrator (this graph has more than one "
             "subgraph or input; ranges of tensors that feed in-place ops may be too wide)")
         blob = _calibrate_here(model_content, samples, say)
+    from .ranges import clamp_saturated
+    blob, cut = clamp_saturated(blob)
+    if cut:
+        say(f"calibration: {len(cut)} tensor(s) feeding only a sigmoid/tanh cut to the range it can "
+            f"tell apart (e.g. {cut[0][0]}: {cut[0][1][0]:.4g}..{cut[0][1][1]:.4g} -> "
+            f"{cut[0][2][0]:.4g}..{cut[0][2][1]:.4g})")
     STATS["passes"] += 1
     _MEMO[key] = blob
     while len(_MEMO) > _MEMO_SIZE:
