@@ -23,6 +23,10 @@ def _net(kind: str):
     s = layers.Activation("sigmoid")(z)
     if kind == "gate":            # z also feeds a MUL (swish): its full range matters there
         s = layers.Multiply()([z, s])
+    elif kind == "shifted":       # every logit far above +8: always saturated
+        z = layers.Conv2D(4, 1, kernel_initializer=initializers.RandomNormal(stddev=0.01),
+                          bias_initializer=initializers.Constant(50.0))(x_in)
+        s = layers.Activation("sigmoid")(z)
     elif kind == "moved":         # value-moving ops between the logits and the sigmoid
         z = layers.Reshape((16, 4, 4))(z)
         s = layers.Activation("sigmoid")(layers.Concatenate(axis=1)([z, z]))
@@ -32,7 +36,7 @@ def _net(kind: str):
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory):
     d = tmp_path_factory.mktemp("sat")
-    return {k: keras_to_tflite(_net(k), d / f"{k}.tflite").read_bytes() for k in ("plain", "gate", "moved")}
+    return {k: keras_to_tflite(_net(k), d / f"{k}.tflite").read_bytes() for k in ("plain", "gate", "moved", "shifted")}
 
 
 def _samples(n=16, seed=0):
@@ -62,6 +66,8 @@ def test_only_tensors_whose_every_use_saturates_are_cut(nets):
             assert (lo, hi) == (max(raw_lo, -8.0), min(raw_hi, 8.0)), kind
         else:
             assert (lo, hi) == (raw_lo, raw_hi), kind                # the MUL needs the whole range
+    lo, hi = _logit_ranges(calibration.calibrated(nets["shifted"], _samples()))["conv"]
+    assert (lo, hi) == (8.0, 8.0)                                    # never an inverted range
     limits = ranges.saturation_limits(calibration._model(nets["moved"]))
     assert sorted(set(limits.values())) == [8.0] and len(limits) == 3   # the conv output, the reshape, the concat
 

@@ -116,7 +116,8 @@ def saturation_limits(model) -> dict[int, float]:
 
 def clamp_saturated(calibrated: bytes) -> tuple[bytes, list[tuple[str, tuple[float, float], tuple[float, float]]]]:
     """The calibrated flatbuffer with each recorded range cut to +-L where `saturation_limits` allows
-    it (zero stays inside), and the tensors cut: [(name, old range, new range)]."""
+    it, and the tensors cut: [(name, old range, new range)]. A range wholly beyond +-L becomes that
+    end point (the quantizer then widens it to take in zero, as for any range)."""
     from tensorflow.lite.tools import flatbuffer_utils
     model = _model(calibrated)
     sg = model.subgraphs[0]
@@ -126,7 +127,7 @@ def clamp_saturated(calibrated: bytes) -> tuple[bytes, list[tuple[str, tuple[flo
         if q is None or q.min is None or len(q.min) != 1 or q.max is None:
             continue
         lo, hi = float(q.min[0]), float(q.max[0])
-        new_lo, new_hi = max(lo, min(-lim, 0.0)), min(hi, max(lim, 0.0))
+        new_lo, new_hi = min(max(lo, -lim), lim), max(min(hi, lim), -lim)   # [20, 30] -> [8, 8]: always saturated
         if (new_lo, new_hi) != (lo, hi):
             q.min, q.max = [new_lo], [new_hi]
             cut.append(((sg.tensors[t].name or b"").decode(errors="replace"), (lo, hi), (new_lo, new_hi)))
