@@ -42,3 +42,30 @@ def test_render_photo_bad_inputs_are_clear(photo, tmp_path):
 def test_panels_from_a_bundle_cover_every_photo(photo, tmp_path):
     written = write_panels(tmp_path / "panels", photos=[photo], bundle=tiny_bundle())
     assert len(written) == 1 and cv2.imread(str(written[0])).shape[1] == 4 * 360
+
+
+def test_render_runs_the_file_the_manifest_vouches_for_unless_told(photo, tmp_path):
+    """Default: the manifest's handoff_cpu (a file that met the parity budget on XNNPACK), not the
+    int8 file, which may have missed it (the selfie's w8a8 does)."""
+    import json
+    import shutil
+
+    from toolchain.render.photo import run_segmentation, segmentation_file
+    from sim_fixtures import copy_bundle
+    bundle = copy_bundle(tmp_path)
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert segmentation_file(m) == m["handoff_cpu"] and segmentation_file(m, "handoff") == m["handoff"]
+    assert segmentation_file(m, "float32") == "tiny_float32.tflite"
+    img = cv2.imread(str(photo))[..., ::-1]
+    # point handoff_cpu at the float32 file: the default run must then equal an explicit float32 run
+    m["handoff_cpu"] = "tiny_float32.tflite"
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    default, _ = run_segmentation(bundle, img)
+    f32, _ = run_segmentation(bundle, img, precision="float32")
+    i8, _ = run_segmentation(bundle, img, precision="int8")
+    assert np.array_equal(default, f32) and not np.array_equal(default, i8)
+    del m["handoff_cpu"]
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(InputError, match="names no handoff_cpu"):
+        run_segmentation(bundle, img)
+    shutil.rmtree(bundle)

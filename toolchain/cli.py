@@ -407,7 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--focus-m", type=float, help="focus distance (default: the subject's median depth)")
     r.add_argument("--implementation", choices=["golden", "device"], default="golden",
                    help="golden float reference or the fixed-point device port")
-    r.add_argument("--precision", default="int8", help="which bundle model runs (int8, float32, ...)")
+    r.add_argument("--precision", default="handoff_cpu",
+                   help="which bundle model runs: handoff_cpu (default: the manifest's fastest file that met the "
+                        "parity budget on XNNPACK), handoff (its integer-only handoff), or a precision: int8, "
+                        "float32, w8a16, ... (run as is, met or not)")
     r.add_argument("--depth-model", help="depth bundle folder or model id: its handoff model's relative inverse "
                                          "depth sets the blur (no metric scale; focus on the subject) and the trimap")
     r.add_argument("--edges", choices=["matting", "guided"], default="matting",

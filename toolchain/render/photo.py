@@ -46,13 +46,31 @@ def output_spec(manifest: dict, model_file: str) -> dict:
             "layout": "NHWC"}
 
 
-def run_segmentation(bundle: Path, image: np.ndarray, precision: str = "int8", kernels: str = "xnnpack"):
+SEGMENTATION_DEFAULT = "handoff_cpu"
+
+
+def segmentation_file(manifest: dict, precision: str = SEGMENTATION_DEFAULT) -> str:
+    """The bundle file `precision` names: "handoff_cpu" (the fastest file that met the budget on
+    XNNPACK, the default), "handoff" (the first ladder rung that met), or a precision suffix
+    (int8, float32, w8a16, ...: <id>_<precision>.tflite, met or not)."""
+    if precision in ("handoff_cpu", "handoff"):
+        from ..bundle import handoff_model
+        name = manifest.get("handoff_cpu") if precision == "handoff_cpu" else handoff_model(manifest)
+        if not name:
+            raise InputError(f"bundle {manifest.get('model_id')} names no {precision}",
+                             where="manifest.json", fix="export it again, or pass --precision int8 / float32")
+        return name
+    return f"{manifest['model_id']}_{precision}.tflite"
+
+
+def run_segmentation(bundle: Path, image: np.ndarray, precision: str = SEGMENTATION_DEFAULT,
+                     kernels: str = "xnnpack"):
     from ..runtime import TfliteRunner
     manifest = read_manifest(bundle)
     if manifest["task"] not in ("segmentation", "mask"):
         raise InputError(f"{manifest['model_id']} is a {manifest['task']} model, not a segmentation model",
                          fix="pass a segmentation bundle (deeplab… or selfie_segmenter)")
-    name = f"{manifest['model_id']}_{precision}.tflite"
+    name = segmentation_file(manifest, precision)
     if not (bundle / name).is_file():
         raise InputError(f"bundle has no {name}", where=str(bundle), fix="choose another --precision")
     runner = TfliteRunner(bundle / name, kernels=kernels)
@@ -169,7 +187,7 @@ def _write(path: Path, image: np.ndarray, what: str) -> None:
 def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path, *, depth: str | Path | None = None,
                  background: str | Path | None = None, mode: str | None = None, f_number: float | None = None,
                  max_blur_px: float | None = None, focus_m: float | None = None,
-                 implementation: str = "golden", precision: str = "int8", depth_model: str | Path | None = None,
+                 implementation: str = "golden", precision: str = SEGMENTATION_DEFAULT, depth_model: str | Path | None = None,
                  alpha_out: str | Path | None = None, foreground_out: str | Path | None = None,
                  depth_out: str | Path | None = None, edges: str = "matting") -> RenderResult:
     """Segment `image_path` with the bundle's model, render the portrait, write `out_path` (PNG/JPEG)
