@@ -27,6 +27,8 @@ def test_render_photo_writes_the_composite(photo, tmp_path):
     r = render_photo(tiny_bundle(), photo, out, depth=tmp_path / "d.npy", f_number=2.0)
     img = cv2.imread(str(out))
     assert img is not None and img.shape[:2] == (512, 512) and r.composite.shape == (512, 512, 3)
+    import json
+    assert r.model_file == json.loads((tiny_bundle() / "manifest.json").read_text())["handoff_cpu"]
 
 
 def test_render_photo_bad_inputs_are_clear(photo, tmp_path):

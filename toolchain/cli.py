@@ -161,8 +161,9 @@ def cmd_render(args) -> int:
                           foreground_out=args.foreground_out, depth_out=args.depth_out, edges=args.edges)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"wrote {args.out} (focus {result.focus_m if result.focus_m is not None else 'n/a'} , "
-          f"max blur {result.max_blur_px:.1f} px, {args.implementation})")
+    print(f"wrote {args.out} (mask from {result.model_file}; focus "
+          f"{result.focus_m if result.focus_m is not None else 'n/a'}, max blur {result.max_blur_px:.1f} px, "
+          f"{args.implementation})")
     return 0
 
 

@@ -27,6 +27,7 @@ class RenderResult:
     focus_m: float | None = None
     max_blur_px: float = 0.0
     foreground: np.ndarray | None = None   # uint8 HxWx3: decontaminated subject colours (edges="matting")
+    model_file: str | None = None          # the bundle file that made the mask (set by render_photo)
 
 
 def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidence=None, focus_m=None,

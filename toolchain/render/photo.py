@@ -220,6 +220,7 @@ def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path
                     mode=mode or ("replace" if bg is not None else "blur"), background=bg,
                     implementation=implementation, edges=edges)
     result.warnings.extend(notes)
+    result.model_file = segmentation_file(read_manifest(bundle), precision)
     _write(Path(out_path), result.composite, "composite")
     if alpha_out is not None:
         _write(Path(alpha_out), np.clip(np.rint(result.alpha * 255), 0, 255).astype(np.uint8), "alpha")
