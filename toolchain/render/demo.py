@@ -172,6 +172,8 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
     seg = find_segmenter(bundle, out_dir / "bundles")
     sections, photo_rows = [], []
     photos = demo_photos()
+    from .photo import read_manifest, segmentation_file
+    mask_file = segmentation_file(read_manifest(seg))   # the file run_segmentation runs by default
     for name, img, ref in photos[:3] if quick else photos:
         low, spec = run_segmentation(seg, img)
         if float(cv2.resize(notebook_mask(low, spec).astype(np.uint8), (64, 64)).mean()) < 0.002:
@@ -204,7 +206,7 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
         figure_html = "".join(
             f'<figure><img src="{_data_uri(_view(t))}" width="{_view(t).shape[1]}" height="{_view(t).shape[0]}" '
             f'alt="{html.escape(n)}"><figcaption>{html.escape(n)}</figcaption></figure>' for n, t in figs)
-        sections.append(f"<h2>{html.escape(name)} ({img.shape[1]}x{img.shape[0]}, mask: {seg.name} int8)</h2>"
+        sections.append(f"<h2>{html.escape(name)} ({img.shape[1]}x{img.shape[0]}, mask: {html.escape(mask_file)})</h2>"
                         + figure_html + "".join(crops))
         if ref is not None:
             r = compare_edges(img, low, spec, ref)

@@ -178,10 +178,10 @@ def write_panels(out_dir, photos=None, height: int = 360, implementation: str = 
     written = []
     for ph in photos:
         if bundle is not None:
-            from .photo import run_segmentation
+            from .photo import read_manifest, run_segmentation, segmentation_file
             img = load_rgb(ph)
             low, spec = run_segmentation(Path(bundle), img)
-            source = f"mask: {Path(bundle).name} int8 model"
+            source = f"mask: {segmentation_file(read_manifest(Path(bundle)))}"
         else:
             low, spec, source = photo_mask(Path(ph))
             if low is None:
