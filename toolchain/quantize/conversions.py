@@ -90,6 +90,11 @@ def _bias_uses(model) -> list[tuple[int, int, np.ndarray]]:
     return out
 
 
+def _tname(t) -> str:
+    """A TensorT's name as str (the object API gives bytes)."""
+    return t.name.decode(errors="replace") if isinstance(t.name, bytes) else str(t.name)
+
+
 def _scaled(q) -> bool:
     return q is not None and q.scale is not None and len(q.scale) > 0
 
@@ -108,7 +113,7 @@ def bias_scale_mismatches(blob: bytes) -> list[str]:
     for i, b, want in _bias_uses(model):
         have = _bias_scale(sg.tensors[b], len(want))
         if not np.allclose(have, want, rtol=1e-5, atol=0):
-            name = sg.tensors[b].name.decode(errors="replace") if isinstance(sg.tensors[b].name, bytes) else sg.tensors[b].name
+            name = _tname(sg.tensors[b])
             ratio = np.max(np.abs(have / want - 1))
             bad.append(f"op {i} ({name}): bias scale off by up to {ratio:.0%}")
     return bad
@@ -144,7 +149,7 @@ def rescale_shared_biases(blob: bytes) -> tuple[bytes, list[str]]:
         model.buffers.append(buf)
         clone = schema.TensorT()
         clone.shape, clone.type, clone.buffer = list(t.shape), t.type, len(model.buffers) - 1
-        base = t.name.decode(errors="replace") if isinstance(t.name, bytes) else str(t.name)
+        base = _tname(t)
         clone.name = f"{base}_op{i}".encode()
         qp = schema.QuantizationParametersT()
         qp.scale, qp.zeroPoint = [float(v) for v in want], [0] * len(want)
@@ -171,7 +176,7 @@ def _io_names_unsuffixed(blob: bytes, suffix: str) -> bytes:
     changed = False
     for i in list(sg.inputs) + list(sg.outputs):
         t = sg.tensors[int(i)]
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        name = _tname(t)
         if name.endswith(suffix):
             t.name, changed = name[: -len(suffix)].encode(), True
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else bytes(blob)
@@ -225,7 +230,7 @@ def uint8_input_bytes(blob: bytes) -> bytes:
         sg.tensors.append(t)
         return len(sg.tensors) - 1
 
-    old_name = t_old.name.decode() if isinstance(t_old.name, bytes) else str(t_old.name)
+    old_name = _tname(t_old)
     t_old.name = (old_name + "_quantized").encode()
     pixel = new_tensor(old_name, _UINT8, 1.0, 0)
     ops = []
@@ -268,7 +273,7 @@ def int8_output_bytes(blob: bytes) -> bytes:
         t.shape = np.array(t_old.shape, np.int32)
         t.shapeSignature = None if t_old.shapeSignature is None else np.array(t_old.shapeSignature, np.int32)
         t.type, t.name = _INT8, t_old.name
-        t_old.name = (t_old.name.decode() if isinstance(t_old.name, bytes) else str(t_old.name)).encode() + b"_int16"
+        t_old.name = _tname(t_old).encode() + b"_int16"
         buf = schema.BufferT()
         model.buffers.append(buf)
         t.buffer = len(model.buffers) - 1
