@@ -20,11 +20,14 @@ def two_heads_keras(h=17, w=17, classes=21):
     from keras import initializers, layers
     keras.utils.set_random_seed(3)
     x_in = keras.Input((h, w, 3), batch_size=1)
-    x = layers.Conv2D(8, 3, padding="same", activation="relu6")(x_in)
-    a = layers.Conv2D(classes, 1, bias_initializer=initializers.Constant(0.5))(x)
+    # fixed layer names: keras numbers unnamed layers per process, and the names set the converter's op
+    # order, so which head quantizes the shared bias first (and the sign of the misread) would depend
+    # on what ran before this test
+    x = layers.Conv2D(8, 3, padding="same", activation="relu6", name="trunk")(x_in)
+    a = layers.Conv2D(classes, 1, bias_initializer=initializers.Constant(0.5), name="head_a")(x)
     b = layers.Conv2D(classes, 1, bias_initializer=initializers.Constant(0.5),
-                      kernel_initializer=initializers.RandomNormal(stddev=0.02))(x)
-    return keras.Model(x_in, layers.Add()([a, b]))
+                      kernel_initializer=initializers.RandomNormal(stddev=0.02), name="head_b")(x)
+    return keras.Model(x_in, layers.Add(name="sum")([a, b]))
 
 
 @pytest.fixture(scope="module")
