@@ -98,6 +98,15 @@ def _to_bytes(model) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def op_names(model) -> list[str]:
+    """Builtin operator name ("CONV_2D", "LOGISTIC", ...) of each op of subgraph 0 ("?" if unknown)."""
+    schema = _schema()
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = model.operatorCodes
+    return [names.get(max(codes[op.opcodeIndex].builtinCode, codes[op.opcodeIndex].deprecatedBuiltinCode), "?")
+            for op in model.subgraphs[0].operators]
+
+
 def graph_digest(model_content: bytes) -> str:
     """SHA-256 of the float graph: tensors (name, type, shape, data) and operators, without the
     flatbuffer's metadata (which records the converter options, e.g. int8 vs 16x8)."""

@@ -106,8 +106,8 @@ def _bias_scale(t, n: int) -> np.ndarray:
 def bias_scale_mismatches(blob: bytes) -> list[str]:
     """Ops whose integer bias is on another scale than input scale x weight scale, i.e. whose bias
     the kernel reads wrongly: "op N (tensor name): off by up to X" for each. Empty for a sound file."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(blob), 0))
+    from .calibration import _model
+    model = _model(blob)
     sg = model.subgraphs[0]
     bad = []
     for i, b, want in _bias_uses(model):
@@ -129,9 +129,9 @@ def rescale_shared_biases(blob: bytes) -> tuple[bytes, list[str]]:
     it on the wrong scale. Measured on the selfie's w8a16 file: the odd output rows' logits came out
     0.22-0.30 low, 8x the error of the even rows. Returns the new bytes and the ops changed."""
     from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(blob), 0))
+    from .calibration import _model, _to_bytes
+    model = _model(blob)
     sg = model.subgraphs[0]
     fixed = []
     for i, b, want in _bias_uses(model):
@@ -162,7 +162,7 @@ def rescale_shared_biases(blob: bytes) -> tuple[bytes, list[str]]:
         fixed.append(f"op {i} ({base})")
     if not fixed:
         return bytes(blob), []
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), fixed
+    return _to_bytes(model), fixed
 
 
 def _io_names_unsuffixed(blob: bytes, suffix: str) -> bytes:

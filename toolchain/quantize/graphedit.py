@@ -44,11 +44,8 @@ class Editable:
         raw = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, Path)) else bytes(path_or_bytes)
         self.model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(raw, 0))
         self.sg = self.model.subgraphs[0]
-        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-        self.op_names = []
-        for op in self.sg.operators:
-            code = self.model.operatorCodes[op.opcodeIndex]
-            self.op_names.append(names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?"))
+        from .calibration import op_names
+        self.op_names = op_names(self.model)
         self._unshare_constants()
 
     def _unshare_constants(self) -> None:

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
+from .calibration import FLOAT32, _model, _to_bytes, is_constant, op_names
 
 _FIXED_RANGE_OPS = {"LOGISTIC", "SOFTMAX", "TANH", "ARG_MAX", "ARG_MIN"}
 _GRID = np.linspace(0.15, 1.0, 18)  # shrink factors tried for each end of a range
@@ -70,11 +71,8 @@ def saturation_limits(model) -> dict[int, float]:
     quantization range can stop at +-L. The selfie segmenter's logits span -1146..376 on the
     calibration set; min/max gave them an int8 step of 6 logits, so every pixel within 3 logits of
     the 0.5 threshold came out as exactly 0.5, 0.0025 or 0.997."""
-    from tensorflow.lite.python import schema_py_generated as schema
     sg = model.subgraphs[0]
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    opname = [names.get(max(model.operatorCodes[op.opcodeIndex].builtinCode,
-                            model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode), "?") for op in sg.operators]
+    opname = op_names(model)
     consumers: dict[int, list[int]] = {}
     for i, op in enumerate(sg.operators):
         for t in op.inputs:
@@ -104,7 +102,6 @@ def saturation_limits(model) -> dict[int, float]:
         memo[t] = need
         return need
 
-    from .calibration import FLOAT32, is_constant
     found = {}
     for t, ten in enumerate(sg.tensors):
         if ten.type == FLOAT32 and not is_constant(model, ten):
@@ -118,7 +115,6 @@ def clamp_saturated(calibrated: bytes) -> tuple[bytes, list[tuple[str, tuple[flo
     """The calibrated flatbuffer with each recorded range cut to +-L where `saturation_limits` allows
     it, and the tensors cut: [(name, old range, new range)]. A range wholly beyond +-L becomes that
     end point (the quantizer then widens it to take in zero, as for any range)."""
-    from tensorflow.lite.tools import flatbuffer_utils
     model = _model(calibrated)
     sg = model.subgraphs[0]
     cut = []
@@ -133,17 +129,12 @@ def clamp_saturated(calibrated: bytes) -> tuple[bytes, list[tuple[str, tuple[flo
             cut.append(((sg.tensors[t].name or b"").decode(errors="replace"), (lo, hi), (new_lo, new_hi)))
     if not cut:
         return calibrated, []
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), cut
+    return _to_bytes(model), cut
 
 
 RANGE_METHODS: dict[str, Callable[[np.ndarray, float, float], tuple[float, float]] | None] = {
     "minmax": None, "mse": mse_range, "percentile": percentile_range,
 }
-
-
-def _model(calibrated: bytes):
-    from tensorflow.lite.python import schema_py_generated as schema
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(calibrated, 0))
 
 
 def recorded_ranges(calibrated: bytes) -> dict[int, tuple[float, float]]:
@@ -159,14 +150,11 @@ def recorded_ranges(calibrated: bytes) -> dict[int, tuple[float, float]]:
 
 def searchable_tensors(calibrated: bytes) -> list[int]:
     """Activation tensors whose range may be re-chosen (see the module docstring)."""
-    from tensorflow.lite.python import schema_py_generated as schema
     model = _model(calibrated)
     sg = model.subgraphs[0]
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     fixed = set(int(i) for i in sg.inputs)
-    for op in sg.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) in _FIXED_RANGE_OPS:
+    for op, name in zip(sg.operators, op_names(model)):
+        if name in _FIXED_RANGE_OPS:
             fixed.update(int(o) for o in op.outputs)
     return [i for i in recorded_ranges(calibrated) if i not in fixed]
 
@@ -208,7 +196,6 @@ def search_ranges(calibrated: bytes, representative: np.ndarray, *, method: str 
     record = {"method": method, "tensors": 0, "changed": 0}
     if fn is None:
         return calibrated, record
-    from tensorflow.lite.tools import flatbuffer_utils
     tensors = searchable_tensors(calibrated)
     ranges = recorded_ranges(calibrated)
     values = sample_activations(calibrated, representative, tensors, images=images)
@@ -232,4 +219,4 @@ def search_ranges(calibrated: bytes, representative: np.ndarray, *, method: str 
     record["median_width_ratio"] = float(np.median(ratios)) if ratios else 1.0
     record["widest_cut"] = [(c[0], [round(x, 4) for x in c[1]], [round(x, 4) for x in c[2]])
                             for c in sorted(cuts, key=lambda c: c[3])[:5]]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), record
+    return _to_bytes(model), record
