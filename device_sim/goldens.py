@@ -162,9 +162,12 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
 
 def fused_spec(manifest: dict, quant: tuple[float, int]) -> dict:
     first = manifest["outputs"][0]
-    return {"kind": first.get("kind", "logits"), "dtype": "int8", "scale": float(quant[0]),
+    spec = {"kind": first.get("kind", "logits"), "dtype": "int8", "scale": float(quant[0]),
             "zero_point": int(quant[1]), "layout": "NHWC",
             "foreground_classes": list(manifest.get("foreground_classes", {}).values()) or [1]}
+    if first.get("edge_band_model_px") is not None:
+        spec["edge_band_model_px"] = float(first["edge_band_model_px"])
+    return spec
 
 
 def _fused_vector(folder: Path, manifest: dict, seq_name: str, low: np.ndarray, quant, tol: dict) -> dict:

@@ -134,6 +134,38 @@ def test_band_radius_follows_the_model_resolution():
     assert matting.BAND_MIN_PX <= matting.band_radius(small) <= matting.band_radius(big)
 
 
+def test_a_models_edge_band_goes_from_its_manifest_to_the_trimap(scene):
+    """registry output `edge_band_model_px` -> manifest outputs -> output spec -> plan -> trimap band, on
+    the golden and the device path alike; a bad value is a clear error."""
+    from toolchain.render import device
+    from toolchain.render.model_output import normalize_spec
+    from toolchain.render.photo import output_spec
+    from toolchain.registry import get_entry
+    assert get_entry("selfie_segmenter").outputs[0]["edge_band_model_px"] == 2.0
+    manifest = {"outputs": [{"name": "o", "kind": "probabilities", "edge_band_model_px": 2.0}],
+                "foreground_classes": {"person": 1}}
+    spec = output_spec(manifest, "m_float16.tflite")
+    assert normalize_spec(spec)["edge_band_model_px"] == 2.0
+    assert "edge_band_model_px" not in normalize_spec({"kind": "probabilities"})
+    wide, narrow = make_plan(3024, 4032, (256, 256), 8.0), make_plan(3024, 4032, (256, 256), 8.0, band_model_px=2.0)
+    assert matting.band_radius(narrow) < matting.band_radius(wide)
+    sc, low, sim_spec = scene
+    p = np.clip(cv2.GaussianBlur(sc.alpha.astype(np.float32), (0, 0), 3), 0, 1)
+    for px in (3.0, 2.0):
+        plan = make_plan(*p.shape, p.shape, 8.0, band_model_px=px)
+        tri = matting.make_trimap(p, matting.band_radius(plan))
+        tri8 = device.trimap_q8(np.round(p * 255).astype(np.uint8), plan, None, None, 1)
+        if px == 3.0:
+            unknown3, unknown3_q8 = (tri == matting.UNKNOWN).sum(), (tri8 == 128).sum()
+    assert (tri == matting.UNKNOWN).sum() < unknown3 and (tri8 == 128).sum() < unknown3_q8
+    a3 = render(sc.rgb, low, sim_spec).alpha
+    a2 = render(sc.rgb, low, {**sim_spec, "edge_band_model_px": 2.0}).alpha
+    assert np.abs(a3 - a2).max() > 0.05                     # the band really changed the solve
+    for bad in (0, -1, "wide", float("nan"), 100):
+        with pytest.raises(InputError, match="edge_band_model_px"):
+            render(sc.rgb, low, {**sim_spec, "edge_band_model_px": bad})
+
+
 # ------------------------------------------------------------------ render outputs and --depth-model
 
 def _tiny_depth_bundle(folder):

@@ -50,7 +50,8 @@ def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidenc
     frame = prepare_frame(image_rgb_uint8, low_res_output, output_spec, depth_m=depth_m, confidence=confidence,
                           focus_m=focus_m, focus_point=focus_point, f_number=f_number, max_blur_px=max_blur_px,
                           mode=mode, background=background, chroma_rgb=chroma_rgb)
-    plan = make_plan(frame.image.shape[0], frame.image.shape[1], frame.low_res.shape[:2], frame.max_blur_px)
+    plan = make_plan(frame.image.shape[0], frame.image.shape[1], frame.low_res.shape[:2], frame.max_blur_px,
+                     band_model_px=frame.spec.get("edge_band_model_px"))
     if frame.mode == "blur" and frame.max_blur_px / plan.scale > plan.max_coc_work + 1e-6:
         frame.warnings.append(f"blur radius {frame.max_blur_px:.1f} px limited to "
                               f"{plan.max_coc_work * plan.scale:.0f} px (bounded kernel)")

@@ -36,7 +36,8 @@ import cv2
 import numpy as np
 
 P_SURE = 0.95            # P(subject) above this (or below 1 - this) is not uncertain by itself
-BAND_MODEL_PX = 3.0      # unknown band half-width around the 0.5 outline, in model-output pixels
+BAND_MODEL_PX = 3.0      # unknown band half-width around the 0.5 outline, in model-output pixels, unless
+                         # the model's output spec sets edge_band_model_px (registry -> manifest -> spec)
 BAND_MIN_PX = 3          # ... and at least this many working pixels
 DEPTH_CLEAR_BANDS = 2    # depth may settle hesitant pixels only this many bands or more from the outline
 UNCERTAIN_REACH = 3      # uncertain mask values are unknown only within this many bands of the outline
@@ -66,8 +67,10 @@ class Matte:
 
 
 def band_radius(plan) -> int:
-    """Unknown band half-width in working pixels for this plan (model pixels -> working pixels)."""
-    return int(max(BAND_MIN_PX, round(BAND_MODEL_PX * plan.guide_radius)))   # guide_radius: one model px
+    """Unknown band half-width in working pixels for this plan (model pixels -> working pixels): the
+    plan's band_model_px (from the model's output spec) or BAND_MODEL_PX."""
+    model_px = plan.band_model_px if plan.band_model_px is not None else BAND_MODEL_PX
+    return int(max(BAND_MIN_PX, round(model_px * plan.guide_radius)))   # guide_radius: one model px
 
 
 def _disc(r: int) -> np.ndarray:

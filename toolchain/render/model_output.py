@@ -10,6 +10,9 @@ The spec is data (it comes from the model's manifest), for example::
 - dtype: "float32", "float16", "int8" or "uint8"; integer outputs are dequantized as
   (q - zero_point) * scale unless kind is "labels".
 - layout: "NHWC" (default) or "NCHW"; a leading batch of 1 and a missing channel axis are accepted.
+- edge_band_model_px (optional): how far, in output pixels, the model's outline may stand from the
+  true edge: the half-width of the matting step's unknown band (matting.py; default
+  matting.BAND_MODEL_PX). It comes from the registry's output entry through the manifest.
 
 Two decoders: `decode_probability` (float32, the golden reference) and `decode_probability_q8`
 (the device version: uint8 with 255 = certain subject, computed in float16). Also here:
@@ -38,6 +41,17 @@ def normalize_spec(spec: dict | None) -> dict:
         "foreground_classes": [int(c) for c in spec.get("foreground_classes", [15, 8])],
         "layout": spec.get("layout", "NHWC"),
     }
+    band = spec.get("edge_band_model_px")
+    if band is not None:
+        try:
+            band = float(band)
+        except (TypeError, ValueError):
+            band = float("nan")
+        if not (np.isfinite(band) and 0 < band <= 16):
+            raise InputError(f"output spec edge_band_model_px must be a number in (0, 16], got "
+                             f"{spec.get('edge_band_model_px')!r}", where="output_spec['edge_band_model_px']",
+                             fix="leave it out for the default, or copy it from the model's manifest outputs")
+        out["edge_band_model_px"] = band
     if out["kind"] not in KINDS:
         raise InputError(f"output spec kind {out['kind']!r} is not known", where="output_spec['kind']",
                          fix=f"use one of {', '.join(KINDS)}")

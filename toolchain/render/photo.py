@@ -41,9 +41,12 @@ def output_spec(manifest: dict, model_file: str) -> dict:
     kind = _KIND.get(first.get("kind"), "logits")
     if model_file.endswith("_labels.tflite"):
         kind = "labels"
-    return {"kind": kind, "dtype": "float32" if kind != "labels" else "uint8",
+    spec = {"kind": kind, "dtype": "float32" if kind != "labels" else "uint8",
             "foreground_classes": list(manifest.get("foreground_classes", {}).values()) or [1],
             "layout": "NHWC"}
+    if first.get("edge_band_model_px") is not None:      # the registry's word on how well it places edges
+        spec["edge_band_model_px"] = first["edge_band_model_px"]
+    return spec
 
 
 SEGMENTATION_DEFAULT = "handoff_cpu"

@@ -81,6 +81,7 @@ class StagePlan:
     inverse_x: np.ndarray               # float32 fine grid of values in [0, 1] ...
     inverse_e: np.ndarray               # ... and their energies (for the golden inverse)
     inverse_q12: np.ndarray             # uint8[16385]: energy Q12 -> value (device inverse)
+    band_model_px: float | None = None  # matting band half-width in model px (None: matting.BAND_MODEL_PX)
 
 
 def _disc_rows(radius: float) -> tuple[int, ...]:
@@ -116,7 +117,9 @@ def _energy_tables():
 _TABLES = None
 
 
-def make_plan(height: int, width: int, model_hw: tuple[int, int], max_blur_px: float) -> StagePlan:
+def make_plan(height: int, width: int, model_hw: tuple[int, int], max_blur_px: float,
+              band_model_px: float | None = None) -> StagePlan:
+    """Every size the stage uses. band_model_px: the output spec's edge_band_model_px (None: default)."""
     global _TABLES
     if _TABLES is None:
         _TABLES = _energy_tables()
@@ -131,7 +134,8 @@ def make_plan(height: int, width: int, model_hw: tuple[int, int], max_blur_px: f
     radii = tuple(r for r in LAYER_RADII if r < k) + ((k,) if k >= 1.0 else ())
     e, eq, xf, ef, inv = _TABLES
     return StagePlan(height, width, scale, pad_h, pad_w, work_h, work_w, guide_radius, GUIDE_EPS_LEVELS2, MASK_GAIN,
-                     2 * guide_radius, k, radii, tuple(_disc_rows(r) for r in radii), e, eq, xf, ef, inv)
+                     2 * guide_radius, k, radii, tuple(_disc_rows(r) for r in radii), e, eq, xf, ef, inv,
+                     band_model_px)
 
 
 def depth_sample_index(plan: StagePlan, depth_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
