@@ -52,6 +52,8 @@ def test_tiny_segmenter_matches_original(tmp_path):
     ("dilated_conv", lambda x: __import__("keras").layers.Conv2D(4, 3, dilation_rate=2, padding="same",
                                                                 activation="relu")(x)),
     ("sigmoid_tanh", lambda x: __import__("keras").ops.sigmoid(x) + __import__("keras").ops.tanh(x)),
+    # the inverse-depth output transform: rsqrt(max(x, floor))^2 (quantize/conversions.py)
+    ("rsqrt_inverse", lambda x: (lambda r: r * r)(__import__("keras").ops.rsqrt(__import__("keras").ops.maximum(x, 0.1)))),
 ])
 def test_single_ops_match_original(tmp_path, name, build):
     path = keras_to_tflite(_keras_op_model(build, (1, 8, 8, 3)), tmp_path / f"{name}.tflite")

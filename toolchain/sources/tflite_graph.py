@@ -368,6 +368,7 @@ _OPS = {
     "RELU6": lambda tf, op, a, g: tf.nn.relu6(a[0]),
     "LOGISTIC": lambda tf, op, a, g: tf.sigmoid(a[0]),
     "TANH": lambda tf, op, a, g: tf.tanh(a[0]),
+    "RSQRT": lambda tf, op, a, g: tf.math.rsqrt(a[0]),   # the inverse-depth output transform (conversions.py)
     "HARD_SWISH": lambda tf, op, a, g: hard_swish_delegable(tf, a[0]),
 }
 
