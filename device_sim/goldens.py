@@ -161,13 +161,10 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
 
 
 def fused_spec(manifest: dict, quant: tuple[float, int]) -> dict:
-    first = manifest["outputs"][0]
-    spec = {"kind": first.get("kind", "logits"), "dtype": "int8", "scale": float(quant[0]),
-            "zero_point": int(quant[1]), "layout": "NHWC",
-            "foreground_classes": list(manifest.get("foreground_classes", {}).values()) or [1]}
-    if first.get("edge_band_model_px") is not None:
-        spec["edge_band_model_px"] = float(first["edge_band_model_px"])
-    return spec
+    """The fused stage's spec for the int8 model output stored in a golden vector: the manifest's
+    (photo.output_spec: kind, classes, edge band) with the int8 file's quantization."""
+    from toolchain.render.photo import output_spec
+    return {**output_spec(manifest, ""), "dtype": "int8", "scale": float(quant[0]), "zero_point": int(quant[1])}
 
 
 def _fused_vector(folder: Path, manifest: dict, seq_name: str, low: np.ndarray, quant, tol: dict) -> dict:
