@@ -168,10 +168,9 @@ def rescale_shared_biases(blob: bytes) -> tuple[bytes, list[str]]:
 def _io_names_unsuffixed(blob: bytes, suffix: str) -> bytes:
     """The model's input and output tensors renamed without `suffix` (the old quantizer's io-type
     pass appends "_int16"), so the file reads the same as with the new quantizer's naming."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    from .calibration import _model, _to_bytes
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(blob), 0))
+    model = _model(blob)
     sg = model.subgraphs[0]
     changed = False
     for i in list(sg.inputs) + list(sg.outputs):
@@ -179,7 +178,7 @@ def _io_names_unsuffixed(blob: bytes, suffix: str) -> bytes:
         name = _tname(t)
         if name.endswith(suffix):
             t.name, changed = name[: -len(suffix)].encode(), True
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else bytes(blob)
+    return _to_bytes(model) if changed else bytes(blob)
 
 
 def uint8_input(path: Path) -> Path:
@@ -199,9 +198,9 @@ def uint8_input_bytes(blob: bytes) -> bytes:
     on every kernel set. A file that already takes uint8 with scale 1 and zero point 0, or a float
     input, is returned unchanged."""
     from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(blob), 0))
+    from .calibration import _model, _to_bytes
+    model = _model(blob)
     sg = model.subgraphs[0]
     if len(sg.inputs) != 1:
         raise ExportError(f"expected one model input, found {len(sg.inputs)}",
@@ -252,16 +251,16 @@ def uint8_input_bytes(blob: bytes) -> bytes:
         for tm in sig.inputs or []:
             if tm.tensorIndex == old:
                 tm.tensorIndex = pixel
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return _to_bytes(model)
 
 
 def int8_output_bytes(blob: bytes) -> bytes:
     """Every int16 graph output gets a QUANTIZE int16 -> int8 after it (symmetric: the int16 range
     +-32767 * s maps onto +-127, zero point 0), an integer op on every kernel set."""
     from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(blob), 0))
+    from .calibration import _model, _to_bytes
+    model = _model(blob)
     sg = model.subgraphs[0]
     new_outputs, renamed = [], {}
     for old in [int(i) for i in sg.outputs]:
@@ -296,7 +295,7 @@ def int8_output_bytes(blob: bytes) -> bytes:
         for tm in sig.outputs or []:
             if tm.tensorIndex in renamed:
                 tm.tensorIndex = renamed[tm.tensorIndex]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return _to_bytes(model)
 
 
 def _q1(q) -> bool:
