@@ -40,11 +40,10 @@ class Editable:
     """A float .tflite whose constant tensors can be read and replaced, then written out."""
 
     def __init__(self, path_or_bytes):
-        from tensorflow.lite.python import schema_py_generated as schema
+        from .calibration import _model, op_names
         raw = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, Path)) else bytes(path_or_bytes)
-        self.model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(raw, 0))
+        self.model = _model(raw)
         self.sg = self.model.subgraphs[0]
-        from .calibration import op_names
         self.op_names = op_names(self.model)
         self._unshare_constants()
 
@@ -114,8 +113,8 @@ class Editable:
         return out
 
     def bytes(self) -> bytes:
-        from tensorflow.lite.tools import flatbuffer_utils
-        return bytes(flatbuffer_utils.convert_object_to_bytearray(self.model))
+        from .calibration import _to_bytes
+        return _to_bytes(self.model)
 
     def write(self, path: Path) -> Path:
         Path(path).write_bytes(self.bytes())

@@ -17,12 +17,10 @@ import numpy as np
 
 
 def _all_outputs_model(path: Path) -> tuple[bytes, list[dict]]:
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
     from ..sources.tflite_graph import read_tflite
+    from .calibration import _model, _to_bytes
     g = read_tflite(path)
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(Path(path).read_bytes(), 0))
+    model = _model(Path(path).read_bytes())
     sg = model.subgraphs[0]
     ops, outs = [], list(sg.outputs)
     for op in g.ops:
@@ -33,7 +31,7 @@ def _all_outputs_model(path: Path) -> tuple[bytes, list[dict]]:
                     "inputs": [int(i) for i in op.inputs if i >= 0]})
     sg.outputs = np.array(outs, np.int32)
     model.signatureDefs = []  # outputs by tensor index, not by signature
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), ops
+    return _to_bytes(model), ops
 
 
 def _run(blob: bytes, kernels: str, image: np.ndarray, threads: int = 2) -> dict[int, np.ndarray]:
