@@ -109,3 +109,17 @@ def test_device_source_uses_no_float_on_pixels():
     # np.float32 appears only at the output boundary (alpha and CoC handed back to the caller)
     lines = [ln for ln in src.splitlines() if "np.float32" in ln]
     assert all("output boundary" in ln or "np.float32(16)" in ln for ln in lines), lines
+
+
+def test_div255_is_the_rounded_division_for_every_blend_value():
+    from toolchain.render.device import blend_u8, div255
+    x = np.arange(255 * 255 + 1, dtype=np.uint16)
+    assert np.array_equal(div255(x).astype(np.int64), (x.astype(np.int64) + 127) // 255)
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (7, 9, 3), dtype=np.uint8) for _ in range(2))
+    w = rng.integers(0, 256, (7, 9), dtype=np.uint8)
+    ref = (a.astype(np.int64) * (255 - w[..., None]) + b.astype(np.int64) * w[..., None] + 127) // 255
+    assert np.array_equal(blend_u8(a, b, w), ref)
+    colour = np.array((0, 255, 0), np.uint8)                     # chroma: one colour for the background
+    ref_c = (a.astype(np.int64) * (255 - w[..., None]) + colour.astype(np.int64) * w[..., None] + 127) // 255
+    assert np.array_equal(blend_u8(a, colour, w), ref_c)
