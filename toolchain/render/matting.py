@@ -31,9 +31,13 @@ port of the same steps (device.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 P_SURE = 0.95            # P(subject) above this (or below 1 - this) is not uncertain by itself
 BAND_MODEL_PX = 3.0      # unknown band half-width around the 0.5 outline, in model-output pixels, unless
