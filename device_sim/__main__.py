@@ -55,9 +55,9 @@ def main(argv=None) -> int:
         if args.cmd == "sim":
             return run_sim(args)
         if args.cmd == "check":
-            from device_sim.check import main as check_main
+            from toolchain.device.check import main as check_main
             return check_main(["--bundle", str(args.bundle), "--device-outputs", str(args.device_outputs)])
-        from device_sim.goldens import main as goldens_main
+        from toolchain.device.goldens import main as goldens_main
         return goldens_main(["--bundle", str(args.bundle)])
     except PortraitError as exc:
         print(f"error: {exc}", file=sys.stderr)

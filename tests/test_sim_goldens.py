@@ -1,4 +1,4 @@
-"""Golden vectors and the on-device checker (device_sim/goldens.py, device_sim/check.py) on a tiny
+"""Golden vectors and the on-device checker (toolchain/device/goldens.py, toolchain/device/check.py) on a tiny
 exported bundle: the simulator's own reference-kernel outputs pass, perturbed ones fail."""
 
 import json
@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from device_sim import check, goldens
+from toolchain.device import check, goldens
 from toolchain.errors import InputError
 
 from sim_fixtures import copy_bundle
@@ -123,7 +123,7 @@ def test_bundle_without_goldens_is_a_clear_error(tmp_path, ref_outputs):
     shutil.rmtree(b / "goldens", ignore_errors=True)  # the export writes them; this bundle lost them
     with pytest.raises(InputError, match="no golden vectors") as e:
         check.check_outputs(b, ref_outputs)
-    assert "device_sim.goldens" in e.value.fix
+    assert "toolchain.device.goldens" in e.value.fix
     assert check.main(["--bundle", str(b), "--device-outputs", str(ref_outputs)]) == 2
 
 

@@ -245,7 +245,7 @@ def cmd_pack(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from device_sim.check import check_outputs, format_report
+    from toolchain.device.check import check_outputs, format_report
     results = check_outputs(args.bundle, args.device_outputs)
     print(format_report(results))
     return 0 if all(r.passed for r in results) else 1

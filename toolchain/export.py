@@ -287,8 +287,8 @@ def _finalize_handoff(staged: Path, recipe: dict, say) -> None:
 
 
 def _write_goldens(staged: Path, say) -> None:
-    """Golden vectors for the on-device checker (device_sim/goldens.py), inside the staged bundle."""
-    from device_sim.goldens import write_goldens
+    """Golden vectors for the on-device checker (toolchain/device/goldens.py), inside the staged bundle."""
+    from toolchain.device.goldens import write_goldens
     write_goldens(staged, progress=say)
     say("golden vectors written (goldens/)")
 

@@ -16,7 +16,7 @@ DEFAULTS = {
     "precisions": ["float32", "float16", "dynamic", "int8"],
     "label_variant": False,
     "onnx": True,
-    "goldens": True,  # golden vectors for the on-device checker (device_sim/goldens.py)
+    "goldens": True,  # golden vectors for the on-device checker (toolchain/device/goldens.py)
     "outputs": None,  # positions of the source outputs to keep; None keeps all
     "calibration": {"samples": 100, "seed": 0, "sources": ["photos", "skimage"], "min_samples": 8},
     "import_check": {},

@@ -16,7 +16,7 @@ metadata, never the tensor details, to decide how to feed a file. Then it checks
   category masks agree with the toolchain's decode of the LiteRT run; the labels come back.
 A check that cannot run (no client environment) is reported as NOT RUN, never as passed.
 
-Not for: the quantization budget (parity/), or the fused stage's goldens (device_sim/check.py).
+Not for: the quantization budget (parity/), or the fused stage's goldens (toolchain/device/check.py).
 """
 
 from __future__ import annotations
@@ -511,7 +511,7 @@ def decode(record: dict, raw_outputs: list[np.ndarray], quant: list[tuple[float,
 
 def _check_goldens(bundle: Path, name: str, record: dict, images, outs, report: VerifyReport) -> None:
     """The golden vectors of the file against its LiteRT outputs (reference kernels) on the same inputs."""
-    from device_sim.check import compare
+    from toolchain.device.check import compare
     p = bundle / "goldens" / "goldens.json"
     if not p.is_file():
         return

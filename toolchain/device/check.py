@@ -6,7 +6,7 @@ vector's metric and returns one verdict per vector. A missing file, a wrong dtyp
 fails that vector with a message saying so. `format_report` prints pass/fail per vector with its
 metrics; the CLI exits 1 when any vector fails.
 
-Metrics (limits come from goldens.json, written from device_sim/tolerances.toml):
+Metrics (limits come from goldens.json, written from toolchain/device/tolerances.toml):
 - quantized: |q_device - q_golden| in quantization steps: max_abs_q, mean_abs_q; argmax agreement
   over the last axis when it has classes (on pixels whose golden top-1 leads by more than
   argmax_margin_q steps; over all pixels as information); plus the dequantized max abs diff (information).
@@ -102,7 +102,7 @@ def compare(expected: np.ndarray, got: np.ndarray, rec: dict, tol: dict) -> tupl
             fails.append(f"frac_over_4 {m['frac_over_4']:.5f} > {tol['frac_over_4_max']}")
     else:
         raise InputError(f"unknown tolerance metric {metric!r} in goldens.json",
-                         fix="regenerate the goldens with this toolchain (python -m device_sim.goldens)")
+                         fix="regenerate the goldens with this toolchain (python -m toolchain.device.goldens)")
     return m, fails
 
 
@@ -145,7 +145,7 @@ def format_report(results: list[VectorResult]) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m device_sim.check",
+    ap = argparse.ArgumentParser(prog="python -m toolchain.device.check",
                                  description="compare a phone's dumped outputs with a bundle's golden vectors")
     ap.add_argument("--bundle", required=True, type=Path)
     ap.add_argument("--device-outputs", required=True, type=Path)

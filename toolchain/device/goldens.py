@@ -1,7 +1,7 @@
 """Golden vectors: a small set of inputs and reference outputs written into a bundle, for a phone
 port to reproduce (checked by check.py).
 
-Run on an existing bundle:  python -m device_sim.goldens --bundle export/out/<model_id>
+Run on an existing bundle:  python -m toolchain.device.goldens --bundle export/out/<model_id>
 The export calls `write_goldens(bundle_dir)` after the bundle is written.
 
 FILE FORMAT (format "portrait-goldens", version 1), in <bundle>/goldens/:
@@ -50,10 +50,11 @@ import numpy as np
 
 from toolchain.bundle import read_manifest
 from toolchain.errors import InputError
+from toolchain.paths import REPO_ROOT
 
 FORMAT, FORMAT_VERSION = "portrait-goldens", 1
 TOLERANCES = Path(__file__).resolve().parent / "tolerances.toml"
-SEQUENCES = Path(__file__).resolve().parent / "sequences"
+SEQUENCES = REPO_ROOT / "device_sim" / "sequences"  # sample sequences, data beside the simulator
 
 
 def tolerances() -> dict:
@@ -154,7 +155,7 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
         vectors.append(_fused_vector(folder, manifest, *fused_source, tol["fused"]))
         say(f"golden vector {vectors[-1]['name']}")
     index = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_id": mid,
-             "created_by": "python -m device_sim.goldens", "doc": "device_sim/goldens.py (module docstring)",
+             "created_by": "python -m toolchain.device.goldens", "doc": "toolchain/device/goldens.py (module docstring)",
              "vectors": vectors}
     (folder / "goldens.json").write_text(json.dumps(index, indent=1))
     return folder
@@ -202,7 +203,7 @@ def read_index(bundle_dir: str | Path) -> dict:
     p = bundle / "goldens" / "goldens.json"
     if not p.is_file():
         raise InputError("bundle has no golden vectors", where=str(p),
-                         fix=f"run `python -m device_sim.goldens --bundle {bundle}` (or re-export the model)")
+                         fix=f"run `python -m toolchain.device.goldens --bundle {bundle}` (or re-export the model)")
     idx = json.loads(p.read_text())
     if idx.get("format") != FORMAT or int(idx.get("format_version", 0)) > FORMAT_VERSION:
         raise InputError(f"goldens.json is format {idx.get('format')!r} v{idx.get('format_version')}, this checker "
@@ -244,7 +245,7 @@ def dump_outputs(bundle_dir: str | Path, out_dir: str | Path, *, kernels: str = 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m device_sim.goldens", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m toolchain.device.goldens", description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", required=True, type=Path, help="bundle folder (export/out/<model_id>)")
     ap.add_argument("--dump", type=Path, help="instead: write this host's outputs for the goldens into DIR")
     ap.add_argument("--kernels", default="reference", choices=("reference", "xnnpack"), help="with --dump")
