@@ -9,6 +9,7 @@ import pytest
 
 from toolchain.errors import ParityError, RecipeError
 from toolchain.export import export_model
+from toolchain import quantize
 from toolchain.quantize import conversions, ladder
 from toolchain.recipes import merge_defaults
 from toolchain.runtime import TfliteRunner
@@ -160,6 +161,33 @@ def test_recipe_rungs_are_validated():
         merge_defaults({"ladder": {"rungs": ["w8a16"], "w8a16": {"split_weights": "some"}}})
 
 
+def test_web_outputs_compute_the_same_values_in_types_litertjs_reads(float_model, tmp_path):
+    """LiteRT.js refuses int8/int16 signature tensors: int8 outputs become uint8 (QUANTIZE, exact,
+    still integer-only), int16 outputs float32 (DEQUANTIZE at the edge, not a float op of the core)."""
+    path16 = conversions.convert_16x8(float_model, tmp_path / "m_w8a16.tflite", _rep())
+    path8 = tmp_path / "m_int8_out.tflite"
+    path8.write_bytes(conversions.int8_output_bytes(path16.read_bytes()))
+    x = _rep(1, seed=5)[0]
+
+    def real(runner):   # TfliteRunner.run dequantizes with the output's scale and zero point
+        return runner.run(x)["logits"].astype(np.float64)
+
+    for src, want, edge in ((path16, np.float32, ["DEQUANTIZE"]), (path8, np.uint8, [])):
+        web = tmp_path / (src.stem + "_web.tflite")
+        web.write_bytes(conversions.web_output_bytes(src.read_bytes()))
+        before, after = TfliteRunner(src, kernels="reference"), TfliteRunner(web, kernels="reference")
+        assert after.output_details()["logits"]["dtype"] == want
+        assert after.input["dtype"] == np.uint8
+        np.testing.assert_allclose(real(after), real(before), rtol=1e-6, atol=1e-9)
+        counts = ladder.op_counts(web)
+        assert counts["float_ops"] == 0 and counts["edge_ops"] == edge
+    float_file = tmp_path / "m_float.tflite"
+    quantize.convert(float_model, "float32", float_file)
+    assert conversions.web_output_bytes(float_file.read_bytes()) == float_file.read_bytes()
+    with pytest.raises(RecipeError, match="web_outputs"):
+        ladder.settings(merge_defaults({"ladder": {"web_outputs": "yes"}}))
+
+
 def test_inverse_output_transform_is_computed_inside_the_graph(float_model, tmp_path):
     settings = conversions.transform_settings({"output_transform": {"kind": "inverse", "floor": 0.5}})
     inv = conversions.apply_output_transform(float_model, settings, tmp_path)
@@ -193,7 +221,7 @@ def test_export_hands_off_uint8_input_as_the_manifest_says(tiny, tmp_path, monke
     rec = m["models"][m["handoff"]]
     assert rec["rung"] == "w8a16" and rec["input"]["dtype"] == "uint8" and rec["float_op_count"] == 0
     assert not any(r.startswith("LiteRT XNNPACK") for r in rec["runtimes"])  # 16x8 does not run on XNNPACK
-    assert rec["outputs"]["logits"]["dtype"] == "int8"  # requantized at the end: MediaPipe refuses int16
+    assert rec["outputs"]["logits"]["dtype"] == "uint8"  # requantized to int8 (MediaPipe refuses int16), then uint8 (LiteRT.js refuses int8)
     assert "uint8" in m["input"]["pixels"]
     r = TfliteRunner(b / m["handoff"], kernels="reference")
     assert r.input["dtype"] == np.uint8 and tuple(r.input["quantization"]) == (1.0, 0)

@@ -17,7 +17,7 @@ from ..errors import ExportError, RecipeError
 
 # TFLite schema TensorType / BuiltinOperator values used by the surgery below
 _FLOAT32, _INT32, _UINT8, _INT16, _INT8 = 0, 2, 3, 7, 9
-_CAST, _QUANTIZE = 53, 114
+_DEQUANTIZE, _CAST, _QUANTIZE = 6, 53, 114
 
 
 def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: str = "int16",
@@ -298,19 +298,94 @@ def int8_output_bytes(blob: bytes) -> bytes:
     return _to_bytes(model)
 
 
+def web_output_bytes(blob: bytes) -> bytes:
+    """The output edge web runtimes can read, around the same integer core.
+
+    LiteRT.js (@litertjs/core 2.5) maps only FLOAT32, INT32 and UINT8 signature tensors to typed
+    arrays: a model with an int8 or int16 input or output does not load ("Element type INT8 is not
+    supported", src/datatypes.ts getDataType, called for every signature tensor), while its kernels
+    run int8 and int16 layers inside. So:
+    - an int8 output gets QUANTIZE int8 -> uint8 on the same scale, zero point + 128: an integer op
+      that maps every value exactly (the file stays integer-only);
+    - an int16 output gets DEQUANTIZE -> float32 (real values, exact): uint8 would throw away the
+      16 bits the recipe kept them for. It is the graph's one float op, at the output edge
+      (ladder.op_counts counts it as an edge op, not a float op of the core).
+    Other outputs are left alone; a file without int8/int16 outputs is returned unchanged."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from .calibration import _model, _to_bytes
+    model = _model(blob)
+    sg = model.subgraphs[0]
+    new_outputs, renamed = [], {}
+    for old in [int(i) for i in sg.outputs]:
+        t_old = sg.tensors[old]
+        if t_old.type not in (_INT8, _INT16):
+            new_outputs.append(old)
+            continue
+        suffix = b"_int8" if t_old.type == _INT8 else b"_int16"
+        t = schema.TensorT()
+        t.shape = np.array(t_old.shape, np.int32)
+        t.shapeSignature = None if t_old.shapeSignature is None else np.array(t_old.shapeSignature, np.int32)
+        t.name = t_old.name
+        t_old.name = _tname(t_old).encode() + suffix
+        buf = schema.BufferT()
+        model.buffers.append(buf)
+        t.buffer = len(model.buffers) - 1
+        if t_old.type == _INT8:
+            t.type = _UINT8
+            qp = schema.QuantizationParametersT()
+            qp.scale = np.array([float(t_old.quantization.scale[0])], np.float32)
+            qp.zeroPoint = np.array([int(t_old.quantization.zeroPoint[0]) + 128], np.int64)
+            t.quantization = qp
+            code, version = _QUANTIZE, 2
+        else:
+            t.type = _FLOAT32
+            code, version = _DEQUANTIZE, 3   # DEQUANTIZE v3: int16 (and float16) input
+        sg.tensors.append(t)
+        idx = len(sg.tensors) - 1
+        op = schema.OperatorT()
+        op.opcodeIndex = _opcode(model, schema, code, version)
+        op.inputs, op.outputs = np.array([old], np.int32), np.array([idx], np.int32)
+        sg.operators = list(sg.operators) + [op]
+        new_outputs.append(idx)
+        renamed[old] = idx
+    if not renamed:
+        return bytes(blob)
+    sg.outputs = np.array(new_outputs, np.int32)
+    for sig in model.signatureDefs or []:
+        for tm in sig.outputs or []:
+            if tm.tensorIndex in renamed:
+                tm.tensorIndex = renamed[tm.tensorIndex]
+    return _to_bytes(model)
+
+
+def web_output(path: Path) -> Path:
+    """Rewrite `path` in place with `web_output_bytes`."""
+    path = Path(path)
+    blob = path.read_bytes()
+    new = web_output_bytes(blob)
+    if new != blob:
+        path.write_bytes(new)
+    return path
+
+
 def _q1(q) -> bool:
     scale = list(q.scale) if q.scale is not None else []
     zp = list(q.zeroPoint) if q.zeroPoint is not None else [0]
     return len(scale) == 1 and float(scale[0]) == 1.0 and int(zp[0]) == 0
 
 
-def _opcode(model, schema, code: int) -> int:
+def _opcode(model, schema, code: int, version: int | None = None) -> int:
+    """The operator-code index of `code`, added when absent; `version` raises an existing one's."""
     for i, oc in enumerate(model.operatorCodes):
         if max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)) == code:
+            if version is not None and int(oc.version) < version:
+                oc.version = version
             return i
     oc = schema.OperatorCodeT()
     oc.builtinCode, oc.deprecatedBuiltinCode = code, min(code, 127)
-    oc.version = 1 if code == _CAST else 2  # QUANTIZE v2: int8/uint8 requantization; int16 is handled by v1+ kernels
+    # QUANTIZE v2: int8/uint8 requantization (int16 is handled by v1+ kernels)
+    oc.version = version if version is not None else 1 if code == _CAST else 2
     model.operatorCodes.append(oc)
     return len(model.operatorCodes) - 1
 

@@ -22,6 +22,8 @@ Recipe:
     w8a8 = { techniques = [], ranges = "minmax" }     # ptq techniques (toolchain/quantize/ptq.py)
     w8a16 = { split_weights = "all" }   # or "none": every convolution as W_hi + W_lo (split.py)
     w8a16_output = "int16"    # or "int8": MediaPipe's segmenter refuses int16 output tensors
+    web_outputs = true        # every rung's int8 output as uint8 (exact), int16 output as float32, so that
+                              # LiteRT.js loads the file (conversions.web_output_bytes); false keeps them
 
 Not for: the parity figures themselves (parity/gate.py) or the bundle (export.py, bundle.py).
 """
@@ -36,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ExportError, PortraitError, RecipeError
+from .conversions import web_output
 
 RUNG_ORDER = ("w8a8", "w8a16_partial", "w8a16", "mixed_float")
 NOT_IMPLEMENTED = {"w8a16_partial": "per-layer int16 activations are not a ladder rung: ai-edge-quantizer "
@@ -97,11 +100,14 @@ def settings(recipe: dict) -> dict:
     output = cfg.get("w8a16_output", "int16")
     if output not in ("int16", "int8"):
         raise RecipeError(f"ladder.w8a16_output must be \"int16\" or \"int8\", got {output!r}", where=where)
+    web = cfg.get("web_outputs", True)
+    if not isinstance(web, bool):
+        raise RecipeError(f"ladder.web_outputs must be true or false, got {web!r}", where=where)
     w16 = {"split_weights": "none", **(cfg.get("w8a16") or {})}
     if w16["split_weights"] not in ("none", "all") or set(w16) - {"split_weights"}:
         raise RecipeError(f"ladder.w8a16 must be {{ split_weights = \"none\" | \"all\" }}, got {w16}", where=where)
     return {"rungs": rungs, "w8a8": {"techniques": [], "ranges": "minmax", **(cfg.get("w8a8") or {})},
-            "w8a16": w16, "w8a16_output": output}
+            "w8a16": w16, "w8a16_output": output, "web_outputs": web}
 
 
 # ---- rungs -----------------------------------------------------------------------------------
@@ -240,13 +246,16 @@ def _ptq_module():
 
 def op_counts(path: Path) -> dict:
     """Ops reading or writing float tensors (QUANTIZE/DEQUANTIZE at a float boundary included) and
-    ops with int16 tensors."""
-    from . import tensor_types
+    ops with int16 tensors. The one exception is the output edge (quantize.is_output_edge: an
+    int16 output dequantized for web runtimes), counted apart as `edge_ops`."""
+    from . import is_output_edge, tensor_types
     ops = tensor_types(path)
-    flt = [o for o in ops if {"FLOAT32", "FLOAT16"} & (set(o["input_types"]) | set(o["output_types"]))]
+    edge = [o for o in ops if is_output_edge(o)]
+    flt = [o for o in ops if {"FLOAT32", "FLOAT16"} & (set(o["input_types"]) | set(o["output_types"]))
+           and not is_output_edge(o)]
     i16 = [o for o in ops if "INT16" in set(o["input_types"]) | set(o["output_types"])]
     return {"ops": len(ops), "float_ops": len(flt), "int16_ops": len(i16),
-            "float_op_names": sorted({o["op"] for o in flt})}
+            "float_op_names": sorted({o["op"] for o in flt}), "edge_ops": [o["op"] for o in edge]}
 
 
 def run_ladder(ctx: Context) -> dict:
@@ -260,6 +269,8 @@ def run_ladder(ctx: Context) -> dict:
         row = {"rung": name}
         try:
             built = RUNGS[name](ctx)
+            if settings(ctx.recipe)["web_outputs"] and built.path is not None:
+                web_output(built.path)   # judged below as handed off: the file web runtimes can load
         except PortraitError as exc:
             row.update({"met": False, "error": str(exc), "seconds": round(time.monotonic() - t0, 1)})
             tried.append(row)
