@@ -25,7 +25,8 @@ def write_bundle(out_root: Path, model_id: str, files: dict[str, Path], manifest
     """Copy `files` (bundle name -> source path) and write manifest.json; swap in atomically.
 
     finalize(staging_dir), if given, runs on the complete staged bundle before the swap (the golden
-    vectors are made there); what it adds is listed in the manifest with its SHA-256 too.
+    vectors are made there); what it adds is listed in the manifest with its SHA-256 too, and what it
+    writes into the staged manifest.json is kept.
     """
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -45,6 +46,8 @@ def write_bundle(out_root: Path, model_id: str, files: dict[str, Path], manifest
         _write_manifest(staging, manifest)
         if finalize is not None:
             finalize(staging)
+            # finalize may record what it measured in the staged manifest (the clients, handoff_gpu)
+            manifest = {**json.loads((staging / "manifest.json").read_text()), "files": records}
             for path in sorted(staging.rglob("*")):
                 name = path.relative_to(staging).as_posix()
                 if path.is_file() and name != "manifest.json" and name not in records:

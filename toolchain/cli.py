@@ -56,7 +56,8 @@ def _export_summary(results) -> str:
             from .export import summarize_ladder
             rows = r.figures.get("ladder") or r.figures["parity"]["ladder"]
             line += "".join("\n      ladder " + x for x in summarize_ladder(rows, r.figures.get("handoff"),
-                                                                            r.figures.get("handoff_cpu")))
+                                                                            r.figures.get("handoff_cpu"),
+                                                                            r.figures.get("handoff_gpu")))
         mixed = r.figures.get("mixed_precision") if r.status != "skipped" else None
         if mixed:
             after = (mixed.get("after_full") or {})

@@ -26,6 +26,7 @@ from .quantize.conversions import apply_output_transform
 from .quantize.conversions import transform_settings as output_transform_settings
 from .runtime import KERNELS
 from .errors import ExportError, ModelNotFound, ParityError, PortraitError
+from .handoff import clients
 from .parity.gate import compare_pair, parity_images
 from .recipes import load_recipe
 from .registry import ModelEntry, get_entry, load_registry, locate, locate_or_fetch_embedded, sha256_of
@@ -146,13 +147,15 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
         bundle = write_bundle(out_root or paths.out_dir(), model_id, files, manifest,
                               extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None,
                               finalize=lambda staged: _finalize_handoff(staged, recipe, say))
+        handoff_gpu = json.loads((bundle / "manifest.json").read_text()).get("handoff_gpu")
         say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s; cache hits: {len(steps.hits)})")
         return ExportResult(model_id, "exported", bundle, {"parity": parity, "import_check": import_check,
                                                            "onnx_check": onnx_check, "sizes": _sizes(files),
                                                            "mixed_precision": mixed_record,
                                                            "ladder": ladder_out["ladder"] if ladder_out else None,
                                                            "handoff": handoff,
-                                                           "handoff_cpu": handoff_cpu["file"] if handoff_cpu else None})
+                                                           "handoff_cpu": handoff_cpu["file"] if handoff_cpu else None,
+                                                           "handoff_gpu": handoff_gpu})
     finally:
         if keep_workdir:
             say(f"work folder kept: {workdir}")
@@ -278,12 +281,59 @@ def _handoff_metadata(entry, manifest: dict, files: dict[str, Path], workdir: Pa
 
 
 def _finalize_handoff(staged: Path, recipe: dict, say) -> None:
-    """On the staged bundle, before it is swapped in: goldens, then `portrait verify` (a bundle that
-    fails it is not handed off), then the model card."""
+    """On the staged bundle, before it is swapped in: goldens, then the browser runtimes
+    (`portrait device-check --headless`: the web clients and handoff_gpu), then `portrait verify`
+    (the native clients; a bundle that fails it, or whose handoff fails a client it is handed off
+    for, is not handed off), then the model card."""
     if recipe["goldens"]:
         _write_goldens(staged, say)
+    report, reason = _device_check(staged, say)
+    _record_web_clients(staged, report, reason, say)
     from .handoff.verify import verify_staged
     verify_staged(staged, progress=say)
+
+
+DEVICE_CHECK_ENV = "PORTRAIT_DEVICE_CHECK"   # "off": the export records the web clients as NOT RUN
+
+
+def _device_check(staged: Path, say):
+    """(DeviceReport, None), or (None, why it did not run): no node or Chromium, or switched off."""
+    if os.environ.get(DEVICE_CHECK_ENV, "on").strip().lower() in ("0", "off", "false", "no"):
+        return None, f"switched off ({DEVICE_CHECK_ENV}={os.environ[DEVICE_CHECK_ENV]})"
+    # the browser driver and node are optional: an export without them records NOT RUN
+    from .device.device_check import run_device_check
+    say("device-check --headless: every file on LiteRT.js wasm / webgpu and MediaPipe web CPU / GPU")
+    t0 = time.monotonic()
+    try:
+        report = run_device_check(staged, headless=True, runs=int(os.environ.get("PORTRAIT_DEVICE_CHECK_RUNS", "3")),
+                                  timeout_s=float(os.environ.get("PORTRAIT_DEVICE_CHECK_TIMEOUT", "300")),
+                                  progress=lambda m: say(f"device-check: {m}"))
+    except (PortraitError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        say(f"device-check NOT RUN: {first}")
+        return None, first
+    say(f"device-check: {len(report.results)} results in {time.monotonic() - t0:.0f} s"
+        + (f"; NOT RUN: {report.not_run_reason}" if report.not_run_reason else ""))
+    return report, report.not_run_reason
+
+
+def _record_web_clients(staged: Path, report, reason: str | None, say) -> None:
+    """The browser measurements into the staged manifest: each file's web clients, handoff_gpu (the
+    fastest file that passes on LiteRT.js WebGPU and the CPU web clients) and the run's setting."""
+    mpath = staged / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    web = clients.web_entries(report, manifest, not_run_reason=reason)
+    choice = clients.choose_handoff_gpu(manifest, web)
+    manifest["handoff_gpu"] = choice["file"]
+    manifest["handoff_gpu_choice"] = choice
+    manifest["device_check"] = ({"status": "not run", "reason": reason} if report is None or not report.results else
+                                {"status": "ran", "user_agent": report.user_agent, "cores": report.cores,
+                                 "webgpu_adapter": report.webgpu_adapter, "not_run_reason": report.not_run_reason,
+                                 "command": "portrait device-check --headless"})
+    clients.record(manifest, web)
+    mpath.write_text(json.dumps(_clean(manifest), indent=2))
+    say(f"handoff_gpu: {choice['file']}" + (f" ({choice['reason']})" if choice.get("reason") else " " + ", ".join(
+        f"{n} {c['latency_ms']} ms" for n, c in choice["candidates"].items() if c["meets"])))
 
 
 def _write_goldens(staged: Path, say) -> None:
@@ -525,8 +575,9 @@ def summarize_parity(p: dict) -> str:
     return ", ".join(parts)
 
 
-def summarize_ladder(rows: list[dict], handoff: str | None, handoff_cpu: str | None) -> list[str]:
-    """One line per rung tried (figures: worse of both kernel sets), then the two handoffs."""
+def summarize_ladder(rows: list[dict], handoff: str | None, handoff_cpu: str | None,
+                     handoff_gpu: str | None = None) -> list[str]:
+    """One line per rung tried (figures: worse of both kernel sets), then the three handoffs."""
     lines = []
     for r in rows or []:
         if r.get("error"):
@@ -539,6 +590,7 @@ def summarize_ladder(rows: list[dict], handoff: str | None, handoff_cpu: str | N
                      f"{r.get('float_ops')} float / {r.get('int16_ops')} int16 ops; {r.get('seconds')} s)")
     lines.append(f"{'handoff':>12}: {handoff}")
     lines.append(f"{'handoff_cpu':>12}: {handoff_cpu}")
+    lines.append(f"{'handoff_gpu':>12}: {handoff_gpu}")
     return lines
 
 

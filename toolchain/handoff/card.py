@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import clients
 from .metadata import MEDIAPIPE_SEGMENTER, file_record
 
 
@@ -30,6 +31,8 @@ def _why(manifest: dict, name: str) -> str:
         parts.append("**the handoff**: the integer-only file that met the parity budget")
     if name == manifest.get("handoff_cpu"):
         parts.append("**CPU handoff**: the fastest XNNPACK file that met the parity budget")
+    if name == manifest.get("handoff_gpu"):
+        parts.append("**GPU handoff**: the fastest file that met the parity budget on WebGPU (LiteRT.js)")
     rung = rec.get("rung")
     step = next((r for r in manifest.get("ladder") or [] if isinstance(r, dict) and r.get("file") == name), None)
     if step is not None:
@@ -97,13 +100,14 @@ def _example(manifest: dict, bundle: Path, name: str, record: dict) -> str:
         real = (y.astype(np.float32) - zp) * scale if scale else y.astype(np.float32)
         k = int(np.argmax(real))
         e = np.exp(real - real.max())
-        raw = f"raw int8 {int(y[k])}, real = ({int(y[k])} - ({zp})) * {scale:.6g} = {real[k]:.3f}" if scale else f"{real[k]:.3f}"
+        raw = (f"raw {y.dtype.name} {int(y[k])}, real = ({int(y[k])} - ({zp})) * {scale:.6g} = {real[k]:.3f}" if scale
+               else f"{real[k]:.3f}")
         lines.append(f"- out `{key}`: {y.size} logits; the largest is channel {k} ({raw}) -> class "
                      f"{labels[k] if k < len(labels) else k!r}, softmax probability {e[k] / e.sum():.3f}")
     else:
         v = y.reshape(-1)[0]
         real = (float(v) - zp) * scale if scale else float(v)
-        raw = f"raw int8 {int(v)}, real = ({int(v)} - ({zp})) * {scale:.6g} = {real:.3f}" if scale else f"{real:.3f}"
+        raw = f"raw {y.dtype.name} {int(v)}, real = ({int(v)} - ({zp})) * {scale:.6g} = {real:.3f}" if scale else f"{real:.3f}"
         what = labels[-1] if labels else "foreground"
         lines.append(f"- out `{key}`: {raw} -> probability of {what!r}"
                      + (f" ({what} at > 0.5)" if spec.get("range") == [0.0, 1.0] else ""))
@@ -156,9 +160,9 @@ val confidence = result.confidenceMasks().get()  // {"one float mask: the probab
     put = "input.put(r.toByte()); input.put(g.toByte()); input.put(b.toByte())" if is_u8 else \
         "input.putFloat(r.toFloat()); input.putFloat(g.toFloat()); input.putFloat(b.toFloat())"
     deq = ""
-    if out_dtype == "int8":
+    if out_dtype in ("int8", "uint8") and manifest["models"][name]["outputs"][spec["key"]].get("scale"):
         q = manifest["models"][name]["outputs"][spec["key"]]
-        deq = f"\n// int8 output: real = (q - ({q['zero_point']})) * {q['scale']:.8g}"
+        deq = f"\n// {out_dtype} output: real = (q - ({q['zero_point']})) * {q['scale']:.8g}"
     parts.append(f"""Kotlin, LiteRT Interpreter (com.google.ai.edge.litert:litert, org.tensorflow.lite API):
 
 ```kotlin
@@ -180,9 +184,74 @@ try interpreter.allocateTensors()
 try interpreter.copy({"Data(rgb)" if is_u8 else "rgb.withUnsafeBufferPointer { Data(buffer: $0) }"}, toInputAt: 0)
 try interpreter.invoke()
 let out = try interpreter.output(at: 0)          // {out_dtype} {out_shape}
-{"let q = out.quantizationParameters!            // real = (Float(v) - Float(q.zeroPoint)) * q.scale" if out_dtype == "int8" else "// out.data holds the values in the tensor's type"}
+{"let q = out.quantizationParameters!            // real = (Float(v) - Float(q.zeroPoint)) * q.scale" if deq else "// out.data holds the values in the tensor's type"}
 ```""")
     return "\n\n".join(parts)
+
+
+def _loads_in(entries) -> str:
+    """The clients measured to run the file (pass, or loaded where not judged)."""
+    if not isinstance(entries, list):
+        return ""
+    ok = [clients.label(e) for e in entries if isinstance(e, dict) and e.get("status") in ("pass", "loaded")]
+    bad = [clients.label(e) for e in entries if isinstance(e, dict) and e.get("status") in clients.FAILED]
+    return ", ".join(ok) + (f"; **not**: {', '.join(bad)}" if bad else "")
+
+
+def _cell(e: dict | None) -> str:
+    if e is None:
+        return ""
+    st = e["status"]
+    text = {"pass": "pass", "loaded": "loads (not judged)", "fail": "**FAIL**", "no-load": "**does not load**",
+            "not-run": "not run"}.get(st, st)
+    if st == "pass" and e.get("latency_ms") is not None:
+        text += f", {e['latency_ms']:.0f} ms"
+    return text + (" *" if e.get("claimed") else "")
+
+
+def _clients_section(manifest: dict) -> list[str]:
+    """Which file loads in which client, as measured at export (models[<file>]["clients"])."""
+    files = {n: r.get("clients") for n, r in manifest.get("models", {}).items()
+             if n.endswith(".tflite") and isinstance(r.get("clients"), list)}
+    cols: list[str] = []
+    for entries in files.values():
+        for e in entries:
+            if isinstance(e, dict) and clients.label(e) not in cols:
+                cols.append(clients.label(e))
+    if not cols:
+        return []
+    lines = ["## Clients, measured", "",
+             "Each file was loaded and run in each client at export, fed as the contract below says, and its "
+             "outputs judged with `portrait check`'s checker: the native runtimes by `portrait verify`, the "
+             "browser runtimes by `portrait device-check --headless`. `*` marks a client the file is handed off "
+             "for: a handoff that fails there stops the export.", "",
+             "| file | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for n, entries in files.items():
+        by = {clients.label(e): e for e in entries if isinstance(e, dict)}
+        lines.append(f"| `{n}` | " + " | ".join(_cell(by.get(c)) for c in cols) + " |")
+    versions = {}
+    for entries in files.values():
+        for e in entries:
+            if isinstance(e, dict) and e.get("version"):
+                versions.setdefault(e["runtime"], e["version"])
+    lines += ["", "Runtimes: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."]
+    dc = manifest.get("device_check") or {}
+    if dc.get("status") == "ran":
+        lines.append(f"Browser: {dc.get('user_agent')}, {dc.get('cores')} cores, WebGPU adapter "
+                     f"{dc.get('webgpu_adapter') or 'none'}; latency is the median after a warm-up run.")
+    elif dc:
+        lines.append(f"Browser runtimes: NOT RUN ({dc.get('reason')}); that is not a pass. Run "
+                     "`portrait device-check --headless <bundle>` where node and Chromium are installed.")
+    bad = [(n, e) for n, entries in files.items() for e in entries
+           if isinstance(e, dict) and e.get("status") in clients.FAILED]
+    if bad:
+        lines += ["", "Where a file does not load or fails, in the runtime's own words:", ""]
+        for n, e in bad:
+            msg = " ".join(str(e.get("message") or "").split())[:300]
+            lines.append(f"- `{n}` in {clients.label(e)} ({e['runtime']} {e.get('version') or ''}): "
+                         f"{'does not load' if e['status'] == 'no-load' else 'fails'}: {msg or '(no message)'}")
+    lines.append("")
+    return lines
 
 
 def render_card(manifest: dict, bundle: Path, report=None) -> str:
@@ -200,9 +269,13 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
              "| file | precision / rung | why | size | clients |", "|---|---|---|---|---|"]
     for n, r in models.items():
         size = f"{sizes[n] / 1e6:.2f} MB" if sizes.get(n) else ""
-        lines.append(f"| `{n}` | {r.get('precision')} | {_why(manifest, n)} | {size} | {', '.join(r.get('clients') or [])} |")
+        lines.append(f"| `{n}` | {r.get('precision')} | {_why(manifest, n)} | {size} | {_loads_in(r.get('clients'))} |")
+    gpu = manifest.get("handoff_gpu_choice") or {}
     lines += ["", "Handoff: " + (f"`{manifest['handoff']}`" if manifest.get("handoff") else "none (no quantized file met its budget)")
-              + (f"; CPU (XNNPACK) handoff: `{manifest['handoff_cpu']}`" if manifest.get("handoff_cpu") else ""), ""]
+              + (f"; CPU (XNNPACK) handoff: `{manifest['handoff_cpu']}`" if manifest.get("handoff_cpu") else "")
+              + (f"; GPU (WebGPU) handoff: `{manifest['handoff_gpu']}`" if manifest.get("handoff_gpu") else
+                 f"; GPU handoff: none ({gpu['reason']})" if gpu.get("reason") else ""), ""]
+    lines += _clients_section(manifest)
     lines += ["## Input / output contract", ""]
     for n, rec in records.items():
         inp = rec["input"]
@@ -258,7 +331,8 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
         lines.append(f"- runtimes: ai-edge-litert reference kernels (goldens, float comparison); "
                      f"MediaPipe Tasks ImageSegmenter {('mediapipe ' + mpv) if mpv else '(NOT run)'} on CPU (XNNPACK)")
     lines += ["", "## Loading", ""]
-    show = [n for n in (manifest.get("handoff"), manifest.get("handoff_cpu"), f"{mid}_float32.tflite") if n in records]
+    show = [n for n in (manifest.get("handoff"), manifest.get("handoff_cpu"), manifest.get("handoff_gpu"),
+                        f"{mid}_float32.tflite") if n in records]
     show = list(dict.fromkeys(show))
     for n in show:
         lines += [f"### `{n}`", "", _snippets(manifest, n, records[n]), ""]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from . import client
@@ -125,14 +126,33 @@ def file_record(manifest: dict, name: str) -> dict:
 
 
 def annotate(manifest: dict) -> dict:
-    """Add models[<file>]["contract"] (the record) and ["clients"] to every model file; returns it."""
+    """Add models[<file>]["contract"] (the record, whose `clients` names the clients the file is
+    meant for) and ["clients"] to every model file; returns it. A .tflite's clients are measured at
+    the end of the export (clients.py: verify and device-check); until then the list is empty. The
+    ONNX file's one client is the onnxruntime check the export ran."""
     for name, rec in manifest.get("models", {}).items():
         if name.endswith(".tflite"):
             rec["contract"] = file_record(manifest, name)
-            rec["clients"] = rec["contract"]["clients"]
+            rec["clients"] = []
+        elif name.endswith(".onnx"):
+            rec["clients"] = [_onnx_entry(manifest.get("onnx_check"))]
         else:
-            rec["clients"] = clients_for(manifest, name)
+            rec["clients"] = []
     return manifest
+
+
+def _onnx_entry(check: dict | None) -> dict:
+    try:
+        ver = version("onnxruntime")
+    except PackageNotFoundError:
+        ver = None
+    ok = bool(check) and check.get("max_abs_diff") is not None and check["max_abs_diff"] <= check.get("budget", 0)
+    return {"runtime": "onnxruntime", "version": ver, "backend": "cpu (CPU execution provider)",
+            "status": "pass" if ok else "not-run" if not check else "fail",
+            "message": "" if ok else "no ONNX check in this export" if not check else
+            f"max abs diff vs TF {check.get('max_abs_diff')} > {check.get('budget')}",
+            "latency_ms": None, "figures": {"max_abs_diff": check["max_abs_diff"]} if check else {},
+            "claimed": True, "where": "export host (the export's ONNX check)"}
 
 
 def write_metadata(files: dict[str, Path], manifest: dict, labels_path: Path | None) -> None:

@@ -26,13 +26,15 @@ import tempfile
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 from ..registry import sha256_of
-from . import client
+from . import client, clients
+from .clients import claim_failures, entry_problems
 from .metadata import (FLOAT_INPUT_PRECISIONS, MEDIAPIPE_SEGMENTER, file_record, metadata_mismatches,
                        read_metadata)
 
@@ -271,10 +273,18 @@ def _check_contract(manifest: dict, name: str, report: VerifyReport) -> dict:
                    "(edited manifest?): " + "; ".join(diffs[:6]))
     else:
         report.add(name, "models[].contract", PASS)
-    if manifest["models"][name].get("clients") != stored.get("clients"):
-        report.add(name, "models[].clients", FAIL, f"{manifest['models'][name].get('clients')} but the contract says "
-                   f"{stored.get('clients')}")
+    _check_clients(manifest, name, report)
     return stored
+
+
+def _check_clients(manifest: dict, name: str, report: VerifyReport) -> None:
+    """models[].clients: the measured entries (clients.py), well formed, and no client the manifest
+    hands the file off for recorded as failing or not loading it."""
+    entries = manifest["models"][name].get("clients")
+    bad = entry_problems(entries)
+    if not bad:
+        bad = [p.split(": ", 1)[1] for p in claim_failures({**manifest, "models": {name: manifest["models"][name]}})]
+    report.add(name, "models[].clients", FAIL if bad else PASS, "; ".join(bad[:4]))
 
 
 def _check_tensor_record(bundle: Path, manifest: dict, name: str, report: VerifyReport) -> None:
@@ -606,7 +616,7 @@ def _check_vs_float(manifest, name, record, outs, float_outs, report, tol) -> No
     if isinstance(budget, (int, float)):
         floor = min(floor, float(budget))
     ok = worst >= floor
-    judged = name in (manifest.get("handoff"), manifest.get("handoff_cpu")) or \
+    judged = name in (manifest.get("handoff"), manifest.get("handoff_cpu"), manifest.get("handoff_gpu")) or \
         manifest["models"][name].get("precision") in FLOAT_INPUT_PRECISIONS
     if not judged:  # a file the gate did not hand off: its figure is information (the gate's are in the manifest)
         report.add(name, "litert.vs_float32", INFO, "not a handoff: figure reported, not judged",
@@ -671,7 +681,7 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
             cmax = tol["mediapipe"]["confidence_mean_abs_max"]
             ok = figs["worst_category_agreement"] >= floor and (figs["confidence_mean_abs"] or 0.0) <= cmax \
                 and np.isfinite(figs["confidence_max_abs"])
-            judged = n in (manifest.get("handoff"), manifest.get("handoff_cpu")) or \
+            judged = n in (manifest.get("handoff"), manifest.get("handoff_cpu"), manifest.get("handoff_gpu")) or \
                 manifest["models"][n].get("precision") in FLOAT_INPUT_PRECISIONS
             if not ok and not judged:  # not handed off: the figure is information, the load itself passed
                 report.add(n, "mediapipe.agreement", INFO, "not a handoff: below the agreement floor, reported "
@@ -723,6 +733,34 @@ def verify_staged(staged: Path, *, progress=None) -> VerifyReport:
         raise ExportError("the staged bundle fails `portrait verify`; nothing is handed off:\n"
                           + "\n".join(f"  {c.file}: {c.field}: {c.message}" for c in report.failures + client_not_run),
                           where=str(staged), fix="fix the file or the manifest field named above and re-export")
+    _record_native_clients(staged, report, say)
     write_card(staged, report)
     say("model card written (README.md)")
     return report
+
+
+def _record_native_clients(staged: Path, report: VerifyReport, say) -> None:
+    """The clients this verify run measured (ai-edge-litert, MediaPipe in Python) into the staged
+    manifest, before the web entries the export's device-check recorded; a claimed client that fails
+    stops the export (as a parity miss does)."""
+    from ..errors import ExportError
+    mpath = staged / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    try:
+        mpv = client.version()
+    except client.ClientError:
+        mpv = None
+    native = clients.native_entries(report, manifest, litert_version=version("ai-edge-litert"), mediapipe_version=mpv)
+    web = {n: [e for e in (r.get("clients") or []) if isinstance(e, dict)
+               and e.get("runtime") not in (clients.LITERT_NATIVE, clients.MEDIAPIPE_NATIVE)]
+           for n, r in manifest.get("models", {}).items() if n.endswith(".tflite")}
+    clients.record(manifest, native, web)
+    mpath.write_text(json.dumps(manifest, indent=2))
+    bad = clients.claim_failures(manifest)
+    if bad:
+        raise ExportError("a handoff file fails in a client the manifest hands it off for; nothing is handed off:\n"
+                          + "\n".join(f"  {b}" for b in bad), where=str(staged),
+                          fix="see the runtime's message above; choose another rung or file for that client")
+    say("clients recorded in the manifest: " + "; ".join(
+        f"{n}: {clients.summary(r['clients'])}" for n, r in manifest["models"].items() if n.endswith(".tflite")
+        and n in (manifest.get("handoff"), manifest.get("handoff_cpu"), manifest.get("handoff_gpu"))))
