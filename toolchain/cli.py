@@ -252,6 +252,17 @@ def cmd_check(args) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def cmd_device_check(args) -> int:
+    """Issue 24: every file of a bundle on every backend of a browser, judged by `portrait check`'s checker."""
+    from .device.device_check import run_device_check
+    timeout = args.timeout if args.timeout is not None else (90.0 if args.serve is None else 300.0)
+    report = run_device_check(args.bundle, headless=args.serve is None, serve=args.serve, runs=args.runs,
+                              timeout_s=timeout, report_dir=args.report_dir, files=args.file or None,
+                              progress=lambda m: print(m, flush=True))
+    print(f"report: {report.report_dir}/device-report.json, device-report.html")
+    return report.exit_code()
+
+
 def cmd_evaluate(args) -> int:
     from .evaluate.run import evaluate, summary_lines
     result = evaluate(args.model, args.dataset, task=args.task, engine=args.engine, address=args.address,
@@ -384,6 +395,27 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--json", action="store_true", help="print the report as JSON")
     vf.add_argument("-v", "--verbose", action="store_true", help="list passed checks too")
     vf.set_defaults(func=cmd_verify)
+
+    dc = sub.add_parser("device-check", help="run every bundle file on every browser backend (LiteRT.js wasm/webgpu, "
+                        "MediaPipe web CPU/GPU) and judge the outputs like `portrait check`",
+                        description="Serve a check page (web/) with the bundle's files, the golden inputs and the web "
+                                    "runtimes; the browser (this machine's headless Chromium, or a phone with --serve) "
+                                    "runs each file on each backend and posts the raw outputs back; they are judged "
+                                    "with the checker and tolerances of `portrait check`. Prints a file x backend table "
+                                    "and writes device-report.json and device-report.html. Exit 1 if a file fails on a "
+                                    "backend its manifest claims, 3 if nothing could run. See docs/device-check.md.")
+    dc.add_argument("bundle", help="bundle folder, <id>-<version>.zip, or a model id (export/out/<id>)")
+    mode = dc.add_mutually_exclusive_group()
+    mode.add_argument("--headless", action="store_true", help="run in this machine's Chromium (the default)")
+    mode.add_argument("--serve", metavar="HOST:PORT", default=None,
+                      help="serve the page for a phone on the same network (0.0.0.0:8000 prints the LAN URL and a QR code)")
+    dc.add_argument("--runs", type=int, default=5, help="timed runs per file and backend after a warm-up (median)")
+    dc.add_argument("--timeout", type=float, default=None,
+                    help="seconds to wait for the browser to connect and then for each next result "
+                         "(default 90 headless, 300 with --serve)")
+    dc.add_argument("--report-dir", type=Path, default=None, help="where the reports go (default export/device/<id>)")
+    dc.add_argument("--file", action="append", help="only this file of the bundle (repeatable)")
+    dc.set_defaults(func=cmd_device_check)
 
     pk = sub.add_parser("pack", help="reproducible <id>-<version>.zip of a bundle with its model card and SHA256SUMS",
                         description="Verify the bundle, then write <id>-<version>.zip (bundle, README.md model card, "
