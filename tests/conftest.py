@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# the export's browser step (device-check --headless, minutes per bundle) is off in tests: their exports
+# record the web clients as NOT RUN; tests/test_handoff.py runs it for real on the offline selfie bundle
+os.environ.setdefault("PORTRAIT_DEVICE_CHECK", "off")
 
 
 def _shared_dir() -> Path | None:

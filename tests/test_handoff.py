@@ -69,10 +69,15 @@ def _failed(report, file=None, field=None):
 
 def test_export_writes_metadata_contract_clients_card_and_verifies(tiny_bundle):
     m = json.loads((tiny_bundle / "manifest.json").read_text())
-    assert m["models"]["tiny_int8.tflite"]["clients"] == [metadata.LITERT, metadata.MEDIAPIPE_SEGMENTER]
-    assert m["models"]["tiny_float32.tflite"]["clients"] == [metadata.LITERT, metadata.MEDIAPIPE_SEGMENTER]
+    for name in ("tiny_int8.tflite", "tiny_float32.tflite"):
+        assert m["models"][name]["contract"]["clients"] == [metadata.LITERT, metadata.MEDIAPIPE_SEGMENTER]
+        measured = {e["runtime"]: e for e in m["models"][name]["clients"]}    # what verify measured at export
+        assert measured["ai-edge-litert"]["status"] == "pass" and measured["ai-edge-litert"]["claimed"]
+        assert measured["mediapipe (Python)"]["status"] == "pass" and measured["mediapipe (Python)"]["version"]
+        assert measured["litert.js"]["status"] == "not-run"    # the browser step is off in tests (conftest)
     # the ArgMax variant: class indices, which ImageSegmenter cannot use: direct interpreter only
-    assert m["models"]["tiny_int8_labels.tflite"]["clients"] == [metadata.LITERT]
+    assert m["models"]["tiny_int8_labels.tflite"]["contract"]["clients"] == [metadata.LITERT]
+    assert "mediapipe (Python)" not in {e["runtime"] for e in m["models"]["tiny_int8_labels.tflite"]["clients"]}
     assert m["models"]["tiny_int8.tflite"]["contract"]["input"]["dtype"] == "uint8"
     assert m["models"]["tiny_float32.tflite"]["contract"]["input"]["dtype"] == "float32"
     read = metadata.read_metadata([tiny_bundle / "tiny_int8.tflite", tiny_bundle / "tiny_int8_labels.tflite"])
@@ -257,6 +262,40 @@ def test_mediapipe_loads_selfie_handoff_and_float32_and_agrees(selfie_bundle, tm
     mp = {c.file: c.figures for c in report.checks if c.field == "mediapipe.agreement"}
     for name in (m["handoff"], "selfie_segmenter_float32.tflite"):
         assert mp[name]["worst_category_agreement"] >= 0.999, (name, mp[name])
+
+
+@pytest.mark.slow
+@needs_client
+def test_headless_device_check_of_the_offline_selfie_handoffs(selfie_bundle, tmp_path):
+    """Issue 24's targets on the offline selfie bundle, in this machine's Chromium: the handoff (an
+    integer core with the uint8 output edge) and handoff_cpu load and pass on LiteRT.js wasm and
+    MediaPipe web CPU; the GPU handoff is the fastest file passing on WebGPU where the software
+    adapter starts. The same functions record them as the export does."""
+    from toolchain.device.browser import find_chromium
+    from toolchain.device.device_check import check_web_runtimes, run_device_check
+    from toolchain.errors import InputError
+    from toolchain.handoff import clients
+    try:
+        check_web_runtimes()
+        find_chromium()
+    except InputError as exc:
+        pytest.skip(f"no browser runtimes here: {exc}")
+    m = json.loads((selfie_bundle / "manifest.json").read_text())
+    files = sorted({m["handoff"], m["handoff_cpu"], "selfie_segmenter_float16.tflite"})
+    report = run_device_check(selfie_bundle, headless=True, runs=1, timeout_s=120, report_dir=tmp_path / "report",
+                              files=files, progress=None)
+    web = clients.web_entries(report, m)
+    choice = clients.choose_handoff_gpu(m, web)
+    m["handoff_gpu"] = choice["file"]
+    clients.record(m, web)
+    assert clients.claim_failures(m) == [], [f"{r.label}: {r.status} {r.message}" for r in report.results]
+    for name in (m["handoff"], m["handoff_cpu"]):
+        by = {(e["runtime"], e["backend"]): e["status"] for e in m["models"][name]["clients"]}
+        assert by["litert.js", "wasm"] == "pass" and by["mediapipe-tasks-vision", "cpu"] == "pass", (name, by)
+    if report.webgpu_adapter:
+        assert choice["file"] in files, choice
+        gpu = {(e["runtime"], e["backend"]): e for e in m["models"][choice["file"]]["clients"]}
+        assert gpu["litert.js", "webgpu"]["status"] == "pass" and gpu["litert.js", "webgpu"]["claimed"]
 
 
 def _photos_folder(tmp_path):
