@@ -247,7 +247,7 @@ def _clients_section(manifest: dict) -> list[str]:
     if bad:
         lines += ["", "Where a file does not load or fails, in the runtime's own words:", ""]
         for n, e in bad:
-            msg = " ".join(str(e.get("message") or "").split())[:300]
+            msg = " ".join(str(e.get("message") or "").split())[:400]
             lines.append(f"- `{n}` in {clients.label(e)} ({e['runtime']} {e.get('version') or ''}): "
                          f"{'does not load' if e['status'] == 'no-load' else 'fails'}: {msg or '(no message)'}")
     lines.append("")

@@ -20,6 +20,8 @@ a parity miss (`claim_failures`); NOT RUN (no node, no Chromium) is recorded and
 
 from __future__ import annotations
 
+import re
+
 from .metadata import LITERT, MEDIAPIPE_SEGMENTER
 
 LITERT_JS = "litert.js"
@@ -71,10 +73,19 @@ def web_entries(device_report, manifest: dict, *, not_run_reason: str | None = N
     for r in results:
         out.setdefault(r.file, []).append({
             "runtime": r.runtime, "version": r.version, "backend": r.backend, "status": r.status,
-            "message": r.message or "", "latency_ms": None if r.latency_ms is None else round(float(r.latency_ms), 2),
+            "message": runtime_words(r.message or ""), "latency_ms": None if r.latency_ms is None else round(float(r.latency_ms), 2),
             "figures": {k: float(v) for k, v in (r.figures or {}).items() if isinstance(v, (int, float))},
             "claimed": False, "where": where})
     return out
+
+
+def runtime_words(message: str, limit: int = 400) -> str:
+    """The runtime's own message, without the page's wrapper ("the page reports an error in ...: "),
+    the JavaScript stack and MediaPipe's source-location trace: what a reader needs to recognise it."""
+    text = str(message)
+    text = re.sub(r"^the page reports an error in .*? on \S+ \S+: ", "", text)
+    text = re.split(r"\n\s*at |=== Source Location Trace", text)[0]
+    return " ".join(text.split())[:limit]
 
 
 def _where(device_report) -> str:
