@@ -332,6 +332,12 @@ def _record_web_clients(staged: Path, report, reason: str | None, say) -> None:
                                  "command": "portrait device-check --headless"})
     clients.record(manifest, web)
     mpath.write_text(json.dumps(_clean(manifest), indent=2))
+    bad = clients.claim_failures(manifest)
+    if bad:   # as loud as a parity miss: the file does not do, in that client, what the manifest hands it off for
+        raise ExportError("a handoff file fails in a browser client the manifest hands it off for; nothing is "
+                          "handed off:\n" + "\n".join(f"  {b}" for b in bad), where=str(staged),
+                          fix="the runtime's message is above (device-report.json has every figure); choose "
+                              "another rung or file for that client, or fix the file")
     say(f"handoff_gpu: {choice['file']}" + (f" ({choice['reason']})" if choice.get("reason") else " " + ", ".join(
         f"{n} {c['latency_ms']} ms" for n, c in choice["candidates"].items() if c["meets"])))
 
