@@ -25,9 +25,8 @@ BACKENDS = (("litert.js", "wasm"), ("mediapipe-tasks-vision", "cpu"), ("litert.j
 
 def _manifest(**handoffs) -> dict:
     seg = {"contract": {"clients": [LITERT, MEDIAPIPE_SEGMENTER]}, "clients": []}
-    return {"model_id": "m", "models": {n: json.loads(json.dumps(seg)) for n in
-                                        ("m_float32.tflite", "m_float16.tflite", "m_int8.tflite", "m_w8a16.tflite")},
-            **handoffs}
+    return {"model_id": "m", "models": {f"m_{p}.tflite": {"precision": p, **json.loads(json.dumps(seg))}
+                                        for p in ("float32", "float16", "int8", "w8a16")}, **handoffs}
 
 
 def _report(outcome) -> DeviceReport:
@@ -59,13 +58,26 @@ def test_handoff_gpu_is_the_fastest_file_passing_on_webgpu_and_the_cpu_web_clien
     assert choice["file"] == "m_float16.tflite"          # 300 ms on WebGPU beats float32's 400 ms
     assert choice["candidates"]["m_float32.tflite"]["meets"]
     assert not choice["candidates"]["m_int8.tflite"]["meets"]
-    assert "litert.js webgpu: no-load" in choice["candidates"]["m_int8.tflite"]["missing"]
+    assert "not a GPU file" in choice["candidates"]["m_int8.tflite"]["missing"][0]
+
+    def float16_webgpu_fails(f, rt, be):
+        return ("fail", 300.0, "max_rel 0.2 > 0.05") if f == "m_float16.tflite" and be == "webgpu" else _measured(f, rt, be)
+    choice = clients.choose_handoff_gpu(m, clients.web_entries(_report(float16_webgpu_fails), m))
+    assert choice["file"] == "m_float32.tflite"
+    assert choice["candidates"]["m_float16.tflite"]["missing"] == ["litert.js webgpu: fail"]
 
     def slow_wasm(f, rt, be):     # float16 passes on WebGPU but fails on wasm: not a GPU handoff
         if f == "m_float16.tflite" and be == "wasm":
             return "fail", 30.0, "max_rel 0.2 > 0.001"
         return _measured(f, rt, be)
     assert clients.choose_handoff_gpu(m, clients.web_entries(_report(slow_wasm), m))["file"] == "m_float32.tflite"
+
+    def int8_fast_on_webgpu(f, rt, be):   # an integer file "passing" on WebGPU ran on wasm: never the GPU handoff
+        if f == "m_int8.tflite":
+            return "pass", 5.0, ""
+        return _measured(f, rt, be)
+    choice = clients.choose_handoff_gpu(m, clients.web_entries(_report(int8_fast_on_webgpu), m))
+    assert choice["file"] == "m_float16.tflite" and "not a GPU file" in choice["candidates"]["m_int8.tflite"]["missing"][0]
 
     def no_gpu(f, rt, be):
         return ("not-run", None, "no WebGPU adapter") if be in ("webgpu", "gpu") else _measured(f, rt, be)

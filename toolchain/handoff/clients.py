@@ -96,10 +96,18 @@ def _where(device_report) -> str:
                                                                         ", no WebGPU adapter")
 
 
+# Files a GPU computes: float activations. A model the WebGPU accelerator cannot take whole (int8,
+# int16, dynamic-range hybrid ops) runs on wasm instead (LiteRT.js README: whole-model fallback
+# without JSPI, per-op partitioning with it), so its "webgpu" latency is not a GPU's.
+GPU_PRECISIONS = ("float32", "float16")
+NOT_GPU = "integer or hybrid ops: LiteRT.js runs them on wasm, not on the GPU"
+
+
 def choose_handoff_gpu(manifest: dict, web: dict[str, list[dict]]) -> dict:
-    """The fastest file that passes parity on LiteRT.js WebGPU and on every other web client a
-    handoff claims (LiteRT.js wasm, MediaPipe web CPU for segmenters): {"file", "candidates",
-    "measured_with"} with "reason" when none does (WebGPU not run, or every file failed there)."""
+    """The fastest float file (GPU_PRECISIONS) that passes parity on LiteRT.js WebGPU and on every
+    other web client a handoff claims (LiteRT.js wasm, MediaPipe web CPU for segmenters): {"file",
+    "candidates", "measured_with"} with "reason" when none does (WebGPU not run, or every file
+    failed there)."""
     cands = {}
     for name, entries in web.items():
         if not name.endswith(".tflite"):
@@ -109,6 +117,11 @@ def choose_handoff_gpu(manifest: dict, web: dict[str, list[dict]]) -> dict:
         if gpu is None:
             continue
         contract = (manifest["models"][name].get("contract") or {}).get("clients") or []
+        precision = manifest["models"][name].get("precision")
+        if precision not in GPU_PRECISIONS:
+            cands[name] = {"webgpu": gpu["status"], "latency_ms": gpu.get("latency_ms"), "meets": False,
+                           "missing": [f"{precision}: not a GPU file ({NOT_GPU})"]}
+            continue
         need = [GPU_BACKEND, (LITERT_JS, "wasm")] + ([(MEDIAPIPE_WEB, "cpu")] if MEDIAPIPE_SEGMENTER in contract else [])
         missing = [f"{rt} {be}: {(by.get((rt, be)) or {}).get('status', 'not measured')}" for rt, be in need
                    if (by.get((rt, be)) or {}).get("status") != "pass"]
