@@ -210,3 +210,11 @@ def test_export_without_a_browser_says_not_run_and_succeeds(tiny, tmp_path, monk
     assert web and {e["status"] for e in web} == {"not-run"}
     card = (b / "README.md").read_text()
     assert "NOT RUN (node not found on PATH)" in card
+
+
+def test_mediapipe_web_runs_of_a_class_index_file_are_recorded_not_meant_for_it():
+    m = _manifest(handoff="m_int8.tflite")
+    m["models"]["m_w8a16.tflite"]["contract"]["clients"] = [LITERT]     # e.g. the ArgMax labels variant
+    clients.record(m, clients.web_entries(_report(_measured), m))
+    by = {(e["runtime"], e["backend"]): e for e in m["models"]["m_w8a16.tflite"]["clients"]}
+    assert by["mediapipe-tasks-vision", "cpu"]["meant_for"] is False and "meant_for" not in by["litert.js", "wasm"]

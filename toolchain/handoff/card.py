@@ -193,8 +193,9 @@ def _loads_in(entries) -> str:
     """The clients measured to run the file (pass, or loaded where not judged)."""
     if not isinstance(entries, list):
         return ""
-    ok = [clients.label(e) for e in entries if isinstance(e, dict) and e.get("status") in ("pass", "loaded")]
-    bad = [clients.label(e) for e in entries if isinstance(e, dict) and e.get("status") in clients.FAILED]
+    mine = [e for e in entries if isinstance(e, dict) and e.get("meant_for") is not False]
+    ok = [clients.label(e) for e in mine if e.get("status") in ("pass", "loaded")]
+    bad = [clients.label(e) for e in mine if e.get("status") in clients.FAILED]
     return ", ".join(ok) + (f"; **not**: {', '.join(bad)}" if bad else "")
 
 
@@ -202,6 +203,8 @@ def _cell(e: dict | None) -> str:
     if e is None:
         return ""
     st = e["status"]
+    if e.get("meant_for") is False:
+        return f"not for this client ({st})"
     text = {"pass": "pass", "loaded": "loads (not judged)", "fail": "**FAIL**", "no-load": "**does not load**",
             "not-run": "not run"}.get(st, st)
     if st == "pass" and e.get("latency_ms") is not None:
@@ -243,7 +246,7 @@ def _clients_section(manifest: dict) -> list[str]:
         lines.append(f"Browser runtimes: NOT RUN ({dc.get('reason')}); that is not a pass. Run "
                      "`portrait device-check --headless <bundle>` where node and Chromium are installed.")
     bad = [(n, e) for n, entries in files.items() for e in entries
-           if isinstance(e, dict) and e.get("status") in clients.FAILED]
+           if isinstance(e, dict) and e.get("status") in clients.FAILED and e.get("meant_for") is not False]
     if bad:
         lines += ["", "Where a file does not load or fails, in the runtime's own words:", ""]
         for n, e in bad:

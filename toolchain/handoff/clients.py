@@ -7,6 +7,7 @@ MediaPipe Tasks Vision CPU and GPU: `portrait device-check --headless` at export
 
     {"runtime", "version", "backend", "status": pass | fail | no-load | not-run | loaded,
      "message" (the runtime's own words when it fails), "latency_ms", "figures", "claimed"}
+    (+ "meant_for": false on a MediaPipe web entry of a file whose contract is not for ImageSegmenter)
 
 `claimed` says the manifest hands the file off for that client: the native clients its contract
 names (LiteRT Interpreter always, MediaPipe ImageSegmenter for segmenters' mask files), and on the
@@ -204,6 +205,10 @@ def record(manifest: dict, *parts: dict[str, list[dict]]) -> dict:
                 e["claimed"] = MEDIAPIPE_SEGMENTER in contract
             else:
                 e["claimed"] = (e["runtime"], e["backend"]) in web_claims
+                if e["runtime"] == MEDIAPIPE_WEB and MEDIAPIPE_SEGMENTER not in contract:
+                    # measured anyway (the device check runs every file): recorded, but the contract
+                    # says this file is not for ImageSegmenter (class indices, not masks)
+                    e["meant_for"] = False
         rec["clients"] = entries
     return manifest
 
