@@ -26,6 +26,7 @@ from .quantize.conversions import apply_output_transform
 from .quantize.conversions import transform_settings as output_transform_settings
 from .runtime import KERNELS
 from .errors import ExportError, ModelNotFound, ParityError, PortraitError
+from .device.device_check import run_device_check
 from .handoff import clients
 from .parity.gate import compare_pair, parity_images
 from .recipes import load_recipe
@@ -300,8 +301,6 @@ def _device_check(staged: Path, say):
     """(DeviceReport, None), or (None, why it did not run): no node or Chromium, or switched off."""
     if os.environ.get(DEVICE_CHECK_ENV, "on").strip().lower() in ("0", "off", "false", "no"):
         return None, f"switched off ({DEVICE_CHECK_ENV}={os.environ[DEVICE_CHECK_ENV]})"
-    # the browser driver and node are optional: an export without them records NOT RUN
-    from .device.device_check import run_device_check
     say("device-check --headless: every file on LiteRT.js wasm / webgpu and MediaPipe web CPU / GPU")
     t0 = time.monotonic()
     try:
@@ -329,6 +328,7 @@ def _record_web_clients(staged: Path, report, reason: str | None, say) -> None:
     manifest["device_check"] = ({"status": "not run", "reason": reason} if report is None or not report.results else
                                 {"status": "ran", "user_agent": report.user_agent, "cores": report.cores,
                                  "webgpu_adapter": report.webgpu_adapter, "not_run_reason": report.not_run_reason,
+                                 "runs": report.runs, "seconds": report.wall_s, "report_dir": report.report_dir,
                                  "command": "portrait device-check --headless"})
     clients.record(manifest, web)
     mpath.write_text(json.dumps(_clean(manifest), indent=2))
