@@ -257,7 +257,7 @@ def cmd_device_check(args) -> int:
     timeout = args.timeout if args.timeout is not None else (90.0 if args.serve is None else 300.0)
     report = run_device_check(args.bundle, headless=args.serve is None, serve=args.serve, runs=args.runs,
                               timeout_s=timeout, report_dir=args.report_dir, files=args.file or None,
-                              progress=lambda m: print(m, flush=True))
+                              backends=args.backend or None, progress=lambda m: print(m, flush=True))
     print(f"report: {report.report_dir}/device-report.json, device-report.html")
     return report.exit_code()
 
@@ -414,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 90 headless, 300 with --serve)")
     dc.add_argument("--report-dir", type=Path, default=None, help="where the reports go (default export/device/<id>)")
     dc.add_argument("--file", action="append", help="only this file of the bundle (repeatable)")
+    dc.add_argument("--backend", action="append", choices=("wasm", "webgpu", "cpu", "gpu"),
+                    help="only this backend (repeatable): LiteRT.js wasm / webgpu, MediaPipe cpu / gpu")
     dc.set_defaults(func=cmd_device_check)
 
     pk = sub.add_parser("pack", help="reproducible <id>-<version>.zip of a bundle with its model card and SHA256SUMS",

@@ -51,7 +51,23 @@ async function environment() {
   } catch (e) {
     env.webgpu_error = String(e);
   }
+  try {   // MediaPipe's GPU delegate draws with WebGL2
+    const gl = document.createElement('canvas').getContext('webgl2');
+    const dbg = gl && gl.getExtension('WEBGL_debug_renderer_info');
+    env.webgl_renderer = gl ? String(gl.getParameter(dbg ? dbg.UNMASKED_RENDERER_WEBGL : gl.RENDERER)) : null;
+  } catch (e) {
+    env.webgl_renderer = null;
+  }
+  // A software GPU (SwiftShader on a machine without one, e.g. CI) is ~20x slower than the CPU path and
+  // says nothing about a phone's GPU latency: there a GPU job runs one golden image and times one run.
+  const soft = /swiftshader|llvmpipe|software/i;
+  env.software_webgpu = Boolean(env.webgpu_adapter && soft.test(env.webgpu_adapter));
+  env.software_webgl = Boolean(env.webgl_renderer && soft.test(env.webgl_renderer));
   return env;
+}
+
+function isSoftware(env, job) {
+  return job.backend === 'webgpu' ? env.software_webgpu : job.backend === 'gpu' ? env.software_webgl : false;
 }
 
 // Test hook (device_check's `fault`): an uncaught error in the named job, as a broken page would throw.
@@ -71,7 +87,7 @@ async function readTensor(t) {
   return new TYPED[t.type.dtype](arr);   // own the bytes before the tensor is freed
 }
 
-async function runLiteRt(plan, job) {
+async function runLiteRt(plan, job, soft) {
   let model;
   try {
     model = await loadAndCompile(job.url, {accelerator: job.backend});
@@ -80,7 +96,7 @@ async function runLiteRt(plan, job) {
   }
   const outDetails = model.getOutputDetails();
   const inputs = [];
-  for (const inp of job.inputs) {
+  for (const inp of soft ? job.inputs.slice(0, 1) : job.inputs) {
     const bytes = await fetchBytes(inp.url);
     inputs.push({source: inp.source, data: new TYPED[inp.dtype](bytes.buffer), shape: inp.shape});
   }
@@ -101,14 +117,14 @@ async function runLiteRt(plan, job) {
     }
   }
   const ms = [];
-  await once(inputs[0], false);   // warm-up
-  for (let i = 0; i < plan.runs; i++) {
+  if (!soft) await once(inputs[0], false);   // warm-up (on a software GPU the golden run above is the warm-up)
+  for (let i = 0; i < (soft ? 1 : plan.runs); i++) {
     const t0 = performance.now();
     await once(inputs[0], false);
     ms.push(performance.now() - t0);
   }
   model.delete && model.delete();
-  return {status: 'ran', latency_ms: median(ms), latency_runs_ms: ms};
+  return {status: 'ran', latency_ms: median(ms), latency_runs_ms: ms, sources: inputs.map((i) => i.source)};
 }
 
 // ---------------------------------------------------------------- MediaPipe Tasks Vision
@@ -123,7 +139,7 @@ function imageData(rgb, w, h) {
   return new ImageData(rgba, w, h);
 }
 
-async function runMediaPipe(plan, job) {
+async function runMediaPipe(plan, job, soft) {
   fileset = fileset || await FilesetResolver.forVisionTasks('/node_modules/@mediapipe/tasks-vision/wasm');
   let seg;
   try {
@@ -134,7 +150,7 @@ async function runMediaPipe(plan, job) {
     return {status: 'no-load', message: String(e && e.message || e)};
   }
   const images = [];
-  for (const img of job.images) {
+  for (const img of soft ? job.images.slice(0, 1) : job.images) {
     images.push({source: img.source, data: imageData(await fetchBytes(img.url), img.width, img.height)});
   }
   for (const img of images) {
@@ -153,15 +169,15 @@ async function runMediaPipe(plan, job) {
   }
   const ms = [];
   const once = () => { const r = seg.segment(images[0].data); r.categoryMask.getAsUint8Array(); r.close(); };
-  once();   // warm-up
-  for (let i = 0; i < plan.runs; i++) {
+  if (!soft) once();   // warm-up (on a software GPU the golden run above is the warm-up)
+  for (let i = 0; i < (soft ? 1 : plan.runs); i++) {
     const t0 = performance.now();
     once();
     ms.push(performance.now() - t0);
   }
   const labels = seg.getLabels();
   seg.close();
-  return {status: 'ran', latency_ms: median(ms), latency_runs_ms: ms, labels};
+  return {status: 'ran', latency_ms: median(ms), latency_runs_ms: ms, labels, sources: images.map((i) => i.source)};
 }
 
 // ---------------------------------------------------------------- main
@@ -183,7 +199,9 @@ async function main() {
       } else {
         const fault = maybeFault(plan, job);
         if (fault) await fault;
-        result = await (job.runtime === 'litert.js' ? runLiteRt(plan, job) : runMediaPipe(plan, job));
+        const soft = isSoftware(env, job);
+        result = await (job.runtime === 'litert.js' ? runLiteRt(plan, job, soft) : runMediaPipe(plan, job, soft));
+        result.software = soft;
       }
     } catch (e) {
       result = {status: 'error', message: String(e && (e.stack || e.message) || e)};

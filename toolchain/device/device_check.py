@@ -79,6 +79,7 @@ class BackendResult:
     latency_runs_ms: list[float] = field(default_factory=list)
     vectors: int = 0        # outputs judged (images x outputs)
     reference: str = ""     # what the outputs were compared with
+    software: bool = False  # a GPU backend on a software adapter (SwiftShader): one image, one timed run
 
     @property
     def label(self) -> str:
@@ -93,6 +94,7 @@ class DeviceReport:
     cores: int
     webgpu_adapter: str | None
     not_run_reason: str | None
+    webgl_renderer: str | None = None
     model_id: str = ""
     runs: int = 0
     url: str = ""
@@ -498,7 +500,8 @@ def _qr_lines(url: str) -> str:
 
 # ---------------------------------------------------------------- the run
 
-def _plan(bundle: Path, manifest: dict, names: list[str], images, runs: int, fault: dict | None):
+def _plan(bundle: Path, manifest: dict, names: list[str], images, runs: int, fault: dict | None,
+          backends: list[str] | None = None):
     """The page's plan and the input bytes it will fetch ({URL path: bytes})."""
     segmenter = manifest.get("task") in ("segmentation", "mask")
     inputs: dict[str, bytes] = {}
@@ -511,7 +514,7 @@ def _plan(bundle: Path, manifest: dict, names: list[str], images, runs: int, fau
             inputs[f"/input/{name}/{src}.bin"] = x.astype(x.dtype.newbyteorder("<")).tobytes()
     jobs = []
     for runtime, backend in BACKENDS:
-        if runtime == MEDIAPIPE and not segmenter:
+        if runtime == MEDIAPIPE and not segmenter or backends and backend not in backends:
             continue
         for name in names:
             rec = _record(manifest, name)
@@ -535,12 +538,12 @@ def default_report_dir(model_id: str) -> Path:
 
 def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None = None, runs: int = 5,
                      timeout_s: float = 90, report_dir: Path | None = None, files: list[str] | None = None,
-                     progress=print, fault: dict | None = None) -> DeviceReport:
+                     progress=print, backends: list[str] | None = None, fault: dict | None = None) -> DeviceReport:
     """Run every model file of a bundle (folder, zip or id) on every backend of a browser and judge the
     outputs (module docstring). headless: this machine's Chromium; serve="HOST:PORT": wait for any browser
     (a phone) to open the printed URL. timeout_s: how long to wait for the browser to connect, and then
-    for each next message from the page (a hung job ends the run after it). files: only these file names.
-    fault: a test hook, {"file", "backend"}: the page throws an uncaught error in that job."""
+    for each next message from the page (a hung job ends the run after it). files: only these file names;
+    backends: only these of wasm, webgpu, cpu, gpu. fault: a test hook, {"file", "backend"}: the page throws an uncaught error in that job."""
     if runs < 1:
         raise InputError(f"--runs {runs}: need at least 1", fix="pass --runs 5")
     check_web_runtimes()
@@ -562,13 +565,16 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
                 raise InputError(f"not a .tflite file of the bundle: {', '.join(unknown)}", where=str(root),
                                  fix="pick from: " + ", ".join(names))
             names = [n for n in names if n in files]
+        unknown = sorted(set(backends or []) - {b for _, b in BACKENDS})
+        if unknown:
+            raise InputError(f"unknown backend {', '.join(unknown)}", fix="use wasm, webgpu, cpu (MediaPipe) or gpu (MediaPipe)")
         tol_all = tolerances()
         say(f"device-check {mid}: {len(names)} files, {len(images)} golden images; host references ...")
         refs = {}
         for n in names:
-            for gpu in (False, True):
+            for gpu in {b in GPU_BACKENDS for _, b in BACKENDS if not backends or b in backends}:
                 refs[n, gpu] = _reference(root, manifest, idx, n, images, gpu, tol_all)
-        plan, inputs = _plan(root, manifest, names, images, runs, fault)
+        plan, inputs = _plan(root, manifest, names, images, runs, fault, backends)
         versions = {r: _package_version(r) for r in PACKAGES}
         results = {j["id"]: BackendResult(j["file"], j["runtime"], versions[j["runtime"]], j["backend"], "not-run",
                                           "", {}, None, claims(manifest, j["file"], j["runtime"], j["backend"]))
@@ -650,8 +656,9 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
         if kind == "env":
             got_env = True
             report.user_agent, report.cores = body.get("user_agent", ""), int(body.get("cores") or 0)
-            report.webgpu_adapter = body.get("webgpu_adapter")
-            say(f"browser: {report.user_agent}; {report.cores} cores; WebGPU adapter: {report.webgpu_adapter}")
+            report.webgpu_adapter, report.webgl_renderer = body.get("webgpu_adapter"), body.get("webgl_renderer")
+            say(f"browser: {report.user_agent}; {report.cores} cores; WebGPU adapter: {report.webgpu_adapter}; "
+                f"WebGL: {report.webgl_renderer}")
         elif kind == "output":
             posted.setdefault(body["job"], {}).setdefault(body["source"], {})[body["name"]] = (
                 body["dtype"], [int(s) for s in body["shape"].split(",") if s], raw)
@@ -705,6 +712,9 @@ def _finish(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, m
         return
     ref = refs[r.file, r.backend in GPU_BACKENDS]
     r.reference = ref.what
+    r.software = bool(body.get("software"))
+    if body.get("sources") is not None:   # the golden images the page ran (one on a software GPU)
+        ref = Reference({s: v for s, v in ref.by_source.items() if s in body["sources"]}, ref.what, ref.quant)
     try:
         if r.runtime == LITERT:
             fails, figs, n = judge_litert(manifest, r.file, ref, posted)
@@ -717,6 +727,8 @@ def _finish(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, m
     r.status = "fail" if fails or n == 0 else "pass"
     r.message = "; ".join(fails[:6]) + (f" (+{len(fails) - 6} more)" if len(fails) > 6 else "") if fails else \
         ("nothing to judge" if n == 0 else f"{n} outputs within tolerance")
+    if r.software:
+        r.message += "; software GPU (SwiftShader): one golden image, latency of one run, not a phone GPU figure"
 
 
 # ---------------------------------------------------------------- reports
@@ -746,7 +758,8 @@ def format_table(report: DeviceReport) -> str:
         rows.append(row)
     widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
     lines = [f"device check of {report.model_id}: {report.user_agent or 'no browser'}",
-             f"cores {report.cores}; WebGPU adapter: {report.webgpu_adapter or 'none'}; host {report.host_isa}; "
+             f"cores {report.cores}; WebGPU adapter: {report.webgpu_adapter or 'none'}; WebGL: {report.webgl_renderer or 'none'}; "
+             f"host {report.host_isa}; "
              f"latency = median of {report.runs} runs after a warm-up; wall {report.wall_s} s"]
     lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
@@ -792,7 +805,8 @@ def _html(report: DeviceReport) -> str:
 <style>body{{font:14px system-ui,sans-serif;margin:1em}} td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}}
 table{{border-collapse:collapse}} td:last-child{{font-size:12px;max-width:40em}}</style></head><body>
 <h1>Device check: {e(report.model_id)}</h1>
-<p>Browser: {e(report.user_agent or 'none')}<br>Cores: {report.cores}; WebGPU adapter: {e(str(report.webgpu_adapter))}<br>
+<p>Browser: {e(report.user_agent or 'none')}<br>Cores: {report.cores}; WebGPU adapter: {e(str(report.webgpu_adapter))};
+WebGL renderer: {e(str(report.webgl_renderer))}<br>
 Latency: median of {report.runs} runs after a warm-up, input to outputs readable on the CPU{f'; {min(lat):.1f}-{max(lat):.1f} ms' if lat else ''}.
 <br>Exit status {report.exit_code()}{(' &mdash; ' + e(report.not_run_reason)) if report.not_run_reason else ''}</p>
 <p>How to read it: <b>pass</b> = the outputs match the reference within the tolerance named in
