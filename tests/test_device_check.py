@@ -231,3 +231,32 @@ def test_zip_with_a_wrong_checksum_is_refused(tmp_path):
     with pytest.raises(InputError, match="SHA-256 mismatch for m.tflite"):
         dc.open_bundle(z, tmp_path / "x")
     assert cli(["device-check", str(z)]) == 2
+
+
+def test_card_dump_recipe_writes_what_portrait_check_reads(selfie_bundle, tmp_path):
+    """The model card's Kotlin/Swift dump code, done in Python byte for byte: the .npy payload after the
+    10-byte preamble + header, the raw output as <golden name>.bin. `portrait check` passes the model vectors."""
+    from toolchain.device.check import check_outputs
+    from toolchain.handoff.card import render_card
+    from toolchain.runtime import TfliteRunner
+    m = json.loads((selfie_bundle / "manifest.json").read_text())
+    card = render_card(m, selfie_bundle)
+    assert "## Check it on your phone" in card and f"portrait device-check {m['model_id']} --serve" in card
+    assert "fun npyPayload" in card and "func npyPayload" in card
+    g = selfie_bundle / "goldens"
+    idx = json.loads((g / "goldens.json").read_text())
+    for v in idx["vectors"]:
+        if v["stage"] != "model":
+            continue
+        b = (g / v["inputs"]["image"]["file"]).read_bytes()
+        payload = b[10 + (b[8] | b[9] << 8):]
+        rec_in = v["inputs"]["image"]
+        x = np.frombuffer(payload, dtype=rec_in["dtype"]).reshape(rec_in["shape"])
+        assert np.array_equal(x, np.load(g / rec_in["file"]))
+        y = next(iter(TfliteRunner(selfie_bundle / v["model_file"], kernels="reference", threads=1)
+                      .run(x, dequantize=False).values()))
+        rec = next(iter(v["expected"].values()))
+        (tmp_path / rec["file"].replace(".npy", ".bin")).write_bytes(np.ascontiguousarray(y).tobytes())
+    results = check_outputs(selfie_bundle, tmp_path)
+    assert all(r.passed for r in results if r.stage == "model"), [r.failures for r in results]
+    assert any(r.stage == "model" for r in results)

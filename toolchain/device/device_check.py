@@ -80,6 +80,7 @@ class BackendResult:
     vectors: int = 0        # outputs judged (images x outputs)
     reference: str = ""     # what the outputs were compared with
     software: bool = False  # a GPU backend on a software adapter (SwiftShader): one image, one timed run
+    phases_ms: dict[str, float] = field(default_factory=dict)   # in the page: load, golden runs, timing
 
     @property
     def label(self) -> str:
@@ -664,6 +665,8 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
                 body["dtype"], [int(s) for s in body["shape"].split(",") if s], raw)
         elif kind == "job" and body.get("status") == "started":
             started = body["job"]
+        elif kind == "job" and body.get("status") == "progress":
+            pass   # the page is alive (outputs posted, timing next): the idle timeout starts again
         elif kind == "job":
             jid = body["job"]
             r = results[jid]
@@ -698,6 +701,7 @@ def _finish(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, m
     status = body.get("status")
     r.latency_ms = body.get("latency_ms")
     r.latency_runs_ms = [round(float(x), 3) for x in body.get("latency_runs_ms") or []]
+    r.phases_ms = {k: round(float(v), 1) for k, v in (body.get("phases_ms") or {}).items()}
     if status == "no-load":
         r.message = str(body.get("message", ""))[:2000]
         r.status = "fail" if r.supported else "no-load"
