@@ -227,6 +227,19 @@ def _reference(bundle: Path, manifest: dict, idx: dict, name: str, images, gpu: 
                 tol = tol_all[{"quantized": "model_gpu", "labels": "labels_gpu"}.get(tol["metric"], "float_gpu")]
             by_source[src] = {k: (load_tensor(bundle / "goldens", rec), rec, tol) for k, rec in v["expected"].items()}
         return Reference(by_source, "golden vectors (int8 reference kernels)", quant)
+    floats = [v for v in idx["vectors"] if v.get("stage") == "model" and v.get("float_reference")]
+    if manifest["models"][name].get("precision") == "float32" and floats:
+        # the float32 file against the export's float32 outputs (stored as float16): a reference that does
+        # not come from the file under test, so a damaged file cannot agree with itself
+        tol = tol_all["float_gpu" if gpu else "float_reference"]
+        mid = idx.get("model_id", "")
+        for v in floats:
+            short = v["model_file"].removeprefix(mid + "_").removesuffix(".tflite")
+            src = v["name"][len(short) + 1:]
+            if src not in by_source:
+                by_source[src] = {k: (load_tensor(bundle / "goldens", rec).astype(np.float32),
+                                      {**rec, "dtype": "float32"}, tol) for k, rec in v["float_reference"].items()}
+        return Reference(by_source, "the goldens' float32 reference outputs (export, stored as float16)", quant)
     from toolchain.runtime import TfliteRunner
     record = _record(manifest, name)
     runner = TfliteRunner(bundle / name, kernels="xnnpack", threads=2)
@@ -399,7 +412,8 @@ def _handler(state: "_Run"):
 
         def do_GET(self):
             path = urlparse(self.path).path
-            state.touch("connected")
+            if path in ("/", "/index.html"):
+                state.events.put(("connected", {"client": self.client_address[0]}, None))
             try:
                 body, ctype = state.get(path)
             except KeyError:
@@ -429,10 +443,6 @@ class _Run:
     def __init__(self, bundle: Path, plan: dict, inputs: dict[str, bytes]):
         self.bundle, self.plan, self.inputs = bundle, plan, inputs
         self.events: queue.Queue = queue.Queue()
-        self.connected = threading.Event()
-
-    def touch(self, what: str) -> None:
-        self.connected.set()
 
     def get(self, path: str) -> tuple[bytes, str]:
         if path in SERVED:
@@ -572,9 +582,17 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
         tol_all = tolerances()
         say(f"device-check {mid}: {len(names)} files, {len(images)} golden images; host references ...")
         refs = {}
+        problems = {}   # file -> why it cannot be judged: its jobs fail with this
         for n in names:
+            want = (manifest.get("files", {}).get(n) or {}).get("sha256")
+            if want and sha256_of(root / n) != want:
+                problems[n] = (f"{n}: SHA-256 differs from manifest.json: the file was altered or damaged "
+                               "(re-export or copy the bundle again)")
             for gpu in {b in GPU_BACKENDS for _, b in BACKENDS if not backends or b in backends}:
-                refs[n, gpu] = _reference(root, manifest, idx, n, images, gpu, tol_all)
+                try:
+                    refs[n, gpu] = _reference(root, manifest, idx, n, images, gpu, tol_all)
+                except (PortraitError, RuntimeError, ValueError) as exc:
+                    problems.setdefault(n, f"{n}: this host's LiteRT cannot run it to make the reference: {exc}")
         plan, inputs = _plan(root, manifest, names, images, runs, fault, backends)
         versions = {r: _package_version(r) for r in PACKAGES}
         results = {j["id"]: BackendResult(j["file"], j["runtime"], versions[j["runtime"]], j["backend"], "not-run",
@@ -599,7 +617,7 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
                 say(f"open this on the phone (same network): {url}")
                 say(_qr_lines(url))
                 say(f"waiting up to {timeout_s:.0f} s for a browser to open it ...")
-            _collect(state, plan, results, refs, manifest, tol_all, report, timeout_s, browser, say)
+            _collect(state, plan, results, refs, manifest, tol_all, report, timeout_s, browser, say, problems)
         finally:
             server.shutdown()
             server.server_close()
@@ -621,13 +639,14 @@ def _split_hostport(serve: str) -> tuple[str, int]:
 
 
 def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict, tol_all: dict,
-             report: DeviceReport, timeout_s: float, browser, say) -> None:
+             report: DeviceReport, timeout_s: float, browser, say, problems: dict | None = None) -> None:
     """The judging loop: events from the page until /done, a page that stops after an error, or the timeout."""
     jobs = {j["id"]: j for j in plan["jobs"]}
     posted: dict[str, dict] = {}
     started: str | None = None
     got_env = False
     deadline = time.monotonic() + timeout_s
+    t_wait, shown_wait = time.monotonic(), 0
     done = 0
     while True:
         if browser is not None and not browser.alive():
@@ -637,6 +656,10 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
             kind, body, raw = state.events.get(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
         except queue.Empty:
             if time.monotonic() < deadline:
+                waited = time.monotonic() - t_wait
+                if not got_env and browser is None and int(waited) // 15 > shown_wait:
+                    shown_wait = int(waited) // 15
+                    say(f"  still waiting for a browser at {report.url} ({waited:.0f} s of {timeout_s:.0f} s)")
                 continue
             if not got_env:
                 where = (f"headless Chromium: {browser.log_tail()}" if browser is not None
@@ -654,7 +677,9 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
             report.not_run_reason = f"the page sent nothing for {timeout_s:.0f} s (timeout)"
             break
         deadline = time.monotonic() + timeout_s
-        if kind == "env":
+        if kind == "connected":
+            say(f"the check page was opened from {body['client']}")
+        elif kind == "env":
             got_env = True
             report.user_agent, report.cores = body.get("user_agent", ""), int(body.get("cores") or 0)
             report.webgpu_adapter, report.webgl_renderer = body.get("webgpu_adapter"), body.get("webgl_renderer")
@@ -672,7 +697,7 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
             r = results[jid]
             if r.status == "fail" and r.message.startswith("the page threw"):
                 continue   # already failed by an uncaught error in this job
-            _finish(r, jobs[jid], body, posted.pop(jid, {}), refs, manifest, tol_all)
+            _finish(r, jobs[jid], body, posted.pop(jid, {}), refs, manifest, tol_all, (problems or {}).get(r.file))
             done += 1
             say(f"[{done}/{len(jobs)}] {r.label}: {_cell(r)}" + (f"  {r.message[:200]}" if r.status != "pass" else ""))
             started = None
@@ -697,7 +722,14 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
             r.message = report.not_run_reason or "not run"
 
 
-def _finish(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, manifest: dict, tol_all: dict) -> None:
+def _finish(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, manifest: dict, tol_all: dict,
+            problem: str | None = None) -> None:
+    _judge(r, job, body, posted, refs, manifest, tol_all)
+    if problem and r.status != "not-run":
+        r.status, r.message = "fail", f"{problem}; in {r.label}: {r.status}: {r.message}"
+
+
+def _judge(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, manifest: dict, tol_all: dict) -> None:
     status = body.get("status")
     r.latency_ms = body.get("latency_ms")
     r.latency_runs_ms = [round(float(x), 3) for x in body.get("latency_runs_ms") or []]
@@ -714,7 +746,10 @@ def _finish(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, m
     if status != "ran":
         r.status, r.message = "fail", f"the page reports an error in {r.label}: {body.get('message', '')}"[:2000]
         return
-    ref = refs[r.file, r.backend in GPU_BACKENDS]
+    ref = refs.get((r.file, r.backend in GPU_BACKENDS))
+    if ref is None:
+        r.status, r.message = "fail", "no reference to judge it with"
+        return
     r.reference = ref.what
     r.software = bool(body.get("software"))
     if body.get("sources") is not None:   # the golden images the page ran (one on a software GPU)
