@@ -42,6 +42,11 @@ function median(xs) {
 
 async function environment() {
   const env = {user_agent: navigator.userAgent, cores: navigator.hardwareConcurrency || 0, webgpu_adapter: null};
+  if (!window.isSecureContext) {
+    // browsers offer WebGPU only to https or localhost pages; a phone on http://<LAN address> has none
+    env.webgpu_error = 'the page is not a secure context (http on a LAN address): WebGPU needs https or localhost ' +
+                       '(Android: adb reverse tcp:PORT tcp:PORT, then open http://localhost:PORT/)';
+  }
   try {
     const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
     if (adapter) {

@@ -616,6 +616,8 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
             else:
                 say(f"open this on the phone (same network): {url}")
                 say(_qr_lines(url))
+                say(f"WebGPU needs a secure page: over USB, `adb reverse tcp:{port} tcp:{port}` and open "
+                    f"http://localhost:{port}/ on the phone (plain http on a LAN address runs wasm, CPU and GPU/WebGL only)")
                 say(f"waiting up to {timeout_s:.0f} s for a browser to open it ...")
             _collect(state, plan, results, refs, manifest, tol_all, report, timeout_s, browser, say, problems)
         finally:
