@@ -143,13 +143,16 @@ def browser_bench(rows: list[dict], out_root: Path | None = None, *, runs: int =
         files = {}
         for r in report.results:
             cell = files.setdefault(r.file, {"native_ms": native.get(r.file)})
-            if r.latency_ms is not None:
+            if r.software:
+                cell[f"{'litert.js' if r.runtime == LITERT else 'mediapipe'} {r.backend}"] = {
+                    "ms": None, "status": r.status, "software_gpu": True, "over_native": None}
+            elif r.latency_ms is not None:
                 key = f"{'litert.js' if r.runtime == LITERT else 'mediapipe'} {r.backend}"
                 cell[key] = {"ms": round(r.latency_ms, 2), "status": r.status, "software_gpu": r.software,
                              "over_native": round(r.latency_ms / native[r.file], 2) if native.get(r.file) else None}
         out.append({"model_id": mid, "user_agent": report.user_agent, "cores": report.cores,
                     "webgpu_adapter": report.webgpu_adapter, "webgl_renderer": report.webgl_renderer,
-                    "runs": runs, "files": files})
+                    "runs": runs, "native_threads": row["threads"], "files": files})
     return out
 
 
@@ -166,12 +169,13 @@ def format_browser_table(rows: list[dict]) -> str:
                     parts.append(f"{'-':>24}")
                     continue
                 ratio = f" ({v['over_native']}x)" if v["over_native"] is not None else ""
-                parts.append(f"{v['ms']:.1f}{ratio}{'*' if v['software_gpu'] else ''}"
-                             f"{'' if v['status'] == 'pass' else ' ' + v['status']}".rjust(24))
+                ms = "sw GPU*" if v["ms"] is None else f"{v['ms']:.1f}{ratio}"
+                parts.append(f"{ms}{'' if v['status'] == 'pass' else ' ' + v['status']}".rjust(24))
             lines.append(f"{f:46} {nat:>9}  " + "  ".join(parts))
         lines.append(f"  ({row['model_id']}: {row['user_agent']}; {row['cores']} cores; WebGPU {row['webgpu_adapter']}; "
                      f"WebGL {row['webgl_renderer']})")
     lines.append(f"(browser: median of {rows[0]['runs'] if rows else '-'} runs after a warm-up, input to outputs on the "
-                 f"CPU, one thread; (Nx) = browser ms / native XNNPACK ms of this run; * = software GPU (SwiftShader): "
-                 f"one run, not a phone GPU figure; host: {host_isa()['summary']})")
+                 f"CPU, one thread; (Nx) = browser ms / native XNNPACK ms of this run, {rows[0]['native_threads'] if rows else 2} "
+                 f"threads; sw GPU* = software GPU (SwiftShader): judged on one image, not timed; "
+                 f"host: {host_isa()['summary']})")
     return "\n".join(lines)

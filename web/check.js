@@ -2,7 +2,7 @@
 //
 // It fetches /plan.json, then for each job (one model file on one backend) it loads the file, feeds the
 // input bytes the server prepared exactly as the manifest says, posts every raw output back as bytes
-// (POST /output), times `runs` more runs after a warm-up, and reports the job's status (POST /job).
+// (POST /output), times `runs` more runs (those golden runs are the warm-up), and reports the job's status (POST /job).
 // It computes no metric: the server judges the outputs with the checker `portrait check` uses.
 import {loadLiteRt, loadAndCompile, Tensor} from '/node_modules/@litertjs/core/dist/index.js';
 import {FilesetResolver, ImageSegmenter} from '/node_modules/@mediapipe/tasks-vision/vision_bundle.mjs';
@@ -64,7 +64,7 @@ async function environment() {
     env.webgl_renderer = null;
   }
   // A software GPU (SwiftShader on a machine without one, e.g. CI) is ~20x slower than the CPU path and
-  // says nothing about a phone's GPU latency: there a GPU job runs one golden image and times one run.
+  // says nothing about a phone's GPU latency: there a GPU job runs one golden image and is not timed.
   const soft = /swiftshader|llvmpipe|software/i;
   env.software_webgpu = Boolean(env.webgpu_adapter && soft.test(env.webgpu_adapter));
   env.software_webgl = Boolean(env.webgl_renderer && soft.test(env.webgl_renderer));
@@ -126,15 +126,15 @@ async function runLiteRt(plan, job, soft) {
   await post('/job', {job: job.id, status: 'progress', step: 'timing'});   // a slow GPU is not a hang
   const tGolden = performance.now();
   const ms = [];
-  if (!soft) await once(inputs[0], false);   // warm-up (on a software GPU the golden run above is the warm-up)
-  for (let i = 0; i < (soft ? 1 : plan.runs); i++) {
+  // the golden runs above were the warm-up (the first run compiles and allocates)
+  for (let i = 0; i < (soft ? 0 : plan.runs); i++) {
     const t0 = performance.now();
     await once(inputs[0], false);
     ms.push(performance.now() - t0);
   }
   model.delete && model.delete();
   const phases_ms = {load: tLoad - t0, golden_runs: tGolden - tLoad, timing: performance.now() - tGolden};
-  return {status: 'ran', latency_ms: median(ms), latency_runs_ms: ms, sources: inputs.map((i) => i.source), phases_ms};
+  return {status: 'ran', latency_ms: ms.length ? median(ms) : null, latency_runs_ms: ms, sources: inputs.map((i) => i.source), phases_ms};
 }
 
 // ---------------------------------------------------------------- MediaPipe Tasks Vision
@@ -183,8 +183,8 @@ async function runMediaPipe(plan, job, soft) {
   const tGolden = performance.now();
   const ms = [];
   const once = () => { const r = seg.segment(images[0].data); r.categoryMask.getAsUint8Array(); r.close(); };
-  if (!soft) once();   // warm-up (on a software GPU the golden run above is the warm-up)
-  for (let i = 0; i < (soft ? 1 : plan.runs); i++) {
+  // the golden runs above were the warm-up (the first run compiles and allocates)
+  for (let i = 0; i < (soft ? 0 : plan.runs); i++) {
     const t0 = performance.now();
     once();
     ms.push(performance.now() - t0);
@@ -192,7 +192,7 @@ async function runMediaPipe(plan, job, soft) {
   const labels = seg.getLabels();
   seg.close();
   const phases_ms = {load: tLoad - t0, golden_runs: tGolden - tLoad, timing: performance.now() - tGolden};
-  return {status: 'ran', latency_ms: median(ms), latency_runs_ms: ms, labels, sources: images.map((i) => i.source),
+  return {status: 'ran', latency_ms: ms.length ? median(ms) : null, latency_runs_ms: ms, labels, sources: images.map((i) => i.source),
           phases_ms};
 }
 

@@ -8,10 +8,11 @@ Flow (one HTTP server in a thread, this module's; the page is web/index.html + w
    image, the input bytes made here exactly as the manifest's contract says (handoff.verify.contract_input),
    or the golden RGB image itself for MediaPipe (which resizes and normalizes by the file's metadata);
 2. the browser (`--headless`: this machine's Chromium, browser.py; `--serve`: any browser, a phone)
-   loads each file, posts each output (POST /output: raw bytes, dtype and shape in the query), times a
-   warm-up and then `runs` runs (the median is the latency), and posts the job's status (POST /job);
+   loads each file, posts each output (POST /output: raw bytes, dtype and shape in the query), times
+   `runs` more runs after those (the warm-up; the median is the latency), and posts the status (POST /job);
 3. here each output is compared with its reference: the golden vectors (int8 reference kernels) of files
-   that have them, else this host's LiteRT XNNPACK run of the same file on the same input; MediaPipe's
+   that have them; the goldens' float32 reference for the float32 file; else this host's LiteRT XNNPACK
+   run of the same file on the same input (float16, dynamic); MediaPipe's
    category mask against the decode (argmax) of that reference, its confidence masks against softmax;
    tolerances from tolerances.toml, with their own sections for GPU backends (float16 arithmetic).
 
@@ -79,7 +80,7 @@ class BackendResult:
     latency_runs_ms: list[float] = field(default_factory=list)
     vectors: int = 0        # outputs judged (images x outputs)
     reference: str = ""     # what the outputs were compared with
-    software: bool = False  # a GPU backend on a software adapter (SwiftShader): one image, one timed run
+    software: bool = False  # a GPU backend on a software adapter (SwiftShader): one image, not timed
     phases_ms: dict[str, float] = field(default_factory=dict)   # in the page: load, golden runs, timing
 
     @property
@@ -769,7 +770,7 @@ def _judge(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, ma
     r.message = "; ".join(fails[:6]) + (f" (+{len(fails) - 6} more)" if len(fails) > 6 else "") if fails else \
         ("nothing to judge" if n == 0 else f"{n} outputs within tolerance")
     if r.software:
-        r.message += "; software GPU (SwiftShader): one golden image, latency of one run, not a phone GPU figure"
+        r.message += "; software GPU (SwiftShader): one golden image, not timed (a CPU emulation says nothing of a phone GPU)"
 
 
 # ---------------------------------------------------------------- reports
@@ -801,7 +802,7 @@ def format_table(report: DeviceReport) -> str:
     lines = [f"device check of {report.model_id}: {report.user_agent or 'no browser'}",
              f"cores {report.cores}; WebGPU adapter: {report.webgpu_adapter or 'none'}; WebGL: {report.webgl_renderer or 'none'}; "
              f"host {report.host_isa}; "
-             f"latency = median of {report.runs} runs after a warm-up; wall {report.wall_s} s"]
+             f"latency = median of {report.runs} runs after the golden runs (the warm-up); wall {report.wall_s} s"]
     lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     for r in report.results:
@@ -848,7 +849,7 @@ table{{border-collapse:collapse}} td:last-child{{font-size:12px;max-width:40em}}
 <h1>Device check: {e(report.model_id)}</h1>
 <p>Browser: {e(report.user_agent or 'none')}<br>Cores: {report.cores}; WebGPU adapter: {e(str(report.webgpu_adapter))};
 WebGL renderer: {e(str(report.webgl_renderer))}<br>
-Latency: median of {report.runs} runs after a warm-up, input to outputs readable on the CPU{f'; {min(lat):.1f}-{max(lat):.1f} ms' if lat else ''}.
+Latency: median of {report.runs} runs after the golden runs (the warm-up), input to outputs readable on the CPU{f'; {min(lat):.1f}-{max(lat):.1f} ms' if lat else ''}.
 <br>Exit status {report.exit_code()}{(' &mdash; ' + e(report.not_run_reason)) if report.not_run_reason else ''}</p>
 <p>How to read it: <b>pass</b> = the outputs match the reference within the tolerance named in
 toolchain/device/tolerances.toml; <b>fail</b> counts (exit 1) only where the manifest claims the client

@@ -292,7 +292,7 @@ portrait device-check {mid} --serve 0.0.0.0:8000     # or the zip: portrait devi
 It prints a URL and a QR code; open it on the phone. The page loads every `.tflite` of this bundle in
 LiteRT.js (`wasm` = XNNPACK on the phone's CPU, `webgpu` = its GPU) and, for segmenters, in MediaPipe
 Tasks Vision's ImageSegmenter (CPU and GPU delegates); feeds each file the golden images exactly as
-the contract above says; times a warm-up and then 5 runs; and posts the raw outputs back. The computer
+the contract above says (those runs are the warm-up); times 5 more runs; and posts the raw outputs back. The computer
 judges them with the same checker and tolerances as `portrait check` (goldens for integer files; for
 float files this computer's LiteRT run of the same file; GPU backends with float16 tolerances) and
 writes `device-report.json` and `device-report.html` (default `export/device/{mid}/`).
