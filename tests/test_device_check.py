@@ -103,9 +103,9 @@ def _corrupt_weights(path: Path) -> None:
             a = it.get_tensor(d["index"])
         except ValueError:
             continue
-        if a.dtype == np.float32 and a.size > 1000 and (best is None or a.size > best.size):
-            if raw.find(a.tobytes()) >= 0:
-                best = a
+        bigger = a.dtype == np.float32 and a.size > 1000 and (best is None or a.size > best.size)
+        if bigger and raw.find(a.tobytes()) >= 0:
+            best = a
     off = raw.find(best.tobytes())
     raw[off:off + best.nbytes] = (-best).tobytes()
     path.write_bytes(bytes(raw))
@@ -172,7 +172,7 @@ def test_page_that_throws_fails_the_job_and_does_not_hang(selfie_bundle, tmp_pat
 def test_exit_codes_and_claims():
     def res(status, supported=True):
         return dc.BackendResult("a.tflite", dc.LITERT, "2.5.3", "wasm", status, "", {}, None, supported)
-    rep = lambda *rs: dc.DeviceReport("b", list(rs), "", 0, None, None)   # noqa: E731
+    rep = lambda *rs: dc.DeviceReport("b", list(rs), "", 0, None, None)
     assert rep(res("pass"), res("no-load", False)).exit_code() == 0
     assert rep(res("pass"), res("fail")).exit_code() == 1
     assert rep(res("pass"), res("fail", False)).exit_code() == 0

@@ -21,7 +21,6 @@ from .device.device_check import BACKENDS, LITERT, run_device_check
 from .errors import InputError
 from .runtime import TfliteRunner
 
-
 # /proc/cpuinfo flags that decide int8 speed: x86 dot-product instructions (VNNI) and their width;
 # ARM dot product (asimddp) and int8 matrix multiply (i8mm)
 _ISA_FLAGS = {"x86_64": [("avx2", "AVX2"), ("avx512f", "AVX-512F"), ("avx512_vnni", "AVX512-VNNI"),
@@ -109,7 +108,7 @@ def format_table(rows: list[dict]) -> str:
              f"{'int8/f32 time':>13} {'int8/f32 size':>13} {'mixed ms':>9}  host ISA (int8)"]
     for r in rows:
         ms = r["ms"]
-        cell = lambda k: f"{ms[k]:.1f}" if k in ms else "-"  # noqa: E731
+        cell = lambda k: f"{ms[k]:.1f}" if k in ms else "-"
         lines.append(f"{r['model_id']:34} {cell('float32'):>10} {cell('float16'):>10} {cell('dynamic'):>10} "
                      f"{cell('int8'):>8} {r.get('int8_over_float32_latency', '-'):>13} "
                      f"{r.get('int8_over_float32_size', '-'):>13} {cell('mixed_float' if 'mixed_float' in ms else 'int8_mixed'):>9}"

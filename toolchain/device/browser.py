@@ -61,7 +61,7 @@ class HeadlessChromium:
         args = [self.binary, *FLAGS, f"--user-data-dir={self.profile.name}"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.append("--no-sandbox")   # Chromium refuses to start as root with its sandbox (CI runs as root)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 -- the browser writes to it until close()
         try:
             self.proc = subprocess.Popen([*args, url], stdin=subprocess.DEVNULL, stdout=self._log,
                                          stderr=subprocess.STDOUT, start_new_session=True)

@@ -179,9 +179,9 @@ def claims(manifest: dict, name: str, runtime: str, backend: str) -> bool:
             if c.get("runtime") == runtime and c.get("backend") == backend:
                 return c.get("status") == "pass"
             continue
-        if runtime == LITERT and c.startswith("LiteRT") or runtime == MEDIAPIPE and c.startswith("MediaPipe"):
-            if not gpu or any("GPU" in r for r in rec.get("runtimes", []) or []):
-                return True
+        named = runtime == LITERT and c.startswith("LiteRT") or runtime == MEDIAPIPE and c.startswith("MediaPipe")
+        if named and (not gpu or any("GPU" in r for r in rec.get("runtimes", []) or [])):
+            return True
     return False
 
 
@@ -398,7 +398,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = False
 
 
-def _handler(state: "_Run"):
+def _handler(state: _Run):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *a):   # the run prints its own progress
             pass
@@ -458,7 +458,7 @@ class _Run:
             if name in self.plan["files"]:
                 return (self.bundle / name).read_bytes(), "application/octet-stream"
             raise KeyError(path)
-        if path.startswith("/node_modules/@litertjs/") or path.startswith("/node_modules/@mediapipe/"):
+        if path.startswith(("/node_modules/@litertjs/", "/node_modules/@mediapipe/")):
             root = (WEB_DIR / "node_modules").resolve()
             f = (WEB_DIR / path.lstrip("/")).resolve()
             if f.is_file() and str(f).startswith(str(root)):
@@ -504,7 +504,7 @@ def _bind(host: str, port: int) -> _Server:
 def _qr_lines(url: str) -> str:
     import io
 
-    import segno   # only --serve needs it
+    import segno  # only --serve needs it
     buf = io.StringIO()
     segno.make(url, error="m").terminal(out=buf, compact=True)
     return buf.getvalue()
@@ -800,9 +800,9 @@ def format_table(report: DeviceReport) -> str:
         rows.append(row)
     widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
     lines = [f"device check of {report.model_id}: {report.user_agent or 'no browser'}",
-             f"cores {report.cores}; WebGPU adapter: {report.webgpu_adapter or 'none'}; WebGL: {report.webgl_renderer or 'none'}; "
-             f"host {report.host_isa}; "
-             f"latency = median of {report.runs} runs after the golden runs (the warm-up); wall {report.wall_s} s"]
+             (f"cores {report.cores}; WebGPU adapter: {report.webgpu_adapter or 'none'}; "
+              f"WebGL: {report.webgl_renderer or 'none'}; host {report.host_isa}; latency = median of {report.runs} "
+              f"runs after the golden runs (the warm-up); wall {report.wall_s} s")]
     lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     for r in report.results:
@@ -865,5 +865,13 @@ def latency_table(report: DeviceReport) -> dict[tuple[str, str, str], float]:
     return {(r.file, r.runtime, r.backend): r.latency_ms for r in report.results if r.latency_ms is not None}
 
 
-__all__ = ["BackendResult", "DeviceReport", "run_device_check", "format_table", "write_report", "claims",
-           "open_bundle", "latency_table"]
+__all__ = [
+    "BackendResult",
+    "DeviceReport",
+    "claims",
+    "format_table",
+    "latency_table",
+    "open_bundle",
+    "run_device_check",
+    "write_report",
+]
