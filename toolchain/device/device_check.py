@@ -171,17 +171,20 @@ def _unzip_checked(zpath: Path, dest: Path) -> Path:
 def claims(manifest: dict, name: str, runtime: str, backend: str) -> bool:
     """Whether the manifest says the file runs in this client. `clients` entries are either names
     ("LiteRT Interpreter", "MediaPipe Tasks ImageSegmenter": the CPU path; the GPU path where the file's
-    `runtimes` list a GPU delegate) or measured records {"runtime", "backend", "status"} (pass = claimed)."""
+    `runtimes` list a GPU delegate) or measured records {"runtime", "backend", "status", "claimed"}
+    (handoff/clients.py: `claimed`; without it, pass = claimed)."""
     rec = manifest.get("models", {}).get(name, {})
     gpu = backend in GPU_BACKENDS
     for c in rec.get("clients", []) or []:
         if isinstance(c, dict):
             if c.get("runtime") == runtime and c.get("backend") == backend:
-                return c.get("status") == "pass"
+                # an exported bundle's entry says whether the manifest hands the file off there
+                # (handoff/clients.py); an entry without that flag counts when it passed
+                return bool(c["claimed"]) if "claimed" in c else c.get("status") == "pass"
             continue
-        named = runtime == LITERT and c.startswith("LiteRT") or runtime == MEDIAPIPE and c.startswith("MediaPipe")
-        if named and (not gpu or any("GPU" in r for r in rec.get("runtimes", []) or [])):
-            return True
+        if runtime == LITERT and c.startswith("LiteRT") or runtime == MEDIAPIPE and c.startswith("MediaPipe"):
+            if not gpu or any("GPU" in r for r in rec.get("runtimes", []) or []):
+                return True
     return False
 
 
