@@ -27,6 +27,7 @@ FLAGS = (
     "--headless=new",
     "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--mute-audio",
     "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+    "--disable-dev-shm-usage",   # containers (CI) often have a small /dev/shm: Chromium crashes on large pages
     # WebGPU (LiteRT.js webgpu) and WebGL (MediaPipe GPU) on the software adapter when no GPU is present
     "--enable-unsafe-webgpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
     "--use-webgpu-adapter=swiftshader",

@@ -48,6 +48,7 @@ from toolchain.errors import InputError, PortraitError
 from toolchain.handoff.metadata import file_record
 from toolchain.handoff.verify import contract_input
 from toolchain.registry import sha256_of
+from toolchain.runtime import TfliteRunner
 
 from .browser import HeadlessChromium
 from .check import compare
@@ -82,6 +83,7 @@ class BackendResult:
     reference: str = ""     # what the outputs were compared with
     software: bool = False  # a GPU backend on a software adapter (SwiftShader): one image, not timed
     phases_ms: dict[str, float] = field(default_factory=dict)   # in the page: load, golden runs, timing
+    job_s: float | None = None   # from the page's start of the job to its result, as this server saw it
 
     @property
     def label(self) -> str:
@@ -101,6 +103,7 @@ class DeviceReport:
     runs: int = 0
     url: str = ""
     wall_s: float = 0.0
+    timings_s: dict[str, float] = field(default_factory=dict)   # references, browser start, page run
     host_isa: str = ""
     report_dir: str = ""
 
@@ -216,7 +219,8 @@ class Reference:
     quant: dict[str, tuple[float, int]]
 
 
-def _reference(bundle: Path, manifest: dict, idx: dict, name: str, images, gpu: bool, tol_all: dict) -> Reference:
+def _reference(bundle: Path, manifest: dict, idx: dict, name: str, images, gpu: bool, tol_all: dict,
+               host_runs: dict) -> Reference:
     vectors = [v for v in idx["vectors"] if v.get("stage") == "model" and v.get("model_file") == name]
     outs_meta = manifest["models"][name].get("outputs", {})
     quant = {k: (float(o.get("scale") or 0.0), int(o.get("zero_point") or 0)) for k, o in outs_meta.items()}
@@ -244,11 +248,12 @@ def _reference(bundle: Path, manifest: dict, idx: dict, name: str, images, gpu: 
                 by_source[src] = {k: (load_tensor(bundle / "goldens", rec).astype(np.float32),
                                       {**rec, "dtype": "float32"}, tol) for k, rec in v["float_reference"].items()}
         return Reference(by_source, "the goldens' float32 reference outputs (export, stored as float16)", quant)
-    from toolchain.runtime import TfliteRunner
     record = _record(manifest, name)
-    runner = TfliteRunner(bundle / name, kernels="xnnpack", threads=2)
-    for src, px in images:
-        outs = runner.run(contract_input(record, px), dequantize=False)
+    if name not in host_runs:   # one host run per file serves the CPU and the GPU reference
+        runner = TfliteRunner(bundle / name, kernels="xnnpack", threads=2)
+        host_runs[name] = {src: runner.run(contract_input(record, px), dequantize=False) for src, px in images}
+    for src, _ in images:
+        outs = host_runs[name][src]
         ref = {}
         for k, arr in outs.items():
             q = quant.get(k, (0.0, 0))
@@ -587,6 +592,7 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
         say(f"device-check {mid}: {len(names)} files, {len(images)} golden images; host references ...")
         refs = {}
         problems = {}   # file -> why it cannot be judged: its jobs fail with this
+        host_runs: dict[str, dict] = {}
         for n in names:
             want = (manifest.get("files", {}).get(n) or {}).get("sha256")
             if want and sha256_of(root / n) != want:
@@ -594,9 +600,10 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
                                "(re-export or copy the bundle again)")
             for gpu in {b in GPU_BACKENDS for _, b in BACKENDS if not backends or b in backends}:
                 try:
-                    refs[n, gpu] = _reference(root, manifest, idx, n, images, gpu, tol_all)
+                    refs[n, gpu] = _reference(root, manifest, idx, n, images, gpu, tol_all, host_runs)
                 except (PortraitError, RuntimeError, ValueError) as exc:
                     problems.setdefault(n, f"{n}: this host's LiteRT cannot run it to make the reference: {exc}")
+        t_refs = time.monotonic()
         plan, inputs = _plan(root, manifest, names, images, runs, fault, backends)
         versions = {r: _package_version(r) for r in PACKAGES}
         results = {j["id"]: BackendResult(j["file"], j["runtime"], versions[j["runtime"]], j["backend"], "not-run",
@@ -631,6 +638,9 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
                 browser.close()
         report.results = [results[j["id"]] for j in plan["jobs"]]
         report.wall_s = round(time.monotonic() - t_start, 1)
+        report.timings_s = {"references": round(t_refs - t_start, 1),
+                            "browser_start": round(report.timings_s.get("page_env", t_refs) - t_refs, 1),
+                            "page": round(time.monotonic() - report.timings_s.get("page_env", t_refs), 1)}
         out = Path(report_dir) if report_dir else default_report_dir(mid)
         write_report(report, out)
         say(format_table(report))
@@ -653,6 +663,7 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
     got_env = False
     deadline = time.monotonic() + timeout_s
     t_wait, shown_wait = time.monotonic(), 0
+    t_job = t_wait
     done = 0
     while True:
         if browser is not None and not browser.alive():
@@ -687,6 +698,7 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
             say(f"the check page was opened from {body['client']}")
         elif kind == "env":
             got_env = True
+            report.timings_s["page_env"] = time.monotonic()
             report.user_agent, report.cores = body.get("user_agent", ""), int(body.get("cores") or 0)
             report.webgpu_adapter, report.webgl_renderer = body.get("webgpu_adapter"), body.get("webgl_renderer")
             say(f"browser: {report.user_agent}; {report.cores} cores; WebGPU adapter: {report.webgpu_adapter}; "
@@ -695,7 +707,7 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
             posted.setdefault(body["job"], {}).setdefault(body["source"], {})[body["name"]] = (
                 body["dtype"], [int(s) for s in body["shape"].split(",") if s], raw)
         elif kind == "job" and body.get("status") == "started":
-            started = body["job"]
+            started, t_job = body["job"], time.monotonic()
         elif kind == "job" and body.get("status") == "progress":
             pass   # the page is alive (outputs posted, timing next): the idle timeout starts again
         elif kind == "job":
@@ -704,6 +716,7 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
             if r.status == "fail" and r.message.startswith("the page threw"):
                 continue   # already failed by an uncaught error in this job
             _finish(r, jobs[jid], body, posted.pop(jid, {}), refs, manifest, tol_all, (problems or {}).get(r.file))
+            r.job_s = round(time.monotonic() - t_job, 2)
             done += 1
             say(f"[{done}/{len(jobs)}] {r.label}: {_cell(r)}" + (f"  {r.message[:200]}" if r.status != "pass" else ""))
             started = None
@@ -805,7 +818,8 @@ def format_table(report: DeviceReport) -> str:
     lines = [f"device check of {report.model_id}: {report.user_agent or 'no browser'}",
              (f"cores {report.cores}; WebGPU adapter: {report.webgpu_adapter or 'none'}; "
               f"WebGL: {report.webgl_renderer or 'none'}; host {report.host_isa}; latency = median of {report.runs} "
-              f"runs after the golden runs (the warm-up); wall {report.wall_s} s")]
+              f"runs after the golden runs (the warm-up); wall {report.wall_s} s "
+              f"({', '.join(f'{k} {v} s' for k, v in report.timings_s.items())})")]
     lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     for r in report.results:
