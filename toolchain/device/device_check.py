@@ -854,11 +854,11 @@ def _html(report: DeviceReport) -> str:
     colour = {"pass": "#dfd", "fail": "#fdd", "no-load": "#eee", "not-run": "#ffd"}
     rows = []
     for r in report.results:
-        figs = ", ".join(f"{k} {v:.4g}" for k, v in sorted(r.figures.items()))
+        figs = "<br>".join(e(f"{k} {v:.4g}") for k, v in sorted(r.figures.items()))
         lat = f"{r.latency_ms:.1f}" if r.latency_ms is not None else ""
         rows.append(f"<tr style='background:{colour[r.status]}'><td>{e(r.file)}</td><td>{e(r.runtime)} {e(r.version)}"
                     f"</td><td>{e(r.backend)}</td><td>{'yes' if r.supported else 'no'}</td><td><b>{e(r.status)}</b>"
-                    f"</td><td>{lat}</td><td>{e(figs)}</td><td>{e(r.message)}</td></tr>")
+                    f"</td><td>{lat}</td><td style='white-space:nowrap;font-size:12px'>{figs}</td><td>{e(r.message)}</td></tr>")
     lat = [r.latency_ms for r in report.results if r.latency_ms is not None]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>device check {e(report.model_id)}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:1em}} td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}}
