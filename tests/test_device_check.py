@@ -168,6 +168,22 @@ def test_page_that_throws_fails_the_job_and_does_not_hang(selfie_bundle, tmp_pat
     assert report.exit_code() == 1
 
 
+@pytest.mark.slow
+@needs_browser
+def test_a_job_that_hangs_fails_after_the_timeout(selfie_bundle, tmp_path):
+    f32 = _float32(selfie_bundle)
+    t0 = time.monotonic()
+    report = dc.run_device_check(selfie_bundle, runs=1, timeout_s=8, report_dir=tmp_path / "rep", files=[f32],
+                                 backends=["wasm", "cpu"], progress=None,
+                                 fault={"file": f32, "backend": "wasm", "kind": "hang"})
+    assert time.monotonic() - t0 < 60
+    by = {r.backend: r for r in report.results}
+    assert by["wasm"].status == "fail" and "no result within 8 s" in by["wasm"].message
+    assert f"{f32} on litert.js wasm" in by["wasm"].message
+    assert by["cpu"].status == "not-run" and "timeout" in by["cpu"].message   # never reported as passed
+    assert report.exit_code() == 1
+
+
 # ---------------------------------------------------------------- no browser needed
 
 def test_exit_codes_and_claims():

@@ -75,11 +75,14 @@ function isSoftware(env, job) {
   return job.backend === 'webgpu' ? env.software_webgpu : job.backend === 'gpu' ? env.software_webgl : false;
 }
 
-// Test hook (device_check's `fault`): an uncaught error in the named job, as a broken page would throw.
+// Test hook (device_check's `fault`): in the named job, an uncaught error as a broken page would throw
+// (kind "throw"), or a job that never finishes and says nothing, as a stuck runtime would (kind "hang").
 function maybeFault(plan, job) {
   const f = plan.fault;
   if (f && f.file === job.file && f.backend === job.backend) {
-    setTimeout(() => { throw new Error(`test hook: the page throws in ${job.file} on ${job.backend}`); }, 0);
+    if ((f.kind || 'throw') === 'throw') {
+      setTimeout(() => { throw new Error(`test hook: the page throws in ${job.file} on ${job.backend}`); }, 0);
+    }
     return new Promise(() => {});   // the job never finishes: the server must not wait for it
   }
   return null;

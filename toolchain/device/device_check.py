@@ -668,6 +668,9 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
     while True:
         if browser is not None and not browser.alive():
             report.not_run_reason = f"Chromium exited (status {browser.proc.returncode}): {browser.log_tail(5)}"
+            if started is not None and results[started].status == "not-run":
+                r = results[started]
+                r.status, r.message = "fail", f"the browser exited during {r.label}: {browser.log_tail(5)}"
             break
         try:
             kind, body, raw = state.events.get(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
