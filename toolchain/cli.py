@@ -130,6 +130,17 @@ def cmd_bench(args) -> int:
             if args.part == "models":
                 raise
             print(f"models: skipped ({exc.what}; {exc.fix})")
+    if args.part in ("all", "browser"):
+        from .bench import browser_bench, format_browser_table
+        try:   # the same files in headless Chromium (issue 24), beside this run's native figures
+            rows = report.get("models") or bench_all(args.out, threads=args.threads, runs=args.runs)
+            res = browser_bench(rows, args.out, runs=args.browser_runs, progress=None)
+            print("models in a browser (portrait device-check --headless):\n" + format_browser_table(res))
+            report["browser"] = res
+        except PortraitError as exc:
+            if args.part == "browser":
+                raise
+            print(f"browser: skipped ({exc.what}; {exc.fix})")
     if args.part in ("all", "render"):
         from .render.bench import format_bench, run_bench
         res = run_bench(threads=args.threads)
@@ -258,7 +269,7 @@ def cmd_device_check(args) -> int:
     timeout = args.timeout if args.timeout is not None else (90.0 if args.serve is None else 300.0)
     report = run_device_check(args.bundle, headless=args.serve is None, serve=args.serve, runs=args.runs,
                               timeout_s=timeout, report_dir=args.report_dir, files=args.file or None,
-                              progress=lambda m: print(m, flush=True))
+                              backends=args.backend or None, progress=lambda m: print(m, flush=True))
     print(f"report: {report.report_dir}/device-report.json, device-report.html")
     return report.exit_code()
 
@@ -331,7 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "fused render stage at 4032x3024 and 1920x1080 against the notebook baseline, "
                                    "in one run, and print the ratios.")
     b.add_argument("--all", action="store_true", help="every bundle (the default)")
-    b.add_argument("--part", choices=["all", "models", "render", "evaluate"], default="all", help="what to time")
+    b.add_argument("--part", choices=["all", "models", "browser", "render", "evaluate"], default="all",
+                   help="what to time (browser: the bundles in headless Chromium, beside the native figures)")
+    b.add_argument("--browser-runs", type=int, default=5, help="timed runs per file and backend in the browser")
     b.add_argument("--eval-model", default="deeplabv3_mnv2_pascal_257", help="bundle for the evaluation timing")
     b.add_argument("--eval-images", type=int, default=2000, help="synthetic images for the evaluation timing")
     b.add_argument("--eval-workers", type=int, default=2, help="Ray workers for the evaluation timing")
@@ -415,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 90 headless, 300 with --serve)")
     dc.add_argument("--report-dir", type=Path, default=None, help="where the reports go (default export/device/<id>)")
     dc.add_argument("--file", action="append", help="only this file of the bundle (repeatable)")
+    dc.add_argument("--backend", action="append", choices=("wasm", "webgpu", "cpu", "gpu"),
+                    help="only this backend (repeatable): LiteRT.js wasm / webgpu, MediaPipe cpu / gpu")
     dc.set_defaults(func=cmd_device_check)
 
     pk = sub.add_parser("pack", help="reproducible <id>-<version>.zip of a bundle with its model card and SHA256SUMS",

@@ -2,7 +2,7 @@
 //
 // It fetches /plan.json, then for each job (one model file on one backend) it loads the file, feeds the
 // input bytes the server prepared exactly as the manifest says, posts every raw output back as bytes
-// (POST /output), times `runs` more runs after a warm-up, and reports the job's status (POST /job).
+// (POST /output), times `runs` more runs (those golden runs are the warm-up), and reports the job's status (POST /job).
 // It computes no metric: the server judges the outputs with the checker `portrait check` uses.
 import {loadLiteRt, loadAndCompile, Tensor} from '/node_modules/@litertjs/core/dist/index.js';
 import {FilesetResolver, ImageSegmenter} from '/node_modules/@mediapipe/tasks-vision/vision_bundle.mjs';
@@ -42,6 +42,11 @@ function median(xs) {
 
 async function environment() {
   const env = {user_agent: navigator.userAgent, cores: navigator.hardwareConcurrency || 0, webgpu_adapter: null};
+  if (!window.isSecureContext) {
+    // browsers offer WebGPU only to https or localhost pages; a phone on http://<LAN address> has none
+    env.webgpu_error = 'the page is not a secure context (http on a LAN address): WebGPU needs https or localhost ' +
+                       '(Android: adb reverse tcp:PORT tcp:PORT, then open http://localhost:PORT/)';
+  }
   try {
     const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
     if (adapter) {
@@ -51,14 +56,33 @@ async function environment() {
   } catch (e) {
     env.webgpu_error = String(e);
   }
+  try {   // MediaPipe's GPU delegate draws with WebGL2
+    const gl = document.createElement('canvas').getContext('webgl2');
+    const dbg = gl && gl.getExtension('WEBGL_debug_renderer_info');
+    env.webgl_renderer = gl ? String(gl.getParameter(dbg ? dbg.UNMASKED_RENDERER_WEBGL : gl.RENDERER)) : null;
+  } catch (e) {
+    env.webgl_renderer = null;
+  }
+  // A software GPU (SwiftShader on a machine without one, e.g. CI) is ~20x slower than the CPU path and
+  // says nothing about a phone's GPU latency: there a GPU job runs one golden image and is not timed.
+  const soft = /swiftshader|llvmpipe|software/i;
+  env.software_webgpu = Boolean(env.webgpu_adapter && soft.test(env.webgpu_adapter));
+  env.software_webgl = Boolean(env.webgl_renderer && soft.test(env.webgl_renderer));
   return env;
 }
 
-// Test hook (device_check's `fault`): an uncaught error in the named job, as a broken page would throw.
+function isSoftware(env, job) {
+  return job.backend === 'webgpu' ? env.software_webgpu : job.backend === 'gpu' ? env.software_webgl : false;
+}
+
+// Test hook (device_check's `fault`): in the named job, an uncaught error as a broken page would throw
+// (kind "throw"), or a job that never finishes and says nothing, as a stuck runtime would (kind "hang").
 function maybeFault(plan, job) {
   const f = plan.fault;
   if (f && f.file === job.file && f.backend === job.backend) {
-    setTimeout(() => { throw new Error(`test hook: the page throws in ${job.file} on ${job.backend}`); }, 0);
+    if ((f.kind || 'throw') === 'throw') {
+      setTimeout(() => { throw new Error(`test hook: the page throws in ${job.file} on ${job.backend}`); }, 0);
+    }
     return new Promise(() => {});   // the job never finishes: the server must not wait for it
   }
   return null;
@@ -71,16 +95,18 @@ async function readTensor(t) {
   return new TYPED[t.type.dtype](arr);   // own the bytes before the tensor is freed
 }
 
-async function runLiteRt(plan, job) {
+async function runLiteRt(plan, job, soft) {
   let model;
+  const t0 = performance.now();
   try {
     model = await loadAndCompile(job.url, {accelerator: job.backend});
   } catch (e) {
     return {status: 'no-load', message: String(e && e.message || e)};
   }
+  const tLoad = performance.now();
   const outDetails = model.getOutputDetails();
   const inputs = [];
-  for (const inp of job.inputs) {
+  for (const inp of soft ? job.inputs.slice(0, 1) : job.inputs) {
     const bytes = await fetchBytes(inp.url);
     inputs.push({source: inp.source, data: new TYPED[inp.dtype](bytes.buffer), shape: inp.shape});
   }
@@ -100,15 +126,18 @@ async function runLiteRt(plan, job) {
       await postOutput(job, inp.source, d.name, d.dtype, Array.from(d.shape), got[k]);
     }
   }
+  await post('/job', {job: job.id, status: 'progress', step: 'timing'});   // a slow GPU is not a hang
+  const tGolden = performance.now();
   const ms = [];
-  await once(inputs[0], false);   // warm-up
-  for (let i = 0; i < plan.runs; i++) {
+  // the golden runs above were the warm-up (the first run compiles and allocates)
+  for (let i = 0; i < (soft ? 0 : plan.runs); i++) {
     const t0 = performance.now();
     await once(inputs[0], false);
     ms.push(performance.now() - t0);
   }
   model.delete && model.delete();
-  return {status: 'ran', latency_ms: median(ms), latency_runs_ms: ms};
+  const phases_ms = {load: tLoad - t0, golden_runs: tGolden - tLoad, timing: performance.now() - tGolden};
+  return {status: 'ran', latency_ms: ms.length ? median(ms) : null, latency_runs_ms: ms, sources: inputs.map((i) => i.source), phases_ms};
 }
 
 // ---------------------------------------------------------------- MediaPipe Tasks Vision
@@ -123,9 +152,10 @@ function imageData(rgb, w, h) {
   return new ImageData(rgba, w, h);
 }
 
-async function runMediaPipe(plan, job) {
+async function runMediaPipe(plan, job, soft) {
   fileset = fileset || await FilesetResolver.forVisionTasks('/node_modules/@mediapipe/tasks-vision/wasm');
   let seg;
+  const t0 = performance.now();
   try {
     seg = await ImageSegmenter.createFromOptions(fileset, {
       baseOptions: {modelAssetPath: job.url, delegate: job.backend.toUpperCase()},
@@ -133,8 +163,9 @@ async function runMediaPipe(plan, job) {
   } catch (e) {
     return {status: 'no-load', message: String(e && e.message || e)};
   }
+  const tLoad = performance.now();
   const images = [];
-  for (const img of job.images) {
+  for (const img of soft ? job.images.slice(0, 1) : job.images) {
     images.push({source: img.source, data: imageData(await fetchBytes(img.url), img.width, img.height)});
   }
   for (const img of images) {
@@ -151,17 +182,21 @@ async function runMediaPipe(plan, job) {
     }
     res.close();
   }
+  await post('/job', {job: job.id, status: 'progress', step: 'timing'});   // a slow GPU is not a hang
+  const tGolden = performance.now();
   const ms = [];
   const once = () => { const r = seg.segment(images[0].data); r.categoryMask.getAsUint8Array(); r.close(); };
-  once();   // warm-up
-  for (let i = 0; i < plan.runs; i++) {
+  // the golden runs above were the warm-up (the first run compiles and allocates)
+  for (let i = 0; i < (soft ? 0 : plan.runs); i++) {
     const t0 = performance.now();
     once();
     ms.push(performance.now() - t0);
   }
   const labels = seg.getLabels();
   seg.close();
-  return {status: 'ran', latency_ms: median(ms), latency_runs_ms: ms, labels};
+  const phases_ms = {load: tLoad - t0, golden_runs: tGolden - tLoad, timing: performance.now() - tGolden};
+  return {status: 'ran', latency_ms: ms.length ? median(ms) : null, latency_runs_ms: ms, labels, sources: images.map((i) => i.source),
+          phases_ms};
 }
 
 // ---------------------------------------------------------------- main
@@ -183,7 +218,9 @@ async function main() {
       } else {
         const fault = maybeFault(plan, job);
         if (fault) await fault;
-        result = await (job.runtime === 'litert.js' ? runLiteRt(plan, job) : runMediaPipe(plan, job));
+        const soft = isSoftware(env, job);
+        result = await (job.runtime === 'litert.js' ? runLiteRt(plan, job, soft) : runMediaPipe(plan, job, soft));
+        result.software = soft;
       }
     } catch (e) {
       result = {status: 'error', message: String(e && (e.stack || e.message) || e)};

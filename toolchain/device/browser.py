@@ -27,6 +27,7 @@ FLAGS = (
     "--headless=new",
     "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--mute-audio",
     "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+    "--disable-dev-shm-usage",   # containers (CI) often have a small /dev/shm: Chromium crashes on large pages
     # WebGPU (LiteRT.js webgpu) and WebGL (MediaPipe GPU) on the software adapter when no GPU is present
     "--enable-unsafe-webgpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
     "--use-webgpu-adapter=swiftshader",
@@ -61,7 +62,7 @@ class HeadlessChromium:
         args = [self.binary, *FLAGS, f"--user-data-dir={self.profile.name}"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.append("--no-sandbox")   # Chromium refuses to start as root with its sandbox (CI runs as root)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 -- the browser writes to it until close()
         try:
             self.proc = subprocess.Popen([*args, url], stdin=subprocess.DEVNULL, stdout=self._log,
                                          stderr=subprocess.STDOUT, start_new_session=True)

@@ -8,10 +8,11 @@ Flow (one HTTP server in a thread, this module's; the page is web/index.html + w
    image, the input bytes made here exactly as the manifest's contract says (handoff.verify.contract_input),
    or the golden RGB image itself for MediaPipe (which resizes and normalizes by the file's metadata);
 2. the browser (`--headless`: this machine's Chromium, browser.py; `--serve`: any browser, a phone)
-   loads each file, posts each output (POST /output: raw bytes, dtype and shape in the query), times a
-   warm-up and then `runs` runs (the median is the latency), and posts the job's status (POST /job);
+   loads each file, posts each output (POST /output: raw bytes, dtype and shape in the query), times
+   `runs` more runs after those (the warm-up; the median is the latency), and posts the status (POST /job);
 3. here each output is compared with its reference: the golden vectors (int8 reference kernels) of files
-   that have them, else this host's LiteRT XNNPACK run of the same file on the same input; MediaPipe's
+   that have them; the goldens' float32 reference for the float32 file; else this host's LiteRT XNNPACK
+   run of the same file on the same input (float16, dynamic); MediaPipe's
    category mask against the decode (argmax) of that reference, its confidence masks against softmax;
    tolerances from tolerances.toml, with their own sections for GPU backends (float16 arithmetic).
 
@@ -47,6 +48,7 @@ from toolchain.errors import InputError, PortraitError
 from toolchain.handoff.metadata import file_record
 from toolchain.handoff.verify import contract_input
 from toolchain.registry import sha256_of
+from toolchain.runtime import TfliteRunner
 
 from .browser import HeadlessChromium
 from .check import compare
@@ -79,6 +81,9 @@ class BackendResult:
     latency_runs_ms: list[float] = field(default_factory=list)
     vectors: int = 0        # outputs judged (images x outputs)
     reference: str = ""     # what the outputs were compared with
+    software: bool = False  # a GPU backend on a software adapter (SwiftShader): one image, not timed
+    phases_ms: dict[str, float] = field(default_factory=dict)   # in the page: load, golden runs, timing
+    job_s: float | None = None   # from the page's start of the job to its result, as this server saw it
 
     @property
     def label(self) -> str:
@@ -93,10 +98,12 @@ class DeviceReport:
     cores: int
     webgpu_adapter: str | None
     not_run_reason: str | None
+    webgl_renderer: str | None = None
     model_id: str = ""
     runs: int = 0
     url: str = ""
     wall_s: float = 0.0
+    timings_s: dict[str, float] = field(default_factory=dict)   # references, browser start, page run
     host_isa: str = ""
     report_dir: str = ""
 
@@ -212,7 +219,8 @@ class Reference:
     quant: dict[str, tuple[float, int]]
 
 
-def _reference(bundle: Path, manifest: dict, idx: dict, name: str, images, gpu: bool, tol_all: dict) -> Reference:
+def _reference(bundle: Path, manifest: dict, idx: dict, name: str, images, gpu: bool, tol_all: dict,
+               host_runs: dict) -> Reference:
     vectors = [v for v in idx["vectors"] if v.get("stage") == "model" and v.get("model_file") == name]
     outs_meta = manifest["models"][name].get("outputs", {})
     quant = {k: (float(o.get("scale") or 0.0), int(o.get("zero_point") or 0)) for k, o in outs_meta.items()}
@@ -227,11 +235,25 @@ def _reference(bundle: Path, manifest: dict, idx: dict, name: str, images, gpu: 
                 tol = tol_all[{"quantized": "model_gpu", "labels": "labels_gpu"}.get(tol["metric"], "float_gpu")]
             by_source[src] = {k: (load_tensor(bundle / "goldens", rec), rec, tol) for k, rec in v["expected"].items()}
         return Reference(by_source, "golden vectors (int8 reference kernels)", quant)
-    from toolchain.runtime import TfliteRunner
+    floats = [v for v in idx["vectors"] if v.get("stage") == "model" and v.get("float_reference")]
+    if manifest["models"][name].get("precision") == "float32" and floats:
+        # the float32 file against the export's float32 outputs (stored as float16): a reference that does
+        # not come from the file under test, so a damaged file cannot agree with itself
+        tol = tol_all["float_gpu" if gpu else "float_reference"]
+        mid = idx.get("model_id", "")
+        for v in floats:
+            short = v["model_file"].removeprefix(mid + "_").removesuffix(".tflite")
+            src = v["name"][len(short) + 1:]
+            if src not in by_source:
+                by_source[src] = {k: (load_tensor(bundle / "goldens", rec).astype(np.float32),
+                                      {**rec, "dtype": "float32"}, tol) for k, rec in v["float_reference"].items()}
+        return Reference(by_source, "the goldens' float32 reference outputs (export, stored as float16)", quant)
     record = _record(manifest, name)
-    runner = TfliteRunner(bundle / name, kernels="xnnpack", threads=2)
-    for src, px in images:
-        outs = runner.run(contract_input(record, px), dequantize=False)
+    if name not in host_runs:   # one host run per file serves the CPU and the GPU reference
+        runner = TfliteRunner(bundle / name, kernels="xnnpack", threads=2)
+        host_runs[name] = {src: runner.run(contract_input(record, px), dequantize=False) for src, px in images}
+    for src, _ in images:
+        outs = host_runs[name][src]
         ref = {}
         for k, arr in outs.items():
             q = quant.get(k, (0.0, 0))
@@ -384,7 +406,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = False
 
 
-def _handler(state: "_Run"):
+def _handler(state: _Run):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *a):   # the run prints its own progress
             pass
@@ -399,7 +421,8 @@ def _handler(state: "_Run"):
 
         def do_GET(self):
             path = urlparse(self.path).path
-            state.touch("connected")
+            if path in ("/", "/index.html"):
+                state.events.put(("connected", {"client": self.client_address[0]}, None))
             try:
                 body, ctype = state.get(path)
             except KeyError:
@@ -429,10 +452,6 @@ class _Run:
     def __init__(self, bundle: Path, plan: dict, inputs: dict[str, bytes]):
         self.bundle, self.plan, self.inputs = bundle, plan, inputs
         self.events: queue.Queue = queue.Queue()
-        self.connected = threading.Event()
-
-    def touch(self, what: str) -> None:
-        self.connected.set()
 
     def get(self, path: str) -> tuple[bytes, str]:
         if path in SERVED:
@@ -447,7 +466,7 @@ class _Run:
             if name in self.plan["files"]:
                 return (self.bundle / name).read_bytes(), "application/octet-stream"
             raise KeyError(path)
-        if path.startswith("/node_modules/@litertjs/") or path.startswith("/node_modules/@mediapipe/"):
+        if path.startswith(("/node_modules/@litertjs/", "/node_modules/@mediapipe/")):
             root = (WEB_DIR / "node_modules").resolve()
             f = (WEB_DIR / path.lstrip("/")).resolve()
             if f.is_file() and str(f).startswith(str(root)):
@@ -493,7 +512,7 @@ def _bind(host: str, port: int) -> _Server:
 def _qr_lines(url: str) -> str:
     import io
 
-    import segno   # only --serve needs it
+    import segno  # only --serve needs it
     buf = io.StringIO()
     segno.make(url, error="m").terminal(out=buf, compact=True)
     return buf.getvalue()
@@ -501,7 +520,8 @@ def _qr_lines(url: str) -> str:
 
 # ---------------------------------------------------------------- the run
 
-def _plan(bundle: Path, manifest: dict, names: list[str], images, runs: int, fault: dict | None):
+def _plan(bundle: Path, manifest: dict, names: list[str], images, runs: int, fault: dict | None,
+          backends: list[str] | None = None):
     """The page's plan and the input bytes it will fetch ({URL path: bytes})."""
     segmenter = manifest.get("task") in ("segmentation", "mask")
     inputs: dict[str, bytes] = {}
@@ -514,7 +534,7 @@ def _plan(bundle: Path, manifest: dict, names: list[str], images, runs: int, fau
             inputs[f"/input/{name}/{src}.bin"] = x.astype(x.dtype.newbyteorder("<")).tobytes()
     jobs = []
     for runtime, backend in BACKENDS:
-        if runtime == MEDIAPIPE and not segmenter:
+        if runtime == MEDIAPIPE and not segmenter or backends and backend not in backends:
             continue
         for name in names:
             rec = _record(manifest, name)
@@ -538,12 +558,12 @@ def default_report_dir(model_id: str) -> Path:
 
 def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None = None, runs: int = 5,
                      timeout_s: float = 90, report_dir: Path | None = None, files: list[str] | None = None,
-                     progress=print, fault: dict | None = None) -> DeviceReport:
+                     progress=print, backends: list[str] | None = None, fault: dict | None = None) -> DeviceReport:
     """Run every model file of a bundle (folder, zip or id) on every backend of a browser and judge the
     outputs (module docstring). headless: this machine's Chromium; serve="HOST:PORT": wait for any browser
     (a phone) to open the printed URL. timeout_s: how long to wait for the browser to connect, and then
-    for each next message from the page (a hung job ends the run after it). files: only these file names.
-    fault: a test hook, {"file", "backend"}: the page throws an uncaught error in that job."""
+    for each next message from the page (a hung job ends the run after it). files: only these file names;
+    backends: only these of wasm, webgpu, cpu, gpu. fault: a test hook, {"file", "backend"}: the page throws an uncaught error in that job."""
     if runs < 1:
         raise InputError(f"--runs {runs}: need at least 1", fix="pass --runs 5")
     check_web_runtimes()
@@ -565,13 +585,26 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
                 raise InputError(f"not a .tflite file of the bundle: {', '.join(unknown)}", where=str(root),
                                  fix="pick from: " + ", ".join(names))
             names = [n for n in names if n in files]
+        unknown = sorted(set(backends or []) - {b for _, b in BACKENDS})
+        if unknown:
+            raise InputError(f"unknown backend {', '.join(unknown)}", fix="use wasm, webgpu, cpu (MediaPipe) or gpu (MediaPipe)")
         tol_all = tolerances()
         say(f"device-check {mid}: {len(names)} files, {len(images)} golden images; host references ...")
         refs = {}
+        problems = {}   # file -> why it cannot be judged: its jobs fail with this
+        host_runs: dict[str, dict] = {}
         for n in names:
-            for gpu in (False, True):
-                refs[n, gpu] = _reference(root, manifest, idx, n, images, gpu, tol_all)
-        plan, inputs = _plan(root, manifest, names, images, runs, fault)
+            want = (manifest.get("files", {}).get(n) or {}).get("sha256")
+            if want and sha256_of(root / n) != want:
+                problems[n] = (f"{n}: SHA-256 differs from manifest.json: the file was altered or damaged "
+                               "(re-export or copy the bundle again)")
+            for gpu in {b in GPU_BACKENDS for _, b in BACKENDS if not backends or b in backends}:
+                try:
+                    refs[n, gpu] = _reference(root, manifest, idx, n, images, gpu, tol_all, host_runs)
+                except (PortraitError, RuntimeError, ValueError) as exc:
+                    problems.setdefault(n, f"{n}: this host's LiteRT cannot run it to make the reference: {exc}")
+        t_refs = time.monotonic()
+        plan, inputs = _plan(root, manifest, names, images, runs, fault, backends)
         versions = {r: _package_version(r) for r in PACKAGES}
         results = {j["id"]: BackendResult(j["file"], j["runtime"], versions[j["runtime"]], j["backend"], "not-run",
                                           "", {}, None, claims(manifest, j["file"], j["runtime"], j["backend"]))
@@ -594,8 +627,10 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
             else:
                 say(f"open this on the phone (same network): {url}")
                 say(_qr_lines(url))
+                say(f"WebGPU needs a secure page: over USB, `adb reverse tcp:{port} tcp:{port}` and open "
+                    f"http://localhost:{port}/ on the phone (plain http on a LAN address runs wasm, CPU and GPU/WebGL only)")
                 say(f"waiting up to {timeout_s:.0f} s for a browser to open it ...")
-            _collect(state, plan, results, refs, manifest, tol_all, report, timeout_s, browser, say)
+            _collect(state, plan, results, refs, manifest, tol_all, report, timeout_s, browser, say, problems)
         finally:
             server.shutdown()
             server.server_close()
@@ -603,6 +638,9 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
                 browser.close()
         report.results = [results[j["id"]] for j in plan["jobs"]]
         report.wall_s = round(time.monotonic() - t_start, 1)
+        report.timings_s = {"references": round(t_refs - t_start, 1),
+                            "browser_start": round(report.timings_s.get("page_env", t_refs) - t_refs, 1),
+                            "page": round(time.monotonic() - report.timings_s.get("page_env", t_refs), 1)}
         out = Path(report_dir) if report_dir else default_report_dir(mid)
         write_report(report, out)
         say(format_table(report))
@@ -617,22 +655,31 @@ def _split_hostport(serve: str) -> tuple[str, int]:
 
 
 def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict, tol_all: dict,
-             report: DeviceReport, timeout_s: float, browser, say) -> None:
+             report: DeviceReport, timeout_s: float, browser, say, problems: dict | None = None) -> None:
     """The judging loop: events from the page until /done, a page that stops after an error, or the timeout."""
     jobs = {j["id"]: j for j in plan["jobs"]}
     posted: dict[str, dict] = {}
     started: str | None = None
     got_env = False
     deadline = time.monotonic() + timeout_s
+    t_wait, shown_wait = time.monotonic(), 0
+    t_job = t_wait
     done = 0
     while True:
         if browser is not None and not browser.alive():
             report.not_run_reason = f"Chromium exited (status {browser.proc.returncode}): {browser.log_tail(5)}"
+            if started is not None and results[started].status == "not-run":
+                r = results[started]
+                r.status, r.message = "fail", f"the browser exited during {r.label}: {browser.log_tail(5)}"
             break
         try:
             kind, body, raw = state.events.get(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
         except queue.Empty:
             if time.monotonic() < deadline:
+                waited = time.monotonic() - t_wait
+                if not got_env and browser is None and int(waited) // 15 > shown_wait:
+                    shown_wait = int(waited) // 15
+                    say(f"  still waiting for a browser at {report.url} ({waited:.0f} s of {timeout_s:.0f} s)")
                 continue
             if not got_env:
                 where = (f"headless Chromium: {browser.log_tail()}" if browser is not None
@@ -650,22 +697,29 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
             report.not_run_reason = f"the page sent nothing for {timeout_s:.0f} s (timeout)"
             break
         deadline = time.monotonic() + timeout_s
-        if kind == "env":
+        if kind == "connected":
+            say(f"the check page was opened from {body['client']}")
+        elif kind == "env":
             got_env = True
+            report.timings_s["page_env"] = time.monotonic()
             report.user_agent, report.cores = body.get("user_agent", ""), int(body.get("cores") or 0)
-            report.webgpu_adapter = body.get("webgpu_adapter")
-            say(f"browser: {report.user_agent}; {report.cores} cores; WebGPU adapter: {report.webgpu_adapter}")
+            report.webgpu_adapter, report.webgl_renderer = body.get("webgpu_adapter"), body.get("webgl_renderer")
+            say(f"browser: {report.user_agent}; {report.cores} cores; WebGPU adapter: {report.webgpu_adapter}; "
+                f"WebGL: {report.webgl_renderer}")
         elif kind == "output":
             posted.setdefault(body["job"], {}).setdefault(body["source"], {})[body["name"]] = (
                 body["dtype"], [int(s) for s in body["shape"].split(",") if s], raw)
         elif kind == "job" and body.get("status") == "started":
-            started = body["job"]
+            started, t_job = body["job"], time.monotonic()
+        elif kind == "job" and body.get("status") == "progress":
+            pass   # the page is alive (outputs posted, timing next): the idle timeout starts again
         elif kind == "job":
             jid = body["job"]
             r = results[jid]
             if r.status == "fail" and r.message.startswith("the page threw"):
                 continue   # already failed by an uncaught error in this job
-            _finish(r, jobs[jid], body, posted.pop(jid, {}), refs, manifest, tol_all)
+            _finish(r, jobs[jid], body, posted.pop(jid, {}), refs, manifest, tol_all, (problems or {}).get(r.file))
+            r.job_s = round(time.monotonic() - t_job, 2)
             done += 1
             say(f"[{done}/{len(jobs)}] {r.label}: {_cell(r)}" + (f"  {r.message[:200]}" if r.status != "pass" else ""))
             started = None
@@ -690,10 +744,18 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
             r.message = report.not_run_reason or "not run"
 
 
-def _finish(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, manifest: dict, tol_all: dict) -> None:
+def _finish(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, manifest: dict, tol_all: dict,
+            problem: str | None = None) -> None:
+    _judge(r, job, body, posted, refs, manifest, tol_all)
+    if problem and r.status != "not-run":
+        r.status, r.message = "fail", f"{problem}; in {r.label}: {r.status}: {r.message}"
+
+
+def _judge(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, manifest: dict, tol_all: dict) -> None:
     status = body.get("status")
     r.latency_ms = body.get("latency_ms")
     r.latency_runs_ms = [round(float(x), 3) for x in body.get("latency_runs_ms") or []]
+    r.phases_ms = {k: round(float(v), 1) for k, v in (body.get("phases_ms") or {}).items()}
     if status == "no-load":
         r.message = str(body.get("message", ""))[:2000]
         r.status = "fail" if r.supported else "no-load"
@@ -706,8 +768,14 @@ def _finish(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, m
     if status != "ran":
         r.status, r.message = "fail", f"the page reports an error in {r.label}: {body.get('message', '')}"[:2000]
         return
-    ref = refs[r.file, r.backend in GPU_BACKENDS]
+    ref = refs.get((r.file, r.backend in GPU_BACKENDS))
+    if ref is None:
+        r.status, r.message = "fail", "no reference to judge it with"
+        return
     r.reference = ref.what
+    r.software = bool(body.get("software"))
+    if body.get("sources") is not None:   # the golden images the page ran (one on a software GPU)
+        ref = Reference({s: v for s, v in ref.by_source.items() if s in body["sources"]}, ref.what, ref.quant)
     try:
         if r.runtime == LITERT:
             fails, figs, n = judge_litert(manifest, r.file, ref, posted)
@@ -720,6 +788,8 @@ def _finish(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, m
     r.status = "fail" if fails or n == 0 else "pass"
     r.message = "; ".join(fails[:6]) + (f" (+{len(fails) - 6} more)" if len(fails) > 6 else "") if fails else \
         ("nothing to judge" if n == 0 else f"{n} outputs within tolerance")
+    if r.software:
+        r.message += "; software GPU (SwiftShader): one golden image, not timed (a CPU emulation says nothing of a phone GPU)"
 
 
 # ---------------------------------------------------------------- reports
@@ -749,8 +819,10 @@ def format_table(report: DeviceReport) -> str:
         rows.append(row)
     widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
     lines = [f"device check of {report.model_id}: {report.user_agent or 'no browser'}",
-             f"cores {report.cores}; WebGPU adapter: {report.webgpu_adapter or 'none'}; host {report.host_isa}; "
-             f"latency = median of {report.runs} runs after a warm-up; wall {report.wall_s} s"]
+             (f"cores {report.cores}; WebGPU adapter: {report.webgpu_adapter or 'none'}; "
+              f"WebGL: {report.webgl_renderer or 'none'}; host {report.host_isa}; latency = median of {report.runs} "
+              f"runs after the golden runs (the warm-up); wall {report.wall_s} s "
+              f"({', '.join(f'{k} {v} s' for k, v in report.timings_s.items())})")]
     lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     for r in report.results:
@@ -785,18 +857,19 @@ def _html(report: DeviceReport) -> str:
     colour = {"pass": "#dfd", "fail": "#fdd", "no-load": "#eee", "not-run": "#ffd"}
     rows = []
     for r in report.results:
-        figs = ", ".join(f"{k} {v:.4g}" for k, v in sorted(r.figures.items()))
+        figs = "<br>".join(e(f"{k} {v:.4g}") for k, v in sorted(r.figures.items()))
         lat = f"{r.latency_ms:.1f}" if r.latency_ms is not None else ""
         rows.append(f"<tr style='background:{colour[r.status]}'><td>{e(r.file)}</td><td>{e(r.runtime)} {e(r.version)}"
                     f"</td><td>{e(r.backend)}</td><td>{'yes' if r.supported else 'no'}</td><td><b>{e(r.status)}</b>"
-                    f"</td><td>{lat}</td><td>{e(figs)}</td><td>{e(r.message)}</td></tr>")
+                    f"</td><td>{lat}</td><td style='white-space:nowrap;font-size:12px'>{figs}</td><td>{e(r.message)}</td></tr>")
     lat = [r.latency_ms for r in report.results if r.latency_ms is not None]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>device check {e(report.model_id)}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:1em}} td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}}
 table{{border-collapse:collapse}} td:last-child{{font-size:12px;max-width:40em}}</style></head><body>
 <h1>Device check: {e(report.model_id)}</h1>
-<p>Browser: {e(report.user_agent or 'none')}<br>Cores: {report.cores}; WebGPU adapter: {e(str(report.webgpu_adapter))}<br>
-Latency: median of {report.runs} runs after a warm-up, input to outputs readable on the CPU{f'; {min(lat):.1f}-{max(lat):.1f} ms' if lat else ''}.
+<p>Browser: {e(report.user_agent or 'none')}<br>Cores: {report.cores}; WebGPU adapter: {e(str(report.webgpu_adapter))};
+WebGL renderer: {e(str(report.webgl_renderer))}<br>
+Latency: median of {report.runs} runs after the golden runs (the warm-up), input to outputs readable on the CPU{f'; {min(lat):.1f}-{max(lat):.1f} ms' if lat else ''}.
 <br>Exit status {report.exit_code()}{(' &mdash; ' + e(report.not_run_reason)) if report.not_run_reason else ''}</p>
 <p>How to read it: <b>pass</b> = the outputs match the reference within the tolerance named in
 toolchain/device/tolerances.toml; <b>fail</b> counts (exit 1) only where the manifest claims the client
@@ -812,5 +885,13 @@ def latency_table(report: DeviceReport) -> dict[tuple[str, str, str], float]:
     return {(r.file, r.runtime, r.backend): r.latency_ms for r in report.results if r.latency_ms is not None}
 
 
-__all__ = ["BackendResult", "DeviceReport", "run_device_check", "format_table", "write_report", "claims",
-           "open_bundle", "latency_table"]
+__all__ = [
+    "BackendResult",
+    "DeviceReport",
+    "claims",
+    "format_table",
+    "latency_table",
+    "open_bundle",
+    "run_device_check",
+    "write_report",
+]
