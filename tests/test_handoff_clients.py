@@ -56,6 +56,7 @@ def test_handoff_gpu_is_the_fastest_file_passing_on_webgpu_and_the_cpu_web_clien
     web = clients.web_entries(_report(_measured), m)
     choice = clients.choose_handoff_gpu(m, web)
     assert choice["file"] == "m_float16.tflite"          # 300 ms on WebGPU beats float32's 400 ms
+    assert choice["ranked_by"] == "latency on WebGPU (median)"
     assert choice["candidates"]["m_float32.tflite"]["meets"]
     assert not choice["candidates"]["m_int8.tflite"]["meets"]
     assert "not a GPU file" in choice["candidates"]["m_int8.tflite"]["missing"][0]
@@ -78,6 +79,12 @@ def test_handoff_gpu_is_the_fastest_file_passing_on_webgpu_and_the_cpu_web_clien
         return _measured(f, rt, be)
     choice = clients.choose_handoff_gpu(m, clients.web_entries(_report(int8_fast_on_webgpu), m))
     assert choice["file"] == "m_float16.tflite" and "not a GPU file" in choice["candidates"]["m_int8.tflite"]["missing"][0]
+
+    def software_gpu(f, rt, be):   # SwiftShader: judged, not timed -> the smaller passing float file
+        return ("pass", None, "software GPU") if be == "webgpu" else _measured(f, rt, be)
+    m["files"] = {"m_float32.tflite": {"bytes": 4000}, "m_float16.tflite": {"bytes": 2000}}
+    choice = clients.choose_handoff_gpu(m, clients.web_entries(_report(software_gpu), m))
+    assert choice["file"] == "m_float16.tflite" and choice["ranked_by"].startswith("file size")
 
     def no_gpu(f, rt, be):
         return ("not-run", None, "no WebGPU adapter") if be in ("webgpu", "gpu") else _measured(f, rt, be)

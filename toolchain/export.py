@@ -338,8 +338,10 @@ def _record_web_clients(staged: Path, report, reason: str | None, say) -> None:
                           "handed off:\n" + "\n".join(f"  {b}" for b in bad), where=str(staged),
                           fix="the runtime's message is above (device-report.json has every figure); choose "
                               "another rung or file for that client, or fix the file")
-    say(f"handoff_gpu: {choice['file']}" + (f" ({choice['reason']})" if choice.get("reason") else " " + ", ".join(
-        f"{n} {c['latency_ms']} ms" for n, c in choice["candidates"].items() if c["meets"])))
+    say(f"handoff_gpu: {choice['file']}" + (f" ({choice['reason']})" if choice.get("reason") else
+                                            f" (ranked by {choice['ranked_by']}; passing: " + ", ".join(
+        f"{n} {c['latency_ms']} ms" if c["latency_ms"] is not None else n
+        for n, c in choice["candidates"].items() if c["meets"]) + ")"))
 
 
 def _write_goldens(staged: Path, say) -> None:

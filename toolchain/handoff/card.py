@@ -209,6 +209,8 @@ def _cell(e: dict | None) -> str:
             "not-run": "not run"}.get(st, st)
     if st == "pass" and e.get("latency_ms") is not None:
         text += f", {e['latency_ms']:.0f} ms"
+    elif st == "pass" and e.get("software"):
+        text += " (software GPU, not timed)"
     return text + (" *" if e.get("claimed") else "")
 
 

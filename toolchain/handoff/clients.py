@@ -76,7 +76,7 @@ def web_entries(device_report, manifest: dict, *, not_run_reason: str | None = N
             "runtime": r.runtime, "version": r.version, "backend": r.backend, "status": r.status,
             "message": runtime_words(r.message or ""), "latency_ms": None if r.latency_ms is None else round(float(r.latency_ms), 2),
             "figures": {k: float(v) for k, v in (r.figures or {}).items() if isinstance(v, (int, float))},
-            "claimed": False, "where": where})
+            "claimed": False, "where": where, **({"software": True} if getattr(r, "software", False) else {})})
     return out
 
 
@@ -106,8 +106,9 @@ NOT_GPU = "integer or hybrid ops: LiteRT.js runs them on wasm, not on the GPU"
 
 def choose_handoff_gpu(manifest: dict, web: dict[str, list[dict]]) -> dict:
     """The fastest float file (GPU_PRECISIONS) that passes parity on LiteRT.js WebGPU and on every
-    other web client a handoff claims (LiteRT.js wasm, MediaPipe web CPU for segmenters): {"file",
-    "candidates", "measured_with"} with "reason" when none does (WebGPU not run, or every file
+    other web client a handoff claims (LiteRT.js wasm, MediaPipe web CPU for segmenters); on a
+    software adapter, which is judged but not timed, the smallest such file. {"file", "candidates",
+    "ranked_by", "measured_with"}, with "reason" when none passes (WebGPU not run, or every file
     failed there)."""
     cands = {}
     for name, entries in web.items():
@@ -127,11 +128,22 @@ def choose_handoff_gpu(manifest: dict, web: dict[str, list[dict]]) -> dict:
         missing = [f"{rt} {be}: {(by.get((rt, be)) or {}).get('status', 'not measured')}" for rt, be in need
                    if (by.get((rt, be)) or {}).get("status") != "pass"]
         cands[name] = {"webgpu": gpu["status"], "latency_ms": gpu.get("latency_ms"), "meets": not missing,
+                       **({"software_gpu": True} if gpu.get("software") else {}),
                        **({"missing": missing} if missing else {})}
-    ok = [n for n, c in cands.items() if c["meets"] and c["latency_ms"] is not None]
-    best = min(ok, key=lambda n: cands[n]["latency_ms"]) if ok else None
-    out = {"file": best, "candidates": cands,
-           "measured_with": "LiteRT.js webgpu, `portrait device-check --headless` at export (median latency)"}
+    ok = [n for n, c in cands.items() if c["meets"]]
+    timed = bool(ok) and all(cands[n]["latency_ms"] is not None for n in ok)
+    if timed:
+        best, ranked_by = min(ok, key=lambda n: cands[n]["latency_ms"]), "latency on WebGPU (median)"
+    else:
+        # a software adapter (SwiftShader, no GPU on this machine) is judged but not timed: its speed
+        # says nothing of a phone's GPU. The smaller file then: a GPU delegate computes in float16
+        # either way, and float16 weights halve the bytes it reads
+        size = {n: ((manifest.get("files") or {}).get(n) or {}).get("bytes") for n in ok}
+        best = min(ok, key=lambda n: (size[n] is None, size[n] or 0, GPU_PRECISIONS[::-1].index(
+            manifest["models"][n].get("precision")))) if ok else None
+        ranked_by = "file size (WebGPU not timed: software adapter)" if ok else None
+    out = {"file": best, "candidates": cands, "ranked_by": ranked_by,
+           "measured_with": "LiteRT.js webgpu, `portrait device-check --headless` at export"}
     if best is None:
         gpu_any = [c["webgpu"] for c in cands.values()]
         out["reason"] = ("WebGPU was not measured (device-check NOT RUN or no WebGPU adapter)"
