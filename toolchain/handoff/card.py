@@ -225,6 +225,14 @@ def _clients_section(manifest: dict) -> list[str]:
                 cols.append(clients.label(e))
     if not cols:
         return []
+    order = [clients.LITERT_NATIVE, clients.MEDIAPIPE_NATIVE, clients.LITERT_JS, clients.MEDIAPIPE_WEB]
+    first = {}
+    for entries in files.values():
+        for e in entries:
+            if isinstance(e, dict):
+                first.setdefault(clients.label(e), (order.index(e["runtime"]) if e["runtime"] in order else 9,
+                                                    {"wasm": 0, "cpu": 0, "webgpu": 1, "gpu": 1}.get(e["backend"], 0)))
+    cols.sort(key=lambda c: first[c])
     lines = ["## Clients, measured", "",
              "Each file was loaded and run in each client at export, fed as the contract below says, and its "
              "outputs judged with `portrait check`'s checker: the native runtimes by `portrait verify`, the "
