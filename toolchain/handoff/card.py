@@ -230,8 +230,9 @@ def _clients_section(manifest: dict) -> list[str]:
     for entries in files.values():
         for e in entries:
             if isinstance(e, dict):
-                first.setdefault(clients.label(e), (order.index(e["runtime"]) if e["runtime"] in order else 9,
-                                                    {"wasm": 0, "cpu": 0, "webgpu": 1, "gpu": 1}.get(e["backend"], 0)))
+                rank = order.index(e["runtime"]) if e["runtime"] in order else 9
+                gpu = e["backend"] in ("webgpu", "gpu")
+                first.setdefault(clients.label(e), (rank >= 2, gpu, rank))   # native, web CPU, web GPU
     cols.sort(key=lambda c: first[c])
     lines = ["## Clients, measured", "",
              "Each file was loaded and run in each client at export, fed as the contract below says, and its "
