@@ -173,7 +173,8 @@ def format_browser_table(rows: list[dict]) -> str:
             lines.append(f"{f:46} {nat:>9}  " + "  ".join(parts))
         lines.append(f"  ({row['model_id']}: {row['user_agent']}; {row['cores']} cores; WebGPU {row['webgpu_adapter']}; "
                      f"WebGL {row['webgl_renderer']})")
-    lines.append(f"(browser: median of {rows[0]["runs"] if rows else "-"} runs after the golden runs (the warm-up), input to outputs on the "
+    lines.append(f"(browser: median of {rows[0]['runs'] if rows else '-'} runs after the golden runs (the warm-up), "
+                 f"input to outputs on the "
                  f"CPU, one thread; (Nx) = browser ms / native XNNPACK ms of this run, {rows[0]['native_threads'] if rows else 2} "
                  f"threads; sw GPU* = software GPU (SwiftShader): judged on one image, not timed; "
                  f"host: {host_isa()['summary']})")
