@@ -295,3 +295,23 @@ def test_card_dump_recipe_writes_what_portrait_check_reads(selfie_bundle, tmp_pa
     results = check_outputs(selfie_bundle, tmp_path)
     assert all(r.passed for r in results if r.stage == "model"), [r.failures for r in results]
     assert any(r.stage == "model" for r in results)
+
+
+def test_bench_prints_browser_latency_beside_native_as_ratios(monkeypatch, tmp_path):
+    """`portrait bench`: the browser's medians beside this run's native XNNPACK figures (a fake device-check)."""
+    from toolchain import bench
+
+    def fake_check(bundle, **kw):
+        rs = [dc.BackendResult("m_float32.tflite", dc.LITERT, "2.5.3", "wasm", "pass", "", {}, 30.0, True),
+              dc.BackendResult("m_float32.tflite", dc.LITERT, "2.5.3", "webgpu", "pass", "", {}, None, True,
+                               software=True),
+              dc.BackendResult("m_int8.tflite", dc.LITERT, "2.5.3", "wasm", "no-load", "INT8", {}, None, False)]
+        return dc.DeviceReport(str(bundle), rs, "UA", 2, "swiftshader", None, webgl_renderer="SwiftShader")
+    monkeypatch.setattr(bench, "run_device_check", fake_check)
+    rows = [{"model_id": "m", "threads": 2, "ms": {"float32": 10.0, "int8": 5.0}}]
+    res = bench.browser_bench(rows, tmp_path, runs=5)
+    cell = res[0]["files"]["m_float32.tflite"]
+    assert cell["native_ms"] == 10.0 and cell["litert.js wasm"]["over_native"] == 3.0
+    assert cell["litert.js webgpu"]["ms"] is None and cell["litert.js webgpu"]["software_gpu"]
+    table = bench.format_browser_table(res)
+    assert "30.0 (3.0x)" in table and "sw GPU*" in table and "native XNNPACK ms of this run" in table
