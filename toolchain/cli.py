@@ -421,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--headless", action="store_true", help="run in this machine's Chromium (the default)")
     mode.add_argument("--serve", metavar="HOST:PORT", default=None,
                       help="serve the page for a phone on the same network (0.0.0.0:8000 prints the LAN URL and a QR code)")
-    dc.add_argument("--runs", type=int, default=5, help="timed runs per file and backend after a warm-up (median)")
+    dc.add_argument("--runs", type=int, default=5, help="timed runs per file and backend after the golden runs, which are the warm-up (median)")
     dc.add_argument("--timeout", type=float, default=None,
                     help="seconds to wait for the browser to connect and then for each next result "
                          "(default 90 headless, 300 with --serve)")

@@ -50,7 +50,7 @@ from toolchain.handoff.verify import contract_input
 from toolchain.registry import sha256_of
 from toolchain.runtime import TfliteRunner
 
-from .browser import HeadlessChromium
+from .browser import HeadlessChromium, find_chromium
 from .check import compare
 from .goldens import load_tensor, read_index, tolerances
 
@@ -567,6 +567,7 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
     if runs < 1:
         raise InputError(f"--runs {runs}: need at least 1", fix="pass --runs 5")
     check_web_runtimes()
+    chromium = find_chromium() if serve is None and headless else None   # fail before any work
     t_start = time.monotonic()
     say = progress or (lambda m: None)
     with tempfile.TemporaryDirectory(prefix="portrait-device-") as tmp:
@@ -622,7 +623,7 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
         browser = None
         try:
             if serve is None and headless:
-                browser = HeadlessChromium(url)
+                browser = HeadlessChromium(url, binary=chromium)
                 say(f"headless Chromium ({browser.binary}) on {url}")
             else:
                 say(f"open this on the phone (same network): {url}")
