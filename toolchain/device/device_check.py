@@ -543,6 +543,9 @@ def _plan(bundle: Path, manifest: dict, names: list[str], images, runs: int, fau
                 job["inputs"] = [{"source": src, "url": f"/input/{name}/{src}.bin", "dtype": rec["input"]["dtype"],
                                   "shape": list(rec["input"]["shape"])} for src, _ in images]
             else:
+                # a class-index output (the ArgMax variant) has no per-class scores: MediaPipe would read its
+                # width as classes and fill hundreds of masks, so only the category mask is asked for
+                job["confidence"] = rec["outputs"][0].get("kind") != "class_index"
                 job["images"] = [{"source": src, "url": f"/input/image/{src}.rgb", "width": int(px.shape[2]),
                                   "height": int(px.shape[1])} for src, px in images]
             jobs.append(job)
