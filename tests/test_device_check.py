@@ -315,3 +315,4 @@ def test_bench_prints_browser_latency_beside_native_as_ratios(monkeypatch, tmp_p
     assert cell["litert.js webgpu"]["ms"] is None and cell["litert.js webgpu"]["software_gpu"]
     table = bench.format_browser_table(res)
     assert "30.0 (3.0x)" in table and "sw GPU*" in table and "native XNNPACK ms of this run" in table
+    assert res[0]["files"]["m_int8.tflite"]["litert.js wasm"]["status"] == "no-load" and "no-load" in table

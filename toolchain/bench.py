@@ -142,10 +142,10 @@ def browser_bench(rows: list[dict], out_root: Path | None = None, *, runs: int =
         files = {}
         for r in report.results:
             cell = files.setdefault(r.file, {"native_ms": native.get(r.file)})
-            if r.software:
+            if r.software or r.latency_ms is None:   # not timed: a software GPU, or the file did not run
                 cell[f"{'litert.js' if r.runtime == LITERT else 'mediapipe'} {r.backend}"] = {
-                    "ms": None, "status": r.status, "software_gpu": True, "over_native": None}
-            elif r.latency_ms is not None:
+                    "ms": None, "status": r.status, "software_gpu": r.software, "over_native": None}
+            else:
                 key = f"{'litert.js' if r.runtime == LITERT else 'mediapipe'} {r.backend}"
                 cell[key] = {"ms": round(r.latency_ms, 2), "status": r.status, "software_gpu": r.software,
                              "over_native": round(r.latency_ms / native[r.file], 2) if native.get(r.file) else None}
@@ -168,6 +168,9 @@ def format_browser_table(rows: list[dict]) -> str:
                     parts.append(f"{'-':>24}")
                     continue
                 ratio = f" ({v['over_native']}x)" if v["over_native"] is not None else ""
+                if v["ms"] is None and not v["software_gpu"]:
+                    parts.append(v["status"].rjust(24))   # no-load / fail before timing / not-run
+                    continue
                 ms = "sw GPU*" if v["ms"] is None else f"{v['ms']:.1f}{ratio}"
                 parts.append(f"{ms}{'' if v['status'] == 'pass' else ' ' + v['status']}".rjust(24))
             lines.append(f"{f:46} {nat:>9}  " + "  ".join(parts))
