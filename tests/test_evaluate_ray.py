@@ -9,7 +9,7 @@ import json
 import pytest
 
 from toolchain.evaluate.datasets import synth
-from toolchain.evaluate.engines import map_shards
+from toolchain.engines import map_shards
 from toolchain.evaluate.run import evaluate
 
 pytestmark = pytest.mark.slow

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from toolchain.depth.align import align_scale_shift
 from toolchain.parity import metrics
 
 
@@ -49,7 +50,7 @@ def test_edge_band_agreement_counts_only_the_band():
 @given(st.floats(0.1, 10), st.floats(-5, 5))
 def test_alignment_recovers_any_affine_map(s, t):
     ref = np.linspace(1, 10, 50)
-    aligned = metrics.align_scale_shift(ref * s + t, ref)
+    aligned = align_scale_shift(ref * s + t, ref)
     assert np.allclose(aligned, ref, atol=1e-6)
 
 

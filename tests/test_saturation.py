@@ -9,7 +9,7 @@ precision, so the range can stop there."""
 import numpy as np
 import pytest
 
-from toolchain.quantize import calibration, quantize_calibrated, ranges
+from toolchain.quantize import calibration, flatbuffer, quantize_calibrated, ranges
 
 from builders import keras_to_tflite
 
@@ -44,7 +44,7 @@ def _samples(n=16, seed=0):
 
 
 def _logit_ranges(blob):
-    model = calibration._model(blob)
+    model = flatbuffer.read(blob)
     sg = model.subgraphs[0]
     out = {}
     for op in sg.operators:
@@ -68,7 +68,7 @@ def test_only_tensors_whose_every_use_saturates_are_cut(nets):
             assert (lo, hi) == (raw_lo, raw_hi), kind                # the MUL needs the whole range
     lo, hi = _logit_ranges(calibration.calibrated(nets["shifted"], _samples()))["conv"]
     assert (lo, hi) == (8.0, 8.0)                                    # never an inverted range
-    limits = ranges.saturation_limits(calibration._model(nets["moved"]))
+    limits = ranges.saturation_limits(flatbuffer.read(nets["moved"]))
     assert sorted(set(limits.values())) == [8.0] and len(limits) == 3   # the conv output, the reshape, the concat
 
 

@@ -1,4 +1,4 @@
-"""The simulator's frame loop (device_sim/simulate.py) on the sample sequences with a tiny bundle,
+"""The simulator's frame loop (toolchain/sim/simulate.py) on the sample sequences with a tiny bundle,
 and its handling of bad input: dropped, late and mismatched frames, wrong sizes, missing bundles."""
 
 import json
@@ -7,7 +7,7 @@ import shutil
 import cv2
 import pytest
 
-from device_sim import simulate
+from toolchain.sim import simulate
 from toolchain.depth.sequence import load_sequence
 from toolchain.errors import InputError
 

@@ -6,31 +6,42 @@ bundle folder is touched) unless every check and the parity gate pass.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import math
+import multiprocessing as mp
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, calibrate, paths, quantize
+from . import __version__, cache, calibrate, paths
+from .bench import time_model
 from .bundle import write_bundle
-from .quantize import cache, ladder
+from .device.goldens import write_goldens
+from .errors import ExportError, ModelNotFound, ParityError, PortraitError
+from .handoff import metadata
+from .handoff.verify import verify_staged
+from .parity.gate import compare_pair, parity_images
+from .parity.mixed import mixed_float_file
+from .parity.report import format_figures
+from .quantize import ladder, precisions
 from .quantize.conversions import apply_output_transform
 from .quantize.conversions import transform_settings as output_transform_settings
-from .runtime import KERNELS
-from .errors import ExportError, ModelNotFound, ParityError, PortraitError
-from .parity.gate import compare_pair, parity_images
+from .quantize.xnnpack import delegation
 from .recipes import load_recipe
 from .registry import ModelEntry, get_entry, load_registry, locate, locate_or_fetch_embedded, sha256_of
-from .runtime import TfliteRunner
-from .sources import import_model
+from .runtime import KERNELS, TfliteRunner
+from .sources import FloatModel, import_model
+from .sources.tflite_graph import float_reference_bytes, has_quantized_weights, output_key, read_tflite
 
 
 def _say(model_id: str, msg: str) -> None:
@@ -73,7 +84,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                 continue  # the precision ladder makes the integer files (quantize/ladder.py)
             say(f"converting to {precision}")
             path = steps.convert(f"{model_id}_{precision}.tflite",
-                                 lambda tmp, p=precision: quantize.convert(float_model, p, tmp, progress=say))
+                                 lambda tmp, p=precision: precisions.convert(float_model, p, tmp, progress=say))
             files[path.name] = path
         float_path = files.get(f"{model_id}_float32.tflite")
         if float_path is None:
@@ -83,16 +94,16 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
         import_check = steps.cached_value(["import_check", sha256_of(float_path), [nm for nm, _ in images]],
                                           lambda: check_import(entry, recipe, source, float_path, images))
         if import_check:
-            say("import check: " + _fmt(import_check))
+            say("import check: " + format_figures(import_check))
 
         onnx_check = None
         if recipe["onnx"]:
             say("exporting ONNX (tf2onnx) and checking it in onnxruntime")
-            onnx_path = steps.convert(f"{model_id}_float32.onnx", lambda tmp: quantize.export_onnx(
+            onnx_path = steps.convert(f"{model_id}_float32.onnx", lambda tmp: precisions.export_onnx(
                 float_model, tmp, float_tflite=float_path))
             n = recipe["onnx_check"]["samples"]
             diff = steps.cached_value(["onnx_check", sha256_of(onnx_path), [nm for nm, _ in images[:n]]],
-                                      lambda: quantize.check_onnx(float_model, onnx_path,
+                                      lambda: precisions.check_onnx(float_model, onnx_path,
                                                                   np.stack([img for _, img in images[:n]])))
             onnx_check = {"max_abs_diff": diff, "budget": recipe["onnx_check"]["max_abs_diff"], "runtime": "onnxruntime"}
             if diff > recipe["onnx_check"]["max_abs_diff"]:
@@ -105,7 +116,8 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
         if "int8" in recipe["precisions"]:
             ctx = ladder.Context(entry, recipe, float_model, float_path, representative, images, workdir, say,
                                  convert=steps.convert, judge=lambda path, kernels=KERNELS: steps.judge(
-                                     float_path, path, images, kernels), engine=dict(engine or {}))
+                                     float_path, path, images, kernels), engine=dict(engine or {}),
+                                 search_mixed=mixed_float_file)
             ladder_out = ladder.run_ladder(ctx)
             w8 = ctx.results.get("w8a8")
             if w8 is not None:
@@ -130,7 +142,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                 say("converting the ArgMax (uint8 labels) int8 variant")
                 labels_path = ladder.labels_variant(ctx, f"{model_id}_int8_labels.tflite",
                                                     lambda: steps.float_model(with_labels=True))
-                quantize.check_all_int8(labels_path, recipe["int8"]["allow_float_ops"])
+                precisions.check_all_int8(labels_path, recipe["int8"]["allow_float_ops"])
                 files[labels_path.name] = labels_path
             say("handoff_cpu: timing the files that meet the budget on XNNPACK")
             handoff_cpu = _retime_cpu_candidates(ladder.choose_handoff_cpu(ctx, files), files)
@@ -164,9 +176,7 @@ def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int 
     """handoff_cpu on a busy host: time the candidates that meet in interleaved rounds (the first
     timing, median of 10, is round 1; the others are medians of `runs`) and take each one's fastest
     round (other processes only ever add time), so a burst of load cannot pick the slower file."""
-    import statistics
 
-    from .bench import time_model
     names = [n for n, v in choice["candidates"].items() if v.get("latency_ms") is not None and n in files]
     if len(names) < 2:
         return choice
@@ -198,7 +208,6 @@ class _Steps:
     def float_model(self, with_labels: bool = False):
         if with_labels in self._float:
             return self._float[with_labels]
-        from .sources import FloatModel
         transform = output_transform_settings(self.recipe)
         k = cache.key(self.base, "float", with_labels)
         meta = {}
@@ -267,7 +276,6 @@ class _Steps:
 def _handoff_metadata(entry, manifest: dict, files: dict[str, Path], workdir: Path, say) -> None:
     """The handoff record of every file into the manifest (contract, clients) and TFLite metadata into
     every .tflite, written and read back through the MediaPipe client environment (toolchain/handoff)."""
-    from .handoff import metadata
     metadata.annotate(manifest)
     labels = None
     if entry.labels:
@@ -282,13 +290,11 @@ def _finalize_handoff(staged: Path, recipe: dict, say) -> None:
     fails it is not handed off), then the model card."""
     if recipe["goldens"]:
         _write_goldens(staged, say)
-    from .handoff.verify import verify_staged
     verify_staged(staged, progress=say)
 
 
 def _write_goldens(staged: Path, say) -> None:
     """Golden vectors for the on-device checker (toolchain/device/goldens.py), inside the staged bundle."""
-    from toolchain.device.goldens import write_goldens
     write_goldens(staged, progress=say)
     say("golden vectors written (goldens/)")
 
@@ -298,7 +304,6 @@ def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path
     budget = recipe["import_check"]
     if entry.source_format != "tflite" or not budget:
         return None
-    from .sources.tflite_graph import float_reference_bytes, has_quantized_weights, output_key, read_tflite
     transform = output_transform_settings(recipe)
     as_is = TfliteRunner(source)
     hybrid = has_quantized_weights(read_tflite(source))
@@ -367,6 +372,7 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
                    mixed_precision: dict | None = None, handoff: str | None = None,
                    ladder_out: dict | None = None, handoff_cpu: dict | None = None,
                    cache_hits: list | None = None) -> dict:
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
     models = {}
     rung_of = {r["file"]: r["rung"] for r in (ladder_out or {}).get("ladder", []) if r.get("file")}
@@ -378,11 +384,11 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
             runner = TfliteRunner(path)
             rec["input"] = _io_spec(runner.input)
             rec["outputs"] = {k: _io_spec(d) for k, d in runner.output_details().items()}
-            ops = quantize.tensor_types(path)
+            ops = precisions.tensor_types(path)
             rec["ops"] = sorted({o["op"] for o in ops})
             rec["tensor_dtypes"] = sorted({t for o in ops for t in o["input_types"] + o["output_types"]})
             counts = ladder.op_counts(path)
-            rec["float_ops"] = ([o["op"] for o in quantize.float_ops(path)]
+            rec["float_ops"] = ([o["op"] for o in precisions.float_ops(path)]
                                 if precision not in ("float32", "float16", "dynamic") else None)
             rec["float_op_count"], rec["int16_op_count"] = counts["float_ops"], counts["int16_ops"]
             rec["xnnpack"] = _xnnpack_info(path)
@@ -431,7 +437,6 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
 
 
 def _pkg_version(name: str) -> str:
-    from importlib.metadata import version
     return version(name)
 
 
@@ -466,10 +471,6 @@ def _runtimes(precision: str, counts: dict) -> list[str]:
 
 def _xnnpack_info(path: Path) -> dict | None:
     """Partitions and ops left outside the XNNPACK delegate (quantize/xnnpack.py, helper ptq)."""
-    try:
-        from .quantize.xnnpack import delegation
-    except ImportError:
-        return None
     try:
         return delegation(path)
     except Exception as exc:  # the analysis must never break an export; say why it is missing
@@ -513,38 +514,6 @@ def _clean(obj):
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
-
-
-def summarize_parity(p: dict) -> str:
-    keys = [k for k in ("pixel_agreement", "worst_class_iou", "edge_band_agreement", "delta1", "abs_rel",
-                        "iou", "mean_abs_diff") if k in p]
-    parts = [f"{k} {p[k]:.4f}" for k in keys if p[k] is not None and not (isinstance(p[k], float) and math.isnan(p[k]))]
-    ka = p.get("kernel_agreement", {})
-    parts.append(f"[{p['kernels']} kernels; xnnpack vs reference: " + _fmt(ka) + "]")
-    parts.append("PASS" if p["passed"] else "FAIL: " + "; ".join(p["failures"]))
-    return ", ".join(parts)
-
-
-def summarize_ladder(rows: list[dict], handoff: str | None, handoff_cpu: str | None) -> list[str]:
-    """One line per rung tried (figures: worse of both kernel sets), then the two handoffs."""
-    lines = []
-    for r in rows or []:
-        if r.get("error"):
-            lines.append(f"{r['rung']:>12}: not built: {r['error'][:160]}")
-            continue
-        w = r.get("worse_of_both") or {}
-        figs = ", ".join(f"{k} {w[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "iou", "mean_abs_diff",
-                                                      "delta1", "abs_rel") if isinstance(w.get(k), float))
-        lines.append(f"{r['rung']:>12}: {'MET' if r['met'] else 'missed'} ({r.get('label')}; {figs}; "
-                     f"{r.get('float_ops')} float / {r.get('int16_ops')} int16 ops; {r.get('seconds')} s)")
-    lines.append(f"{'handoff':>12}: {handoff}")
-    lines.append(f"{'handoff_cpu':>12}: {handoff_cpu}")
-    return lines
-
-
-def _fmt(d: dict) -> str:
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items()
-                     if not isinstance(v, dict))
 
 
 def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = None,
@@ -627,8 +596,6 @@ def _weight(model_id: str, registry: dict, recipes: dict) -> float:
 
 
 def _export_parallel(ids: list[str], available: list[str], recipes: dict, kw: dict, jobs: int) -> list[ExportResult]:
-    import concurrent.futures as cf
-    import multiprocessing as mp
     results: dict[str, ExportResult] = {}
     for m in ids:   # missing files: named here, no process needed
         if m not in available:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import paths
 from .errors import RecipeError
+from .quantize import ladder
 
 DEFAULTS = {
     "precisions": ["float32", "float16", "dynamic", "int8"],
@@ -60,7 +61,6 @@ def merge_defaults(raw: dict, where: str = "recipe") -> dict:
     if sets is not None and (not isinstance(sets, list) or not sets or not set(sets) <= set(IMAGE_SETS)):
         raise RecipeError(f"parity.image_sets must be a non-empty list from {list(IMAGE_SETS)}, got {sets!r}",
                           where=where, fix='e.g. image_sets = ["photos", "depth_photos"]')
-    from .quantize import ladder  # validates [ladder] rungs (order, known names)
     ladder.settings(recipe)
     recipe["_path"] = where
     return recipe

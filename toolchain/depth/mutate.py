@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from toolchain.depth.readers import read_apple_portrait, read_depth_photo, read_gdepth
 from toolchain.errors import PortraitError
 
 INTERESTING = (b"GDepth:", b"GImage:", b"GFocus:", b"xmpNote:", b"apdi:", b"portraitEffectsMatte",
@@ -152,7 +153,6 @@ class Tally:
 
 def photo_readers():
     """(name, callable(path)) for each photo reader the fuzzer exercises."""
-    from toolchain.depth.readers import read_apple_portrait, read_depth_photo, read_gdepth
     return [("read_gdepth", read_gdepth),
             ("read_apple_portrait", lambda p: read_apple_portrait(p, require_depth=False)),
             ("read_depth_photo", read_depth_photo)]

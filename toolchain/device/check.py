@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolchain.errors import InputError
+from toolchain.errors import InputError, PortraitError
 
 from .goldens import load_tensor, read_index
 
@@ -150,7 +150,6 @@ def main(argv=None) -> int:
     ap.add_argument("--bundle", required=True, type=Path)
     ap.add_argument("--device-outputs", required=True, type=Path)
     args = ap.parse_args(argv)
-    from toolchain.errors import PortraitError
     try:
         results = check_outputs(args.bundle, args.device_outputs)
     except PortraitError as exc:

@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 from .. import paths
+from ..bench import host_isa
+from .datasets import synth
+from .run import evaluate, resolve_bundle
 
 DEFAULT_MODEL = "deeplabv3_mnv2_pascal_257"
 TARGET_SPEEDUP = 1.7
@@ -28,7 +31,6 @@ def _load() -> list[float]:
 
 def _isa() -> str:
     try:
-        from ..bench import host_isa
         return host_isa()["summary"]
     except Exception:  # older bench.py without host_isa
         return platform.machine()
@@ -37,7 +39,6 @@ def _isa() -> str:
 def ensure_dataset(folder: Path, n: int, *, size=(240, 320), seed: int = 0, engine: str = "local",
                    workers: int | None = None, progress=True) -> Path:
     """The synthetic VOC set in `folder`, made only if it is not already there with these settings."""
-    from .datasets import synth
     meta = folder / "dataset.json"
     if meta.is_file():
         m = json.loads(meta.read_text())
@@ -49,7 +50,6 @@ def ensure_dataset(folder: Path, n: int, *, size=(240, 320), seed: int = 0, engi
 
 def run_eval_bench(bundle: Path | None = None, *, n: int = 2000, workers: int = 2, dataset: Path | None = None,
                    out_dir: Path | None = None, precisions=("int8",), shard_size: int = 20, progress=True) -> dict:
-    from .run import evaluate, resolve_bundle
     bundle = resolve_bundle(bundle or DEFAULT_MODEL)
     out_dir = Path(out_dir or paths.REPO_ROOT / "export" / "bench")
     dataset = Path(dataset or out_dir / f"synth_voc_{n}")

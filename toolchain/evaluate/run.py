@@ -1,7 +1,7 @@
 """`portrait evaluate`: every model file of a bundle against the ground truth of a labeled set.
 
 `evaluate_shard(shard)` is the one function that turns images into per-image figures, for every
-model file of the bundle at once (each image is read and resized once). The engines (engines.py)
+model file of the bundle at once (each image is read and resized once). The engines (toolchain/engines.py)
 only decide where it runs, so the local and Ray runs give the same numbers, bit for bit. The
 driver then sums the per-image figures into set figures, with paired bootstrap 95% confidence
 intervals for each figure and for each precision's drop against float32, and writes report.json
@@ -18,13 +18,19 @@ import json
 import platform
 import time
 from dataclasses import asdict
+from html import escape
 from pathlib import Path
 
+import cv2
 import numpy as np
+import onnxruntime as ort
 
 from .. import paths
 from ..bundle import handoff_model, read_manifest
+from ..engines import map_shards
 from ..errors import InputError
+from ..images import to_model_input
+from ..runtime import TfliteRunner
 from . import metrics
 from .datasets import BadSample, Dataset, Sample, load_sample, open_dataset
 
@@ -111,7 +117,6 @@ _RUNNERS: dict = {}  # (bundle, file, kernels, threads) -> TfliteRunner; one loa
 
 
 def _runner(bundle: str, name: str, kernels: str, threads: int):
-    from ..runtime import TfliteRunner
     key = (bundle, name, kernels, threads)
     if key not in _RUNNERS:
         path = Path(bundle) / name
@@ -125,7 +130,6 @@ class OnnxRunner:
     float32 RGB pixels 0..255 in (the bundle's input convention), outputs by name."""
 
     def __init__(self, path: Path, *, threads: int = 1):
-        import onnxruntime as ort
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = threads
         try:
@@ -147,7 +151,6 @@ def evaluate_shard(spec: dict) -> list[dict]:
 
     Row: {"index", "name", "models": {file: figures}} or {"index", "name", "bad": reason}.
     """
-    from ..images import to_model_input
     runners = {f: _runner(spec["bundle"], f, spec["kernels"], spec["threads"]) for f in spec["files"]}
     rows = []
     for raw in spec["samples"]:
@@ -169,7 +172,6 @@ def evaluate_shard(spec: dict) -> list[dict]:
 
 
 def _resize(a: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    import cv2
     if a.shape[:2] == tuple(hw):
         return a
     interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
@@ -223,7 +225,6 @@ def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None,
     is always kept).
     shard_fn: a wrapper of evaluate_shard (tests inject a worker crash with it); default evaluate_shard.
     """
-    from .engines import map_shards
     bundle = resolve_bundle(model, bundles_root)
     manifest = read_manifest(bundle)
     mid = manifest["model_id"]
@@ -392,7 +393,6 @@ def summary_lines(result: dict) -> list[str]:
 
 
 def render_html(result: dict) -> str:
-    from html import escape
     keys = _SET_FIGURES[result["task"]]
     head = "".join(f"<th>{k}</th><th>95% CI</th>" for k in keys) + "".join(f"<th>drop {k}</th><th>drop 95% CI</th>"
                                                                             for k in keys)
@@ -449,7 +449,6 @@ _PER_IMAGE = {"segmentation": ("boundary_f", True), "matting": ("sad_k", False),
 
 def _per_image_html(result: dict, worst: int = 30) -> str:
     """Per-image figures of every file; on large sets only the `worst` images of the float32 file."""
-    from html import escape
     key, higher = _PER_IMAGE[result["task"]]
     rows = [r for r in result["per_image"] if "models" in r]
     if not rows:

@@ -8,15 +8,18 @@ delegate is held to), and the agreement between the two kernel sets is reported 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .. import paths
+from ..cache import array_digest
 from ..errors import InputError
 from ..images import bundled_photos, load_rgb, to_model_input
 from ..registry import ModelEntry
-from ..runtime import KERNELS, TfliteRunner
+from ..runtime import KERNELS, TfliteRunner, file_digest
+from ..scenes import generate_scene
 from . import metrics
 
 
@@ -47,11 +50,7 @@ def parity_images(entry: ModelEntry, folder: Path | None = None,
 
 
 def synthetic_images(n: int = 4, size=(480, 640)) -> list[tuple[int, np.ndarray]]:
-    """Synthetic portrait scenes when the scene generator is installed; none otherwise."""
-    try:
-        from ..scenes import generate_scene
-    except ImportError:
-        return []
+    """Synthetic portrait scenes (toolchain/scenes) with a person or a cat."""
     return [(i, generate_scene(seed=i, kind=("person", "cat")[i % 2], size=size).rgb) for i in range(n)]
 
 
@@ -122,7 +121,6 @@ def _run_all(float_path: Path, quant_path: Path, kernel_sets, images, progress) 
     time: LiteRT releases the GIL while it runs and the reference kernels use one core, so on 2 cores
     the kernel sets overlap (a 16x8 file runs ~5 s a frame on either). Each run has its own
     interpreter, so the outputs are the same as one after the other."""
-    from concurrent.futures import ThreadPoolExecutor
 
     def run(path, kernels, label):
         runner = TfliteRunner(path, kernels=kernels)
@@ -152,8 +150,6 @@ _FLOAT_OUTS: dict[tuple, list[np.ndarray]] = {}
 
 
 def _float_key(float_path: Path, images) -> tuple:
-    from ..quantize.cache import array_digest
-    from ..runtime import file_digest
     return file_digest(float_path), tuple((name, array_digest(img)) for name, img in images)
 
 

@@ -30,8 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from ..errors import InputError, ModelFormatError
+from ..runtime import _to_input_dtype
+from ..sources.tflite_graph import read_tflite
 
 # Ops the converter adds around quantized regions; they have no float counterpart.
 _CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
@@ -54,7 +57,6 @@ class LayerPair:
 
 def match_layers(float_path: Path, quant_path: Path) -> list[LayerPair]:
     """Pair each op output of the float file with its counterpart in the quantized file."""
-    from ..sources.tflite_graph import read_tflite
     fg, qg = read_tflite(float_path), read_tflite(quant_path)
     produced = {o for op in fg.ops for o in op.outputs} | set(fg.inputs)
     q_ops = [op for op in qg.ops if op.name not in _CONVERSION_OPS]
@@ -97,7 +99,6 @@ class _Tensors:
     """An interpreter that keeps every intermediate tensor (reference kernels)."""
 
     def __init__(self, path: Path, kernels: str = "reference"):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
         resolver = {"reference": OpResolverType.BUILTIN_REF,
                     "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}[kernels]
         self.interp = Interpreter(model_path=str(path), experimental_op_resolver_type=resolver,
@@ -107,7 +108,6 @@ class _Tensors:
         self.details = {d["index"]: d for d in self.interp.get_tensor_details()}
 
     def run(self, pixels: np.ndarray) -> None:
-        from ..runtime import _to_input_dtype
         x = np.asarray(pixels)[None] if np.ndim(pixels) == 3 else np.asarray(pixels)
         self.interp.set_tensor(self.input["index"], _to_input_dtype(x, self.input))
         self.interp.invoke()
@@ -175,7 +175,6 @@ def compare_layers(float_path: Path, quant_path: Path, images: list[tuple[str, n
         })
     attribute_output_error(rows)
     ranked = sorted((r for r in rows if r["output_error_share"] > 0), key=lambda r: -r["output_error_share"])
-    from ..sources.tflite_graph import read_tflite
     n_float_ops = len(read_tflite(float_path).ops)
     return {"layers": rows, "culprits": [r["name"] for r in ranked], "kernels": "reference",
             "images": [n for n, _ in images],

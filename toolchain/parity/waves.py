@@ -41,6 +41,8 @@ import itertools
 import time
 from typing import Callable
 
+from .. import engines
+from ..engines import map_shards
 from ..errors import PortraitError
 
 REPEAT = 0.7         # guessed probability that an outcome repeats the previous one
@@ -62,7 +64,6 @@ def run_candidates(fn: Callable, shards: list, *, engine: str = "local", address
     `fn` a module-level function, each shard a small picklable description (file paths, a layer
     list, where to write); see engines.map_shards. For several waves on the same workers use
     `run_plan` (it keeps one engines.pool open)."""
-    from ..evaluate.engines import map_shards
     return map_shards(fn, shards, engine=engine, address=address, workers=workers, stats=stats)
 
 
@@ -100,7 +101,6 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
     no speculation on the local engine). pool: an open engines.pool to use instead of opening one.
     Returns (what plan returned, engine record: engine, workers, width, waves, candidates run,
     unused speculative ones, wall seconds)."""
-    from ..evaluate import engines
     say = progress or (lambda m: None)
     t0 = time.perf_counter()
     known: dict = {}

@@ -21,7 +21,15 @@ from typing import Callable
 
 import numpy as np
 
+from ..cache import array_digest
 from ..errors import RecipeError
+from ..registry import sha256_of
+from ..sources.tflite_graph import import_tflite
+from .adaround import adaround
+from .conversions import uint8_input
+from .equalize import bias_correction, equalize
+from .graphedit import Editable, LayerStats
+from .precisions import calibrate_int8, quantize_calibrated
 from .ranges import RANGE_METHODS, search_ranges
 
 WEIGHT_TECHNIQUES = ("cle", "adaround", "bias_correction")  # in the order they run
@@ -39,9 +47,6 @@ def apply_weight_techniques(float_tflite: Path, out_path: Path, names, represent
                             images: int = 8, progress: Callable[[str], None] | None = None) -> dict:
     """Write `out_path`: `float_tflite` with the named weight techniques applied. Returns
     {name: record} plus "seconds"."""
-    from .adaround import adaround
-    from .equalize import bias_correction, equalize
-    from .graphedit import Editable, LayerStats
 
     check_names(names, "minmax")
     out_path = Path(out_path)
@@ -85,7 +90,6 @@ def reimport(entry, float_tflite: Path, workdir: Path, *, outputs_positions=None
     registry entry with scale 1 / offset 0 and the outputs the export kept, through import_tflite.
     Assumes the file's outputs are the kept outputs in the recipe's order (one output in every
     current recipe)."""
-    from ..sources.tflite_graph import import_tflite
 
     positions = list(outputs_positions) if outputs_positions is not None else list(range(len(entry.outputs)))
     plain = dataclasses.replace(entry, input=dataclasses.replace(entry.input, scale=1.0, offset=0.0),
@@ -100,7 +104,6 @@ def w8a8(entry, float_tflite: Path, representative: np.ndarray, out_path: Path, 
          with_labels: bool = False, progress: Callable[[str], None] | None = None) -> dict:
     """The w8a8 rung with post-training techniques; writes `out_path` (uint8 pixels in, int8 out).
     Returns a JSON-able record for the manifest."""
-    from . import calibrate_int8, quantize_calibrated
 
     check_names(techniques, ranges)
     t0 = time.monotonic()
@@ -129,8 +132,6 @@ def _weights_once(float_tflite: Path, out_path: Path, techniques, representative
     """apply_weight_techniques, once per float file, techniques and calibration set in this process:
     the ArgMax labels variant takes the w8a8 file's weights (the techniques are deterministic, so a
     second run would write the same bytes; DeepLab: ~23 s)."""
-    from ..registry import sha256_of
-    from .cache import array_digest
     key = (sha256_of(Path(float_tflite)), tuple(t for t in WEIGHT_TECHNIQUES if t in techniques),
            array_digest(representative))
     if key in _WEIGHTS_MEMO:
@@ -148,8 +149,4 @@ def _weights_once(float_tflite: Path, out_path: Path, techniques, representative
 
 def _uint8_input(path: Path) -> None:
     """The client contract (uint8 pixels in): selective quantization leaves an int8 input."""
-    try:
-        from .conversions import uint8_input
-    except ImportError:  # ladder's module not there: leave the input as the converter made it
-        return
     uint8_input(path)

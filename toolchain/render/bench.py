@@ -10,6 +10,8 @@ Not here: quality (quality.py).
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -62,7 +64,6 @@ def run_bench(sizes: dict | None = None, repeats: int = 3, device_repeats: int =
     if threads is not None:
         cv2.setNumThreads(threads)
     sizes = SIZES if sizes is None else sizes
-    import platform
     out = {"cv2_threads": cv2.getNumThreads(), "repeats": repeats, "host": host_isa(),
            "python": platform.python_version()}
     for name, (h, w) in sizes.items():
@@ -88,7 +89,6 @@ def run_bench(sizes: dict | None = None, repeats: int = 3, device_repeats: int =
 
 
 def _load() -> float:
-    import os
     try:
         return float(os.getloadavg()[0])
     except OSError:
@@ -97,7 +97,6 @@ def _load() -> float:
 
 def host_isa() -> str:
     """Machine, CPU model and its widest SIMD extension (latency figures are printed beside it)."""
-    import platform
     model, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

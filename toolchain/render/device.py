@@ -26,9 +26,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import matting
 from .model_output import decode_probability_q8
-from .plan import (DEPTH_PRIOR_WEIGHT, DEPTH_SPLIT, DEPTH_WIDTH, Frame, StagePlan, depth_sample_index,
-                   pad_to_plan)
+from .plan import DEPTH_PRIOR_WEIGHT, DEPTH_SPLIT, DEPTH_WIDTH, Frame, StagePlan, depth_sample_index, pad_to_plan
 
 I32 = np.int32
 KEEP8 = 64   # trimap code of matting.KEEP (hesitant, far from the outline)
@@ -219,7 +219,6 @@ def trimap_q8(p8: np.ndarray, plan: StagePlan, coc, c8, k_q4: int) -> np.ndarray
     """matting.make_trimap in integers: uint8 0 / 128 (unknown) / KEEP8 / 255 from P(subject) Q8 (and
     depth Q4 / Q8); KEEP8 pixels keep the guided filter's alpha, as golden pulls them towards it.
     Thresholds are the golden ones rounded to 8 bits; morphology on uint8 is exact."""
-    from . import matting
     band = matting.band_radius(plan)
     disc = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     sure8 = int(round(matting.P_SURE * 255))

@@ -35,6 +35,11 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import scipy.sparse as sp
+from numba import njit
+from pymatting import estimate_foreground_ml, ichol, jacobi
+from scipy.sparse.linalg import LinearOperator
+from scipy.sparse.linalg import cg as scipy_cg
 
 if TYPE_CHECKING:
     import scipy.sparse
@@ -137,7 +142,6 @@ def _kernels():
     global _KERNELS
     if _KERNELS is not None:
         return _KERNELS
-    from numba import njit
 
     @njit(cache=True, nogil=True)
     def window_stats(img, cy, cx, eps):
@@ -214,7 +218,6 @@ def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_E
     neighbourhood. They equal pymatting's rows (tests/test_render_matting.py). image: float64 HxWx3.
     The loops are numba kernels (_kernels): the numpy version of the same sums took 0.2-0.45 s of the
     1.1-1.7 s golden frame at 12 MP."""
-    import scipy.sparse as sp
     window_stats, pixel_rows = _kernels()
     h, w, _ = image.shape
     img = np.ascontiguousarray(image, dtype=np.float64)
@@ -257,10 +260,6 @@ def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
     P(subject); 0.5 when None). KEEP pixels are solved too but pulled hard (KEEP_WEIGHT) towards `keep`
     (the guided stage's alpha), so only a clear edge of the photo moves them. image_rgb: uint8 or float
     in [0, 1]; returns float32 HxW."""
-    from pymatting import ichol, jacobi
-    import scipy.sparse as sp
-    from scipy.sparse.linalg import LinearOperator
-    from scipy.sparse.linalg import cg as scipy_cg
 
     alpha = known_alpha(trimap, keep)
     is_keep = trimap == KEEP
@@ -321,7 +320,6 @@ def blur_fusion_foreground(img: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 def estimate_foreground(image_rgb: np.ndarray, alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     """Foreground colour minus the photo (float32 HxWx3, in [-1, 1]), non-zero only near the band."""
-    from pymatting import estimate_foreground_ml
 
     delta = np.zeros(alpha.shape + (3,), np.float32)
     unknown = trimap == UNKNOWN

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import skimage.data
 
 from toolchain.errors import InputError
 
@@ -59,7 +60,6 @@ def rgb_intrinsics(size: tuple[int, int], hfov_deg: float = RGB_HFOV_DEG) -> np.
 @functools.lru_cache(maxsize=16)
 def _photo(name: str) -> np.ndarray:
     """A photo bundled with scikit-image (no download), float32 RGB in [0, 1]."""
-    import skimage.data
 
     img = getattr(skimage.data, name)()
     if img.ndim == 2:

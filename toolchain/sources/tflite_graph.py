@@ -8,6 +8,7 @@ signature. Not for: quantized .tflite inputs (their int8 math is not re-emitted)
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelFormatError, UnsupportedOp
+from .float_model import FloatModel, save_pixel_model
 
 # TFLite TensorType -> numpy dtype (schema.fbs)
 _TENSOR_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,
@@ -87,6 +89,7 @@ def read_tflite(path: str | Path) -> TfliteGraph:
     if len(raw) < 8 or raw[4:8] != b"TFL3":
         raise ModelFormatError(f"{path.name} is not a TFLite flatbuffer (no TFL3 identifier)",
                                where=str(path), fix="pass a .tflite file; re-download it if it is truncated")
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     from tensorflow.lite.python import schema_py_generated as schema
 
     try:
@@ -396,6 +399,7 @@ def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
     Returns the list of output tensors (graph outputs, or `output_indices`), and with
     keep_intermediates the dict tensor-index -> TF tensor as well (for per-layer comparison).
     """
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
 
     check_supported(graph)
@@ -512,12 +516,10 @@ def leaky_relu_pattern(graph: TfliteGraph) -> dict[int, tuple[int, float]]:
 
 def output_key(name: str) -> str:
     """Signature key for an output name (letters, digits and underscores only)."""
-    import re
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 def _tf_name(name: str) -> str:
-    import re
     clean = re.sub(r"[^A-Za-z0-9_.\-/]", "_", name).strip("/") or "t"
     return clean if clean[0].isalnum() else "t" + clean
 
@@ -525,7 +527,6 @@ def _tf_name(name: str) -> str:
 def import_tflite(entry, path, workdir, *, outputs: list[int] | None = None, with_labels: bool = False):
     """Float .tflite -> FloatModel (SavedModel, pixel input). `outputs`: positions in the graph's
     output list to keep (e.g. [0] for PyDNet++'s finest scale)."""
-    from . import FloatModel, save_pixel_model
 
     graph = read_tflite(path)
     check_supported(graph)
@@ -558,6 +559,7 @@ def float_reference_bytes(path: str | Path) -> bytes:
     reference itself; this copy is, and the import is checked against it (the file as-is is
     reported beside, as the source's own quantization noise).
     """
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 

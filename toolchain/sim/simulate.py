@@ -32,23 +32,24 @@ import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image
 
-from toolchain import paths
-from toolchain.bundle import handoff_model, read_manifest
-from toolchain.depth.registration import register_depth
-from toolchain.depth.sequence import load_sequence
-from toolchain.errors import InputError
-from toolchain.images import to_model_input
-from toolchain.render.api import render
-from toolchain.render.model_output import decode_probability, simulate_model_output
-from toolchain.render.photo import output_spec
-
+from .. import paths
+from ..bundle import handoff_model, read_manifest
+from ..depth.registration import register_depth
+from ..depth.sequence import load_sequence
+from ..errors import InputError
+from ..images import to_model_input
+from ..render.api import render
+from ..render.model_output import decode_probability, simulate_model_output
+from ..render.photo import output_spec
+from ..runtime import TfliteRunner
 from . import cost
-from .smoothing import (COMBINE_WITH_PREVIOUS_RATIO, GATED_RATIO, DepthSmoother, flicker, image_stillness,
-                        smooth_mask)
+from .smoothing import COMBINE_WITH_PREVIOUS_RATIO, GATED_RATIO, DepthSmoother, flicker, image_stillness, smooth_mask
 
-SEQUENCES_DIR = Path(__file__).resolve().parent / "sequences"
+SEQUENCES_DIR = paths.SEQUENCES_DIR
 PREFERRED_BUNDLES = ("deeplabv3_mnv2_pascal_257", "selfie_segmenter")
 STAGES = ("preprocess", "model", "registration", "smoothing", "fused")
 PROB_SPEC = {"kind": "probabilities", "dtype": "float32", "layout": "NHWC"}
@@ -133,7 +134,6 @@ def simulated_model_output(alpha: np.ndarray, size_hw, label_id: int, seed: int)
     """`simulate_model_output` of the true matte plus per-frame, spatially correlated logit noise on
     the subject class: the temporal instability a real model shows on a video (an assumption,
     used to exercise smoothing where the real model does not see the synthetic subject)."""
-    import cv2
     logits, spec = simulate_model_output(alpha, size=size_hw, seed=seed, label_id=label_id)
     n = np.random.default_rng(seed + 7).normal(0, 1, size_hw).astype(np.float32)
     n = cv2.GaussianBlur(n, (0, 0), SIM_NOISE_CORR_PX)
@@ -167,7 +167,6 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
     compare_smoothing: also render the frames the other way (smoothed vs not) to measure flicker
       and alpha error both ways; only the frames of `smoothing` are written.
     """
-    from toolchain.runtime import TfliteRunner
     seq = load_sequence(sequence_dir)
     bundle = Path(bundle_dir) if bundle_dir is not None else find_bundle()
     manifest = read_manifest(bundle)
@@ -272,7 +271,6 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
                "alpha_mae": round(float(np.mean(np.abs(main.alpha - truth))), 5), "warnings": main.warnings}
         frames.append(rec)
         if out is not None:
-            import cv2
             cv2.imwrite(str(out / "frames" / f"frame_{pr.rgb_index:04d}.png"),
                         cv2.cvtColor(main.composite, cv2.COLOR_RGB2BGR))
         composites.append(main.composite[::2, ::2].copy() if gif else None)
@@ -318,7 +316,6 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
     }
     if out is not None:
         if gif and composites:
-            from PIL import Image
             ims = [Image.fromarray(c) for c in composites]
             ims[0].save(out / f"{summary['sequence']}.gif", save_all=True, append_images=ims[1:],
                         duration=int(round(1000 / float(seq.meta['rgb'].get('fps', 30)))), loop=0)
