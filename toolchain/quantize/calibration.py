@@ -40,7 +40,7 @@ PORTRAIT_CALIBRATION_THREADS sets the pass's interpreter threads (default: the c
 Every pass ends with `ranges.clamp_saturated`: a tensor whose every use ends in a sigmoid or tanh
 (through ops that only move values) keeps only the range that op can tell apart (+-8 for a sigmoid).
 
-Not for: choosing ranges (ranges.py searches them after this), quantizing (__init__.py, conversions.py).
+Not for: choosing ranges (ranges.py searches them after this), quantizing (precisions.py, conversions.py).
 """
 
 from __future__ import annotations
@@ -57,9 +57,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 from ..cache import array_digest
 from ..errors import ExportError
-from . import flatbuffer
+from . import flatbuffer, ranges
 from .flatbuffer import FLOAT32, is_constant
-from .ranges import clamp_saturated
 
 ENV_THREADS = "PORTRAIT_CALIBRATION_THREADS"
 MAX_THREADS = 4
@@ -283,7 +282,7 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
         say(f"calibration: {len(samples)} samples with TF's calibrator (this graph has more than one "
             "subgraph or input; ranges of tensors that feed in-place ops may be too wide)")
         blob = _calibrate_here(model_content, samples, say)
-    blob, cut = clamp_saturated(blob)
+    blob, cut = ranges.clamp_saturated(blob)
     if cut:
         say(f"calibration: {len(cut)} tensor(s) feeding only a sigmoid/tanh cut to the range it can "
             f"tell apart (e.g. {cut[0][0]}: {cut[0][1][0]:.4g}..{cut[0][1][1]:.4g} -> "

@@ -21,7 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graphedit import Conv, Editable, LayerStats, channel_scales, from_matrix, round_nearest, weight_matrix
+from .graphedit import (
+    Conv,
+    Editable,
+    LayerStats,
+    channel_scales,
+    from_matrix,
+    round_nearest,
+    weight_matrix,
+)
 
 _EQUALIZABLE = {"NONE", "RELU", "RELU6"}
 _RELU6_HEADROOM = 2.0

@@ -40,8 +40,7 @@ import numpy as np
 from .. import cache
 from ..bench import host_isa, time_model
 from ..errors import ExportError, PortraitError, RecipeError
-from . import precisions, ptq
-from .conversions import bias_scale_mismatches, convert_16x8
+from . import conversions, precisions, ptq
 from .graphedit import Editable
 from .split import split_weights
 
@@ -49,7 +48,7 @@ RUNG_ORDER = ("w8a8", "w8a16_partial", "w8a16", "mixed_float")
 NOT_IMPLEMENTED = {"w8a16_partial": "per-layer int16 activations are not a ladder rung: ai-edge-quantizer "
                                     "0.10.0 per-op recipes left LEAKY_RELU / HARD_SWISH float (issue 10), and the "
                                     "TF converter applies 16x8 to a whole model only. An int16 tail spliced onto "
-                                    "the w8a8 file (quantize/partial16.py, scripts/tail16_measure.py) does not "
+                                    "the w8a8 file (experiments/partial16.py, experiments/tail16_measure.py) does not "
                                     "get PyDNet++ there (int16 on its last 14 ops: delta1 0.81 / 0.90), and an "
                                     "int16 head leaves the selfie's leopard photo at IoU 0.27-0.74"}
 DEFAULT_RUNGS = ["w8a8", "w8a16", "mixed_float"]
@@ -165,7 +164,7 @@ def _w8a16(ctx: Context) -> Built:
     name = f"{ctx.entry.id}_w8a16.tflite"
     if split_mode == "none":
         model = ctx.float_model
-        path = ctx.convert(name, lambda tmp: convert_16x8(model, tmp, ctx.representative, output=output,
+        path = ctx.convert(name, lambda tmp: conversions.convert_16x8(model, tmp, ctx.representative, output=output,
                                                           progress=ctx.say))
         return Built(path, record, "w8a16 (int8 weights, int16 activations)")
     holder = {}
@@ -175,7 +174,7 @@ def _w8a16(ctx: Context) -> Built:
         holder["split"] = split_weights(ctx.float_path, split_path)
         ctx.say(f"w8a16: {len(holder['split']['split'])} convolution(s) split into int8 halves (W_hi + W_lo)")
         model = ptq.reimport(ctx.entry, split_path, ctx.workdir, outputs_positions=ctx.recipe["outputs"])
-        convert_16x8(model, tmp, ctx.representative, output=output, progress=ctx.say)
+        conversions.convert_16x8(model, tmp, ctx.representative, output=output, progress=ctx.say)
     path = ctx.convert(name, build, extra=["split_weights", split_mode, cache.files_digest(cache.PTQ_CODE)])
     split = holder.get("split")
     if split is None:  # from the cache: the same float file gives the same split
@@ -250,7 +249,7 @@ def run_ladder(ctx: Context) -> dict:
             continue
         counts = op_counts(built.path)
         integer_only = counts["float_ops"] == 0
-        misread = bias_scale_mismatches(built.path.read_bytes())   # a kernel would read these biases wrongly
+        misread = conversions.bias_scale_mismatches(built.path.read_bytes())   # a kernel would read these biases wrongly
         figures = ctx.judge(built.path)
         met = bool(figures["passed"]) and (integer_only or name == "mixed_float") and not misread
         row.update({"file": built.path.name, "label": built.label, "met": met, "integer_only": integer_only,
