@@ -57,7 +57,7 @@ sequences: $(STAMP)
 	$(BIN)/python -m device_sim.make_sequences
 
 render-report: $(STAMP)
-	$(BIN)/python scripts/render_panels.py export/render --quality --bench
+	$(BIN)/python -m experiments.render_panels export/render --quality --bench
 
 demo: $(STAMP)                 # export/demo/index.html: notebook vs ours, 100 % crops, edge figures
 	$(BIN)/python -m toolchain.render.demo --out export/demo

@@ -1,18 +1,18 @@
-"""int16 activations on the last layers (toolchain/quantize/partial16.py) on a tiny generated model:
+"""int16 activations on the last layers (experiments/partial16.py, an experiment) on a tiny generated model:
 the spliced file keeps the int8 ops before the cut, requantizes the cut tensor to int16 and runs the
 16x8 file's ops after it; it has no float op, loads on both kernel sets, and its output is the 16x8
 tail's output on the int8 head's values. A cut that does not separate the graph is refused."""
 
 import numpy as np
 import pytest
+from builders import tiny_segmenter_project
 
+from experiments import partial16
 from toolchain import quantize
 from toolchain.errors import ExportError
-from toolchain.quantize import conversions, partial16
+from toolchain.quantize import conversions
 from toolchain.quantize.flatbuffer import read as read_model
 from toolchain.runtime import TfliteRunner
-
-from builders import tiny_segmenter_project
 
 
 @pytest.fixture(scope="module")

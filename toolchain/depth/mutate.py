@@ -1,6 +1,6 @@
 """Mutation fuzzing of the depth photo readers and DEPTH16: byte mutations and the verdict on each input.
 
-Used by tests/test_depth_fuzz.py (hypothesis draws the mutations) and by scripts/fuzz_depth_readers.py
+Used by tests/test_depth_fuzz.py (hypothesis draws the mutations) and by experiments/fuzz_depth_readers.py
 (a seeded campaign over the real photos in ../shared that reports counts). A mutation is data: a tuple
 ("flip", pos, bit), ("truncate", pos), ("overwrite", pos, bytes), ("insert", pos, bytes),
 ("delete", pos, n) or ("target", k, delta, bytes), which overwrites bytes `delta` after the k-th

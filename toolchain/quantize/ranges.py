@@ -167,7 +167,7 @@ def sample_activations(calibrated: bytes, representative: np.ndarray, tensors: l
     of each tensor's values plus each image's two extremes. The extremes weigh more in the sample
     than in the tensor, which makes the MSE search clip more cautiously: a clipped extreme can cost
     the output more than its share of squared error. Per-tensor MSE is not the output's error, and
-    it does not help every model: `scripts/ptq_measure.py` measures it against min/max (README)."""
+    it does not help every model: `python -m experiments.ptq_measure` measures it against min/max (README)."""
     interp = Interpreter(model_content=calibrated, num_threads=2, experimental_preserve_all_tensors=True,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()

@@ -21,7 +21,7 @@ stage's working grid (plan.py), and hands full-resolution results back to golden
    background colour leaves the subject's edge.
 
 Why closed form and not pymatting's KNN or large-kernel (LKM) solvers: on cat_01 with the DeepLab
-trimap (scripts/matting_methods.py, 810x540 grid, 69k unknown pixels, 2026-11-29) closed form took
+trimap (experiments/matting_methods.py, 810x540 grid, 69k unknown pixels, 2026-11-29) closed form took
 1.8 s CPU for band SAD 2.37 / accuracy 0.978, KNN 14.4 s for 4.75 / 0.948, LKM 25.2 s for 3.05 / 0.980.
 
 Not here: the guided upsampling to full resolution and the composite (golden.py), the fixed-point

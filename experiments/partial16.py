@@ -8,7 +8,7 @@ requantizes each cut tensor from int8 to int16 with a QUANTIZE op (TFLite's int8
 requantize), and runs every op after the cut as the 16x8 file has it, with its weights, scales and
 int16 output. Tensors are matched by name (the converter keeps the float graph's names in both
 files, when both come from one import). `tail_cuts` lists the single-tensor cuts from the output
-backwards, each tail one op longer; `scripts/tail16_measure.py` judges them.
+backwards, each tail one op longer; `python -m experiments.tail16_measure` judges them.
 
 The result has zero float ops. XNNPACK delegates the int8 head; the int16 tail runs on the builtin
 CPU kernels (LiteRT has no XNNPACK int16 path), and NPUs with 16-bit activations run it whole.
@@ -29,9 +29,9 @@ import copy
 
 import numpy as np
 
-from ..errors import ExportError
-from . import flatbuffer
-from .flatbuffer import is_constant
+from toolchain.errors import ExportError
+from toolchain.quantize import flatbuffer
+from toolchain.quantize.flatbuffer import is_constant
 
 INT8, INT16 = 9, 7        # TensorType
 QUANTIZE = 114            # BuiltinOperator.QUANTIZE
