@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolchain import calibrate, quantize
+from toolchain import calibration_set, quantize
 from toolchain.parity.gate import _first, parity_images, task_figures
 from toolchain.quantize import ptq
 from toolchain.quantize.xnnpack import delegation, summary
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="ptq-measure-"))
     float_path = args.float or float_file(entry, recipe, work)
     cal = recipe["calibration"]
-    rep = calibrate.representative_set(entry.input.size, samples=cal["samples"], seed=cal["seed"],
+    rep = calibration_set.representative_set(entry.input.size, samples=cal["samples"], seed=cal["seed"],
                                        sources=cal["sources"], min_samples=cal["min_samples"])
     images = parity_images(entry, image_sets=recipe.get("parity", {}).get("image_sets"))   # as the gate judges
     isa = host_isa()

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from toolchain import paths
-from toolchain.render.bench import format_bench, run_bench
 from toolchain.render.quality import evaluate, write_panels
+from toolchain.render.stage_timing import format_bench, run_bench
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import pytest
 
 from toolchain.evaluate.datasets import synth
 from toolchain.engines import map_shards
-from toolchain.evaluate.run import evaluate
+from toolchain.evaluate.accuracy import evaluate
 
 pytestmark = pytest.mark.slow
 

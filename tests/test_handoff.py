@@ -104,11 +104,11 @@ def test_int8_input_while_manifest_says_uint8_fails_verify(tiny_bundle, tmp_path
     """The issue's headline defect: a handoff that takes int8 (zero point -128) while the manifest
     says uint8 pixels. verify feeds the manifest's pixels and names the file and the field."""
     import tensorflow as tf
-    from toolchain import calibrate
+    from toolchain import calibration_set
     b = _copy(tiny_bundle, tmp_path)
     conv = tf.lite.TFLiteConverter.from_keras_model(tiny_segmenter_keras())
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    rep = calibrate.representative_set((33, 33), samples=8, seed=0, sources=["skimage"], min_samples=1)
+    rep = calibration_set.representative_set((33, 33), samples=8, seed=0, sources=["skimage"], min_samples=1)
     conv.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in rep)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8

@@ -34,8 +34,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("toolchain.handoff",),
     ("toolchain.device",),                               # goldens and the checker run the render stage
     ("toolchain.render",),
-    ("toolchain.bench",),                                # latency of a .tflite (LiteRT)
-    ("toolchain.sources", "toolchain.bundle", "toolchain.runtime", "toolchain.calibrate", "toolchain.engines"),
+    ("toolchain.latency",),                                # latency of a .tflite (LiteRT)
+    ("toolchain.sources", "toolchain.bundle", "toolchain.runtime", "toolchain.calibration_set", "toolchain.engines"),
     ("toolchain.cache",),
     ("toolchain.depth", "toolchain.registry", "toolchain.scenes", "toolchain.images"),
     ("toolchain.errors", "toolchain.paths", "toolchain"),  # `toolchain` itself: __version__
@@ -220,7 +220,7 @@ def test_imports_sit_at_module_top():
 
 @pytest.mark.parametrize("src,expected", [
     ("from ..quantize import flatbuffer", {"toolchain.quantize", "toolchain.quantize.flatbuffer"}),
-    ("from . import metrics", {"toolchain.parity.metrics"}),
+    ("from . import agreement", {"toolchain.parity.agreement"}),
     ("from ..errors import InputError", {"toolchain.errors"}),
     ("import numpy as np", set()),
 ])

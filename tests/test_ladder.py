@@ -234,7 +234,7 @@ def test_a_rung_whose_integer_bias_a_kernel_would_misread_is_not_met(tiny, tmp_p
 
 
 def test_host_isa_names_int8_dot_product_features():
-    from toolchain.bench import host_isa
+    from toolchain.latency import host_isa
     x86 = host_isa("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n", "x86_64")
     assert x86["features"]["AVX512-VNNI"] and not x86["features"]["AVX-VNNI"] and x86["int8_dot_product"]
     old = host_isa("flags\t\t: fpu sse avx2\n", "x86_64")

@@ -9,23 +9,23 @@ import sys
 from pathlib import Path
 
 from . import paths
-from .bench import bench_all, format_table
 from .depth.info import depth_info, write_planes
 from .depth.info import summary_lines as depth_summary_lines
 from .device.check import check_outputs, format_report
 from .errors import PortraitError
-from .evaluate.bench import format_eval_bench, run_eval_bench
+from .evaluate.accuracy import evaluate
+from .evaluate.accuracy import summary_lines as evaluation_summary_lines
 from .evaluate.datasets import synth
-from .evaluate.run import evaluate
-from .evaluate.run import summary_lines as evaluation_summary_lines
+from .evaluate.engine_timing import format_eval_bench, run_eval_bench
 from .export import export_all, results_json
 from .handoff.pack import pack
 from .handoff.verify import verify
+from .latency import bench_all, format_table
+from .parity.bundle_parity import parity_all, parity_model, summary
 from .parity.report import summarize_ladder, summarize_parity
-from .parity.run import parity_all, parity_model, summary
 from .registry import fetch, get_entry, load_registry, locate
-from .render.bench import format_bench, run_bench
 from .render.photo import render_photo
+from .render.stage_timing import format_bench, run_bench
 from .sim.cost import profile_names
 from .sim.simulate import format_summary, simulate_all
 

@@ -15,7 +15,7 @@ only for engine="ray": the local engine has no Ray requirement.
 `pool(engine=...)` keeps the workers between several `map` calls: the export ladder's candidate
 searches (parity/waves.py) run one wave of candidates after another on the same workers.
 
-Not for: what a shard computes (run.py evaluates images; parity/mixed.py judges candidates).
+Not for: what a shard computes (evaluate/accuracy.py evaluates images; parity/mixed.py judges candidates).
 """
 
 from __future__ import annotations

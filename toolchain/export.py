@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, cache, calibrate, paths
-from .bench import time_model
+from . import __version__, cache, calibration_set, paths
 from .bundle import write_bundle
 from .device.goldens import write_goldens
 from .errors import ExportError, ModelNotFound, ParityError, PortraitError
 from .handoff import metadata
 from .handoff.verify import verify_staged
+from .latency import time_model
 from .parity.gate import compare_pair, parity_images
 from .parity.mixed import mixed_float_file
 from .parity.report import format_figures
@@ -233,7 +233,7 @@ class _Steps:
         photos = paths.list_photos(paths.photos_dir())
         listing = [(p.name, p.stat().st_size) for p in photos]
         k = cache.key("calibration", list(self.entry.input.size), cal, listing)
-        rep = cache.cached_array(k, lambda: calibrate.representative_set(
+        rep = cache.cached_array(k, lambda: calibration_set.representative_set(
             self.entry.input.size, samples=cal["samples"], seed=cal["seed"], sources=cal["sources"],
             min_samples=cal["min_samples"]), hits=self.hits)
         self._rep_key = cache.array_digest(rep)

@@ -1,6 +1,6 @@
 """Image loading and model-input preparation (resize to the registry's input size).
 
-Not for: calibration policy (calibrate.py) or rendering (render/).
+Not for: calibration policy (calibration_set.py) or rendering (render/).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Scale-and-shift alignment of a relative depth (or inverse depth) map to a reference.
 
 A relative depth model's output is right up to an unknown scale and shift, so both the parity gate
-(int8 vs float32, parity/metrics.py) and the evaluation against ground truth (evaluate/metrics.py)
+(int8 vs float32, parity/agreement.py) and the evaluation against ground truth (evaluate/truth_metrics.py)
 fit them by least squares before comparing. Not for: metric depth (depth16.py, registration.py).
 """
 

@@ -11,7 +11,7 @@ is recognised from the folder):
   iPhone portrait disparity).
 
 A sample that cannot be read raises `BadSample` with the reason; the evaluation lists it and goes on.
-Not for: metrics (metrics.py) or running models (run.py).
+Not for: metrics (truth_metrics.py) or running models (accuracy.py).
 """
 
 from __future__ import annotations

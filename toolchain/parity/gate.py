@@ -20,7 +20,7 @@ from ..images import bundled_photos, load_rgb, to_model_input
 from ..registry import ModelEntry
 from ..runtime import KERNELS, TfliteRunner, file_digest
 from ..scenes import generate_scene
-from . import metrics
+from . import agreement
 
 
 def image_sets_of(entry: ModelEntry, image_sets: list[str] | None = None) -> list[str]:
@@ -172,10 +172,10 @@ def _labels(out: np.ndarray) -> np.ndarray:
 def kernel_agreement(entry: ModelEntry, a: list[np.ndarray], b: list[np.ndarray]) -> dict:
     """How close the XNNPACK and reference kernel outputs of the same quantized model are."""
     if entry.task == "segmentation":
-        return {"pixel_agreement": float(np.mean([metrics.pixel_agreement(_labels(x), _labels(y))
+        return {"pixel_agreement": float(np.mean([agreement.pixel_agreement(_labels(x), _labels(y))
                                                   for x, y in zip(a, b)]))}
-    return {"max_abs_error": max(metrics.max_abs_error(x, y) for x, y in zip(a, b)),
-            "snr_db": min(metrics.snr_db(x, y) for x, y in zip(a, b))}
+    return {"max_abs_error": max(agreement.max_abs_error(x, y) for x, y in zip(a, b)),
+            "snr_db": min(agreement.snr_db(x, y) for x, y in zip(a, b))}
 
 
 def task_figures(entry: ModelEntry, recipe: dict, refs: list[np.ndarray], outs: list[np.ndarray],
@@ -198,13 +198,13 @@ def segmentation_figures(entry, cfg, refs, outs, names) -> dict:
     per_image, ious = [], {c: [] for c in classes}
     for name, r, o in zip(names, refs, outs):
         rl, ol = _labels(r), _labels(o)
-        row = {"image": name, "pixel_agreement": metrics.pixel_agreement(rl, ol),
-               "edge_band_agreement": metrics.band_agreement(rl, ol, list(entry.foreground_classes.values())),
+        row = {"image": name, "pixel_agreement": agreement.pixel_agreement(rl, ol),
+               "edge_band_agreement": agreement.band_agreement(rl, ol, list(entry.foreground_classes.values())),
                "class_iou": {}}
         for c in classes:
             cid = entry.foreground_classes[c]
             if np.mean(rl == cid) >= min_frac:
-                row["class_iou"][c] = metrics.class_iou(rl, ol, cid)
+                row["class_iou"][c] = agreement.class_iou(rl, ol, cid)
                 ious[c].append(row["class_iou"][c])
         per_image.append(row)
     figs = {"pixel_agreement": float(np.mean([r["pixel_agreement"] for r in per_image])),
@@ -227,9 +227,9 @@ def depth_figures(refs, outs, names, *, inverse: bool = False) -> dict:
     per_image = []
     for name, r, o in zip(names, refs, outs):
         r2, o2 = (r[..., 0] if r.ndim == 3 else r), (o[..., 0] if o.ndim == 3 else o)
-        m = metrics.depth_metrics(o2, r2)
+        m = agreement.depth_metrics(o2, r2)
         if inverse:
-            d = metrics.depth_metrics(1.0 / np.maximum(o2.astype(np.float64), 1e-6),
+            d = agreement.depth_metrics(1.0 / np.maximum(o2.astype(np.float64), 1e-6),
                                       1.0 / np.maximum(r2.astype(np.float64), 1e-6))
             m["on_depth"] = d
         per_image.append({"image": name, **m})
@@ -250,7 +250,7 @@ def mask_figures(refs, outs, names, threshold: float = 0.5, min_fraction: float 
         row = {"image": name, "mask_fraction": float(np.mean(r > threshold)),
                "mean_abs_diff": float(np.mean(np.abs(r.astype(np.float64) - o)))}
         if row["mask_fraction"] >= min_fraction:
-            row["iou"] = metrics.iou(r > threshold, o > threshold)
+            row["iou"] = agreement.iou(r > threshold, o > threshold)
         per_image.append(row)
     ious = [p["iou"] for p in per_image if "iou" in p]
     return {"iou": float(min(ious)) if ious else float("nan"), "iou_images": len(ious),
@@ -258,6 +258,6 @@ def mask_figures(refs, outs, names, threshold: float = 0.5, min_fraction: float 
 
 
 def tensor_figures(refs, outs, names) -> dict:
-    per_image = [{"image": n, **metrics.tensor_metrics(r, o)} for n, r, o in zip(names, refs, outs)]
+    per_image = [{"image": n, **agreement.tensor_metrics(r, o)} for n, r, o in zip(names, refs, outs)]
     return {"cosine": float(min(p["cosine"] for p in per_image)),
             "snr_db": float(min(p["snr_db"] for p in per_image)), "per_image": per_image}

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import engines
-from ..bench import time_model
+from ..latency import time_model
 from ..quantize import precisions
 from ..quantize.conversions import uint8_input
 from ..registry import ModelEntry

@@ -37,7 +37,7 @@ def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: s
 
 
     if representative is None or len(representative) == 0:
-        raise ExportError("16x8 conversion needs a representative dataset", fix="see calibrate.py")
+        raise ExportError("16x8 conversion needs a representative dataset", fix="see calibration_set.py")
     conv = tf_converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]

@@ -38,8 +38,8 @@ from typing import Callable
 import numpy as np
 
 from .. import cache
-from ..bench import host_isa, time_model
 from ..errors import ExportError, PortraitError, RecipeError
+from ..latency import host_isa, time_model
 from . import conversions, precisions, ptq
 from .graphedit import Editable
 from .split import split_weights

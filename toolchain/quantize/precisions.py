@@ -48,7 +48,7 @@ def convert(model: FloatModel, precision: str, out_path: Path, *,
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     elif precision == "int8":
         if representative is None or len(representative) == 0:
-            raise ExportError("int8 conversion needs a representative dataset", fix="see calibrate.py")
+            raise ExportError("int8 conversion needs a representative dataset", fix="see calibration_set.py")
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.uint8
@@ -79,7 +79,7 @@ def calibrate_int8(model: FloatModel, representative: np.ndarray, *,
     import tensorflow as tf
 
     if representative is None or len(representative) == 0:
-        raise ExportError("int8 calibration needs a representative dataset", fix="see calibrate.py")
+        raise ExportError("int8 calibration needs a representative dataset", fix="see calibration_set.py")
     conv = tf_converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative_gen(representative, progress)

@@ -192,7 +192,7 @@ def search_ranges(calibrated: bytes, representative: np.ndarray, *, method: str 
     if method not in RANGE_METHODS:
         raise InputError(f"unknown range method {method!r}", fix=f"use one of {sorted(RANGE_METHODS)}")
     if representative is None or len(representative) == 0:
-        raise InputError("range search needs calibration samples", fix="see calibrate.py")
+        raise InputError("range search needs calibration samples", fix="see calibration_set.py")
     fn = RANGE_METHODS[method]
     record = {"method": method, "tensors": 0, "changed": 0}
     if fn is None:

@@ -9,7 +9,7 @@ output or a tensor only its own partition reads).
 
 Every partition boundary costs a round trip through the interpreter (and, for int8, often a
 layout change), so a graph split into many partitions runs far slower than one that delegates
-whole. Not for: timing (bench.py) or numerical agreement (parity/).
+whole. Not for: timing (latency.py) or numerical agreement (parity/).
 """
 
 from __future__ import annotations

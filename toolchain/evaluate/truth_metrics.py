@@ -7,7 +7,7 @@ Pure functions on arrays with known answers (tests check them):
   benchmarks print them), MSE;
 - depth: δ1, AbsRel, RMSE after least-squares scale-and-shift alignment, in inverse depth for
   relative models (the MiDaS protocol) or in depth.
-Not for: int8-vs-float parity (parity/metrics.py compares two models, not a model with the truth).
+Not for: int8-vs-float parity (parity/agreement.py compares two models, not a model with the truth).
 """
 
 from __future__ import annotations

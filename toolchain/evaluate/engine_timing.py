@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 from .. import paths
-from ..bench import host_isa
+from ..latency import host_isa
+from .accuracy import evaluate, resolve_bundle
 from .datasets import synth
-from .run import evaluate, resolve_bundle
 
 DEFAULT_MODEL = "deeplabv3_mnv2_pascal_257"
 TARGET_SPEEDUP = 1.7
@@ -30,10 +29,7 @@ def _load() -> list[float]:
 
 
 def _isa() -> str:
-    try:
-        return host_isa()["summary"]
-    except Exception:  # older bench.py without host_isa
-        return platform.machine()
+    return host_isa()["summary"]
 
 
 def ensure_dataset(folder: Path, n: int, *, size=(240, 320), seed: int = 0, engine: str = "local",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import calibrate, paths
+from .. import calibration_set, paths
 from ..bundle import handoff_model, read_manifest
 from ..errors import InputError, PortraitError
 from ..images import bundled_photos, to_model_input
@@ -122,7 +122,7 @@ def _mixed(entry, recipe, f_path, q_path, imgs, out_dir, layer_result, max_conve
         source = locate_or_fetch_embedded(entry, progress=say)
         float_model = import_model(entry, source, work, outputs=recipe["outputs"])
         cal = recipe["calibration"]
-        rep = calibrate.representative_set(entry.input.size, samples=cal["samples"], seed=cal["seed"],
+        rep = calibration_set.representative_set(entry.input.size, samples=cal["samples"], seed=cal["seed"],
                                            sources=cal["sources"], min_samples=cal["min_samples"])
         out_dir.mkdir(parents=True, exist_ok=True)
         ranking = layer_result["culprits"] if layer_result else None

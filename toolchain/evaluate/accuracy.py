@@ -31,7 +31,7 @@ from ..engines import map_shards
 from ..errors import InputError
 from ..images import to_model_input
 from ..runtime import TfliteRunner
-from . import metrics
+from . import truth_metrics
 from .datasets import BadSample, Dataset, Sample, load_sample, open_dataset
 
 MAX_BAD_FRACTION = 0.01
@@ -194,7 +194,7 @@ def _figures(spec: dict, out: np.ndarray, truth: np.ndarray) -> dict:
             pred = _resize(out.astype(np.uint8), hw, nearest=True)
         else:  # logits: bilinear at the truth's size, then argmax (as DeepLab's evaluation does)
             pred = np.argmax(_resize(np.ascontiguousarray(out, np.float32), hw), axis=-1).astype(np.uint8)
-        return metrics.segmentation_image(truth, pred, spec["num_classes"])
+        return truth_metrics.segmentation_image(truth, pred, spec["num_classes"])
     if task == "matting":
         if model_task == "mask":
             alpha = out[..., 0] if out.ndim == 3 else out
@@ -203,10 +203,10 @@ def _figures(spec: dict, out: np.ndarray, truth: np.ndarray) -> dict:
         else:  # a segmenter's alpha: probability of any foreground class
             alpha = _softmax(out.astype(np.float32))[..., spec["foreground_ids"]].sum(-1)
         alpha = np.clip(_resize(np.ascontiguousarray(alpha, np.float32), hw), 0.0, 1.0)
-        return metrics.matting_image(truth, alpha)
+        return truth_metrics.matting_image(truth, alpha)
     d = out[..., 0] if out.ndim == 3 else out
     d = _resize(np.ascontiguousarray(d, np.float32), hw)
-    return metrics.depth_image(truth, d, space=spec["align"], pred_is_inverse=spec["inverse_output"])
+    return truth_metrics.depth_image(truth, d, space=spec["align"], pred_is_inverse=spec["inverse_output"])
 
 
 # ----------------------------------------------------------------------------------- the whole run
@@ -287,7 +287,7 @@ def summarize(task: str, files: list[dict], rows: list[dict], labels: list[str],
               seed: int = 0) -> dict:
     """Set figures per file with bootstrap 95% CIs, and each file's drop vs float32 (positive = worse)."""
     n = len(rows)
-    w = metrics.bootstrap_weights(n, resamples, seed)
+    w = truth_metrics.bootstrap_weights(n, resamples, seed)
     ref = files[0]["file"]
     boot: dict[str, dict[str, np.ndarray]] = {}
     out: dict = {}
@@ -296,34 +296,34 @@ def summarize(task: str, files: list[dict], rows: list[dict], labels: list[str],
         figs, boot[f] = {}, {}
         if task == "segmentation":
             c = len(labels) or 1 + max(max(i, j) for p in per for i, j, _ in p["confusion"])
-            conf = np.stack([metrics.dense_confusion(p["confusion"], c) for p in per])
+            conf = np.stack([truth_metrics.dense_confusion(p["confusion"], c) for p in per])
             total = conf.sum(0)
-            ious = metrics.class_iou(total)
-            figs["miou"] = metrics.miou(total)
-            figs["pixel_accuracy"] = metrics.pixel_accuracy(total)
+            ious = truth_metrics.class_iou(total)
+            figs["miou"] = truth_metrics.miou(total)
+            figs["pixel_accuracy"] = truth_metrics.pixel_accuracy(total)
             figs["per_class_iou"] = {(labels[k] if k < len(labels) else str(k)): float(ious[k])
                                      for k in range(c) if np.isfinite(ious[k])}
-            boot[f]["miou"] = metrics.weighted_miou(conf, w)
+            boot[f]["miou"] = truth_metrics.weighted_miou(conf, w)
             acc_num = w @ np.trace(conf, axis1=1, axis2=2).astype(np.float64)
             boot[f]["pixel_accuracy"] = acc_num / (w @ conf.reshape(n, -1).sum(1).astype(np.float64))
             bf = np.array([p["boundary_f"] for p in per], np.float64)
             figs["boundary_f"] = float(np.nanmean(bf)) if np.isfinite(bf).any() else float("nan")
-            boot[f]["boundary_f"] = metrics.weighted_means(bf, w)
+            boot[f]["boundary_f"] = truth_metrics.weighted_means(bf, w)
         else:
             for k in _SET_FIGURES[task]:
                 v = np.array([p[k] for p in per], np.float64)
                 figs[k] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-                boot[f][k] = metrics.weighted_means(v, w)
-        figs["ci95"] = {k: metrics.interval(b) for k, b in boot[f].items()}
+                boot[f][k] = truth_metrics.weighted_means(v, w)
+        figs["ci95"] = {k: truth_metrics.interval(b) for k, b in boot[f].items()}
         out[f] = figs
     for f in out:
         if f == ref:
             continue
         drop, ci = {}, {}
         for k in boot[f]:
-            sign = 1.0 if metrics.HIGHER_IS_BETTER[k] else -1.0
+            sign = 1.0 if truth_metrics.HIGHER_IS_BETTER[k] else -1.0
             drop[k] = sign * (out[ref][k] - out[f][k])
-            ci[k] = metrics.interval(sign * (boot[ref][k] - boot[f][k]))
+            ci[k] = truth_metrics.interval(sign * (boot[ref][k] - boot[f][k]))
         out[f]["drop_vs_float32"] = drop
         out[f]["drop_ci95"] = ci
     return out
