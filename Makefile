@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CLIENT := .venv-client
 CLIENT_STAMP := $(CLIENT)/.installed
 
-.PHONY: all setup client-env export-int8 models test parity bench sim sequences render-report clean demo
+.PHONY: all setup client-env export-int8 models test test-fast lint parity bench sim sequences render-report clean demo
 
 all: export-int8
 
@@ -43,6 +43,16 @@ models: $(STAMP)
 
 test: $(STAMP) $(CLIENT_STAMP)
 	$(BIN)/python -m pytest -q
+
+# unit tests only: no real models or photos (marker `shared`), nothing marked `slow`
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not shared and not slow"
+
+# ruff (lint + format check, settings in pyproject.toml) and mypy on the library
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy toolchain
 
 parity: $(STAMP)
 	$(BIN)/portrait parity --all

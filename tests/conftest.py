@@ -9,6 +9,16 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Fixtures that need the real models and photos: a test using one is marked `shared`, so
+# `make test-fast` (-m "not shared and not slow") leaves it out whether or not ../shared is configured.
+SHARED_FIXTURES = {"shared_dir", "shared_photos", "shared_depth_photos", "deeplab_bundle"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared)
+
 
 def _shared_dir() -> Path | None:
     raw = os.environ.get("PORTRAIT_DATA_DIR")

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from builders import VOC, tiny_segmenter_keras
 
 SEG, DEPTH = "tinyseg", "tinydepth"

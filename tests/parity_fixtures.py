@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from builders import keras_to_tflite, tiny_segmenter_keras, write_registry
 
 MID = "tiny"
@@ -45,7 +44,7 @@ def build_tiny_pair(root: Path) -> TinyPair:
     bundle.mkdir(parents=True)
     f32 = quantize.convert(fm, "float32", bundle / f"{MID}_float32.tflite")
     i8 = quantize.convert(fm, "int8", bundle / f"{MID}_int8.tflite", representative=rep)
-    (bundle / "manifest.json").write_text('{"model_id": "%s"}' % MID)
+    (bundle / "manifest.json").write_text(f'{{"model_id": "{MID}"}}')
     images_dir = root / "images"
     images_dir.mkdir()
     photos = list(bundled_photos().items())[:4]

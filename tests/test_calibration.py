@@ -6,12 +6,11 @@ conversion of the same graph and samples reuses the pass, and the labels graph r
 
 import numpy as np
 import pytest
+from builders import tiny_segmenter_project
 
 from toolchain import quantize
 from toolchain.errors import ExportError
 from toolchain.quantize import calibration, conversions, flatbuffer
-
-from builders import tiny_segmenter_project
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from PIL import Image
 
 from toolchain.errors import InputError
 from toolchain.evaluate import datasets
-from toolchain.evaluate.datasets import BadSample, load_sample, open_dataset, synth
 from toolchain.evaluate.accuracy import evaluate, summary_lines
+from toolchain.evaluate.datasets import BadSample, load_sample, open_dataset, synth
 
 REPO = Path(__file__).resolve().parent.parent
 

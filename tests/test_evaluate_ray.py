@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from toolchain.evaluate.datasets import synth
 from toolchain.engines import map_shards
 from toolchain.evaluate.accuracy import evaluate
+from toolchain.evaluate.datasets import synth
 
 pytestmark = pytest.mark.slow
 

@@ -5,14 +5,13 @@ import json
 
 import numpy as np
 import pytest
+from builders import tiny_segmenter_keras, tiny_segmenter_project, write_registry
 
 from toolchain import bundle, calibration_set, quantize
 from toolchain.errors import ExportError, InputError, ModelNotFound, ParityError
 from toolchain.export import export_all, export_model
 from toolchain.recipes import merge_defaults
 from toolchain.registry import load_registry
-
-from builders import tiny_segmenter_keras, tiny_segmenter_project, write_registry
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from builders import tiny_segmenter_project
 
 from toolchain.errors import ParityError, RecipeError
 from toolchain.export import export_model
 from toolchain.quantize import conversions, ladder
 from toolchain.recipes import merge_defaults
 from toolchain.runtime import TfliteRunner
-
-from builders import tiny_segmenter_project
 
 
 @pytest.fixture(scope="module")
@@ -267,5 +266,8 @@ def test_w8a16_with_split_weights_stays_integer_only(tiny, tmp_path, monkeypatch
     ops = TfliteRunner(b / m["handoff"], kernels="reference").interp._get_ops_details()
     plain = _export(tiny, tmp_path / "out_plain", _recipe(["w8a16"]), monkeypatch, tmp_path).bundle
     plain_ops = TfliteRunner(plain / m["handoff"], kernels="reference").interp._get_ops_details()
-    convs = lambda ops: sum(o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D") for o in ops)
+
+    def convs(ops):
+        return sum(o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D") for o in ops)
+
     assert convs(ops) == 2 * convs(plain_ops)  # every convolution as two int8-weight halves

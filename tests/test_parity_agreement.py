@@ -58,6 +58,7 @@ def test_recipe_image_sets_choose_the_parity_folders(tmp_path, monkeypatch):
     """[parity] image_sets picks the folders of PORTRAIT_DATA_DIR a budget is judged on; the default is
     the photos (plus the depth photos for a depth model); a bad value is a recipe error."""
     import cv2
+
     from toolchain.errors import RecipeError
     from toolchain.parity.gate import parity_images
     from toolchain.recipes import merge_defaults

@@ -57,8 +57,10 @@ def test_mixed_precision_runs_after_a_miss_and_is_reported(pair, tmp_path, monke
 
 def test_disagreement_maps():
     import numpy as np
-    ref = np.zeros((4, 4, 3)); ref[..., 1] = 1
-    out = ref.copy(); out[0, 0] = [5, 0, 0]
+    ref = np.zeros((4, 4, 3))
+    ref[..., 1] = 1
+    out = ref.copy()
+    out[0, 0] = [5, 0, 0]
     assert report.disagreement("segmentation", ref, out).sum() == 1
     assert report.disagreement("mask", np.full((2, 2), 0.6), np.array([[0.4, 0.6], [0.7, 0.9]])).sum() == 1
 

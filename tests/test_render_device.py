@@ -103,6 +103,7 @@ def test_integer_disc_sum_is_the_disc_filter(radius):
 
 def test_device_source_uses_no_float_on_pixels():
     import inspect
+
     import toolchain.render.device as dev
     src = inspect.getsource(dev)
     assert "np.float64" not in src and "astype(float)" not in src

@@ -8,10 +8,9 @@ precision, so the range can stop there."""
 
 import numpy as np
 import pytest
+from builders import keras_to_tflite
 
 from toolchain.quantize import calibration, flatbuffer, quantize_calibrated, ranges
-
-from builders import keras_to_tflite
 
 
 def _net(kind: str):
@@ -74,6 +73,7 @@ def test_only_tensors_whose_every_use_saturates_are_cut(nets):
 
 def test_int8_sigmoid_output_keeps_soft_values_near_the_threshold(nets, tmp_path, monkeypatch):
     import tensorflow as tf
+
     from toolchain.runtime import TfliteRunner
     x = _samples(64, seed=3)
 

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
-from toolchain.sim import cost
-from toolchain.errors import InputError
-
 from sim_fixtures import tiny_bundle
+
+from toolchain.errors import InputError
+from toolchain.sim import cost
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,11 @@ import shutil
 
 import cv2
 import pytest
+from sim_fixtures import tiny_bundle
 
-from toolchain.sim import simulate
 from toolchain.depth.sequence import load_sequence
 from toolchain.errors import InputError
-
-from sim_fixtures import tiny_bundle
+from toolchain.sim import simulate
 
 SEQ = simulate.SEQUENCES_DIR / "cat_turn"
 

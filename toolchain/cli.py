@@ -124,7 +124,7 @@ def cmd_models(args) -> int:
         entry = get_entry(mid, reg)
         try:
             path = fetch(entry, accept_unpinned=args.accept_unpinned,
-                         progress=lambda d, t: print(f"\r{mid}: {d / 1e6:.1f}/{t / 1e6:.1f} MB", end="", file=sys.stderr))
+                         progress=lambda d, t, mid=mid: print(f"\r{mid}: {d / 1e6:.1f}/{t / 1e6:.1f} MB", end="", file=sys.stderr))
             print(f"{mid}: {path}")
         except PortraitError as exc:
             failed += 1
@@ -214,7 +214,7 @@ def cmd_parity(args) -> int:
     try:
         budgets = {k: float(v) for k, v in (b.split("=", 1) for b in args.budget)} or None
     except ValueError:
-        raise PortraitError(f"bad --budget {args.budget}", fix="write FIGURE_min=VALUE, e.g. pixel_agreement_min=0.999")
+        raise PortraitError(f"bad --budget {args.budget}", fix="write FIGURE_min=VALUE, e.g. pixel_agreement_min=0.999") from None
     kw = dict(images=args.images, budgets=budgets, mixed_precision=args.mixed, per_layer=not args.no_layers,
               max_conversions=args.max_conversions, engine=_search_engine(args))
     if args.all or not args.model:

@@ -35,7 +35,7 @@ def load_recipe(name: str, recipes_dir: Path | None = None) -> dict:
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"recipe is not valid TOML: {exc}", where=str(path))
+        raise RecipeError(f"recipe is not valid TOML: {exc}", where=str(path)) from exc
     return merge_defaults(raw, where=str(path))
 
 

@@ -407,7 +407,7 @@ def render_html(result: dict) -> str:
             cells += "".join(f"<td>{_fmt(figs['drop_vs_float32'][k], k)}</td><td>[{_fmt(figs['drop_ci95'][k][0], k)}, "
                              f"{_fmt(figs['drop_ci95'][k][1], k)}]</td>" for k in keys)
         else:
-            cells += "<td colspan=%d>reference</td>" % (2 * len(keys))
+            cells += f"<td colspan={2 * len(keys)}>reference</td>"
         role = f" <small>({escape(', '.join(f['roles']))})</small>" if f["roles"] else ""
         body.append(f"<tr><td>{escape(f['file'])}{role}</td><td>{escape(f['precision'])}</td>{cells}</tr>")
     parts = [f"<!doctype html><meta charset=utf-8><title>evaluate {escape(result['model_id'])}</title>",

@@ -136,7 +136,7 @@ def _unzip(zpath: Path, dest: Path) -> Path:
     try:
         return _extract(zpath, dest)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(f"cannot read the zip: {exc}", where=str(zpath), fix="make it again with `portrait pack`")
+        raise InputError(f"cannot read the zip: {exc}", where=str(zpath), fix="make it again with `portrait pack`") from exc
 
 
 def _extract(zpath: Path, dest: Path) -> Path:
@@ -176,7 +176,7 @@ def verify_folder(bundle: Path, *, mediapipe: bool = True, staged: bool = False,
     try:
         manifest = json.loads(mpath.read_text())
     except json.JSONDecodeError as exc:
-        raise InputError(f"manifest.json is not valid JSON: {exc}", where=str(mpath))
+        raise InputError(f"manifest.json is not valid JSON: {exc}", where=str(mpath)) from exc
     report = VerifyReport(label or str(bundle), manifest.get("model_id"))
     tol = tolerances()
     _check_files(bundle, manifest, report, staged)
@@ -556,7 +556,7 @@ def _check_float_reference(bundle: Path, float_name: str, float_outs, report: Ve
         if src not in order:
             continue
         got_all = float_outs[order.index(src)]
-        for k, rec in v["float_reference"].items():
+        for rec in v["float_reference"].values():
             ref = np.load(bundle / "goldens" / rec["file"], allow_pickle=False).astype(np.float32)
             got = next((g.astype(np.float32) for g in got_all if g.shape == ref.shape), None)
             if got is None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .. import engines
 from ..engines import map_shards

@@ -50,7 +50,7 @@ import hashlib
 import os
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter

@@ -8,8 +8,8 @@ Not for: choosing a rung (ladder.py) or judging parity (parity/gate.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

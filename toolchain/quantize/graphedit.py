@@ -56,7 +56,7 @@ class Editable:
         convolutions share one constant (the selfie's transposed-conv phases share a bias), and a
         technique that edits one layer must not edit the other behind its back."""
         users: dict[int, int] = {}
-        for i, name in enumerate(self.op_names):
+        for i in range(len(self.op_names)):
             for t in list(self.sg.operators[i].inputs):
                 users[t] = users.get(t, 0) + 1
         for i, name in enumerate(self.op_names):

@@ -18,7 +18,7 @@ left alone. Not for: weights (their per-channel scales are the converter's, see 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType

@@ -220,7 +220,10 @@ def trimap_q8(p8: np.ndarray, plan: StagePlan, coc, c8, k_q4: int) -> np.ndarray
     depth Q4 / Q8); KEEP8 pixels keep the guided filter's alpha, as golden pulls them towards it.
     Thresholds are the golden ones rounded to 8 bits; morphology on uint8 is exact."""
     band = matting.band_radius(plan)
-    disc = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+    def disc(r):
+        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
     sure8 = int(round(matting.P_SURE * 255))
     subject = (p8 >= 128).astype(np.uint8)
     sure_fg = (cv2.erode((p8 >= sure8).astype(np.uint8), disc(band)) > 0) & (subject > 0)

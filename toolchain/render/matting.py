@@ -211,7 +211,7 @@ def _kernels():
     return _KERNELS
 
 
-def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_EPSILON) -> "scipy.sparse.csr_matrix":
+def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_EPSILON) -> scipy.sparse.csr_matrix:
     """Rows of the closed-form matting Laplacian (Levin et al.; pymatting's `cf_laplacian` with radius 1)
     for the unknown pixels only (other rows are empty), built from the 3x3 windows that touch an
     unknown pixel, so its cost follows the band, not the frame: each row has the 25 entries of its 5x5
@@ -300,7 +300,9 @@ def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
 
 
 def _fuse(img, a, f_src, b_src, r):
-    box = lambda x: cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT_101)
+    def box(x):
+        return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT_101)
+
     a3 = a[..., None]
     f_hat = box(f_src * a3) / (box(a)[..., None] + np.float32(1e-5))
     b_hat = box(b_src * (1 - a3)) / (box(1 - a)[..., None] + np.float32(1e-5))

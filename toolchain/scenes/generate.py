@@ -282,7 +282,7 @@ def _subject(L: _Layout, K: np.ndarray, h: int, w: int, t: int, shake: tuple[flo
         # fur: short strands along the outline of head and body
         outline = np.concatenate([_ellipse(hx, hy, ha, hb, 90), _ellipse(bx, by, 0.15 * s, 0.16 * s, 120)])
         centres = np.array([[hx, hy]] * 90 + [[bx, by]] * 120)
-        for i, (ang, ln, bend, inten, nseg) in enumerate(L.strands):
+        for _i, (ang, ln, bend, inten, _nseg) in enumerate(L.strands):
             j = int(ang / (2 * math.pi) * len(outline)) % len(outline)
             x0, y0 = outline[j]
             a = math.atan2(y0 - centres[j][1], x0 - centres[j][0]) + 0.5 * bend

@@ -5,9 +5,9 @@ Not for: reading a source format (frozen_graph.py, keras_model.py, tflite_graph.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -85,7 +85,7 @@ def read_tflite(path: str | Path) -> TfliteGraph:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ModelFormatError(f"model file not found: {path}", fix="check the path")
+        raise ModelFormatError(f"model file not found: {path}", fix="check the path") from None
     if len(raw) < 8 or raw[4:8] != b"TFL3":
         raise ModelFormatError(f"{path.name} is not a TFLite flatbuffer (no TFL3 identifier)",
                                where=str(path), fix="pass a .tflite file; re-download it if it is truncated")
