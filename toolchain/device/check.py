@@ -22,6 +22,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,8 @@ def read_device_tensor(device_dir: Path, rec: dict) -> np.ndarray:
 def compare(expected: np.ndarray, got: np.ndarray, rec: dict, tol: dict) -> tuple[dict, list[str]]:
     """Metric values and failure messages for one tensor under the vector's tolerance."""
     metric = tol["metric"]
-    m, fails = {}, []
+    m: dict[str, Any] = {}
+    fails: list[str] = []
     if metric == "quantized":
         d = np.abs(got.astype(np.int32) - expected.astype(np.int32))
         m["max_abs_q"] = int(d.max()) if d.size else 0

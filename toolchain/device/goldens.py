@@ -46,6 +46,7 @@ import sys
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def tolerances() -> dict:
 def _tensor(folder: Path, fname: str, arr: np.ndarray, quant: tuple[float, int] | None = None) -> dict:
     arr = np.ascontiguousarray(arr)
     np.save(folder / fname, arr, allow_pickle=False)
-    rec = {"file": fname, "dtype": arr.dtype.name, "shape": [int(s) for s in arr.shape]}
+    rec: dict[str, Any] = {"file": fname, "dtype": arr.dtype.name, "shape": [int(s) for s in arr.shape]}
     if quant is not None and quant[0]:
         rec["scale"], rec["zero_point"] = float(quant[0]), int(quant[1])
     return rec

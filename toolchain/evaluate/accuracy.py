@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -155,7 +156,7 @@ def evaluate_shard(spec: dict) -> list[dict]:
     rows = []
     for raw in spec["samples"]:
         s = Sample(**raw)
-        row = {"index": s.index, "name": s.name}
+        row: dict[str, Any] = {"index": s.index, "name": s.name}
         try:
             rgb, truth = load_sample(s, num_classes=spec["num_classes"] if spec["task"] == "segmentation" else None)
         except BadSample as exc:
@@ -293,7 +294,8 @@ def summarize(task: str, files: list[dict], rows: list[dict], labels: list[str],
     out: dict = {}
     for f in (x["file"] for x in files):
         per = [r["models"][f] for r in rows]
-        figs, boot[f] = {}, {}
+        figs: dict[str, Any] = {}
+        boot[f] = {}
         if task == "segmentation":
             c = len(labels) or 1 + max(max(i, j) for p in per for i, j, _ in p["confusion"])
             conf = np.stack([truth_metrics.dense_confusion(p["confusion"], c) for p in per])

@@ -13,6 +13,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from .. import paths
 from ..latency import host_isa
@@ -52,7 +53,7 @@ def run_eval_bench(bundle: Path | None = None, *, n: int = 2000, workers: int = 
     t = time.perf_counter()
     ensure_dataset(dataset, n, engine="ray", workers=workers, progress=progress)
     synth_s = time.perf_counter() - t
-    res = {"n": n, "workers": workers, "bundle": str(bundle), "dataset": str(dataset), "precisions": ["float32", *precisions],
+    res: dict[str, Any] = {"n": n, "workers": workers, "bundle": str(bundle), "dataset": str(dataset), "precisions": ["float32", *precisions],
            "cpus": os.cpu_count(), "isa": _isa(), "load_before": _load(), "dataset_s": round(synth_s, 1)}
     runs = {}
     for name, kw in (("local", {"engine": "local"}), ("ray", {"engine": "ray", "workers": workers})):

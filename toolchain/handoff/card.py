@@ -199,7 +199,8 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
              "and that each file does what it says.", "", "## Files", "",
              "| file | precision / rung | why | size | clients |", "|---|---|---|---|---|"]
     for n, r in models.items():
-        size = f"{sizes[n] / 1e6:.2f} MB" if sizes.get(n) else ""
+        nbytes = sizes.get(n)
+        size = f"{nbytes / 1e6:.2f} MB" if nbytes else ""
         lines.append(f"| `{n}` | {r.get('precision')} | {_why(manifest, n)} | {size} | {', '.join(r.get('clients') or [])} |")
     lines += ["", "Handoff: " + (f"`{manifest['handoff']}`" if manifest.get("handoff") else "none (no quantized file met its budget)")
               + (f"; CPU (XNNPACK) handoff: `{manifest['handoff_cpu']}`" if manifest.get("handoff_cpu") else ""), ""]
@@ -257,7 +258,8 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
         lines.append(f"- runtimes: ai-edge-litert reference kernels (goldens, float comparison); "
                      f"MediaPipe Tasks ImageSegmenter {('mediapipe ' + mpv) if mpv else '(NOT run)'} on CPU (XNNPACK)")
     lines += ["", "## Loading", ""]
-    show = [n for n in (manifest.get("handoff"), manifest.get("handoff_cpu"), f"{mid}_float32.tflite") if n in records]
+    show = [n for n in (manifest.get("handoff"), manifest.get("handoff_cpu"), f"{mid}_float32.tflite")
+            if isinstance(n, str) and n in records]
     show = list(dict.fromkeys(show))
     for n in show:
         lines += [f"### `{n}`", "", _snippets(manifest, n, records[n]), ""]

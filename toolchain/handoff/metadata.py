@@ -12,6 +12,8 @@ Not for: running models (verify.py) or the environment plumbing (client.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 import shutil
 import tempfile
 from pathlib import Path
@@ -140,7 +142,8 @@ def annotate(manifest: dict) -> dict:
 
 def write_metadata(files: dict[str, Path], manifest: dict, labels_path: Path | None) -> None:
     """Write each .tflite's metadata from its record (in place), then read it back and compare."""
-    jobs, tmp = [], Path(tempfile.mkdtemp(prefix="portrait-metadata-"))
+    jobs: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="portrait-metadata-"))
     try:
         for name, path in files.items():
             if not name.endswith(".tflite"):

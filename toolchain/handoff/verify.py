@@ -26,6 +26,7 @@ import tempfile
 import tomllib
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,7 @@ class Check:
     field: str
     status: str
     message: str = ""
-    figures: dict = field(default_factory=dict)
+    figures: dict = dataclasses.field(default_factory=dict)  # (`field` is a column here)
 
 
 @dataclass
@@ -472,7 +473,7 @@ def _feed(interp, record: dict, images, path: Path | None = None, kernels: str |
     results = []
     for _, img in images:
         x = contract_input(record, img)
-        key = run_key(path, kernels, x) if path is not None else None
+        key = run_key(path, kernels, x) if path is not None and kernels is not None else None
         got = recall(key)
         ods = interp.get_output_details()
         if got is not None and all(od["index"] in got for od in ods):
@@ -629,8 +630,8 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
                        else "skipped on request (--no-mediapipe)")
         return
     labels = list(manifest.get("labels") or [])
-    with tempfile.TemporaryDirectory(prefix="portrait-mp-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="portrait-mp-") as tmp_name:
+        tmp = Path(tmp_name)
         paths = []
         for i, (_, img) in enumerate(images):
             p = tmp / f"img{i}.npy"
@@ -646,7 +647,7 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
                 continue
             want_labels = labels if any(o.get("labels_file") for o in record["outputs"]) else []
             if reply.get("labels", []) != want_labels:
-                report.add(n, "mediapipe.labels", FAIL, f"MediaPipe reads labels {reply.get('labels')[:4]}... "
+                report.add(n, "mediapipe.labels", FAIL, f"MediaPipe reads labels {(reply.get('labels') or [])[:4]}... "
                            f"({len(reply.get('labels', []))}), the manifest has {len(want_labels)}")
             if outs is None:
                 report.add(n, "mediapipe.agreement", FAIL, "no LiteRT outputs to compare with (see the tensor check)")
@@ -664,6 +665,7 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
                 key = (figs["worst_category_agreement"], -figs["confidence_max_abs"])
                 if best is None or key > best[0]:
                     best = (key, figs)
+            assert best is not None  # both kernel sets ran
             figs = best[1]
             floor = tol["mediapipe"]["category_agreement_min"]
             cmax = tol["mediapipe"]["confidence_mean_abs_max"]
@@ -683,7 +685,9 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
 
 
 def _mediapipe_vs_litert(record: dict, results: list[dict], outs, quant) -> dict:
-    agree, conf_max, conf_mean = [], 0.0, []
+    agree: list[float] = []
+    conf_mean: list[float] = []
+    conf_max = 0.0
     for res, raw in zip(results, outs):
         mine = decode(record, raw, quant)
         cat = np.load(res["category"]).astype(np.int32)

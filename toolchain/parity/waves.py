@@ -40,6 +40,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .. import engines
 from ..engines import map_shards
@@ -105,7 +106,7 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
     t0 = time.perf_counter()
     known: dict = {}
     cpu_local, cpu_by_pid = 0.0, {}
-    record = {"engine": engine, "workers": None, "width": None, "waves": 0, "candidates_run": 0,
+    record: dict[str, Any] = {"engine": engine, "workers": None, "width": None, "waves": 0, "candidates_run": 0,
               "candidates_unused": 0, "retries": 0}
     own = pool is None
     p = engines.pool(engine=engine, address=address, workers=workers) if own else pool

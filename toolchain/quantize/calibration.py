@@ -224,8 +224,9 @@ def structural_ids(model) -> list[str]:
     ids: list[str | None] = [None] * len(sg.tensors)
 
     def ident(i: int) -> str:
-        if ids[i] is not None:
-            return ids[i]
+        known = ids[i]
+        if known is not None:
+            return known
         t = sg.tensors[i]
         head = repr((t.type, None if t.shape is None else [int(d) for d in t.shape]))
         if i in producer:
@@ -236,8 +237,9 @@ def structural_ids(model) -> list[str]:
         else:
             data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
             body = repr(t.name) if data is None else hashlib.sha256(np.asarray(data).tobytes()).hexdigest()
-        ids[i] = hashlib.sha256((head + body).encode()).hexdigest()
-        return ids[i]
+        digest = hashlib.sha256((head + body).encode()).hexdigest()
+        ids[i] = digest
+        return digest
 
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 4 * len(sg.tensors) + 100))
@@ -308,12 +310,14 @@ def _originals():
 
 
 @contextlib.contextmanager
-def shared_calibration(samples: np.ndarray, progress: Callable[[str], None] | None = None):
+def shared_calibration(samples: np.ndarray | None, progress: Callable[[str], None] | None = None):
     """Within this block, TF converter calibrations use `calibrated()` over `samples` (which must be
-    what the converter's representative_dataset yields) instead of feeding the set themselves."""
+    what the converter's representative_dataset yields) instead of feeding the set themselves.
+    samples None: nothing in the block calibrates (a float conversion)."""
     tf_calibrator = _originals()
 
     def calibrate(self, dataset_gen):
+        assert samples is not None, "a calibration inside shared_calibration(None)"
         return calibrated(self._model_content, samples, progress)
 
     def calibrate_and_quantize(self, dataset_gen, input_type, output_type, allow_float,
@@ -323,6 +327,7 @@ def shared_calibration(samples: np.ndarray, progress: Callable[[str], None] | No
         from tensorflow.python.framework import dtypes
         activations_type = dtypes.int8 if activations_type is None else activations_type
         bias_type = dtypes.int32 if bias_type is None else bias_type
+        assert samples is not None, "a calibration inside shared_calibration(None)"
         # the old quantizer reads the ranges from the flatbuffer when nothing was fed to this wrapper
         ranged = tf_calibrator.Calibrator(calibrated(self._model_content, samples, progress))
         return ranged._calibrator.QuantizeModel(

@@ -138,6 +138,7 @@ def bias_correction(float_tflite, out_path, representative: np.ndarray, *, image
         mu = stats.mean[c.op_index]                    # conv: K; depthwise: k x C
         d = q - m
         shift = d @ mu if c.kind == "conv" else np.einsum("ck,kc->c", d, mu)
+        assert c.b is not None  # convs without a bias were left out above
         b = ed.get(c.b)
         ed.set(c.b, b - shift.astype(np.float32))
         if quantized_weights and c.w in quantized_weights:  # the pre-rounded weights go in too

@@ -37,7 +37,7 @@ def _all_outputs_model(path: Path) -> tuple[bytes, list[dict]]:
     return flatbuffer.write(model), ops
 
 
-def _run(blob: bytes, kernels: str, image: np.ndarray, threads: int = 2) -> dict[int, np.ndarray]:
+def _run(blob: bytes, kernels: str, image: np.ndarray, threads: int = 2) -> dict[int, tuple[np.ndarray, float]]:
 
     resolver = {"xnnpack": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF}[kernels]
     it = Interpreter(model_content=blob, num_threads=threads, experimental_op_resolver_type=resolver)
@@ -56,7 +56,9 @@ def _run(blob: bytes, kernels: str, image: np.ndarray, threads: int = 2) -> dict
 def kernel_gap(path: Path, images: list[tuple[str, np.ndarray]], *, threads: int = 2) -> dict:
     """Per-op XNNPACK-vs-reference figures pooled over `images` (a few suffice)."""
     blob, ops = _all_outputs_model(Path(path))
-    noise, signal, worst_steps = {}, {}, {}
+    noise: dict[int, float] = {}
+    signal: dict[int, float] = {}
+    worst_steps: dict[int, float] = {}
     for _, img in images:
         ref, xnn = _run(blob, "reference", img, threads), _run(blob, "xnnpack", img, threads)
         for op in ops:

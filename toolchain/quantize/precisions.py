@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +93,7 @@ def calibrate_int8(model: FloatModel, representative: np.ndarray, *,
                           fix="check the representative set; run with --keep-workdir to inspect") from exc
 
 
-def quantize_calibrated(calibrated: bytes, out_path: Path, *, float_layers: list[str] = (),
+def quantize_calibrated(calibrated: bytes, out_path: Path, *, float_layers: Sequence[str] = (),
                         output_type: str = "int8") -> Path:
     """Full-int8 model (uint8 pixels in, int8 out) from a calibrated flatbuffer, keeping the ops
     whose output tensors are named in `float_layers` in float32 (dequantize/quantize around them).
@@ -120,7 +120,7 @@ def quantize_calibrated(calibrated: bytes, out_path: Path, *, float_layers: list
 
 
 def convert_selective(model: FloatModel, out_path: Path, representative: np.ndarray, *,
-                      float_layers: list[str] = (), progress: Callable[[str], None] | None = None) -> Path:
+                      float_layers: Sequence[str] = (), progress: Callable[[str], None] | None = None) -> Path:
     """int8 conversion that keeps the named layers (output tensor names) in float32."""
     return quantize_calibrated(calibrate_int8(model, representative, progress=progress), out_path,
                                float_layers=float_layers)
@@ -140,7 +140,7 @@ def tensor_types(path: Path) -> list[dict]:
     return ops
 
 
-def float_ops(path: Path, allow: list[str] = ()) -> list[dict]:
+def float_ops(path: Path, allow: Sequence[str] = ()) -> list[dict]:
     """Ops of a model that read or write a non-integer tensor, except those allowed by op name."""
     bad = []
     for op in tensor_types(path):
@@ -150,7 +150,7 @@ def float_ops(path: Path, allow: list[str] = ()) -> list[dict]:
     return bad
 
 
-def check_all_int8(path: Path, allow: list[str] = ()) -> None:
+def check_all_int8(path: Path, allow: Sequence[str] = ()) -> None:
     bad = float_ops(path, allow)
     if bad:
         listed = "; ".join(f"#{o['index']} {o['op']} ({', '.join(o['outputs'])}: "

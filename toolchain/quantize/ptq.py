@@ -18,6 +18,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,7 @@ def w8a8(entry, float_tflite: Path, representative: np.ndarray, out_path: Path, 
     t0 = time.monotonic()
     sub = Path(workdir) / "ptq"
     sub.mkdir(parents=True, exist_ok=True)
-    record = {"techniques": [t for t in WEIGHT_TECHNIQUES if t in techniques], "ranges": ranges}
+    record: dict[str, Any] = {"techniques": [t for t in WEIGHT_TECHNIQUES if t in techniques], "ranges": ranges}
     source = Path(float_tflite)
     if techniques:
         source = sub / f"{entry.id}_ptq_float.tflite"

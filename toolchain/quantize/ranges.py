@@ -19,6 +19,7 @@ left alone. Not for: weights (their per-channel scales are the converter's, see 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -98,9 +99,10 @@ def saturation_limits(model) -> dict[int, float]:
             if name not in _EXACT_MOVES:
                 return None
             outs = [limit(int(o)) for o in sg.operators[i].outputs]
-            if any(o is None for o in outs):
+            known = [o for o in outs if o is not None]
+            if len(known) < len(outs):
                 return None
-            need = max([need] + outs)
+            need = max([need, *known])
         memo[t] = need
         return need
 
@@ -194,7 +196,7 @@ def search_ranges(calibrated: bytes, representative: np.ndarray, *, method: str 
     if representative is None or len(representative) == 0:
         raise InputError("range search needs calibration samples", fix="see calibration_set.py")
     fn = RANGE_METHODS[method]
-    record = {"method": method, "tensors": 0, "changed": 0}
+    record: dict[str, Any] = {"method": method, "tensors": 0, "changed": 0}
     if fn is None:
         return calibrated, record
     tensors = searchable_tensors(calibrated)

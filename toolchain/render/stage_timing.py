@@ -14,6 +14,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -68,7 +69,7 @@ def run_bench(sizes: dict | None = None, repeats: int = 3, device_repeats: int =
            "python": platform.python_version()}
     for name, (h, w) in sizes.items():
         img, _, depth, low, spec = bench_frame(h, w)
-        r = {
+        r: dict[str, Any] = {
             "copy_ms": _time(lambda: img.copy(), repeats),
             "baseline_ms": _time(lambda: notebook_render(img, low, spec), repeats),
             "golden_ms": _time(lambda: render(img, low, spec), repeats, key="golden"),

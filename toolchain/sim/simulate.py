@@ -31,6 +31,7 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -196,12 +197,14 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
         (out / "frames").mkdir(parents=True, exist_ok=True)
     n = len(pairs) if max_frames is None else min(max_frames, len(pairs))
     variants = [smoothing] + ([not smoothing] if compare_smoothing else [])
-    prev_p = {v: None for v in variants}
+    prev_p: dict[bool, Any] = {v: None for v in variants}   # by smoothing on / off
     depth_smoother = DepthSmoother()
     prev_x = None  # previous model-size frame, for the motion gate of the mask smoothing
     last_depth = None
-    frames, alphas, truths = [], {v: [] for v in variants}, []
-    composites = []
+    frames: list[dict] = []
+    alphas: dict[bool, list] = {v: [] for v in variants}
+    truths: list = []
+    composites: list[np.ndarray | None] = []   # None when no GIF is asked for
     buffers_peak, fused_work_bytes = 0, 0
     for k in range(n):
         pr = pairs[k]
@@ -220,6 +223,7 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
             sim_spec = spec
         depth_m = conf = None
         if pr.depth == "fresh":
+            assert pr.tof_index is not None  # a fresh depth frame is a paired ToF frame
             tf = seq[pr.tof_index]
             rng, tconf = tf.tof()
             depth_m, conf, _ = timer("registration", register_depth, rng, tconf, seq.tof_intrinsics,
@@ -232,7 +236,7 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
         p_new = decode_probability(low, sim_spec)
         still = image_stillness(x, prev_x)
         prev_x = x
-        masks = {v: (smooth_mask(p_new, prev_p[v], GATED_RATIO if still is not None else COMBINE_WITH_PREVIOUS_RATIO,
+        masks: dict[bool, Any] = {v: (smooth_mask(p_new, prev_p[v], GATED_RATIO if still is not None else COMBINE_WITH_PREVIOUS_RATIO,
                                  still) if v else p_new) for v in variants}
         for v in variants:
             prev_p[v] = masks[v]
@@ -294,7 +298,7 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
                           "fits_memory": mem_total <= float(prof.data["memory"]["budget_mb"]) * 2**20}
 
     host_mean = {s: round(float(np.mean([fr["host_ms"][s] for fr in frames])), 2) for s in STAGES}
-    quality = {}
+    quality: dict[str, Any] = {}
     for v in variants:
         quality["smoothed" if v else "raw"] = {
             "flicker": flicker(alphas[v], truths),
@@ -316,7 +320,7 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
     }
     if out is not None:
         if gif and composites:
-            ims = [Image.fromarray(c) for c in composites]
+            ims = [Image.fromarray(c) for c in composites if c is not None]
             ims[0].save(out / f"{summary['sequence']}.gif", save_all=True, append_images=ims[1:],
                         duration=int(round(1000 / float(seq.meta['rgb'].get('fps', 30)))), loop=0)
         (out / "summary.json").write_text(json.dumps(_clean(summary), indent=1))
