@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import paths
 from .depth.info import depth_info, write_planes
@@ -134,7 +135,7 @@ def cmd_models(args) -> int:
 
 def cmd_bench(args) -> int:
     """Models (float32 vs int8 per bundle) and the fused render stage, each in one run."""
-    report = {}
+    report: dict[str, Any] = {}
     if args.part in ("all", "models"):
         try:
             rows = bench_all(args.out, threads=args.threads, runs=args.runs)

@@ -114,6 +114,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
 
         parity, ladder_out, handoff, handoff_cpu, mixed_record = None, None, None, None, None
         if "int8" in recipe["precisions"]:
+            assert representative is not None  # made above whenever int8 is asked for
             ctx = ladder.Context(entry, recipe, float_model, float_path, representative, images, workdir, say,
                                  convert=steps.convert, judge=lambda path, kernels=KERNELS: steps.judge(
                                      float_path, path, images, kernels), engine=dict(engine or {}),
@@ -200,10 +201,10 @@ class _Steps:
     def __init__(self, entry, recipe, source: Path, workdir: Path, say):
         self.entry, self.recipe, self.source, self.workdir, self.say = entry, recipe, source, workdir, say
         self.hits: list[str] = []
-        self._float = {}
+        self._float: dict[bool, FloatModel] = {}
         recipe_key = {k: v for k, v in recipe.items() if not k.startswith("_")}
         self.base = cache.key("export", sha256_of(source), entry.id, repr(entry), recipe_key)
-        self._rep_key = None
+        self._rep_key: str | None = None
 
     def float_model(self, with_labels: bool = False):
         if with_labels in self._float:
@@ -319,7 +320,7 @@ def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path
     keys = [output_key(entry.outputs[i]["name"]) for i in positions]
     worst, agree, scale = 0.0, [], 0.0
     for _, img in images:
-        x = img[None].astype(np.float32) * np.float32(entry.input.scale) + np.float32(entry.input.offset)
+        x = img[None].astype(np.float32) * np.asarray(entry.input.scale, np.float32) + np.asarray(entry.input.offset, np.float32)
         ref_all = _order_original_outputs(original, original.run(x))
         ref = [ref_all[i] for i in positions]
         if hybrid:
@@ -587,6 +588,8 @@ def _export_in_worker(model_id: str, recipe: dict | None, kw: dict, lighter: boo
 def _weight(model_id: str, registry: dict, recipes: dict) -> float:
     """Rough cost of a model's export, to start the heaviest first: calibration samples x input pixels."""
     e = registry.get(model_id)
+    if e is None:
+        return 0.0
     try:
         recipe = recipes.get(model_id) or load_recipe(e.recipe or model_id)
         h, w = e.input.size

@@ -8,12 +8,13 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from . import paths
 from .errors import RecipeError
 from .quantize import ladder
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "precisions": ["float32", "float16", "dynamic", "int8"],
     "label_variant": False,
     "onnx": True,

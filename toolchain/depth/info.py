@@ -47,7 +47,7 @@ def _plane(a: np.ndarray | None, **extra) -> dict | None:
 def describe(photo: DepthPhoto) -> dict:
     """The JSON-able description of a read photo (keys: image, depth, disparity, matte, ... )."""
     gd = photo.format in ("RangeInverse", "RangeLinear")
-    source = ("GDepth " + photo.format) if gd else ("Apple auxiliary image" if photo.format else None)
+    source = f"GDepth {photo.format}" if gd else ("Apple auxiliary image" if photo.format else None)
     o = photo.orientation
     return {
         "file": photo.path,

@@ -70,7 +70,7 @@ def mutate(data: bytes, ops, offsets: list[int] | None = None) -> bytes:
 
 def random_ops(rng: np.random.Generator, max_ops: int = 3) -> list[tuple]:
     """Mutation ops drawn by a seeded generator (the script's campaign; the test uses hypothesis)."""
-    ops = []
+    ops: list[tuple] = []
     for _ in range(int(rng.integers(1, max_ops + 1))):
         kind = rng.choice(["flip", "flip", "truncate", "overwrite", "insert", "delete", "target", "target", "target"])
         pos = int(rng.integers(0, 2 ** 31))

@@ -239,7 +239,7 @@ def _alpha(path: str) -> np.ndarray:
             raise BadSample("alpha is a colour image (expected grey)")
     if a.dtype not in (np.uint8, np.uint16):
         raise BadSample(f"alpha has dtype {a.dtype} (expected 8- or 16-bit)")
-    return (a.astype(np.float32) / float(np.iinfo(a.dtype).max)).astype(np.float32)
+    return (a.astype(np.float32) / (65535.0 if a.dtype == np.uint16 else 255.0)).astype(np.float32)
 
 
 def _depth_png(path: str) -> np.ndarray:
@@ -273,6 +273,9 @@ def _embedded_depth(path: str) -> tuple[np.ndarray, np.ndarray]:
             continue
         if photo.depth_m is not None:
             return photo.image, photo.depth_m.astype(np.float32)
+        if photo.disparity is None:
+            errors.append(f"{reader.__name__}: neither depth nor disparity")
+            continue
         disp = photo.disparity.astype(np.float32)
         return photo.image, np.where(disp > 0, 1.0 / np.maximum(disp, 1e-12), 0).astype(np.float32)
     raise BadSample("no depth found in the JPEG: " + "; ".join(errors))

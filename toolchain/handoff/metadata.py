@@ -12,11 +12,10 @@ Not for: running models (verify.py) or the environment plumbing (client.py).
 
 from __future__ import annotations
 
-from typing import Any
-
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 

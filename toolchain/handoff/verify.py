@@ -21,12 +21,12 @@ Not for: the quantization budget (parity/), or the fused stage's goldens (toolch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import tomllib
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -40,8 +40,9 @@ def parity_images(entry: ModelEntry, folder: Path | None = None,
     else:
         sets = image_sets_of(entry, image_sets)
         files = paths.list_photos(paths.photos_dir()) if "photos" in sets else []
-        if "depth_photos" in sets and paths.depth_photos_dir():
-            files += sorted(paths.depth_photos_dir().glob("*.jpg"))
+        depth_photos = paths.depth_photos_dir()
+        if "depth_photos" in sets and depth_photos:
+            files += sorted(depth_photos.glob("*.jpg"))
     if files:
         return [(p.name, to_model_input(load_rgb(p), entry.input.size)) for p in files]
     out = [(f"skimage:{k}", to_model_input(v, entry.input.size)) for k, v in bundled_photos().items()]
@@ -159,9 +160,9 @@ def worse_of(per_kernel: list[dict], budgets: dict) -> dict:
     out = dict(per_kernel[0])
     for key in budgets:
         fig = key[:-4]
-        vals = [f.get(fig) for f in per_kernel if isinstance(f.get(fig), (int, float)) and not np.isnan(f.get(fig))]
+        vals = [float(v) for v in (f.get(fig) for f in per_kernel) if isinstance(v, (int, float)) and not np.isnan(v)]
         if vals:
-            out[fig] = float(min(vals) if key.endswith("_min") else max(vals))
+            out[fig] = min(vals) if key.endswith("_min") else max(vals)
     return out
 
 
@@ -195,7 +196,8 @@ def task_figures(entry: ModelEntry, recipe: dict, refs: list[np.ndarray], outs: 
 def segmentation_figures(entry, cfg, refs, outs, names) -> dict:
     classes = cfg.get("classes", list(entry.foreground_classes))
     min_frac = cfg.get("min_class_fraction", 0.01)
-    per_image, ious = [], {c: [] for c in classes}
+    per_image: list[dict] = []
+    ious: dict[str, list[float]] = {c: [] for c in classes}
     for name, r, o in zip(names, refs, outs):
         rl, ol = _labels(r), _labels(o)
         row = {"image": name, "pixel_agreement": agreement.pixel_agreement(rl, ol),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -60,7 +61,7 @@ def match_layers(float_path: Path, quant_path: Path) -> list[LayerPair]:
     fg, qg = read_tflite(float_path), read_tflite(quant_path)
     produced = {o for op in fg.ops for o in op.outputs} | set(fg.inputs)
     q_ops = [op for op in qg.ops if op.name not in _CONVERSION_OPS]
-    q_by_name = {}
+    q_by_name: dict[str, int] = {}
     for op in q_ops:
         for i in op.outputs:
             q_by_name.setdefault(qg.tensor(i).name, i)
@@ -156,7 +157,7 @@ def compare_layers(float_path: Path, quant_path: Path, images: list[tuple[str, n
             a["max"] = max(a["max"], float(np.max(np.abs(e))) if e.size else 0.0)
         if progress:
             progress(f"layers {k + 1}/{len(images)} {name}")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p in pairs:
         a = acc[p.name]
         if not a["n"]:

@@ -33,6 +33,7 @@ import pickle
 import shutil
 import tempfile
 import time
+from collections.abc import Set
 from pathlib import Path
 
 import numpy as np
@@ -252,7 +253,7 @@ def _plan(ask, *, names: list[str], units: list[list[str]], cap: int):
     chosen or None)."""
     tried: dict[tuple, dict] = {}
 
-    def layers_of(k: int, drop: set[int] = frozenset()) -> list[str]:
+    def layers_of(k: int, drop: Set[int] = frozenset()) -> list[str]:
         return list(dict.fromkeys(n for i, u in enumerate(units[:k]) if i not in drop for n in u))
 
     def trial(layers: list[str], label: str) -> dict:

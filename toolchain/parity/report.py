@@ -14,6 +14,7 @@ import html
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -147,7 +148,7 @@ def _table(header: list[str], rows: list[list], left: int = 1) -> str:
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
-def write_html(result: dict, path: Path, *, panels: list[str] = (), max_layer_rows: int | None = None) -> Path:
+def write_html(result: dict, path: Path, *, panels: Sequence[str] = (), max_layer_rows: int | None = None) -> Path:
     """The readable report. `panels`: data URIs from image_panel (worst images first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +165,7 @@ def write_html(result: dict, path: Path, *, panels: list[str] = (), max_layer_ro
     if p["failures"]:
         parts.append("<p class='fail'>" + "<br>".join(html.escape(f) for f in p["failures"]) + "</p>")
     # metrics table: figure, judged kernels, other kernels, budget
-    other = next(iter(p.get("other_kernels", {}).items()), (None, {}))
+    other: tuple[str | None, dict] = next(iter(p.get("other_kernels", {}).items()), (None, {}))
     keys = list(_scalars(p))
     rows = []
     for k in keys:

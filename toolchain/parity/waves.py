@@ -93,7 +93,7 @@ def _replay(plan, known: dict, guessed: dict):
 
 def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str = "local",
              address: str | None = None, workers: int | None = None, width: int | None = None,
-             progress=None, pool=None) -> tuple[object, dict]:
+             progress=None, pool=None) -> tuple[Any, dict]:
     """Run `plan(trial)` (see the module doc) with its candidates evaluated in waves on the engine.
 
     make_shard(key, payload) -> the shard `fn` receives (a small picklable description, e.g. the
@@ -105,7 +105,8 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
     say = progress or (lambda m: None)
     t0 = time.perf_counter()
     known: dict = {}
-    cpu_local, cpu_by_pid = 0.0, {}
+    cpu_local = 0.0
+    cpu_by_pid: dict[int, float] = {}
     record: dict[str, Any] = {"engine": engine, "workers": None, "width": None, "waves": 0, "candidates_run": 0,
               "candidates_unused": 0, "retries": 0}
     own = pool is None
@@ -119,7 +120,7 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
         while True:
             wave: dict = {}
             tie = itertools.count()
-            frontier = [(-1.0, next(tie), {})]
+            frontier: list[tuple[float, int, dict]] = [(-1.0, next(tie), {})]
             replays, outcome = 0, None
             while frontier and len(wave) < k and replays < MAX_REPLAYS:
                 neg_p, _, guessed = heapq.heappop(frontier)

@@ -34,12 +34,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import cache
 from ..errors import ExportError, PortraitError, RecipeError
 from ..latency import host_isa, time_model
+from ..registry import ModelEntry
+from ..sources import FloatModel
 from . import conversions, precisions, ptq
 from .graphedit import Editable
 from .split import split_weights
@@ -56,7 +59,7 @@ DEFAULT_RUNGS = ["w8a8", "w8a16", "mixed_float"]
 
 @dataclass
 class Built:
-    path: Path | None
+    path: Path
     record: dict = field(default_factory=dict)
     label: str = ""
 
@@ -64,16 +67,16 @@ class Built:
 @dataclass
 class Context:
     """Everything a rung needs. `convert(name, build)` and `judge(path)` go through the cache."""
-    entry: object
+    entry: ModelEntry
     recipe: dict
-    float_model: object           # FloatModel (pixel input, transform applied)
+    float_model: FloatModel       # pixel input, transform applied
     float_path: Path              # its float32 .tflite
     representative: np.ndarray
     images: list
     workdir: Path
     say: Callable[[str], None]
     convert: Callable[..., Path]  # (file name, build(tmp_path), extra=key parts) -> path (cached)
-    judge: Callable[[Path], dict]                           # parity figures on both kernel sets (cached)
+    judge: Callable[..., dict]   # (path, kernels=both) -> parity figures (cached)
     results: dict = field(default_factory=dict)             # rung name -> outcome, filled by run_ladder
     engine: dict = field(default_factory=dict)              # where candidate searches run (parity/waves.py)
     # the mixed_float rung's search (parity/mixed.py `mixed_float_file`): parity sits above quantize, so
@@ -138,7 +141,7 @@ def _w8a8(ctx: Context) -> Built:
     return Built(path, record, "w8a8 (all int8)")
 
 
-def labels_variant(ctx: Context, name: str, labels_model: Callable[[], object]) -> Path:
+def labels_variant(ctx: Context, name: str, labels_model: Callable[[], FloatModel]) -> Path:
     """The ArgMax (uint8 labels) variant of the w8a8 file, made the same way (ptq techniques when the
     recipe sets them, else plain min/max)."""
     cfg = settings(ctx.recipe)["w8a8"]
@@ -189,7 +192,8 @@ def _mixed_float(ctx: Context) -> Built:
     if int8 is None:
         raise ExportError("mixed_float needs the w8a8 rung before it (its culprit ranking starts from that file)",
                           where=ctx.recipe.get("_path"), fix="put w8a8 first in [ladder] rungs")
-    if ctx.search_mixed is None:
+    search = ctx.search_mixed
+    if search is None:
         raise ExportError("mixed_float needs the float-layer search, and this ladder run was given none",
                           fix="pass search_mixed=toolchain.parity.mixed.mixed_float_file in the ladder's Context")
     out = ctx.workdir / f"{ctx.entry.id}_mixed_float.tflite"
@@ -202,8 +206,8 @@ def _mixed_float(ctx: Context) -> Built:
         # float file, int8 file, images, calibration and code give the same choice on any engine
         ran.append(True)
         model = tmp.parent / out.name  # cached_path builds in a fresh temporary folder
-        rec = ctx.search_mixed(ctx.entry, judged, ctx.float_model, ctx.representative, ctx.float_path,
-                               Path(int8), ctx.images, model, progress=ctx.say, engine=ctx.engine)
+        rec = search(ctx.entry, judged, ctx.float_model, ctx.representative, ctx.float_path,
+                     Path(int8), ctx.images, model, progress=ctx.say, engine=ctx.engine)
         tmp.write_text(json.dumps({"record": rec, "tflite_base64": base64.b64encode(model.read_bytes()).decode()},
                                   default=cache._default))
     saved = ctx.convert(f"{ctx.entry.id}_mixed_float_search.json", build, extra=[
@@ -278,7 +282,8 @@ def _strip(figs: dict) -> dict:
 def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, threads: int = 2) -> dict:
     """The fastest file on XNNPACK that meets the budget: w8a8 when it met on both kernel sets,
     else float16 / float32 (float16 judged against float32 on XNNPACK). Latencies in this run."""
-    cands, rows = [], {}
+    cands: list[Path] = []
+    rows: dict[str, dict[str, Any]] = {}
     w8 = ctx.results.get("w8a8")
     if w8 is not None:
         rows[w8["path"].name] = {"meets": bool(w8["row"]["met"]), "judged_on": "both kernel sets"}

@@ -129,7 +129,7 @@ def convert_selective(model: FloatModel, out_path: Path, representative: np.ndar
 def tensor_types(path: Path) -> list[dict]:
     """Per op: name, input and output tensor types (from the flatbuffer)."""
     g = read_tflite(path)
-    names = {np.float32: "FLOAT32", np.float16: "FLOAT16", np.int32: "INT32", np.uint8: "UINT8",
+    names: dict[type | None, str] = {np.float32: "FLOAT32", np.float16: "FLOAT16", np.int32: "INT32", np.uint8: "UINT8",
              np.int64: "INT64", np.bool_: "BOOL", np.int16: "INT16", np.int8: "INT8"}
     ops = []
     for op in g.ops:

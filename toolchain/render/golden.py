@@ -64,6 +64,7 @@ def circle_of_confusion(frame: Frame, plan: StagePlan):
     """Signed CoC radius (working px; < 0 in front of focus) and confidence on the working grid."""
     if frame.depth_m is None:
         return None, None
+    assert frame.confidence is not None  # prepare_frame makes one with every depth map
     rows, cols = depth_sample_index(plan, frame.depth_m.shape)
     z = frame.depth_m[rows[:, None], cols[None, :]]
     conf = frame.confidence[rows[:, None], cols[None, :]].astype(F32)
@@ -200,7 +201,11 @@ def composite(frame: Frame, plan: StagePlan, work, alpha, alpha_w, coc, conf, fg
         else:
             out = frame.image.copy()
     else:
-        bg = frame.background if frame.mode == "replace" else np.empty_like(frame.image)
+        if frame.mode == "replace":
+            assert frame.background is not None  # prepare_frame fits one for mode "replace"
+            bg = frame.background
+        else:
+            bg = np.empty_like(frame.image)
         if frame.mode == "chroma":
             bg[:] = frame.chroma_rgb
         out = cv2.blendLinear(subject, bg, alpha, F32(1) - alpha)

@@ -101,6 +101,9 @@ def read_depth(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         photo = read_depth_photo(p)  # GDepth, then Apple MPF; an error lists what each reader found
         if photo.depth_m is not None:
             return photo.depth_m.astype(np.float32), photo.confidence
+        if photo.disparity is None:
+            raise InputError(f"{p.name} carries neither depth nor disparity", where=str(p),
+                             fix="pass a portrait photo with depth, or a depth map")
         with np.errstate(divide="ignore"):
             return np.where(photo.disparity > 0, 1.0 / photo.disparity, np.nan).astype(np.float32), None
     raise InputError(f"unknown depth format {suffix!r}", where=str(p),

@@ -208,7 +208,8 @@ def prepare_frame(image, low_res_output, output_spec, *, depth_m=None, confidenc
         k = BLUR_AT_F1_8 * diag * DEFAULT_F_NUMBER / n
 
     # depth: any size; holes (NaN, inf, <= 0) get confidence 0
-    d = c = None
+    d: np.ndarray | None = None
+    c: np.ndarray | None = None
     if depth_m is not None:
         d = np.asarray(depth_m, dtype=np.float32)
         if d.ndim == 3 and d.shape[2] == 1:
@@ -244,6 +245,7 @@ def prepare_frame(image, low_res_output, output_spec, *, depth_m=None, confidenc
             raise InputError(f"focus_m must be > 0 metres, got {focus_m}", fix="pass the focus distance in metres")
         focus_m = float(focus_m)
     elif d is not None:
+        assert c is not None  # confidence is made with the depth above
         ok = c > 0
         if focus_point is not None:
             x, y = focus_point

@@ -98,7 +98,8 @@ def _load() -> float:
 
 def host_isa() -> str:
     """Machine, CPU model and its widest SIMD extension (latency figures are printed beside it)."""
-    model, flags = "", set()
+    model = ""
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and not model:

@@ -201,8 +201,8 @@ def _background(L: _Layout, K: np.ndarray, h: int, w: int, shake: tuple[float, f
         shade = 0.85 + 0.15 * np.sin(Xp * 20.0)
         rgb = np.where(on[..., None], col[None, None, :] * shade[..., None], rgb)
         refl = np.where(on, np.float32(pr), refl)
-    rgb = rgb * (0.9 + 0.2 * _noise(h, w, tex_rng, 48))[..., None]
-    return z.astype(np.float32), rgb.astype(np.float32), refl.astype(np.float32)
+    textured = rgb * (0.9 + 0.2 * _noise(h, w, tex_rng, 48))[..., None]
+    return z.astype(np.float32), textured.astype(np.float32), refl.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------- subject

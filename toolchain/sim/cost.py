@@ -19,6 +19,7 @@ import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ FRAME_BUDGET_MS = 1000.0 / 30.0  # 33.3 ms: one frame at 30 fps
 #    plus the depth blend ~8 ops per RGB pixel.
 #  fused: device.py: decode + guided filter (~40 ops) + 5 disc layers of up to 33 rows, a running
 #    sum per row and 3 channels (~2 ops x 33 rows x 3 ch x 5 layers / 2 on average) + composite.
-STAGE_WORK = {
+STAGE_WORK: dict[str, dict[str, Any]] = {
     "preprocess": {"ops_per_px": 24, "bytes_per_px": 4, "per": "rgb"},
     "registration": {"ops_per_px": 630, "bytes_per_px": 40, "per": "rgb"},
     "smoothing": {"ops_per_px": 8, "bytes_per_px": 16, "per": "rgb"},

@@ -35,7 +35,11 @@ def read_graph_def(path: Path, member: str = "frozen_inference_graph.pb"):
                 if not names:
                     raise ModelFormatError(f"{path.name} has no member ending in {member!r}", where=str(path),
                                            fix="pass the DeepLab research tarball (…_2018_01_29.tar.gz)")
-                data = tar.extractfile(names[0]).read()
+                member_file = tar.extractfile(names[0])
+                if member_file is None:
+                    raise ModelFormatError(f"{path.name}: {names[0].name} is not a regular file", where=str(path),
+                                           fix="pass the DeepLab research tarball (…_2018_01_29.tar.gz)")
+                data = member_file.read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise ModelFormatError(f"cannot read {path.name}: {exc} (truncated or not a tar.gz?)", where=str(path),
                                fix="download the tarball again and check its SHA-256") from exc
