@@ -195,7 +195,7 @@ def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int 
 
 
 class _Steps:
-    """The export's steps that do not change between runs, through the cache (quantize/cache.py):
+    """The export's steps that do not change between runs, through the cache (toolchain/cache.py):
     keyed by the source SHA-256, the recipe, the registry entry and the toolchain's code digest."""
 
     def __init__(self, entry, recipe, source: Path, workdir: Path, say):

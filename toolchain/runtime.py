@@ -2,7 +2,7 @@
 
 Kernels: "xnnpack" (the default CPU delegate, what most apps get) and "reference"
 (OpResolverType.BUILTIN_REF: the plain reference kernels, the contract a phone's NPU/GPU
-delegate is held to). Not for: TF SavedModels (sources/) or ONNX (quantize.py checks those).
+delegate is held to). Not for: TF SavedModels (sources/) or ONNX (quantize/precisions.py checks those).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The exported models take RGB pixels in [0, 255] (float32 for float variants, uint8 for int8) and
 apply the registry's normalization (pixel * scale + offset) inside, so a uint8 input maps exactly
 onto the network's float input. Formats: float .tflite (op by op, `tflite_graph`), TF1 frozen-graph
-tarball (`frozen_graph`), Keras / SavedModel (`keras_model`). Not for: quantization (quantize.py).
+tarball (`frozen_graph`), Keras / SavedModel (`keras_model`). Not for: quantization (quantize/).
 """
 
 from __future__ import annotations
