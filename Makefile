@@ -44,9 +44,9 @@ models: $(STAMP)
 test: $(STAMP) $(CLIENT_STAMP)
 	$(BIN)/python -m pytest -q
 
-# unit tests only: no real models or photos (marker `shared`), nothing marked `slow`
+# unit tests only: no real models or photos (`shared`), no TF converter or export (`integration`), nothing `slow`
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not shared and not slow"
+	$(BIN)/python -m pytest -q -m "not shared and not slow and not integration"
 
 # ruff (lint + format check, settings in pyproject.toml) and mypy on the library
 lint: $(STAMP)
