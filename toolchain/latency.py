@@ -9,6 +9,7 @@ ratio compares like with like on this host. Not a test: `make bench` prints and 
 from __future__ import annotations
 
 import json
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -31,7 +32,6 @@ _ISA_FLAGS = {"x86_64": [("avx2", "AVX2"), ("avx512f", "AVX-512F"), ("avx512_vnn
 
 def host_isa(cpuinfo: str | None = None, machine: str | None = None) -> dict:
     """The host's int8-relevant ISA features, read from /proc/cpuinfo (flags / Features line)."""
-    import platform
     machine = machine or platform.machine()
     arch = "aarch64" if machine in ("aarch64", "arm64") else "x86_64"
     if cpuinfo is None:
@@ -139,7 +139,7 @@ def browser_bench(rows: list[dict], out_root: Path | None = None, *, runs: int =
         report = run_device_check(root / mid, runs=runs, timeout_s=timeout_s, progress=progress,
                                   report_dir=paths.REPO_ROOT / "export" / "bench" / "device" / mid)
         native = {f"{mid}_{p}.tflite": ms for p, ms in row["ms"].items()}
-        files = {}
+        files: dict[str, dict] = {}
         for r in report.results:
             cell = files.setdefault(r.file, {"native_ms": native.get(r.file)})
             if r.software or r.latency_ms is None:   # not timed: a software GPU, or the file did not run
