@@ -84,7 +84,7 @@ def test_headless_selfie_runs_every_file_on_every_backend(selfie_report, selfie_
     # every verdict is one of the four, and anything not passing says why (a refused file: the runtime's message)
     for r in report.results:
         assert r.status in dc.STATUSES and (r.status == "pass" or r.message), r
-        assert r.status != "no-load" or not r.supported, r   # a claimed client that refuses the file fails
+        assert r.status != "no-load" or not r.supported, r  # a claimed client that refuses the file fails
     # the exit status follows the claims: 1 exactly when a claimed file fails
     assert report.exit_code() == (1 if any(r.status == "fail" and r.supported for r in report.results) else 0)
     saved = json.loads((out / "device-report.json").read_text())
@@ -95,6 +95,7 @@ def test_headless_selfie_runs_every_file_on_every_backend(selfie_report, selfie_
 def _corrupt_weights(path: Path) -> None:
     """Negate the largest float32 weight tensor in place: the file still loads, its outputs are wrong."""
     from ai_edge_litert.interpreter import Interpreter
+
     it = Interpreter(model_path=str(path))
     it.allocate_tensors()
     raw = bytearray(path.read_bytes())
@@ -108,7 +109,7 @@ def _corrupt_weights(path: Path) -> None:
         if bigger and raw.find(a.tobytes()) >= 0:
             best = a
     off = raw.find(best.tobytes())
-    raw[off:off + best.nbytes] = (-best).tobytes()
+    raw[off : off + best.nbytes] = (-best).tobytes()
     path.write_bytes(bytes(raw))
 
 
@@ -119,12 +120,13 @@ def test_corrupted_model_fails_naming_file_and_backend(selfie_bundle, tmp_path):
     f32 = _float32(b)
     _corrupt_weights(b / f32)
     t0 = time.monotonic()
-    report = dc.run_device_check(b, runs=1, timeout_s=60, report_dir=tmp_path / "rep", files=[f32],
-                                 backends=["wasm"], progress=None)
+    report = dc.run_device_check(
+        b, runs=1, timeout_s=60, report_dir=tmp_path / "rep", files=[f32], backends=["wasm"], progress=None
+    )
     assert time.monotonic() - t0 < 90
     (r,) = report.results
     assert (r.file, r.backend, r.status) == (f32, "wasm", "fail"), r
-    assert "SHA-256 differs" in r.message and "max_rel" in r.message   # caught twice: checksum and outputs
+    assert "SHA-256 differs" in r.message and "max_rel" in r.message  # caught twice: checksum and outputs
     assert report.exit_code() == 1
     assert f"FAIL    {f32} on litert.js wasm" in dc.format_table(report)
 
@@ -143,9 +145,10 @@ def test_edited_golden_fails_naming_file_and_backend(selfie_bundle, tmp_path):
                 a = np.load(p)
                 info = np.iinfo(a.dtype) if a.dtype.kind in "iu" else None
                 flipped = (info.max + info.min - a.astype(np.int32)).astype(a.dtype) if info else -a
-                np.save(p, flipped)   # the opposite decision on every pixel
-    report = dc.run_device_check(b, runs=1, timeout_s=60, report_dir=tmp_path / "rep", files=[handoff],
-                                 backends=["cpu"], progress=None)
+                np.save(p, flipped)  # the opposite decision on every pixel
+    report = dc.run_device_check(
+        b, runs=1, timeout_s=60, report_dir=tmp_path / "rep", files=[handoff], backends=["cpu"], progress=None
+    )
     (r,) = report.results
     assert (r.file, r.backend, r.status) == (handoff, "cpu", "fail"), r
     assert "category_mask: agreement" in r.message
@@ -158,10 +161,18 @@ def test_page_that_throws_fails_the_job_and_does_not_hang(selfie_bundle, tmp_pat
     f32 = _float32(selfie_bundle)
     f16 = f32.replace("float32", "float16")
     t0 = time.monotonic()
-    report = dc.run_device_check(selfie_bundle, runs=1, timeout_s=45, report_dir=tmp_path / "rep", files=[f16, f32],
-                                 backends=["wasm"], progress=None, fault={"file": f32, "backend": "wasm"})
+    report = dc.run_device_check(
+        selfie_bundle,
+        runs=1,
+        timeout_s=45,
+        report_dir=tmp_path / "rep",
+        files=[f16, f32],
+        backends=["wasm"],
+        progress=None,
+        fault={"file": f32, "backend": "wasm"},
+    )
     took = time.monotonic() - t0
-    assert took < 45, took   # the page error ends the run, not the timeout
+    assert took < 45, took  # the page error ends the run, not the timeout
     by = {r.file: r for r in report.results}
     assert by[f32].status == "fail" and "test hook: the page throws" in by[f32].message
     assert f32 in by[f32].message and "wasm" in by[f32].message
@@ -173,34 +184,55 @@ def test_page_that_throws_fails_the_job_and_does_not_hang(selfie_bundle, tmp_pat
 def test_a_job_that_hangs_fails_after_the_timeout(selfie_bundle, tmp_path):
     f32 = _float32(selfie_bundle)
     t0 = time.monotonic()
-    report = dc.run_device_check(selfie_bundle, runs=1, timeout_s=8, report_dir=tmp_path / "rep", files=[f32],
-                                 backends=["wasm", "cpu"], progress=None,
-                                 fault={"file": f32, "backend": "wasm", "kind": "hang"})
+    report = dc.run_device_check(
+        selfie_bundle,
+        runs=1,
+        timeout_s=8,
+        report_dir=tmp_path / "rep",
+        files=[f32],
+        backends=["wasm", "cpu"],
+        progress=None,
+        fault={"file": f32, "backend": "wasm", "kind": "hang"},
+    )
     assert time.monotonic() - t0 < 60
     by = {r.backend: r for r in report.results}
     assert by["wasm"].status == "fail" and "no result within 8 s" in by["wasm"].message
     assert f"{f32} on litert.js wasm" in by["wasm"].message
-    assert by["cpu"].status == "not-run" and "timeout" in by["cpu"].message   # never reported as passed
+    assert by["cpu"].status == "not-run" and "timeout" in by["cpu"].message  # never reported as passed
     assert report.exit_code() == 1
 
 
 # ---------------------------------------------------------------- no browser needed
 
+
 def test_exit_codes_and_claims():
     def res(status, supported=True):
         return dc.BackendResult("a.tflite", dc.LITERT, "2.5.3", "wasm", status, "", {}, None, supported)
-    rep = lambda *rs: dc.DeviceReport("b", list(rs), "", 0, None, None)
+
+    def rep(*rs):
+        return dc.DeviceReport("b", list(rs), "", 0, None, None)
+
     assert rep(res("pass"), res("no-load", False)).exit_code() == 0
     assert rep(res("pass"), res("fail")).exit_code() == 1
     assert rep(res("pass"), res("fail", False)).exit_code() == 0
-    assert rep(res("not-run"), res("no-load", False)).exit_code() == 3   # nothing ran: never a pass
+    assert rep(res("not-run"), res("no-load", False)).exit_code() == 3  # nothing ran: never a pass
     assert rep().exit_code() == 3
-    m = {"models": {"f.tflite": {"clients": ["LiteRT Interpreter", "MediaPipe Tasks ImageSegmenter"],
-                                 "runtimes": ["LiteRT XNNPACK delegate (CPU)"]},
-                    "g.tflite": {"clients": [{"runtime": dc.LITERT, "backend": "webgpu", "status": "pass"},
-                                             {"runtime": dc.LITERT, "backend": "wasm", "status": "no-load"}]}}}
+    m = {
+        "models": {
+            "f.tflite": {
+                "clients": ["LiteRT Interpreter", "MediaPipe Tasks ImageSegmenter"],
+                "runtimes": ["LiteRT XNNPACK delegate (CPU)"],
+            },
+            "g.tflite": {
+                "clients": [
+                    {"runtime": dc.LITERT, "backend": "webgpu", "status": "pass"},
+                    {"runtime": dc.LITERT, "backend": "wasm", "status": "no-load"},
+                ]
+            },
+        }
+    }
     assert dc.claims(m, "f.tflite", dc.LITERT, "wasm") and dc.claims(m, "f.tflite", dc.MEDIAPIPE, "cpu")
-    assert not dc.claims(m, "f.tflite", dc.LITERT, "webgpu")   # no GPU delegate in its runtimes
+    assert not dc.claims(m, "f.tflite", dc.LITERT, "webgpu")  # no GPU delegate in its runtimes
     assert dc.claims(m, "g.tflite", dc.LITERT, "webgpu") and not dc.claims(m, "g.tflite", dc.LITERT, "wasm")
 
 
@@ -245,12 +277,13 @@ def test_phone_never_connects_ends_with_a_clear_message(selfie_bundle, tmp_path,
     f32 = _float32(selfie_bundle)
     t0 = time.monotonic()
     with pytest.raises(PortraitError, match="no browser opened the check page within 2 s"):
-        dc.run_device_check(selfie_bundle, serve="127.0.0.1:0", timeout_s=2, files=[f32], backends=["wasm"],
-                            report_dir=tmp_path)
+        dc.run_device_check(
+            selfie_bundle, serve="127.0.0.1:0", timeout_s=2, files=[f32], backends=["wasm"], report_dir=tmp_path
+        )
     assert time.monotonic() - t0 < 30
     out = capsys.readouterr().out
     assert "http://127.0.0.1:" in out and "waiting up to 2 s" in out
-    assert "\u2580" in out or "\u2584" in out or "\u2588" in out   # the QR code drawn in the terminal
+    assert "\u2580" in out or "\u2584" in out or "\u2588" in out  # the QR code drawn in the terminal
 
 
 def test_zip_with_a_wrong_checksum_is_refused(tmp_path):
@@ -274,6 +307,7 @@ def test_card_dump_recipe_writes_what_portrait_check_reads(selfie_bundle, tmp_pa
     from toolchain.device.check import check_outputs
     from toolchain.handoff.card import render_card
     from toolchain.runtime import TfliteRunner
+
     m = json.loads((selfie_bundle / "manifest.json").read_text())
     card = render_card(m, selfie_bundle)
     assert "## Check it on your phone" in card and f"portrait device-check {m['model_id']} --serve" in card
@@ -284,14 +318,44 @@ def test_card_dump_recipe_writes_what_portrait_check_reads(selfie_bundle, tmp_pa
         if v["stage"] != "model":
             continue
         b = (g / v["inputs"]["image"]["file"]).read_bytes()
-        payload = b[10 + (b[8] | b[9] << 8):]
+        payload = b[10 + (b[8] | b[9] << 8) :]
         rec_in = v["inputs"]["image"]
         x = np.frombuffer(payload, dtype=rec_in["dtype"]).reshape(rec_in["shape"])
         assert np.array_equal(x, np.load(g / rec_in["file"]))
-        y = next(iter(TfliteRunner(selfie_bundle / v["model_file"], kernels="reference", threads=1)
-                      .run(x, dequantize=False).values()))
+        y = next(
+            iter(
+                TfliteRunner(selfie_bundle / v["model_file"], kernels="reference", threads=1)
+                .run(x, dequantize=False)
+                .values()
+            )
+        )
         rec = next(iter(v["expected"].values()))
         (tmp_path / rec["file"].replace(".npy", ".bin")).write_bytes(np.ascontiguousarray(y).tobytes())
     results = check_outputs(selfie_bundle, tmp_path)
     assert all(r.passed for r in results if r.stage == "model"), [r.failures for r in results]
     assert any(r.stage == "model" for r in results)
+
+
+def test_bench_prints_browser_latency_beside_native_as_ratios(monkeypatch, tmp_path):
+    """`portrait bench`: the browser's medians beside this run's native XNNPACK figures (a fake device-check)."""
+    from toolchain import latency as bench
+
+    def fake_check(bundle, **kw):
+        rs = [
+            dc.BackendResult("m_float32.tflite", dc.LITERT, "2.5.3", "wasm", "pass", "", {}, 30.0, True),
+            dc.BackendResult(
+                "m_float32.tflite", dc.LITERT, "2.5.3", "webgpu", "pass", "", {}, None, True, software=True
+            ),
+            dc.BackendResult("m_int8.tflite", dc.LITERT, "2.5.3", "wasm", "no-load", "INT8", {}, None, False),
+        ]
+        return dc.DeviceReport(str(bundle), rs, "UA", 2, "swiftshader", None, webgl_renderer="SwiftShader")
+
+    monkeypatch.setattr(bench, "run_device_check", fake_check)
+    rows = [{"model_id": "m", "threads": 2, "ms": {"float32": 10.0, "int8": 5.0}}]
+    res = bench.browser_bench(rows, tmp_path, runs=5)
+    cell = res[0]["files"]["m_float32.tflite"]
+    assert cell["native_ms"] == 10.0 and cell["litert.js wasm"]["over_native"] == 3.0
+    assert cell["litert.js webgpu"]["ms"] is None and cell["litert.js webgpu"]["software_gpu"]
+    table = bench.format_browser_table(res)
+    assert "30.0 (3.0x)" in table and "sw GPU*" in table and "native XNNPACK ms of this run" in table
+    assert res[0]["files"]["m_int8.tflite"]["litert.js wasm"]["status"] == "no-load" and "no-load" in table

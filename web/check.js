@@ -159,7 +159,7 @@ async function runMediaPipe(plan, job, soft) {
   try {
     seg = await ImageSegmenter.createFromOptions(fileset, {
       baseOptions: {modelAssetPath: job.url, delegate: job.backend.toUpperCase()},
-      runningMode: 'IMAGE', outputCategoryMask: true, outputConfidenceMasks: true});
+      runningMode: 'IMAGE', outputCategoryMask: true, outputConfidenceMasks: job.confidence});
   } catch (e) {
     return {status: 'no-load', message: String(e && e.message || e)};
   }

@@ -25,11 +25,17 @@ CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-st
 
 FLAGS = (
     "--headless=new",
-    "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--mute-audio",
-    "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-    "--disable-dev-shm-usage",   # containers (CI) often have a small /dev/shm: Chromium crashes on large pages
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--mute-audio",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-dev-shm-usage",  # containers (CI) often have a small /dev/shm: Chromium crashes on large pages
     # WebGPU (LiteRT.js webgpu) and WebGL (MediaPipe GPU) on the software adapter when no GPU is present
-    "--enable-unsafe-webgpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
+    "--enable-unsafe-webgpu",
+    "--enable-unsafe-swiftshader",
+    "--use-angle=swiftshader",
     "--use-webgpu-adapter=swiftshader",
 )
 
@@ -39,17 +45,20 @@ def find_chromium() -> str:
     env = os.environ.get("PORTRAIT_CHROMIUM", "").strip()
     if env:
         if not (Path(env).is_file() and os.access(env, os.X_OK)):
-            raise InputError(f"PORTRAIT_CHROMIUM={env} is not an executable file",
-                             fix="point it at a Chromium or Chrome binary, or unset it")
+            raise InputError(
+                f"PORTRAIT_CHROMIUM={env} is not an executable file",
+                fix="point it at a Chromium or Chrome binary, or unset it",
+            )
         return env
     for name in CANDIDATES:
         found = shutil.which(name)
         if found:
             return found
-    raise InputError("no Chromium found for the headless device check (looked for "
-                     + ", ".join(CANDIDATES) + " on PATH)",
-                     fix="install it (Debian: apt-get install chromium), set PORTRAIT_CHROMIUM=/path/to/chrome, "
-                         "or open the page on a phone with `portrait device-check --serve 0.0.0.0:8000`")
+    raise InputError(
+        "no Chromium found for the headless device check (looked for " + ", ".join(CANDIDATES) + " on PATH)",
+        fix="install it (Debian: apt-get install chromium), set PORTRAIT_CHROMIUM=/path/to/chrome, "
+        "or open the page on a phone with `portrait device-check --serve 0.0.0.0:8000`",
+    )
 
 
 class HeadlessChromium:
@@ -61,11 +70,16 @@ class HeadlessChromium:
         self.log_path = Path(self.profile.name) / "stderr.log"
         args = [self.binary, *FLAGS, f"--user-data-dir={self.profile.name}"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
-            args.append("--no-sandbox")   # Chromium refuses to start as root with its sandbox (CI runs as root)
+            args.append("--no-sandbox")  # Chromium refuses to start as root with its sandbox (CI runs as root)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 -- the browser writes to it until close()
         try:
-            self.proc = subprocess.Popen([*args, url], stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [*args, url],
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         except OSError as exc:
             self._log.close()
             raise InputError(f"cannot start {self.binary}: {exc}", fix="check the Chromium install") from exc

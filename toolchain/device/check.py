@@ -24,10 +24,11 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from toolchain.errors import InputError
+from toolchain.errors import InputError, PortraitError
 
 from .goldens import load_tensor, read_index
 
@@ -67,7 +68,8 @@ def read_device_tensor(device_dir: Path, rec: dict) -> np.ndarray:
 def compare(expected: np.ndarray, got: np.ndarray, rec: dict, tol: dict) -> tuple[dict, list[str]]:
     """Metric values and failure messages for one tensor under the vector's tolerance."""
     metric = tol["metric"]
-    m, fails = {}, []
+    m: dict[str, Any] = {}
+    fails: list[str] = []
     if metric == "quantized":
         d = np.abs(got.astype(np.int32) - expected.astype(np.int32))
         m["max_abs_q"] = int(d.max()) if d.size else 0
@@ -110,14 +112,14 @@ def compare(expected: np.ndarray, got: np.ndarray, rec: dict, tol: dict) -> tupl
         if not np.all(np.isfinite(g)):
             fails.append(f"{int(np.sum(~np.isfinite(g)))} non-finite values")
             g = np.where(np.isfinite(g), g, 0.0)
-        d = np.abs(g - e)
+        df = np.abs(g - e)
         rng = max(float(np.ptp(e)) if e.size else 0.0, 1e-6)
-        m["max_abs"] = float(d.max()) if d.size else 0.0
-        m["mean_abs"] = float(d.mean()) if d.size else 0.0
+        m["max_abs"] = float(df.max()) if df.size else 0.0
+        m["mean_abs"] = float(df.mean()) if df.size else 0.0
         m["max_rel"], m["mean_rel"] = m["max_abs"] / rng, m["mean_abs"] / rng
         if e.ndim >= 3 and e.shape[-1] > 1:
-            top2 = np.sort(e, axis=-1)[..., -2:]
-            decidable = (top2[..., 1] - top2[..., 0]) > float(tol.get("argmax_margin_rel", 0.0)) * rng
+            lead = np.diff(np.sort(e, axis=-1)[..., -2:], axis=-1)[..., 0]   # top-1 minus top-2
+            decidable = lead > float(tol.get("argmax_margin_rel", 0.0)) * rng
             same = np.argmax(g, -1) == np.argmax(e, -1)
             m["argmax_agreement"] = float(np.mean(same[decidable])) if decidable.any() else 1.0
             m["argmax_agreement_all"] = float(np.mean(same))
@@ -176,7 +178,6 @@ def main(argv=None) -> int:
     ap.add_argument("--bundle", required=True, type=Path)
     ap.add_argument("--device-outputs", required=True, type=Path)
     args = ap.parse_args(argv)
-    from toolchain.errors import PortraitError
     try:
         results = check_outputs(args.bundle, args.device_outputs)
     except PortraitError as exc:

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -50,7 +51,7 @@ from toolchain.handoff.verify import contract_input
 from toolchain.registry import sha256_of
 from toolchain.runtime import TfliteRunner
 
-from .browser import HeadlessChromium
+from .browser import HeadlessChromium, find_chromium
 from .check import compare
 from .goldens import load_tensor, read_index, tolerances
 
@@ -62,28 +63,34 @@ BACKENDS = ((LITERT, "wasm"), (MEDIAPIPE, "cpu"), (LITERT, "webgpu"), (MEDIAPIPE
 GPU_BACKENDS = {"webgpu", "gpu"}
 STATUSES = ("pass", "fail", "no-load", "not-run")
 SERVED = {"/": "index.html", "/index.html": "index.html", "/check.js": "check.js"}
-MIME = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
-        ".wasm": "application/wasm", ".json": "application/json", ".map": "application/json"}
-AFTER_PAGE_ERROR_S = 10.0   # after an uncaught page error, how long to wait for the page to go on
+MIME = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+    ".map": "application/json",
+}
+AFTER_PAGE_ERROR_S = 10.0  # after an uncaught page error, how long to wait for the page to go on
 
 
 @dataclass
 class BackendResult:
     file: str
-    runtime: str            # "litert.js" | "mediapipe-tasks-vision"
+    runtime: str  # "litert.js" | "mediapipe-tasks-vision"
     version: str
-    backend: str            # "wasm" | "webgpu" | "cpu" | "gpu"
-    status: str             # "pass" | "fail" | "no-load" | "not-run"
+    backend: str  # "wasm" | "webgpu" | "cpu" | "gpu"
+    status: str  # "pass" | "fail" | "no-load" | "not-run"
     message: str
     figures: dict[str, float]
     latency_ms: float | None
-    supported: bool         # the manifest claims this client for the file
+    supported: bool  # the manifest claims this client for the file
     latency_runs_ms: list[float] = field(default_factory=list)
-    vectors: int = 0        # outputs judged (images x outputs)
-    reference: str = ""     # what the outputs were compared with
+    vectors: int = 0  # outputs judged (images x outputs)
+    reference: str = ""  # what the outputs were compared with
     software: bool = False  # a GPU backend on a software adapter (SwiftShader): one image, not timed
-    phases_ms: dict[str, float] = field(default_factory=dict)   # in the page: load, golden runs, timing
-    job_s: float | None = None   # from the page's start of the job to its result, as this server saw it
+    phases_ms: dict[str, float] = field(default_factory=dict)  # in the page: load, golden runs, timing
+    job_s: float | None = None  # from the page's start of the job to its result, as this server saw it
 
     @property
     def label(self) -> str:
@@ -103,7 +110,7 @@ class DeviceReport:
     runs: int = 0
     url: str = ""
     wall_s: float = 0.0
-    timings_s: dict[str, float] = field(default_factory=dict)   # references, browser start, page run
+    timings_s: dict[str, float] = field(default_factory=dict)  # references, browser start, page run
     host_isa: str = ""
     report_dir: str = ""
 
@@ -123,6 +130,7 @@ class DeviceReport:
 
 # ---------------------------------------------------------------- bundle and claims
 
+
 def open_bundle(target: str | Path, workdir: Path) -> Path:
     """A bundle folder, a `portrait pack` zip (extracted into workdir, SHA256SUMS checked) or a model id
     under PORTRAIT_OUT_DIR."""
@@ -132,12 +140,19 @@ def open_bundle(target: str | Path, workdir: Path) -> Path:
     if p.is_file() and zipfile.is_zipfile(p):
         return _unzip_checked(p, workdir)
     if p.is_file():
-        raise InputError(f"not a bundle zip: {p}", fix="pass a zip made by `portrait pack`, a bundle folder or a model id")
+        raise InputError(
+            f"not a bundle zip: {p}", fix="pass a zip made by `portrait pack`, a bundle folder or a model id"
+        )
     if not p.is_dir():
-        raise InputError(f"no bundle at {target}", where=str(paths.out_dir()),
-                         fix="pass export/out/<model_id>, a <id>-<version>.zip or a model id (export it first)")
+        raise InputError(
+            f"no bundle at {target}",
+            where=str(paths.out_dir()),
+            fix="pass export/out/<model_id>, a <id>-<version>.zip or a model id (export it first)",
+        )
     if not (p / "manifest.json").is_file():
-        raise InputError("the folder has no manifest.json", where=str(p), fix="pass a bundle folder (export/out/<model_id>)")
+        raise InputError(
+            "the folder has no manifest.json", where=str(p), fix="pass a bundle folder (export/out/<model_id>)"
+        )
     return p
 
 
@@ -149,7 +164,9 @@ def _unzip_checked(zpath: Path, dest: Path) -> Path:
                     raise InputError(f"unsafe path in zip: {info.filename}", where=str(zpath))
             zf.extractall(dest)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(f"cannot read the zip: {exc}", where=str(zpath), fix="make it again with `portrait pack`") from exc
+        raise InputError(
+            f"cannot read the zip: {exc}", where=str(zpath), fix="make it again with `portrait pack`"
+        ) from exc
     manifests = sorted(dest.rglob("manifest.json"), key=lambda q: len(q.parts))
     if not manifests:
         raise InputError("the zip holds no manifest.json", where=str(zpath), fix="make it with `portrait pack`")
@@ -166,8 +183,11 @@ def _unzip_checked(zpath: Path, dest: Path) -> Path:
         if not f.is_file() or sha256_of(f) != digest:
             bad.append(name.lstrip("*"))
     if bad:
-        raise InputError(f"SHA-256 mismatch for {', '.join(bad)}", where=f"{zpath}: SHA256SUMS",
-                         fix="the zip was altered or damaged in transfer: copy it again or re-run `portrait pack`")
+        raise InputError(
+            f"SHA-256 mismatch for {', '.join(bad)}",
+            where=f"{zpath}: SHA256SUMS",
+            fix="the zip was altered or damaged in transfer: copy it again or re-run `portrait pack`",
+        )
     return root
 
 
@@ -202,7 +222,7 @@ def _golden_images(bundle: Path, idx: dict) -> list[tuple[str, np.ndarray]]:
         if v.get("stage") != "model":
             continue
         short = v["model_file"].removeprefix(mid + "_").removesuffix(".tflite")
-        src = v["name"][len(short) + 1:]
+        src = v["name"][len(short) + 1 :]
         if src not in seen:
             seen.add(src)
             out.append((src, load_tensor(bundle / "goldens", v["inputs"]["image"])))
@@ -211,16 +231,19 @@ def _golden_images(bundle: Path, idx: dict) -> list[tuple[str, np.ndarray]]:
 
 # ---------------------------------------------------------------- references
 
+
 @dataclass
 class Reference:
     """What one file's outputs are compared with, per image source: {output key: (array, record, tolerance)}."""
+
     by_source: dict[str, dict[str, tuple[np.ndarray, dict, dict]]]
     what: str
     quant: dict[str, tuple[float, int]]
 
 
-def _reference(bundle: Path, manifest: dict, idx: dict, name: str, images, gpu: bool, tol_all: dict,
-               host_runs: dict) -> Reference:
+def _reference(
+    bundle: Path, manifest: dict, idx: dict, name: str, images, gpu: bool, tol_all: dict, host_runs: dict
+) -> Reference:
     vectors = [v for v in idx["vectors"] if v.get("stage") == "model" and v.get("model_file") == name]
     outs_meta = manifest["models"][name].get("outputs", {})
     quant = {k: (float(o.get("scale") or 0.0), int(o.get("zero_point") or 0)) for k, o in outs_meta.items()}
@@ -229,7 +252,7 @@ def _reference(bundle: Path, manifest: dict, idx: dict, name: str, images, gpu: 
         mid = idx.get("model_id", "")
         short = name.removeprefix(mid + "_").removesuffix(".tflite")
         for v in vectors:
-            src = v["name"][len(short) + 1:]
+            src = v["name"][len(short) + 1 :]
             tol = v["tolerance"]
             if gpu:
                 tol = tol_all[{"quantized": "model_gpu", "labels": "labels_gpu"}.get(tol["metric"], "float_gpu")]
@@ -243,13 +266,15 @@ def _reference(bundle: Path, manifest: dict, idx: dict, name: str, images, gpu: 
         mid = idx.get("model_id", "")
         for v in floats:
             short = v["model_file"].removeprefix(mid + "_").removesuffix(".tflite")
-            src = v["name"][len(short) + 1:]
+            src = v["name"][len(short) + 1 :]
             if src not in by_source:
-                by_source[src] = {k: (load_tensor(bundle / "goldens", rec).astype(np.float32),
-                                      {**rec, "dtype": "float32"}, tol) for k, rec in v["float_reference"].items()}
+                by_source[src] = {
+                    k: (load_tensor(bundle / "goldens", rec).astype(np.float32), {**rec, "dtype": "float32"}, tol)
+                    for k, rec in v["float_reference"].items()
+                }
         return Reference(by_source, "the goldens' float32 reference outputs (export, stored as float16)", quant)
     record = _record(manifest, name)
-    if name not in host_runs:   # one host run per file serves the CPU and the GPU reference
+    if name not in host_runs:  # one host run per file serves the CPU and the GPU reference
         runner = TfliteRunner(bundle / name, kernels="xnnpack", threads=2)
         host_runs[name] = {src: runner.run(contract_input(record, px), dequantize=False) for src, px in images}
     for src, _ in images:
@@ -279,6 +304,7 @@ def _real(arr: np.ndarray, q: tuple[float, int]) -> np.ndarray:
 
 # ---------------------------------------------------------------- judging
 
+
 def _worst(acc: dict, metrics: dict) -> None:
     for k, v in metrics.items():
         if not isinstance(v, (int, float)):
@@ -303,7 +329,9 @@ def judge_litert(manifest: dict, name: str, ref: Reference, posted: dict) -> tup
     ({source: {tensor name: (dtype, shape, bytes)}})."""
     outs_meta = manifest["models"][name].get("outputs", {})
     by_tensor = {o.get("name"): k for k, o in outs_meta.items()}
-    fails, figs, n = [], {}, 0
+    fails: list[str] = []
+    figs: dict[str, float] = {}
+    n = 0
     for src, expected in ref.by_source.items():
         got_all = posted.get(src)
         if not got_all:
@@ -339,8 +367,9 @@ def judge_litert(manifest: dict, name: str, ref: Reference, posted: dict) -> tup
     return fails, figs, n
 
 
-def judge_mediapipe(manifest: dict, name: str, ref: Reference, posted: dict, gpu: bool, tol_all: dict,
-                    labels: list[str] | None) -> tuple[list[str], dict, int]:
+def judge_mediapipe(
+    manifest: dict, name: str, ref: Reference, posted: dict, gpu: bool, tol_all: dict, labels: list[str] | None
+) -> tuple[list[str], dict, int]:
     """MediaPipe's category mask vs the decode of the reference (argmax over classes; for one channel,
     probability > 0.5, which MediaPipe marks category 0 and the rest 255), its confidence masks vs softmax of
     the reference logits (the probability itself for one channel)."""
@@ -349,7 +378,9 @@ def judge_mediapipe(manifest: dict, name: str, ref: Reference, posted: dict, gpu
     key0 = spec.get("key") or next(iter(manifest["models"][name]["outputs"]))
     tol_cat = tol_all["mediapipe_gpu" if gpu else "mediapipe"]
     tol_conf = tol_all["mediapipe_gpu_confidence" if gpu else "mediapipe_confidence"]
-    fails, figs, n = [], {}, 0
+    fails: list[str] = []
+    figs: dict[str, float] = {}
+    n = 0
     for src, expected in ref.by_source.items():
         got = posted.get(src, {})
         if "category_mask" not in got:
@@ -394,12 +425,15 @@ def judge_mediapipe(manifest: dict, name: str, ref: Reference, posted: dict, gpu
             n += 1
     want_labels = list(manifest.get("labels") or []) if any(o.get("labels_file") for o in record["outputs"]) else []
     if labels is not None and want_labels and list(labels) != want_labels:
-        fails.append(f"labels: MediaPipe reads {len(labels)} labels ({', '.join(labels[:3])}...), "
-                     f"the manifest has {len(want_labels)}")
+        fails.append(
+            f"labels: MediaPipe reads {len(labels)} labels ({', '.join(labels[:3])}...), "
+            f"the manifest has {len(want_labels)}"
+        )
     return fails, figs, n
 
 
 # ---------------------------------------------------------------- the server
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -408,7 +442,7 @@ class _Server(ThreadingHTTPServer):
 
 def _handler(state: _Run):
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):   # the run prints its own progress
+        def log_message(self, *a):  # the run prints its own progress
             pass
 
         def _send(self, body: bytes, ctype: str, status=HTTPStatus.OK):
@@ -443,6 +477,7 @@ def _handler(state: _Run):
                     body = {"raw": raw[:200].decode(errors="replace")}
                 state.events.put((u.path.strip("/"), body, None))
             self._send(b"{}", "application/json")
+
     return Handler
 
 
@@ -482,16 +517,18 @@ def _package_version(runtime: str) -> str:
 def check_web_runtimes() -> None:
     missing = [p for r, p in PACKAGES.items() if not _package_version(r)]
     if missing:
-        raise InputError(f"the browser runtimes are not installed: {', '.join(missing)} missing in web/node_modules",
-                         where=str(WEB_DIR / "node_modules"),
-                         fix="run `make web` (npm ci --prefix web; needs node and npm: apt-get install nodejs npm)")
+        raise InputError(
+            f"the browser runtimes are not installed: {', '.join(missing)} missing in web/node_modules",
+            where=str(WEB_DIR / "node_modules"),
+            fix="run `make web` (npm ci --prefix web; needs node and npm: apt-get install nodejs npm)",
+        )
 
 
 def lan_address() -> str:
     """This machine's address on the local network (the interface a default route would use)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        s.connect(("10.255.255.255", 1))   # no packet is sent: this only picks the interface
+        s.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the interface
         return s.getsockname()[0]
     except OSError:
         return socket.gethostbyname(socket.gethostname())
@@ -503,9 +540,12 @@ def _bind(host: str, port: int) -> _Server:
     try:
         return _Server((host, port), BaseHTTPRequestHandler)
     except OSError as exc:
-        if exc.errno in (98, 48, 10048):   # EADDRINUSE on Linux, macOS, Windows
-            raise InputError(f"port {port} on {host} is in use", where=f"{host}:{port}",
-                             fix="pick another port (--serve 0.0.0.0:8001) or stop what listens there") from exc
+        if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+            raise InputError(
+                f"port {port} on {host} is in use",
+                where=f"{host}:{port}",
+                fix="pick another port (--serve 0.0.0.0:8001) or stop what listens there",
+            ) from exc
         raise InputError(f"cannot listen on {host}:{port}: {exc}", fix="check the address (HOST:PORT)") from exc
 
 
@@ -513,6 +553,7 @@ def _qr_lines(url: str) -> str:
     import io
 
     import segno  # only --serve needs it
+
     buf = io.StringIO()
     segno.make(url, error="m").terminal(out=buf, compact=True)
     return buf.getvalue()
@@ -520,8 +561,16 @@ def _qr_lines(url: str) -> str:
 
 # ---------------------------------------------------------------- the run
 
-def _plan(bundle: Path, manifest: dict, names: list[str], images, runs: int, fault: dict | None,
-          backends: list[str] | None = None):
+
+def _plan(
+    bundle: Path,
+    manifest: dict,
+    names: list[str],
+    images,
+    runs: int,
+    fault: dict | None,
+    backends: list[str] | None = None,
+):
     """The page's plan and the input bytes it will fetch ({URL path: bytes})."""
     segmenter = manifest.get("task") in ("segmentation", "mask")
     inputs: dict[str, bytes] = {}
@@ -532,22 +581,50 @@ def _plan(bundle: Path, manifest: dict, names: list[str], images, runs: int, fau
         for src, px in images:
             x = np.ascontiguousarray(contract_input(rec, px))
             inputs[f"/input/{name}/{src}.bin"] = x.astype(x.dtype.newbyteorder("<")).tobytes()
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     for runtime, backend in BACKENDS:
         if runtime == MEDIAPIPE and not segmenter or backends and backend not in backends:
             continue
         for name in names:
             rec = _record(manifest, name)
-            job = {"id": f"{len(jobs)}", "file": name, "url": f"/model/{name}", "runtime": runtime, "backend": backend}
+            job: dict[str, Any] = {
+                "id": f"{len(jobs)}",
+                "file": name,
+                "url": f"/model/{name}",
+                "runtime": runtime,
+                "backend": backend,
+            }
             if runtime == LITERT:
-                job["inputs"] = [{"source": src, "url": f"/input/{name}/{src}.bin", "dtype": rec["input"]["dtype"],
-                                  "shape": list(rec["input"]["shape"])} for src, _ in images]
+                job["inputs"] = [
+                    {
+                        "source": src,
+                        "url": f"/input/{name}/{src}.bin",
+                        "dtype": rec["input"]["dtype"],
+                        "shape": list(rec["input"]["shape"]),
+                    }
+                    for src, _ in images
+                ]
             else:
-                job["images"] = [{"source": src, "url": f"/input/image/{src}.rgb", "width": int(px.shape[2]),
-                                  "height": int(px.shape[1])} for src, px in images]
+                # a class-index output (the ArgMax variant) has no per-class scores: MediaPipe would read its
+                # width as classes and fill hundreds of masks, so only the category mask is asked for
+                job["confidence"] = rec["outputs"][0].get("kind") != "class_index"
+                job["images"] = [
+                    {
+                        "source": src,
+                        "url": f"/input/image/{src}.rgb",
+                        "width": int(px.shape[2]),
+                        "height": int(px.shape[1]),
+                    }
+                    for src, px in images
+                ]
             jobs.append(job)
-    plan = {"bundle": manifest.get("model_id", bundle.name), "runs": int(runs), "files": names, "jobs": jobs,
-            "fault": fault}
+    plan = {
+        "bundle": manifest.get("model_id", bundle.name),
+        "runs": int(runs),
+        "files": names,
+        "jobs": jobs,
+        "fault": fault,
+    }
     return plan, inputs
 
 
@@ -556,9 +633,19 @@ def default_report_dir(model_id: str) -> Path:
     return paths.out_dir().parent / "device" / model_id
 
 
-def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None = None, runs: int = 5,
-                     timeout_s: float = 90, report_dir: Path | None = None, files: list[str] | None = None,
-                     progress=print, backends: list[str] | None = None, fault: dict | None = None) -> DeviceReport:
+def run_device_check(
+    bundle: Path,
+    *,
+    headless: bool = True,
+    serve: str | None = None,
+    runs: int = 5,
+    timeout_s: float = 90,
+    report_dir: Path | None = None,
+    files: list[str] | None = None,
+    progress=print,
+    backends: list[str] | None = None,
+    fault: dict | None = None,
+) -> DeviceReport:
     """Run every model file of a bundle (folder, zip or id) on every backend of a browser and judge the
     outputs (module docstring). headless: this machine's Chromium; serve="HOST:PORT": wait for any browser
     (a phone) to open the printed URL. timeout_s: how long to wait for the browser to connect, and then
@@ -567,6 +654,7 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
     if runs < 1:
         raise InputError(f"--runs {runs}: need at least 1", fix="pass --runs 5")
     check_web_runtimes()
+    chromium = find_chromium() if serve is None and headless else None  # fail before any work
     t_start = time.monotonic()
     say = progress or (lambda m: None)
     with tempfile.TemporaryDirectory(prefix="portrait-device-") as tmp:
@@ -576,28 +664,38 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
         idx = read_index(root)
         images = _golden_images(root, idx)
         if not images:
-            raise InputError("goldens.json has no model-stage vectors to take inputs from", where=str(root / "goldens"),
-                             fix=f"python -m toolchain.device.goldens --bundle {root}")
+            raise InputError(
+                "goldens.json has no model-stage vectors to take inputs from",
+                where=str(root / "goldens"),
+                fix=f"python -m toolchain.device.goldens --bundle {root}",
+            )
         names = sorted(n for n in manifest.get("models", {}) if n.endswith(".tflite") and (root / n).is_file())
         if files:
             unknown = [f for f in files if f not in names]
             if unknown:
-                raise InputError(f"not a .tflite file of the bundle: {', '.join(unknown)}", where=str(root),
-                                 fix="pick from: " + ", ".join(names))
+                raise InputError(
+                    f"not a .tflite file of the bundle: {', '.join(unknown)}",
+                    where=str(root),
+                    fix="pick from: " + ", ".join(names),
+                )
             names = [n for n in names if n in files]
         unknown = sorted(set(backends or []) - {b for _, b in BACKENDS})
         if unknown:
-            raise InputError(f"unknown backend {', '.join(unknown)}", fix="use wasm, webgpu, cpu (MediaPipe) or gpu (MediaPipe)")
+            raise InputError(
+                f"unknown backend {', '.join(unknown)}", fix="use wasm, webgpu, cpu (MediaPipe) or gpu (MediaPipe)"
+            )
         tol_all = tolerances()
         say(f"device-check {mid}: {len(names)} files, {len(images)} golden images; host references ...")
         refs = {}
-        problems = {}   # file -> why it cannot be judged: its jobs fail with this
+        problems = {}  # file -> why it cannot be judged: its jobs fail with this
         host_runs: dict[str, dict] = {}
         for n in names:
             want = (manifest.get("files", {}).get(n) or {}).get("sha256")
             if want and sha256_of(root / n) != want:
-                problems[n] = (f"{n}: SHA-256 differs from manifest.json: the file was altered or damaged "
-                               "(re-export or copy the bundle again)")
+                problems[n] = (
+                    f"{n}: SHA-256 differs from manifest.json: the file was altered or damaged "
+                    "(re-export or copy the bundle again)"
+                )
             for gpu in {b in GPU_BACKENDS for _, b in BACKENDS if not backends or b in backends}:
                 try:
                     refs[n, gpu] = _reference(root, manifest, idx, n, images, gpu, tol_all, host_runs)
@@ -606,9 +704,20 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
         t_refs = time.monotonic()
         plan, inputs = _plan(root, manifest, names, images, runs, fault, backends)
         versions = {r: _package_version(r) for r in PACKAGES}
-        results = {j["id"]: BackendResult(j["file"], j["runtime"], versions[j["runtime"]], j["backend"], "not-run",
-                                          "", {}, None, claims(manifest, j["file"], j["runtime"], j["backend"]))
-                   for j in plan["jobs"]}
+        results = {
+            j["id"]: BackendResult(
+                j["file"],
+                j["runtime"],
+                versions[j["runtime"]],
+                j["backend"],
+                "not-run",
+                "",
+                {},
+                None,
+                claims(manifest, j["file"], j["runtime"], j["backend"]),
+            )
+            for j in plan["jobs"]
+        }
         state = _Run(root, plan, inputs)
         host, port = ("127.0.0.1", 0) if serve is None else _split_hostport(serve)
         server = _bind(host, port)
@@ -617,18 +726,21 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
         port = server.server_address[1]
         shown = lan_address() if host in ("0.0.0.0", "") else ("127.0.0.1" if host == "localhost" else host)
         url = f"http://{shown}:{port}/"
-        report = DeviceReport(str(bundle), [], "", 0, None, None, model_id=mid, runs=runs, url=url,
-                              host_isa=platform.machine())
+        report = DeviceReport(
+            str(bundle), [], "", 0, None, None, model_id=mid, runs=runs, url=url, host_isa=platform.machine()
+        )
         browser = None
         try:
             if serve is None and headless:
-                browser = HeadlessChromium(url)
+                browser = HeadlessChromium(url, binary=chromium)
                 say(f"headless Chromium ({browser.binary}) on {url}")
             else:
                 say(f"open this on the phone (same network): {url}")
                 say(_qr_lines(url))
-                say(f"WebGPU needs a secure page: over USB, `adb reverse tcp:{port} tcp:{port}` and open "
-                    f"http://localhost:{port}/ on the phone (plain http on a LAN address runs wasm, CPU and GPU/WebGL only)")
+                say(
+                    f"WebGPU needs a secure page: over USB, `adb reverse tcp:{port} tcp:{port}` and open "
+                    f"http://localhost:{port}/ on the phone (plain http on a LAN address runs wasm, CPU and GPU/WebGL only)"
+                )
                 say(f"waiting up to {timeout_s:.0f} s for a browser to open it ...")
             _collect(state, plan, results, refs, manifest, tol_all, report, timeout_s, browser, say, problems)
         finally:
@@ -638,9 +750,11 @@ def run_device_check(bundle: Path, *, headless: bool = True, serve: str | None =
                 browser.close()
         report.results = [results[j["id"]] for j in plan["jobs"]]
         report.wall_s = round(time.monotonic() - t_start, 1)
-        report.timings_s = {"references": round(t_refs - t_start, 1),
-                            "browser_start": round(report.timings_s.get("page_env", t_refs) - t_refs, 1),
-                            "page": round(time.monotonic() - report.timings_s.get("page_env", t_refs), 1)}
+        report.timings_s = {
+            "references": round(t_refs - t_start, 1),
+            "browser_start": round(report.timings_s.get("page_env", t_refs) - t_refs, 1),
+            "page": round(time.monotonic() - report.timings_s.get("page_env", t_refs), 1),
+        }
         out = Path(report_dir) if report_dir else default_report_dir(mid)
         write_report(report, out)
         say(format_table(report))
@@ -654,8 +768,19 @@ def _split_hostport(serve: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict, tol_all: dict,
-             report: DeviceReport, timeout_s: float, browser, say, problems: dict | None = None) -> None:
+def _collect(
+    state: _Run,
+    plan: dict,
+    results: dict,
+    refs: dict,
+    manifest: dict,
+    tol_all: dict,
+    report: DeviceReport,
+    timeout_s: float,
+    browser,
+    say,
+    problems: dict | None = None,
+) -> None:
     """The judging loop: events from the page until /done, a page that stops after an error, or the timeout."""
     jobs = {j["id"]: j for j in plan["jobs"]}
     posted: dict[str, dict] = {}
@@ -682,15 +807,20 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
                     say(f"  still waiting for a browser at {report.url} ({waited:.0f} s of {timeout_s:.0f} s)")
                 continue
             if not got_env:
-                where = (f"headless Chromium: {browser.log_tail()}" if browser is not None
-                         else f"{report.url} (--serve)")
+                where = f"headless Chromium: {browser.log_tail()}" if browser is not None else f"{report.url} (--serve)"
                 if browser is not None:
-                    raise PortraitError(f"the browser did not start the check page within {timeout_s:.0f} s",
-                                        where=where, fix="check Chromium starts (chromium --headless=new about:blank), "
-                                                         "or raise --timeout on a slow machine")
-                raise PortraitError(f"no browser opened the check page within {timeout_s:.0f} s", where=where,
-                                    fix="open the URL on a phone on the same network (scan the QR code); check a "
-                                        "firewall lets the port in; or raise --timeout")
+                    raise PortraitError(
+                        f"the browser did not start the check page within {timeout_s:.0f} s",
+                        where=where,
+                        fix="check Chromium starts (chromium --headless=new about:blank), "
+                        "or raise --timeout on a slow machine",
+                    ) from None
+                raise PortraitError(
+                    f"no browser opened the check page within {timeout_s:.0f} s",
+                    where=where,
+                    fix="open the URL on a phone on the same network (scan the QR code); check a "
+                    "firewall lets the port in; or raise --timeout",
+                ) from None
             if started is not None and results[started].status == "not-run":
                 r = results[started]
                 r.status, r.message = "fail", f"no result within {timeout_s:.0f} s: the run hung in {r.label}"
@@ -704,20 +834,25 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
             report.timings_s["page_env"] = time.monotonic()
             report.user_agent, report.cores = body.get("user_agent", ""), int(body.get("cores") or 0)
             report.webgpu_adapter, report.webgl_renderer = body.get("webgpu_adapter"), body.get("webgl_renderer")
-            say(f"browser: {report.user_agent}; {report.cores} cores; WebGPU adapter: {report.webgpu_adapter}; "
-                f"WebGL: {report.webgl_renderer}")
+            say(
+                f"browser: {report.user_agent}; {report.cores} cores; WebGPU adapter: {report.webgpu_adapter}; "
+                f"WebGL: {report.webgl_renderer}"
+            )
         elif kind == "output":
             posted.setdefault(body["job"], {}).setdefault(body["source"], {})[body["name"]] = (
-                body["dtype"], [int(s) for s in body["shape"].split(",") if s], raw)
+                body["dtype"],
+                [int(s) for s in body["shape"].split(",") if s],
+                raw,
+            )
         elif kind == "job" and body.get("status") == "started":
             started, t_job = body["job"], time.monotonic()
         elif kind == "job" and body.get("status") == "progress":
-            pass   # the page is alive (outputs posted, timing next): the idle timeout starts again
+            pass  # the page is alive (outputs posted, timing next): the idle timeout starts again
         elif kind == "job":
             jid = body["job"]
             r = results[jid]
             if r.status == "fail" and r.message.startswith("the page threw"):
-                continue   # already failed by an uncaught error in this job
+                continue  # already failed by an uncaught error in this job
             _finish(r, jobs[jid], body, posted.pop(jid, {}), refs, manifest, tol_all, (problems or {}).get(r.file))
             r.job_s = round(time.monotonic() - t_job, 2)
             done += 1
@@ -744,8 +879,16 @@ def _collect(state: _Run, plan: dict, results: dict, refs: dict, manifest: dict,
             r.message = report.not_run_reason or "not run"
 
 
-def _finish(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, manifest: dict, tol_all: dict,
-            problem: str | None = None) -> None:
+def _finish(
+    r: BackendResult,
+    job: dict,
+    body: dict,
+    posted: dict,
+    refs: dict,
+    manifest: dict,
+    tol_all: dict,
+    problem: str | None = None,
+) -> None:
     _judge(r, job, body, posted, refs, manifest, tol_all)
     if problem and r.status != "not-run":
         r.status, r.message = "fail", f"{problem}; in {r.label}: {r.status}: {r.message}"
@@ -774,22 +917,28 @@ def _judge(r: BackendResult, job: dict, body: dict, posted: dict, refs: dict, ma
         return
     r.reference = ref.what
     r.software = bool(body.get("software"))
-    if body.get("sources") is not None:   # the golden images the page ran (one on a software GPU)
+    if body.get("sources") is not None:  # the golden images the page ran (one on a software GPU)
         ref = Reference({s: v for s, v in ref.by_source.items() if s in body["sources"]}, ref.what, ref.quant)
     try:
         if r.runtime == LITERT:
             fails, figs, n = judge_litert(manifest, r.file, ref, posted)
         else:
-            fails, figs, n = judge_mediapipe(manifest, r.file, ref, posted, r.backend in GPU_BACKENDS, tol_all,
-                                             body.get("labels"))
+            fails, figs, n = judge_mediapipe(
+                manifest, r.file, ref, posted, r.backend in GPU_BACKENDS, tol_all, body.get("labels")
+            )
     except ValueError as exc:
         fails, figs, n = [str(exc)], {}, 0
     r.figures, r.vectors = figs, n
     r.status = "fail" if fails or n == 0 else "pass"
-    r.message = "; ".join(fails[:6]) + (f" (+{len(fails) - 6} more)" if len(fails) > 6 else "") if fails else \
-        ("nothing to judge" if n == 0 else f"{n} outputs within tolerance")
+    r.message = (
+        "; ".join(fails[:6]) + (f" (+{len(fails) - 6} more)" if len(fails) > 6 else "")
+        if fails
+        else ("nothing to judge" if n == 0 else f"{n} outputs within tolerance")
+    )
     if r.software:
-        r.message += "; software GPU (SwiftShader): one golden image, not timed (a CPU emulation says nothing of a phone GPU)"
+        r.message += (
+            "; software GPU (SwiftShader): one golden image, not timed (a CPU emulation says nothing of a phone GPU)"
+        )
 
 
 # ---------------------------------------------------------------- reports
@@ -801,8 +950,9 @@ def _cell(r: BackendResult) -> str:
     if r.status == "pass":
         figs = " ".join(f"{k}={r.figures[k]:.4g}" for k in KEY_FIGURES if k in r.figures)
         return f"PASS {figs} {r.latency_ms:.1f} ms" if r.latency_ms is not None else f"PASS {figs}"
-    return {"fail": "FAIL", "no-load": "no-load", "not-run": "NOT RUN"}[r.status] + \
-        (f" {r.latency_ms:.1f} ms" if r.latency_ms is not None else "")
+    return {"fail": "FAIL", "no-load": "no-load", "not-run": "NOT RUN"}[r.status] + (
+        f" {r.latency_ms:.1f} ms" if r.latency_ms is not None else ""
+    )
 
 
 def format_table(report: DeviceReport) -> str:
@@ -818,11 +968,15 @@ def format_table(report: DeviceReport) -> str:
             row.append("" if r is None else ("" if r.supported else "(not claimed) ") + _short(r))
         rows.append(row)
     widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
-    lines = [f"device check of {report.model_id}: {report.user_agent or 'no browser'}",
-             (f"cores {report.cores}; WebGPU adapter: {report.webgpu_adapter or 'none'}; "
-              f"WebGL: {report.webgl_renderer or 'none'}; host {report.host_isa}; latency = median of {report.runs} "
-              f"runs after the golden runs (the warm-up); wall {report.wall_s} s "
-              f"({', '.join(f'{k} {v} s' for k, v in report.timings_s.items())})")]
+    lines = [
+        f"device check of {report.model_id}: {report.user_agent or 'no browser'}",
+        (
+            f"cores {report.cores}; WebGPU adapter: {report.webgpu_adapter or 'none'}; "
+            f"WebGL: {report.webgl_renderer or 'none'}; host {report.host_isa}; latency = median of {report.runs} "
+            f"runs after the golden runs (the warm-up); wall {report.wall_s} s "
+            f"({', '.join(f'{k} {v} s' for k, v in report.timings_s.items())})"
+        ),
+    ]
     lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     for r in report.results:
@@ -831,9 +985,13 @@ def format_table(report: DeviceReport) -> str:
     if report.not_run_reason:
         lines.append(f"  note: {report.not_run_reason}")
     code = report.exit_code()
-    lines.append({0: "-> PASS (every file passes where its manifest claims the client)",
-                  1: "-> FAIL (a file fails on a backend its manifest claims)",
-                  3: "-> NOTHING RAN (not a pass)"}[code])
+    lines.append(
+        {
+            0: "-> PASS (every file passes where its manifest claims the client)",
+            1: "-> FAIL (a file fails on a backend its manifest claims)",
+            3: "-> NOTHING RAN (not a pass)",
+        }[code]
+    )
     return "\n".join(lines)
 
 
@@ -859,24 +1017,26 @@ def _html(report: DeviceReport) -> str:
     for r in report.results:
         figs = "<br>".join(e(f"{k} {v:.4g}") for k, v in sorted(r.figures.items()))
         lat = f"{r.latency_ms:.1f}" if r.latency_ms is not None else ""
-        rows.append(f"<tr style='background:{colour[r.status]}'><td>{e(r.file)}</td><td>{e(r.runtime)} {e(r.version)}"
-                    f"</td><td>{e(r.backend)}</td><td>{'yes' if r.supported else 'no'}</td><td><b>{e(r.status)}</b>"
-                    f"</td><td>{lat}</td><td style='white-space:nowrap;font-size:12px'>{figs}</td><td>{e(r.message)}</td></tr>")
-    lat = [r.latency_ms for r in report.results if r.latency_ms is not None]
+        rows.append(
+            f"<tr style='background:{colour[r.status]}'><td>{e(r.file)}</td><td>{e(r.runtime)} {e(r.version)}"
+            f"</td><td>{e(r.backend)}</td><td>{'yes' if r.supported else 'no'}</td><td><b>{e(r.status)}</b>"
+            f"</td><td>{lat}</td><td style='white-space:nowrap;font-size:12px'>{figs}</td><td>{e(r.message)}</td></tr>"
+        )
+    lats = [r.latency_ms for r in report.results if r.latency_ms is not None]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>device check {e(report.model_id)}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:1em}} td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}}
 table{{border-collapse:collapse}} td:last-child{{font-size:12px;max-width:40em}}</style></head><body>
 <h1>Device check: {e(report.model_id)}</h1>
-<p>Browser: {e(report.user_agent or 'none')}<br>Cores: {report.cores}; WebGPU adapter: {e(str(report.webgpu_adapter))};
+<p>Browser: {e(report.user_agent or "none")}<br>Cores: {report.cores}; WebGPU adapter: {e(str(report.webgpu_adapter))};
 WebGL renderer: {e(str(report.webgl_renderer))}<br>
-Latency: median of {report.runs} runs after the golden runs (the warm-up), input to outputs readable on the CPU{f'; {min(lat):.1f}-{max(lat):.1f} ms' if lat else ''}.
-<br>Exit status {report.exit_code()}{(' &mdash; ' + e(report.not_run_reason)) if report.not_run_reason else ''}</p>
+Latency: median of {report.runs} runs after the golden runs (the warm-up), input to outputs readable on the CPU{f"; {min(lats):.1f}-{max(lats):.1f} ms" if lats else ""}.
+<br>Exit status {report.exit_code()}{(" &mdash; " + e(report.not_run_reason)) if report.not_run_reason else ""}</p>
 <p>How to read it: <b>pass</b> = the outputs match the reference within the tolerance named in
 toolchain/device/tolerances.toml; <b>fail</b> counts (exit 1) only where the manifest claims the client
 (<i>claimed</i> = yes); <b>no-load</b> = the runtime refused the file (its message is shown), not a failure
 where the manifest does not claim it; <b>not-run</b> = the backend was absent or the run stopped.</p>
 <table><tr><th>file</th><th>runtime</th><th>backend</th><th>claimed</th><th>status</th><th>ms</th><th>figures</th>
-<th>message</th></tr>{''.join(rows)}</table></body></html>
+<th>message</th></tr>{"".join(rows)}</table></body></html>
 """
 
 

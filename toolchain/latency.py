@@ -9,6 +9,7 @@ ratio compares like with like on this host. Not a test: `make bench` prints and 
 from __future__ import annotations
 
 import json
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -31,7 +32,6 @@ _ISA_FLAGS = {"x86_64": [("avx2", "AVX2"), ("avx512f", "AVX-512F"), ("avx512_vnn
 
 def host_isa(cpuinfo: str | None = None, machine: str | None = None) -> dict:
     """The host's int8-relevant ISA features, read from /proc/cpuinfo (flags / Features line)."""
-    import platform
     machine = machine or platform.machine()
     arch = "aarch64" if machine in ("aarch64", "arm64") else "x86_64"
     if cpuinfo is None:
@@ -139,13 +139,13 @@ def browser_bench(rows: list[dict], out_root: Path | None = None, *, runs: int =
         report = run_device_check(root / mid, runs=runs, timeout_s=timeout_s, progress=progress,
                                   report_dir=paths.REPO_ROOT / "export" / "bench" / "device" / mid)
         native = {f"{mid}_{p}.tflite": ms for p, ms in row["ms"].items()}
-        files = {}
+        files: dict[str, dict] = {}
         for r in report.results:
             cell = files.setdefault(r.file, {"native_ms": native.get(r.file)})
-            if r.software:
+            if r.software or r.latency_ms is None:   # not timed: a software GPU, or the file did not run
                 cell[f"{'litert.js' if r.runtime == LITERT else 'mediapipe'} {r.backend}"] = {
-                    "ms": None, "status": r.status, "software_gpu": True, "over_native": None}
-            elif r.latency_ms is not None:
+                    "ms": None, "status": r.status, "software_gpu": r.software, "over_native": None}
+            else:
                 key = f"{'litert.js' if r.runtime == LITERT else 'mediapipe'} {r.backend}"
                 cell[key] = {"ms": round(r.latency_ms, 2), "status": r.status, "software_gpu": r.software,
                              "over_native": round(r.latency_ms / native[r.file], 2) if native.get(r.file) else None}
@@ -168,12 +168,16 @@ def format_browser_table(rows: list[dict]) -> str:
                     parts.append(f"{'-':>24}")
                     continue
                 ratio = f" ({v['over_native']}x)" if v["over_native"] is not None else ""
+                if v["ms"] is None and not v["software_gpu"]:
+                    parts.append(v["status"].rjust(24))   # no-load / fail before timing / not-run
+                    continue
                 ms = "sw GPU*" if v["ms"] is None else f"{v['ms']:.1f}{ratio}"
                 parts.append(f"{ms}{'' if v['status'] == 'pass' else ' ' + v['status']}".rjust(24))
             lines.append(f"{f:46} {nat:>9}  " + "  ".join(parts))
         lines.append(f"  ({row['model_id']}: {row['user_agent']}; {row['cores']} cores; WebGPU {row['webgpu_adapter']}; "
                      f"WebGL {row['webgl_renderer']})")
-    lines.append(f"(browser: median of {rows[0]['runs'] if rows else '-'} runs after a warm-up, input to outputs on the "
+    lines.append(f"(browser: median of {rows[0]['runs'] if rows else '-'} runs after the golden runs (the warm-up), "
+                 f"input to outputs on the "
                  f"CPU, one thread; (Nx) = browser ms / native XNNPACK ms of this run, {rows[0]['native_threads'] if rows else 2} "
                  f"threads; sw GPU* = software GPU (SwiftShader): judged on one image, not timed; "
                  f"host: {host_isa()['summary']})")
