@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from builders import tiny_segmenter_project
 
+from toolchain import quantize
 from toolchain.errors import ParityError, RecipeError
 from toolchain.export import export_model
-from toolchain import quantize
 from toolchain.quantize import conversions, ladder
 from toolchain.recipes import merge_defaults
 from toolchain.runtime import TfliteRunner

@@ -225,7 +225,7 @@ def _clients_section(manifest: dict) -> list[str]:
     if not cols:
         return []
     order = [clients.LITERT_NATIVE, clients.MEDIAPIPE_NATIVE, clients.LITERT_JS, clients.MEDIAPIPE_WEB]
-    first = {}
+    first: dict[str, tuple] = {}
     for entries in files.values():
         for e in entries:
             if isinstance(e, dict):
@@ -242,7 +242,7 @@ def _clients_section(manifest: dict) -> list[str]:
     for n, entries in files.items():
         by = {clients.label(e): e for e in entries if isinstance(e, dict)}
         lines.append(f"| `{n}` | " + " | ".join(_cell(by.get(c)) for c in cols) + " |")
-    versions = {}
+    versions: dict[str, str] = {}
     for entries in files.values():
         for e in entries:
             if isinstance(e, dict) and e.get("version"):

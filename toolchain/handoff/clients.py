@@ -66,17 +66,36 @@ def web_entries(device_report, manifest: dict, *, not_run_reason: str | None = N
             backends = [(LITERT_JS, "wasm"), (LITERT_JS, "webgpu")]
             if MEDIAPIPE_SEGMENTER in ((manifest["models"][n].get("contract") or {}).get("clients") or []):
                 backends += [(MEDIAPIPE_WEB, "cpu"), (MEDIAPIPE_WEB, "gpu")]
-            out[n] = [{"runtime": rt, "version": None, "backend": be, "status": "not-run",
-                       "message": f"device-check NOT RUN: {reason or 'no report'}", "latency_ms": None,
-                       "figures": {}, "claimed": False} for rt, be in backends]
+            out[n] = [
+                {
+                    "runtime": rt,
+                    "version": None,
+                    "backend": be,
+                    "status": "not-run",
+                    "message": f"device-check NOT RUN: {reason or 'no report'}",
+                    "latency_ms": None,
+                    "figures": {},
+                    "claimed": False,
+                }
+                for rt, be in backends
+            ]
         return out
     where = _where(device_report)
     for r in results:
-        out.setdefault(r.file, []).append({
-            "runtime": r.runtime, "version": r.version, "backend": r.backend, "status": r.status,
-            "message": runtime_words(r.message or ""), "latency_ms": None if r.latency_ms is None else round(float(r.latency_ms), 2),
-            "figures": {k: float(v) for k, v in (r.figures or {}).items() if isinstance(v, (int, float))},
-            "claimed": False, "where": where, **({"software": True} if getattr(r, "software", False) else {})})
+        out.setdefault(r.file, []).append(
+            {
+                "runtime": r.runtime,
+                "version": r.version,
+                "backend": r.backend,
+                "status": r.status,
+                "message": runtime_words(r.message or ""),
+                "latency_ms": None if r.latency_ms is None else round(float(r.latency_ms), 2),
+                "figures": {k: float(v) for k, v in (r.figures or {}).items() if isinstance(v, (int, float))},
+                "claimed": False,
+                "where": where,
+                **({"software": True} if getattr(r, "software", False) else {}),
+            }
+        )
     return out
 
 
@@ -93,8 +112,9 @@ def _where(device_report) -> str:
     ua = getattr(device_report, "user_agent", "") or ""
     browser = next((p for p in ua.split() if p.startswith(("HeadlessChrome/", "Chrome/"))), ua[:60])
     adapter = getattr(device_report, "webgpu_adapter", None)
-    return f"{browser}, {getattr(device_report, 'cores', '?')} cores" + (f", WebGPU adapter {adapter}" if adapter else
-                                                                        ", no WebGPU adapter")
+    return f"{browser}, {getattr(device_report, 'cores', '?')} cores" + (
+        f", WebGPU adapter {adapter}" if adapter else ", no WebGPU adapter"
+    )
 
 
 # Files a GPU computes: float activations. A model the WebGPU accelerator cannot take whole (int8,
@@ -121,15 +141,30 @@ def choose_handoff_gpu(manifest: dict, web: dict[str, list[dict]]) -> dict:
         contract = (manifest["models"][name].get("contract") or {}).get("clients") or []
         precision = manifest["models"][name].get("precision")
         if precision not in GPU_PRECISIONS:
-            cands[name] = {"webgpu": gpu["status"], "latency_ms": gpu.get("latency_ms"), "meets": False,
-                           "missing": [f"{precision}: not a GPU file ({NOT_GPU})"]}
+            cands[name] = {
+                "webgpu": gpu["status"],
+                "latency_ms": gpu.get("latency_ms"),
+                "meets": False,
+                "missing": [f"{precision}: not a GPU file ({NOT_GPU})"],
+            }
             continue
-        need = [GPU_BACKEND, (LITERT_JS, "wasm")] + ([(MEDIAPIPE_WEB, "cpu")] if MEDIAPIPE_SEGMENTER in contract else [])
-        missing = [f"{rt} {be}: {(by.get((rt, be)) or {}).get('status', 'not measured')}" for rt, be in need
-                   if (by.get((rt, be)) or {}).get("status") != "pass"]
-        cands[name] = {"webgpu": gpu["status"], "latency_ms": gpu.get("latency_ms"), "meets": not missing,
-                       **({"software_gpu": True} if gpu.get("software") else {}),
-                       **({"missing": missing} if missing else {})}
+        need = [GPU_BACKEND, (LITERT_JS, "wasm")] + (
+            [(MEDIAPIPE_WEB, "cpu")] if MEDIAPIPE_SEGMENTER in contract else []
+        )
+        missing = [
+            f"{rt} {be}: {(by.get((rt, be)) or {}).get('status', 'not measured')}"
+            for rt, be in need
+            if (by.get((rt, be)) or {}).get("status") != "pass"
+        ]
+        cands[name] = {
+            "webgpu": gpu["status"],
+            "latency_ms": gpu.get("latency_ms"),
+            "meets": not missing,
+            **({"software_gpu": True} if gpu.get("software") else {}),
+            **({"missing": missing} if missing else {}),
+        }
+    best: str | None
+    ranked_by: str | None
     ok = [n for n, c in cands.items() if c["meets"]]
     timed = bool(ok) and all(cands[n]["latency_ms"] is not None for n in ok)
     if timed:
@@ -139,21 +174,38 @@ def choose_handoff_gpu(manifest: dict, web: dict[str, list[dict]]) -> dict:
         # says nothing of a phone's GPU. The smaller file then: a GPU delegate computes in float16
         # either way, and float16 weights halve the bytes it reads
         size = {n: ((manifest.get("files") or {}).get(n) or {}).get("bytes") for n in ok}
-        best = min(ok, key=lambda n: (size[n] is None, size[n] or 0, GPU_PRECISIONS[::-1].index(
-            manifest["models"][n].get("precision")))) if ok else None
+        best = (
+            min(
+                ok,
+                key=lambda n: (
+                    size[n] is None,
+                    size[n] or 0,
+                    GPU_PRECISIONS[::-1].index(manifest["models"][n].get("precision")),
+                ),
+            )
+            if ok
+            else None
+        )
         ranked_by = "file size (WebGPU not timed: software adapter)" if ok else None
-    out = {"file": best, "candidates": cands, "ranked_by": ranked_by,
-           "measured_with": "LiteRT.js webgpu, `portrait device-check --headless` at export"}
+    out = {
+        "file": best,
+        "candidates": cands,
+        "ranked_by": ranked_by,
+        "measured_with": "LiteRT.js webgpu, `portrait device-check --headless` at export",
+    }
     if best is None:
         gpu_any = [c["webgpu"] for c in cands.values()]
-        out["reason"] = ("WebGPU was not measured (device-check NOT RUN or no WebGPU adapter)"
-                         if not gpu_any or all(s == "not-run" for s in gpu_any)
-                         else "no file passed on LiteRT.js WebGPU and the CPU web clients")
+        out["reason"] = (
+            "WebGPU was not measured (device-check NOT RUN or no WebGPU adapter)"
+            if not gpu_any or all(s == "not-run" for s in gpu_any)
+            else "no file passed on LiteRT.js WebGPU and the CPU web clients"
+        )
     return out
 
 
-def native_entries(verify_report, manifest: dict, *, litert_version: str | None,
-                   mediapipe_version: str | None) -> dict[str, list[dict]]:
+def native_entries(
+    verify_report, manifest: dict, *, litert_version: str | None, mediapipe_version: str | None
+) -> dict[str, list[dict]]:
     """{file: [entry]} from a `portrait verify` report: ai-edge-litert (the tensor, golden and float
     checks) and MediaPipe Tasks in Python (load, labels, agreement)."""
     out: dict[str, list[dict]] = {}
@@ -165,11 +217,28 @@ def native_entries(verify_report, manifest: dict, *, litert_version: str | None,
         run = next((c for c in lit if c.field == "litert.run"), None)
         bad = [c for c in lit if c.status == "FAIL"]
         backend = "reference kernels" if run is not None and "reference" in run.message else "xnnpack"
-        status = "no-load" if any(c.field == "litert.load" for c in bad) else "fail" if bad else \
-            "pass" if run is not None and run.status == "pass" else "not-run"
-        entries = [{"runtime": LITERT_NATIVE, "version": litert_version, "backend": backend, "status": status,
-                    "message": "; ".join(f"{c.field}: {c.message}" for c in bad)[:400], "latency_ms": None,
-                    "figures": _figs(lit), "claimed": False, "where": "export host (portrait verify)"}]
+        status = (
+            "no-load"
+            if any(c.field == "litert.load" for c in bad)
+            else "fail"
+            if bad
+            else "pass"
+            if run is not None and run.status == "pass"
+            else "not-run"
+        )
+        entries = [
+            {
+                "runtime": LITERT_NATIVE,
+                "version": litert_version,
+                "backend": backend,
+                "status": status,
+                "message": "; ".join(f"{c.field}: {c.message}" for c in bad)[:400],
+                "latency_ms": None,
+                "figures": _figs(lit),
+                "claimed": False,
+                "where": "export host (portrait verify)",
+            }
+        ]
         mp = [c for c in checks if c.field.startswith("mediapipe")]
         if mp:
             load_bad = [c for c in mp if c.field == "mediapipe.load" and c.status == "FAIL"]
@@ -182,12 +251,21 @@ def native_entries(verify_report, manifest: dict, *, litert_version: str | None,
                 status = "fail"
             else:
                 status = "loaded" if any(c.status == "info" for c in mp) else "pass"
-            entries.append({"runtime": MEDIAPIPE_NATIVE, "version": mediapipe_version, "backend": "cpu",
-                            "status": status,
-                            "message": "; ".join(f"{c.field}: {c.message}" for c in mp if c.status != "pass"
-                                                 and c.message)[:400],
-                            "latency_ms": None, "figures": _figs(mp), "claimed": False,
-                            "where": "export host (portrait verify)"})
+            entries.append(
+                {
+                    "runtime": MEDIAPIPE_NATIVE,
+                    "version": mediapipe_version,
+                    "backend": "cpu",
+                    "status": status,
+                    "message": "; ".join(f"{c.field}: {c.message}" for c in mp if c.status != "pass" and c.message)[
+                        :400
+                    ],
+                    "latency_ms": None,
+                    "figures": _figs(mp),
+                    "claimed": False,
+                    "where": "export host (portrait verify)",
+                }
+            )
         out[name] = entries
     return out
 
@@ -226,7 +304,7 @@ def record(manifest: dict, *parts: dict[str, list[dict]]) -> dict:
 
 
 def claim_failures(manifest: dict) -> list[str]:
-    """"<file>: <runtime> <backend>: <status>: <message>" for each claimed client measured failing,
+    """ "<file>: <runtime> <backend>: <status>: <message>" for each claimed client measured failing,
     and for each claimed web backend with no entry at all."""
     bad = []
     for name, rec in manifest.get("models", {}).items():
@@ -235,10 +313,15 @@ def claim_failures(manifest: dict) -> list[str]:
         entries = rec.get("clients") or []
         for e in entries:
             if isinstance(e, dict) and e.get("claimed") and e.get("status") in FAILED:
-                bad.append(f"{name}: {e['runtime']} {e['backend']}: {e['status']}: {e.get('message') or ''}".rstrip(": "))
+                bad.append(
+                    f"{name}: {e['runtime']} {e['backend']}: {e['status']}: {e.get('message') or ''}".rstrip(": ")
+                )
         have = {(e.get("runtime"), e.get("backend")) for e in entries if isinstance(e, dict)}
-        bad += [f"{name}: {rt} {be}: the manifest hands it off there but no measurement is recorded"
-                for rt, be in sorted(claimed_web_backends(manifest, name)) if (rt, be) not in have]
+        bad += [
+            f"{name}: {rt} {be}: the manifest hands it off there but no measurement is recorded"
+            for rt, be in sorted(claimed_web_backends(manifest, name))
+            if (rt, be) not in have
+        ]
     return bad
 
 
@@ -249,8 +332,9 @@ def entry_problems(entries) -> list[str]:
     bad = []
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
-            bad.append(f"clients[{i}] is {e!r}, not a measured entry (exported before clients were measured: "
-                       "re-export)")
+            bad.append(
+                f"clients[{i}] is {e!r}, not a measured entry (exported before clients were measured: re-export)"
+            )
             continue
         missing = [k for k in ENTRY_KEYS if k not in e]
         if missing:
@@ -264,13 +348,21 @@ def summary(entries) -> str:
     """One cell for the card's file table: "LiteRT.js wasm pass, MediaPipe web GPU no-load, ..."."""
     if not isinstance(entries, list):
         return ""
-    return ", ".join(f"{label(e)} {e['status'].upper() if e['status'] in FAILED else e['status']}"
-                     for e in entries if isinstance(e, dict))
+    return ", ".join(
+        f"{label(e)} {e['status'].upper() if e['status'] in FAILED else e['status']}"
+        for e in entries
+        if isinstance(e, dict)
+    )
 
 
 def label(e: dict) -> str:
-    names = {LITERT_JS: "LiteRT.js", MEDIAPIPE_WEB: "MediaPipe web", LITERT_NATIVE: "LiteRT",
-             MEDIAPIPE_NATIVE: "MediaPipe Python"}
+    names = {
+        LITERT_JS: "LiteRT.js",
+        MEDIAPIPE_WEB: "MediaPipe web",
+        LITERT_NATIVE: "LiteRT",
+        MEDIAPIPE_NATIVE: "MediaPipe Python",
+    }
     be = e.get("backend") or ""
     be = be.upper() if be in ("cpu", "gpu") else be
-    return f"{names.get(e.get('runtime'), e.get('runtime'))} {be}".strip()
+    runtime = str(e.get("runtime"))
+    return f"{names.get(runtime, runtime)} {be}".strip()

@@ -150,7 +150,7 @@ def _onnx_entry(check: dict | None) -> dict:
         ver = version("onnxruntime")
     except PackageNotFoundError:
         ver = None
-    ok = bool(check) and check.get("max_abs_diff") is not None and check["max_abs_diff"] <= check.get("budget", 0)
+    ok = check is not None and check.get("max_abs_diff") is not None and check["max_abs_diff"] <= check.get("budget", 0)
     return {"runtime": "onnxruntime", "version": ver, "backend": "cpu (CPU execution provider)",
             "status": "pass" if ok else "not-run" if not check else "fail",
             "message": "" if ok else "no ONNX check in this export" if not check else
