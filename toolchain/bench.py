@@ -15,6 +15,7 @@ import numpy as np
 
 from . import paths
 from .bundle import read_manifest
+from .bundle_loader import list_bundles
 from .errors import InputError
 from .runtime import TfliteRunner
 
@@ -95,7 +96,7 @@ def bench_bundle(bundle: Path, *, threads: int = 2, runs: int = 20) -> dict:
 
 def bench_all(out_root: Path | None = None, *, threads: int = 2, runs: int = 20) -> list[dict]:
     root = Path(out_root or paths.out_dir())
-    bundles = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file()) if root.is_dir() else []
+    bundles = list_bundles(root)   # never an export's staging folder
     if not bundles:
         raise InputError(f"no bundles in {root}", fix="run `make export-int8` first")
     return [bench_bundle(b, threads=threads, runs=runs) for b in bundles]

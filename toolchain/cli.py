@@ -226,10 +226,8 @@ def cmd_sim(args) -> int:
 def cmd_verify(args) -> int:
     """Issue 11: feed every file of a bundle (folder or zip) as its manifest says, in each client."""
     import json
-    from . import paths
     from .handoff.verify import verify
-    target = args.bundle if args.bundle.exists() else paths.out_dir() / str(args.bundle)
-    report = verify(target, mediapipe=not args.no_mediapipe, images_folder=args.images)
+    report = verify(args.bundle, mediapipe=not args.no_mediapipe, images_folder=args.images)
     print(json.dumps(report.as_dict(), indent=1, default=str) if args.json else report.format(verbose=args.verbose))
     return report.exit_code
 

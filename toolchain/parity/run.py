@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import paths
 from ..bundle import handoff_model, read_manifest
+from ..bundle_loader import list_bundles
 from ..errors import InputError
 from ..recipes import load_recipe
 from ..registry import ModelEntry, get_entry
@@ -169,7 +170,7 @@ def parity_all(out_root: Path | None = None, **kw) -> list[dict]:
     """`make parity`: every bundle in out_root; a model whose run raises is recorded as failed."""
     from ..errors import PortraitError
     root = Path(out_root or paths.out_dir())
-    bundles = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file()) if root.is_dir() else []
+    bundles = list_bundles(root)   # never an export's staging folder
     if not bundles:
         raise InputError(f"no bundles in {root}", fix="run `make export-int8` first")
     results = []

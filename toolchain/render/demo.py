@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from .. import paths
-from ..errors import PortraitError
+from ..errors import BundleError, PortraitError
 from .api import render
 from .baseline import notebook_mask, notebook_render
 
@@ -121,7 +121,9 @@ def find_segmenter(bundle: str | Path | None, work: Path) -> Path:
     from .photo import resolve_bundle
     for cand in ([bundle] if bundle else []) + [SEGMENTER, work / SEGMENTER]:
         try:
-            return resolve_bundle(cand)
+            return resolve_bundle(cand).root
+        except BundleError:
+            raise  # there, but damaged: say so rather than export another
         except PortraitError:
             continue
     from ..export import export_model
@@ -172,10 +174,11 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
     seg = find_segmenter(bundle, out_dir / "bundles")
     sections, photo_rows = [], []
     photos = demo_photos()
-    from .photo import read_manifest, segmentation_file
-    mask_file = segmentation_file(read_manifest(seg))   # the file run_segmentation runs by default
+    from .photo import resolve_bundle, segmentation_file
+    opened = resolve_bundle(seg)   # schema and SHA-256 checked once, not per photo
+    mask_file = segmentation_file(opened.manifest)   # the file run_segmentation runs by default
     for name, img, ref in photos[:3] if quick else photos:
-        low, spec = run_segmentation(seg, img)
+        low, spec = run_segmentation(opened, img)
         if float(cv2.resize(notebook_mask(low, spec).astype(np.uint8), (64, 64)).mean()) < 0.002:
             sections.append(f"<h2>{html.escape(name)}</h2><p>{seg.name} finds no person or cat here; skipped.</p>")
             continue

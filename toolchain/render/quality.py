@@ -178,10 +178,11 @@ def write_panels(out_dir, photos=None, height: int = 360, implementation: str = 
     written = []
     for ph in photos:
         if bundle is not None:
-            from .photo import read_manifest, run_segmentation, segmentation_file
+            from .photo import resolve_bundle, run_segmentation, segmentation_file
+            opened = resolve_bundle(Path(bundle))
             img = load_rgb(ph)
-            low, spec = run_segmentation(Path(bundle), img)
-            source = f"mask: {segmentation_file(read_manifest(Path(bundle)))}"
+            low, spec = run_segmentation(opened, img)
+            source = f"mask: {segmentation_file(opened.manifest)}"
         else:
             low, spec, source = photo_mask(Path(ph))
             if low is None:
@@ -326,7 +327,7 @@ def main(argv=None) -> int:
     report = {}
     groups = []
     for b in args.bundles:
-        bundle = resolve_bundle(b)
+        bundle = resolve_bundle(b).root
         person_only = "selfie" in bundle.name
         rows = [r for r in photo_edges(bundle, implementations=impl)
                 if r["guided"]["iou"] > 0.5 and (not person_only or r["name"].startswith("person"))]
