@@ -1,0 +1,1 @@
+"""Measurement code that is not the product: `python -m experiments.<name>`."""
