@@ -11,7 +11,10 @@ with one damage (MUTATIONS, drawn by a seeded generator):
 - goldens/goldens.json edited as data or truncated, and re-recorded in the manifest (so that only the
   goldens checks can catch it), or edited without re-recording;
 - model files (.tflite / .onnx), golden tensors, labels.txt, README.md: truncated, bit-flipped, extended,
-  swapped, deleted; an unlisted file added.
+  swapped, deleted; an unlisted file added;
+- a .tflite cut short and re-recorded in the manifest (only the flatbuffer check can catch it). A bit flip
+  re-recorded is not drawn: it may leave a valid model with one different weight, which no check can call
+  damaged.
 Every mutation is a real damage by construction; a byte mutation of manifest.json that leaves it parsing
 to the very same data would be neutral and is counted apart (`neutral`), never as a pass.
 Each consumer runs on each mutant: the loader (open_bundle), `portrait verify` (without MediaPipe),
@@ -348,6 +351,17 @@ def m_file_bytes(rng, root):
     return f"{name}: {kind}"
 
 
+def m_model_recorded(rng, root):
+    """A .tflite cut short, then re-recorded in the manifest: only the flatbuffer check can catch it."""
+    m = _read(root, "manifest.json")
+    name = _pick(rng, sorted(n for n in m["models"] if n.endswith(".tflite")))
+    p = root / name
+    b = p.read_bytes()
+    p.write_bytes(b[:int(rng.integers(0, len(b)))])
+    _restamp(root, name)
+    return f"{name}: truncated, re-recorded"
+
+
 def m_unlisted(rng, root):
     m = _read(root, "manifest.json")
     name = _pick(rng, ["notes.txt", "goldens/extra.npy", f"{m['model_id']}_extra.tflite", "sub/x.bin", ".hidden"])
@@ -359,7 +373,8 @@ def m_unlisted(rng, root):
 MUTATIONS = [  # (name, function, weight)
     ("drop_key", m_drop_key, 8), ("retype", m_retype, 8), ("rename_key", m_rename_key, 6), ("dangle", m_dangle, 6),
     ("bad_value", m_bad_value, 6), ("manifest_bytes", m_manifest_bytes, 10), ("goldens", m_goldens, 12),
-    ("goldens_unrecorded", m_goldens_unrecorded, 2), ("file_bytes", m_file_bytes, 16), ("unlisted", m_unlisted, 4),
+    ("goldens_unrecorded", m_goldens_unrecorded, 4), ("file_bytes", m_file_bytes, 16), ("model_recorded", m_model_recorded, 6),
+    ("unlisted", m_unlisted, 4),
 ]
 
 

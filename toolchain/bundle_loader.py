@@ -8,6 +8,8 @@ bundle root) and returns a `Bundle` (root, manifest, goldens index). Before it r
    described in `models`; every name is a relative path inside the bundle;
 3. every file in `files` is present with the recorded size and SHA-256, and no file on disk is missing
    from `files` (manifest.json, README.md and a zip's SHA256SUMS aside); a zip's SHA256SUMS agrees too;
+   each .tflite is a complete flatbuffer with every index in range (`tflite_problem`: read by the
+   schema's Python code, no interpreter; for a damaged file whose SHA-256 was re-recorded);
 4. goldens/goldens.json, when the bundle has one, matches GOLDENS_SCHEMA and every tensor file and
    model file it names is in the bundle.
 The first damage is raised as BundleError (file, field, expected vs found, what to do); `inspect`
@@ -22,15 +24,18 @@ writing bundles (bundle.py).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import struct
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
+from ai_edge_litert import schema_py_generated as tflite_schema   # the flatbuffer schema, pure Python
 
 from . import paths
 from .bundle import handoff_model, is_staging_name
@@ -286,6 +291,17 @@ def inspect(folder: str | Path, *, staged: bool = False) -> Inspection:
     out.damages, out.intact = _files(folder, manifest, staged)
     if out.damages:
         return out
+    for name in sorted(manifest["files"]):
+        if name.endswith(".tflite"):
+            contract = (manifest["models"].get(name) or {}).get("contract") or {}
+            packed = any(isinstance(o, dict) and o.get("labels_file") for o in contract.get("outputs") or [])
+            problem = tflite_problem(folder / name, manifest["files"][name]["sha256"], packed_files=packed)
+            if problem:
+                out.damages.append(Damage(name, "flatbuffer", "not a complete TFLite model: " + problem,
+                                          "a TFLite flatbuffer", "a damaged one (its SHA-256 was re-recorded)",
+                                          FIX_FILE.format(id=manifest["model_id"])))
+    if out.damages:
+        return out
     if (folder / GOLDENS).is_file():
         out.goldens, out.damages = _goldens(folder, manifest, staged)
     return out
@@ -424,6 +440,60 @@ def _goldens(folder: Path, m: dict, staged: bool) -> tuple[dict | None, list[Dam
                     out.append(Damage(GOLDENS, f"vectors[{i}].{part}.{key}.file", "names a tensor file the bundle "
                                       "does not list", "a file in goldens/ listed in the manifest", repr(rec["file"]), fix))
     return idx, out
+
+
+_TFLITE_OK: set[str] = set()   # SHA-256 of files already found sound in this process
+
+
+def tflite_problem(path: Path, digest: str | None = None, *, packed_files: bool = False) -> str | None:
+    """What makes a .tflite file unreadable, or None: the file identifier, every table and vector of
+    the flatbuffer inside the file (read with the schema's generated Python, no interpreter), every
+    index (operator code, tensor, buffer) in range, and the zip of associated files (labels) the
+    metadata writer appends, when there is one or `packed_files` says there must be (CRC of each
+    member). Catches a truncated or cut file whose SHA-256 was re-recorded before an interpreter (or
+    MediaPipe's metadata reader) trips over it."""
+    if digest in _TFLITE_OK:
+        return None
+    data = path.read_bytes()
+    if packed_files or data.rfind(b"PK\x05\x06") > 0:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                bad = zf.testzip()
+            if bad is not None:
+                return f"the associated file {bad} packed in the model fails its CRC"
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+            return f"the zip of associated files (labels) packed after the model is unreadable: {exc}"
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        return f"no TFL3 file identifier (bytes 4-8 are {data[4:8]!r})"
+    try:
+        model = tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAs(data, 0))
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError, UnicodeDecodeError, OverflowError,
+            MemoryError, RecursionError) as exc:
+        return f"the flatbuffer reaches outside the file: {str(exc)[:120]}"
+    n_codes, n_buffers = len(model.operatorCodes or []), len(model.buffers or [])
+    if not model.subgraphs:
+        return "no subgraph"
+    for b_i, buf in enumerate(model.buffers or []):
+        if buf.offset and buf.offset > 1 and buf.offset + buf.size > len(data):
+            return f"buffer {b_i} ends at byte {buf.offset + buf.size}, the file has {len(data)}"
+    for g_i, g in enumerate(model.subgraphs):
+        n_t = len(g.tensors or [])
+        for t_i, t in enumerate(g.tensors or []):
+            if not 0 <= t.buffer < max(n_buffers, 1):
+                return f"subgraph {g_i} tensor {t_i} names buffer {t.buffer} of {n_buffers}"
+        ios = [("input", i) for i in (g.inputs if g.inputs is not None else [])] + \
+              [("output", i) for i in (g.outputs if g.outputs is not None else [])]
+        for o_i, op in enumerate(g.operators or []):
+            if not 0 <= op.opcodeIndex < n_codes:
+                return f"subgraph {g_i} operator {o_i} names operator code {op.opcodeIndex} of {n_codes}"
+            ios += [("operator input", i) for i in (op.inputs if op.inputs is not None else [])]
+            ios += [("operator output", i) for i in (op.outputs if op.outputs is not None else [])]
+        bad = next(((k, int(i)) for k, i in ios if not -1 <= int(i) < n_t), None)
+        if bad:
+            return f"subgraph {g_i}: {bad[0]} tensor {bad[1]} of {n_t}"
+    if digest:
+        _TFLITE_OK.add(digest)
+    return None
 
 
 # ---------------------------------------------------------------- zips
