@@ -172,6 +172,7 @@ def test_a_models_edge_band_goes_from_its_manifest_to_the_trimap(scene):
 def _tiny_depth_bundle(folder):
     """A depth 'model' in a bundle: depth grows with brightness (bright = far), handoff_cpu named."""
     import keras
+    from toolchain.bundle import record_files
     from keras import layers
     from builders import keras_to_tflite
     x_in = keras.Input((24, 32, 3), batch_size=1)
@@ -180,8 +181,10 @@ def _tiny_depth_bundle(folder):
     keras_to_tflite(keras.Model(x_in, y), folder / "tinydepth_float32.tflite")
     manifest = {"model_id": "tinydepth", "task": "depth", "input": {"size": [24, 32]},
                 "outputs": [{"name": "d", "kind": "relative_depth", "shape": [1, 24, 32, 1]}],
-                "handoff": "missing_int8.tflite", "handoff_cpu": "tinydepth_float32.tflite"}
+                "models": {"tinydepth_float32.tflite": {"precision": "float32"}},
+                "handoff": None, "handoff_cpu": "tinydepth_float32.tflite"}   # no integer handoff: the CPU file runs
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    record_files(folder, "")   # every file listed with its SHA-256, as an export writes it
     return folder
 
 

@@ -146,15 +146,18 @@ def remove_stale_staging(out_root: str | Path) -> list[str]:
 
 
 def record_files(bundle: str | Path, prefix: str) -> dict:
-    """Re-record in manifest.json's `files` every file under `prefix` (e.g. "goldens/") of a finished
+    """Re-record in manifest.json's `files` every file under `prefix` (e.g. "goldens/", or one file's
+    name) of a finished
     bundle, after a tool rewrote them there (`python -m toolchain.device.goldens --bundle`); entries
     under prefix whose file is gone are dropped. Written with a rename. Returns the new manifest."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     files = {k: v for k, v in (manifest.get("files") or {}).items() if not k.startswith(prefix)}
-    for p in sorted((bundle / prefix).rglob("*")):
-        if p.is_file():
-            files[p.relative_to(bundle).as_posix()] = file_record(p)
+    top = bundle / prefix
+    for p in [top] if top.is_file() else sorted(top.rglob("*")):
+        name = p.relative_to(bundle).as_posix()
+        if p.is_file() and name != "manifest.json" and not is_staging_name(p.name):
+            files[name] = file_record(p)
     manifest["files"] = files
     tmp = bundle / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=_json_default))
