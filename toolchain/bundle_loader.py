@@ -293,9 +293,7 @@ def inspect(folder: str | Path, *, staged: bool = False) -> Inspection:
         return out
     for name in sorted(manifest["files"]):
         if name.endswith(".tflite"):
-            contract = (manifest["models"].get(name) or {}).get("contract") or {}
-            packed = any(isinstance(o, dict) and o.get("labels_file") for o in contract.get("outputs") or [])
-            problem = tflite_problem(folder / name, manifest["files"][name]["sha256"], packed_files=packed)
+            problem = tflite_problem(folder / name, manifest["files"][name]["sha256"])
             if problem:
                 out.damages.append(Damage(name, "flatbuffer", "not a complete TFLite model: " + problem,
                                           "a TFLite flatbuffer", "a damaged one (its SHA-256 was re-recorded)",
@@ -449,13 +447,14 @@ def tflite_problem(path: Path, digest: str | None = None, *, packed_files: bool 
     """What makes a .tflite file unreadable, or None: the file identifier, every table and vector of
     the flatbuffer inside the file (read with the schema's generated Python, no interpreter), every
     index (operator code, tensor, buffer) in range, and the zip of associated files (labels) the
-    metadata writer appends, when there is one or `packed_files` says there must be (CRC of each
-    member). Catches a truncated or cut file whose SHA-256 was re-recorded before an interpreter (or
+    metadata writer appends, when any part of one is there or `packed_files` says there must be one
+    (CRC of each member; a file without the labels its contract names is verify's metadata check). Catches a truncated or cut file whose SHA-256 was re-recorded before an interpreter (or
     MediaPipe's metadata reader) trips over it."""
     if digest in _TFLITE_OK:
         return None
     data = path.read_bytes()
-    if packed_files or data.rfind(b"PK\x05\x06") > 0:
+    # a zip of associated files is appended after the flatbuffer; any of its signatures means one must be whole
+    if packed_files or any(sig in data for sig in (b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06")):
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 bad = zf.testzip()
@@ -537,7 +536,7 @@ def check_sha256sums(folder: Path) -> list[Damage]:
         name = parts[1].lstrip("*")
         p = folder / name
         if not p.is_file() or sha256_of(p) != parts[0]:
-            out.append(Damage(name, "SHA256SUMS", "differs from the zip's SHA256SUMS", parts[0][:16] + "...",
-                              sha256_of(p)[:16] + "..." if p.is_file() else "missing", fix))
+            out.append(Damage("SHA256SUMS", f"line {n} ({name})", "the file differs from the zip's SHA256SUMS",
+                              parts[0][:16] + "...", sha256_of(p)[:16] + "..." if p.is_file() else "missing", fix))
     return out
 

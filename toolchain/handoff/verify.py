@@ -125,9 +125,11 @@ def verify(path: str | Path, *, mediapipe: bool = True, staged: bool = False,
 def verify_folder(bundle: Path, *, mediapipe: bool = True, staged: bool = False, label: str | None = None,
                   images_folder: str | Path | None = None, zip_sums: bool = False) -> VerifyReport:
     bundle = Path(bundle)
+    if not (bundle / "manifest.json").is_file():
+        raise InputError(f"no manifest.json in {bundle}: not a bundle", fix="pass a bundle written by `portrait export`")
     found = bundle_loader.inspect(bundle, staged=staged)
-    if zip_sums and not found.damages:
-        found.damages = bundle_loader.check_sha256sums(bundle)
+    if zip_sums:
+        found.damages += bundle_loader.check_sha256sums(bundle)
     manifest = found.manifest or {}
     report = VerifyReport(label or str(bundle), manifest.get("model_id") if isinstance(manifest, dict) else None)
     if found.damages:  # integrity first: nothing below opens a file that has not passed it
