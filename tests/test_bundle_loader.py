@@ -16,14 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolchain import bundle, bundle_loader
+from toolchain import bundle
 from toolchain.bundle_loader import inspect, list_bundles, open_bundle
 from toolchain.cli import main as cli
-from toolchain.device.check import check_outputs
 from toolchain.errors import BundleError, InputError
 from toolchain.handoff import verify as verify_mod
-from toolchain.registry import sha256_of
-from toolchain.render.photo import render_photo
 
 from sim_fixtures import copy_bundle
 
@@ -134,7 +131,7 @@ def test_no_runtime_opens_a_file_before_integrity_passes(b, monkeypatch):
     (lambda m: m.pop("task"), "task"),
     (lambda m: m["input"].update(size="33x33"), "input.size"),
     (lambda m: m.update(models={k + "x": v for k, v in m["models"].items()}), "handoff"),   # the first damage
-    (lambda m: m["files"][sorted(m["files"])[0]].update(bytes="12"), "bytes"),
+    (lambda m: m["files"][min(m["files"])].update(bytes="12"), "bytes"),
     (lambda m: m.update(model_id="other"), "models"),
     (lambda m: m["files"].update({"../escape.bin": {"sha256": "0" * 64, "bytes": 1}}), "files"),
 ])

@@ -38,8 +38,8 @@ from .bundle import file_record
 from .bundle_loader import GOLDENS, MANIFEST_SCHEMA, open_bundle
 from .device.check import check_outputs
 from .errors import InputError, PortraitError
-from .images import bundled_photos
 from .handoff.verify import verify
+from .images import bundled_photos
 from .render.photo import render_photo
 
 LIMIT_S = 5.0
@@ -390,7 +390,8 @@ def mutate(clean: Path, dest: Path, rng: np.random.Generator) -> tuple[str, str,
 
 
 def _same(clean: Path, dest: Path, manifest_before: bytes) -> bool:
-    names = lambda r: sorted(p.relative_to(r).as_posix() for p in r.rglob("*") if p.is_file())  # noqa: E731
+    def names(r: Path) -> list[str]:
+        return sorted(p.relative_to(r).as_posix() for p in r.rglob("*") if p.is_file())
     if names(clean) != names(dest):
         return False
     for n in names(clean):

@@ -33,9 +33,10 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import jsonschema
-from ai_edge_litert import schema_py_generated as tflite_schema   # the flatbuffer schema, pure Python
+from ai_edge_litert import schema_py_generated as tflite_schema  # the flatbuffer schema, pure Python
 
 from . import paths
 from .bundle import handoff_model, is_staging_name
@@ -204,7 +205,7 @@ class Bundle:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> "Bundle":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
