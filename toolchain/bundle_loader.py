@@ -187,7 +187,7 @@ class Bundle:
 
     @property
     def from_zip(self) -> bool:
-        return self._tmp is not None
+        return Path(self.label).is_file()
 
     @property
     def handoff(self) -> str | None:
@@ -245,19 +245,24 @@ def _refuse_staging(path: Path) -> None:
 
 # ---------------------------------------------------------------- open and inspect
 
-def open_bundle(target: str | Path, *, root: str | Path | None = None, staged: bool = False) -> Bundle:
+def open_bundle(target: str | Path, *, root: str | Path | None = None, staged: bool = False,
+                workdir: str | Path | None = None) -> Bundle:
     """The intact bundle at `target` (folder, zip, or model id under `root`); BundleError names the
-    first damage. staged: the export's own staged folder (goldens not yet listed in `files`)."""
+    first damage. staged: the export's own staged folder (goldens not yet listed in `files`).
+    A zip is unpacked into `workdir` when given (the caller owns it), else into a temporary folder that
+    lives as long as the returned Bundle (`close()` or `with`)."""
     path = resolve(target, root)
     if not staged:
         _refuse_staging(path)
     tmp = None
     if path.is_file():
-        tmp = tempfile.TemporaryDirectory(prefix="portrait-bundle-")
+        if workdir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="portrait-bundle-")
         try:
-            folder, sums = extract_zip(path, Path(tmp.name))
+            folder, sums = extract_zip(path, Path(workdir) if workdir is not None else Path(tmp.name))
         except BaseException:
-            tmp.cleanup()
+            if tmp is not None:
+                tmp.cleanup()
             raise
     elif path.is_dir():
         folder, sums = path, None
