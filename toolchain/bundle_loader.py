@@ -284,7 +284,8 @@ def inspect(folder: str | Path, *, staged: bool = False) -> Inspection:
     folder = Path(folder)
     out = Inspection(folder)
     manifest, damages = _read_json(folder, "manifest.json", _MANIFEST_CHECK, "", required=True)
-    mid = manifest.get("model_id", "<id>") if isinstance(manifest, dict) else "<id>"
+    mid = manifest.get("model_id") if isinstance(manifest, dict) else None
+    mid = mid if isinstance(mid, str) and mid else folder.name   # a bundle folder is named after its model
     for d in damages:
         d.fix = d.fix or FIX_MANIFEST.format(id=mid)
     if damages:
@@ -322,8 +323,8 @@ def _read_json(folder: Path, name: str, validator, fix: str, required: bool) -> 
         return None, [Damage(name, "encoding", "not UTF-8 text", "UTF-8", f"byte 0x{exc.object[exc.start]:02x} at "
                              f"offset {exc.start}", fix)]
     except json.JSONDecodeError as exc:
-        return None, [Damage(name, f"line {exc.lineno} column {exc.colno}", "not valid JSON", "JSON",
-                             f"{exc.msg} at offset {exc.pos}", fix)]
+        return None, [Damage(name, f"line {exc.lineno} column {exc.colno}", "not valid JSON", "valid JSON",
+                             f"{exc.msg[0].lower() + exc.msg[1:]} at byte {exc.pos}", fix)]
     except RecursionError:
         return None, [Damage(name, "structure", "nested too deeply to read", "JSON", "nesting beyond the parser", fix)]
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), [str(x) for x in e.absolute_path]))
