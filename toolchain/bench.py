@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
-from .bundle import read_manifest
-from .bundle_loader import list_bundles
+from .bundle_loader import list_bundles, open_bundle
 from .errors import InputError
 from .runtime import TfliteRunner
 
@@ -68,7 +67,7 @@ def time_model(path: Path, *, kernels: str = "xnnpack", threads: int = 2, runs: 
 
 
 def bench_bundle(bundle: Path, *, threads: int = 2, runs: int = 20) -> dict:
-    manifest = read_manifest(bundle)
+    manifest = open_bundle(bundle).manifest   # a damaged file is named, not timed
     mid = manifest["model_id"]
     row = {"model_id": mid, "threads": threads, "kernels": "xnnpack", "runs": runs, "ms": {}, "bytes": {}}
     row["isa"] = host_isa()["summary"]
