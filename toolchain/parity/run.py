@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
-from ..bundle import handoff_model, read_manifest
-from ..bundle_loader import list_bundles
+from ..bundle import read_manifest
+from ..bundle_loader import list_bundles, open_bundle
 from ..errors import InputError
 from ..recipes import load_recipe
 from ..registry import ModelEntry, get_entry
@@ -56,8 +56,8 @@ def _pair(entry: ModelEntry, bundle: Path | None, float_path, quant_path) -> tup
         return Path(float_path), Path(quant_path)
     b = Path(bundle) if bundle else paths.out_dir() / entry.id
     judged = f"{entry.id}_int8.tflite"  # the bundle's handed-off model (mixed precision if it needed it)
-    if (b / "manifest.json").is_file():
-        judged = handoff_model(read_manifest(b)) or judged
+    if (b / "manifest.json").is_file():   # a bundle: opened by the loader, so a damaged file is named, not run
+        judged = open_bundle(b).handoff or judged
     f, q = Path(float_path or b / f"{entry.id}_float32.tflite"), Path(quant_path or b / judged)
     for p in (f, q):
         if not p.is_file():
