@@ -146,10 +146,10 @@ def remove_stale_staging(out_root: str | Path) -> list[str]:
 
 
 def record_files(bundle: str | Path, prefix: str) -> dict:
-    """Re-record in manifest.json's `files` every file under `prefix` (e.g. "goldens/", or one file's
-    name) of a finished
-    bundle, after a tool rewrote them there (`python -m toolchain.device.goldens --bundle`); entries
-    under prefix whose file is gone are dropped. Written with a rename. Returns the new manifest."""
+    """Re-record in manifest.json's `files` every file under `prefix` ("goldens/", one file's name, or
+    "" for all) of a finished bundle, after a tool rewrote them there (`python -m toolchain.device.goldens
+    --bundle`); entries under prefix whose file is gone are dropped. Written with a rename. Returns the
+    new manifest."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     files = {k: v for k, v in (manifest.get("files") or {}).items() if not k.startswith(prefix)}

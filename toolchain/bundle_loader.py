@@ -236,7 +236,7 @@ def resolve(target: str | Path, root: str | Path | None = None) -> Path:
                      fix="run `make export-int8` (or `portrait export <id>`) first, or pass a bundle folder or zip")
 
 
-def _refuse_staging(path: Path) -> None:
+def refuse_staging(path: Path) -> None:
     if is_staging_name(path.name):
         raise InputError(f"{path.name} is an export's staging folder (an export in progress, or one that was "
                          "killed), not a bundle", where=str(path),
@@ -253,7 +253,7 @@ def open_bundle(target: str | Path, *, root: str | Path | None = None, staged: b
     lives as long as the returned Bundle (`close()` or `with`)."""
     path = resolve(target, root)
     if not staged:
-        _refuse_staging(path)
+        refuse_staging(path)
     tmp = None
     if path.is_file():
         if workdir is None:

@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 from .. import bundle_loader, paths
-from ..bundle import is_staging_name
 from ..errors import InputError
 from ..images import bundled_photos, load_rgb, to_model_input
 from . import client
@@ -109,8 +108,8 @@ def verify(path: str | Path, *, mediapipe: bool = True, staged: bool = False,
     comparisons, beside the golden inputs. The bundle loader's integrity checks come first; while any
     fails, no file is opened by a runtime and the report lists the damage."""
     path = bundle_loader.resolve(path)
-    if not staged and is_staging_name(path.name):
-        bundle_loader.open_bundle(path)  # refuses it, saying what the folder is
+    if not staged:
+        bundle_loader.refuse_staging(path)   # an export's work folder is never verified as a bundle
     if path.is_file():
         with tempfile.TemporaryDirectory(prefix="portrait-verify-") as tmp:
             root, _ = bundle_loader.extract_zip(path, Path(tmp))
