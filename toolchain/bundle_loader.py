@@ -259,18 +259,18 @@ def open_bundle(target: str | Path, *, root: str | Path | None = None, staged: b
         if workdir is None:
             tmp = tempfile.TemporaryDirectory(prefix="portrait-bundle-")
         try:
-            folder, sums = extract_zip(path, Path(workdir) if workdir is not None else Path(tmp.name))
+            folder, _ = extract_zip(path, Path(workdir) if workdir is not None else Path(tmp.name))
         except BaseException:
             if tmp is not None:
                 tmp.cleanup()
             raise
     elif path.is_dir():
-        folder, sums = path, None
+        folder = path
     else:
         raise InputError(f"not a bundle folder or zip: {path}", fix="pass export/out/<id> or a <id>-<version>.zip")
-    found = inspect(folder, staged=staged)
-    if sums is not None and not found.damages:
-        found.damages += check_sha256sums(folder)
+    # a zip: its SHA256SUMS first (it covers manifest.json too), then the bundle inside
+    damages = check_sha256sums(folder) if path.is_file() else []
+    found = inspect(folder, staged=staged) if not damages else Inspection(folder, damages=damages)
     if found.damages:
         if tmp is not None:
             tmp.cleanup()
