@@ -1,15 +1,14 @@
 """Issue 28: a seeded mutation campaign over the bundle consumers on the tiny exported bundle (the long
-one is `python -m experiments.fuzz_bundles --n 1000`). Every mutant carries one real damage; the loader,
+one is `python -m experiments.fuzz_bundles --n 1000`, same code). Every mutant carries one real damage; the loader,
 `portrait verify`, `portrait check` and `portrait render` must each end in the project's error or a
 failed verdict: no uncaught exception, no damaged bundle accepted, none slower than 5 s to its verdict."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from toolchain import bundle_fuzz
-
 from sim_fixtures import tiny_bundle
+
+from experiments import fuzz_bundles as bundle_fuzz
 
 
 def test_seeded_campaign_over_the_consumers(tmp_path):
@@ -21,7 +20,7 @@ def test_seeded_campaign_over_the_consumers(tmp_path):
     assert tally.over_limit == 0, tally.report()
     assert tally.outcomes["verify"].get("fail", 0) + tally.outcomes["verify"].get("error", 0) == 150
     assert tally.outcomes["loader"] == {"error": 150} and tally.neutral == 0
-    assert set(tally.by_mutation) == {name for name, *_ in bundle_fuzz.MUTATIONS}   # every kind was drawn
+    assert set(tally.by_mutation) == {name for name, *_ in bundle_fuzz.MUTATIONS}  # every kind was drawn
 
 
 def test_mutations_are_seeded_and_each_is_a_damage(tmp_path):
@@ -35,10 +34,25 @@ def test_mutations_are_seeded_and_each_is_a_damage(tmp_path):
 def test_json_byte_targets_stay_outside_strings():
     text = b'{"a": "x\\"{,}", "b": [1, 2]}'
     kinds = bundle_fuzz._structure(text)
-    assert [text[i:i + 1] for i, _ in kinds] == [b"{", b'"', b'"', b":", b'"', b'"', b",", b'"', b'"', b":",
-                                                 b"[", b",", b"]", b"}"]
-    for i in bundle_fuzz._token_gaps(text):   # a letter between tokens never parses
+    assert [text[i : i + 1] for i, _ in kinds] == [
+        b"{",
+        b'"',
+        b'"',
+        b":",
+        b'"',
+        b'"',
+        b",",
+        b'"',
+        b'"',
+        b":",
+        b"[",
+        b",",
+        b"]",
+        b"}",
+    ]
+    for i in bundle_fuzz._token_gaps(text):  # a letter between tokens never parses
         import json
+
         try:
             json.loads(text[:i] + b"x" + text[i:])
             raise AssertionError(f"inserting at {i} still parses")

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sim_fixtures import copy_bundle
 
 from toolchain import bundle
 from toolchain.bundle_loader import inspect, list_bundles, open_bundle
 from toolchain.cli import main as cli
 from toolchain.errors import BundleError, InputError
 from toolchain.handoff import verify as verify_mod
-
-from sim_fixtures import copy_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,6 +34,7 @@ def b(tmp_path):
 @pytest.fixture
 def photo(tmp_path):
     import cv2
+
     p = tmp_path / "p.png"
     cv2.imwrite(str(p), np.full((48, 64, 3), 128, np.uint8))
     return p
@@ -54,7 +54,7 @@ def _three_damages(b: Path, kind: str) -> tuple[str, str]:
     if kind == "truncated":
         name = json.loads((b / "manifest.json").read_text())["handoff_cpu"]
         p = b / name
-        p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])   # the tiny files are < 100 kB: half of one
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # the tiny files are < 100 kB: half of one
         return name, "truncated"
     (b / "manifest.json").write_text((b / "manifest.json").read_text()[:500])
     return "manifest.json", "not valid JSON"
@@ -81,9 +81,11 @@ def test_the_three_damaged_copies_fail_verify_and_every_consumer(kind, b, photo,
     assert "Traceback" not in out.err + out.out
     dev = tmp_path / "dev"
     dev.mkdir()
-    for args in (["render", "--model", str(b), "--image", str(photo), "--out", str(tmp_path / "o.png")],
-                 ["check", "--bundle", str(b), "--device-outputs", str(dev)],
-                 ["pack", str(b), "--out", str(tmp_path / "zips")]):
+    for args in (
+        ["render", "--model", str(b), "--image", str(photo), "--out", str(tmp_path / "o.png")],
+        ["check", "--bundle", str(b), "--device-outputs", str(dev)],
+        ["pack", str(b), "--out", str(tmp_path / "zips")],
+    ):
         assert cli(args) == 2, args
         err = capsys.readouterr().err
         assert err.startswith(f"error: {file}") and text in err and "what to do:" in err, (args, err)
@@ -93,6 +95,7 @@ def test_the_three_damaged_copies_fail_verify_and_every_consumer(kind, b, photo,
 def test_sim_and_evaluate_name_the_damage(b, tmp_path):
     from device_sim.simulate import sample_sequences, simulate_sequence
     from toolchain.evaluate.run import evaluate
+
     _three_damages(b, "truncated")
     with pytest.raises(BundleError, match="truncated"):
         simulate_sequence(sample_sequences()[0], b, out_dir=tmp_path / "sim", max_frames=1)
@@ -106,7 +109,7 @@ def test_unlisted_file_and_changed_checksum_fail_verify(b):
     assert not report.passed and [(c.file, c.field) for c in report.failures] == [("notes.txt", "files")]
     (b / "notes.txt").unlink()
     p = b / "labels.txt"
-    p.write_bytes(p.read_bytes().replace(b"a", b"e", 1))   # same size, other content
+    p.write_bytes(p.read_bytes().replace(b"a", b"e", 1))  # same size, other content
     report = verify_mod.verify(b, mediapipe=False)
     assert [(c.file, c.field) for c in report.failures] == [("labels.txt", "files[].sha256")]
 
@@ -114,11 +117,12 @@ def test_unlisted_file_and_changed_checksum_fail_verify(b):
 def test_no_runtime_opens_a_file_before_integrity_passes(b, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a runtime opened a file of a damaged bundle")
+
     monkeypatch.setattr(verify_mod, "_interpreter", boom)
     monkeypatch.setattr(verify_mod, "read_metadata", boom)
     monkeypatch.setattr(verify_mod.client, "call", boom)
     name = json.loads((b / "manifest.json").read_text())["handoff"]
-    with open(b / name, "r+b") as f:   # one bit, same size: only the SHA-256 sees it
+    with open(b / name, "r+b") as f:  # one bit, same size: only the SHA-256 sees it
         f.seek(100)
         c = f.read(1)
         f.seek(100)
@@ -127,14 +131,17 @@ def test_no_runtime_opens_a_file_before_integrity_passes(b, monkeypatch):
     assert not report.passed and report.failures[0].file == name and report.failures[0].field == "files[].sha256"
 
 
-@pytest.mark.parametrize("edit, field", [
-    (lambda m: m.pop("task"), "task"),
-    (lambda m: m["input"].update(size="33x33"), "input.size"),
-    (lambda m: m.update(models={k + "x": v for k, v in m["models"].items()}), "handoff"),   # the first damage
-    (lambda m: m["files"][min(m["files"])].update(bytes="12"), "bytes"),
-    (lambda m: m.update(model_id="other"), "models"),
-    (lambda m: m["files"].update({"../escape.bin": {"sha256": "0" * 64, "bytes": 1}}), "files"),
-])
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda m: m.pop("task"), "task"),
+        (lambda m: m["input"].update(size="33x33"), "input.size"),
+        (lambda m: m.update(models={k + "x": v for k, v in m["models"].items()}), "handoff"),  # the first damage
+        (lambda m: m["files"][min(m["files"])].update(bytes="12"), "bytes"),
+        (lambda m: m.update(model_id="other"), "models"),
+        (lambda m: m["files"].update({"../escape.bin": {"sha256": "0" * 64, "bytes": 1}}), "files"),
+    ],
+)
 def test_manifest_schema_and_references_name_the_field(b, edit, field):
     _edit_manifest(b, edit)
     with pytest.raises(BundleError) as e:
@@ -146,20 +153,28 @@ def test_goldens_index_is_checked_even_when_re_recorded(b):
     g = json.loads((b / "goldens" / "goldens.json").read_text())
     g["vectors"][0]["expected"] = {k: {**r, "file": "ghost.npy"} for k, r in g["vectors"][0]["expected"].items()}
     (b / "goldens" / "goldens.json").write_text(json.dumps(g))
-    _edit_manifest(b, lambda m: m["files"].update({"goldens/goldens.json": bundle.file_record(b / "goldens/goldens.json")}))
+    _edit_manifest(
+        b, lambda m: m["files"].update({"goldens/goldens.json": bundle.file_record(b / "goldens/goldens.json")})
+    )
     with pytest.raises(BundleError) as e:
         open_bundle(b)
-    assert e.value.file == "goldens/goldens.json" and "vectors[0].expected" in e.value.field and "ghost.npy" in str(e.value)
+    assert (
+        e.value.file == "goldens/goldens.json"
+        and "vectors[0].expected" in e.value.field
+        and "ghost.npy" in str(e.value)
+    )
 
 
 def test_a_zip_opens_and_a_damaged_zip_is_named(b, tmp_path):
     from toolchain.handoff.pack import pack
+
     z = pack(b, tmp_path / "zips", verify=False)
     with open_bundle(z) as opened:
         assert opened.from_zip and opened.model_id == "tiny" and opened.root.is_dir()
         root = opened.root
-    assert not root.exists()   # the unpacked copy goes with the handle
+    assert not root.exists()  # the unpacked copy goes with the handle
     import zipfile
+
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(z) as zin, zipfile.ZipFile(bad, "w") as zout:
         for info in zin.infolist():
@@ -215,7 +230,7 @@ def test_a_killed_export_leaves_a_staging_folder_nobody_takes_for_a_bundle_and_t
     assert cli(["verify", str(staging), "--no-mediapipe"]) == 2
     src = tmp_path / "x.bin"
     src.write_bytes(b"x")
-    bundle.write_bundle(out, "other", {"other_int8.tflite": src}, {"model_id": "other"})   # the next export
+    bundle.write_bundle(out, "other", {"other_int8.tflite": src}, {"model_id": "other"})  # the next export
     assert _leftovers(out) == [] and [p.name for p in list_bundles(out)] == ["other"]
 
 
@@ -228,10 +243,10 @@ def test_a_live_export_s_staging_folder_is_left_alone(tmp_path):
             time.sleep(0.05)
         staging = Path((tmp_path / "ready").read_text())
         out = tmp_path / "out"
-        assert bundle.remove_stale_staging(out) == [] and staging.is_dir()   # its lock is held
+        assert bundle.remove_stale_staging(out) == [] and staging.is_dir()  # its lock is held
         src = tmp_path / "x.bin"
         src.write_bytes(b"x")
-        bundle.write_bundle(out, "other", {"other_int8.tflite": src}, {"model_id": "other"})   # a concurrent export
+        bundle.write_bundle(out, "other", {"other_int8.tflite": src}, {"model_id": "other"})  # a concurrent export
         assert staging.is_dir()
         (tmp_path / "go").write_text("")
         assert proc.wait(60) == 0
@@ -243,7 +258,7 @@ def test_a_live_export_s_staging_folder_is_left_alone(tmp_path):
 
 def test_a_previous_bundle_whose_replacement_never_came_is_restored(tmp_path):
     out = tmp_path / "out"
-    old = out / ".m.old-abc123"   # killed between the two renames of the swap: no lock, no m/
+    old = out / ".m.old-abc123"  # killed between the two renames of the swap: no lock, no m/
     old.mkdir(parents=True)
     (old / "manifest.json").write_text("{}")
     (out / ".m.staging-abc123").mkdir()

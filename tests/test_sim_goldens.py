@@ -6,11 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
+from sim_fixtures import copy_bundle
 
 from toolchain.device import check, goldens
 from toolchain.errors import BundleError, InputError
-
-from sim_fixtures import copy_bundle
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +118,7 @@ def test_missing_and_malformed_device_files_fail_that_vector(bundle, ref_outputs
 
 def test_bundle_without_goldens_is_a_clear_error(tmp_path, ref_outputs):
     import shutil
+
     from toolchain.bundle import record_files
     b = copy_bundle(tmp_path)
     shutil.rmtree(b / "goldens", ignore_errors=True)  # the export writes them; this bundle lost them

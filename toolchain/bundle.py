@@ -196,7 +196,7 @@ def read_manifest(bundle: Path) -> dict:
         manifest = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"manifest.json is not valid JSON: {exc}", where=str(path),
-                         fix="re-export the bundle, or copy it again from its source")
+                         fix="re-export the bundle, or copy it again from its source") from None
     if not isinstance(manifest, dict):
         raise InputError("manifest.json is not a JSON object", where=str(path), fix="re-export the bundle")
     return manifest
