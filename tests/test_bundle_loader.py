@@ -21,7 +21,9 @@ from toolchain import bundle
 from toolchain.bundle_loader import inspect, list_bundles, open_bundle
 from toolchain.cli import main as cli
 from toolchain.errors import BundleError, InputError
+from toolchain.evaluate.accuracy import evaluate
 from toolchain.handoff import verify as verify_mod
+from toolchain.sim.simulate import sample_sequences, simulate_sequence
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,9 +95,6 @@ def test_the_three_damaged_copies_fail_verify_and_every_consumer(kind, b, photo,
 
 
 def test_sim_and_evaluate_name_the_damage(b, tmp_path):
-    from device_sim.simulate import sample_sequences, simulate_sequence
-    from toolchain.evaluate.run import evaluate
-
     _three_damages(b, "truncated")
     with pytest.raises(BundleError, match="truncated"):
         simulate_sequence(sample_sequences()[0], b, out_dir=tmp_path / "sim", max_frames=1)
