@@ -327,9 +327,10 @@ def resolve(target: str | Path, root: str | Path | None = None) -> Path:
     q = Path(root or paths.out_dir()) / str(target)
     if q.exists():
         return q
+    looked = f"looked for the folder or zip {p}" + (f" and for {q}" if q != p else "")
     raise InputError(
         f"no exported bundle {str(target)!r}",
-        where=f"looked for the folder or zip {p} and for {q}",
+        where=looked,
         fix="run `make export-int8` (or `portrait export <id>`) first, or pass a bundle folder or zip",
     )
 
