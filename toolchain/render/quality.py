@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..evaluate import metrics
 from . import golden
 from .api import render
 from .baseline import notebook_render
@@ -215,6 +216,8 @@ def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | 
     band_acc: share of pixels within `radius` px of the reference outline where alpha > 0.5 agrees
       with the reference; band_mae: mean |alpha - ref| there; sad_k: sum |alpha - ref| over the frame
       / 1000; iou: of the two 0.5 masks.
+    holes / ghosts (toolchain.evaluate.metrics): share of the reference's deep interior (> 20 px inside)
+      where alpha < 0.9, and of its deep exterior where alpha > 0.1.
     spill (with `chroma`, the chroma-key composite, and `foreground_ref`, the true foreground
       colours): mean RGB distance (8-bit levels) between the composite and the true foreground over
       band pixels inside the subject (ref alpha >= INSIDE_ALPHA), where the ideal composite *is* the
@@ -225,6 +228,7 @@ def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | 
     ha, hr = a > 0.5, r > 0.5
     out = {"band_acc": float((ha == hr)[band].mean()), "band_mae": float(np.abs(a - r)[band].mean()),
            "sad_k": float(np.abs(a - r).sum() / 1000), "iou": float((ha & hr).sum() / max((ha | hr).sum(), 1)),
+           "holes": metrics.holes(alpha_ref, alpha), "ghosts": metrics.ghosts(alpha_ref, alpha),
            "band_px": int(band.sum())}
     if chroma is not None and foreground_ref is not None:
         inside = band & (r >= INSIDE_ALPHA)
@@ -235,17 +239,21 @@ def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | 
 
 def compare_edges(image, low, spec, alpha_ref, foreground_ref=None, depth_m=None, confidence=None,
                   implementations=("golden",)) -> dict:
-    """Today's fused stage (edges="guided") against matting (edges="matting") on one frame:
-    {"guided": figures, "matting": figures, ("device_matting": figures)}. foreground_ref defaults to
-    the photo (exact where the reference alpha is ~1, which is where spill is measured)."""
+    """Today's fused stage (edges="guided") against matting (edges="matting") on one frame, both
+    without depth; with depth given, also matting with it ("matting+depth"):
+    {"guided": figures, "matting": figures, ("matting+depth": ...), ("device_matting": ...)}.
+    foreground_ref defaults to the photo (exact where the reference alpha is ~1, which is where spill
+    is measured)."""
     fref = image if foreground_ref is None else foreground_ref
     rows = {}
+    variants = [("guided", None), ("matting", None)] + ([("matting+depth", depth_m)] if depth_m is not None else [])
     for impl in implementations:
-        for edges in ("guided", "matting"):
-            res = render(image, low, spec, depth_m=depth_m, confidence=confidence, mode="chroma",
-                         edges=edges, implementation=impl)
-            name = edges if impl == "golden" else f"{impl}_{edges}"
-            rows[name] = edge_figures(res.alpha, alpha_ref, res.composite, fref)
+        for name, d in variants:
+            if impl != "golden" and name == "guided":
+                continue
+            res = render(image, low, spec, depth_m=d, confidence=None if d is None else confidence, mode="chroma",
+                         edges=name.split("+")[0], implementation=impl)
+            rows[name if impl == "golden" else f"{impl}_{name}"] = edge_figures(res.alpha, alpha_ref, res.composite, fref)
     return rows
 
 
@@ -255,6 +263,7 @@ def _ratio(a: float, b: float) -> float:
 
 def summarize_edges(rows: list[dict], new: str = "matting", old: str = "guided") -> dict:
     """Targets of issue 12 over a list of compare_edges rows (each also has a "name")."""
+    rows = [r for r in rows if new in r and old in r]
     mean = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in rows[0][k]} for k in (old, new)}
     return {
         "mean": mean,
@@ -269,7 +278,7 @@ def summarize_edges(rows: list[dict], new: str = "matting", old: str = "guided")
 def synthetic_edges(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640), with_depth: bool = True,
                     implementations=("golden",)) -> list[dict]:
     """compare_edges on the synthetic scenes (exact alpha) from a simulated 257x257 model output;
-    with_depth adds the registered ToF depth (feeds the trimap)."""
+    with_depth adds matting with the registered ToF depth."""
     from toolchain.scenes import generate_scene
     rows = []
     for kind in kinds:
@@ -285,12 +294,12 @@ def synthetic_edges(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640)
     return rows
 
 
-def photo_edges(bundle, photos=None, implementations=("golden",)) -> list[dict]:
+def photo_edges(bundle, photos=None, implementations=("golden",), depth_model=None) -> list[dict]:
     """compare_edges on every photo with a reference alpha (`*_alpha_pred.png`), mask from `bundle`'s
-    segmentation model."""
+    segmentation model; with `depth_model` (a depth bundle) also matting with its monocular depth."""
     from toolchain.images import load_rgb
     from toolchain.paths import list_photos, photos_dir
-    from .photo import run_segmentation
+    from .photo import monocular_depth, run_segmentation
     photos = list_photos(photos_dir()) if photos is None else photos
     rows = []
     for ph in photos:
@@ -303,22 +312,24 @@ def photo_edges(bundle, photos=None, implementations=("golden",)) -> list[dict]:
         if ref.shape != img.shape[:2]:
             ref = cv2.resize(ref, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
         low, spec = run_segmentation(Path(bundle), img)
-        r = compare_edges(img, low, spec, ref, implementations=implementations)
+        d = None if depth_model is None else monocular_depth(depth_model, img)[0]
+        r = compare_edges(img, low, spec, ref, depth_m=d, implementations=implementations)
         r["name"] = f"{ph.stem} ({Path(bundle).name})"
         rows.append(r)
     return rows
 
 
 def main(argv=None) -> int:
-    """python -m toolchain.render.quality [--synthetic] [BUNDLE ...]: issue 12's edge figures, today's
-    stage (guided) against matting, per photo with a reference alpha (mask from each bundle; a person
-    model is judged on people only) and on the synthetic scenes."""
+    """python -m toolchain.render.quality [--synthetic] [--depth-model ID] [BUNDLE ...]: edge figures,
+    today's stage (guided) against matting, and matting with depth, per photo with a reference alpha
+    (mask from each bundle; a person model is judged on people only) and on the synthetic scenes."""
     import argparse
     import json
     ap = argparse.ArgumentParser(prog="python -m toolchain.render.quality", description=main.__doc__.split(":")[0])
     ap.add_argument("bundles", nargs="*", help="segmentation bundle folders or model ids")
     ap.add_argument("--synthetic", action="store_true", help="also the synthetic scenes (exact alpha, ToF depth)")
     ap.add_argument("--device", action="store_true", help="also the device (fixed-point) path")
+    ap.add_argument("--depth-model", default=None, help="depth bundle: photos also get matting with its depth")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     from .photo import resolve_bundle
@@ -328,7 +339,7 @@ def main(argv=None) -> int:
     for b in args.bundles:
         bundle = resolve_bundle(b)
         person_only = "selfie" in bundle.name
-        rows = [r for r in photo_edges(bundle, implementations=impl)
+        rows = [r for r in photo_edges(bundle, implementations=impl, depth_model=args.depth_model)
                 if r["guided"]["iou"] > 0.5 and (not person_only or r["name"].startswith("person"))]
         groups.append((f"photos, {bundle.name}", rows))
     if args.synthetic:
@@ -338,11 +349,16 @@ def main(argv=None) -> int:
             print(f"{title}: no frame")
             continue
         s = summarize_edges(rows)
-        print(f"{title}:")
+        print(f"{title}:  (iou, band accuracy, SAD/1000, spill levels, holes %, ghosts %)")
         for r in rows:
-            print(f"  {r['name']:44} " + " | ".join(
-                f"{k} acc {r[k]['band_acc']:.3f} sad {r[k]['sad_k']:.2f} spill {r[k].get('spill', float('nan')):.2f}"
-                for k in r if k != "name"))
+            print(f"  {r['name']}")
+            for k in r:
+                if k == "name":
+                    continue
+                f = r[k]
+                print(f"    {k:22} iou {f['iou']:.4f} acc {f['band_acc']:.4f} sad {f['sad_k']:7.2f} "
+                      f"spill {f.get('spill', float('nan')):6.2f} holes {100 * f['holes']:.3f} "
+                      f"ghosts {100 * f['ghosts']:.3f}")
         print(f"  => band accuracy {s['band_acc_gain']:+.3f} (target >= +0.08), SAD {s['sad_ratio']:.2f}x lower "
               f"(target 2x), spill {s['spill_ratio']:.2f}x lower (target 2x), worse: {', '.join(s['worse']) or 'none'}")
         if args.device:
