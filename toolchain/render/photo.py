@@ -217,17 +217,19 @@ def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path
     image = load_rgb(image_path)
     low_res, spec = run_segmentation(bundle, image, precision=precision)
     depth_m = confidence = None
+    depth_source = "sensor"
     notes = []
     if depth is not None:
         depth_m, confidence = read_depth(depth)
     elif depth_model is not None:
         depth_m, ran = monocular_depth(depth_model, image)
+        depth_source = "monocular"
         notes.append(f"depth from {ran} (relative, no metric scale)")
     bg = load_rgb(background) if background is not None else None
     result = render(image, low_res, spec, depth_m=depth_m, confidence=confidence, focus_m=focus_m,
                     f_number=f_number, max_blur_px=max_blur_px,
                     mode=mode or ("replace" if bg is not None else "blur"), background=bg,
-                    implementation=implementation, edges=edges)
+                    implementation=implementation, edges=edges, depth_source=depth_source)
     result.warnings.extend(notes)
     result.model_file = segmentation_file(read_manifest(bundle), precision)
     _write(Path(out_path), result.composite, "composite")

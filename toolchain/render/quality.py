@@ -238,7 +238,7 @@ def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | 
 
 
 def compare_edges(image, low, spec, alpha_ref, foreground_ref=None, depth_m=None, confidence=None,
-                  implementations=("golden",)) -> dict:
+                  implementations=("golden",), depth_source: str = "sensor") -> dict:
     """Today's fused stage (edges="guided") against matting (edges="matting") on one frame, both
     without depth; with depth given, also matting with it ("matting+depth"):
     {"guided": figures, "matting": figures, ("matting+depth": ...), ("device_matting": ...)}.
@@ -252,7 +252,7 @@ def compare_edges(image, low, spec, alpha_ref, foreground_ref=None, depth_m=None
             if impl != "golden" and name == "guided":
                 continue
             res = render(image, low, spec, depth_m=d, confidence=None if d is None else confidence, mode="chroma",
-                         edges=name.split("+")[0], implementation=impl)
+                         edges=name.split("+")[0], implementation=impl, depth_source=depth_source)
             rows[name if impl == "golden" else f"{impl}_{name}"] = edge_figures(res.alpha, alpha_ref, res.composite, fref)
     return rows
 
@@ -313,7 +313,7 @@ def photo_edges(bundle, photos=None, implementations=("golden",), depth_model=No
             ref = cv2.resize(ref, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
         low, spec = run_segmentation(Path(bundle), img)
         d = None if depth_model is None else monocular_depth(depth_model, img)[0]
-        r = compare_edges(img, low, spec, ref, depth_m=d, implementations=implementations)
+        r = compare_edges(img, low, spec, ref, depth_m=d, implementations=implementations, depth_source="monocular")
         r["name"] = f"{ph.stem} ({Path(bundle).name})"
         rows.append(r)
     return rows
