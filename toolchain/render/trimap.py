@@ -15,8 +15,9 @@ Rules, in the order make_trimap applies them:
    DEPTH_CLEAR_BANDS bands from the outline (nearer, hair over the background has the background's
    depth). Where the mask says background or hesitates this needs depth's settle confidence; where
    the mask says subject (the wall between the legs) it needs the cut confidence.
-4. depth_subject: depth at the subject's distance makes pixels the mask calls subject (P >= 0.5) sure
-   subject, a band or more inside the outline: the hesitant mask on a cap or a hand is decided by depth.
+4. depth_subject: depth at the subject's distance makes pixels sure subject where the mask is not
+   confidently background (P > 1 - P_SURE), a band or more from the outline: the hesitant mask on a
+   cap, a hand or a vase's lip is decided by depth.
 5. reopen: a band of unknown pixels around every depth-made background region, so that colour, not
    depth's coarse edge, places the outline there.
 After the solve, enclosed_holes (no depth needed): a region below HOLE_ALPHA that the subject
@@ -35,6 +36,7 @@ from .depth_edges import DepthCue
 P_SURE = 0.95            # P(subject) above this (or below 1 - this) is not uncertain by itself
 UNCERTAIN_REACH = 3      # uncertain mask values are unknown only within this many bands of the outline
 DEPTH_CLEAR_BANDS = 2    # depth may make background only this many bands or more from the outline
+LEAN_REACH_BANDS = 6     # depth may make subject of a mask leaning to background only this near the subject
 UNKNOWN = 0.5            # trimap codes: 0 sure background, 1 sure subject, UNKNOWN solved, and
 KEEP = -1.0              # KEEP: hesitant far from the outline: pulled towards the guided stage's alpha
 HOLE_LEVELS = (0.5, 0.7, 0.9)   # enclosed_holes: a hole is a region below one of these alpha levels ...
@@ -80,9 +82,21 @@ def depth_background(cue: DepthCue, subject: np.ndarray, outline: np.ndarray, ba
     return far & ~near(outline, DEPTH_CLEAR_BANDS * band_px)
 
 
-def depth_subject(cue: DepthCue, subject: np.ndarray, outline: np.ndarray, band_px: int) -> np.ndarray:
-    """Rule 4: pixels depth makes sure subject (the mask calls them subject, a band or more inside)."""
-    return cue.at_subject & subject & ~near(outline, band_px)
+def depth_subject(cue: DepthCue, subject: np.ndarray, sure_background: np.ndarray, outline: np.ndarray,
+                  band_px: int) -> np.ndarray:
+    """Rule 4: pixels depth makes sure subject: at the subject's depth, a band or more from the outline,
+    and not confidently background by the mask (a hesitant mask is decided by depth). Where the mask
+    leans to background (P < 0.5), only regions joined to the mask's subject and within LEAN_REACH_BANDS
+    bands of it count: a table or a sofa at the subject's distance stays the mask's."""
+    reach = cue.at_subject & ~sure_background
+    at = reach & ~near(outline, band_px)
+    if (at & ~subject).any():
+        n, labels = cv2.connectedComponents((reach | subject).astype(np.uint8), connectivity=8)
+        joined = np.zeros(n, bool)
+        joined[np.unique(labels[subject])] = True
+        joined[0] = False
+        at &= subject | (joined[labels] & near(subject, LEAN_REACH_BANDS * band_px))
+    return at
 
 
 def reopen(depth_bg: np.ndarray, band_px: int) -> np.ndarray:
@@ -98,7 +112,7 @@ def make_trimap_maps(subject, sure_subject, sure_background, band_px: int, cue: 
     keep &= ~interior
     if cue is not None:
         dbg = depth_background(cue, subject, outline, band_px)
-        dfg = depth_subject(cue, subject, outline, band_px) & ~near(dbg, band_px)
+        dfg = depth_subject(cue, subject, sure_background, outline, band_px) & ~near(dbg, band_px)
         sure_fg = (sure_fg | dfg) & ~dbg & ~reopen(dbg, band_px)
         sure_bg = (sure_bg | dbg) & ~sure_fg
         keep &= ~sure_bg & ~sure_fg
