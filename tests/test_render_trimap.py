@@ -177,3 +177,25 @@ def test_device_cue_matches_golden_on_integer_depth():
     d = device.device_cue(fr, plan, np.round(p * 255).astype(np.uint8))
     for k in ("far", "far_sure", "at_subject"):
         assert (getattr(g, k) == getattr(d, k)).all()
+
+
+def test_depth_that_disagrees_with_the_confident_mask_stays_out():
+    # a cat and its wall at one depth (a monocular map that cannot tell them apart): at_subject would
+    # cover the whole confident background, so depth says nothing about subject
+    p = _square()
+    z = np.full(p.shape, 1.5, np.float32)
+    cue = depth_edges.depth_regions(z, np.ones(p.shape, bool), np.ones(p.shape, bool), np.ones(p.shape, bool),
+                                    p >= trimap.P_SURE, 0, p <= 1 - trimap.P_SURE)
+    assert cue is None
+    # depth registered to another frame: most of the confident subject is "far"; no far verdict at all
+    z2 = np.full(p.shape, 1.5, np.float32)
+    z2[20:60, 20:36] = 4.0                      # 40 % of the subject
+    z2[:10] = 4.0
+    cue2 = depth_edges.depth_regions(z2, np.ones(p.shape, bool), np.ones(p.shape, bool), np.ones(p.shape, bool),
+                                     p >= trimap.P_SURE, 0, p <= 1 - trimap.P_SURE)
+    assert cue2 is not None and not cue2.far.any() and cue2.at_subject[40, 50]
+    # agreeing depth passes both checks
+    z3 = np.where(p > 0, 1.5, 4.0).astype(np.float32)
+    cue3 = depth_edges.depth_regions(z3, np.ones(p.shape, bool), np.ones(p.shape, bool), np.ones(p.shape, bool),
+                                     p >= trimap.P_SURE, 0, p <= 1 - trimap.P_SURE)
+    assert cue3.far[5, 5] and cue3.at_subject[40, 40]

@@ -41,6 +41,8 @@ SPAN_RATIO = (3, 2)       # ... where depth is within 1.5 x the median of it
 MIN_SUBJECT_PX = 64       # fewer confident subject pixels with depth than this: depth is not read
 SETTLE_CONF = 0.5         # confidence from which depth settles a hesitant mask (either way)
 CUT_CONF = 0.75           # confidence from which a far depth overrules a mask that says subject
+AT_SUBJECT_MAX = 0.25     # agreement with the confident mask: at most this share of its background at the
+FAR_MAX = 0.3             # subject's depth, at most this share of its subject far behind
 
 
 @dataclass
@@ -73,10 +75,16 @@ def _erode(mask: np.ndarray, r: int) -> np.ndarray:
 
 
 def depth_regions(z: np.ndarray, valid: np.ndarray, settle: np.ndarray, cut: np.ndarray, subject: np.ndarray,
-                  margin: int) -> DepthCue | None:
+                  margin: int, background: np.ndarray | None = None) -> DepthCue | None:
     """far / far_sure / at_subject from depth `z` (any unit; compared as ratios), `valid` (finite,
-    positive), `settle` / `cut` (confidence at or above SETTLE_CONF / CUT_CONF) and `subject` (the
-    confident mask). None when the subject has too few pixels with depth to know its distance."""
+    positive), `settle` / `cut` (confidence at or above SETTLE_CONF / CUT_CONF), `subject` and
+    `background` (the confident mask on either side). None when the subject has too few pixels with
+    depth to know its distance.
+    Depth must agree with the mask where the mask is confident before it decides where the mask
+    hesitates: if more than AT_SUBJECT_MAX of the confident background is at the subject's depth, depth
+    says nothing about subject (at_subject is empty); if more than FAR_MAX of the confident subject is far,
+    nothing about background (far is empty). A monocular map that cannot tell a cat from its wall, or
+    depth registered to another frame, stays out of the alpha."""
     sel = subject & valid & settle
     if int(sel.sum()) < MIN_SUBJECT_PX:
         return None
@@ -92,8 +100,18 @@ def depth_regions(z: np.ndarray, valid: np.ndarray, settle: np.ndarray, cut: np.
     zz = np.where(valid, z, 0)
     far = valid & (zz * fd > far_d * fn)
     at = valid & (zz * nn >= near * nd) & (zz * nd <= far_d * nn)
-    return DepthCue(far=_erode(far & settle, margin), far_sure=_erode(far & cut, margin),
-                    at_subject=_erode(at & settle, margin), margin_px=margin, near=float(near),
+    far &= settle
+    at &= settle
+    if (far & sel).sum() > FAR_MAX * sel.sum():
+        far = np.zeros_like(far)
+    if background is not None:
+        bg = background & settle
+        if bg.any() and (at & bg).sum() > AT_SUBJECT_MAX * bg.sum():
+            at = np.zeros_like(at)
+    if not far.any() and not at.any():
+        return None
+    return DepthCue(far=_erode(far, margin), far_sure=_erode(far & cut, margin),
+                    at_subject=_erode(at, margin), margin_px=margin, near=float(near),
                     far_depth=float(far_d))
 
 
@@ -103,7 +121,7 @@ def sample(depth: np.ndarray, plan) -> np.ndarray:
     return depth[rows[:, None], cols[None, :]]
 
 
-def golden_cue(frame, plan, subject: np.ndarray) -> DepthCue | None:
+def golden_cue(frame, plan, subject: np.ndarray, background: np.ndarray | None = None) -> DepthCue | None:
     """DepthCue from the frame's float depth (metres or pseudo-depth) and confidence."""
     if frame.depth_m is None:
         return None
@@ -111,10 +129,11 @@ def golden_cue(frame, plan, subject: np.ndarray) -> DepthCue | None:
     conf = sample(frame.confidence, plan).astype(np.float32) * np.float32(source_weight(frame.depth_source))
     valid = np.isfinite(z) & (z > 0)
     m = margin_px(plan, frame.depth_m.shape, frame.depth_source)
-    return depth_regions(z, valid, valid & (conf >= SETTLE_CONF), valid & (conf >= CUT_CONF), subject, m)
+    return depth_regions(z, valid, valid & (conf >= SETTLE_CONF), valid & (conf >= CUT_CONF), subject, m, background)
 
 
-def device_cue(depth_mm: np.ndarray, conf8: np.ndarray, source: str, plan, subject: np.ndarray) -> DepthCue | None:
+def device_cue(depth_mm: np.ndarray, conf8: np.ndarray, source: str, plan, subject: np.ndarray,
+               background: np.ndarray | None = None) -> DepthCue | None:
     """DepthCue from uint16 millimetres (0 = hole) and uint8 confidence, in integers: the source's
     weight is folded into the thresholds (conf8 >= ceil(255 * threshold / weight))."""
     z = sample(depth_mm, plan).astype(np.int64)
@@ -123,4 +142,4 @@ def device_cue(depth_mm: np.ndarray, conf8: np.ndarray, source: str, plan, subje
     valid = z > 0
     settle = valid & (c8 >= math.ceil(255 * SETTLE_CONF / w - 1e-9))
     cut = valid & (c8 >= math.ceil(255 * CUT_CONF / w - 1e-9)) if CUT_CONF <= w else np.zeros_like(valid)
-    return depth_regions(z, valid, settle, cut, subject, margin_px(plan, depth_mm.shape, source))
+    return depth_regions(z, valid, settle, cut, subject, margin_px(plan, depth_mm.shape, source), background)

@@ -238,7 +238,8 @@ def device_cue(frame: Frame, plan: StagePlan, p8: np.ndarray):
     d = frame.depth_m
     depth_mm = np.where(np.isfinite(d), np.clip(np.round(d * 1000), 0, 65535), 0).astype(np.uint16)
     conf8 = np.round(frame.confidence * 255).astype(np.uint8)
-    return depth_edges.device_cue(depth_mm, conf8, frame.depth_source, plan, p8 >= int(round(trimap.P_SURE * 255)))
+    sure8 = int(round(trimap.P_SURE * 255))
+    return depth_edges.device_cue(depth_mm, conf8, frame.depth_source, plan, p8 >= sure8, p8 <= 255 - sure8)
 
 
 def constrain(a_q12: np.ndarray, b_q8: np.ndarray, tri8: np.ndarray):

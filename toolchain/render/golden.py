@@ -217,7 +217,7 @@ def matte_mask(frame: Frame, plan: StagePlan, work, coc, conf):
     None, trimap)."""
     p = decode_probability(frame.low_res, frame.spec)
     p = cv2.resize(p, (plan.work_w, plan.work_h), interpolation=cv2.INTER_LINEAR)
-    cue = depth_edges.golden_cue(frame, plan, p >= trimap.P_SURE)
+    cue = depth_edges.golden_cue(frame, plan, p >= trimap.P_SURE, p <= 1 - trimap.P_SURE)
     gray_w = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY).astype(F32) / F32(255)
     m = matting.matte(work, p, plan, cue, keep=guided_alpha_work(p, gray_w, plan, coc, conf))
     alpha_w = m.alpha
