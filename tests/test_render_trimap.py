@@ -188,9 +188,8 @@ def test_depth_that_disagrees_with_the_confident_mask_stays_out():
                                     p >= trimap.P_SURE, 0, p <= 1 - trimap.P_SURE)
     assert cue is None
     # depth registered to another frame: most of the confident subject is "far"; no far verdict at all
-    z2 = np.full(p.shape, 1.5, np.float32)
+    z2 = np.where(p > 0, 1.5, 4.0).astype(np.float32)
     z2[20:60, 20:36] = 4.0                      # 40 % of the subject
-    z2[:10] = 4.0
     cue2 = depth_edges.depth_regions(z2, np.ones(p.shape, bool), np.ones(p.shape, bool), np.ones(p.shape, bool),
                                      p >= trimap.P_SURE, 0, p <= 1 - trimap.P_SURE)
     assert cue2 is not None and not cue2.far.any() and cue2.at_subject[40, 50]
