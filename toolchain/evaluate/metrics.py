@@ -172,20 +172,32 @@ def deep_region(mask: np.ndarray, px: float = DEEP_PX) -> np.ndarray:
     return cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) > px
 
 
+def hole_pixels(truth: np.ndarray, pred: np.ndarray, px: float = DEEP_PX) -> tuple[np.ndarray, np.ndarray]:
+    """(the deep interior, its pixels where pred < HOLE_BELOW), bool maps."""
+    deep = deep_region(np.asarray(truth) >= INSIDE_REF, px)
+    return deep, deep & (np.asarray(pred) < HOLE_BELOW)
+
+
+def ghost_pixels(truth: np.ndarray, pred: np.ndarray, px: float = DEEP_PX) -> tuple[np.ndarray, np.ndarray]:
+    """(the deep exterior, its pixels where pred > GHOST_ABOVE), bool maps."""
+    deep = deep_region(np.asarray(truth) <= OUTSIDE_REF, px)
+    return deep, deep & (np.asarray(pred) > GHOST_ABOVE)
+
+
 def holes(truth: np.ndarray, pred: np.ndarray, px: float = DEEP_PX) -> float:
     """Share of the pixels more than `px` px inside the reference outline (truth >= INSIDE_REF) where
     pred < HOLE_BELOW: holes cut into the subject (0 when the reference has no such interior)."""
-    deep = deep_region(np.asarray(truth) >= INSIDE_REF, px)
+    deep, bad = hole_pixels(truth, pred, px)
     n = int(deep.sum())
-    return float((np.asarray(pred)[deep] < HOLE_BELOW).sum() / n) if n else 0.0
+    return float(bad.sum() / n) if n else 0.0
 
 
 def ghosts(truth: np.ndarray, pred: np.ndarray, px: float = DEEP_PX) -> float:
     """Share of the pixels more than `px` px outside the reference outline (truth <= OUTSIDE_REF) where
     pred > GHOST_ABOVE: patches of the old background kept (0 when the reference has no such exterior)."""
-    deep = deep_region(np.asarray(truth) <= OUTSIDE_REF, px)
+    deep, bad = ghost_pixels(truth, pred, px)
     n = int(deep.sum())
-    return float((np.asarray(pred)[deep] > GHOST_ABOVE).sum() / n) if n else 0.0
+    return float(bad.sum() / n) if n else 0.0
 
 
 def matting_image(truth: np.ndarray, pred: np.ndarray) -> dict:
