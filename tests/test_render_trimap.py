@@ -36,6 +36,11 @@ def test_opaque_interior_hesitant_subject_far_inside_is_sure():
     near_edge = p.copy()
     near_edge[10:70, 62:70] = 0.7                             # within reach of the outline: solved
     assert (trimap.make_trimap(near_edge, BAND)[40, 64:70] == trimap.UNKNOWN).all()
+    # a hesitant region that runs off the frame (a dark shoulder on a dark wall) is not enclosed: KEEP
+    off = np.zeros((120, 120), np.float32)
+    off[10:120, 10:120] = 1.0
+    off[60:120, 40:80] = 0.7
+    assert (trimap.make_trimap(off, BAND)[100:120, 50:70] == trimap.KEEP).all()
 
 
 def test_depth_regions_read_the_subjects_own_depth_range():
@@ -134,6 +139,11 @@ def test_enclosed_holes_fill_only_what_the_subject_surrounds_and_the_mask_calls_
     # a region with a settled background pixel (depth said far) is not a hole; uint8 gives the same
     settled[35, 25] = True
     assert not trimap.enclosed_holes(a, settled, p)[30:40, 20:30].any()
+    # `deep`: a region lying mostly within a band of the outline (a gap between hair strands) is kept
+    deep = np.zeros(a.shape, bool)
+    deep[20:60, 20:80] = True
+    held = trimap.enclosed_holes(a, np.zeros_like(settled), p, deep=deep)
+    assert held[30:40, 20:30].all() and not held[14:25, 72:78].any()
     a8, p8 = np.round(a * 255).astype(np.uint8), np.round(p * 255).astype(np.uint8)
     assert (trimap.enclosed_holes(a8, np.zeros_like(settled), p8, one=255) == holes).all()
 

@@ -272,7 +272,8 @@ def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
         tri8 = trimap_q8(p8_raw, plan, device_cue(frame, plan, p8_raw))
         a_q12, b_q8 = constrain(a_q12, b_q8, tri8)
         alpha_w8 = alpha_q8(a_q12, b_q8, gray_w)
-        holes = trimap.enclosed_holes(alpha_w8, tri8 == 0, p8_raw, one=255)
+        holes = trimap.enclosed_holes(alpha_w8, tri8 == 0, p8_raw, one=255,
+                                      deep=trimap.deep_inside(p8_raw >= 128, matting.band_radius(plan)))
         if holes.any():
             tri8[holes] = 255
             a_q12, b_q8 = constrain(a_q12, b_q8, tri8)

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from .depth_edges import DepthCue
-from .trimap import KEEP, UNKNOWN, enclosed_holes, make_trimap
+from .trimap import KEEP, UNKNOWN, deep_inside, enclosed_holes, make_trimap
 
 if TYPE_CHECKING:
     import scipy.sparse
@@ -304,9 +304,9 @@ def estimate_foreground(image_rgb: np.ndarray, alpha: np.ndarray, trimap: np.nda
     return delta
 
 
-def fill_holes(alpha: np.ndarray, trimap: np.ndarray, p: np.ndarray) -> np.ndarray:
+def fill_holes(alpha: np.ndarray, trimap: np.ndarray, p: np.ndarray, band_px: int) -> np.ndarray:
     """trimap.enclosed_holes on the solved alpha: the filled pixels (bool), set to 1 / sure in place."""
-    holes = enclosed_holes(alpha, trimap == 0, p)
+    holes = enclosed_holes(alpha, trimap == 0, p, deep=deep_inside(p >= 0.5, max(1, band_px // 2)))
     alpha[holes] = 1.0
     trimap[holes] = 1.0
     return holes
@@ -319,6 +319,6 @@ def matte(work_rgb: np.ndarray, p: np.ndarray, plan, cue: DepthCue | None = None
     (held where the trimap says KEEP)."""
     tri = make_trimap(p, band_radius(plan), cue)
     alpha = solve_alpha(work_rgb, tri, p, keep)
-    fill_holes(alpha, tri, p)
+    fill_holes(alpha, tri, p, band_radius(plan))
     delta = estimate_foreground(work_rgb, alpha, tri) if foreground else None
     return Matte(tri, alpha, delta)

@@ -72,8 +72,17 @@ def mask_regions(subject: np.ndarray, sure_subject: np.ndarray, sure_background:
 
 
 def opaque_interior(subject: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Rule 2: the hesitant pixels far inside the outline (KEEP on the subject side) that become sure subject."""
-    return keep & subject
+    """Rule 2: the hesitant pixels far inside the outline (KEEP on the subject side) that become sure
+    subject: regions of them that the subject encloses (they do not reach the frame's border; one that
+    does, like a dark shoulder running off the frame on a dark wall, stays KEEP)."""
+    cand = keep & subject
+    if not cand.any():
+        return cand
+    n, labels = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
+    ok = np.ones(n, bool)
+    ok[0] = False
+    ok[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = False
+    return ok[labels]
 
 
 def depth_background(cue: DepthCue, subject: np.ndarray, outline: np.ndarray, band_px: int) -> np.ndarray:
@@ -126,6 +135,11 @@ def make_trimap_maps(subject, sure_subject, sure_background, band_px: int, cue: 
     return sure_fg, sure_bg, keep
 
 
+def deep_inside(subject: np.ndarray, band_px: int) -> np.ndarray:
+    """Pixels a band or more inside the outline of `subject` (bool)."""
+    return cv2.erode(subject.astype(np.uint8), disc(band_px)).astype(bool)
+
+
 def make_trimap(p: np.ndarray, band_px: int, cue: DepthCue | None = None) -> np.ndarray:
     """Trimap (float32: 0 / UNKNOWN / KEEP / 1) from P(subject) (float32 HxW in [0, 1]) on the working
     grid. band_px: unknown half-width around the 0.5 outline (working px). cue: what depth says."""
@@ -138,13 +152,15 @@ def make_trimap(p: np.ndarray, band_px: int, cue: DepthCue | None = None) -> np.
 
 
 def enclosed_holes(alpha: np.ndarray, settled_background: np.ndarray, subject_share: np.ndarray,
-                   one: int | float = 1) -> np.ndarray:
+                   one: int | float = 1, deep: np.ndarray | None = None) -> np.ndarray:
     """The pixels to fill: for each level t in HOLE_LEVELS, regions of alpha < t (4-connected, so a
     diagonal gap between subject pixels does not enclose) that touch neither the frame's border nor a
     settled background pixel and where `subject_share` (P(subject), `one` = 1) averages HOLE_SUBJECT or
     more; plus their rim (HOLE_RIM_PX) below HOLE_ALPHA. Several levels, because a hole's rim is often
     itself a little translucent where it meets the outline (a logo near the top of a cap): enclosed at
-    0.5, not at 0.9. alpha: float in [0, 1] with one = 1, or uint8 with one = 255."""
+    0.5, not at 0.9. alpha: float in [0, 1] with one = 1, or uint8 with one = 255. deep (bool, optional):
+    pixels a band or more inside the mask's outline; a region must lie mostly there (gaps between hair
+    strands in the band are the solve's to keep)."""
     holes = np.zeros(alpha.shape, bool)
     border = np.zeros(alpha.shape, bool)
     border[0], border[-1], border[:, 0], border[:, -1] = True, True, True, True
@@ -160,6 +176,8 @@ def enclosed_holes(alpha: np.ndarray, settled_background: np.ndarray, subject_sh
         ok[np.unique(labels[outside])] = False
         share = np.bincount(labels.ravel(), weights=share_map, minlength=n)
         ok &= share >= HOLE_SUBJECT * one * stats[:, cv2.CC_STAT_AREA]
+        if deep is not None:
+            ok &= 2 * np.bincount(labels.ravel(), weights=deep.ravel(), minlength=n) >= stats[:, cv2.CC_STAT_AREA]
         if ok[1:].any():
             holes |= ok[labels]
     if holes.any():
