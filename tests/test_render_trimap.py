@@ -101,10 +101,11 @@ def test_far_depth_cuts_the_gap_out_of_the_mask_with_sensor_depth_only():
     # monocular confidence (weight 0.5) settles a hesitant mask but never overrules a confident one
     mono = _cue(z, p >= trimap.P_SURE, conf=np.full(z.shape, DEPTH_SOURCES["monocular"]["weight"], np.float32))
     assert (trimap.make_trimap(p, BAND, mono)[core] == 1).all()
-    p_hes = p.copy()
-    p_hes[40:110, 70:90] = 0.3                               # the model hesitates on the gap: its own
-    mono = _cue(z, p_hes >= trimap.P_SURE, conf=np.full(z.shape, 0.5, np.float32))   # outline is 2 bands off
-    assert (trimap.make_trimap(p_hes, BAND, mono)[47:100, 77:83] == 0).all()
+    p_hes, z_w = p.copy(), z.copy()
+    p_hes[40:110, 60:100] = 0.3                              # the model hesitates on a wider gap: its own
+    z_w[40:110, 60:100] = 4.0                                # outline is DEPTH_CLEAR_BANDS bands off
+    mono = _cue(z_w, p_hes >= trimap.P_SURE, conf=np.full(z.shape, 0.5, np.float32))
+    assert (trimap.make_trimap(p_hes, BAND, mono)[52:97, 75:85] == 0).all()
 
 
 def test_subject_depth_settles_a_hesitant_subject_within_reach_of_the_outline():
@@ -208,3 +209,15 @@ def test_depth_that_disagrees_with_the_confident_mask_stays_out():
     cue3 = depth_edges.depth_regions(z3, np.ones(p.shape, bool), np.ones(p.shape, bool), np.ones(p.shape, bool),
                                      p >= trimap.P_SURE, 0, p <= 1 - trimap.P_SURE)
     assert cue3.far[5, 5] and cue3.at_subject[40, 40]
+
+
+def test_depths_data_term_settles_flat_colour():
+    from toolchain.render import matting
+    img = np.full((40, 60, 3), 120, np.uint8)           # flat: colour cannot tell anything
+    tri = np.full((40, 60), trimap.UNKNOWN, np.float32)
+    tri[:, :5], tri[:, -5:] = 1.0, 0.0
+    p = np.full((40, 60), 0.7, np.float32)
+    base = matting.solve_alpha(img, tri, p)
+    target = np.zeros((40, 60), np.float32)
+    pulled = matting.solve_alpha(img, tri, p, None, target, np.full((40, 60), 1e-2, np.float32))
+    assert pulled[:, 20:40].mean() < base[:, 20:40].mean() - 0.2

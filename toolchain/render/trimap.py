@@ -35,7 +35,7 @@ from .depth_edges import DepthCue
 
 P_SURE = 0.95            # P(subject) above this (or below 1 - this) is not uncertain by itself
 UNCERTAIN_REACH = 3      # uncertain mask values are unknown only within this many bands of the outline
-DEPTH_CLEAR_BANDS = 2    # depth may make background only this many bands or more from the outline
+DEPTH_CLEAR_BANDS = 3    # depth may make background only this many bands or more from the outline (2 cut hair)
 LEAN_REACH_BANDS = 6     # depth may make subject of a mask leaning to background only this near the subject
 UNKNOWN = 0.5            # trimap codes: 0 sure background, 1 sure subject, UNKNOWN solved, and
 KEEP = -1.0              # KEEP: hesitant far from the outline: pulled towards the guided stage's alpha
