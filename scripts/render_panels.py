@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from toolchain.render.quality import evaluate, write_panels
+from experiments.render_quality import evaluate, write_panels
 
 if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else "render_out")

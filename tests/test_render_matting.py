@@ -90,7 +90,7 @@ def scene():
 
 
 def test_matting_beats_the_guided_stage_on_a_synthetic_scene(scene):
-    from toolchain.render.quality import compare_edges
+    from experiments.render_quality import compare_edges
     sc, low, spec = scene
     rows = compare_edges(sc.rgb, low, spec, sc.alpha)
     assert rows["matting"]["sad_k"] < 0.8 * rows["guided"]["sad_k"]

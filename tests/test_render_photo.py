@@ -7,7 +7,7 @@ import pytest
 from toolchain.errors import InputError
 from toolchain.images import bundled_photos
 from toolchain.render.photo import read_depth, render_photo
-from toolchain.render.quality import write_panels
+from experiments.render_quality import write_panels
 
 from sim_fixtures import tiny_bundle
 

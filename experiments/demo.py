@@ -11,7 +11,7 @@ Depth: for each photo with its own depth (depth_photos/), the depth map and the 
 depth side by side; for the others the monocular depth model's map (--depth-model) and the alpha with
 it; a 100 % crop wherever holes or ghosts (evaluate.metrics) were found against a reference alpha.
 
-Usage: python -m toolchain.render.demo [--out export/demo] [--bundle DIR] [--quick] [--depth-model ID]
+Usage: python -m experiments.demo [--out export/demo] [--bundle DIR] [--quick] [--depth-model ID]
 Not here: the stage (golden.py, matting.py) or its figures' definitions (quality.py).
 """
 
@@ -21,21 +21,25 @@ import argparse
 import base64
 import html
 import json
+import os
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .. import paths
-from ..errors import PortraitError
-from ..depth.readers import read_depth_photo
-from ..evaluate import metrics
-from .api import render
-from .baseline import notebook_mask, notebook_render
-from .photo import (inverse_depth_png, monocular_depth, read_depth, read_manifest, resolve_bundle, run_segmentation,
+from experiments.render_quality import compare_edges, summarize_edges, synthetic_edges
+from toolchain import paths
+from toolchain.depth.readers import read_depth_photo
+from toolchain.errors import PortraitError
+from toolchain.evaluate import metrics
+from toolchain.export import export_model
+from toolchain.images import load_rgb
+from toolchain.render.api import render
+from toolchain.render.baseline import notebook_mask, notebook_render
+from toolchain.render.plan import fit_background
+from toolchain.render.photo import (inverse_depth_png, monocular_depth, read_depth, read_manifest, resolve_bundle, run_segmentation,
                     segmentation_file)
-from .quality import compare_edges, summarize_edges, synthetic_edges
 
 DEMO_PHOTOS = ("person_01", "person_02", "cat_01", "leopard_01", "person_03", "cat_03")
 SEGMENTER = "deeplabv3_mnv2_pascal_257"
@@ -96,7 +100,6 @@ def notebook_composite(image, low, spec, mode: str, background=None, chroma=(0, 
 
 def demo_photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """(name, RGB, reference alpha or None) for the demo: shared photos, else scikit-image's."""
-    from ..images import load_rgb
     folder = paths.photos_dir()
     out = []
     if folder is not None:
@@ -123,7 +126,6 @@ def demo_photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
 
 def demo_background(height: int, width: int) -> np.ndarray:
     import skimage.data as d
-    from .plan import fit_background
     return fit_background(np.ascontiguousarray(d.coffee()[..., :3]), height, width)
 
 
@@ -134,7 +136,6 @@ def find_segmenter(bundle: str | Path | None, work: Path) -> Path:
             return resolve_bundle(cand)
         except PortraitError:
             continue
-    from ..export import export_model
     print(f"demo: no {SEGMENTER} bundle; exporting one into {work} (a few minutes)", file=sys.stderr)
     return export_model(SEGMENTER, out_root=work, quiet=True).bundle
 
@@ -336,7 +337,7 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m toolchain.render.demo", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("export/demo"))
     ap.add_argument("--bundle", default=None, help=f"segmentation bundle (default: {SEGMENTER})")
     ap.add_argument("--quick", action="store_true", help="three photos and one synthetic seed (for tests)")
@@ -346,7 +347,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     shared = paths.REPO_ROOT.parent / "shared"
     if paths.data_dir() is None and (shared / "photos").is_dir():   # `make demo` beside ../shared
-        import os
         os.environ["PORTRAIT_DATA_DIR"] = str(shared)
         os.environ.setdefault("PORTRAIT_MODELS_DIR", str(shared / "models"))
     try:

@@ -1,5 +1,10 @@
 """Quality of the fused stage against exact ground truth, and photo panels for a person to look at.
 
+Run: python -m experiments.render_quality [BUNDLE ...] [--synthetic] [--device] [--depth-model ID] [--json F]
+prints, per photo with a reference alpha and per synthetic scene, IoU, band accuracy, SAD, spill, holes
+and ghosts for the stage before matting (guided), matting, and matting with depth (monocular on the
+photos, registered ToF on the scenes), golden and, with --device, the fixed-point path.
+
 `evaluate()` renders synthetic scenes (toolchain.scenes) four ways and compares each with the truth:
 - truth: the golden stage fed the true alpha and the true depth (all else equal);
 - ours, mask only: golden stage from a simulated 257x257 model output (model_output.simulate_model_output);
@@ -14,17 +19,26 @@ Not here: the stage itself (golden.py, device.py) or timings (bench.py).
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..evaluate import metrics
-from . import golden
-from .api import render
-from .baseline import notebook_render
-from .model_output import simulate_model_output
-from .plan import make_plan, prepare_frame
+from toolchain.depth.registration import register_depth
+from toolchain.depth.tof import simulate_tof_frame
+from toolchain.evaluate import metrics
+from toolchain.images import load_rgb
+from toolchain.paths import list_photos, photos_dir
+from toolchain.render import golden
+from toolchain.render.api import render
+from toolchain.render.baseline import notebook_render
+from toolchain.render.model_output import simulate_model_output
+from toolchain.render.photo import monocular_depth, read_manifest, resolve_bundle, run_segmentation, segmentation_file
+from toolchain.render.plan import make_plan, prepare_frame
+from toolchain.scenes import generate_scene
 
 BAND_PX = 8   # half-width of the band around the true edge, pixels at 640x480
 
@@ -84,22 +98,12 @@ def render_truth(image, alpha_true, depth_m, focus_m: float, max_blur_px: float)
 
 def tof_depth(scene, seed: int):
     """Registered ToF depth for a scene: (depth_m with NaN holes, confidence, source description)."""
-    try:
-        from toolchain.depth.registration import register_depth
-        from toolchain.depth.tof import simulate_tof_frame
-    except ImportError:  # the depth package is another part; stand in with a low-res noisy copy
-        rng = np.random.default_rng(seed)
-        h, w = scene.depth_m.shape
-        low = cv2.resize(scene.depth_m.astype(np.float32), (240, 180), interpolation=cv2.INTER_AREA)
-        low = low * (1 + rng.normal(0, 0.01, low.shape)).astype(np.float32)
-        return cv2.resize(low, (w, h)), None, "stand-in: 240x180 area copy of true depth, 1 % noise"
     f = simulate_tof_frame(scene, "tof_240x180", seed=seed)
     d, c, _ = register_depth(f.range_mm, f.confidence, f.intrinsics, scene.K, f.extrinsics, scene.rgb)
     return d, c, "toolchain.depth: simulate_tof_frame(tof_240x180) + register_depth"
 
 
 def _default_scene_fn():
-    from toolchain.scenes import generate_scene
     return generate_scene
 
 
@@ -171,15 +175,12 @@ def write_panels(out_dir, photos=None, height: int = 360, implementation: str = 
                  bundle=None) -> list[Path]:
     """input | mask | notebook | ours, one PNG per photo. The mask comes from the bundle's segmentation
     model when `bundle` is given (every photo), else from the photo's matte (photos with one)."""
-    from toolchain.images import load_rgb
-    from toolchain.paths import list_photos, photos_dir
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     photos = list_photos(photos_dir()) if photos is None else photos
     written = []
     for ph in photos:
         if bundle is not None:
-            from .photo import read_manifest, run_segmentation, segmentation_file
             img = load_rgb(ph)
             low, spec = run_segmentation(Path(bundle), img)
             source = f"mask: {segmentation_file(read_manifest(Path(bundle)))}"
@@ -279,7 +280,6 @@ def synthetic_edges(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640)
                     implementations=("golden",)) -> list[dict]:
     """compare_edges on the synthetic scenes (exact alpha) from a simulated 257x257 model output;
     with_depth adds matting with the registered ToF depth."""
-    from toolchain.scenes import generate_scene
     rows = []
     for kind in kinds:
         for seed in seeds:
@@ -297,9 +297,6 @@ def synthetic_edges(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640)
 def photo_edges(bundle, photos=None, implementations=("golden",), depth_model=None) -> list[dict]:
     """compare_edges on every photo with a reference alpha (`*_alpha_pred.png`), mask from `bundle`'s
     segmentation model; with `depth_model` (a depth bundle) also matting with its monocular depth."""
-    from toolchain.images import load_rgb
-    from toolchain.paths import list_photos, photos_dir
-    from .photo import monocular_depth, run_segmentation
     photos = list_photos(photos_dir()) if photos is None else photos
     rows = []
     for ph in photos:
@@ -320,19 +317,16 @@ def photo_edges(bundle, photos=None, implementations=("golden",), depth_model=No
 
 
 def main(argv=None) -> int:
-    """python -m toolchain.render.quality [--synthetic] [--depth-model ID] [BUNDLE ...]: edge figures,
+    """python -m experiments.render_quality [--synthetic] [--depth-model ID] [BUNDLE ...]: edge figures,
     today's stage (guided) against matting, and matting with depth, per photo with a reference alpha
     (mask from each bundle; a person model is judged on people only) and on the synthetic scenes."""
-    import argparse
-    import json
-    ap = argparse.ArgumentParser(prog="python -m toolchain.render.quality", description=main.__doc__.split(":")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.render_quality", description=main.__doc__.split(":")[0])
     ap.add_argument("bundles", nargs="*", help="segmentation bundle folders or model ids")
     ap.add_argument("--synthetic", action="store_true", help="also the synthetic scenes (exact alpha, ToF depth)")
     ap.add_argument("--device", action="store_true", help="also the device (fixed-point) path")
     ap.add_argument("--depth-model", default=None, help="depth bundle: photos also get matting with its depth")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    from .photo import resolve_bundle
     impl = ("golden", "device") if args.device else ("golden",)
     report = {}
     groups = []
@@ -373,5 +367,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
     sys.exit(main())
