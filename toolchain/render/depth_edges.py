@@ -41,7 +41,7 @@ SPAN_RATIO = (3, 2)       # ... where depth is within 1.5 x the median of it
 MIN_SUBJECT_PX = 64       # fewer confident subject pixels with depth than this: depth is not read
 SETTLE_CONF = 0.5         # confidence from which depth settles a hesitant mask (either way)
 CUT_CONF = 0.75           # confidence from which a far depth overrules a mask that says subject
-AT_SUBJECT_MAX = 0.25     # agreement with the confident mask: at most this share of its background at the
+AT_SUBJECT_MAX = 0.4      # agreement with the confident mask: at most this share of its background at the
 FAR_MAX = 0.3             # subject's depth, at most this share of its subject far behind
 
 
