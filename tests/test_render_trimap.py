@@ -145,6 +145,11 @@ def test_enclosed_holes_fill_only_what_the_subject_surrounds_and_the_mask_calls_
     deep[20:60, 20:80] = True
     held = trimap.enclosed_holes(a, np.zeros_like(settled), p, deep=deep)
     assert held[30:40, 20:30].all() and not held[14:25, 72:78].any()
+    # a gap whose rim is translucent strands (background seen through the hair's fringe) is kept
+    fringe = a.copy()
+    fringe[8:26, 34:48] = 0.6           # strands at the outline (they run into the background at row 8)
+    fringe[14:20, 39:43] = 0.1
+    assert not trimap.enclosed_holes(fringe, np.zeros_like(settled), p)[14:20, 39:43].any()
     a8, p8 = np.round(a * 255).astype(np.uint8), np.round(p * 255).astype(np.uint8)
     assert (trimap.enclosed_holes(a8, np.zeros_like(settled), p8, one=255) == holes).all()
 

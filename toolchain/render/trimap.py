@@ -42,7 +42,8 @@ KEEP = -1.0              # KEEP: hesitant far from the outline: pulled towards t
 HOLE_LEVELS = (0.5, 0.7, 0.9)   # enclosed_holes: a hole is a region below one of these alpha levels ...
 HOLE_SUBJECT = 0.5       # ... where the mask's mean P(subject) is at least this, ...
 HOLE_ALPHA = 0.9         # ... with its rim below this ...
-HOLE_RIM_PX = 2          # ... within this many working px
+HOLE_RIM_PX = 2          # ... within this many working px; its enclosing ring must be mostly at least
+HOLE_RIM_OPAQUE = 0.8    # ... this opaque
 
 
 def disc(r: int) -> np.ndarray:
@@ -178,6 +179,14 @@ def enclosed_holes(alpha: np.ndarray, settled_background: np.ndarray, subject_sh
         ok &= share >= HOLE_SUBJECT * one * stats[:, cv2.CC_STAT_AREA]
         if deep is not None:
             ok &= 2 * np.bincount(labels.ravel(), weights=deep.ravel(), minlength=n) >= stats[:, cv2.CC_STAT_AREA]
+        # the region's rim must be mostly opaque subject (a logo inside a cap), not more translucent
+        # strands (a gap between curls at the hair's fringe, which is background seen through hair)
+        # (a ring 2-3 px out: the region's own soft edge, 1 px out, is never opaque)
+        ring_label = cv2.dilate(labels.astype(np.float32), np.ones((7, 7), np.uint8)).astype(np.int64)
+        ring = ~below & (ring_label > 0) & ~cv2.dilate(below.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        rim_n = np.bincount(ring_label[ring], minlength=n)
+        rim_opaque = np.bincount(ring_label[ring], weights=(alpha[ring] >= HOLE_RIM_OPAQUE * one), minlength=n)
+        ok &= 2 * rim_opaque >= rim_n
         if ok[1:].any():
             holes |= ok[labels]
     if holes.any():
