@@ -150,6 +150,10 @@ def test_enclosed_holes_fill_only_what_the_subject_surrounds_and_the_mask_calls_
     fringe[8:26, 34:48] = 0.6           # strands at the outline (they run into the background at row 8)
     fringe[14:20, 39:43] = 0.1
     assert not trimap.enclosed_holes(fringe, np.zeros_like(settled), p)[14:20, 39:43].any()
+    # a gap a strand away from the clear outside (HOLE_WALL_PX) is kept even inside an opaque rim
+    thin = a.copy()
+    thin[12:16, 60:64] = 0.1                # 2 px below the outline at row 10
+    assert not trimap.enclosed_holes(thin, np.zeros_like(settled), p)[12:16, 60:64].any()
     a8, p8 = np.round(a * 255).astype(np.uint8), np.round(p * 255).astype(np.uint8)
     assert (trimap.enclosed_holes(a8, np.zeros_like(settled), p8, one=255) == holes).all()
 

@@ -43,7 +43,8 @@ HOLE_LEVELS = (0.5, 0.7, 0.9)   # enclosed_holes: a hole is a region below one o
 HOLE_SUBJECT = 0.5       # ... where the mask's mean P(subject) is at least this, ...
 HOLE_ALPHA = 0.9         # ... with its rim below this ...
 HOLE_RIM_PX = 2          # ... within this many working px; its enclosing ring must be mostly at least
-HOLE_RIM_OPAQUE = 0.8    # ... this opaque
+HOLE_RIM_OPAQUE = 0.8    # ... this opaque, and it must lie
+HOLE_WALL_PX = 4         # ... this many working px or more from the clear outside
 
 
 def disc(r: int) -> np.ndarray:
@@ -167,6 +168,14 @@ def enclosed_holes(alpha: np.ndarray, settled_background: np.ndarray, subject_sh
     border[0], border[-1], border[:, 0], border[:, -1] = True, True, True, True
     outside = border | settled_background
     share_map = subject_share.ravel().astype(np.float64)
+    # the clear outside: alpha below the lowest level, joined to the border or a settled background pixel;
+    # a hole must be HOLE_WALL_PX or more from it (a gap between curls at the fringe is a strand away)
+    n0, lab0 = cv2.connectedComponents((alpha < HOLE_LEVELS[0] * one).astype(np.uint8), connectivity=4)
+    out_ids = np.zeros(n0, bool)
+    out_ids[np.unique(lab0[outside])] = True
+    out_ids[0] = False
+    clear = out_ids[lab0]
+    near_clear = near(clear, HOLE_WALL_PX) if clear.any() else clear
     for level in HOLE_LEVELS:
         below = alpha < level * one
         n, labels, stats, _ = cv2.connectedComponentsWithStats(below.astype(np.uint8), connectivity=4)
@@ -175,6 +184,7 @@ def enclosed_holes(alpha: np.ndarray, settled_background: np.ndarray, subject_sh
         ok = np.ones(n, bool)
         ok[0] = False
         ok[np.unique(labels[outside])] = False
+        ok[np.unique(labels[near_clear])] = False
         share = np.bincount(labels.ravel(), weights=share_map, minlength=n)
         ok &= share >= HOLE_SUBJECT * one * stats[:, cv2.CC_STAT_AREA]
         if deep is not None:
