@@ -9,7 +9,7 @@ embedded (data: URIs), so `export/demo/index.html` opens anywhere without a serv
 
 Depth: for each photo with its own depth (depth_photos/), the depth map and the alpha without and with
 depth side by side; for the others the monocular depth model's map (--depth-model) and the alpha with
-it; a 100 % crop wherever holes or ghosts (evaluate.metrics) were found against a reference alpha.
+it; a 100 % crop wherever holes or ghosts (evaluate.truth_metrics) were found against a reference alpha.
 
 Usage: python -m experiments.demo [--out export/demo] [--bundle DIR] [--quick] [--depth-model ID]
 Not here: the stage (golden.py, matting.py) or its figures' definitions (quality.py).
@@ -27,19 +27,27 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import skimage.data as d
 
 from experiments.render_quality import compare_edges, summarize_edges, synthetic_edges
 from toolchain import paths
 from toolchain.depth.readers import read_depth_photo
 from toolchain.errors import PortraitError
-from toolchain.evaluate import metrics
+from toolchain.evaluate import truth_metrics as metrics
 from toolchain.export import export_model
 from toolchain.images import load_rgb
 from toolchain.render.api import render
 from toolchain.render.baseline import notebook_mask, notebook_render
+from toolchain.render.photo import (
+    inverse_depth_png,
+    monocular_depth,
+    read_depth,
+    read_manifest,
+    resolve_bundle,
+    run_segmentation,
+    segmentation_file,
+)
 from toolchain.render.plan import fit_background
-from toolchain.render.photo import (inverse_depth_png, monocular_depth, read_depth, read_manifest, resolve_bundle, run_segmentation,
-                    segmentation_file)
 
 DEMO_PHOTOS = ("person_01", "person_02", "cat_01", "leopard_01", "person_03", "cat_03")
 SEGMENTER = "deeplabv3_mnv2_pascal_257"
@@ -116,7 +124,6 @@ def demo_photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
                     ref = cv2.resize(ref, (img.shape[1], img.shape[0]))
             out.append((stem, img, ref))
     if len(out) < 3:
-        import skimage.data as d
         for name in ("astronaut", "chelsea", "camera"):
             img = getattr(d, name)()
             img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
@@ -125,7 +132,6 @@ def demo_photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
 
 
 def demo_background(height: int, width: int) -> np.ndarray:
-    import skimage.data as d
     return fit_background(np.ascontiguousarray(d.coffee()[..., :3]), height, width)
 
 
@@ -197,7 +203,7 @@ def _crop_html(caption: str, tiles, y: int, x: int) -> str:
 
 
 def defect_crops(alpha: np.ndarray, ref: np.ndarray, tiles, label: str) -> list[str]:
-    """100 % crops where `alpha` has holes or ghosts against `ref` (evaluate.metrics), one per kind found."""
+    """100 % crops where `alpha` has holes or ghosts against `ref` (evaluate.truth_metrics), one per kind found."""
     out = []
     for kind, fn in (("holes", metrics.hole_pixels), ("ghosts", metrics.ghost_pixels)):
         _, bad = fn(ref, alpha)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy.stats import spearmanr
 
 from toolchain import paths
 from toolchain.depth.readers import read_gdepth
@@ -30,7 +31,6 @@ GRID = (96, 128)          # pixels compared per photo (rows, cols), sampled even
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
     ok = np.isfinite(a) & np.isfinite(b)
     return float(spearmanr(a[ok], b[ok]).statistic) if ok.sum() > 10 else float("nan")
 

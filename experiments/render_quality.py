@@ -26,10 +26,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from skimage.metrics import structural_similarity
 
 from toolchain.depth.registration import register_depth
 from toolchain.depth.tof import simulate_tof_frame
-from toolchain.evaluate import metrics
+from toolchain.evaluate import truth_metrics as metrics
 from toolchain.images import load_rgb
 from toolchain.paths import list_photos, photos_dir
 from toolchain.render import golden
@@ -54,7 +55,6 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    from skimage.metrics import structural_similarity
     _, smap = structural_similarity(a, b, channel_axis=2, data_range=255, full=True)
     smap = smap.mean(axis=2)
     return float(smap[mask].mean() if mask is not None else smap.mean())
@@ -217,7 +217,7 @@ def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | 
     band_acc: share of pixels within `radius` px of the reference outline where alpha > 0.5 agrees
       with the reference; band_mae: mean |alpha - ref| there; sad_k: sum |alpha - ref| over the frame
       / 1000; iou: of the two 0.5 masks.
-    holes / ghosts (toolchain.evaluate.metrics): share of the reference's deep interior (> 20 px inside)
+    holes / ghosts (toolchain.evaluate.truth_metrics): share of the reference's deep interior (> 20 px inside)
       where alpha < 0.9, and of its deep exterior where alpha > 0.1.
     spill (with `chroma`, the chroma-key composite, and `foreground_ref`, the true foreground
       colours): mean RGB distance (8-bit levels) between the composite and the true foreground over

@@ -129,10 +129,10 @@ def test_band_radius_follows_the_model_resolution():
 def test_a_models_edge_band_goes_from_its_manifest_to_the_trimap(scene):
     """registry output `edge_band_model_px` -> manifest outputs -> output spec -> plan -> trimap band, on
     the golden and the device path alike; a bad value is a clear error."""
+    from toolchain.registry import get_entry
     from toolchain.render import device
     from toolchain.render.model_output import normalize_spec
     from toolchain.render.photo import output_spec
-    from toolchain.registry import get_entry
     assert get_entry("selfie_segmenter").outputs[0]["edge_band_model_px"] == 2.0
     manifest = {"outputs": [{"name": "o", "kind": "probabilities", "edge_band_model_px": 2.0}],
                 "foreground_classes": {"person": 1}}
@@ -164,8 +164,8 @@ def test_a_models_edge_band_goes_from_its_manifest_to_the_trimap(scene):
 def _tiny_depth_bundle(folder):
     """A depth 'model' in a bundle: depth grows with brightness (bright = far), handoff_cpu named."""
     import keras
-    from keras import layers
     from builders import keras_to_tflite
+    from keras import layers
     x_in = keras.Input((24, 32, 3), batch_size=1)
     y = layers.Conv2D(1, 1, kernel_initializer="ones", bias_initializer="ones")(x_in)
     folder.mkdir(parents=True, exist_ok=True)
@@ -179,6 +179,7 @@ def _tiny_depth_bundle(folder):
 
 def test_render_outputs_and_depth_model(tmp_path):
     from sim_fixtures import tiny_bundle
+
     from toolchain.render.photo import render_photo, run_depth_model
     h, w = 120, 160
     img = np.full((h, w, 3), 230, np.uint8)           # bright (far) background ...

@@ -7,7 +7,7 @@
 - trimap.py: the trimap rules (mask, opaque interior, depth regions, enclosed holes); depth_edges.py:
   what depth says on the working grid; matting.py: the band solve and foreground colours
 - photo.py: one photo with a bundle (`portrait render`); baseline.py: the notebook's pipeline, for
-  comparison only; bench.py: timings
+  comparison only; stage_timing.py: timings
 Measurement drivers (quality figures, the demo gallery, depth agreement) live in experiments/.
 """
 

@@ -32,27 +32,29 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .plan import DEPTH_SOURCES as SOURCES, depth_sample_index
+from .plan import DEPTH_SOURCES as SOURCES
+from .plan import depth_sample_index
 
-FAR_RATIO = (5, 4)        # depth > 1.25 x the subject's far depth: far behind the subject
-NEAR_RATIO = (11, 10)     # depth within [near / 1.1, far * 1.1]: at the subject's distance
-SUBJECT_PERCENTILES = (10, 90)   # the subject's near and far depth, over the confident mask ...
-SPAN_RATIO = (3, 2)       # ... where depth is within 1.5 x the median of it
-MIN_SUBJECT_PX = 64       # fewer confident subject pixels with depth than this: depth is not read
-SETTLE_CONF = 0.5         # confidence from which depth settles a hesitant mask (either way)
-CUT_CONF = 0.75           # confidence from which a far depth overrules a mask that says subject
-AT_SUBJECT_MAX = 0.4      # agreement with the confident mask: at most this share of its background at the
-FAR_MAX = 0.3             # subject's depth, at most this share of its subject far behind
+FAR_RATIO = (5, 4)  # depth > 1.25 x the subject's far depth: far behind the subject
+NEAR_RATIO = (11, 10)  # depth within [near / 1.1, far * 1.1]: at the subject's distance
+SUBJECT_PERCENTILES = (10, 90)  # the subject's near and far depth, over the confident mask ...
+SPAN_RATIO = (3, 2)  # ... where depth is within 1.5 x the median of it
+MIN_SUBJECT_PX = 64  # fewer confident subject pixels with depth than this: depth is not read
+SETTLE_CONF = 0.5  # confidence from which depth settles a hesitant mask (either way)
+CUT_CONF = 0.75  # confidence from which a far depth overrules a mask that says subject
+AT_SUBJECT_MAX = 0.4  # agreement with the confident mask: at most this share of its background at the
+FAR_MAX = 0.3  # subject's depth, at most this share of its subject far behind
 
 
 @dataclass
 class DepthCue:
     """What depth says on the working grid (bool HxW each), eroded by its edge width."""
-    far: np.ndarray            # far behind the subject, confidence >= SETTLE_CONF
-    far_sure: np.ndarray       # the same, confidence >= CUT_CONF (may overrule the mask)
-    at_subject: np.ndarray     # at the subject's depth, confidence >= SETTLE_CONF
-    margin_px: int             # the erosion used (working px)
-    near: float                # the subject's near and far depth (the depth's own unit)
+
+    far: np.ndarray  # far behind the subject, confidence >= SETTLE_CONF
+    far_sure: np.ndarray  # the same, confidence >= CUT_CONF (may overrule the mask)
+    at_subject: np.ndarray  # at the subject's depth, confidence >= SETTLE_CONF
+    margin_px: int  # the erosion used (working px)
+    near: float  # the subject's near and far depth (the depth's own unit)
     far_depth: float
 
 
@@ -74,8 +76,15 @@ def _erode(mask: np.ndarray, r: int) -> np.ndarray:
     return cv2.erode(mask.astype(np.uint8), k, borderType=cv2.BORDER_CONSTANT, borderValue=1).astype(bool)
 
 
-def depth_regions(z: np.ndarray, valid: np.ndarray, settle: np.ndarray, cut: np.ndarray, subject: np.ndarray,
-                  margin: int, background: np.ndarray | None = None) -> DepthCue | None:
+def depth_regions(
+    z: np.ndarray,
+    valid: np.ndarray,
+    settle: np.ndarray,
+    cut: np.ndarray,
+    subject: np.ndarray,
+    margin: int,
+    background: np.ndarray | None = None,
+) -> DepthCue | None:
     """far / far_sure / at_subject from depth `z` (any unit; compared as ratios), `valid` (finite,
     positive), `settle` / `cut` (confidence at or above SETTLE_CONF / CUT_CONF), `subject` and
     `background` (the confident mask on either side). None when the subject has too few pixels with
@@ -110,9 +119,14 @@ def depth_regions(z: np.ndarray, valid: np.ndarray, settle: np.ndarray, cut: np.
             at = np.zeros_like(at)
     if not far.any() and not at.any():
         return None
-    return DepthCue(far=_erode(far, margin), far_sure=_erode(far & cut, margin),
-                    at_subject=_erode(at, margin), margin_px=margin, near=float(near),
-                    far_depth=float(far_d))
+    return DepthCue(
+        far=_erode(far, margin),
+        far_sure=_erode(far & cut, margin),
+        at_subject=_erode(at, margin),
+        margin_px=margin,
+        near=float(near),
+        far_depth=float(far_d),
+    )
 
 
 def sample(depth: np.ndarray, plan) -> np.ndarray:
@@ -123,7 +137,7 @@ def sample(depth: np.ndarray, plan) -> np.ndarray:
 
 def golden_cue(frame, plan, subject: np.ndarray, background: np.ndarray | None = None) -> DepthCue | None:
     """DepthCue from the frame's float depth (metres or pseudo-depth) and confidence."""
-    if frame.depth_m is None:
+    if frame.depth_m is None or frame.confidence is None:
         return None
     z = sample(frame.depth_m, plan)
     conf = sample(frame.confidence, plan).astype(np.float32) * np.float32(source_weight(frame.depth_source))
@@ -132,8 +146,14 @@ def golden_cue(frame, plan, subject: np.ndarray, background: np.ndarray | None =
     return depth_regions(z, valid, valid & (conf >= SETTLE_CONF), valid & (conf >= CUT_CONF), subject, m, background)
 
 
-def device_cue(depth_mm: np.ndarray, conf8: np.ndarray, source: str, plan, subject: np.ndarray,
-               background: np.ndarray | None = None) -> DepthCue | None:
+def device_cue(
+    depth_mm: np.ndarray,
+    conf8: np.ndarray,
+    source: str,
+    plan,
+    subject: np.ndarray,
+    background: np.ndarray | None = None,
+) -> DepthCue | None:
     """DepthCue from uint16 millimetres (0 = hole) and uint8 confidence, in integers: the source's
     weight is folded into the thresholds (conf8 >= ceil(255 * threshold / weight))."""
     z = sample(depth_mm, plan).astype(np.int64)

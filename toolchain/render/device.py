@@ -28,8 +28,7 @@ import numpy as np
 
 from . import depth_edges, matting, trimap
 from .model_output import decode_probability_q8
-from .plan import (DEPTH_PRIOR_WEIGHT, DEPTH_SPLIT, DEPTH_WIDTH, Frame, StagePlan, depth_sample_index,
-                   pad_to_plan)
+from .plan import DEPTH_PRIOR_WEIGHT, DEPTH_SPLIT, DEPTH_WIDTH, Frame, StagePlan, depth_sample_index, pad_to_plan
 
 I32 = np.int32
 KEEP8 = 64   # trimap code of trimap.KEEP (hesitant, far from the outline)
@@ -105,6 +104,7 @@ def circle_of_confusion(frame: Frame, plan: StagePlan):
         return None, None, 0
     # the sensor boundary: depth arrives as uint16 millimetres and confidence as uint8
     d = frame.depth_m
+    assert frame.confidence is not None and frame.focus_m is not None  # prepare_frame sets both with depth
     depth_mm = np.where(np.isfinite(d), np.clip(np.round(d * 1000), 0, 65535), 0).astype(np.uint16)
     conf8 = np.round(frame.confidence * 255).astype(np.uint8)
     rows, cols = depth_sample_index(plan, d.shape)
@@ -165,7 +165,7 @@ def disc_sum(x: np.ndarray, rows: tuple[int, ...]) -> np.ndarray:
     """Exact integer sum over a flat disc: one horizontal box sum per row width, then shifted adds."""
     h = len(rows) // 2
     pad = np.pad(x, ((h, h), (0, 0), (0, 0)), mode="reflect")      # mirrored rows (= reflect-101)
-    hsum = {}
+    hsum: dict[int, np.ndarray] = {}
     out = np.zeros(x.shape, I32)
     n = x.shape[0]
     for i, hw in enumerate(rows):
@@ -233,7 +233,7 @@ def trimap_q8(p8: np.ndarray, plan: StagePlan, cue=None) -> np.ndarray:
 
 def device_cue(frame: Frame, plan: StagePlan, p8: np.ndarray):
     """What depth says, from the sensor boundary's uint16 millimetres and uint8 confidence."""
-    if frame.depth_m is None:
+    if frame.depth_m is None or frame.confidence is None:
         return None
     d = frame.depth_m
     depth_mm = np.where(np.isfinite(d), np.clip(np.round(d * 1000), 0, 65535), 0).astype(np.uint16)
@@ -297,7 +297,11 @@ def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
         else:
             weight, bg = np.zeros(alpha8.shape, np.uint8), frame.image
     else:
-        bg = frame.background if frame.mode == "replace" else np.array(frame.chroma_rgb, np.uint8)
+        if frame.mode == "replace":
+            assert frame.background is not None  # prepare_frame fits one for mode "replace"
+            bg = frame.background
+        else:
+            bg = np.array(frame.chroma_rgb, np.uint8)
         weight = 255 - alpha8
     out = blend_u8(frame.image, bg, weight)
     coc_px = (c_q4 * plan.scale).astype(np.int16)

@@ -33,18 +33,18 @@ import numpy as np
 
 from .depth_edges import DepthCue
 
-P_SURE = 0.95            # P(subject) above this (or below 1 - this) is not uncertain by itself
-UNCERTAIN_REACH = 3      # uncertain mask values are unknown only within this many bands of the outline
-DEPTH_CLEAR_BANDS = 3    # depth may make background only this many bands or more from the outline (2 cut hair)
-LEAN_REACH_BANDS = 6     # depth may make subject of a mask leaning to background only this near the subject
-UNKNOWN = 0.5            # trimap codes: 0 sure background, 1 sure subject, UNKNOWN solved, and
-KEEP = -1.0              # KEEP: hesitant far from the outline: pulled towards the guided stage's alpha
-HOLE_LEVELS = (0.5, 0.7, 0.9)   # enclosed_holes: a hole is a region below one of these alpha levels ...
-HOLE_SUBJECT = 0.5       # ... where the mask's mean P(subject) is at least this, ...
-HOLE_ALPHA = 0.9         # ... with its rim below this ...
-HOLE_RIM_PX = 2          # ... within this many working px; its enclosing ring must be mostly at least
-HOLE_RIM_OPAQUE = 0.8    # ... this opaque, and it must lie
-HOLE_WALL_PX = 4         # ... this many working px or more from the clear outside
+P_SURE = 0.95  # P(subject) above this (or below 1 - this) is not uncertain by itself
+UNCERTAIN_REACH = 3  # uncertain mask values are unknown only within this many bands of the outline
+DEPTH_CLEAR_BANDS = 3  # depth may make background only this many bands or more from the outline (2 cut hair)
+LEAN_REACH_BANDS = 6  # depth may make subject of a mask leaning to background only this near the subject
+UNKNOWN = 0.5  # trimap codes: 0 sure background, 1 sure subject, UNKNOWN solved, and
+KEEP = -1.0  # KEEP: hesitant far from the outline: pulled towards the guided stage's alpha
+HOLE_LEVELS = (0.5, 0.7, 0.9)  # enclosed_holes: a hole is a region below one of these alpha levels ...
+HOLE_SUBJECT = 0.5  # ... where the mask's mean P(subject) is at least this, ...
+HOLE_ALPHA = 0.9  # ... with its rim below this ...
+HOLE_RIM_PX = 2  # ... within this many working px; its enclosing ring must be mostly at least
+HOLE_RIM_OPAQUE = 0.8  # ... this opaque, and it must lie
+HOLE_WALL_PX = 4  # ... this many working px or more from the clear outside
 
 
 def disc(r: int) -> np.ndarray:
@@ -98,8 +98,9 @@ def depth_background(cue: DepthCue, subject: np.ndarray, outline: np.ndarray, ba
     return far & ~near(outline, DEPTH_CLEAR_BANDS * band_px)
 
 
-def depth_subject(cue: DepthCue, subject: np.ndarray, sure_background: np.ndarray, outline: np.ndarray,
-                  band_px: int) -> np.ndarray:
+def depth_subject(
+    cue: DepthCue, subject: np.ndarray, sure_background: np.ndarray, outline: np.ndarray, band_px: int
+) -> np.ndarray:
     """Rule 4: pixels depth makes sure subject: at the subject's depth, a band or more from the outline,
     and not confidently background by the mask (a hesitant mask is decided by depth). Where the mask
     leans to background (P < 0.5), only regions joined to the mask's subject and within LEAN_REACH_BANDS
@@ -153,8 +154,13 @@ def make_trimap(p: np.ndarray, band_px: int, cue: DepthCue | None = None) -> np.
     return tri
 
 
-def enclosed_holes(alpha: np.ndarray, settled_background: np.ndarray, subject_share: np.ndarray,
-                   one: int | float = 1, deep: np.ndarray | None = None) -> np.ndarray:
+def enclosed_holes(
+    alpha: np.ndarray,
+    settled_background: np.ndarray,
+    subject_share: np.ndarray,
+    one: int | float = 1,
+    deep: np.ndarray | None = None,
+) -> np.ndarray:
     """The pixels to fill: for each level t in HOLE_LEVELS, regions of alpha < t (4-connected, so a
     diagonal gap between subject pixels does not enclose) that touch neither the frame's border nor a
     settled background pixel and where `subject_share` (P(subject), `one` = 1) averages HOLE_SUBJECT or

@@ -8,7 +8,7 @@ Pure functions on arrays with known answers (tests check them):
   opaque, and of its deep exterior that is not clear: defects a band-limited figure never sees);
 - depth: δ1, AbsRel, RMSE after least-squares scale-and-shift alignment, in inverse depth for
   relative models (the MiDaS protocol) or in depth.
-Not for: int8-vs-float parity (parity/metrics.py compares two models, not a model with the truth).
+Not for: int8-vs-float parity (parity/agreement.py compares two models, not a model with the truth).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import math
 
 import cv2
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
-from ..parity.metrics import align_scale_shift
+from ..depth.align import align_scale_shift
 
 VOID = 255
 BOUNDARY_TOLERANCE = 0.008  # fraction of the image diagonal (DAVIS default)
@@ -124,7 +125,6 @@ def mse(truth: np.ndarray, pred: np.ndarray) -> float:
 
 
 def _grad_mag(a: np.ndarray, sigma: float) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
     gx = gaussian_filter(a, sigma, order=(0, 1), mode="nearest")
     gy = gaussian_filter(a, sigma, order=(1, 0), mode="nearest")
     return np.hypot(gx, gy)
