@@ -27,6 +27,8 @@ LAYERS: list[tuple[str, ...]] = [
     # commands built on the export: the simulator and evaluation
     ("toolchain.sim", "toolchain.evaluate"),
     ("toolchain.export",),
+    # the browser check judges files as verify feeds them (handoff), so it sits above handoff
+    ("toolchain.device.device_check", "toolchain.device.browser_bench"),
     ("toolchain.parity",),
     ("toolchain.recipes",),                              # validates [ladder] with quantize/ladder.py
     ("toolchain.quantize",),
