@@ -345,7 +345,7 @@ def test_card_dump_recipe_writes_what_portrait_check_reads(selfie_bundle, tmp_pa
 
 def test_bench_prints_browser_latency_beside_native_as_ratios(monkeypatch, tmp_path):
     """`portrait bench`: the browser's medians beside this run's native XNNPACK figures (a fake device-check)."""
-    from toolchain import latency as bench
+    from toolchain.device import browser_bench as bench
 
     def fake_check(bundle, **kw):
         rs = [

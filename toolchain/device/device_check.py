@@ -26,6 +26,7 @@ Not for: the metrics themselves (check.py), launching the browser (browser.py), 
 from __future__ import annotations
 
 import html
+import io
 import json
 import platform
 import queue
@@ -41,6 +42,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
+import segno
 
 from toolchain import bundle_loader, paths
 from toolchain.bundle import read_manifest
@@ -495,10 +497,6 @@ def _bind(host: str, port: int) -> _Server:
 
 
 def _qr_lines(url: str) -> str:
-    import io
-
-    import segno  # only --serve needs it
-
     buf = io.StringIO()
     segno.make(url, error="m").terminal(out=buf, compact=True)
     return buf.getvalue()
