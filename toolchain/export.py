@@ -26,7 +26,7 @@ from .quantize.conversions import apply_output_transform
 from .quantize.conversions import transform_settings as output_transform_settings
 from .runtime import KERNELS
 from .errors import ExportError, ModelNotFound, ParityError, PortraitError
-from .parity.gate import compare_pair, parity_images
+from .parity.gate import compare_pair, judge_budgets, parity_images
 from .recipes import load_recipe
 from .registry import ModelEntry, get_entry, load_registry, locate, locate_or_fetch_embedded, sha256_of
 from .runtime import TfliteRunner
@@ -105,7 +105,8 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
         if "int8" in recipe["precisions"]:
             ctx = ladder.Context(entry, recipe, float_model, float_path, representative, images, workdir, say,
                                  convert=steps.convert, judge=lambda path, kernels=KERNELS: steps.judge(
-                                     float_path, path, images, kernels), engine=dict(engine or {}))
+                                     float_path, path, images, kernels), engine=dict(engine or {}),
+                                 judge_budgets=judge_budgets)
             ladder_out = ladder.run_ladder(ctx)
             w8 = ctx.results.get("w8a8")
             if w8 is not None:
@@ -254,7 +255,7 @@ class _Steps:
         digest = cache.key("parity", sha256_of(float_path), sha256_of(quant_path),
                            [cache.array_digest(img) for _, img in images], [n for n, _ in images],
                            {k: v for k, v in self.recipe.items() if k in ("parity", "output_transform")},
-                           self.entry.task, list(kernels))
+                           self.entry.task, list(kernels), _set_listing(self.recipe))
         n = len(self.hits)
         figs = cache.cached_json(digest, lambda: compare_pair(self.entry, self.recipe, float_path, quant_path,
                                                               images, kernel_sets=kernels), hits=self.hits)
@@ -262,6 +263,17 @@ class _Steps:
             self.hits[-1] = f"parity {quant_path.name} ({'/'.join(kernels)})"
             self.say(f"parity of {quant_path.name} on {'/'.join(kernels)}: from the cache")
         return figs
+
+
+def _set_listing(recipe: dict) -> list:
+    """Names and sizes of the files of the recipe's further parity image sets ([parity.sets.*]): part of
+    the parity cache key, since compare_pair reads those images itself."""
+    out = []
+    for name in sorted(recipe["parity"].get("sets") or {}):
+        folder = paths.photos_dir() if name == "photos" else paths.depth_photos_dir()
+        files = sorted(Path(folder).glob("*")) if folder and Path(folder).is_dir() else []
+        out.append([name, [(p.name, p.stat().st_size) for p in files if p.is_file()]])
+    return out
 
 
 def _handoff_metadata(entry, manifest: dict, files: dict[str, Path], workdir: Path, say) -> None:

@@ -19,7 +19,8 @@ measured in the same run.
 Recipe:
     [ladder]
     rungs = ["w8a8", "w8a16", "mixed_float"]
-    w8a8 = { techniques = [], ranges = "minmax" }     # ptq techniques (toolchain/quantize/ptq.py)
+    w8a8 = { techniques = [], ranges = "minmax", leaky_relu = "op" }   # ptq techniques (quantize/ptq.py);
+                              # leaky_relu = "prelu": written as one PRELU op (sources/leaky_relu.py)
     w8a16 = { split_weights = "all" }   # or "none": every convolution as W_hi + W_lo (split.py)
     w8a16_output = "int16"    # or "int8": MediaPipe's segmenter refuses int16 output tensors
 
@@ -36,6 +37,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ExportError, PortraitError, RecipeError
+from ..sources.leaky_relu import FORMS as LEAKY_FORMS
 
 RUNG_ORDER = ("w8a8", "w8a16_partial", "w8a16", "mixed_float")
 NOT_IMPLEMENTED = {"w8a16_partial": "per-layer int16 activations are not a ladder rung: ai-edge-quantizer "
@@ -69,6 +71,8 @@ class Context:
     judge: Callable[[Path], dict]                           # parity figures on both kernel sets (cached)
     results: dict = field(default_factory=dict)             # rung name -> outcome, filled by run_ladder
     engine: dict = field(default_factory=dict)              # where candidate searches run (parity/waves.py)
+    # (per_kernels figures, budgets, kernel sets) -> failures: parity/gate.judge_budgets, passed in by export
+    judge_budgets: Callable[[dict, dict, tuple], list] | None = None
 
 
 RUNGS: dict[str, Callable[[Context], Built]] = {}
@@ -100,7 +104,11 @@ def settings(recipe: dict) -> dict:
     w16 = {"split_weights": "none", **(cfg.get("w8a16") or {})}
     if w16["split_weights"] not in ("none", "all") or set(w16) - {"split_weights"}:
         raise RecipeError(f"ladder.w8a16 must be {{ split_weights = \"none\" | \"all\" }}, got {w16}", where=where)
-    return {"rungs": rungs, "w8a8": {"techniques": [], "ranges": "minmax", **(cfg.get("w8a8") or {})},
+    w8 = {"techniques": [], "ranges": "minmax", "leaky_relu": "op", **(cfg.get("w8a8") or {})}
+    if w8["leaky_relu"] not in LEAKY_FORMS:
+        raise RecipeError(f"ladder.w8a8.leaky_relu must be one of {list(LEAKY_FORMS)}, got {w8['leaky_relu']!r}",
+                          where=where)
+    return {"rungs": rungs, "w8a8": w8,
             "w8a16": w16, "w8a16_output": output}
 
 
@@ -112,21 +120,22 @@ def _w8a8(ctx: Context) -> Built:
     from . import convert as plain_convert
     cfg = settings(ctx.recipe)["w8a8"]
     name = f"{ctx.entry.id}_int8.tflite"
-    techniques, ranges = list(cfg["techniques"]), cfg["ranges"]
+    techniques, ranges, leaky = list(cfg["techniques"]), cfg["ranges"], cfg["leaky_relu"]
     ptq = _ptq_module()
-    record = {"techniques": techniques, "ranges": ranges}
-    if (techniques or ranges != "minmax") and ptq is None:
+    record = {"techniques": techniques, "ranges": ranges, "leaky_relu": leaky}
+    if (techniques or ranges != "minmax" or leaky != "op") and ptq is None:
         raise ExportError(f"the recipe asks w8a8 for techniques {techniques} / ranges {ranges!r}, but "
                           "toolchain/quantize/ptq.py is not available", fix="set [ladder] w8a8 = {} (plain min/max)")
-    if ptq is not None and (techniques or ranges != "minmax"):
+    if ptq is not None and (techniques or ranges != "minmax" or leaky != "op"):
         holder = {}
 
         def build(tmp: Path):
             holder["record"] = ptq.w8a8(ctx.entry, ctx.float_path, ctx.representative, tmp, ctx.workdir,
                                         techniques=techniques, ranges=ranges, outputs_positions=ctx.recipe["outputs"],
-                                        progress=ctx.say)
+                                        leaky_relu_form=leaky, progress=ctx.say)
         from . import cache
-        path = ctx.convert(name, build, extra=[techniques, ranges, cache.files_digest(cache.PTQ_CODE)])
+        path = ctx.convert(name, build, extra=[techniques, ranges, *_leaky_key(leaky),
+                                               cache.files_digest(cache.PTQ_CODE)])
         record.update(holder.get("record") or {"from_cache": True})
     else:
         path = ctx.convert(name, lambda tmp: plain_convert(ctx.float_model, "int8", tmp,
@@ -140,14 +149,14 @@ def labels_variant(ctx: Context, name: str, labels_model: Callable[[], object]) 
     recipe sets them, else plain min/max)."""
     from . import convert as plain_convert
     cfg = settings(ctx.recipe)["w8a8"]
-    techniques, ranges = list(cfg["techniques"]), cfg["ranges"]
+    techniques, ranges, leaky = list(cfg["techniques"]), cfg["ranges"], cfg["leaky_relu"]
     ptq = _ptq_module()
-    if ptq is not None and (techniques or ranges != "minmax"):
+    if ptq is not None and (techniques or ranges != "minmax" or leaky != "op"):
         from . import cache
         return ctx.convert(name, lambda tmp: ptq.w8a8(
             ctx.entry, ctx.float_path, ctx.representative, tmp, ctx.workdir, techniques=techniques, ranges=ranges,
-            outputs_positions=ctx.recipe["outputs"], with_labels=True, progress=ctx.say),
-            extra=[techniques, ranges, cache.files_digest(cache.PTQ_CODE)])
+            outputs_positions=ctx.recipe["outputs"], with_labels=True, leaky_relu_form=leaky, progress=ctx.say),
+            extra=[techniques, ranges, *_leaky_key(leaky), cache.files_digest(cache.PTQ_CODE)])
     return ctx.convert(name, lambda tmp: plain_convert(labels_model(), "int8", tmp, representative=ctx.representative,
                                                        progress=ctx.say))
 
@@ -228,6 +237,12 @@ def _mixed_float(ctx: Context) -> Built:
                  f"mixed float, {n} of {m} layers float")
 
 
+def _leaky_key(form: str) -> list:
+    """Cache key part for the leaky ReLU form: none for the default, so files cached before the option
+    existed keep their keys."""
+    return [] if form == "op" else ["leaky_relu", form]
+
+
 def _ptq_module():
     try:
         from . import ptq  # helper "ptq" (issue 10 techniques)
@@ -294,15 +309,39 @@ def _strip(figs: dict) -> dict:
     return {k: v for k, v in figs.items() if k not in ("per_image", "per_kernels")}
 
 
+def cpu_handoff_budgets(recipe: dict) -> dict | None:
+    """The recipe's [parity.handoff_cpu] budgets (`<figure>_min` / `_max`), or None: the handoff's own."""
+    cfg = recipe["parity"].get("handoff_cpu")
+    if cfg is None:
+        return None
+    bad = [k for k in cfg if not k.endswith(("_min", "_max"))]
+    if not isinstance(cfg, dict) or not cfg or bad:
+        raise RecipeError(f"[parity.handoff_cpu] holds budgets `<figure>_min` / `<figure>_max` only, got {bad or cfg}",
+                          where=recipe.get("_path", "recipe"), fix="e.g. delta1_min = 0.99, blur_mean_px_max = 0.5")
+    return dict(cfg)
+
+
 def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, threads: int = 2) -> dict:
     """The fastest file on XNNPACK that meets the budget: w8a8 when it met on both kernel sets,
-    else float16 / float32 (float16 judged against float32 on XNNPACK). Latencies in this run."""
+    else float16 / float32 (float16 judged against float32 on XNNPACK). Latencies in this run.
+    With [parity.handoff_cpu] budgets in the recipe, those judge w8a8 (both kernel sets, zero float
+    ops) and float16 (XNNPACK) instead of the handoff's budget."""
     from ..bench import host_isa, time_model
+    judge_budgets = ctx.judge_budgets
     cands, rows = [], {}
+    cpu_budgets = cpu_handoff_budgets(ctx.recipe)
+    if cpu_budgets is not None and judge_budgets is None:
+        raise ExportError("[parity.handoff_cpu] budgets need Context.judge_budgets (parity/gate.judge_budgets)")
     w8 = ctx.results.get("w8a8")
     if w8 is not None:
-        rows[w8["path"].name] = {"meets": bool(w8["row"]["met"]), "judged_on": "both kernel sets"}
-        if w8["row"]["met"]:
+        if cpu_budgets is None:
+            rows[w8["path"].name] = {"meets": bool(w8["row"]["met"]), "judged_on": "both kernel sets"}
+        else:
+            fails = judge_budgets(w8["figures"]["per_kernels"], cpu_budgets, ("xnnpack", "reference"))
+            fails += [f for f in w8["row"]["failures"] if "float op" in f or "integer bias" in f]
+            rows[w8["path"].name] = {"meets": not fails, "failures": fails, "budgets": cpu_budgets,
+                                     "judged_on": "both kernel sets, [parity.handoff_cpu] budgets"}
+        if rows[w8["path"].name]["meets"]:
             cands.append(w8["path"])
     for prec in ("float16", "float32"):
         p = files.get(f"{ctx.entry.id}_{prec}.tflite")
@@ -312,8 +351,9 @@ def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, 
             rows[p.name] = {"meets": True, "judged_on": "is the reference"}
         else:
             figs = ctx.judge(p, kernels=("xnnpack",))
-            rows[p.name] = {"meets": bool(figs["passed"]), "judged_on": "xnnpack",
-                            "failures": figs["failures"]}
+            fails = (figs["failures"] if cpu_budgets is None
+                     else judge_budgets(figs["per_kernels"], cpu_budgets, ("xnnpack",)))
+            rows[p.name] = {"meets": not fails, "judged_on": "xnnpack", "failures": fails}
         if rows[p.name]["meets"]:
             cands.append(p)
     for p in cands:
