@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FORMS = ("op", "prelu")
+FORMS = ("op", "prelu", "relu_min")
 
 
 def leaky_relu(tf, x, alpha: float, form: str = "op"):
@@ -31,4 +31,6 @@ def leaky_relu(tf, x, alpha: float, form: str = "op"):
         channels = int(x.shape[-1])
         slope = tf.constant(np.full((1,) * (len(x.shape) - 2) + (channels,), -alpha, np.float32))
         return tf.nn.relu(x) + slope * tf.nn.relu(-x)
+    if form == "relu_min":
+        return tf.nn.relu(x) + tf.minimum(x * np.float32(alpha), np.float32(0.0))
     raise ValueError(f"unknown leaky ReLU form {form!r}; use one of {FORMS}")
