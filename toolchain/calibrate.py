@@ -24,10 +24,6 @@ def source_images(sources: list[str], photos_folder: Path | None = None) -> list
         if src == "photos":
             for p in paths.list_photos(photos_folder or paths.photos_dir()):
                 out.append((p.name, load_rgb(p)))
-        elif src == "depth_photos":   # PORTRAIT_DATA_DIR/depth_photos (photos with a depth map inside)
-            folder = paths.depth_photos_dir()
-            for p in sorted(folder.glob("*.jpg")) if folder else []:
-                out.append((p.name, load_rgb(p)))
         elif src == "skimage":
             out.extend(bundled_photos().items())
         elif src.startswith("skimage:"):
@@ -40,7 +36,7 @@ def source_images(sources: list[str], photos_folder: Path | None = None) -> list
                        for i in range(n))
         else:
             raise InputError(f"unknown calibration source {src!r}",
-                             fix="use \"photos\", \"depth_photos\", \"skimage\", \"skimage:NAME,NAME\" or \"scenes[:N]\"")
+                             fix="use \"photos\", \"skimage\", \"skimage:NAME,NAME\" or \"scenes[:N]\"")
     return out
 
 
