@@ -179,7 +179,7 @@ def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int 
         choice["candidates"][n]["latency_ms"] = round(min(times[n]), 2)
         choice["candidates"][n]["latency_ms_median"] = round(statistics.median(times[n]), 2)
         choice["candidates"][n]["latency_ms_rounds"] = times[n]
-    choice["file"] = min(names, key=lambda n: choice["candidates"][n]["latency_ms"])
+    choice["file"] = ladder.pick_fastest({n: choice["candidates"][n]["latency_ms"] for n in names})
     choice["measured_with"] += f"; {rounds} interleaved rounds of {runs}, fastest round"
     return choice
 

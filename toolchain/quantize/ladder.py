@@ -358,6 +358,22 @@ def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, 
             cands.append(p)
     for p in cands:
         rows[p.name]["latency_ms"] = round(time_model(p, threads=threads, runs=runs), 2)
-    best = min(cands, key=lambda p: rows[p.name]["latency_ms"]) if cands else None
-    return {"file": best.name if best else None, "candidates": rows, "isa": host_isa(),
+    best = pick_fastest({p.name: rows[p.name]["latency_ms"] for p in cands}) if cands else None
+    return {"file": best, "candidates": rows, "isa": host_isa(), "tie_band": TIE_BAND,
             "measured_with": f"ai-edge-litert XNNPACK, {threads} threads, median of {runs} runs, this export run"}
+
+
+# Latencies within this factor of the fastest count as a tie, and a tie goes to the smaller file (w8a8,
+# then float16, then float32): on a shared host two runs' timings of the same file differ by more than
+# 10 % (selfie float16 2.3 / 2.7 ms, float32 2.9 / 5.5 ms in two cold exports), so "the fastest" alone
+# would make two exports of the same sources choose, and write, different bundles.
+TIE_BAND = 1.25
+_PREFERENCE = ("_int8.tflite", "_float16.tflite", "_float32.tflite")
+
+
+def pick_fastest(latency_ms: dict[str, float]) -> str:
+    """The handoff_cpu among candidates {file name: latency ms}: the fastest, ties (TIE_BAND) to the smaller file."""
+    fastest = min(latency_ms.values())
+    tied = [n for n, ms in latency_ms.items() if ms <= fastest * TIE_BAND]
+    rank = lambda n: next((i for i, sfx in enumerate(_PREFERENCE) if n.endswith(sfx)), len(_PREFERENCE))  # noqa: E731
+    return min(tied, key=lambda n: (rank(n), latency_ms[n], n))
