@@ -25,7 +25,7 @@ def test_golden_render_uses_the_same_coc():
     depth = np.linspace(0.5, 5.0, 64 * 96, dtype=np.float32).reshape(64, 96)
     frame = prepare_frame(img, mask, {"kind": "probabilities"}, depth_m=depth, focus_m=1.5, max_blur_px=8.0)
     plan = make_plan(64, 96, (16, 24), frame.max_blur_px)
-    coc, conf = circle_of_confusion(frame, plan)
+    coc, _ = circle_of_confusion(frame, plan)
     assert np.array_equal(coc, signed_coc(depth, 1.5, plan.max_coc_work))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from toolchain.errors import ParityError, RecipeError
-from toolchain.export import export_model
+from toolchain.export import export_model, read_run_record
 from toolchain.quantize import conversions, ladder
 from toolchain.recipes import merge_defaults
 from toolchain.runtime import TfliteRunner
@@ -201,10 +201,13 @@ def test_export_hands_off_uint8_input_as_the_manifest_says(tiny, tmp_path, monke
     assert set(m["ladder"][0]["figures"]) == {"xnnpack", "reference"}
     # handoff_cpu: the fastest file that meets on XNNPACK, timed in this run
     assert m["handoff_cpu"] in m["handoff_cpu_choice"]["candidates"]
-    assert all("latency_ms" in v for v in m["handoff_cpu_choice"]["candidates"].values() if v["meets"])
+    run = read_run_record(tmp_path / "out", "tiny")   # the latencies: this run's, beside the bundle
+    assert all(f"handoff_cpu_choice.candidates.{n}.latency_ms" in run
+               for n, v in m["handoff_cpu_choice"]["candidates"].items() if v["meets"])
+    assert "export_seconds" in run and not {"export_seconds", "cache"} & set(m)
     # a second run reuses the cached import, calibration, conversions and parity figures
-    b2 = _export(tiny, tmp_path / "out", _recipe(["w8a16"]), monkeypatch, tmp_path).bundle
-    hits = json.loads((b2 / "manifest.json").read_text())["cache"]["hits"]
+    _export(tiny, tmp_path / "out", _recipe(["w8a16"]), monkeypatch, tmp_path)
+    hits = read_run_record(tmp_path / "out", "tiny")["cache"]["hits"]
     assert {"float", "array.npy", "tiny_w8a16.tflite", "parity tiny_w8a16.tflite (xnnpack/reference)"} <= set(hits)
 
 

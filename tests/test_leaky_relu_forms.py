@@ -3,8 +3,8 @@ bit, and the int8 forms are judged by the per-op gap between XNNPACK and the ref
 
 import numpy as np
 import pytest
-
 from builders import keras_to_tflite
+
 from toolchain.sources import leaky_relu as lr
 from toolchain.sources import tflite_graph
 

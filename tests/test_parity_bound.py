@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from parity_fixtures import build_tiny_pair, damage_scale
+
 from toolchain.errors import RecipeError
 from toolchain.parity import bound, gate
 from toolchain.recipes import merge_defaults

@@ -143,11 +143,14 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                                   mixed_precision=mixed_record, handoff=handoff,
                                   seconds=time.monotonic() - t_start, ladder_out=ladder_out,
                                   handoff_cpu=handoff_cpu, cache_hits=steps.hits)
+        manifest, run = split_run_record(manifest)
         _handoff_metadata(entry, manifest, files, workdir, say)
         bundle = write_bundle(out_root or paths.out_dir(), model_id, files, manifest,
                               extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None,
                               finalize=lambda staged: _finalize_handoff(staged, recipe, say))
-        say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s; cache hits: {len(steps.hits)})")
+        run_path = write_run_record(Path(bundle).parent, model_id, run, time.monotonic() - t_start)
+        say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s; cache hits: {len(steps.hits)}; "
+            f"this run's timings: {run_path})")
         return ExportResult(model_id, "exported", bundle, {"parity": parity, "import_check": import_check,
                                                            "onnx_check": onnx_check, "sizes": _sizes(files),
                                                            "mixed_precision": mixed_record,
@@ -442,6 +445,50 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
     })
 
 
+# Manifest keys whose values are this run's measurements, not facts of the sources: wall times, latencies and
+# cache hits. They move out of the bundle into runs/<model_id>.json beside it, so that two exports of the same
+# sources write byte-identical bundles (tests/test_reproducible_export.py).
+RUN_KEYS = frozenset({"seconds", "export_seconds", "latency_ms", "latency_ms_median", "latency_ms_rounds", "cache"})
+
+
+def split_run_record(manifest: dict) -> tuple[dict, dict]:
+    """(manifest without RUN_KEYS at any depth, {dotted path: value} of what was taken out)."""
+    taken: dict = {}
+
+    def walk(obj, path):
+        if isinstance(obj, dict):
+            out = {}
+            for k, v in obj.items():
+                where = f"{path}.{k}" if path else str(k)
+                if k in RUN_KEYS:
+                    taken[where] = v
+                else:
+                    out[k] = walk(v, where)
+            return out
+        if isinstance(obj, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(obj)]
+        return obj
+    return walk(manifest, ""), taken
+
+
+def write_run_record(out_root: Path, model_id: str, run: dict, seconds: float) -> Path:
+    """runs/<model_id>.json beside the bundles: this export's timings and cache hits (split_run_record)."""
+    folder = Path(out_root) / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{model_id}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_clean({"model_id": model_id, "what": "this export run's measurements (not part of "
+                                      "the bundle: they differ run to run)", "total_seconds": round(seconds, 1),
+                                      **run}), indent=2))
+    tmp.replace(path)
+    return path
+
+
+def read_run_record(out_root: Path, model_id: str) -> dict | None:
+    path = Path(out_root) / "runs" / f"{model_id}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _pkg_version(name: str) -> str:
     from importlib.metadata import version
     return version(name)
@@ -533,7 +580,8 @@ def summarize_parity(p: dict) -> str:
     parts = [f"{k} {p[k]:.4f}" for k in keys if p[k] is not None and not (isinstance(p[k], float) and math.isnan(p[k]))]
     ka = p.get("kernel_agreement", {})
     parts.append(f"[{p['kernels']} kernels; xnnpack vs reference: " + _fmt(ka) + "]")
-    for name, b in [("bound", p.get("bound"))] + [(f"{n} bound", s.get("bound")) for n, s in (p.get("sets") or {}).items()]:
+    sets = [(f"{n} bound", s.get("bound")) for n, s in (p.get("sets") or {}).items()]
+    for name, b in [("bound", p.get("bound"))] + sets:
         if b:
             parts.append(f"[{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in b["figures"].items()
                                                   if k in b["relative_to_bound"] and isinstance(v, float)) + "]")

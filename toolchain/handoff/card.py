@@ -196,7 +196,8 @@ def bound_lines(p: dict) -> list[str]:
             continue
         absolute = ", ".join(f"{k} {v}" for k, v in (s.get("budgets") or {}).items())
         fails = s.get("failures") or []
-        out.append(f"- {name} ({len(s.get('images') or [])} images)" + (f", absolute budgets {absolute}" if absolute else "")
+        out.append(f"- {name} ({len(s.get('images') or [])} images)"
+                   + (f", absolute budgets {absolute}" if absolute else "")
                    + f": {'PASS' if not fails else 'FAIL: ' + '; '.join(fails)}")
         blocks.append((name, s.get("bound"), s.get("per_kernels") or {}))
     for where, b, per_kernels in blocks:

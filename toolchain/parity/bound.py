@@ -65,7 +65,7 @@ def output_grid(quant_path: Path) -> OutputGrid | None:
     """The grid of the file's first output (the one the gate judges), or None when that output is
     float (nothing rounds it) or not a quantized value (e.g. ArgMax class indices)."""
     outs = TfliteRunner(quant_path).output_details()
-    d = outs[sorted(outs)[0]]
+    d = outs[min(outs)]
     scale, zp = d.get("quantization", (0.0, 0))
     dtype = np.dtype(d["dtype"])
     if not scale or dtype not in _RANGES:

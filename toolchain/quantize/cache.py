@@ -39,8 +39,10 @@ def root() -> Path:
 # The post-training techniques (quantize/ptq.py and what it imports) only change the w8a8 file when a
 # recipe asks for them; ladder.py adds their digest (PTQ_CODE) to that file's key only.
 CODE = ("sources/*.py", "quantize/__init__.py", "quantize/cache.py", "quantize/conversions.py",
-        "quantize/calibration.py", "quantize/ladder.py", "calibrate.py", "images.py", "runtime.py", "registry.py", "recipes.py",
-        "scenes/*.py", "parity/gate.py", "parity/metrics.py", "parity/mixed.py", "parity/layers.py")
+        "quantize/onnx_canonical.py", "quantize/calibration.py", "quantize/ladder.py", "calibrate.py", "images.py",
+        "runtime.py", "registry.py", "recipes.py",
+        "scenes/*.py", "parity/gate.py", "parity/bound.py", "parity/metrics.py", "parity/mixed.py", "parity/layers.py",
+        "depth/blur.py")
 PTQ_CODE = ("quantize/*.py",)
 
 

@@ -375,5 +375,7 @@ def pick_fastest(latency_ms: dict[str, float]) -> str:
     """The handoff_cpu among candidates {file name: latency ms}: the fastest, ties (TIE_BAND) to the smaller file."""
     fastest = min(latency_ms.values())
     tied = [n for n, ms in latency_ms.items() if ms <= fastest * TIE_BAND]
-    rank = lambda n: next((i for i, sfx in enumerate(_PREFERENCE) if n.endswith(sfx)), len(_PREFERENCE))  # noqa: E731
+
+    def rank(n: str) -> int:
+        return next((i for i, sfx in enumerate(_PREFERENCE) if n.endswith(sfx)), len(_PREFERENCE))
     return min(tied, key=lambda n: (rank(n), latency_ms[n], n))
