@@ -9,6 +9,7 @@ import pytest
 
 from toolchain.errors import ParityError, RecipeError
 from toolchain.export import export_model, read_run_record
+from toolchain.parity.gate import judge_budgets
 from toolchain.quantize import conversions, ladder
 from toolchain.recipes import merge_defaults
 from toolchain.runtime import TfliteRunner
@@ -272,3 +273,50 @@ def test_w8a16_with_split_weights_stays_integer_only(tiny, tmp_path, monkeypatch
     plain_ops = TfliteRunner(plain / m["handoff"], kernels="reference").interp._get_ops_details()
     convs = lambda ops: sum(o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D") for o in ops)
     assert convs(ops) == 2 * convs(plain_ops)  # every convolution as two int8-weight halves
+
+
+def test_int8_output_on_a_given_grid(float_model, tmp_path):
+    """w8a16_output_grid = "w8a8": the 16x8 file's int8 output takes a given (scale, zero point), e.g. the w8a8
+    file's calibrated range, instead of the symmetric one; values are that grid's, one step from int16's."""
+    path = conversions.convert_16x8(float_model, tmp_path / "g_w8a16.tflite", _rep())
+    r16 = TfliteRunner(path, kernels="reference")
+    x = _rep(1, seed=5)[0]
+    out16 = r16.run(x)["logits"][0]
+    lo, hi = float(np.percentile(out16, 1)), float(np.percentile(out16, 99))
+    scale = (hi - lo) / 255.0
+    grid = (scale, int(round(-128 - lo / scale)))
+    p8 = tmp_path / "g_int8_out.tflite"
+    p8.write_bytes(conversions.int8_output_bytes(path.read_bytes(), grid))
+    r8 = TfliteRunner(p8, kernels="reference")
+    s, z = r8.output_details()["logits"]["quantization"]
+    assert (s, z) == (pytest.approx(grid[0]), grid[1]) and ladder.op_counts(p8)["float_ops"] == 0
+    out8 = r8.run(x)["logits"][0]
+    inside = (out16 > lo + scale) & (out16 < hi - scale)
+    assert np.max(np.abs(out8 - out16)[inside]) <= scale * 0.51 + 1e-6
+    with pytest.raises(RecipeError, match="w8a16_output_grid"):
+        merge_defaults({"ladder": {"w8a16_output_grid": "percentile"}})
+    with pytest.raises(RecipeError, match="leaky_relu"):
+        merge_defaults({"ladder": {"w8a8": {"leaky_relu": "swish"}}})
+
+
+def test_handoff_cpu_budgets_judge_w8a8_on_both_kernel_sets(tmp_path, monkeypatch):
+    """[parity.handoff_cpu]: the CPU handoff is judged on its own budgets (a depth file: δ1 and blur), so a w8a8
+    file that missed the handoff's budget may still be the CPU handoff; a float op still rules it out."""
+    int8 = tmp_path / "m_int8.tflite"
+    int8.write_bytes(b"")
+    per = {"xnnpack": {"delta1": 0.995, "blur_mean_px": 0.4}, "reference": {"delta1": 0.992, "blur_mean_px": 0.45}}
+    recipe = merge_defaults({"parity": {"delta1_min": 0.99, "abs_rel_max": 0.02,
+                                        "handoff_cpu": {"delta1_min": 0.99, "blur_mean_px_max": 0.5}}})
+    ctx = ladder.Context(type("E", (), {"id": "m"})(), recipe, None, None, None, [], tmp_path, lambda m: None,
+                         convert=None, judge=None, judge_budgets=judge_budgets)
+    ctx.results["w8a8"] = {"path": int8, "figures": {"per_kernels": per},
+                           "row": {"met": False, "failures": ["reference: abs_rel = 0.07 > 0.02"]}}
+    monkeypatch.setattr("toolchain.bench.time_model", lambda p, **kw: 1.0)
+    choice = ladder.choose_handoff_cpu(ctx, {})
+    assert choice["file"] == "m_int8.tflite" and choice["candidates"]["m_int8.tflite"]["meets"]
+    per["reference"]["blur_mean_px"] = 0.6
+    choice = ladder.choose_handoff_cpu(ctx, {})
+    assert choice["file"] is None
+    assert "reference: blur_mean_px = 0.6000 > 0.5" in choice["candidates"]["m_int8.tflite"]["failures"]
+    with pytest.raises(RecipeError, match="handoff_cpu"):
+        ladder.cpu_handoff_budgets(merge_defaults({"parity": {"handoff_cpu": {"kernels": "xnnpack"}}}))
