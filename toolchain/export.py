@@ -167,7 +167,8 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
 def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int = 3, runs: int = 5) -> dict:
     """handoff_cpu on a busy host: time the candidates that meet in interleaved rounds (the first
     timing, median of 10, is round 1; the others are medians of `runs`) and take each one's fastest
-    round (other processes only ever add time), so a burst of load cannot pick the slower file."""
+    round (other processes only ever add time); the choice (ladder.pick_fastest) prefers the smaller file
+    unless another is faster in every round, so a burst of load cannot pick the slower file."""
     import statistics
 
     from .bench import time_model
@@ -182,7 +183,7 @@ def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int 
         choice["candidates"][n]["latency_ms"] = round(min(times[n]), 2)
         choice["candidates"][n]["latency_ms_median"] = round(statistics.median(times[n]), 2)
         choice["candidates"][n]["latency_ms_rounds"] = times[n]
-    choice["file"] = ladder.pick_fastest({n: choice["candidates"][n]["latency_ms"] for n in names})
+    choice["file"] = ladder.pick_fastest(times)
     choice["measured_with"] += f"; {rounds} interleaved rounds of {runs}, fastest round"
     return choice
 

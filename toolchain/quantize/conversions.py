@@ -21,13 +21,11 @@ _CAST, _QUANTIZE = 53, 114
 
 
 def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: str = "int16",
-                 output_grid: tuple[float, int] | None = None,
                  progress: Callable[[str], None] | None = None) -> Path:
     """Whole model with int8 weights and int16 activations
     (EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, no float fallback), then
     `uint8_input` so the file takes uint8 pixels like every int8 rung. output "int16" keeps the
-    converter's int16 output; "int8" requantizes it (MediaPipe's segmenter refuses int16 outputs),
-    onto `output_grid` (scale, zero point) when given, else symmetric over the int16 range."""
+    converter's int16 output; "int8" requantizes it (MediaPipe's segmenter refuses int16 outputs)."""
     if output not in ("int16", "int8"):
         raise ExportError(f"16x8 output must be int16 or int8, got {output!r}")
     import tensorflow as tf
@@ -62,7 +60,7 @@ def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: s
         progress(f"16x8: {len(fixed)} convolution(s) given their own bias (the converter had them share "
                  f"another layer's, on that layer's scale): {', '.join(fixed)}")
     blob = uint8_input_bytes(_io_names_unsuffixed(blob, "_int16"))
-    out_path.write_bytes(int8_output_bytes(blob, output_grid) if output == "int8" else blob)
+    out_path.write_bytes(int8_output_bytes(blob) if output == "int8" else blob)
     if progress:
         progress(f"16x8 ({output} output): {len(blob) / 1e6:.2f} MB in {time.monotonic() - t0:.1f} s")
     return out_path
@@ -256,11 +254,9 @@ def uint8_input_bytes(blob: bytes) -> bytes:
     return _to_bytes(model)
 
 
-def int8_output_bytes(blob: bytes, grid: tuple[float, int] | None = None) -> bytes:
-    """Every int16 graph output gets a QUANTIZE int16 -> int8 after it, an integer op on every kernel
-    set: onto `grid` (scale, zero point; e.g. the w8a8 file's calibrated output range, whose output-grid
-    bound is higher than the symmetric one's) or, without one, symmetric: the int16 range +-32767 * s
-    maps onto +-127, zero point 0."""
+def int8_output_bytes(blob: bytes) -> bytes:
+    """Every int16 graph output gets a QUANTIZE int16 -> int8 after it (symmetric: the int16 range
+    +-32767 * s maps onto +-127, zero point 0), an integer op on every kernel set."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     from .calibration import _model, _to_bytes
@@ -281,12 +277,8 @@ def int8_output_bytes(blob: bytes, grid: tuple[float, int] | None = None) -> byt
         model.buffers.append(buf)
         t.buffer = len(model.buffers) - 1
         qp = schema.QuantizationParametersT()
-        if grid is None:
-            qp.scale = np.array([float(t_old.quantization.scale[0]) * 32767.0 / 127.0], np.float32)
-            qp.zeroPoint = np.array([0], np.int64)
-        else:
-            qp.scale = np.array([float(grid[0])], np.float32)
-            qp.zeroPoint = np.array([int(grid[1])], np.int64)
+        qp.scale = np.array([float(t_old.quantization.scale[0]) * 32767.0 / 127.0], np.float32)
+        qp.zeroPoint = np.array([0], np.int64)
         t.quantization = qp
         sg.tensors.append(t)
         idx = len(sg.tensors) - 1

@@ -23,7 +23,6 @@ Recipe:
                               # leaky_relu = "prelu": written as one PRELU op (sources/leaky_relu.py)
     w8a16 = { split_weights = "all" }   # or "none": every convolution as W_hi + W_lo (split.py)
     w8a16_output = "int16"    # or "int8": MediaPipe's segmenter refuses int16 output tensors
-    w8a16_output_grid = "symmetric"   # int8 output: or "w8a8", the w8a8 file's calibrated output grid
 
 Not for: the parity figures themselves (parity/gate.py) or the bundle (export.py, bundle.py).
 """
@@ -38,7 +37,6 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ExportError, PortraitError, RecipeError
-from ..runtime import TfliteRunner
 from ..sources.leaky_relu import FORMS as LEAKY_FORMS
 
 RUNG_ORDER = ("w8a8", "w8a16_partial", "w8a16", "mixed_float")
@@ -103,9 +101,6 @@ def settings(recipe: dict) -> dict:
     output = cfg.get("w8a16_output", "int16")
     if output not in ("int16", "int8"):
         raise RecipeError(f"ladder.w8a16_output must be \"int16\" or \"int8\", got {output!r}", where=where)
-    grid = cfg.get("w8a16_output_grid", "symmetric")
-    if grid not in ("symmetric", "w8a8"):
-        raise RecipeError(f"ladder.w8a16_output_grid must be \"symmetric\" or \"w8a8\", got {grid!r}", where=where)
     w16 = {"split_weights": "none", **(cfg.get("w8a16") or {})}
     if w16["split_weights"] not in ("none", "all") or set(w16) - {"split_weights"}:
         raise RecipeError(f"ladder.w8a16 must be {{ split_weights = \"none\" | \"all\" }}, got {w16}", where=where)
@@ -114,7 +109,7 @@ def settings(recipe: dict) -> dict:
         raise RecipeError(f"ladder.w8a8.leaky_relu must be one of {list(LEAKY_FORMS)}, got {w8['leaky_relu']!r}",
                           where=where)
     return {"rungs": rungs, "w8a8": w8,
-            "w8a16": w16, "w8a16_output": output, "w8a16_output_grid": grid}
+            "w8a16": w16, "w8a16_output": output}
 
 
 # ---- rungs -----------------------------------------------------------------------------------
@@ -173,17 +168,14 @@ def _w8a16(ctx: Context) -> Built:
     # (tflite_graph.hard_swish_delegable), which has int16 kernels
     cfg = settings(ctx.recipe)
     output, split_mode = cfg["w8a16_output"], cfg["w8a16"]["split_weights"]
-    grid = _w8a8_output_grid(ctx) if output == "int8" and cfg["w8a16_output_grid"] == "w8a8" else None
     record = {"converter": "TFLite EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, "
                            "no float fallback; uint8 pixel input (CAST + QUANTIZE in front)",
-              "output": output, "split_weights": split_mode,
-              "output_grid": {"from": "w8a8 file", "scale": grid[0], "zero_point": grid[1]} if grid else "symmetric"}
+              "output": output, "split_weights": split_mode}
     name = f"{ctx.entry.id}_w8a16.tflite"
     if split_mode == "none":
         model = ctx.float_model
         path = ctx.convert(name, lambda tmp: convert_16x8(model, tmp, ctx.representative, output=output,
-                                                          output_grid=grid, progress=ctx.say),
-                           extra=[] if grid is None else ["output_grid", list(grid)])
+                                                          progress=ctx.say))
         return Built(path, record, "w8a16 (int8 weights, int16 activations)")
     from . import cache, ptq
     from .split import split_weights
@@ -194,9 +186,8 @@ def _w8a16(ctx: Context) -> Built:
         holder["split"] = split_weights(ctx.float_path, split_path)
         ctx.say(f"w8a16: {len(holder['split']['split'])} convolution(s) split into int8 halves (W_hi + W_lo)")
         model = ptq.reimport(ctx.entry, split_path, ctx.workdir, outputs_positions=ctx.recipe["outputs"])
-        convert_16x8(model, tmp, ctx.representative, output=output, output_grid=grid, progress=ctx.say)
-    path = ctx.convert(name, build, extra=["split_weights", split_mode, cache.files_digest(cache.PTQ_CODE)]
-                       + ([] if grid is None else ["output_grid", list(grid)]))
+        convert_16x8(model, tmp, ctx.representative, output=output, progress=ctx.say)
+    path = ctx.convert(name, build, extra=["split_weights", split_mode, cache.files_digest(cache.PTQ_CODE)])
     split = holder.get("split")
     if split is None:  # from the cache: the same float file gives the same split
         from .graphedit import Editable
@@ -244,17 +235,6 @@ def _mixed_float(ctx: Context) -> Built:
     n, m = len(record.get("float_layers") or []), record.get("layers_in_model")
     return Built(out, {k: v for k, v in record.items() if k not in ("trials",)},
                  f"mixed float, {n} of {m} layers float")
-
-
-def _w8a8_output_grid(ctx: Context) -> tuple[float, int]:
-    """(scale, zero point) of the w8a8 file's first output: its calibrated (e.g. percentile) range."""
-    w8 = ctx.results.get("w8a8")
-    if w8 is None:
-        raise ExportError("ladder.w8a16_output_grid = \"w8a8\" needs the w8a8 rung before w8a16",
-                          where=ctx.recipe.get("_path"), fix="put w8a8 first in [ladder] rungs")
-    outs = TfliteRunner(w8["path"]).output_details()
-    scale, zp = outs[min(outs)]["quantization"]
-    return float(scale), int(zp)
 
 
 def _leaky_key(form: str) -> list:
@@ -378,24 +358,30 @@ def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, 
             cands.append(p)
     for p in cands:
         rows[p.name]["latency_ms"] = round(time_model(p, threads=threads, runs=runs), 2)
-    best = pick_fastest({p.name: rows[p.name]["latency_ms"] for p in cands}) if cands else None
+    best = pick_fastest({p.name: [rows[p.name]["latency_ms"]] for p in cands}) if cands else None
     return {"file": best, "candidates": rows, "isa": host_isa(), "tie_band": TIE_BAND,
             "measured_with": f"ai-edge-litert XNNPACK, {threads} threads, median of {runs} runs, this export run"}
 
 
-# Latencies within this factor of the fastest count as a tie, and a tie goes to the smaller file (w8a8,
-# then float16, then float32): on a shared host two runs' timings of the same file differ by more than
-# 10 % (selfie float16 2.3 / 2.7 ms, float32 2.9 / 5.5 ms in two cold exports), so "the fastest" alone
-# would make two exports of the same sources choose, and write, different bundles.
+# The CPU handoff prefers the smaller file (w8a8, then float16, then float32); a bigger file takes its place
+# only when it is faster by more than TIE_BAND in every timed round (its slowest round against the smaller
+# file's fastest). On a shared host the timings of one file differ run to run by far more than 10 % (selfie
+# float16 2.3 / 2.7 ms, float32 2.9 / 5.5 ms in two cold exports; the plain fastest flipped between them),
+# so "the fastest" alone would make two exports of the same sources write different bundles.
 TIE_BAND = 1.25
 _PREFERENCE = ("_int8.tflite", "_float16.tflite", "_float32.tflite")
 
 
-def pick_fastest(latency_ms: dict[str, float]) -> str:
-    """The handoff_cpu among candidates {file name: latency ms}: the fastest, ties (TIE_BAND) to the smaller file."""
-    fastest = min(latency_ms.values())
-    tied = [n for n, ms in latency_ms.items() if ms <= fastest * TIE_BAND]
+def pick_fastest(rounds_ms: dict[str, list[float] | float]) -> str:
+    """The handoff_cpu among candidates {file name: latency ms, or the ms of each timed round}: the smallest
+    file, unless a bigger one is clearly faster (TIE_BAND, every round)."""
+    rounds = {n: (list(v) if isinstance(v, (list, tuple)) else [v]) for n, v in rounds_ms.items()}
 
     def rank(n: str) -> int:
         return next((i for i, sfx in enumerate(_PREFERENCE) if n.endswith(sfx)), len(_PREFERENCE))
-    return min(tied, key=lambda n: (rank(n), latency_ms[n], n))
+    order = sorted(rounds, key=lambda n: (rank(n), n))
+    best = order[0]
+    for n in order[1:]:
+        if max(rounds[n]) * TIE_BAND < min(rounds[best]):
+            best = n
+    return best

@@ -142,10 +142,10 @@ def _weights_once(float_tflite: Path, out_path: Path, techniques, representative
     if key in _WEIGHTS_MEMO:
         blob, rec = _WEIGHTS_MEMO[key]
         Path(out_path).write_bytes(blob)
-        if progress:
+        if progress:   # the record stays the computed one: a bundle must not depend on what ran before
             progress(f"w8a8 weights ({', '.join(t for t in WEIGHT_TECHNIQUES if t in techniques)}): "
-                     "reused from this run's w8a8 file")
-        return {**rec, "reused": "the w8a8 file's weights (same float file, techniques and samples)"}
+                     "reused from this process's w8a8 file (same float file, techniques and samples)")
+        return rec
     rec = apply_weight_techniques(float_tflite, out_path, techniques, representative, progress=progress)
     _WEIGHTS_MEMO.clear()   # one entry: the model being exported
     _WEIGHTS_MEMO[key] = (Path(out_path).read_bytes(), rec)
