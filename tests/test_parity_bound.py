@@ -104,3 +104,31 @@ def test_a_further_image_set_is_judged_beside_the_main_one(pair):
     skipped = gate.judge_set(pair.entry, recipe, "depth_photos", {}, pair.float_path, pair.int8_path, [],
                              ("xnnpack",), ("xnnpack",))
     assert "skipped" in skipped and skipped["failures"] == []
+
+
+def test_a_set_with_gate_false_is_reported_not_gating(pair):
+    recipe = merge_defaults({"parity": {"classes": [], "pixel_agreement_min": 0.0,
+                                        "sets": {"depth_photos": {"pixel_agreement_min": 1.01, "gate": False}}}})
+    figs = gate.compare_pair(pair.entry, recipe, pair.float_path, pair.int8_path, pair.images,
+                             extra_sets={"depth_photos": pair.images[:1]})
+    assert figs["passed"] and not figs["failures"]
+    assert figs["reported_failures"] and figs["reported_failures"][0].startswith("depth_photos ")
+    assert figs["sets"]["depth_photos"]["gates"] is False
+    from toolchain.export import summarize_parity
+    assert "NOT MET (reported, not gating)" in summarize_parity({**figs, "kernels": "both"})
+    with pytest.raises(RecipeError, match="gate must be"):
+        gate.further_sets(merge_defaults({"parity": {"sets": {"depth_photos": {"gate": "no"}}}}))
+
+
+def test_card_shows_the_bound_next_to_the_figure():
+    from toolchain.handoff.card import bound_lines
+    p = {"per_kernels": {}, "sets": {"depth_photos": {
+        "images": ["a.jpg", "b.jpg"], "budgets": {}, "gates": False,
+        "failures": ["reference: pixel_agreement_worst = 0.9488 < bound 0.9856 - 0.003"],
+        "per_kernels": {"xnnpack": {"pixel_agreement_worst": 0.9811}, "reference": {"pixel_agreement_worst": 0.9488}},
+        "bound": {"grid": "8-bit output grid [-4.885, 31.75], step 0.1437",
+                  "figures": {"pixel_agreement_worst": 0.9856}, "relative_to_bound": {"pixel_agreement_worst": 0.003}}}}}
+    text = "\n".join(bound_lines(p))
+    assert "depth_photos (2 images): NOT MET (reported, not gating)" in text
+    assert "pixel_agreement_worst: bound 0.9856, budget within 0.003 of it; this file: xnnpack 0.9811, reference 0.9488" \
+        in text

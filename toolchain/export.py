@@ -587,6 +587,8 @@ def summarize_parity(p: dict) -> str:
             parts.append(f"[{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in b["figures"].items()
                                                   if k in b["relative_to_bound"] and isinstance(v, float)) + "]")
     parts.append("PASS" if p["passed"] else "FAIL: " + "; ".join(p["failures"]))
+    if p.get("reported_failures"):
+        parts.append("NOT MET (reported, not gating): " + "; ".join(p["reported_failures"]))
     return ", ".join(parts)
 
 

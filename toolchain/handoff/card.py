@@ -196,9 +196,10 @@ def bound_lines(p: dict) -> list[str]:
             continue
         absolute = ", ".join(f"{k} {v}" for k, v in (s.get("budgets") or {}).items())
         fails = s.get("failures") or []
+        verdict = "PASS" if not fails else ("FAIL: " if s.get("gates", True) else "NOT MET (reported, not gating): ")
         out.append(f"- {name} ({len(s.get('images') or [])} images)"
                    + (f", absolute budgets {absolute}" if absolute else "")
-                   + f": {'PASS' if not fails else 'FAIL: ' + '; '.join(fails)}")
+                   + f": {verdict}{'; '.join(fails)}")
         blocks.append((name, s.get("bound"), s.get("per_kernels") or {}))
     for where, b, per_kernels in blocks:
         if not b:

@@ -69,6 +69,8 @@ def further_sets(recipe: dict) -> dict:
                               fix='use [parity.sets.depth_photos] (or photos) with budgets or relative_to_bound')
         if "relative_to_bound" in cfg:
             output_bound.check_margins(cfg["relative_to_bound"], where=f"{where} [parity.sets.{name}]")
+        if not isinstance(cfg.get("gate", True), bool):
+            raise RecipeError(f"[parity.sets.{name}] gate must be true or false, got {cfg['gate']!r}", where=where)
     return sets
 
 
@@ -122,7 +124,8 @@ def compare_pair(entry: ModelEntry, recipe: dict, float_path: Path, quant_path: 
     recipe parity.relative_to_bound: budgets against the output-grid bound (bound.py), on every judged set.
     recipe [parity.sets.<image set>]: a further image set judged beside `images` with its own budgets
     (images from `extra_sets[<name>]` when given, else read from PORTRAIT_DATA_DIR); a failure there
-    starts with the set's name."""
+    starts with the set's name. With `gate = false` in that table its failures are reported
+    ("reported_failures") but do not decide "passed"."""
     if not images:
         raise InputError("parity needs at least one image", fix="set PORTRAIT_DATA_DIR or pass --images")
     budget_cfg = recipe["parity"]
@@ -158,7 +161,11 @@ def compare_pair(entry: ModelEntry, recipe: dict, float_path: Path, quant_path: 
         block = judge_set(entry, recipe, set_name, set_cfg, float_path, quant_path,
                           set_images(entry, set_name) if imgs is None else imgs, kernel_sets, judged_sets, progress)
         figures.setdefault("sets", {})[set_name] = block
-        figures["failures"] += [f"{set_name} {f}" for f in block.get("failures", [])]
+        missed = [f"{set_name} {f}" for f in block.get("failures", [])]
+        if block["gates"]:
+            figures["failures"] += missed
+        else:   # `gate = false`: judged and shown (manifest, card, summary), not part of the verdict
+            figures.setdefault("reported_failures", []).extend(missed)
     figures["passed"] = not figures["failures"]
     return figures
 
@@ -182,8 +189,9 @@ def judge_set(entry: ModelEntry, recipe: dict, set_name: str, set_cfg: dict, flo
               images, kernel_sets, judged_sets, progress=None) -> dict:
     """One further image set (recipe [parity.sets.<name>]): figures on each kernel set, its own absolute
     budgets and its bound-relative ones. An image set that is not there is reported as skipped."""
+    gates = bool(set_cfg.get("gate", True))
     if not images:
-        return {"skipped": f"no {set_name} folder in {paths.data_dir()}", "failures": []}
+        return {"skipped": f"no {set_name} folder in {paths.data_dir()}", "failures": [], "gates": gates}
     outputs = _run_all(float_path, quant_path, kernel_sets, images, progress)
     refs = outputs.pop("float")
     names = [n for n, _ in images]
@@ -192,7 +200,7 @@ def judge_set(entry: ModelEntry, recipe: dict, set_name: str, set_cfg: dict, flo
     sub = {**recipe, "parity": cfg}
     per_kernel = {k: task_figures(entry, sub, refs, outputs[k], names) for k in kernel_sets}
     budgets = recipe_budgets(cfg)
-    block = {"images": names, "budgets": budgets,
+    block = {"images": names, "budgets": budgets, "gates": gates,
              "per_kernels": {k: {kk: v for kk, v in f.items() if kk != "per_image"} for k, f in per_kernel.items()},
              "failures": [f"{k}: {f}" for k in judged_sets for f in _judge(per_kernel[k], budgets)]}
     if cfg.get("relative_to_bound"):
