@@ -1,17 +1,20 @@
-"""How the importer writes a leaky ReLU, so that an int8 file rounds it the same on every kernel set.
+"""How the importer writes a leaky ReLU before int8 conversion, so that a file can round it the same on
+every kernel set.
 
 int8 LEAKY_RELU is requantized differently by XNNPACK and by the reference kernels: on one op with
-identical int8 input, the two differ by one step on ~14 % of values and the reference kernel's
-negative branch sits 0.26 step low on average (experiments/leaky_relu_forms.py). The bias is
-systematic, so 36 leaky ReLUs in series (PyDNet++) add it up. The same function written as a PRELU
-with a constant per-channel slope (relu(x) + (-alpha) * relu(-x), the pattern the TFLite converter
-fuses into one PRELU op) is one int8 op that both kernel sets compute bit-identically, with the same
-error against the exact value as XNNPACK's leaky ReLU.
+identical int8 input the two differ by one step on ~14 % of values, and the reference kernel's
+negative branch sits 0.26 step low on average (python -m experiments.leaky_relu_forms). The same
+function as one PRELU op (relu(x) + (-alpha) * relu(-x) with a per-channel slope, the pattern the TFLite
+converter fuses) or as relu(x) + min(alpha * x, 0) (RELU, MUL, MINIMUM, ADD) is computed bit-identically
+by both kernel sets on that one op. On a whole model that is not the end of it: on PyDNet++ (36 leaky
+ReLUs in series) both rewrites close most of the XNNPACK-vs-reference gap but lose accuracy on both
+kernel sets (figures in export/recipes/pydnet_pp_mobile.toml), so the default stays the op.
 
-Forms (recipe `[ladder] w8a8 = { leaky_relu = "prelu" }`):
-    "op"     tf.nn.leaky_relu -> one LEAKY_RELU op (the default; float files always use it)
-    "prelu"  relu(x) + (-alpha) * relu(-x) -> one PRELU op; in float the same value bit for bit
-             (x > 0: x + (-alpha) * 0; x < 0: 0 + (-alpha) * (-x) = alpha * x)
+Forms (recipe `[ladder] w8a8 = { leaky_relu = "..." }`):
+    "op"        tf.nn.leaky_relu -> one LEAKY_RELU op (the default; float files always use it)
+    "prelu"     relu(x) + (-alpha) * relu(-x) -> one PRELU op
+    "relu_min"  relu(x) + min(alpha * x, 0) -> RELU, MUL, MINIMUM, ADD
+Each is the same float function bit for bit (x > 0: x + 0; x < 0: alpha * x; tests/test_leaky_relu_forms.py).
 
 Not for: other activations (tflite_graph.py).
 """
