@@ -222,7 +222,8 @@ def test_budget_out_of_reach_fails_every_rung_and_keeps_the_previous_bundle(tiny
     assert "w8a8: xnnpack: pixel_agreement" in msg and "w8a16:" in msg and "reference: pixel_agreement" in msg
     assert [r["rung"] for r in err.value.figures["ladder"]] == ["w8a8", "w8a16"]
     assert (first / "manifest.json").read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["tiny"]
+    assert sorted(p.name for p in out.iterdir()) == ["runs", "tiny"]   # runs/: the first export's timings
+    assert [p.name for p in (out / "runs").iterdir()] == ["tiny.json"]
 
 
 def test_a_rung_whose_integer_bias_a_kernel_would_misread_is_not_met(tiny, tmp_path, monkeypatch):
