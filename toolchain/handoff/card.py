@@ -272,6 +272,11 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
             lines.append(f"- ladder rung {rung.get('label') or rung.get('rung')} (`{rung.get('file')}`): "
                          + ("met" if rung.get("met") else "missed: " + "; ".join(rung.get("failures") or []))
                          + f"; {rung.get('float_ops', '?')} float ops, {rung.get('int16_ops', 0)} int16 ops")
+    for name, c in ((manifest.get("handoff_cpu_choice") or {}).get("candidates") or {}).items():
+        if c.get("budgets"):   # the recipe's [parity.handoff_cpu] budgets judged this candidate
+            lines.append(f"- CPU handoff candidate `{name}` on {c.get('judged_on')} "
+                         f"({', '.join(f'{k} {v}' for k, v in c['budgets'].items())}): "
+                         + ("met" if c.get("meets") else "missed: " + "; ".join(c.get("failures") or [])))
     mw = manifest.get("measured_with") or {}
     lines.append(f"- measured with {mw.get('interpreter')}, converter {mw.get('converter')}, host {mw.get('host')}")
     if report is not None:

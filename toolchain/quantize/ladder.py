@@ -354,6 +354,8 @@ def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, 
             fails = (figs["failures"] if cpu_budgets is None
                      else judge_budgets(figs["per_kernels"], cpu_budgets, ("xnnpack",)))
             rows[p.name] = {"meets": not fails, "judged_on": "xnnpack", "failures": fails}
+            if cpu_budgets is not None:
+                rows[p.name].update(budgets=cpu_budgets, judged_on="xnnpack, [parity.handoff_cpu] budgets")
         if rows[p.name]["meets"]:
             cands.append(p)
     for p in cands:
