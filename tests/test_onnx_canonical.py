@@ -10,7 +10,9 @@ from toolchain.quantize.onnx_canonical import canonicalize
 
 def _model(counter: int, identity_reshape: bool, const_order: int) -> onnx.ModelProto:
     """x -> Relu -> [Reshape to its own shape] -> Add(c) -> y, names numbered like tf2onnx's."""
-    n = lambda base: f"{base}__{counter}"  # noqa: E731
+    def n(base: str) -> str:
+        return f"{base}__{counter}"
+
     shape = numpy_helper.from_array(np.array([1, 4], np.int64), n("new_shape"))
     c = numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(1, 4), n("const_fold_opt"))
     nodes = [helper.make_node("Relu", ["x"], [n("Relu") + ":0"], name=n("Relu"))]
