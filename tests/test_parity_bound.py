@@ -114,7 +114,7 @@ def test_a_set_with_gate_false_is_reported_not_gating(pair):
     assert figs["passed"] and not figs["failures"]
     assert figs["reported_failures"] and figs["reported_failures"][0].startswith("depth_photos ")
     assert figs["sets"]["depth_photos"]["gates"] is False
-    from toolchain.export import summarize_parity
+    from toolchain.parity.report import summarize_parity
     assert "NOT MET (reported, not gating)" in summarize_parity({**figs, "kernels": "both"})
     with pytest.raises(RecipeError, match="gate must be"):
         gate.further_sets(merge_defaults({"parity": {"sets": {"depth_photos": {"gate": "no"}}}}))
