@@ -12,8 +12,8 @@ Not the product: a measurement behind the choice in sources/leaky_relu.py.
 
 from __future__ import annotations
 
-from pathlib import Path
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -25,11 +25,13 @@ ALPHA, C, H = 0.2, 16, 64
 
 def convert(form: str, folder: Path, rng) -> Path:
     import tensorflow as tf
+
     w = rng.normal(0, 0.3, (1, 1, C, C)).astype(np.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([1, H, H, C], tf.float32)])
     def f(x):
         return leaky_relu(tf, tf.nn.conv2d(x, w, 1, "SAME"), ALPHA, form)
+
     rep = [rng.normal(0, 1, (1, H, H, C)).astype(np.float32) for _ in range(30)]
     conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -43,18 +45,25 @@ def convert(form: str, folder: Path, rng) -> Path:
 
 def run_all(blob: bytes, resolver, x: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
     from ai_edge_litert.interpreter import Interpreter
+
     it = Interpreter(model_content=blob, experimental_op_resolver_type=resolver)
     it.allocate_tensors()
     d = it.get_input_details()[0]
     s, z = d["quantization"]
     it.set_tensor(d["index"], np.clip(np.round(x / s) + z, -128, 127).astype(np.int8))
     it.invoke()
-    return {o["index"]: ((it.get_tensor(o["index"]).astype(np.float64) - o["quantization"][1]) * o["quantization"][0],
-                         o["quantization"][0]) for o in it.get_output_details()}
+    return {
+        o["index"]: (
+            (it.get_tensor(o["index"]).astype(np.float64) - o["quantization"][1]) * o["quantization"][0],
+            o["quantization"][0],
+        )
+        for o in it.get_output_details()
+    }
 
 
 def main() -> None:
     from ai_edge_litert.interpreter import OpResolverType
+
     rng = np.random.default_rng(0)
     folder = Path(tempfile.mkdtemp(prefix="leaky-forms-"))
     for form in FORMS:
@@ -69,8 +78,10 @@ def main() -> None:
         neg = (cin < 0)[same]
         for name, res in (("reference", ref), ("xnnpack", xnn)):
             e = ((res[out_t][0] - exact) / step)[same]
-            print(f"{form:9} {name:9}: mean {e.mean():+.3f} steps, negative side {e[neg].mean():+.3f}, "
-                  f"rms {np.sqrt((e ** 2).mean()):.3f}")
+            print(
+                f"{form:9} {name:9}: mean {e.mean():+.3f} steps, negative side {e[neg].mean():+.3f}, "
+                f"rms {np.sqrt((e**2).mean()):.3f}"
+            )
         differ = np.mean((ref[out_t][0] != xnn[out_t][0])[same])
         print(f"{form:9} ops {[o['op'] for o in ops]}: kernel sets differ on {differ:.1%} of values")
 

@@ -12,7 +12,7 @@ from toolchain.sources import tflite_graph
 def _inputs():
     rng = np.random.default_rng(0)
     x = rng.normal(0, 3, (2, 9, 9, 4)).astype(np.float32)
-    x[0, 0, 0] = [0.0, -0.0, 1e-38, -1e-38]          # zeros and denormal-sized values
+    x[0, 0, 0] = [0.0, -0.0, 1e-38, -1e-38]  # zeros and denormal-sized values
     x[0, 0, 1] = [np.float32(3.4e38), -3.4e38, 1e-30, -1e-30]
     return x
 
@@ -20,16 +20,18 @@ def _inputs():
 @pytest.mark.parametrize("form", [f for f in lr.FORMS if f != "op"])
 def test_float_function_is_bit_identical(form):
     import tensorflow as tf
+
     x = tf.constant(_inputs())
     for alpha in (0.2, 0.1, 0.01, 0.3333):
         ref = lr.leaky_relu(tf, x, alpha, "op").numpy()
         got = lr.leaky_relu(tf, x, alpha, form).numpy()
-        assert np.array_equal(ref.view(np.uint32) & 0x7FFFFFFF, got.view(np.uint32) & 0x7FFFFFFF)   # bits (+-0 alike)
+        assert np.array_equal(ref.view(np.uint32) & 0x7FFFFFFF, got.view(np.uint32) & 0x7FFFFFFF)  # bits (+-0 alike)
         assert np.array_equal(ref, got)
 
 
 def test_unknown_form_is_refused():
     import tensorflow as tf
+
     with pytest.raises(ValueError, match="unknown leaky ReLU form"):
         lr.leaky_relu(tf, tf.zeros((1, 2, 2, 1)), 0.2, "nope")
 
@@ -40,6 +42,7 @@ def test_importer_form_leaves_the_float_model_unchanged(tmp_path):
     import keras
     import tensorflow as tf
     from keras import layers
+
     keras.utils.set_random_seed(0)
     x_in = keras.Input((8, 8, 3), batch_size=1)
     a = layers.Conv2D(4, 3, padding="same")(x_in)
@@ -57,6 +60,7 @@ def test_importer_form_leaves_the_float_model_unchanged(tmp_path):
 def test_real_pydnet_float_function_unchanged(shared_dir):
     """PyDNet++ (leaky ReLU as MUL + MAXIMUM, 38 times): every form gives float's outputs bit for bit."""
     import tensorflow as tf
+
     graph = tflite_graph.read_tflite(shared_dir / "models" / "pydnet_pp_mobile.tflite")
     x = tf.constant(np.random.default_rng(0).uniform(0, 1, (1, 448, 640, 3)).astype(np.float32))
     ref = np.asarray(tflite_graph.emit(graph, x, output_indices=[graph.outputs[0]])[0])
@@ -66,12 +70,14 @@ def test_real_pydnet_float_function_unchanged(shared_dir):
 
 def _int8_one_op(form: str, tmp_path):
     import tensorflow as tf
+
     rng = np.random.default_rng(0)
     w = rng.normal(0, 0.3, (1, 1, 16, 16)).astype(np.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([1, 32, 32, 16], tf.float32)])
     def f(x):
         return lr.leaky_relu(tf, tf.nn.conv2d(x, w, 1, "SAME"), 0.2, form)
+
     rep = [rng.normal(0, 1, (1, 32, 32, 16)).astype(np.float32) for _ in range(16)]
     conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -88,6 +94,7 @@ def test_relu_min_form_rounds_alike_on_both_kernel_sets(tmp_path):
     XNNPACK-vs-reference SNR down by >15 dB from the convolution's; relu_min's four ops keep it within a
     few dB (they only carry the convolution's own one-step differences)."""
     from toolchain.quantize.kernel_gap import kernel_gap
+
     rng = np.random.default_rng(2)
     imgs = [("a", rng.integers(0, 256, (32, 32, 16), dtype=np.uint8))]
     drop = {}

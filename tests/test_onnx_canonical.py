@@ -10,6 +10,7 @@ from toolchain.quantize.onnx_canonical import canonicalize
 
 def _model(counter: int, identity_reshape: bool, const_order: int) -> onnx.ModelProto:
     """x -> Relu -> [Reshape to its own shape] -> Add(c) -> y, names numbered like tf2onnx's."""
+
     def n(base: str) -> str:
         return f"{base}__{counter}"
 
@@ -22,13 +23,19 @@ def _model(counter: int, identity_reshape: bool, const_order: int) -> onnx.Model
         src = n("Reshape") + ":0"
     nodes.append(helper.make_node("Add", [src, c.name], ["y"], name="Add"))
     inits = [shape, c] if const_order == 0 else [c, shape]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tf2onnx")
 
 
 def test_two_numberings_canonicalize_to_the_same_bytes(tmp_path):
     import onnxruntime as ort
+
     paths = []
     for i, (counter, reshape, order) in enumerate([(683, True, 0), (1360, False, 1), (12, True, 1)]):
         p = tmp_path / f"m{i}.onnx"

@@ -28,8 +28,18 @@ from ..errors import RecipeError
 from ..runtime import TfliteRunner
 
 # Figures where a larger value is better; every other budgeted figure is better smaller.
-HIGHER_IS_BETTER = frozenset({"pixel_agreement", "pixel_agreement_worst", "worst_class_iou", "edge_band_agreement",
-                              "delta1", "iou", "cosine", "snr_db"})
+HIGHER_IS_BETTER = frozenset(
+    {
+        "pixel_agreement",
+        "pixel_agreement_worst",
+        "worst_class_iou",
+        "edge_band_agreement",
+        "delta1",
+        "iou",
+        "cosine",
+        "snr_db",
+    }
+)
 LOWER_IS_BETTER = frozenset({"abs_rel", "rmse", "mean_abs_diff", "blur_mean_px", "blur_p99_px"})
 
 _RANGES = {np.dtype(np.int8): (-128, 127, 8), np.dtype(np.uint8): (0, 255, 8), np.dtype(np.int16): (-32768, 32767, 16)}
@@ -38,6 +48,7 @@ _RANGES = {np.dtype(np.int8): (-128, 127, 8), np.dtype(np.uint8): (0, 255, 8), n
 @dataclass(frozen=True)
 class OutputGrid:
     """The values a quantized output tensor can hold: (q - zero_point) * scale, q in [qmin, qmax]."""
+
     scale: float
     zero_point: int
     qmin: int
@@ -82,13 +93,19 @@ def rounded_outputs(refs: list[np.ndarray], grid: OutputGrid | None) -> list[np.
 def check_margins(margins: dict, where: str = "recipe") -> dict:
     """A recipe's relative_to_bound table, validated: {figure: margin >= 0}."""
     if not isinstance(margins, dict) or not margins:
-        raise RecipeError(f"relative_to_bound must be a table of figure = margin, got {margins!r}", where=where,
-                          fix="e.g. relative_to_bound = { pixel_agreement = 0.003, worst_class_iou = 0.01 }")
+        raise RecipeError(
+            f"relative_to_bound must be a table of figure = margin, got {margins!r}",
+            where=where,
+            fix="e.g. relative_to_bound = { pixel_agreement = 0.003, worst_class_iou = 0.01 }",
+        )
     known = HIGHER_IS_BETTER | LOWER_IS_BETTER
     for fig, m in margins.items():
         if fig not in known:
-            raise RecipeError(f"relative_to_bound names an unknown figure {fig!r}", where=where,
-                              fix=f"use figures from {sorted(known)}")
+            raise RecipeError(
+                f"relative_to_bound names an unknown figure {fig!r}",
+                where=where,
+                fix=f"use figures from {sorted(known)}",
+            )
         if not isinstance(m, (int, float)) or isinstance(m, bool) or m < 0:
             raise RecipeError(f"relative_to_bound.{fig} must be a margin >= 0, got {m!r}", where=where)
     return {k: float(v) for k, v in margins.items()}
@@ -115,7 +132,8 @@ def gap_to_bound(figures: dict, bound: dict, margins: dict) -> dict:
     for fig in margins:
         value, best = figures.get(fig), bound.get(fig)
         if _number(value) and _number(best):
-            out[fig] = float(best - value) if fig in HIGHER_IS_BETTER else float(value - best)
+            v, b = float(value), float(best)  # type: ignore[arg-type]  # _number checked both
+            out[fig] = b - v if fig in HIGHER_IS_BETTER else v - b
     return out
 
 

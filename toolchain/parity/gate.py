@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -201,7 +202,7 @@ def judge_set(entry: ModelEntry, recipe: dict, set_name: str, set_cfg: dict, flo
     sub = {**recipe, "parity": cfg}
     per_kernel = {k: task_figures(entry, sub, refs, outputs[k], names) for k in kernel_sets}
     budgets = recipe_budgets(cfg)
-    block = {"images": names, "budgets": budgets, "gates": gates,
+    block: dict[str, Any] = {"images": names, "budgets": budgets, "gates": gates,
              "per_kernels": {k: {kk: v for kk, v in f.items() if kk != "per_image"} for k, f in per_kernel.items()},
              "failures": [f"{k}: {f}" for k in judged_sets for f in _judge(per_kernel[k], budgets)]}
     if cfg.get("relative_to_bound"):

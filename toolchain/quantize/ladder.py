@@ -311,12 +311,12 @@ def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, 
     else float16 / float32 (float16 judged against float32 on XNNPACK). Latencies in this run.
     With [parity.handoff_cpu] budgets in the recipe, those judge w8a8 (both kernel sets, zero float
     ops) and float16 (XNNPACK) instead of the handoff's budget."""
-    judge_budgets = ctx.judge_budgets
     cands: list[Path] = []
     rows: dict[str, dict[str, Any]] = {}
     cpu_budgets = cpu_handoff_budgets(ctx.recipe)
-    if cpu_budgets is not None and judge_budgets is None:
+    if cpu_budgets is not None and ctx.judge_budgets is None:
         raise ExportError("[parity.handoff_cpu] budgets need Context.judge_budgets (parity/gate.judge_budgets)")
+    judge_budgets: Callable[[dict, dict, tuple], list] = ctx.judge_budgets or (lambda figs, budgets, kernels: [])
     w8 = ctx.results.get("w8a8")
     if w8 is not None:
         if cpu_budgets is None:
@@ -359,7 +359,7 @@ TIE_BAND = 1.25
 _PREFERENCE = ("_int8.tflite", "_float16.tflite", "_float32.tflite")
 
 
-def pick_fastest(rounds_ms: dict[str, list[float] | float]) -> str:
+def pick_fastest(rounds_ms: dict[str, Any]) -> str:
     """The handoff_cpu among candidates {file name: latency ms, or the ms of each timed round}: the smallest
     file, unless a bigger one is clearly faster (TIE_BAND, every round)."""
     rounds = {n: (list(v) if isinstance(v, (list, tuple)) else [v]) for n, v in rounds_ms.items()}

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-_GENERATED = re.compile(r"__\d+|:\d+$")   # tf2onnx's counter (anywhere in a name) and output index
+_GENERATED = re.compile(r"__\d+|:\d+$")  # tf2onnx's counter (anywhere in a name) and output index
 
 
 def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:

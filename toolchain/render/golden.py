@@ -66,6 +66,7 @@ def circle_of_confusion(frame: Frame, plan: StagePlan):
     if frame.depth_m is None:
         return None, None
     assert frame.confidence is not None  # prepare_frame makes one with every depth map
+    assert frame.focus_m is not None     # ... and a focus distance
     rows, cols = depth_sample_index(plan, frame.depth_m.shape)
     z = frame.depth_m[rows[:, None], cols[None, :]]
     conf = frame.confidence[rows[:, None], cols[None, :]].astype(F32)
