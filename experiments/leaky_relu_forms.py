@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from toolchain.quantize.kernel_gap import _all_outputs_model
 from toolchain.sources.leaky_relu import FORMS, leaky_relu
@@ -24,7 +25,7 @@ ALPHA, C, H = 0.2, 16, 64
 
 
 def convert(form: str, folder: Path, rng) -> Path:
-    import tensorflow as tf
+    import tensorflow as tf  # ~3 s to import; only the conversion needs it
 
     w = rng.normal(0, 0.3, (1, 1, C, C)).astype(np.float32)
 
@@ -44,8 +45,6 @@ def convert(form: str, folder: Path, rng) -> Path:
 
 
 def run_all(blob: bytes, resolver, x: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
-    from ai_edge_litert.interpreter import Interpreter
-
     it = Interpreter(model_content=blob, experimental_op_resolver_type=resolver)
     it.allocate_tensors()
     d = it.get_input_details()[0]
@@ -62,8 +61,6 @@ def run_all(blob: bytes, resolver, x: np.ndarray) -> dict[str, tuple[np.ndarray,
 
 
 def main() -> None:
-    from ai_edge_litert.interpreter import OpResolverType
-
     rng = np.random.default_rng(0)
     folder = Path(tempfile.mkdtemp(prefix="leaky-forms-"))
     for form in FORMS:
