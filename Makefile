@@ -80,7 +80,7 @@ render-report: $(STAMP)
 	$(BIN)/python -m experiments.render_panels export/render --quality --bench
 
 demo: $(STAMP)                 # export/demo/index.html: notebook vs ours, 100 % crops, edge figures
-	$(BIN)/python -m toolchain.render.demo --out export/demo
+	$(BIN)/python -m experiments.demo --out export/demo
 
 clean:
 	rm -rf export/out

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from toolchain.bundle import record_files
 from toolchain.errors import InputError
 from toolchain.evaluate import datasets
 from toolchain.evaluate.accuracy import evaluate, summary_lines
@@ -145,7 +146,7 @@ def test_evaluate_matting_and_depth(tmp_path, bundles):
     mat = synth(3, tmp_path / "mat", task="matting", size=(60, 80)).root
     r = evaluate(bundles["segmentation"], mat, out_dir=tmp_path / "m", resamples=50)
     figs = r["figures"]["tinyseg_int8.tflite"]
-    assert set(figs["drop_vs_float32"]) == {"sad_k", "mse", "grad_k", "conn_k"} and figs["sad_k"] > 0
+    assert set(figs["drop_vs_float32"]) == {"sad_k", "mse", "grad_k", "conn_k", "holes", "ghosts"} and figs["sad_k"] > 0
     dep = synth(3, tmp_path / "dep", task="depth", size=(60, 80)).root
     r = evaluate(bundles["depth"], dep, out_dir=tmp_path / "d", resamples=50)
     figs = r["figures"]["tinydepth_float32.tflite"]
@@ -216,6 +217,7 @@ def test_onnx_file_of_the_bundle_runs_in_onnxruntime(tmp_path, bundles, seg_set)
     m = json.loads((b / "manifest.json").read_text())
     m["models"]["tinyseg_float32.onnx"] = {"precision": "float32"}
     (b / "manifest.json").write_text(json.dumps(m))
+    record_files(b, "tinyseg_float32.onnx")   # listed with its SHA-256, as an export lists it
     r = evaluate(b, seg_set, out_dir=tmp_path / "rep", resamples=50)
     files = {f["file"]: f["precision"] for f in r["files"]}
     assert files["tinyseg_float32.onnx"] == "float32 onnx"

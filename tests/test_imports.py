@@ -24,10 +24,11 @@ PACKAGES = ("toolchain", "device_sim", "experiments")
 LAYERS: list[tuple[str, ...]] = [
     ("device_sim", "experiments"),                       # consumers of the library, run with python -m
     ("toolchain.cli",),
-    # commands built on the export: the simulator, evaluation, and the render gallery and its figures
-    ("toolchain.sim", "toolchain.evaluate", "toolchain.render.demo", "toolchain.render.quality",
-     "toolchain.render.depth_agreement"),
+    # commands built on the export: the simulator and evaluation
+    ("toolchain.sim", "toolchain.evaluate"),
     ("toolchain.export",),
+    # the browser check judges files as verify feeds them (handoff), so it sits above handoff
+    ("toolchain.device.device_check", "toolchain.device.browser_bench"),
     ("toolchain.parity",),
     ("toolchain.recipes",),                              # validates [ladder] with quantize/ladder.py
     ("toolchain.quantize",),
@@ -35,7 +36,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("toolchain.device",),                               # goldens and the checker run the render stage
     ("toolchain.render",),
     ("toolchain.latency",),                                # latency of a .tflite (LiteRT)
-    ("toolchain.sources", "toolchain.bundle", "toolchain.runtime", "toolchain.calibration_set", "toolchain.engines"),
+    ("toolchain.sources", "toolchain.bundle", "toolchain.bundle_loader", "toolchain.runtime", "toolchain.calibration_set",
+     "toolchain.engines"),
     ("toolchain.cache",),
     ("toolchain.depth", "toolchain.registry", "toolchain.scenes", "toolchain.images"),
     ("toolchain.errors", "toolchain.paths", "toolchain"),  # `toolchain` itself: __version__
@@ -53,8 +55,7 @@ HEAVY = {
 }
 
 # Files another session is rewriting right now: their in-function imports are hoisted when that work lands.
-IN_FUNCTION_PENDING = {"toolchain/render/quality.py", "toolchain/render/demo.py", "toolchain/render/baseline.py",
-                       "toolchain/render/depth_agreement.py"}
+IN_FUNCTION_PENDING: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:

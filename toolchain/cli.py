@@ -12,6 +12,7 @@ from typing import Any
 from . import paths
 from .depth.info import depth_info, write_planes
 from .depth.info import summary_lines as depth_summary_lines
+from .device.browser_bench import browser_bench, format_browser_table
 from .device.check import check_outputs, format_report
 from .device.device_check import run_device_check
 from .errors import PortraitError
@@ -22,7 +23,7 @@ from .evaluate.engine_timing import format_eval_bench, run_eval_bench
 from .export import export_all, results_json
 from .handoff.pack import pack
 from .handoff.verify import verify
-from .latency import bench_all, browser_bench, format_browser_table, format_table
+from .latency import bench_all, format_table
 from .parity.bundle_parity import parity_all, parity_model, summary
 from .parity.report import summarize_ladder, summarize_parity
 from .registry import fetch, get_entry, load_registry, locate
@@ -268,8 +269,7 @@ def _add_sim_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_verify(args) -> int:
     """Issue 11: feed every file of a bundle (folder or zip) as its manifest says, in each client."""
-    target = args.bundle if args.bundle.exists() else paths.out_dir() / str(args.bundle)
-    report = verify(target, mediapipe=not args.no_mediapipe, images_folder=args.images)
+    report = verify(args.bundle, mediapipe=not args.no_mediapipe, images_folder=args.images)
     print(json.dumps(report.as_dict(), indent=1, default=str) if args.json else report.format(verbose=args.verbose))
     return report.exit_code
 

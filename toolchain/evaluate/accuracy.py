@@ -27,7 +27,8 @@ import numpy as np
 import onnxruntime as ort
 
 from .. import paths
-from ..bundle import handoff_model, read_manifest
+from ..bundle import handoff_model
+from ..bundle_loader import Bundle, open_bundle
 from ..engines import map_shards
 from ..errors import InputError
 from ..images import to_model_input
@@ -38,22 +39,17 @@ from .datasets import BadSample, Dataset, Sample, load_sample, open_dataset
 MAX_BAD_FRACTION = 0.01
 DEPTH_INVERSE_KINDS = ("relative_inverse_depth", "inverse_depth", "disparity")
 _SET_FIGURES = {"segmentation": ("miou", "pixel_accuracy", "boundary_f"),
-                "matting": ("sad_k", "mse", "grad_k", "conn_k"),
+                "matting": ("sad_k", "mse", "grad_k", "conn_k", "holes", "ghosts"),
                 "depth": ("delta1", "abs_rel", "rmse")}
 _TASKS_FOR = {"segmentation": ("segmentation",), "matting": ("segmentation", "mask"), "depth": ("depth",)}
 
 
 # ----------------------------------------------------------------------------------- planning
 
-def resolve_bundle(model: str | Path, bundles_root: Path | None = None) -> Path:
-    p = Path(model)
-    if (p / "manifest.json").is_file():
-        return p
-    b = Path(bundles_root or paths.out_dir()) / str(model)
-    if (b / "manifest.json").is_file():
-        return b
-    raise InputError(f"no bundle for {model!r}", where=str(b),
-                     fix=f"run `portrait export {model}` first, or pass a bundle folder (or --bundles DIR)")
+def resolve_bundle(model: str | Path, bundles_root: Path | None = None) -> Bundle:
+    """The bundle (folder, zip, or model id under bundles_root), opened by the bundle loader: schema and
+    SHA-256 of every file checked before any file is run."""
+    return open_bundle(model, root=bundles_root)
 
 
 def model_files(bundle: Path, manifest: dict) -> tuple[list[dict], list[str]]:
@@ -226,8 +222,8 @@ def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None,
     is always kept).
     shard_fn: a wrapper of evaluate_shard (tests inject a worker crash with it); default evaluate_shard.
     """
-    bundle = resolve_bundle(model, bundles_root)
-    manifest = read_manifest(bundle)
+    opened = resolve_bundle(model, bundles_root)   # held to the end: a zip's files live as long as it
+    bundle, manifest = opened.root, opened.manifest
     mid = manifest["model_id"]
     ds = open_dataset(dataset, task)
     if manifest.get("task") not in _TASKS_FOR[ds.task]:
@@ -355,6 +351,8 @@ def _fmt(v, k: str = "") -> str:
         return "n/a"
     if k in ("miou", "pixel_accuracy", "boundary_f", "delta1") or k == "iou":
         return f"{100 * v:.2f}"
+    if k in ("holes", "ghosts"):
+        return f"{100 * v:.3f}"
     return f"{v:.4g}"
 
 
@@ -363,7 +361,7 @@ def summary_lines(result: dict) -> list[str]:
     lines = [f"{result['model_id']} on {result['dataset']['root']} ({result['task']}, {result['dataset']['evaluated']} "
              f"images evaluated, {result['dataset']['bad']} bad)"]
     keys = _SET_FIGURES[result["task"]]
-    pct = {"miou", "pixel_accuracy", "boundary_f", "delta1"}
+    pct = {"miou", "pixel_accuracy", "boundary_f", "delta1", "holes", "ghosts"}
     lines.append("  (" + ", ".join(f"{k}{' %' if k in pct else ''}" for k in keys) + "; [95% CI]; drop vs float32, "
                  "positive = worse)")
     for f in result["files"]:
