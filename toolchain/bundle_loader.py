@@ -85,7 +85,28 @@ _MODEL_RECORD = {
         "input": _TENSOR_RECORD,
         "outputs": {"type": "object", "additionalProperties": _TENSOR_RECORD},
         "contract": {"type": "object"},
-        "clients": {"type": "array", "items": {"type": "string"}},
+        # measured clients (handoff/clients.py): one entry per runtime and backend; a bundle from before
+        # has client names here, which `portrait verify` names as "re-export"
+        "clients": {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    {"type": "string"},
+                    {
+                        "type": "object",
+                        "required": ["runtime", "backend", "status"],
+                        "properties": {
+                            "runtime": {"type": "string"},
+                            "version": {"type": ["string", "null"]},
+                            "backend": {"type": "string"},
+                            "status": {"enum": ["pass", "fail", "no-load", "not-run", "loaded"]},
+                            "message": {"type": "string"},
+                            "claimed": {"type": "boolean"},
+                        },
+                    },
+                ]
+            },
+        },
     },
 }
 _HANDOFF = {"type": ["string", "null"]}
