@@ -326,7 +326,7 @@ def _device_check(staged: Path, say):
     say("device-check --headless: every file on LiteRT.js wasm / webgpu and MediaPipe web CPU / GPU")
     t0 = time.monotonic()
     try:
-        report = run_device_check(staged, headless=True, runs=int(os.environ.get("PORTRAIT_DEVICE_CHECK_RUNS", "3")),
+        report = run_device_check(staged, headless=True, staged=True, runs=int(os.environ.get("PORTRAIT_DEVICE_CHECK_RUNS", "3")),
                                   timeout_s=float(os.environ.get("PORTRAIT_DEVICE_CHECK_TIMEOUT", "300")),
                                   progress=lambda m: say(f"device-check: {m}"))
     except (PortraitError, OSError) as exc:

@@ -53,7 +53,7 @@ from toolchain.runtime import TfliteRunner
 
 from .browser import HeadlessChromium, find_chromium
 from .check import compare
-from .goldens import load_tensor, read_index, tolerances
+from .goldens import golden_index, load_tensor, tolerances
 
 WEB_DIR = paths.REPO_ROOT / "web"
 LITERT, MEDIAPIPE = "litert.js", "mediapipe-tasks-vision"
@@ -131,11 +131,11 @@ class DeviceReport:
 # ---------------------------------------------------------------- bundle and claims
 
 
-def open_bundle(target: str | Path, workdir: Path) -> Path:
+def open_bundle(target: str | Path, workdir: Path, *, staged: bool = False) -> Path:
     """A bundle folder, a `portrait pack` zip (extracted into workdir, SHA256SUMS checked) or a model id
     under PORTRAIT_OUT_DIR, opened by the bundle loader: the manifest's schema and every file's SHA-256
     are checked before a file is served to the page or run here (BundleError names the first damage)."""
-    return bundle_loader.open_bundle(target, workdir=workdir).root
+    return bundle_loader.open_bundle(target, workdir=workdir, staged=staged).root
 
 
 def claims(manifest: dict, name: str, runtime: str, backend: str) -> bool:
@@ -588,12 +588,14 @@ def run_device_check(
     progress=print,
     backends: list[str] | None = None,
     fault: dict | None = None,
+    staged: bool = False,
 ) -> DeviceReport:
     """Run every model file of a bundle (folder, zip or id) on every backend of a browser and judge the
     outputs (module docstring). headless: this machine's Chromium; serve="HOST:PORT": wait for any browser
     (a phone) to open the printed URL. timeout_s: how long to wait for the browser to connect, and then
     for each next message from the page (a hung job ends the run after it). files: only these file names;
-    backends: only these of wasm, webgpu, cpu, gpu. fault: a test hook, {"file", "backend"}: the page throws an uncaught error in that job."""
+    backends: only these of wasm, webgpu, cpu, gpu. fault: a test hook, {"file", "backend"}: the page throws an uncaught error in that job.
+    staged: the export's own staged folder (its step after the goldens, export._device_check)."""
     if runs < 1:
         raise InputError(f"--runs {runs}: need at least 1", fix="pass --runs 5")
     check_web_runtimes()
@@ -601,10 +603,11 @@ def run_device_check(
     t_start = time.monotonic()
     say = progress or (lambda m: None)
     with tempfile.TemporaryDirectory(prefix="portrait-device-") as tmp:
-        root = open_bundle(bundle, Path(tmp))
+        opened = bundle_loader.open_bundle(bundle, workdir=Path(tmp), staged=staged)
+        root = opened.root
         manifest = read_manifest(root)
         mid = manifest.get("model_id", root.name)
-        idx = read_index(root)
+        idx = golden_index(opened)
         images = _golden_images(root, idx)
         if not images:
             raise InputError(
