@@ -353,10 +353,16 @@ def _record_web_clients(staged: Path, report, reason: str | None, say, run: dict
                                  "runs": report.runs, "seconds": report.wall_s, "report_dir": report.report_dir,
                                  "command": "portrait device-check --headless"})
     clients.record(manifest, web)
-    # browser latencies differ run to run: into the run record (runs/<id>.json), not the manifest
-    manifest, taken = split_run_record(manifest)
+    # browser latencies differ run to run: into the run record (runs/<id>.json), not the manifest, keyed
+    # by runtime and backend (verify puts the native entries in front of these later)
+    taken = {}
+    for n, rec in manifest.get("models", {}).items():
+        for e in rec.get("clients") or []:
+            if isinstance(e, dict) and "latency_ms" in e:
+                taken[f"models.{n}.clients.{e['runtime']} {e['backend']}.latency_ms"] = e.pop("latency_ms")
+    manifest, rest = split_run_record(manifest)
     if run is not None:
-        run.update(taken)
+        run.update({**taken, **rest})
     mpath.write_text(json.dumps(_clean(manifest), indent=2))
     bad = clients.claim_failures(manifest)
     if bad:   # as loud as a parity miss: the file does not do, in that client, what the manifest hands it off for
