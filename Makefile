@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CLIENT := .venv-client
 CLIENT_STAMP := $(CLIENT)/.installed
 
-.PHONY: all setup client-env export-int8 models test parity bench sim sequences render-report clean demo
+.PHONY: all setup client-env export-int8 models test parity bench sim sequences render-report clean demo report
 
 all: export-int8
 
@@ -49,6 +49,10 @@ parity: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/portrait bench --all
+
+# docs/results.md from the record: bundle manifests, export/bench/bench.json, export/eval/*/report.json
+report: $(STAMP)
+	$(BIN)/portrait report
 
 sim: $(STAMP)
 	$(BIN)/portrait sim --out export/sim

@@ -6,6 +6,7 @@ ratio compares like with like on this host. Not a test: `make bench` prints and 
 
 from __future__ import annotations
 
+import datetime
 import json
 import statistics
 import time
@@ -119,6 +120,12 @@ def format_table(rows: list[dict]) -> str:
     lines.append(f"(ai-edge-litert, XNNPACK, {rows[0]['threads']} threads, median of {rows[0]['runs']} runs; "
                  f"host: {host_isa()['summary']})")
     return "\n".join(lines)
+
+
+def stamp(command: str, isa: str) -> dict:
+    """When, where and by which command a figures file was written (docs/results.md shows it)."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return {"at": now, "command": command, "host_isa": isa}
 
 
 def write_json(rows: list[dict], path: Path) -> None:
