@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -125,7 +126,8 @@ def format_table(rows: list[dict]) -> str:
 def stamp(command: str, isa: str) -> dict:
     """When, where and by which command a figures file was written (docs/results.md shows it)."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return {"at": now, "command": command, "host_isa": isa}
+    load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return {"at": now, "command": command, "host_isa": isa, "load_avg_1_5_15min": load}
 
 
 def write_json(rows: list[dict], path: Path) -> None:

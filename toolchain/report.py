@@ -283,7 +283,9 @@ def _bench_section(rec: Record) -> list[str]:
     if rec.bench is None:
         return lines + [f"No `{_shown(rec.bench_json, rec)}`: `make bench` writes it.", ""]
     b, s = rec.bench.data, rec.bench
-    lines += [f"Source: `{_shown(s.path, rec)}` ({s.written}, `{s.command}`; host {s.isa or 'not recorded'}).", ""]
+    load = (b.get("written") or {}).get("load_avg_1_5_15min")
+    lines += [f"Source: `{_shown(s.path, rec)}` ({s.written}, `{s.command}`; host {s.isa or 'not recorded'}"
+              + (f"; load average {', '.join(_num(x) for x in load)} when written" if load else "") + ").", ""]
     models = b.get("models") or []
     if models:
         precisions = [p for p in ("float32", "float16", "dynamic", "int8", "int8_mixed", "w8a16", "mixed_float")
