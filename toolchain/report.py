@@ -139,7 +139,9 @@ def _num(v: Any) -> str:
     if isinstance(v, float):
         if v != v:
             return "n/a"
-        return f"{v:.3g}" if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5) else f"{v:.4g}"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.3g}" if v != 0 and abs(v) < 1e-3 else f"{v:.4g}"
     return str(v)
 
 
@@ -221,9 +223,13 @@ def _bundle_section(s: Source, rec: Record) -> list[str]:
     for key, label in (("import_check", "import vs source file"), ("onnx_check", "ONNX vs TF")):
         c = m.get(key) or {}
         if c.get("max_abs_diff") is not None:
+            fig = f"{label}: max abs diff {_num(c['max_abs_diff'])}"
+            if c.get("output_range"):
+                fig += f" over an output range of {_num(c['output_range'])}"
             budget = c.get("budget")
-            budget = budget.get("max_abs_diff") if isinstance(budget, dict) else budget
-            checks.append(f"{label}: max abs diff {_num(c['max_abs_diff'])} (budget {_num(budget)})")
+            budget = ", ".join(f"{k} {_num(v)}" for k, v in budget.items()) if isinstance(budget, dict) \
+                else f"max_abs_diff {_num(budget)}"
+            checks.append(f"{fig} (budget {budget})")
     if m.get("int8_size_ratio") is not None:
         checks.append(f"int8 / float32 size {_num(m['int8_size_ratio'])}")
     mixed = m.get("mixed_precision") or {}
@@ -337,12 +343,13 @@ def _evaluation_section(rec: Record) -> list[str]:
                   f"{ds.get('samples')} samples evaluated, {ds.get('bad')} bad. Drop vs float32: positive = worse, "
                   "with its 95% bootstrap interval.", ""]
         rows = []
+        roles = {x.get("file"): x.get("roles") or [] for x in r.get("files") or []}
         for f, figs in (r.get("figures") or {}).items():
             drop, ci = figs.get("drop_vs_float32") or {}, figs.get("drop_ci95") or {}
             main = keys[0] if keys else None
             d = (f"{_num(drop.get(main))} [{_num(ci[main][0])}, {_num(ci[main][1])}]"
                  if main in drop and main in ci else "reference" if main else "-")
-            rows.append([_code(f), *(figs.get(k) for k in keys), d])
+            rows.append([_code(f) + (f" ({', '.join(roles[f])})" if roles.get(f) else ""), *(figs.get(k) for k in keys), d])
         lines += _table(["file", *keys, f"{keys[0] if keys else ''} drop vs float32"], rows)
     return lines
 
