@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from builders import tiny_segmenter_project
 
 from toolchain.cli import main as cli
 from toolchain.export import export_model
 from toolchain.handoff import client
 from toolchain.recipes import merge_defaults
 from toolchain.report import _num, read_record, render, verify_checks
-
-from builders import tiny_segmenter_project
 
 
 @pytest.fixture(scope="module")
@@ -23,45 +22,69 @@ def record(tmp_path_factory):
         pytest.skip("MediaPipe client environment absent: run `make client-env` (export writes metadata with it)")
     d = tmp_path_factory.mktemp("report")
     reg, images = tiny_segmenter_project(d)
-    recipe = merge_defaults({"onnx": False, "calibration": {"samples": 12, "sources": ["skimage"]},
-                             "import_check": {"max_abs_diff": 1e-3},
-                             "parity": {"pixel_agreement_min": 0.5, "classes": []}})
+    recipe = merge_defaults(
+        {
+            "onnx": False,
+            "calibration": {"samples": 12, "sources": ["skimage"]},
+            "import_check": {"max_abs_diff": 1e-3},
+            "parity": {"pixel_agreement_min": 0.5, "classes": []},
+        }
+    )
     mp = pytest.MonkeyPatch()
     mp.setenv("PORTRAIT_MODELS_DIR", str(d / "models"))
     try:
-        bundle = export_model("tiny", out_root=d / "out", recipe=recipe, images_folder=images, registry=reg,
-                              quiet=True).bundle
+        bundle = export_model(
+            "tiny", out_root=d / "out", recipe=recipe, images_folder=images, registry=reg, quiet=True
+        ).bundle
     finally:
         mp.undo()
     bench = d / "bench" / "bench.json"
     assert cli(["bench", "--part", "models", "--out", str(d / "out"), "--runs", "3", "--json", str(bench)]) == 0
     assert cli(["dataset", "synth", "--n", "4", "--out", str(d / "voc"), "--size", "33x33", "--no-progress"]) == 0
-    assert cli(["evaluate", str(bundle), "--dataset", str(d / "voc"), "--resamples", "20", "--no-progress",
-                "--report-dir", str(d / "eval" / "tiny--voc")]) == 0
+    assert (
+        cli(
+            [
+                "evaluate",
+                str(bundle),
+                "--dataset",
+                str(d / "voc"),
+                "--resamples",
+                "20",
+                "--no-progress",
+                "--report-dir",
+                str(d / "eval" / "tiny--voc"),
+            ]
+        )
+        == 0
+    )
     return d / "out", bench, d / "eval", json.loads((bundle / "manifest.json").read_text())
 
 
 def test_report_names_the_handoff_and_the_manifests_figures(record, tmp_path):
     out, bench, eval_dir, m = record
     page = tmp_path / "results.md"
-    assert cli(["report", "--out", str(out), "--bench", str(bench), "--eval-dir", str(eval_dir),
-                "--output", str(page)]) == 0
+    assert (
+        cli(["report", "--out", str(out), "--bench", str(bench), "--eval-dir", str(eval_dir), "--output", str(page)])
+        == 0
+    )
     text = page.read_text()
     assert f"`{m['handoff']}`" in text and f"`{m['handoff_cpu']}`" in text
-    p = m["parity"]                                                          # figures read from the manifest
-    assert (f"| pixel_agreement | >= {_num(p['budgets']['pixel_agreement_min'])} | "
-            f"{_num(p['per_kernels']['xnnpack']['pixel_agreement'])} | "
-            f"{_num(p['per_kernels']['reference']['pixel_agreement'])} | {_num(p['pixel_agreement'])} |") in text
+    p = m["parity"]  # figures read from the manifest
+    assert (
+        f"| pixel_agreement | >= {_num(p['budgets']['pixel_agreement_min'])} | "
+        f"{_num(p['per_kernels']['xnnpack']['pixel_agreement'])} | "
+        f"{_num(p['per_kernels']['reference']['pixel_agreement'])} | {_num(p['pixel_agreement'])} |"
+    ) in text
     b = json.loads(bench.read_text())
     assert b["written"]["command"].startswith("portrait bench") and b["written"]["command"] in text
     assert b["written"]["host_isa"] in text and b["written"]["at"] in text
-    assert f"{b['models'][0]['ms']['int8']:.4g}" in text                   # the bench's own latency
+    assert f"{b['models'][0]['ms']['int8']:.4g}" in text  # the bench's own latency
     rep = json.loads((eval_dir / "tiny--voc" / "report.json").read_text())
     assert _num(rep["figures"]["tiny_float32.tflite"]["miou"]) in text
     assert "portrait evaluate tiny --dataset" in text
-    assert "No `" not in text and "No bundle" not in text                    # every source was found
+    assert "No `" not in text and "No bundle" not in text  # every source was found
     checks = verify_checks(out / "tiny")
-    assert checks and all(c["status"] in ("pass", "info") for c in checks)   # the card's verify list, parsed
+    assert checks and all(c["status"] in ("pass", "info") for c in checks)  # the card's verify list, parsed
 
 
 def test_missing_sources_name_the_command_that_makes_them(tmp_path):
