@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CLIENT := .venv-client
 CLIENT_STAMP := $(CLIENT)/.installed
 
-.PHONY: all setup client-env export-int8 models test parity bench sim sequences render-report clean demo report
+.PHONY: all setup client-env export-int8 models test test-fast lint parity bench sim sequences render-report clean demo report
 
 all: export-int8
 
@@ -44,6 +44,16 @@ models: $(STAMP)
 test: $(STAMP) $(CLIENT_STAMP)
 	$(BIN)/python -m pytest -q
 
+# unit tests only: no real models or photos (`shared`), no TF converter or export (`integration`), nothing `slow`
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not shared and not slow and not integration"
+
+# ruff (lint + format check, settings in pyproject.toml) and mypy on the library
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy toolchain
+
 parity: $(STAMP)
 	$(BIN)/portrait parity --all
 
@@ -61,7 +71,7 @@ sequences: $(STAMP)
 	$(BIN)/python -m device_sim.make_sequences
 
 render-report: $(STAMP)
-	$(BIN)/python scripts/render_panels.py export/render --quality --bench
+	$(BIN)/python -m experiments.render_panels export/render --quality --bench
 
 demo: $(STAMP)                 # export/demo/index.html: notebook vs ours, 100 % crops, edge figures
 	$(BIN)/python -m toolchain.render.demo --out export/demo

@@ -9,6 +9,32 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Fixtures that need the real models and photos: a test using one is marked `shared`, so
+# `make test-fast` (-m "not shared and not slow") leaves it out whether or not ../shared is configured.
+SHARED_FIXTURES = {"shared_dir", "shared_photos", "shared_depth_photos", "deeplab_bundle"}
+
+
+# Tests that run the TF converter or a whole export (on tiny generated models), or a simulation
+# through such a bundle, are `integration`: `make test-fast` leaves them out. A module named here
+# counts whole; a (module, test) pair marks one test of a module of unit tests.
+INTEGRATION_MODULES = {
+    "test_bias_scales", "test_calibration", "test_evaluate_accuracy", "test_evaluate_ray", "test_export",
+    "test_frozen_graph", "test_handoff", "test_ladder", "test_parity_layers", "test_parity_mixed",
+    "test_parity_report", "test_partial16", "test_ptq", "test_ptq_xnnpack", "test_render_demo",
+    "test_render_photo", "test_render_quality", "test_runtime_memo", "test_saturation", "test_search_engine",
+    "test_sim_cost", "test_sim_goldens", "test_sim_simulate", "test_split", "test_tflite_import",
+}
+INTEGRATION_TESTS = {("test_sim_smoothing", "test_smoothing_cuts_flicker_2x_without_raising_alpha_error_10pct")}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared)
+        module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else ""
+        if module in INTEGRATION_MODULES or (module, getattr(item, "originalname", item.name)) in INTEGRATION_TESTS:
+            item.add_marker(pytest.mark.integration)
+
 
 def _shared_dir() -> Path | None:
     raw = os.environ.get("PORTRAIT_DATA_DIR")

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from builders import VOC, tiny_segmenter_keras
 
 SEG, DEPTH = "tinyseg", "tinydepth"
@@ -86,7 +85,7 @@ def kill_once(marker: str, index: int):
     """A shard wrapper: the first worker that gets the shard whose first sample has `index` kills
     itself (SIGKILL, as an out-of-memory killer would) and leaves `marker` behind, so the retry runs."""
     def fn(spec):
-        from toolchain.evaluate.run import evaluate_shard
+        from toolchain.evaluate.accuracy import evaluate_shard
         first = spec["samples"][0]["index"] if isinstance(spec, dict) else spec[0]
         if first == index and not os.path.exists(marker):
             Path(marker).write_text(str(os.getpid()))

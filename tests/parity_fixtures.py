@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from builders import keras_to_tflite, tiny_segmenter_keras, write_registry
 
 MID = "tiny"
@@ -30,7 +29,7 @@ class TinyPair:
 def build_tiny_pair(root: Path) -> TinyPair:
     import cv2
 
-    from toolchain import calibrate, quantize
+    from toolchain import calibration_set, quantize
     from toolchain.images import bundled_photos, to_model_input
     from toolchain.registry import load_registry, sha256_of
     from toolchain.sources import import_model
@@ -40,12 +39,12 @@ def build_tiny_pair(root: Path) -> TinyPair:
     reg = load_registry(write_registry(root, MID, "tflite", f"{MID}.tflite", 33, 33, "logits", sha=sha256_of(src)))
     entry = reg[MID]
     fm = import_model(entry, src, root / "work")
-    rep = calibrate.representative_set((33, 33), samples=12, seed=0, sources=["skimage"], min_samples=8)
+    rep = calibration_set.representative_set((33, 33), samples=12, seed=0, sources=["skimage"], min_samples=8)
     bundle = root / "out" / MID
     bundle.mkdir(parents=True)
     f32 = quantize.convert(fm, "float32", bundle / f"{MID}_float32.tflite")
     i8 = quantize.convert(fm, "int8", bundle / f"{MID}_int8.tflite", representative=rep)
-    (bundle / "manifest.json").write_text('{"model_id": "%s"}' % MID)
+    (bundle / "manifest.json").write_text(f'{{"model_id": "{MID}"}}')
     images_dir = root / "images"
     images_dir.mkdir()
     photos = list(bundled_photos().items())[:4]

@@ -6,12 +6,11 @@ conversion of the same graph and samples reuses the pass, and the labels graph r
 
 import numpy as np
 import pytest
+from builders import tiny_segmenter_project
 
 from toolchain import quantize
 from toolchain.errors import ExportError
-from toolchain.quantize import calibration, conversions
-
-from builders import tiny_segmenter_project
+from toolchain.quantize import calibration, conversions, flatbuffer
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +62,7 @@ def _preserved_ranges(blob, rep):
     for s in rep:
         it.set_tensor(idx, s[None].astype(np.float32))
         it.invoke()
-        for i in calibration.recorded_tensors(calibration._model(blob)):
+        for i in calibration.recorded_tensors(flatbuffer.read(blob)):
             v = it.get_tensor(i)
             lo[i], hi[i] = min(lo.get(i, np.inf), float(v.min())), max(hi.get(i, -np.inf), float(v.max()))
     return lo, hi
@@ -81,7 +80,7 @@ def test_every_recorded_tensor_gets_its_true_range(float_model, monkeypatch):
         assert mine[i][0][0] == pytest.approx(lo[i], rel=1e-5, abs=1e-6)
         assert mine[i][1][0] == pytest.approx(hi[i], rel=1e-5, abs=1e-6)
     # TF's calibrator records a tensor that feeds an in-place ADD/MUL with that op's output range
-    m = calibration._model(graph)
+    m = flatbuffer.read(graph)
     sg = m.subgraphs[0]
     wrong = [i for i in lo if abs(theirs[i][1][0] - hi[i]) + abs(theirs[i][0][0] - lo[i]) > 1e-3 * (hi[i] - lo[i])]
     assert wrong, "TF's calibrator recorded every range right: the module docstring is out of date"
@@ -105,7 +104,7 @@ def test_int8_and_16x8_files_are_quantized_on_the_true_ranges(float_model, tmp_p
     graph = _float_graph(float_model, rep, monkeypatch)
     def by_name(blob):
         return {t.name.decode(): (float(t.quantization.min[0]), float(t.quantization.max[0]))
-                for t in calibration._model(blob).subgraphs[0].tensors if calibration._has_range(t.quantization)}
+                for t in flatbuffer.read(blob).subgraphs[0].tensors if calibration._has_range(t.quantization)}
     true, tf = by_name(calibration.true_ranges(graph, rep)), by_name(calibration._calibrate_here(graph, rep))
     # the tensor whose range TF's calibrator gets most wrong
     name = max(true, key=lambda n: (tf[n][1] - tf[n][0]) / (true[n][1] - true[n][0]))
@@ -147,14 +146,14 @@ def test_a_graph_computed_differently_is_not_covered(float_model, labels_model, 
         quantize.calibrate_int8(model, rep)
     logits, labels = got
     assert calibration.covers(logits, labels) and calibration.covers(labels, logits)  # the same float tensors
-    m = calibration._model(logits)
+    m = flatbuffer.read(logits)
     sg = m.subgraphs[0]
     const = next(t for t in sg.tensors if t.buffer < len(m.buffers) and m.buffers[t.buffer].data is not None
-                 and t.type == calibration.FLOAT32 and len(m.buffers[t.buffer].data) > 8)
+                 and t.type == flatbuffer.FLOAT32 and len(m.buffers[t.buffer].data) > 8)
     data = np.array(m.buffers[const.buffer].data, dtype=np.uint8)
     data[0] ^= 1                                                    # one weight changed
     m.buffers[const.buffer].data = data
-    assert not calibration.covers(calibration._to_bytes(m), labels)
+    assert not calibration.covers(flatbuffer.write(m), labels)
 
 
 def test_other_samples_make_a_new_pass(float_model, monkeypatch):

@@ -4,7 +4,7 @@ Every mutated input (bit flips, truncation, insertions/deletions, corrupted XMP 
 a valid result or the project's error (toolchain.errors), never an uncaught exception, and no reader
 call may take longer than 2 s. The main test runs >= 1,000 inputs from small generated fixtures in
 the iPhone (MPF + Apple XMP) and GDepth layouts and raw DEPTH16 frames; a second one mutates the real
-photos in ../shared (fewer inputs: each read decodes a 3-12 MP JPEG). scripts/fuzz_depth_readers.py
+photos in ../shared (fewer inputs: each read decodes a 3-12 MP JPEG). experiments/fuzz_depth_readers.py
 runs the long campaign on the real files and reports counts.
 """
 

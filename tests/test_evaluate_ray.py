@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from toolchain.engines import map_shards
+from toolchain.evaluate.accuracy import evaluate
 from toolchain.evaluate.datasets import synth
-from toolchain.evaluate.engines import map_shards
-from toolchain.evaluate.run import evaluate
 
 pytestmark = pytest.mark.slow
 

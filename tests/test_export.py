@@ -5,14 +5,13 @@ import json
 
 import numpy as np
 import pytest
+from builders import tiny_segmenter_keras, tiny_segmenter_project, write_registry
 
-from toolchain import bundle, calibrate, quantize
+from toolchain import bundle, calibration_set, quantize
 from toolchain.errors import ExportError, InputError, ModelNotFound, ParityError
 from toolchain.export import export_all, export_model
 from toolchain.recipes import merge_defaults
 from toolchain.registry import load_registry
-
-from builders import tiny_segmenter_keras, tiny_segmenter_project, write_registry
 
 
 @pytest.fixture(scope="module")
@@ -162,22 +161,22 @@ def test_wrong_input_shape_is_a_clear_error(tiny, tmp_path, monkeypatch):
 def test_degenerate_calibration_sets_are_rejected():
     rng = np.random.default_rng(0)
     good = rng.integers(0, 256, (10, 8, 8, 3)).astype(np.uint8)
-    calibrate.check_representative(good)
+    calibration_set.check_representative(good)
     with pytest.raises(InputError, match="fewer than"):
-        calibrate.check_representative(good[:3])
+        calibration_set.check_representative(good[:3])
     nan = good.astype(np.float32)
     nan[2, 0, 0, 0] = np.nan
     with pytest.raises(InputError, match="NaN"):
-        calibrate.check_representative(nan)
+        calibration_set.check_representative(nan)
     const = good.copy()
     const[4] = 7
     with pytest.raises(InputError, match="constant"):
-        calibrate.check_representative(const)
+        calibration_set.check_representative(const)
 
 
 def test_calibration_set_is_deterministic_and_big_enough():
-    a = calibrate.representative_set((33, 33), samples=100, sources=["skimage"])
-    b = calibrate.representative_set((33, 33), samples=100, sources=["skimage"])
+    a = calibration_set.representative_set((33, 33), samples=100, sources=["skimage"])
+    b = calibration_set.representative_set((33, 33), samples=100, sources=["skimage"])
     assert a.shape == (100, 33, 33, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
 
 
@@ -226,7 +225,7 @@ def test_missed_budget_climbs_the_ladder_to_mixed_float(tiny, tmp_path, monkeypa
 
 
 def test_calibration_sources_named_photos_and_synthetic_scenes():
-    a = calibrate.representative_set((33, 33), samples=10, sources=["skimage:astronaut,chelsea", "scenes:2"])
+    a = calibration_set.representative_set((33, 33), samples=10, sources=["skimage:astronaut,chelsea", "scenes:2"])
     assert a.shape == (10, 33, 33, 3)
     with pytest.raises(InputError, match="unknown calibration source"):
-        calibrate.representative_set((33, 33), samples=10, sources=["webcam"])
+        calibration_set.representative_set((33, 33), samples=10, sources=["webcam"])

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import tiny_segmenter_keras, tiny_segmenter_project
 
 from toolchain.cli import main as cli
 from toolchain.export import export_model
-from toolchain.handoff import client, metadata, verify as verify_mod
+from toolchain.handoff import client, metadata
+from toolchain.handoff import verify as verify_mod
 from toolchain.handoff.pack import pack
 from toolchain.recipes import merge_defaults
 from toolchain.registry import sha256_of
-
-from builders import tiny_segmenter_keras, tiny_segmenter_project
 
 needs_client = pytest.mark.skipif(client.client_python() is None,
                                   reason="MediaPipe client environment absent: run `make client-env`")
@@ -104,11 +104,12 @@ def test_int8_input_while_manifest_says_uint8_fails_verify(tiny_bundle, tmp_path
     """The issue's headline defect: a handoff that takes int8 (zero point -128) while the manifest
     says uint8 pixels. verify feeds the manifest's pixels and names the file and the field."""
     import tensorflow as tf
-    from toolchain import calibrate
+
+    from toolchain import calibration_set
     b = _copy(tiny_bundle, tmp_path)
     conv = tf.lite.TFLiteConverter.from_keras_model(tiny_segmenter_keras())
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    rep = calibrate.representative_set((33, 33), samples=8, seed=0, sources=["skimage"], min_samples=1)
+    rep = calibration_set.representative_set((33, 33), samples=8, seed=0, sources=["skimage"], min_samples=1)
     conv.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in rep)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
@@ -265,6 +266,7 @@ def _photos_folder(tmp_path):
     if shared is not None and (shared / "photos").is_dir():
         return shared / "photos"
     import cv2
+
     from toolchain.images import bundled_photos
     for name, img in bundled_photos().items():
         cv2.imwrite(str(tmp_path / f"{name}.png"), img[..., ::-1])

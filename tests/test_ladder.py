@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from builders import tiny_segmenter_project
 
 from toolchain.errors import ParityError, RecipeError
 from toolchain.export import export_model
 from toolchain.quantize import conversions, ladder
 from toolchain.recipes import merge_defaults
 from toolchain.runtime import TfliteRunner
-
-from builders import tiny_segmenter_project
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +233,7 @@ def test_a_rung_whose_integer_bias_a_kernel_would_misread_is_not_met(tiny, tmp_p
 
 
 def test_host_isa_names_int8_dot_product_features():
-    from toolchain.bench import host_isa
+    from toolchain.latency import host_isa
     x86 = host_isa("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n", "x86_64")
     assert x86["features"]["AVX512-VNNI"] and not x86["features"]["AVX-VNNI"] and x86["int8_dot_product"]
     old = host_isa("flags\t\t: fpu sse avx2\n", "x86_64")
@@ -267,5 +266,8 @@ def test_w8a16_with_split_weights_stays_integer_only(tiny, tmp_path, monkeypatch
     ops = TfliteRunner(b / m["handoff"], kernels="reference").interp._get_ops_details()
     plain = _export(tiny, tmp_path / "out_plain", _recipe(["w8a16"]), monkeypatch, tmp_path).bundle
     plain_ops = TfliteRunner(plain / m["handoff"], kernels="reference").interp._get_ops_details()
-    convs = lambda ops: sum(o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D") for o in ops)
+
+    def convs(ops):
+        return sum(o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D") for o in ops)
+
     assert convs(ops) == 2 * convs(plain_ops)  # every convolution as two int8-weight halves

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from toolchain.parity import report, run
+from toolchain.parity import bundle_parity, report
 
 from parity_fixtures import MID, build_tiny_pair
 
@@ -17,7 +17,7 @@ def pair(tmp_path_factory):
 
 
 def _run(pair, tmp_path, **kw):
-    return run.parity_model(MID, bundle=pair.bundle, images=pair.images_dir, out_dir=tmp_path / "rep",
+    return bundle_parity.parity_model(MID, bundle=pair.bundle, images=pair.images_dir, out_dir=tmp_path / "rep",
                             registry=pair.registry, recipe=_recipe(), worst=2, **kw)
 
 
@@ -52,20 +52,22 @@ def test_mixed_precision_runs_after_a_miss_and_is_reported(pair, tmp_path, monke
     assert not m["met"] and "no layer set" in m["message"]
     assert m["costs"]["bytes"]["mixed"] > 0 and m["costs"]["latency_ms"]["mixed"] > 0
     assert "Mixed precision" in (tmp_path / "rep" / "report.html").read_text()
-    assert "mixed precision:" in run.summary(res)
+    assert "mixed precision:" in bundle_parity.summary(res)
 
 
 def test_disagreement_maps():
     import numpy as np
-    ref = np.zeros((4, 4, 3)); ref[..., 1] = 1
-    out = ref.copy(); out[0, 0] = [5, 0, 0]
+    ref = np.zeros((4, 4, 3))
+    ref[..., 1] = 1
+    out = ref.copy()
+    out[0, 0] = [5, 0, 0]
     assert report.disagreement("segmentation", ref, out).sum() == 1
     assert report.disagreement("mask", np.full((2, 2), 0.6), np.array([[0.4, 0.6], [0.7, 0.9]])).sum() == 1
 
 
 def test_real_deeplab_per_layer_and_kernels(deeplab_bundle, tmp_path):
     bundle = deeplab_bundle
-    res = run.parity_model("deeplabv3_mnv2_pascal_257", bundle=bundle, out_dir=tmp_path, worst=1)
+    res = bundle_parity.parity_model("deeplabv3_mnv2_pascal_257", bundle=bundle, out_dir=tmp_path, worst=1)
     lay = res["layers"]
     assert lay["matched"]["unmatched_float_ops"] == 0 and len(lay["layers"]) >= 70
     assert all(r["snr_db"] > 5 for r in lay["layers"])

@@ -1,18 +1,18 @@
-"""int16 activations on the last layers (toolchain/quantize/partial16.py) on a tiny generated model:
+"""int16 activations on the last layers (experiments/partial16.py, an experiment) on a tiny generated model:
 the spliced file keeps the int8 ops before the cut, requantizes the cut tensor to int16 and runs the
 16x8 file's ops after it; it has no float op, loads on both kernel sets, and its output is the 16x8
 tail's output on the int8 head's values. A cut that does not separate the graph is refused."""
 
 import numpy as np
 import pytest
+from builders import tiny_segmenter_project
 
+from experiments import partial16
 from toolchain import quantize
 from toolchain.errors import ExportError
-from toolchain.quantize import conversions, partial16
-from toolchain.quantize.calibration import _model
+from toolchain.quantize import conversions
+from toolchain.quantize.flatbuffer import read as read_model
 from toolchain.runtime import TfliteRunner
-
-from builders import tiny_segmenter_project
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def files(tmp_path_factory):
 
 
 def _types(blob):
-    m = _model(blob)
+    m = read_model(blob)
     sg = m.subgraphs[0]
     return [(max(m.operatorCodes[op.opcodeIndex].builtinCode, m.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode),
              sg.tensors[op.outputs[0]].type, sg.tensors[op.outputs[0]].name.decode()) for op in sg.operators]
@@ -65,7 +65,7 @@ def test_the_tail_runs_in_int16_after_the_cut(files):
 
 def test_a_cut_that_does_not_separate_the_tail_is_refused(files):
     _d, i8, w16 = files
-    m = _model(w16)
+    m = read_model(w16)
     sg = m.subgraphs[0]
     add = next(op for op in sg.operators if m.operatorCodes[op.opcodeIndex].builtinCode == 0)   # the residual ADD
     one_branch = sg.tensors[add.inputs[1]].name.decode()      # the other branch also reaches the output
@@ -77,7 +77,7 @@ def test_a_cut_that_does_not_separate_the_tail_is_refused(files):
 
 def test_a_head_splice_runs_int16_up_to_the_cut_and_int8_after(files):
     d, i8, w16 = files
-    m = _model(i8)
+    m = read_model(i8)
     sg = m.subgraphs[0]
     first_conv = next(op for op in sg.operators if m.operatorCodes[op.opcodeIndex].builtinCode == 3)   # CONV_2D
     cut = [sg.tensors[first_conv.outputs[0]].name.decode()]          # a chain point: one tensor carries on

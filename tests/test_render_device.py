@@ -73,7 +73,7 @@ def test_device_matches_golden_on_photos(shared_photos):
 
 def test_device_matches_golden_at_12mp_scale():
     # 4032x3024 exercises the x4 working grid and the largest disc
-    from toolchain.render.bench import bench_frame
+    from toolchain.render.stage_timing import bench_frame
     img, _, depth, low, spec = bench_frame(1512, 2016)      # x2 grid; x4 is covered by the bench
     g = render(img, low, spec, depth_m=depth, edges="guided")
     d = render(img, low, spec, depth_m=depth, implementation="device", edges="guided")
@@ -103,6 +103,7 @@ def test_integer_disc_sum_is_the_disc_filter(radius):
 
 def test_device_source_uses_no_float_on_pixels():
     import inspect
+
     import toolchain.render.device as dev
     src = inspect.getsource(dev)
     assert "np.float64" not in src and "astype(float)" not in src

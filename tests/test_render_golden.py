@@ -24,7 +24,10 @@ def _scene(subject=(20, 20, 20), bg=BG):
 
 def _ring(alpha, inner, outer):
     import cv2
-    k = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+    def k(r):
+        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
     a = (alpha > 0.5).astype(np.uint8)
     return (cv2.dilate(a, k(outer)) > 0) & ~(cv2.dilate(a, k(inner)) > 0)
 

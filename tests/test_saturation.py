@@ -8,10 +8,9 @@ precision, so the range can stop there."""
 
 import numpy as np
 import pytest
-
-from toolchain.quantize import calibration, quantize_calibrated, ranges
-
 from builders import keras_to_tflite
+
+from toolchain.quantize import calibration, flatbuffer, quantize_calibrated, ranges
 
 
 def _net(kind: str):
@@ -44,7 +43,7 @@ def _samples(n=16, seed=0):
 
 
 def _logit_ranges(blob):
-    model = calibration._model(blob)
+    model = flatbuffer.read(blob)
     sg = model.subgraphs[0]
     out = {}
     for op in sg.operators:
@@ -68,12 +67,13 @@ def test_only_tensors_whose_every_use_saturates_are_cut(nets):
             assert (lo, hi) == (raw_lo, raw_hi), kind                # the MUL needs the whole range
     lo, hi = _logit_ranges(calibration.calibrated(nets["shifted"], _samples()))["conv"]
     assert (lo, hi) == (8.0, 8.0)                                    # never an inverted range
-    limits = ranges.saturation_limits(calibration._model(nets["moved"]))
+    limits = ranges.saturation_limits(flatbuffer.read(nets["moved"]))
     assert sorted(set(limits.values())) == [8.0] and len(limits) == 3   # the conv output, the reshape, the concat
 
 
 def test_int8_sigmoid_output_keeps_soft_values_near_the_threshold(nets, tmp_path, monkeypatch):
     import tensorflow as tf
+
     from toolchain.runtime import TfliteRunner
     x = _samples(64, seed=3)
 

@@ -1,12 +1,11 @@
-"""Device profiles and the per-op cost model (device_sim/cost.py)."""
+"""Device profiles and the per-op cost model (toolchain/sim/cost.py)."""
 
 import numpy as np
 import pytest
-
-from device_sim import cost
-from toolchain.errors import InputError
-
 from sim_fixtures import tiny_bundle
+
+from toolchain.errors import InputError
+from toolchain.sim import cost
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The simulator's frame loop (device_sim/simulate.py) on the sample sequences with a tiny bundle,
+"""The simulator's frame loop (toolchain/sim/simulate.py) on the sample sequences with a tiny bundle,
 and its handling of bad input: dropped, late and mismatched frames, wrong sizes, missing bundles."""
 
 import json
@@ -6,12 +6,11 @@ import shutil
 
 import cv2
 import pytest
+from sim_fixtures import tiny_bundle
 
-from device_sim import simulate
 from toolchain.depth.sequence import load_sequence
 from toolchain.errors import InputError
-
-from sim_fixtures import tiny_bundle
+from toolchain.sim import simulate
 
 SEQ = simulate.SEQUENCES_DIR / "cat_turn"
 

@@ -1,14 +1,14 @@
-"""Temporal smoothing and the flicker metric (device_sim/smoothing.py)."""
+"""Temporal smoothing and the flicker metric (toolchain/sim/smoothing.py)."""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from device_sim import simulate
-from device_sim.smoothing import DepthSmoother, flicker, mask_uncertainty, smooth_mask
-
 from sim_fixtures import tiny_bundle
+
+from toolchain.sim import simulate
+from toolchain.sim.smoothing import DepthSmoother, flicker, mask_uncertainty, smooth_mask
 
 probs = arrays(np.float32, (6, 7), elements=st.floats(0, 1, width=32))
 
@@ -68,7 +68,8 @@ def test_smoothing_cuts_flicker_2x_without_raising_alpha_error_10pct():
 
 def test_motion_gate_follows_moving_pixels_and_averages_still_ones():
     import numpy as np
-    from device_sim.smoothing import image_stillness, smooth_mask
+
+    from toolchain.sim.smoothing import image_stillness, smooth_mask
     prev_img = np.zeros((8, 8, 3), np.uint8)
     img = prev_img.copy()
     img[:, 4:] = 200  # the right half moved

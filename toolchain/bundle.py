@@ -13,6 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from .errors import InputError
 from .registry import sha256_of
 
 
@@ -78,7 +81,6 @@ def _swap_in(staging: Path, final: Path) -> None:
 
 
 def read_manifest(bundle: Path) -> dict:
-    from .errors import InputError
     path = Path(bundle) / "manifest.json"
     if not path.is_file():
         raise InputError(f"no manifest.json in {bundle}", fix="pass a bundle written by `portrait export`")
@@ -96,7 +98,6 @@ def handoff_model(manifest: dict) -> str | None:
 
 
 def _json_default(obj):
-    import numpy as np
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
     if isinstance(obj, np.ndarray):

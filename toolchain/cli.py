@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from . import paths
+from .depth.info import depth_info, write_planes
+from .depth.info import summary_lines as depth_summary_lines
+from .device.check import check_outputs, format_report
+from .errors import PortraitError
+from .evaluate.accuracy import evaluate
+from .evaluate.accuracy import summary_lines as evaluation_summary_lines
+from .evaluate.datasets import synth
+from .evaluate.engine_timing import format_eval_bench, run_eval_bench
+from .export import export_all, results_json
+from .handoff.pack import pack
+from .handoff.verify import verify
+from .latency import bench_all, format_table, host_isa, stamp
+from .parity.bundle_parity import parity_all, parity_model, summary
+from .parity.report import summarize_ladder, summarize_parity
+from .registry import fetch, get_entry, load_registry, locate
+from .render.photo import render_photo
+from .report import write_report
+from .render.stage_timing import format_bench, run_bench
+from .sim.cost import profile_names
+from .sim.simulate import format_summary, simulate_all
+
+# TensorFlow is imported inside the commands that convert (export, parity); quiet its C++ logging first
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from .errors import PortraitError  # noqa: E402
 
 EPILOG = """environment:
   PORTRAIT_MODELS_DIR  folders with model files (os.pathsep-separated), searched before the cache
@@ -21,7 +44,6 @@ EPILOG = """environment:
 
 
 def cmd_export(args) -> int:
-    from .export import export_all, results_json
     if not args.all and not args.model:
         raise PortraitError("name a model id or pass --all", fix="`portrait models list` shows the ids")
     results = export_all(None if args.all else args.model, out_root=args.out, images_folder=args.images,
@@ -50,10 +72,8 @@ def _export_summary(results) -> str:
         if r.bundle:
             line += f" -> {r.bundle}"
         if r.status == "exported" and r.figures.get("parity"):
-            from .export import summarize_parity
             line += "\n      parity: " + summarize_parity(r.figures["parity"])
         if r.status != "skipped" and (r.figures.get("ladder") or (r.figures.get("parity") or {}).get("ladder")):
-            from .export import summarize_ladder
             rows = r.figures.get("ladder") or r.figures["parity"]["ladder"]
             line += "".join("\n      ladder " + x for x in summarize_ladder(rows, r.figures.get("handoff"),
                                                                             r.figures.get("handoff_cpu")))
@@ -87,7 +107,6 @@ def _export_summary(results) -> str:
 
 
 def cmd_models(args) -> int:
-    from .registry import fetch, get_entry, load_registry, locate
     reg = load_registry()
     if args.action == "list":
         for mid, e in reg.items():
@@ -107,7 +126,7 @@ def cmd_models(args) -> int:
         entry = get_entry(mid, reg)
         try:
             path = fetch(entry, accept_unpinned=args.accept_unpinned,
-                         progress=lambda d, t: print(f"\r{mid}: {d / 1e6:.1f}/{t / 1e6:.1f} MB", end="", file=sys.stderr))
+                         progress=lambda d, t, mid=mid: print(f"\r{mid}: {d / 1e6:.1f}/{t / 1e6:.1f} MB", end="", file=sys.stderr))
             print(f"{mid}: {path}")
         except PortraitError as exc:
             failed += 1
@@ -117,9 +136,7 @@ def cmd_models(args) -> int:
 
 def cmd_bench(args) -> int:
     """Models (float32 vs int8 per bundle) and the fused render stage, each in one run."""
-    import json
-    from .bench import bench_all, format_table
-    report = {}
+    report: dict[str, Any] = {}
     if args.part in ("all", "models"):
         try:
             rows = bench_all(args.out, threads=args.threads, runs=args.runs)
@@ -130,13 +147,11 @@ def cmd_bench(args) -> int:
                 raise
             print(f"models: skipped ({exc.what}; {exc.fix})")
     if args.part in ("all", "render"):
-        from .render.bench import format_bench, run_bench
         res = run_bench(threads=args.threads)
         print("render stage (fused mask-upsample-blur-composite):\n" + format_bench(res))
         report["render"] = res
     if args.part in ("all", "evaluate"):
         try:  # evaluation on the local engine vs Ray workers (issue 13 targets)
-            from .evaluate.bench import format_eval_bench, run_eval_bench
             res = run_eval_bench(args.out / args.eval_model if args.out else args.eval_model, n=args.eval_images,
                                  workers=args.eval_workers)
             print("evaluation, local engine vs Ray:\n" + format_eval_bench(res))
@@ -146,7 +161,6 @@ def cmd_bench(args) -> int:
                 raise
             print(f"evaluation: skipped ({exc.what}; {exc.fix})")
     if args.json:
-        from .bench import host_isa, stamp
         command = f"portrait bench --part {args.part} --threads {args.threads} --runs {args.runs}" + (
             f" --out {args.out}" if args.out else "")
         report = {"written": stamp(command, host_isa()["summary"]), **report}
@@ -157,14 +171,12 @@ def cmd_bench(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
     path = write_report(args.output, out_root=args.out, bench_json=args.bench, eval_dir=args.eval_dir)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_render(args) -> int:
-    from .render.photo import render_photo
     result = render_photo(args.model, args.image, args.out, depth=args.depth, background=args.background,
                           mode=args.mode, f_number=args.f_number, max_blur_px=args.max_blur_px,
                           focus_m=args.focus_m, implementation=args.implementation, precision=args.precision,
@@ -179,8 +191,6 @@ def cmd_render(args) -> int:
 
 
 def cmd_depth_info(args) -> int:
-    import json
-    from .depth.info import depth_info, summary_lines, write_planes
     photo, info = depth_info(args.file)
     if args.write:
         written = write_planes(photo, args.write, info)
@@ -188,7 +198,7 @@ def cmd_depth_info(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        print("\n".join(summary_lines(info)))
+        print("\n".join(depth_summary_lines(info)))
     if args.write:
         print(f"wrote {', '.join(p.name for p in written)} to {args.write}", file=sys.stderr if args.json else sys.stdout)
     return 0
@@ -212,11 +222,10 @@ def _add_search_engine(parser) -> None:
 
 
 def cmd_parity(args) -> int:
-    from .parity.run import parity_all, parity_model, summary
     try:
         budgets = {k: float(v) for k, v in (b.split("=", 1) for b in args.budget)} or None
     except ValueError:
-        raise PortraitError(f"bad --budget {args.budget}", fix="write FIGURE_min=VALUE, e.g. pixel_agreement_min=0.999")
+        raise PortraitError(f"bad --budget {args.budget}", fix="write FIGURE_min=VALUE, e.g. pixel_agreement_min=0.999") from None
     kw = dict(images=args.images, budgets=budgets, mixed_precision=args.mixed, per_layer=not args.no_layers,
               max_conversions=args.max_conversions, engine=_search_engine(args))
     if args.all or not args.model:
@@ -230,15 +239,33 @@ def cmd_parity(args) -> int:
 
 
 def cmd_sim(args) -> int:
-    from device_sim.__main__ import run_sim
-    return run_sim(args)
+    res = simulate_all(args.sequence, args.bundle, out_root=args.out, profiles=args.profile or profile_names(),
+                       kernels=args.kernels, threads=args.threads, mask_source=args.mask_source,
+                       smoothing=not args.no_smoothing)
+    for r in res:
+        print(format_summary(r))
+        print(f"  frames, GIF and summary.json in {r.get('out_dir')}")
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "frames"} for r in res], indent=1))
+    return 0
+
+
+def _add_sim_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sequence", action="append", type=Path,
+                   help="sequence folder (repeatable); default: every sample in device_sim/sequences")
+    p.add_argument("--bundle", type=Path, help="bundle folder; default: export/out/deeplabv3_mnv2_pascal_257, "
+                                               "else selfie_segmenter")
+    p.add_argument("--profile", action="append", help="device profile name or .toml (repeatable); default: all")
+    p.add_argument("--kernels", choices=("xnnpack", "reference"), default="xnnpack")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--mask-source", choices=("model", "simulated"), default="model")
+    p.add_argument("--no-smoothing", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("export/sim"), help="output folder (frames, GIF, summary.json)")
+    p.add_argument("--json", action="store_true", help="also print the summaries as JSON")
 
 
 def cmd_verify(args) -> int:
     """Issue 11: feed every file of a bundle (folder or zip) as its manifest says, in each client."""
-    import json
-    from . import paths
-    from .handoff.verify import verify
     target = args.bundle if args.bundle.exists() else paths.out_dir() / str(args.bundle)
     report = verify(target, mediapipe=not args.no_mediapipe, images_folder=args.images)
     print(json.dumps(report.as_dict(), indent=1, default=str) if args.json else report.format(verbose=args.verbose))
@@ -246,8 +273,6 @@ def cmd_verify(args) -> int:
 
 
 def cmd_pack(args) -> int:
-    from . import paths
-    from .handoff.pack import pack
     bundle = args.bundle if args.bundle.exists() else (args.bundles or paths.out_dir()) / str(args.bundle)
     out = pack(bundle, args.out or paths.out_dir(), verify=not args.no_verify,
                progress=lambda m: print(m, file=sys.stderr))
@@ -256,26 +281,23 @@ def cmd_pack(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from toolchain.device.check import check_outputs, format_report
     results = check_outputs(args.bundle, args.device_outputs)
     print(format_report(results))
     return 0 if all(r.passed for r in results) else 1
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate.run import evaluate, summary_lines
     result = evaluate(args.model, args.dataset, task=args.task, engine=args.engine, address=args.address,
                       workers=args.workers, shard_size=args.shard_size, kernels=args.kernels, threads=args.threads,
                       align=args.align, out_dir=args.report_dir, bundles_root=args.bundles, limit=args.limit,
                       resamples=args.resamples,
                       precisions=[p for p in (args.precisions or "").split(",") if p] or None,
                       progress=not args.no_progress)
-    print("\n".join(summary_lines(result)))
+    print("\n".join(evaluation_summary_lines(result)))
     return 0
 
 
 def cmd_dataset(args) -> int:
-    from .evaluate.datasets import synth
     try:
         h, w = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
@@ -376,14 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--output", type=Path, default=None, help="the page to write (default docs/results.md)")
     rp.set_defaults(func=cmd_report)
 
-    from device_sim.__main__ import add_sim_arguments
     sm = sub.add_parser("sim", help="device simulator: ToF sequences through a bundle and the fused stage, per phone profile",
                         description="Per frame: pair RGB and DEPTH16 by timestamp, run the int8 model (ai-edge-litert), "
                                     "register depth, smooth over time, run the device-precision fused stage; report "
                                     "host time per stage, estimated time per phone profile (per-op roofline cost "
                                     "model), peak memory, frames over 33 ms, flicker; write frames, a GIF and "
                                     "summary.json.")
-    add_sim_arguments(sm)
+    _add_sim_arguments(sm)
     sm.set_defaults(func=cmd_sim)
     ck = sub.add_parser("check", help="compare outputs dumped by a phone with a bundle's golden vectors",
                         description="Read <bundle>/goldens/goldens.json, compare each vector's output dumped by the "

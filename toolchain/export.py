@@ -6,31 +6,42 @@ bundle folder is touched) unless every check and the parity gate pass.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import math
+import multiprocessing as mp
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, calibrate, paths, quantize
+from . import __version__, cache, calibration_set, paths
 from .bundle import write_bundle
-from .quantize import cache, ladder
+from .device.goldens import write_goldens
+from .errors import ExportError, ModelNotFound, ParityError, PortraitError
+from .handoff import metadata
+from .handoff.verify import verify_staged
+from .latency import time_model
+from .parity.gate import compare_pair, parity_images
+from .parity.mixed import mixed_float_file
+from .parity.report import format_figures
+from .quantize import ladder, precisions
 from .quantize.conversions import apply_output_transform
 from .quantize.conversions import transform_settings as output_transform_settings
-from .runtime import KERNELS
-from .errors import ExportError, ModelNotFound, ParityError, PortraitError
-from .parity.gate import compare_pair, parity_images
+from .quantize.xnnpack import delegation
 from .recipes import load_recipe
 from .registry import ModelEntry, get_entry, load_registry, locate, locate_or_fetch_embedded, sha256_of
-from .runtime import TfliteRunner
-from .sources import import_model
+from .runtime import KERNELS, TfliteRunner
+from .sources import FloatModel, import_model
+from .sources.tflite_graph import float_reference_bytes, has_quantized_weights, output_key, read_tflite
 
 
 def _say(model_id: str, msg: str) -> None:
@@ -73,7 +84,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                 continue  # the precision ladder makes the integer files (quantize/ladder.py)
             say(f"converting to {precision}")
             path = steps.convert(f"{model_id}_{precision}.tflite",
-                                 lambda tmp, p=precision: quantize.convert(float_model, p, tmp, progress=say))
+                                 lambda tmp, p=precision: precisions.convert(float_model, p, tmp, progress=say))
             files[path.name] = path
         float_path = files.get(f"{model_id}_float32.tflite")
         if float_path is None:
@@ -83,16 +94,16 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
         import_check = steps.cached_value(["import_check", sha256_of(float_path), [nm for nm, _ in images]],
                                           lambda: check_import(entry, recipe, source, float_path, images))
         if import_check:
-            say("import check: " + _fmt(import_check))
+            say("import check: " + format_figures(import_check))
 
         onnx_check = None
         if recipe["onnx"]:
             say("exporting ONNX (tf2onnx) and checking it in onnxruntime")
-            onnx_path = steps.convert(f"{model_id}_float32.onnx", lambda tmp: quantize.export_onnx(
+            onnx_path = steps.convert(f"{model_id}_float32.onnx", lambda tmp: precisions.export_onnx(
                 float_model, tmp, float_tflite=float_path))
             n = recipe["onnx_check"]["samples"]
             diff = steps.cached_value(["onnx_check", sha256_of(onnx_path), [nm for nm, _ in images[:n]]],
-                                      lambda: quantize.check_onnx(float_model, onnx_path,
+                                      lambda: precisions.check_onnx(float_model, onnx_path,
                                                                   np.stack([img for _, img in images[:n]])))
             onnx_check = {"max_abs_diff": diff, "budget": recipe["onnx_check"]["max_abs_diff"], "runtime": "onnxruntime"}
             if diff > recipe["onnx_check"]["max_abs_diff"]:
@@ -103,9 +114,11 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
 
         parity, ladder_out, handoff, handoff_cpu, mixed_record = None, None, None, None, None
         if "int8" in recipe["precisions"]:
+            assert representative is not None  # made above whenever int8 is asked for
             ctx = ladder.Context(entry, recipe, float_model, float_path, representative, images, workdir, say,
                                  convert=steps.convert, judge=lambda path, kernels=KERNELS: steps.judge(
-                                     float_path, path, images, kernels), engine=dict(engine or {}))
+                                     float_path, path, images, kernels), engine=dict(engine or {}),
+                                 search_mixed=mixed_float_file)
             ladder_out = ladder.run_ladder(ctx)
             w8 = ctx.results.get("w8a8")
             if w8 is not None:
@@ -130,7 +143,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                 say("converting the ArgMax (uint8 labels) int8 variant")
                 labels_path = ladder.labels_variant(ctx, f"{model_id}_int8_labels.tflite",
                                                     lambda: steps.float_model(with_labels=True))
-                quantize.check_all_int8(labels_path, recipe["int8"]["allow_float_ops"])
+                precisions.check_all_int8(labels_path, recipe["int8"]["allow_float_ops"])
                 files[labels_path.name] = labels_path
             say("handoff_cpu: timing the files that meet the budget on XNNPACK")
             handoff_cpu = _retime_cpu_candidates(ladder.choose_handoff_cpu(ctx, files), files)
@@ -164,9 +177,7 @@ def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int 
     """handoff_cpu on a busy host: time the candidates that meet in interleaved rounds (the first
     timing, median of 10, is round 1; the others are medians of `runs`) and take each one's fastest
     round (other processes only ever add time), so a burst of load cannot pick the slower file."""
-    import statistics
 
-    from .bench import time_model
     names = [n for n, v in choice["candidates"].items() if v.get("latency_ms") is not None and n in files]
     if len(names) < 2:
         return choice
@@ -184,21 +195,20 @@ def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int 
 
 
 class _Steps:
-    """The export's steps that do not change between runs, through the cache (quantize/cache.py):
+    """The export's steps that do not change between runs, through the cache (toolchain/cache.py):
     keyed by the source SHA-256, the recipe, the registry entry and the toolchain's code digest."""
 
     def __init__(self, entry, recipe, source: Path, workdir: Path, say):
         self.entry, self.recipe, self.source, self.workdir, self.say = entry, recipe, source, workdir, say
         self.hits: list[str] = []
-        self._float = {}
+        self._float: dict[bool, FloatModel] = {}
         recipe_key = {k: v for k, v in recipe.items() if not k.startswith("_")}
         self.base = cache.key("export", sha256_of(source), entry.id, repr(entry), recipe_key)
-        self._rep_key = None
+        self._rep_key: str | None = None
 
     def float_model(self, with_labels: bool = False):
         if with_labels in self._float:
             return self._float[with_labels]
-        from .sources import FloatModel
         transform = output_transform_settings(self.recipe)
         k = cache.key(self.base, "float", with_labels)
         meta = {}
@@ -224,7 +234,7 @@ class _Steps:
         photos = paths.list_photos(paths.photos_dir())
         listing = [(p.name, p.stat().st_size) for p in photos]
         k = cache.key("calibration", list(self.entry.input.size), cal, listing)
-        rep = cache.cached_array(k, lambda: calibrate.representative_set(
+        rep = cache.cached_array(k, lambda: calibration_set.representative_set(
             self.entry.input.size, samples=cal["samples"], seed=cal["seed"], sources=cal["sources"],
             min_samples=cal["min_samples"]), hits=self.hits)
         self._rep_key = cache.array_digest(rep)
@@ -267,7 +277,6 @@ class _Steps:
 def _handoff_metadata(entry, manifest: dict, files: dict[str, Path], workdir: Path, say) -> None:
     """The handoff record of every file into the manifest (contract, clients) and TFLite metadata into
     every .tflite, written and read back through the MediaPipe client environment (toolchain/handoff)."""
-    from .handoff import metadata
     metadata.annotate(manifest)
     labels = None
     if entry.labels:
@@ -282,13 +291,11 @@ def _finalize_handoff(staged: Path, recipe: dict, say) -> None:
     fails it is not handed off), then the model card."""
     if recipe["goldens"]:
         _write_goldens(staged, say)
-    from .handoff.verify import verify_staged
     verify_staged(staged, progress=say)
 
 
 def _write_goldens(staged: Path, say) -> None:
     """Golden vectors for the on-device checker (toolchain/device/goldens.py), inside the staged bundle."""
-    from toolchain.device.goldens import write_goldens
     write_goldens(staged, progress=say)
     say("golden vectors written (goldens/)")
 
@@ -298,7 +305,6 @@ def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path
     budget = recipe["import_check"]
     if entry.source_format != "tflite" or not budget:
         return None
-    from .sources.tflite_graph import float_reference_bytes, has_quantized_weights, output_key, read_tflite
     transform = output_transform_settings(recipe)
     as_is = TfliteRunner(source)
     hybrid = has_quantized_weights(read_tflite(source))
@@ -314,7 +320,7 @@ def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path
     keys = [output_key(entry.outputs[i]["name"]) for i in positions]
     worst, agree, scale = 0.0, [], 0.0
     for _, img in images:
-        x = img[None].astype(np.float32) * np.float32(entry.input.scale) + np.float32(entry.input.offset)
+        x = img[None].astype(np.float32) * np.asarray(entry.input.scale, np.float32) + np.asarray(entry.input.offset, np.float32)
         ref_all = _order_original_outputs(original, original.run(x))
         ref = [ref_all[i] for i in positions]
         if hybrid:
@@ -367,6 +373,7 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
                    mixed_precision: dict | None = None, handoff: str | None = None,
                    ladder_out: dict | None = None, handoff_cpu: dict | None = None,
                    cache_hits: list | None = None) -> dict:
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
     models = {}
     rung_of = {r["file"]: r["rung"] for r in (ladder_out or {}).get("ladder", []) if r.get("file")}
@@ -378,11 +385,11 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
             runner = TfliteRunner(path)
             rec["input"] = _io_spec(runner.input)
             rec["outputs"] = {k: _io_spec(d) for k, d in runner.output_details().items()}
-            ops = quantize.tensor_types(path)
+            ops = precisions.tensor_types(path)
             rec["ops"] = sorted({o["op"] for o in ops})
             rec["tensor_dtypes"] = sorted({t for o in ops for t in o["input_types"] + o["output_types"]})
             counts = ladder.op_counts(path)
-            rec["float_ops"] = ([o["op"] for o in quantize.float_ops(path)]
+            rec["float_ops"] = ([o["op"] for o in precisions.float_ops(path)]
                                 if precision not in ("float32", "float16", "dynamic") else None)
             rec["float_op_count"], rec["int16_op_count"] = counts["float_ops"], counts["int16_ops"]
             rec["xnnpack"] = _xnnpack_info(path)
@@ -431,7 +438,6 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
 
 
 def _pkg_version(name: str) -> str:
-    from importlib.metadata import version
     return version(name)
 
 
@@ -466,10 +472,6 @@ def _runtimes(precision: str, counts: dict) -> list[str]:
 
 def _xnnpack_info(path: Path) -> dict | None:
     """Partitions and ops left outside the XNNPACK delegate (quantize/xnnpack.py, helper ptq)."""
-    try:
-        from .quantize.xnnpack import delegation
-    except ImportError:
-        return None
     try:
         return delegation(path)
     except Exception as exc:  # the analysis must never break an export; say why it is missing
@@ -513,38 +515,6 @@ def _clean(obj):
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
-
-
-def summarize_parity(p: dict) -> str:
-    keys = [k for k in ("pixel_agreement", "worst_class_iou", "edge_band_agreement", "delta1", "abs_rel",
-                        "iou", "mean_abs_diff") if k in p]
-    parts = [f"{k} {p[k]:.4f}" for k in keys if p[k] is not None and not (isinstance(p[k], float) and math.isnan(p[k]))]
-    ka = p.get("kernel_agreement", {})
-    parts.append(f"[{p['kernels']} kernels; xnnpack vs reference: " + _fmt(ka) + "]")
-    parts.append("PASS" if p["passed"] else "FAIL: " + "; ".join(p["failures"]))
-    return ", ".join(parts)
-
-
-def summarize_ladder(rows: list[dict], handoff: str | None, handoff_cpu: str | None) -> list[str]:
-    """One line per rung tried (figures: worse of both kernel sets), then the two handoffs."""
-    lines = []
-    for r in rows or []:
-        if r.get("error"):
-            lines.append(f"{r['rung']:>12}: not built: {r['error'][:160]}")
-            continue
-        w = r.get("worse_of_both") or {}
-        figs = ", ".join(f"{k} {w[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "iou", "mean_abs_diff",
-                                                      "delta1", "abs_rel") if isinstance(w.get(k), float))
-        lines.append(f"{r['rung']:>12}: {'MET' if r['met'] else 'missed'} ({r.get('label')}; {figs}; "
-                     f"{r.get('float_ops')} float / {r.get('int16_ops')} int16 ops; {r.get('seconds')} s)")
-    lines.append(f"{'handoff':>12}: {handoff}")
-    lines.append(f"{'handoff_cpu':>12}: {handoff_cpu}")
-    return lines
-
-
-def _fmt(d: dict) -> str:
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items()
-                     if not isinstance(v, dict))
 
 
 def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = None,
@@ -618,6 +588,8 @@ def _export_in_worker(model_id: str, recipe: dict | None, kw: dict, lighter: boo
 def _weight(model_id: str, registry: dict, recipes: dict) -> float:
     """Rough cost of a model's export, to start the heaviest first: calibration samples x input pixels."""
     e = registry.get(model_id)
+    if e is None:
+        return 0.0
     try:
         recipe = recipes.get(model_id) or load_recipe(e.recipe or model_id)
         h, w = e.input.size
@@ -627,8 +599,6 @@ def _weight(model_id: str, registry: dict, recipes: dict) -> float:
 
 
 def _export_parallel(ids: list[str], available: list[str], recipes: dict, kw: dict, jobs: int) -> list[ExportResult]:
-    import concurrent.futures as cf
-    import multiprocessing as mp
     results: dict[str, ExportResult] = {}
     for m in ids:   # missing files: named here, no process needed
         if m not in available:

@@ -1,20 +1,21 @@
 """Image loading and model-input preparation (resize to the registry's input size).
 
-Not for: calibration policy (calibrate.py) or rendering (render/).
+Not for: calibration policy (calibration_set.py) or rendering (render/).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
+import skimage.data as d
 
 from .errors import InputError
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
     """Read a photo as uint8 RGB HxWx3; a missing or unreadable file is an InputError."""
-    import cv2
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}", fix="check the path")
@@ -27,7 +28,6 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
 def to_model_input(rgb: np.ndarray, size_hw: tuple[int, int], resize: str = "stretch") -> np.ndarray:
     """uint8 RGB photo -> uint8 [H, W, 3] at the model's input size (area filter when shrinking)."""
-    import cv2
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise InputError(f"expected an RGB image HxWx3, got shape {rgb.shape}",
@@ -41,7 +41,6 @@ def to_model_input(rgb: np.ndarray, size_hw: tuple[int, int], resize: str = "str
 
 def bundled_photos() -> dict[str, np.ndarray]:
     """Colour photos shipped inside scikit-image (no download): people, a cat, objects."""
-    import skimage.data as d
     out = {}
     for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
                  "retina", "colorwheel"):

@@ -15,6 +15,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REGISTRY_FILE = REPO_ROOT / "models" / "registry.toml"
 RECIPES_DIR = REPO_ROOT / "export" / "recipes"
+SEQUENCES_DIR = REPO_ROOT / "device_sim" / "sequences"  # sample ToF sequences (python -m device_sim.make_sequences)
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

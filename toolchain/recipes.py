@@ -8,11 +8,13 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from . import paths
 from .errors import RecipeError
+from .quantize import ladder
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "precisions": ["float32", "float16", "dynamic", "int8"],
     "label_variant": False,
     "onnx": True,
@@ -34,7 +36,7 @@ def load_recipe(name: str, recipes_dir: Path | None = None) -> dict:
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"recipe is not valid TOML: {exc}", where=str(path))
+        raise RecipeError(f"recipe is not valid TOML: {exc}", where=str(path)) from exc
     return merge_defaults(raw, where=str(path))
 
 
@@ -60,7 +62,6 @@ def merge_defaults(raw: dict, where: str = "recipe") -> dict:
     if sets is not None and (not isinstance(sets, list) or not sets or not set(sets) <= set(IMAGE_SETS)):
         raise RecipeError(f"parity.image_sets must be a non-empty list from {list(IMAGE_SETS)}, got {sets!r}",
                           where=where, fix='e.g. image_sets = ["photos", "depth_photos"]')
-    from .quantize import ladder  # validates [ladder] rungs (order, known names)
     ladder.settings(recipe)
     recipe["_path"] = where
     return recipe

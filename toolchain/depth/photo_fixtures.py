@@ -35,6 +35,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from toolchain.depth.readers import apply_orientation
+
 MPF_PRIMARY_ATTR = 0x20030000  # representative image, baseline MP primary image
 INVERSE_ORIENTATION = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}
 
@@ -76,7 +78,6 @@ def scene(width: int = 96, height: int = 128, seed: int = 0) -> dict:
 
 
 def _stored(plane: np.ndarray, orientation: int) -> np.ndarray:
-    from toolchain.depth.readers import apply_orientation
     return apply_orientation(plane, INVERSE_ORIENTATION[orientation])
 
 

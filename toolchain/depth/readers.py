@@ -34,6 +34,7 @@ import struct
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal, overload
 
 import cv2
 import numpy as np
@@ -204,7 +205,8 @@ def _xmp(segs, fmt: str, where: str, part: str = "") -> tuple[str, str]:
     extension (xmpNote:HasExtendedXMP) only chunks with that GUID are used.
     """
     pre = f"{part} " if part else ""
-    std, chunks = "", {}
+    std = ""
+    chunks: dict[str, dict[str, Any]] = {}
     for m, _, p in segs:
         if m != 0xE1:
             continue
@@ -240,6 +242,10 @@ def _tag(xmp: str, name: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
+@overload
+def _float_tag(xmp: str, name: str, fmt: str, where: str, required: Literal[True] = True) -> float: ...
+@overload
+def _float_tag(xmp: str, name: str, fmt: str, where: str, required: bool) -> float | None: ...
 def _float_tag(xmp: str, name: str, fmt: str, where: str, required: bool = True) -> float | None:
     v = _tag(xmp, name)
     if v is None:
@@ -292,6 +298,12 @@ def _exif_orientation(segs, fmt: str, where: str, notes: list) -> int | None:
     return None
 
 
+@overload
+def apply_orientation(img: np.ndarray, orientation: int | None) -> np.ndarray: ...
+@overload
+def apply_orientation(img: None, orientation: int | None) -> None: ...
+@overload
+def apply_orientation(img: np.ndarray | None, orientation: int | None) -> np.ndarray | None: ...
 def apply_orientation(img: np.ndarray | None, orientation: int | None) -> np.ndarray | None:
     """Turn a plane stored in sensor orientation upright, as EXIF orientation 1..8 says."""
     if img is None or orientation in (None, 1):
@@ -417,7 +429,8 @@ def _mpf_images(data: bytes, segs, where: str) -> list[tuple[int, bytes]] | None
         raise _err(f, "MPF TIFF header", "byte order is neither MM nor II", where)
     (ifd,) = _unpack(bo + "I", t, 4, f, "MPF IFD offset", where)
     (n,) = _unpack(bo + "H", t, ifd, f, "MPF IFD entry count", where)
-    entries_off = entries_cnt = None
+    entries_off: int | None = None
+    entries_cnt = 0
     for k in range(n):
         tag, typ, cnt, val = _unpack(bo + "HHII", t, ifd + 2 + 12 * k, f, "MPF IFD entry", where)
         if tag == 0xB002:
@@ -486,7 +499,7 @@ def read_apple_portrait(path: str | Path, *, require_depth: bool = True) -> Dept
         std, ext = _xmp(s, f, where, part=part)
         xmp = std + ext
         kind, typ, sub = _classify(xmp)
-        info = {"index": idx, "kind": kind, "type": typ or None, "subtype": sub or None}
+        info: dict[str, Any] = {"index": idx, "kind": kind, "type": typ or None, "subtype": sub or None}
         aux_info.append(info)
         if kind is None or kind == "hdrgainmap" or kind in planes:
             if kind in planes:

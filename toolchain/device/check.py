@@ -22,10 +22,11 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from toolchain.errors import InputError
+from toolchain.errors import InputError, PortraitError
 
 from .goldens import load_tensor, read_index
 
@@ -65,7 +66,8 @@ def read_device_tensor(device_dir: Path, rec: dict) -> np.ndarray:
 def compare(expected: np.ndarray, got: np.ndarray, rec: dict, tol: dict) -> tuple[dict, list[str]]:
     """Metric values and failure messages for one tensor under the vector's tolerance."""
     metric = tol["metric"]
-    m, fails = {}, []
+    m: dict[str, Any] = {}
+    fails: list[str] = []
     if metric == "quantized":
         d = np.abs(got.astype(np.int32) - expected.astype(np.int32))
         m["max_abs_q"] = int(d.max()) if d.size else 0
@@ -150,7 +152,6 @@ def main(argv=None) -> int:
     ap.add_argument("--bundle", required=True, type=Path)
     ap.add_argument("--device-outputs", required=True, type=Path)
     args = ap.parse_args(argv)
-    from toolchain.errors import PortraitError
     try:
         results = check_outputs(args.bundle, args.device_outputs)
     except PortraitError as exc:

@@ -44,17 +44,25 @@ import argparse
 import json
 import sys
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from toolchain.bundle import read_manifest
-from toolchain.errors import InputError
-from toolchain.paths import REPO_ROOT
+from toolchain.depth.registration import register_depth
+from toolchain.depth.sequence import load_sequence
+from toolchain.errors import InputError, PortraitError
+from toolchain.images import bundled_photos, to_model_input
+from toolchain.paths import SEQUENCES_DIR
+from toolchain.render.api import render
+from toolchain.render.photo import output_spec
+from toolchain.runtime import TfliteRunner
 
 FORMAT, FORMAT_VERSION = "portrait-goldens", 1
 TOLERANCES = Path(__file__).resolve().parent / "tolerances.toml"
-SEQUENCES = REPO_ROOT / "device_sim" / "sequences"  # sample sequences, data beside the simulator
+SEQUENCES = SEQUENCES_DIR  # sample sequences, data beside the simulator
 
 
 def tolerances() -> dict:
@@ -64,7 +72,7 @@ def tolerances() -> dict:
 def _tensor(folder: Path, fname: str, arr: np.ndarray, quant: tuple[float, int] | None = None) -> dict:
     arr = np.ascontiguousarray(arr)
     np.save(folder / fname, arr, allow_pickle=False)
-    rec = {"file": fname, "dtype": arr.dtype.name, "shape": [int(s) for s in arr.shape]}
+    rec: dict[str, Any] = {"file": fname, "dtype": arr.dtype.name, "shape": [int(s) for s in arr.shape]}
     if quant is not None and quant[0]:
         rec["scale"], rec["zero_point"] = float(quant[0]), int(quant[1])
     return rec
@@ -72,8 +80,6 @@ def _tensor(folder: Path, fname: str, arr: np.ndarray, quant: tuple[float, int] 
 
 def golden_images(size_hw: tuple[int, int]) -> list[tuple[str, np.ndarray]]:
     """(name, full-size RGB) sources: the first frame of each sample sequence, and one bundled photo."""
-    from toolchain.depth.sequence import load_sequence
-    from toolchain.images import bundled_photos
     out = []
     for d in sorted(SEQUENCES.glob("*/meta.json")):
         try:
@@ -88,8 +94,6 @@ def golden_images(size_hw: tuple[int, int]) -> list[tuple[str, np.ndarray]]:
 
 def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) -> Path:
     """Write <bundle>/goldens/ (format in the module docstring); returns the folder. Overwrites."""
-    from toolchain.images import to_model_input
-    from toolchain.runtime import TfliteRunner
     say = progress or (lambda m: None)
     bundle = Path(bundle_dir)
     manifest = read_manifest(bundle)
@@ -121,7 +125,6 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
 
     # LiteRT releases the GIL while it runs: two files at a time (PyDNet++'s int8 and w8a16 files take
     # ~4-6 s a frame each on the reference kernels); the outputs are the same as one after the other
-    from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=2) as pool:
         runs = dict(zip(int8_files, pool.map(reference_run, int8_files)))
     vectors = []
@@ -164,14 +167,10 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
 def fused_spec(manifest: dict, quant: tuple[float, int]) -> dict:
     """The fused stage's spec for the int8 model output stored in a golden vector: the manifest's
     (photo.output_spec: kind, classes, edge band) with the int8 file's quantization."""
-    from toolchain.render.photo import output_spec
     return {**output_spec(manifest, ""), "dtype": "int8", "scale": float(quant[0]), "zero_point": int(quant[1])}
 
 
 def _fused_vector(folder: Path, manifest: dict, seq_name: str, low: np.ndarray, quant, tol: dict) -> dict:
-    from toolchain.depth.registration import register_depth
-    from toolchain.depth.sequence import load_sequence
-    from toolchain.render.api import render
     seq = load_sequence(SEQUENCES / seq_name)
     f = seq[0]
     rgb = f.rgb()
@@ -219,8 +218,6 @@ def dump_outputs(bundle_dir: str | Path, out_dir: str | Path, *, kernels: str = 
     """Act as the phone: run every golden vector's inputs on this host and write the outputs in the
     device-output format (same file names as goldens/). Model stage with `kernels`; fused stage with
     the device implementation."""
-    from toolchain.render.api import render
-    from toolchain.runtime import TfliteRunner
     bundle, out = Path(bundle_dir), Path(out_dir)
     idx = read_index(bundle)
     g = bundle / "goldens"
@@ -250,7 +247,6 @@ def main(argv=None) -> int:
     ap.add_argument("--dump", type=Path, help="instead: write this host's outputs for the goldens into DIR")
     ap.add_argument("--kernels", default="reference", choices=("reference", "xnnpack"), help="with --dump")
     args = ap.parse_args(argv)
-    from toolchain.errors import PortraitError
     try:
         if args.dump:
             print(f"device outputs written to {dump_outputs(args.bundle, args.dump, kernels=args.kernels)}")

@@ -11,7 +11,7 @@ is recognised from the folder):
   iPhone portrait disparity).
 
 A sample that cannot be read raises `BadSample` with the reason; the evaluation lists it and goes on.
-Not for: metrics (metrics.py) or running models (run.py).
+Not for: metrics (truth_metrics.py) or running models (accuracy.py).
 """
 
 from __future__ import annotations
@@ -23,9 +23,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from ..errors import InputError
+from ..depth.readers import read_apple_portrait, read_gdepth
+from ..engines import map_shards
+from ..errors import InputError, PortraitError
+from ..scenes import generate_scene
 
 TASKS = ("segmentation", "matting", "depth")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -181,7 +186,6 @@ def _depth(root: Path):
 # ----------------------------------------------------------------------------------- reading one sample
 
 def _read_rgb(path: str) -> np.ndarray:
-    import cv2
     if not Path(path).is_file():
         raise BadSample(f"image missing: {Path(path).name}")
     img = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -213,7 +217,6 @@ def load_sample(sample: Sample, *, num_classes: int | None = None) -> tuple[np.n
 
 
 def _voc_labels(path: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im:
             if im.mode not in ("P", "L"):
@@ -224,7 +227,6 @@ def _voc_labels(path: str) -> np.ndarray:
 
 
 def _alpha(path: str) -> np.ndarray:
-    import cv2
     a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if a is None:
         raise BadSample(f"alpha does not decode: {Path(path).name}")
@@ -237,11 +239,10 @@ def _alpha(path: str) -> np.ndarray:
             raise BadSample("alpha is a colour image (expected grey)")
     if a.dtype not in (np.uint8, np.uint16):
         raise BadSample(f"alpha has dtype {a.dtype} (expected 8- or 16-bit)")
-    return (a.astype(np.float32) / float(np.iinfo(a.dtype).max)).astype(np.float32)
+    return (a.astype(np.float32) / (65535.0 if a.dtype == np.uint16 else 255.0)).astype(np.float32)
 
 
 def _depth_png(path: str) -> np.ndarray:
-    import cv2
     d = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if d is None:
         raise BadSample(f"depth does not decode: {Path(path).name}")
@@ -263,8 +264,6 @@ def _depth_npy(path: str) -> np.ndarray:
 
 
 def _embedded_depth(path: str) -> tuple[np.ndarray, np.ndarray]:
-    from ..depth.readers import read_apple_portrait, read_gdepth
-    from ..errors import PortraitError
     errors = []
     for reader in (read_gdepth, read_apple_portrait):
         try:
@@ -274,6 +273,9 @@ def _embedded_depth(path: str) -> tuple[np.ndarray, np.ndarray]:
             continue
         if photo.depth_m is not None:
             return photo.image, photo.depth_m.astype(np.float32)
+        if photo.disparity is None:
+            errors.append(f"{reader.__name__}: neither depth nor disparity")
+            continue
         disp = photo.disparity.astype(np.float32)
         return photo.image, np.where(disp > 0, 1.0 / np.maximum(disp, 1e-12), 0).astype(np.float32)
     raise BadSample("no depth found in the JPEG: " + "; ".join(errors))
@@ -287,7 +289,6 @@ def synth(n: int, out: str | Path, *, task: str = "segmentation", seed: int = 0,
     task's layout. Scene i uses seed `seed + i` and alternates person / cat, so the same arguments
     give the same files, byte for byte. Written into a hidden sibling folder and moved in when
     complete; an existing `out` is replaced only if it is a synthetic set itself (has dataset.json)."""
-    from .engines import map_shards
     if task not in TASKS:
         raise InputError(f"unknown task {task!r}", fix=f"use one of {', '.join(TASKS)}")
     if n < 1:
@@ -330,10 +331,7 @@ def synth(n: int, out: str | Path, *, task: str = "segmentation", seed: int = 0,
 
 def _synth_shard(shard) -> int:
     """Write scenes for the indices of one shard (runs in any worker; files only, no shared state)."""
-    import cv2
-    from PIL import Image
 
-    from ..scenes import generate_scene
     root, task, seed, size, indices = shard
     root = Path(root)
     pal = voc_palette().ravel().tolist()

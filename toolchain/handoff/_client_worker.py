@@ -28,7 +28,11 @@ import io
 import json
 import sys
 import zipfile
+from importlib.metadata import version
 from pathlib import Path
+
+import flatbuffers
+import numpy as np
 
 METADATA_NAME = "TFLITE_METADATA"
 SEGMENTER_METADATA_NAME = "SEGMENTER_METADATA"  # mediapipe image_segmenter.py _METADATA_NAME
@@ -36,6 +40,7 @@ FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def _fb():
+    # MediaPipe: installed only in the client environment (.venv-client) this worker runs in
     from mediapipe.tasks.metadata import image_segmenter_metadata_schema_py_generated as seg_fb
     from mediapipe.tasks.metadata import metadata_schema_py_generated as md_fb
     from mediapipe.tasks.metadata import schema_py_generated as schema_fb
@@ -68,11 +73,13 @@ def _min_parser_version(md) -> str:
 
 
 def _tensor_names(model_buf: bytes):
+    # MediaPipe: installed only in the client environment (.venv-client) this worker runs in
     from mediapipe.tasks.python.metadata.metadata_writers import writer_utils
     return writer_utils.get_input_tensor_names(model_buf), writer_utils.get_output_tensor_names(model_buf)
 
 
 def _tensor_types(model_buf: bytes):
+    # MediaPipe: installed only in the client environment (.venv-client) this worker runs in
     from mediapipe.tasks.python.metadata.metadata_writers import writer_utils
     sg = writer_utils.get_subgraph(model_buf)
     return [sg.Tensors(sg.Inputs(i)).Type() for i in range(sg.InputsLength())]
@@ -80,7 +87,7 @@ def _tensor_types(model_buf: bytes):
 
 def build_metadata(model_buf: bytes, record: dict):
     """ModelMetadataT for one file from its handoff record (toolchain/handoff/metadata.py)."""
-    import flatbuffers
+    # MediaPipe: installed only in the client environment (.venv-client) this worker runs in
     from mediapipe.tasks.python.metadata.metadata_writers import metadata_info as mi
     md_fb, seg_fb, _ = _fb()
     in_names, out_names = _tensor_names(model_buf)
@@ -133,7 +140,6 @@ def build_metadata(model_buf: bytes, record: dict):
 
 def populate(model_buf: bytes, md, associated: dict[str, bytes]) -> bytes:
     """Model bytes with the metadata buffer and associated files (what MetadataPopulator.populate does)."""
-    import flatbuffers
     md_fb, _, schema_fb = _fb()
     b = flatbuffers.Builder(0)
     b.Finish(md.Pack(b), b"M001")  # MetadataPopulator.METADATA_FILE_IDENTIFIER
@@ -256,7 +262,7 @@ def cmd_read_metadata(req: dict) -> dict:
 def cmd_segment(req: dict) -> dict:
     """ImageSegmenter (IMAGE mode) on each .npy (uint8 H x W x 3 RGB): confidence masks stacked
     [H, W, C] float32 and the category mask [H, W] uint8, saved beside the request."""
-    import numpy as np
+    # MediaPipe: installed only in the client environment (.venv-client) this worker runs in
     import mediapipe as mp
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
@@ -291,7 +297,6 @@ def cmd_segment(req: dict) -> dict:
 
 
 def cmd_version(req: dict) -> dict:
-    from importlib.metadata import version
     return {"mediapipe": version("mediapipe"), "python": sys.version.split()[0]}
 
 

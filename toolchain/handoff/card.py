@@ -11,8 +11,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
-from .metadata import MEDIAPIPE_SEGMENTER, file_record
+from . import client
+from .metadata import MEDIAPIPE_SEGMENTER, contract_input, file_record
 
 
 def write_card(bundle: Path, report=None) -> Path:
@@ -112,8 +114,6 @@ def _example(manifest: dict, bundle: Path, name: str, record: dict) -> str:
 
 def _run_once(path: Path, record: dict, x: np.ndarray) -> dict:
     """{output key: (raw array, {"scale", "zero_point"})} of one LiteRT (XNNPACK) run, fed as the contract says."""
-    from ai_edge_litert.interpreter import Interpreter
-    from .verify import contract_input
     interp = Interpreter(model_path=str(path), num_threads=1)
     interp.allocate_tensors()
     interp.set_tensor(interp.get_input_details()[0]["index"], contract_input(record, x))
@@ -199,7 +199,8 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
              "and that each file does what it says.", "", "## Files", "",
              "| file | precision / rung | why | size | clients |", "|---|---|---|---|---|"]
     for n, r in models.items():
-        size = f"{sizes[n] / 1e6:.2f} MB" if sizes.get(n) else ""
+        nbytes = sizes.get(n)
+        size = f"{nbytes / 1e6:.2f} MB" if nbytes else ""
         lines.append(f"| `{n}` | {r.get('precision')} | {_why(manifest, n)} | {size} | {', '.join(r.get('clients') or [])} |")
     lines += ["", "Handoff: " + (f"`{manifest['handoff']}`" if manifest.get("handoff") else "none (no quantized file met its budget)")
               + (f"; CPU (XNNPACK) handoff: `{manifest['handoff_cpu']}`" if manifest.get("handoff_cpu") else ""), ""]
@@ -250,7 +251,6 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
                 figs = ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in c.figures.items())
                 lines.append(f"- `{c.file}` {c.field}: {c.status}" + (f" ({figs})" if figs else "")
                              + (f" — {c.message}" if c.message and c.status != "pass" else ""))
-        from . import client
         try:
             mpv = client.version()
         except Exception:  # the card must not fail the export over a version string
@@ -258,7 +258,8 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
         lines.append(f"- runtimes: ai-edge-litert reference kernels (goldens, float comparison); "
                      f"MediaPipe Tasks ImageSegmenter {('mediapipe ' + mpv) if mpv else '(NOT run)'} on CPU (XNNPACK)")
     lines += ["", "## Loading", ""]
-    show = [n for n in (manifest.get("handoff"), manifest.get("handoff_cpu"), f"{mid}_float32.tflite") if n in records]
+    show = [n for n in (manifest.get("handoff"), manifest.get("handoff_cpu"), f"{mid}_float32.tflite")
+            if isinstance(n, str) and n in records]
     show = list(dict.fromkeys(show))
     for n in show:
         lines += [f"### `{n}`", "", _snippets(manifest, n, records[n]), ""]

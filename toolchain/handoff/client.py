@@ -61,7 +61,7 @@ def call(command: str, request: dict, *, timeout_s: float = 600) -> dict:
             proc = subprocess.run([str(py), str(WORKER), command, str(req)], capture_output=True, text=True,
                                   timeout=timeout_s, env=env)
         except subprocess.TimeoutExpired:
-            raise ClientError(f"MediaPipe client command {command!r} took over {timeout_s:.0f} s", where=str(py))
+            raise ClientError(f"MediaPipe client command {command!r} took over {timeout_s:.0f} s", where=str(py)) from None
     reply = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
     if proc.returncode != 0 or not reply:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-12:]

@@ -15,7 +15,11 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from ..errors import ExportError
 from . import client
 
 LITERT = "LiteRT Interpreter"
@@ -137,7 +141,8 @@ def annotate(manifest: dict) -> dict:
 
 def write_metadata(files: dict[str, Path], manifest: dict, labels_path: Path | None) -> None:
     """Write each .tflite's metadata from its record (in place), then read it back and compare."""
-    jobs, tmp = [], Path(tempfile.mkdtemp(prefix="portrait-metadata-"))
+    jobs: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="portrait-metadata-"))
     try:
         for name, path in files.items():
             if not name.endswith(".tflite"):
@@ -159,7 +164,6 @@ def write_metadata(files: dict[str, Path], manifest: dict, labels_path: Path | N
                 problems += [f"{name}: {p}" for p in metadata_mismatches(record, read[str(path)],
                                                                         labels_path.read_text() if labels_path else None)]
         if problems:
-            from ..errors import ExportError
             raise ExportError("metadata read back from the written files disagrees with the record: "
                               + "; ".join(problems), fix="a bug in toolchain/handoff/_client_worker.py")
     finally:
@@ -231,3 +235,12 @@ def metadata_mismatches(record: dict, read: dict, labels_text: str | None) -> li
     if act != record.get("segmenter_activation"):
         bad.append(f"metadata.SEGMENTER_METADATA.activation: {act}, manifest says {record.get('segmenter_activation')}")
     return bad
+
+
+def contract_input(record: dict, pixels: np.ndarray) -> np.ndarray:
+    """uint8 RGB pixels -> what the contract says the file takes: (pixels - mean) / std as its dtype."""
+    inp = record["input"]
+    x = (pixels.astype(np.float32) - np.float32(inp["norm_mean"][0])) / np.float32(inp["norm_std"][0])
+    if inp["dtype"] == "uint8":
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return x.astype(np.float32)

@@ -7,6 +7,7 @@ compression setting; the same bundle gives the same bytes. Not for: checking (ve
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -15,6 +16,7 @@ from pathlib import Path
 from ..errors import InputError
 from .card import render_card
 from .metadata import bundle_version
+from .verify import verify as run_verify
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -35,7 +37,6 @@ def pack(bundle: str | Path, out_dir: str | Path, *, verify: bool = True, progre
     if not mpath.is_file():
         raise InputError(f"no bundle at {bundle}", fix="export it first: `portrait export <id>`")
     if verify:
-        from .verify import verify as run_verify
         report = run_verify(bundle)
         if progress:
             progress(report.format())
@@ -63,6 +64,5 @@ def pack(bundle: str | Path, out_dir: str | Path, *, verify: bool = True, progre
 
 
 def _sha(data: bytes) -> str:
-    import hashlib
     return hashlib.sha256(data).hexdigest()
 

@@ -21,20 +21,35 @@ Not for: the quantization budget (parity/), or the fused stage's goldens (toolch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import tomllib
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from ..errors import InputError
+from toolchain.device.check import compare
+
+from .. import paths
+from ..errors import ExportError, InputError
+from ..images import bundled_photos, load_rgb, to_model_input
 from ..registry import sha256_of
+from ..runtime import recall, remember, run_key
 from . import client
-from .metadata import (FLOAT_INPUT_PRECISIONS, MEDIAPIPE_SEGMENTER, file_record, metadata_mismatches,
-                       read_metadata)
+from .card import write_card
+from .metadata import (
+    FLOAT_INPUT_PRECISIONS,
+    MEDIAPIPE_SEGMENTER,
+    contract_input,
+    file_record,
+    metadata_mismatches,
+    read_metadata,
+)
 
 TOLERANCES = Path(__file__).resolve().parent / "tolerances.toml"
 ALLOWED_UNLISTED = {"manifest.json", "README.md", "SHA256SUMS"}
@@ -47,7 +62,7 @@ class Check:
     field: str
     status: str
     message: str = ""
-    figures: dict = field(default_factory=dict)
+    figures: dict = dataclasses.field(default_factory=dict)  # (`field` is a column here)
 
 
 @dataclass
@@ -122,7 +137,7 @@ def _unzip(zpath: Path, dest: Path) -> Path:
     try:
         return _extract(zpath, dest)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(f"cannot read the zip: {exc}", where=str(zpath), fix="make it again with `portrait pack`")
+        raise InputError(f"cannot read the zip: {exc}", where=str(zpath), fix="make it again with `portrait pack`") from exc
 
 
 def _extract(zpath: Path, dest: Path) -> Path:
@@ -162,7 +177,7 @@ def verify_folder(bundle: Path, *, mediapipe: bool = True, staged: bool = False,
     try:
         manifest = json.loads(mpath.read_text())
     except json.JSONDecodeError as exc:
-        raise InputError(f"manifest.json is not valid JSON: {exc}", where=str(mpath))
+        raise InputError(f"manifest.json is not valid JSON: {exc}", where=str(mpath)) from exc
     report = VerifyReport(label or str(bundle), manifest.get("model_id"))
     tol = tolerances()
     _check_files(bundle, manifest, report, staged)
@@ -175,14 +190,11 @@ def verify_folder(bundle: Path, *, mediapipe: bool = True, staged: bool = False,
     _check_metadata(bundle, manifest, records, report, mediapipe)
     images = _golden_inputs(bundle)
     if not images:  # a recipe without goldens: the photos bundled with scikit-image, resized as the manifest says
-        from ..images import bundled_photos, to_model_input
         size = tuple(manifest["input"]["size"])
         images = [(k, to_model_input(v, size, manifest["input"].get("resize", "stretch"))[None])
                   for k, v in list(bundled_photos().items())[:3]]
         report.add("goldens/", "inputs", NOT_RUN, "the bundle has no golden vectors: fed bundled photos instead")
     if images_folder is not None:
-        from .. import paths
-        from ..images import load_rgb, to_model_input
         photos = paths.list_photos(Path(images_folder))
         if not photos:
             raise InputError(f"no photos in {images_folder}", fix="pass a folder with .jpg/.png/.bmp files")
@@ -361,17 +373,7 @@ def _vector_source(v: dict, model_id: str) -> str:
     return v["name"][len(short) + 1:]
 
 
-def contract_input(record: dict, pixels: np.ndarray) -> np.ndarray:
-    """uint8 RGB pixels -> what the contract says the file takes: (pixels - mean) / std as its dtype."""
-    inp = record["input"]
-    x = (pixels.astype(np.float32) - np.float32(inp["norm_mean"][0])) / np.float32(inp["norm_std"][0])
-    if inp["dtype"] == "uint8":
-        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-    return x.astype(np.float32)
-
-
 def _interpreter(path: Path, kernels: str = "reference"):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
     resolver = {"xnnpack": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF}[kernels]
     interp = Interpreter(model_path=str(path), num_threads=2, experimental_op_resolver_type=resolver)
     interp.allocate_tensors()
@@ -398,7 +400,6 @@ def _run_litert_all(bundle: Path, records: dict, images, names: list[str], task:
     the run proves the file takes the contract's input and matches the float reference within a
     tolerance, on XNNPACK: PyDNet++ at 448x640 runs ~8 s a frame on the reference kernels, ~0.3 s on
     XNNPACK. Each run has its own interpreter."""
-    from concurrent.futures import ThreadPoolExecutor
     golden = _golden_files(bundle)
 
     def kernels(name: str) -> str:
@@ -468,12 +469,11 @@ def _feed(interp, record: dict, images, path: Path | None = None, kernels: str |
     """Raw outputs per image, fed as the contract says. With the file's path and kernels, a reference
     run this process already made on exactly this input (the export's golden vectors) is taken from
     runtime.recall instead of run again; the input is still the contract's."""
-    from ..runtime import recall, remember, run_key
     d = interp.get_input_details()[0]
     results = []
     for _, img in images:
         x = contract_input(record, img)
-        key = run_key(path, kernels, x) if path is not None else None
+        key = run_key(path, kernels, x) if path is not None and kernels is not None else None
         got = recall(key)
         ods = interp.get_output_details()
         if got is not None and all(od["index"] in got for od in ods):
@@ -511,7 +511,6 @@ def decode(record: dict, raw_outputs: list[np.ndarray], quant: list[tuple[float,
 
 def _check_goldens(bundle: Path, name: str, record: dict, images, outs, report: VerifyReport) -> None:
     """The golden vectors of the file against its LiteRT outputs (reference kernels) on the same inputs."""
-    from toolchain.device.check import compare
     p = bundle / "goldens" / "goldens.json"
     if not p.is_file():
         return
@@ -558,7 +557,7 @@ def _check_float_reference(bundle: Path, float_name: str, float_outs, report: Ve
         if src not in order:
             continue
         got_all = float_outs[order.index(src)]
-        for k, rec in v["float_reference"].items():
+        for rec in v["float_reference"].values():
             ref = np.load(bundle / "goldens" / rec["file"], allow_pickle=False).astype(np.float32)
             got = next((g.astype(np.float32) for g in got_all if g.shape == ref.shape), None)
             if got is None:
@@ -631,8 +630,8 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
                        else "skipped on request (--no-mediapipe)")
         return
     labels = list(manifest.get("labels") or [])
-    with tempfile.TemporaryDirectory(prefix="portrait-mp-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="portrait-mp-") as tmp_name:
+        tmp = Path(tmp_name)
         paths = []
         for i, (_, img) in enumerate(images):
             p = tmp / f"img{i}.npy"
@@ -648,7 +647,7 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
                 continue
             want_labels = labels if any(o.get("labels_file") for o in record["outputs"]) else []
             if reply.get("labels", []) != want_labels:
-                report.add(n, "mediapipe.labels", FAIL, f"MediaPipe reads labels {reply.get('labels')[:4]}... "
+                report.add(n, "mediapipe.labels", FAIL, f"MediaPipe reads labels {(reply.get('labels') or [])[:4]}... "
                            f"({len(reply.get('labels', []))}), the manifest has {len(want_labels)}")
             if outs is None:
                 report.add(n, "mediapipe.agreement", FAIL, "no LiteRT outputs to compare with (see the tensor check)")
@@ -666,6 +665,7 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
                 key = (figs["worst_category_agreement"], -figs["confidence_max_abs"])
                 if best is None or key > best[0]:
                     best = (key, figs)
+            assert best is not None  # both kernel sets ran
             figs = best[1]
             floor = tol["mediapipe"]["category_agreement_min"]
             cmax = tol["mediapipe"]["confidence_mean_abs_max"]
@@ -685,7 +685,9 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
 
 
 def _mediapipe_vs_litert(record: dict, results: list[dict], outs, quant) -> dict:
-    agree, conf_max, conf_mean = [], 0.0, []
+    agree: list[float] = []
+    conf_mean: list[float] = []
+    conf_max = 0.0
     for res, raw in zip(results, outs):
         mine = decode(record, raw, quant)
         cat = np.load(res["category"]).astype(np.int32)
@@ -712,8 +714,6 @@ def _mediapipe_vs_litert(record: dict, results: list[dict], outs, quant) -> dict
 def verify_staged(staged: Path, *, progress=None) -> VerifyReport:
     """The export's last step, on the staged bundle: verify, then write the model card (README.md).
     Raises ExportError (the bundle is not handed off) on any failed or not-run check."""
-    from ..errors import ExportError
-    from .card import write_card
     say = progress or (lambda m: None)
     report = verify(staged, staged=True)
     for line in report.format().splitlines()[1:]:

@@ -8,16 +8,19 @@ delegate is held to), and the agreement between the two kernel sets is reported 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .. import paths
+from ..cache import array_digest
 from ..errors import InputError
 from ..images import bundled_photos, load_rgb, to_model_input
 from ..registry import ModelEntry
-from ..runtime import KERNELS, TfliteRunner
-from . import metrics
+from ..runtime import KERNELS, TfliteRunner, file_digest
+from ..scenes import generate_scene
+from . import agreement
 
 
 def image_sets_of(entry: ModelEntry, image_sets: list[str] | None = None) -> list[str]:
@@ -37,8 +40,9 @@ def parity_images(entry: ModelEntry, folder: Path | None = None,
     else:
         sets = image_sets_of(entry, image_sets)
         files = paths.list_photos(paths.photos_dir()) if "photos" in sets else []
-        if "depth_photos" in sets and paths.depth_photos_dir():
-            files += sorted(paths.depth_photos_dir().glob("*.jpg"))
+        depth_photos = paths.depth_photos_dir()
+        if "depth_photos" in sets and depth_photos:
+            files += sorted(depth_photos.glob("*.jpg"))
     if files:
         return [(p.name, to_model_input(load_rgb(p), entry.input.size)) for p in files]
     out = [(f"skimage:{k}", to_model_input(v, entry.input.size)) for k, v in bundled_photos().items()]
@@ -47,11 +51,7 @@ def parity_images(entry: ModelEntry, folder: Path | None = None,
 
 
 def synthetic_images(n: int = 4, size=(480, 640)) -> list[tuple[int, np.ndarray]]:
-    """Synthetic portrait scenes when the scene generator is installed; none otherwise."""
-    try:
-        from ..scenes import generate_scene
-    except ImportError:
-        return []
+    """Synthetic portrait scenes (toolchain/scenes) with a person or a cat."""
     return [(i, generate_scene(seed=i, kind=("person", "cat")[i % 2], size=size).rgb) for i in range(n)]
 
 
@@ -122,7 +122,6 @@ def _run_all(float_path: Path, quant_path: Path, kernel_sets, images, progress) 
     time: LiteRT releases the GIL while it runs and the reference kernels use one core, so on 2 cores
     the kernel sets overlap (a 16x8 file runs ~5 s a frame on either). Each run has its own
     interpreter, so the outputs are the same as one after the other."""
-    from concurrent.futures import ThreadPoolExecutor
 
     def run(path, kernels, label):
         runner = TfliteRunner(path, kernels=kernels)
@@ -152,8 +151,6 @@ _FLOAT_OUTS: dict[tuple, list[np.ndarray]] = {}
 
 
 def _float_key(float_path: Path, images) -> tuple:
-    from ..quantize.cache import array_digest
-    from ..runtime import file_digest
     return file_digest(float_path), tuple((name, array_digest(img)) for name, img in images)
 
 
@@ -163,9 +160,9 @@ def worse_of(per_kernel: list[dict], budgets: dict) -> dict:
     out = dict(per_kernel[0])
     for key in budgets:
         fig = key[:-4]
-        vals = [f.get(fig) for f in per_kernel if isinstance(f.get(fig), (int, float)) and not np.isnan(f.get(fig))]
+        vals = [float(v) for v in (f.get(fig) for f in per_kernel) if isinstance(v, (int, float)) and not np.isnan(v)]
         if vals:
-            out[fig] = float(min(vals) if key.endswith("_min") else max(vals))
+            out[fig] = min(vals) if key.endswith("_min") else max(vals)
     return out
 
 
@@ -176,10 +173,10 @@ def _labels(out: np.ndarray) -> np.ndarray:
 def kernel_agreement(entry: ModelEntry, a: list[np.ndarray], b: list[np.ndarray]) -> dict:
     """How close the XNNPACK and reference kernel outputs of the same quantized model are."""
     if entry.task == "segmentation":
-        return {"pixel_agreement": float(np.mean([metrics.pixel_agreement(_labels(x), _labels(y))
+        return {"pixel_agreement": float(np.mean([agreement.pixel_agreement(_labels(x), _labels(y))
                                                   for x, y in zip(a, b)]))}
-    return {"max_abs_error": max(metrics.max_abs_error(x, y) for x, y in zip(a, b)),
-            "snr_db": min(metrics.snr_db(x, y) for x, y in zip(a, b))}
+    return {"max_abs_error": max(agreement.max_abs_error(x, y) for x, y in zip(a, b)),
+            "snr_db": min(agreement.snr_db(x, y) for x, y in zip(a, b))}
 
 
 def task_figures(entry: ModelEntry, recipe: dict, refs: list[np.ndarray], outs: list[np.ndarray],
@@ -199,16 +196,17 @@ def task_figures(entry: ModelEntry, recipe: dict, refs: list[np.ndarray], outs: 
 def segmentation_figures(entry, cfg, refs, outs, names) -> dict:
     classes = cfg.get("classes", list(entry.foreground_classes))
     min_frac = cfg.get("min_class_fraction", 0.01)
-    per_image, ious = [], {c: [] for c in classes}
+    per_image: list[dict] = []
+    ious: dict[str, list[float]] = {c: [] for c in classes}
     for name, r, o in zip(names, refs, outs):
         rl, ol = _labels(r), _labels(o)
-        row = {"image": name, "pixel_agreement": metrics.pixel_agreement(rl, ol),
-               "edge_band_agreement": metrics.band_agreement(rl, ol, list(entry.foreground_classes.values())),
+        row = {"image": name, "pixel_agreement": agreement.pixel_agreement(rl, ol),
+               "edge_band_agreement": agreement.band_agreement(rl, ol, list(entry.foreground_classes.values())),
                "class_iou": {}}
         for c in classes:
             cid = entry.foreground_classes[c]
             if np.mean(rl == cid) >= min_frac:
-                row["class_iou"][c] = metrics.class_iou(rl, ol, cid)
+                row["class_iou"][c] = agreement.class_iou(rl, ol, cid)
                 ious[c].append(row["class_iou"][c])
         per_image.append(row)
     figs = {"pixel_agreement": float(np.mean([r["pixel_agreement"] for r in per_image])),
@@ -231,9 +229,9 @@ def depth_figures(refs, outs, names, *, inverse: bool = False) -> dict:
     per_image = []
     for name, r, o in zip(names, refs, outs):
         r2, o2 = (r[..., 0] if r.ndim == 3 else r), (o[..., 0] if o.ndim == 3 else o)
-        m = metrics.depth_metrics(o2, r2)
+        m = agreement.depth_metrics(o2, r2)
         if inverse:
-            d = metrics.depth_metrics(1.0 / np.maximum(o2.astype(np.float64), 1e-6),
+            d = agreement.depth_metrics(1.0 / np.maximum(o2.astype(np.float64), 1e-6),
                                       1.0 / np.maximum(r2.astype(np.float64), 1e-6))
             m["on_depth"] = d
         per_image.append({"image": name, **m})
@@ -254,7 +252,7 @@ def mask_figures(refs, outs, names, threshold: float = 0.5, min_fraction: float 
         row = {"image": name, "mask_fraction": float(np.mean(r > threshold)),
                "mean_abs_diff": float(np.mean(np.abs(r.astype(np.float64) - o)))}
         if row["mask_fraction"] >= min_fraction:
-            row["iou"] = metrics.iou(r > threshold, o > threshold)
+            row["iou"] = agreement.iou(r > threshold, o > threshold)
         per_image.append(row)
     ious = [p["iou"] for p in per_image if "iou" in p]
     return {"iou": float(min(ious)) if ious else float("nan"), "iou_images": len(ious),
@@ -262,6 +260,6 @@ def mask_figures(refs, outs, names, threshold: float = 0.5, min_fraction: float 
 
 
 def tensor_figures(refs, outs, names) -> dict:
-    per_image = [{"image": n, **metrics.tensor_metrics(r, o)} for n, r, o in zip(names, refs, outs)]
+    per_image = [{"image": n, **agreement.tensor_metrics(r, o)} for n, r, o in zip(names, refs, outs)]
     return {"cosine": float(min(p["cosine"] for p in per_image)),
             "snr_db": float(min(p["snr_db"] for p in per_image)), "per_image": per_image}

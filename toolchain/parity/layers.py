@@ -28,10 +28,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from ..errors import InputError, ModelFormatError
+from ..runtime import _to_input_dtype
+from ..sources.tflite_graph import read_tflite
 
 # Ops the converter adds around quantized regions; they have no float counterpart.
 _CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
@@ -54,11 +58,10 @@ class LayerPair:
 
 def match_layers(float_path: Path, quant_path: Path) -> list[LayerPair]:
     """Pair each op output of the float file with its counterpart in the quantized file."""
-    from ..sources.tflite_graph import read_tflite
     fg, qg = read_tflite(float_path), read_tflite(quant_path)
     produced = {o for op in fg.ops for o in op.outputs} | set(fg.inputs)
     q_ops = [op for op in qg.ops if op.name not in _CONVERSION_OPS]
-    q_by_name = {}
+    q_by_name: dict[str, int] = {}
     for op in q_ops:
         for i in op.outputs:
             q_by_name.setdefault(qg.tensor(i).name, i)
@@ -97,7 +100,6 @@ class _Tensors:
     """An interpreter that keeps every intermediate tensor (reference kernels)."""
 
     def __init__(self, path: Path, kernels: str = "reference"):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
         resolver = {"reference": OpResolverType.BUILTIN_REF,
                     "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}[kernels]
         self.interp = Interpreter(model_path=str(path), experimental_op_resolver_type=resolver,
@@ -107,7 +109,6 @@ class _Tensors:
         self.details = {d["index"]: d for d in self.interp.get_tensor_details()}
 
     def run(self, pixels: np.ndarray) -> None:
-        from ..runtime import _to_input_dtype
         x = np.asarray(pixels)[None] if np.ndim(pixels) == 3 else np.asarray(pixels)
         self.interp.set_tensor(self.input["index"], _to_input_dtype(x, self.input))
         self.interp.invoke()
@@ -156,7 +157,7 @@ def compare_layers(float_path: Path, quant_path: Path, images: list[tuple[str, n
             a["max"] = max(a["max"], float(np.max(np.abs(e))) if e.size else 0.0)
         if progress:
             progress(f"layers {k + 1}/{len(images)} {name}")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p in pairs:
         a = acc[p.name]
         if not a["n"]:
@@ -175,7 +176,6 @@ def compare_layers(float_path: Path, quant_path: Path, images: list[tuple[str, n
         })
     attribute_output_error(rows)
     ranked = sorted((r for r in rows if r["output_error_share"] > 0), key=lambda r: -r["output_error_share"])
-    from ..sources.tflite_graph import read_tflite
     n_float_ops = len(read_tflite(float_path).ops)
     return {"layers": rows, "culprits": [r["name"] for r in ranked], "kernels": "reference",
             "images": [n for n, _ in images],

@@ -29,16 +29,24 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import pickle
+import shutil
 import tempfile
 import time
+from collections.abc import Set
 from pathlib import Path
 
 import numpy as np
 
-from .. import quantize
+from .. import engines
+from ..latency import time_model
+from ..quantize import precisions
+from ..quantize.conversions import uint8_input
 from ..registry import ModelEntry
 from ..runtime import TfliteRunner
-from . import gate
+from ..sources.tflite_graph import read_tflite
+from . import gate, waves
+from .layers import compare_layers
 
 # float_output: the mixed model returns float32 (its last layers may then stay float). For outputs
 # whose dynamic range 8 bits cannot hold (PyDNet++'s relative depth spans 0.5..390, so AbsRel <= 0.02
@@ -92,7 +100,6 @@ class _Judge:
 def calibrated_graph(calibrated: bytes) -> tuple[list[str], dict[str, list[str]]]:
     """Op output names of the calibrated model (the names selective quantization takes) in graph
     order, and for each, the ops that read its output."""
-    from ..sources.tflite_graph import read_tflite
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "calibrated.tflite"
         path.write_bytes(calibrated)
@@ -112,7 +119,7 @@ def calibrated_graph(calibrated: bytes) -> tuple[list[str], dict[str, list[str]]
 def still_quantized(path: Path) -> list[dict]:
     """Ops of a selectively quantized model that still compute in int8 (other than the I/O
     QUANTIZE/DEQUANTIZE): the converter does not honour the denylist for every op type."""
-    return [{"op": o["op"], "name": o["outputs"][0]} for o in quantize.tensor_types(path)
+    return [{"op": o["op"], "name": o["outputs"][0]} for o in precisions.tensor_types(path)
             if o["op"] not in ("QUANTIZE", "DEQUANTIZE") and "INT8" in o["output_types"]]
 
 
@@ -154,7 +161,6 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
     calibrated: from quantize.calibrate_int8. Writes the chosen (or best) mixed model to out_path.
     Returns the decision record for the manifest ("mixed_precision" section).
     """
-    from . import waves
     cfg = settings(recipe)
     budgets = dict(budgets if budgets is not None else gate.recipe_budgets(recipe["parity"]))
     cap = max(3, int(max_conversions or cfg["max_conversions"]))
@@ -199,12 +205,11 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
         out_path.write_bytes(best["path"].read_bytes())
     finally:
         _JUDGES.clear()
-        import shutil
         shutil.rmtree(work, ignore_errors=True)
     record = {
         "met": bool(best["passed"]),
         "float_layers": best["float_layers"],
-        "float_ops": [o["op"] for o in quantize.float_ops(out_path) if o["op"] not in ("QUANTIZE", "DEQUANTIZE")],
+        "float_ops": [o["op"] for o in precisions.float_ops(out_path) if o["op"] not in ("QUANTIZE", "DEQUANTIZE")],
         "layers_in_model": len(names),
         "budgets": budgets,
         "judged_on": {"kernels": kernels, "images": [nm for nm, _ in images]},
@@ -248,7 +253,7 @@ def _plan(ask, *, names: list[str], units: list[list[str]], cap: int):
     chosen or None)."""
     tried: dict[tuple, dict] = {}
 
-    def layers_of(k: int, drop: set[int] = frozenset()) -> list[str]:
+    def layers_of(k: int, drop: Set[int] = frozenset()) -> list[str]:
         return list(dict.fromkeys(n for i, u in enumerate(units[:k]) if i not in drop for n in u))
 
     def trial(layers: list[str], label: str) -> dict:
@@ -315,11 +320,10 @@ def judge_candidate(shard: dict) -> dict:
                             _Judge(shard["entry"], recipe, Path(shard["float"]), images, shard["budgets"]))
         calibrated, judge = _JUDGES[key]
         out = Path(shard["out"])
-        quantize.quantize_calibrated(calibrated, out, float_layers=list(shard["layers"]),
+        precisions.quantize_calibrated(calibrated, out, float_layers=list(shard["layers"]),
                                      output_type=shard["output_type"])
         return judge(out)
     except Exception as exc:  # noqa: BLE001 - a speculative candidate's error matters only if the search uses it
-        import pickle
         try:  # the error itself goes back to the driver when it can travel (Ray pickles results)
             pickle.loads(pickle.dumps(exc))
         except Exception:  # noqa: BLE001
@@ -329,7 +333,6 @@ def judge_candidate(shard: dict) -> dict:
 
 def costs(int8_path: Path, mixed_path: Path, *, threads: int = 2, runs: int = 10) -> dict:
     """Latency (XNNPACK, median ms) and size of the mixed model against plain int8."""
-    from ..bench import time_model
     ms_i8 = time_model(int8_path, threads=threads, runs=runs)
     ms_mx = time_model(mixed_path, threads=threads, runs=runs)
     b_i8, b_mx = Path(int8_path).stat().st_size, Path(mixed_path).stat().st_size
@@ -346,7 +349,6 @@ def mixed_precision(entry: ModelEntry, recipe: dict, float_model, representative
     """The whole step: culprit ranking (unless given), calibration, search, costs, full before/after
     figures on both kernel sets. Returns the manifest section; the mixed model is at out_path.
     engine: where the search's candidates run, {"engine": "local"|"ray", "address", "workers"} (see search)."""
-    from ..evaluate import engines
     say = progress or (lambda m: None)
     eng = dict(engine or {})
     t0 = time.perf_counter()
@@ -355,11 +357,10 @@ def mixed_precision(entry: ModelEntry, recipe: dict, float_model, representative
         # Ray workers import TensorFlow's converter and LiteRT while this process ranks and calibrates
         p.preload([__name__, "tensorflow.lite.python.convert", "ai_edge_litert.interpreter"])
         if ranking is None:
-            from .layers import compare_layers
             say("mixed: per-layer comparison for the culprit ranking")
             ranking = compare_layers(float_path, int8_path, images)["culprits"]
         say("mixed: calibrating once")
-        calibrated = quantize.calibrate_int8(float_model, representative)
+        calibrated = precisions.calibrate_int8(float_model, representative)
         record = search(entry, recipe, float_path, calibrated, ranking, images, out_path, budgets=budgets,
                         max_conversions=max_conversions, progress=progress, width=eng.get("width"), pool=p)
     record["engine"].update({"search_s": record["engine"]["wall_s"], "start_s": start_s, "wall_s": round(time.perf_counter() - t0, 2),
@@ -371,4 +372,17 @@ def mixed_precision(entry: ModelEntry, recipe: dict, float_model, representative
                                    if not k.endswith(("_min", "_max")) or k.startswith("min_") or k in budgets}
     full = gate.compare_pair(entry, budget_recipe, float_path, out_path, images)
     record["after_full"] = {k: v for k, v in full.items() if k != "per_image"}
+    return record
+
+
+def mixed_float_file(entry: ModelEntry, recipe: dict, float_model, representative: np.ndarray,
+                     float_path: Path, int8_path: Path, images, out_path: Path, *, progress=None,
+                     engine: dict | None = None) -> dict:
+    """The precision ladder's mixed_float rung (quantize/ladder.py takes this function as an argument):
+    `mixed_precision`, then the client contract on the input (uint8 pixels, whatever the search's
+    quantizer chose) unless the recipe asks for float32 input and output."""
+    record = mixed_precision(entry, recipe, float_model, representative, float_path, int8_path, images, out_path,
+                             progress=progress, engine=engine)
+    if settings(recipe).get("float_output") is not True:
+        uint8_input(out_path)
     return record

@@ -14,8 +14,11 @@ import html
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 
@@ -46,7 +49,6 @@ def write_json(result: dict, path: Path) -> Path:
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -54,9 +56,7 @@ def _png(fig) -> str:
 
 
 def _plt():
-    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     return plt
 
 
@@ -148,7 +148,7 @@ def _table(header: list[str], rows: list[list], left: int = 1) -> str:
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
-def write_html(result: dict, path: Path, *, panels: list[str] = (), max_layer_rows: int | None = None) -> Path:
+def write_html(result: dict, path: Path, *, panels: Sequence[str] = (), max_layer_rows: int | None = None) -> Path:
     """The readable report. `panels`: data URIs from image_panel (worst images first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,7 @@ def write_html(result: dict, path: Path, *, panels: list[str] = (), max_layer_ro
     if p["failures"]:
         parts.append("<p class='fail'>" + "<br>".join(html.escape(f) for f in p["failures"]) + "</p>")
     # metrics table: figure, judged kernels, other kernels, budget
-    other = next(iter(p.get("other_kernels", {}).items()), (None, {}))
+    other: tuple[str | None, dict] = next(iter(p.get("other_kernels", {}).items()), (None, {}))
     keys = list(_scalars(p))
     rows = []
     for k in keys:
@@ -235,3 +235,38 @@ def write_html(result: dict, path: Path, *, panels: list[str] = (), max_layer_ro
     parts.append("</body></html>")
     path.write_text("\n".join(parts))
     return path
+
+
+# ---- one-line summaries (the CLI and `portrait parity`) -------------------------------------------
+
+def summarize_parity(p: dict) -> str:
+    keys = [k for k in ("pixel_agreement", "worst_class_iou", "edge_band_agreement", "delta1", "abs_rel",
+                        "iou", "mean_abs_diff") if k in p]
+    parts = [f"{k} {p[k]:.4f}" for k in keys if p[k] is not None and not (isinstance(p[k], float) and math.isnan(p[k]))]
+    ka = p.get("kernel_agreement", {})
+    parts.append(f"[{p['kernels']} kernels; xnnpack vs reference: " + format_figures(ka) + "]")
+    parts.append("PASS" if p["passed"] else "FAIL: " + "; ".join(p["failures"]))
+    return ", ".join(parts)
+
+
+def summarize_ladder(rows: list[dict], handoff: str | None, handoff_cpu: str | None) -> list[str]:
+    """One line per rung tried (figures: worse of both kernel sets), then the two handoffs."""
+    lines = []
+    for r in rows or []:
+        if r.get("error"):
+            lines.append(f"{r['rung']:>12}: not built: {r['error'][:160]}")
+            continue
+        w = r.get("worse_of_both") or {}
+        figs = ", ".join(f"{k} {w[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "iou", "mean_abs_diff",
+                                                      "delta1", "abs_rel") if isinstance(w.get(k), float))
+        lines.append(f"{r['rung']:>12}: {'MET' if r['met'] else 'missed'} ({r.get('label')}; {figs}; "
+                     f"{r.get('float_ops')} float / {r.get('int16_ops')} int16 ops; {r.get('seconds')} s)")
+    lines.append(f"{'handoff':>12}: {handoff}")
+    lines.append(f"{'handoff_cpu':>12}: {handoff_cpu}")
+    return lines
+
+
+def format_figures(d: dict) -> str:
+    """`key value, ...` for the scalar entries of a figures dict."""
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items()
+                     if not isinstance(v, dict))

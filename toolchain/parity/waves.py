@@ -39,8 +39,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
+from .. import engines
+from ..engines import map_shards
 from ..errors import PortraitError
 
 REPEAT = 0.7         # guessed probability that an outcome repeats the previous one
@@ -62,7 +65,6 @@ def run_candidates(fn: Callable, shards: list, *, engine: str = "local", address
     `fn` a module-level function, each shard a small picklable description (file paths, a layer
     list, where to write); see engines.map_shards. For several waves on the same workers use
     `run_plan` (it keeps one engines.pool open)."""
-    from ..evaluate.engines import map_shards
     return map_shards(fn, shards, engine=engine, address=address, workers=workers, stats=stats)
 
 
@@ -91,7 +93,7 @@ def _replay(plan, known: dict, guessed: dict):
 
 def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str = "local",
              address: str | None = None, workers: int | None = None, width: int | None = None,
-             progress=None, pool=None) -> tuple[object, dict]:
+             progress=None, pool=None) -> tuple[Any, dict]:
     """Run `plan(trial)` (see the module doc) with its candidates evaluated in waves on the engine.
 
     make_shard(key, payload) -> the shard `fn` receives (a small picklable description, e.g. the
@@ -100,12 +102,12 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
     no speculation on the local engine). pool: an open engines.pool to use instead of opening one.
     Returns (what plan returned, engine record: engine, workers, width, waves, candidates run,
     unused speculative ones, wall seconds)."""
-    from ..evaluate import engines
     say = progress or (lambda m: None)
     t0 = time.perf_counter()
     known: dict = {}
-    cpu_local, cpu_by_pid = 0.0, {}
-    record = {"engine": engine, "workers": None, "width": None, "waves": 0, "candidates_run": 0,
+    cpu_local = 0.0
+    cpu_by_pid: dict[int, float] = {}
+    record: dict[str, Any] = {"engine": engine, "workers": None, "width": None, "waves": 0, "candidates_run": 0,
               "candidates_unused": 0, "retries": 0}
     own = pool is None
     p = engines.pool(engine=engine, address=address, workers=workers) if own else pool
@@ -118,7 +120,7 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
         while True:
             wave: dict = {}
             tie = itertools.count()
-            frontier = [(-1.0, next(tie), {})]
+            frontier: list[tuple[float, int, dict]] = [(-1.0, next(tie), {})]
             replays, outcome = 0, None
             while frontier and len(wave) < k and replays < MAX_REPLAYS:
                 neg_p, _, guessed = heapq.heappop(frontier)

@@ -1,209 +1,30 @@
-"""Float model + recipe -> TFLite variants (float32, float16, dynamic-range, full-int8) and ONNX.
+"""Quantization: a float model (sources/) to TFLite files, one module per concern.
 
-Each function takes a `FloatModel` (sources/) and writes one file; checks that a conversion did
-what it claims (every op int8, ONNX matches TF) live here too. Not for: parity (parity/).
+- precisions.py   the standard precisions through TF's converter (float32, float16, dynamic, int8),
+                  selective int8, the all-int8 check and ONNX export;
+- conversions.py  what the precision ladder needs beyond them: 16x8, the uint8 input contract, output
+                  transforms inside the graph;
+- ladder.py       the precision ladder: rungs tried in order until one meets the parity budget;
+- calibration.py  one true-range calibration pass per float graph, shared by every conversion;
+- ranges.py, ptq.py, adaround.py, equalize.py, split.py, graphedit.py   post-training techniques;
+- flatbuffer.py   read / write / op names: the flatbuffer I/O every pass uses;
+- kernel_gap.py, xnnpack.py   what the reference and XNNPACK kernels do differently.
+
+This face re-exports the standard conversions; modules inside the package import each other directly.
 """
 
-from __future__ import annotations
+from .precisions import (
+                         PRECISIONS,
+                         calibrate_int8,
+                         check_all_int8,
+                         check_onnx,
+                         convert,
+                         convert_selective,
+                         export_onnx,
+                         float_ops,
+                         quantize_calibrated,
+                         tensor_types,
+)
 
-import sys
-import time
-from pathlib import Path
-from typing import Callable
-
-import numpy as np
-
-from ..errors import ExportError
-from ..sources import SIGNATURE, FloatModel
-
-PRECISIONS = ("float32", "float16", "dynamic", "int8")
-
-# TFLite tensor types that may appear in a full-integer model. int32 carries biases, shapes and
-# argmax indices; everything else float is a float op.
-_INTEGER_TYPES = {"INT8", "UINT8", "INT32", "INT16", "INT64", "BOOL"}
-
-
-def _converter(model: FloatModel):
-    import tensorflow as tf
-    return tf.lite.TFLiteConverter.from_saved_model(str(model.saved_model_dir), signature_keys=[SIGNATURE])
-
-
-def convert(model: FloatModel, precision: str, out_path: Path, *,
-            representative: np.ndarray | None = None, progress: Callable[[str], None] | None = None) -> Path:
-    """Convert to one precision and write `out_path`. int8 needs `representative` uint8 pixels."""
-    import tensorflow as tf
-
-    conv = _converter(model)
-    if precision == "float32":
-        pass
-    elif precision == "float16":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_types = [tf.float16]
-    elif precision == "dynamic":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif precision == "int8":
-        if representative is None or len(representative) == 0:
-            raise ExportError("int8 conversion needs a representative dataset", fix="see calibrate.py")
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.uint8
-        conv.inference_output_type = tf.int8
-        conv.representative_dataset = _representative_gen(representative, progress)
-    else:
-        raise ExportError(f"unknown precision {precision!r}", fix=f"use one of {PRECISIONS}")
-    t0 = time.monotonic()
-    try:
-        from .calibration import shared_calibration
-        # only int8 calibrates: one pass with every tensor's true range, shared (calibration.py)
-        with shared_calibration(representative, progress):
-            blob = conv.convert()
-    except Exception as exc:  # the converter raises many types; all mean the same to a user
-        raise ExportError(f"TFLite conversion to {precision} failed for {model.model_id}: {exc}",
-                          fix="check the recipe's allowed ops; run with --keep-workdir to inspect") from exc
-    out_path.write_bytes(blob)
-    if progress:
-        progress(f"{precision}: {len(blob) / 1e6:.2f} MB in {time.monotonic() - t0:.1f} s")
-    return out_path
-
-
-def calibrate_int8(model: FloatModel, representative: np.ndarray, *,
-                   progress: Callable[[str], None] | None = None) -> bytes:
-    """Run calibration once and return the calibrated float flatbuffer (ranges recorded, nothing
-    quantized yet); `quantize_calibrated` then quantizes it with any set of layers kept float,
-    in about a second instead of a full conversion."""
-    import tensorflow as tf
-
-    if representative is None or len(representative) == 0:
-        raise ExportError("int8 calibration needs a representative dataset", fix="see calibrate.py")
-    conv = _converter(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = _representative_gen(representative, progress)
-    conv.experimental_mlir_quantizer = True
-    conv._experimental_calibrate_only = True  # the documented QuantizationDebugger route
-    from .calibration import shared_calibration
-    try:
-        with shared_calibration(representative, progress):   # one true-range pass, reused (calibration.py)
-            return conv.convert()
-    except Exception as exc:
-        raise ExportError(f"int8 calibration failed for {model.model_id}: {exc}",
-                          fix="check the representative set; run with --keep-workdir to inspect") from exc
-
-
-def quantize_calibrated(calibrated: bytes, out_path: Path, *, float_layers: list[str] = (),
-                        output_type: str = "int8") -> Path:
-    """Full-int8 model (uint8 pixels in, int8 out) from a calibrated flatbuffer, keeping the ops
-    whose output tensors are named in `float_layers` in float32 (dequantize/quantize around them).
-    This is TFLite's selective quantization (QuantizationDebugOptions.denylisted_nodes).
-
-    output_type "float32": float32 pixels in and float32 out, with no int8 rounding at either end
-    (fully_quantize=False; a float-typed output of a fully quantized model is still rounded to int8
-    and dequantized, which alone costs PyDNet++ AbsRel 0.054)."""
-    import tensorflow as tf
-    from tensorflow.lite.python import convert as tfl_convert
-
-    float_io = output_type == "float32"
-    try:
-        blob = tfl_convert.mlir_quantize(calibrated, fully_quantize=not float_io,
-                                         input_data_type=tf.float32 if float_io else tf.uint8,
-                                         output_data_type=tf.float32 if float_io else tf.int8,
-                                         denylisted_nodes=list(float_layers) or None)
-    except Exception as exc:
-        raise ExportError(f"selective quantization failed (float layers {list(float_layers)[:5]}...): {exc}",
-                          fix="name layers by their output tensor names in the float32 .tflite") from exc
-    out_path.write_bytes(blob)
-    return out_path
-
-
-def convert_selective(model: FloatModel, out_path: Path, representative: np.ndarray, *,
-                      float_layers: list[str] = (), progress: Callable[[str], None] | None = None) -> Path:
-    """int8 conversion that keeps the named layers (output tensor names) in float32."""
-    return quantize_calibrated(calibrate_int8(model, representative, progress=progress), out_path,
-                               float_layers=float_layers)
-
-
-def _representative_gen(samples: np.ndarray, progress):
-    def gen():
-        n = len(samples)
-        for i, s in enumerate(samples):
-            if progress and (i % max(1, n // 10) == 0 or i == n - 1):
-                progress(f"calibration {i + 1}/{n}")
-            yield {"image": s[None].astype(np.float32)}
-    return gen
-
-
-def tensor_types(path: Path) -> list[dict]:
-    """Per op: name, input and output tensor types (from the flatbuffer)."""
-    from ..sources.tflite_graph import read_tflite
-    g = read_tflite(path)
-    names = {np.float32: "FLOAT32", np.float16: "FLOAT16", np.int32: "INT32", np.uint8: "UINT8",
-             np.int64: "INT64", np.bool_: "BOOL", np.int16: "INT16", np.int8: "INT8"}
-    ops = []
-    for op in g.ops:
-        ops.append({"op": op.name, "index": op.index,
-                    "outputs": [g.tensor(i).name for i in op.outputs],
-                    "input_types": [names.get(g.tensor(i).dtype, "?") for i in op.inputs if i >= 0],
-                    "output_types": [names.get(g.tensor(i).dtype, "?") for i in op.outputs]})
-    return ops
-
-
-def float_ops(path: Path, allow: list[str] = ()) -> list[dict]:
-    """Ops of a model that read or write a non-integer tensor, except those allowed by op name."""
-    bad = []
-    for op in tensor_types(path):
-        types = set(op["input_types"]) | set(op["output_types"])
-        if not types <= _INTEGER_TYPES and op["op"] not in allow:
-            bad.append(op)
-    return bad
-
-
-def check_all_int8(path: Path, allow: list[str] = ()) -> None:
-    bad = float_ops(path, allow)
-    if bad:
-        listed = "; ".join(f"#{o['index']} {o['op']} ({', '.join(o['outputs'])}: "
-                           f"{o['input_types']} -> {o['output_types']})" for o in bad[:8])
-        raise ExportError(f"{path.name} is not all-int8: {len(bad)} op(s) still use float tensors: {listed}",
-                          where=str(path),
-                          fix="allow them by name in the recipe's int8.allow_float_ops if that is intended")
-
-
-def export_onnx(model: FloatModel, out_path: Path, *, float_tflite: Path, opset: int = 17) -> Path:
-    """Float model -> ONNX with tf2onnx, from the float32 TFLite file (a frozen, plain graph; the
-    result is checked against the TF model by `check_onnx`)."""
-    import tf2onnx
-
-    try:
-        tf2onnx.convert.from_tflite(str(float_tflite), opset=opset, output_path=str(out_path))
-    except Exception as exc:
-        raise ExportError(f"ONNX export failed for {model.model_id}: {exc}",
-                          fix="set onnx = false in the recipe to skip ONNX, and report the op") from exc
-    return out_path
-
-
-def check_onnx(model: FloatModel, onnx_path: Path, samples: np.ndarray) -> float:
-    """Max abs difference between onnxruntime and TF on `samples` (uint8 pixels)."""
-    import onnxruntime as ort
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    in_name = sess.get_inputs()[0].name
-    worst = 0.0
-    for s in samples:
-        x = s[None].astype(np.float32)
-        ref = model.run(x)
-        got = sess.run(None, {in_name: x})
-        for name, r in zip(sorted(ref), [ref[k] for k in sorted(ref)]):
-            g = _match_output(sess, got, name, r.shape)
-            diff = float(np.max(np.abs(g.astype(np.float64) - r)))
-            worst = diff if not np.isfinite(diff) else max(worst, diff)
-    return worst
-
-
-def _match_output(sess, got, name, shape):
-    names = [o.name for o in sess.get_outputs()]
-    for n, g in zip(names, got):
-        if name in n:
-            return g
-    same = [g for g in got if g.shape == shape]
-    return same[0] if same else got[0]
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+__all__ = ["PRECISIONS", "calibrate_int8", "check_all_int8", "check_onnx", "convert", "convert_selective",
+           "export_onnx", "float_ops", "quantize_calibrated", "tensor_types"]

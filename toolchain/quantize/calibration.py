@@ -40,7 +40,7 @@ PORTRAIT_CALIBRATION_THREADS sets the pass's interpreter threads (default: the c
 Every pass ends with `ranges.clamp_saturated`: a tensor whose every use ends in a sigmoid or tanh
 (through ops that only move values) keeps only the range that op can tell apart (+-8 for a sigmoid).
 
-Not for: choosing ranges (ranges.py searches them after this), quantizing (__init__.py, conversions.py).
+Not for: choosing ranges (ranges.py searches them after this), quantizing (precisions.py, conversions.py).
 """
 
 from __future__ import annotations
@@ -48,20 +48,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
+from ..cache import array_digest
 from ..errors import ExportError
-from .cache import array_digest
+from . import flatbuffer, ranges
+from .flatbuffer import FLOAT32, is_constant
 
 ENV_THREADS = "PORTRAIT_CALIBRATION_THREADS"
 MAX_THREADS = 4
 _MEMO: dict[tuple[str, str], bytes] = {}   # (graph digest, samples digest) -> calibrated flatbuffer (most recent few)
 _MEMO_SIZE = 4
 STATS = {"passes": 0, "reused": 0}   # counters for tests and progress
-FLOAT32 = 0   # TensorType.FLOAT32 in the TFLite schema
 
 
 def threads() -> int:
@@ -83,34 +86,10 @@ def threads() -> int:
     return max(1, min(cores, MAX_THREADS))
 
 
-def _schema():
-    from tensorflow.lite.python import schema_py_generated as schema
-    return schema
-
-
-def _model(blob: bytes):
-    schema = _schema()
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(blob), 0))
-
-
-def _to_bytes(model) -> bytes:
-    from tensorflow.lite.tools import flatbuffer_utils
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def op_names(model) -> list[str]:
-    """Builtin operator name ("CONV_2D", "LOGISTIC", ...) of each op of subgraph 0 ("?" if unknown)."""
-    schema = _schema()
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    codes = model.operatorCodes
-    return [names.get(max(codes[op.opcodeIndex].builtinCode, codes[op.opcodeIndex].deprecatedBuiltinCode), "?")
-            for op in model.subgraphs[0].operators]
-
-
 def graph_digest(model_content: bytes) -> str:
     """SHA-256 of the float graph: tensors (name, type, shape, data) and operators, without the
     flatbuffer's metadata (which records the converter options, e.g. int8 vs 16x8)."""
-    m = _model(model_content)
+    m = flatbuffer.read(model_content)
     h = hashlib.sha256()
     for sg in m.subgraphs:
         for t in sg.tensors:
@@ -130,7 +109,7 @@ def _has_range(q) -> bool:
 
 def _ranges(blob: bytes) -> list:
     """Per tensor of subgraph 0: its quantization object when it carries calibration min/max, else None."""
-    return [t.quantization if _has_range(t.quantization) else None for t in _model(blob).subgraphs[0].tensors]
+    return [t.quantization if _has_range(t.quantization) else None for t in flatbuffer.read(blob).subgraphs[0].tensors]
 
 
 def with_ranges(model_content: bytes, calibrated_blob: bytes, *, by_structure: bool = False) -> bytes:
@@ -138,11 +117,11 @@ def with_ranges(model_content: bytes, calibrated_blob: bytes, *, by_structure: b
     graph tensor by tensor, or (by_structure) a graph that `covers()` says computes them the same way."""
     if calibrated_blob == model_content:
         return calibrated_blob
-    m = _model(model_content)
+    m = flatbuffer.read(model_content)
     tensors = m.subgraphs[0].tensors
-    ranged = _model(calibrated_blob).subgraphs[0].tensors
+    ranged = flatbuffer.read(calibrated_blob).subgraphs[0].tensors
     if by_structure:
-        earlier = dict(zip(structural_ids(_model(calibrated_blob)), ranged))
+        earlier = dict(zip(structural_ids(flatbuffer.read(calibrated_blob)), ranged))
         pairs = [(t, earlier[i]) for i, t in zip(structural_ids(m), tensors) if i in earlier]
     else:
         if len(ranged) != len(tensors) or any(t.name != r.name for t, r in zip(tensors, ranged)):
@@ -152,15 +131,17 @@ def with_ranges(model_content: bytes, calibrated_blob: bytes, *, by_structure: b
     for t, r in pairs:
         if _has_range(r.quantization):
             t.quantization = r.quantization
-    return _to_bytes(m)
+    return flatbuffer.write(m)
 
 
-def _gen(samples: np.ndarray, say=None):
+def representative_gen(samples: np.ndarray, progress: Callable[[str], None] | None = None):
+    """The converter's `representative_dataset`: each sample as a float32 batch of one, with a
+    progress line about every tenth sample."""
     def gen():
         n = len(samples)
         for i, s in enumerate(samples):
-            if say and (i % max(1, n // 5) == 0 or i == n - 1):
-                say(f"calibration {i + 1}/{n}")
+            if progress and (i % max(1, n // 10) == 0 or i == n - 1):
+                progress(f"calibration {i + 1}/{n}")
             yield {"image": s[None].astype(np.float32)}
     return gen
 
@@ -168,13 +149,7 @@ def _gen(samples: np.ndarray, say=None):
 def _calibrate_here(model_content: bytes, samples: np.ndarray, say=None) -> bytes:
     """TF's own calibration pass (the fallback, and what tests compare against)."""
     tf_calibrator = _originals()   # the converter's own method, also while shared_calibration is active
-    return _ORIGINAL["calibrate"](tf_calibrator.Calibrator(model_content), _gen(samples, say))
-
-
-def is_constant(model, t) -> bool:
-    """Whether tensor `t` (a TensorT of `model`) holds data in the flatbuffer (weights, biases, shapes)."""
-    return t.buffer < len(model.buffers) and model.buffers[t.buffer].data is not None \
-        and len(model.buffers[t.buffer].data) > 0
+    return _ORIGINAL["calibrate"](tf_calibrator.Calibrator(model_content), representative_gen(samples, say))
 
 
 def recorded_tensors(model) -> list[int]:
@@ -195,14 +170,13 @@ def probe_ready(model) -> bool:
 def true_ranges(model_content: bytes, samples: np.ndarray, say=None) -> bytes:
     """`model_content` with each recorded tensor's min/max over `samples`, read as graph outputs of a
     probe copy run on LiteRT's default CPU kernels (see the module docstring)."""
-    from ai_edge_litert.interpreter import Interpreter
-    schema = _schema()
-    m = _model(model_content)
+    schema = flatbuffer.schema()
+    m = flatbuffer.read(model_content)
     sg = m.subgraphs[0]
     wanted = recorded_tensors(m)
-    probe = _model(model_content)
+    probe = flatbuffer.read(model_content)
     probe.subgraphs[0].outputs = list(dict.fromkeys([int(o) for o in sg.outputs] + wanted))
-    interp = Interpreter(model_content=_to_bytes(probe), num_threads=threads())
+    interp = Interpreter(model_content=flatbuffer.write(probe), num_threads=threads())
     interp.allocate_tensors()
     index = interp.get_input_details()[0]["index"]
     lo = np.full(len(wanted), np.inf)
@@ -226,7 +200,7 @@ def true_ranges(model_content: bytes, samples: np.ndarray, say=None) -> bytes:
         q = schema.QuantizationParametersT()
         q.min, q.max = [float(np.float32(lo[j]))], [float(np.float32(hi[j]))]
         sg.tensors[i].quantization = q
-    return _to_bytes(m)
+    return flatbuffer.write(m)
 
 
 def _options(op) -> str:
@@ -250,8 +224,9 @@ def structural_ids(model) -> list[str]:
     ids: list[str | None] = [None] * len(sg.tensors)
 
     def ident(i: int) -> str:
-        if ids[i] is not None:
-            return ids[i]
+        known = ids[i]
+        if known is not None:
+            return known
         t = sg.tensors[i]
         head = repr((t.type, None if t.shape is None else [int(d) for d in t.shape]))
         if i in producer:
@@ -262,10 +237,10 @@ def structural_ids(model) -> list[str]:
         else:
             data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
             body = repr(t.name) if data is None else hashlib.sha256(np.asarray(data).tobytes()).hexdigest()
-        ids[i] = hashlib.sha256((head + body).encode()).hexdigest()
-        return ids[i]
+        digest = hashlib.sha256((head + body).encode()).hexdigest()
+        ids[i] = digest
+        return digest
 
-    import sys
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 4 * len(sg.tensors) + 100))
     try:
@@ -277,8 +252,8 @@ def structural_ids(model) -> list[str]:
 def covers(earlier: bytes, model_content: bytes) -> bool:
     """Whether every float tensor of `model_content` is computed in `earlier` the same way (equal
     `structural_ids`): the graph is `earlier` with non-float ops added (or some outputs dropped)."""
-    new = _model(model_content)
-    old_ids = set(structural_ids(_model(earlier)))
+    new = flatbuffer.read(model_content)
+    old_ids = set(structural_ids(flatbuffer.read(earlier)))
     floats = [i for i, t in zip(structural_ids(new), new.subgraphs[0].tensors) if t.type == FLOAT32]
     return bool(floats) and all(i in old_ids for i in floats)
 
@@ -301,7 +276,7 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
                 f"non-float ops added, {len(samples)} samples)")
             return with_ranges(model_content, blob, by_structure=True)
     t0 = time.monotonic()
-    if probe_ready(_model(model_content)):
+    if probe_ready(flatbuffer.read(model_content)):
         say(f"calibration: {len(samples)} samples, every float tensor read as a graph output "
             f"({threads()} threads)")
         blob = true_ranges(model_content, samples, say)
@@ -309,8 +284,7 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
         say(f"calibration: {len(samples)} samples with TF's calibrator (this graph has more than one "
             "subgraph or input; ranges of tensors that feed in-place ops may be too wide)")
         blob = _calibrate_here(model_content, samples, say)
-    from .ranges import clamp_saturated
-    blob, cut = clamp_saturated(blob)
+    blob, cut = ranges.clamp_saturated(blob)
     if cut:
         say(f"calibration: {len(cut)} tensor(s) feeding only a sigmoid/tanh cut to the range it can "
             f"tell apart (e.g. {cut[0][0]}: {cut[0][1][0]:.4g}..{cut[0][1][1]:.4g} -> "
@@ -327,6 +301,7 @@ _ORIGINAL: dict = {}
 
 
 def _originals():
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     from tensorflow.lite.python.optimize import calibrator as tf_calibrator
     if not _ORIGINAL:
         _ORIGINAL["calibrate"] = tf_calibrator.Calibrator.calibrate
@@ -335,20 +310,24 @@ def _originals():
 
 
 @contextlib.contextmanager
-def shared_calibration(samples: np.ndarray, progress: Callable[[str], None] | None = None):
+def shared_calibration(samples: np.ndarray | None, progress: Callable[[str], None] | None = None):
     """Within this block, TF converter calibrations use `calibrated()` over `samples` (which must be
-    what the converter's representative_dataset yields) instead of feeding the set themselves."""
+    what the converter's representative_dataset yields) instead of feeding the set themselves.
+    samples None: nothing in the block calibrates (a float conversion)."""
     tf_calibrator = _originals()
 
     def calibrate(self, dataset_gen):
+        assert samples is not None, "a calibration inside shared_calibration(None)"
         return calibrated(self._model_content, samples, progress)
 
     def calibrate_and_quantize(self, dataset_gen, input_type, output_type, allow_float,
                                activations_type=None, bias_type=None, resize_input=True,
                                disable_per_channel=False, disable_per_channel_quantization_for_dense_layers=False):
+        # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
         from tensorflow.python.framework import dtypes
         activations_type = dtypes.int8 if activations_type is None else activations_type
         bias_type = dtypes.int32 if bias_type is None else bias_type
+        assert samples is not None, "a calibration inside shared_calibration(None)"
         # the old quantizer reads the ranges from the flatbuffer when nothing was fed to this wrapper
         ranged = tf_calibrator.Calibrator(calibrated(self._model_content, samples, progress))
         return ranged._calibrator.QuantizeModel(

@@ -8,12 +8,16 @@ Not for: choosing a rung (ladder.py) or judging parity (parity/gate.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import ExportError, RecipeError
+from ..sources import INPUT_NAME, SIGNATURE, FloatModel
+from . import flatbuffer
+from .calibration import representative_gen, shared_calibration
+from .precisions import tf_converter
 
 # TFLite schema TensorType / BuiltinOperator values used by the surgery below
 _FLOAT32, _INT32, _UINT8, _INT16, _INT8 = 0, 2, 3, 7, 9
@@ -28,18 +32,18 @@ def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: s
     converter's int16 output; "int8" requantizes it (MediaPipe's segmenter refuses int16 outputs)."""
     if output not in ("int16", "int8"):
         raise ExportError(f"16x8 output must be int16 or int8, got {output!r}")
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
 
-    from . import _converter, _representative_gen
 
     if representative is None or len(representative) == 0:
-        raise ExportError("16x8 conversion needs a representative dataset", fix="see calibrate.py")
-    conv = _converter(model)
+        raise ExportError("16x8 conversion needs a representative dataset", fix="see calibration_set.py")
+    conv = tf_converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     conv.inference_input_type = tf.int16  # the converter allows only float32/int16 here; see uint8_input
     conv.inference_output_type = tf.int16
-    conv.representative_dataset = _representative_gen(representative, progress)
+    conv.representative_dataset = representative_gen(representative, progress)
     # One calibration pass instead of two. With the new quantizer on (the default), TF 2.21's
     # `_quantize` first calibrates for the MLIR quantizer, then, for int16 activations only, discards
     # that and calls `calibrate_and_quantize`, which calibrates again. int16 is quantized by that
@@ -47,7 +51,6 @@ def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: s
     # 448x640: half of a ~450 s conversion) and the io tensors' names, restored below.
     conv.experimental_new_quantizer = False
     t0 = time.monotonic()
-    from .calibration import shared_calibration
     try:
         with shared_calibration(representative, progress):   # the ranges of the w8a8 pass when the graph is the same
             blob = conv.convert()
@@ -106,8 +109,7 @@ def _bias_scale(t, n: int) -> np.ndarray:
 def bias_scale_mismatches(blob: bytes) -> list[str]:
     """Ops whose integer bias is on another scale than input scale x weight scale, i.e. whose bias
     the kernel reads wrongly: "op N (tensor name): off by up to X" for each. Empty for a sound file."""
-    from .calibration import _model
-    model = _model(blob)
+    model = flatbuffer.read(blob)
     sg = model.subgraphs[0]
     bad = []
     for i, b, want in _bias_uses(model):
@@ -128,10 +130,9 @@ def rescale_shared_biases(blob: bytes) -> tuple[bytes, list[str]]:
     constants: the selfie segmenter's two transposed-conv phases both add 0.533), the others read
     it on the wrong scale. Measured on the selfie's w8a16 file: the odd output rows' logits came out
     0.22-0.30 low, 8x the error of the even rows. Returns the new bytes and the ops changed."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    schema = flatbuffer.schema()
 
-    from .calibration import _model, _to_bytes
-    model = _model(blob)
+    model = flatbuffer.read(blob)
     sg = model.subgraphs[0]
     fixed = []
     for i, b, want in _bias_uses(model):
@@ -162,15 +163,14 @@ def rescale_shared_biases(blob: bytes) -> tuple[bytes, list[str]]:
         fixed.append(f"op {i} ({base})")
     if not fixed:
         return bytes(blob), []
-    return _to_bytes(model), fixed
+    return flatbuffer.write(model), fixed
 
 
 def _io_names_unsuffixed(blob: bytes, suffix: str) -> bytes:
     """The model's input and output tensors renamed without `suffix` (the old quantizer's io-type
     pass appends "_int16"), so the file reads the same as with the new quantizer's naming."""
-    from .calibration import _model, _to_bytes
 
-    model = _model(blob)
+    model = flatbuffer.read(blob)
     sg = model.subgraphs[0]
     changed = False
     for i in list(sg.inputs) + list(sg.outputs):
@@ -178,7 +178,7 @@ def _io_names_unsuffixed(blob: bytes, suffix: str) -> bytes:
         name = _tname(t)
         if name.endswith(suffix):
             t.name, changed = name[: -len(suffix)].encode(), True
-    return _to_bytes(model) if changed else bytes(blob)
+    return flatbuffer.write(model) if changed else bytes(blob)
 
 
 def uint8_input(path: Path) -> Path:
@@ -197,10 +197,9 @@ def uint8_input_bytes(blob: bytes) -> bytes:
     QUANTIZE int16 -> int16 requantization onto the network's input scale. Both are integer ops
     on every kernel set. A file that already takes uint8 with scale 1 and zero point 0, or a float
     input, is returned unchanged."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    schema = flatbuffer.schema()
 
-    from .calibration import _model, _to_bytes
-    model = _model(blob)
+    model = flatbuffer.read(blob)
     sg = model.subgraphs[0]
     if len(sg.inputs) != 1:
         raise ExportError(f"expected one model input, found {len(sg.inputs)}",
@@ -251,16 +250,15 @@ def uint8_input_bytes(blob: bytes) -> bytes:
         for tm in sig.inputs or []:
             if tm.tensorIndex == old:
                 tm.tensorIndex = pixel
-    return _to_bytes(model)
+    return flatbuffer.write(model)
 
 
 def int8_output_bytes(blob: bytes) -> bytes:
     """Every int16 graph output gets a QUANTIZE int16 -> int8 after it (symmetric: the int16 range
     +-32767 * s maps onto +-127, zero point 0), an integer op on every kernel set."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    schema = flatbuffer.schema()
 
-    from .calibration import _model, _to_bytes
-    model = _model(blob)
+    model = flatbuffer.read(blob)
     sg = model.subgraphs[0]
     new_outputs, renamed = [], {}
     for old in [int(i) for i in sg.outputs]:
@@ -295,7 +293,7 @@ def int8_output_bytes(blob: bytes) -> bytes:
         for tm in sig.outputs or []:
             if tm.tensorIndex in renamed:
                 tm.tensorIndex = renamed[tm.tensorIndex]
-    return _to_bytes(model)
+    return flatbuffer.write(model)
 
 
 def _q1(q) -> bool:
@@ -343,9 +341,9 @@ def apply_output_transform(model, settings: dict | None, workdir: Path):
     TFLite has int8 and int16 kernels for both, while DIV has no 16x8 kernel."""
     if not settings:
         return model
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
 
-    from ..sources import INPUT_NAME, SIGNATURE, FloatModel
 
     loaded = tf.saved_model.load(str(model.saved_model_dir))
     fn = loaded.signatures[SIGNATURE]

@@ -21,7 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graphedit import Conv, Editable, LayerStats, channel_scales, from_matrix, round_nearest, weight_matrix
+from .graphedit import (
+    Conv,
+    Editable,
+    LayerStats,
+    channel_scales,
+    from_matrix,
+    round_nearest,
+    weight_matrix,
+)
 
 _EQUALIZABLE = {"NONE", "RELU", "RELU6"}
 _RELU6_HEADROOM = 2.0
@@ -130,6 +138,7 @@ def bias_correction(float_tflite, out_path, representative: np.ndarray, *, image
         mu = stats.mean[c.op_index]                    # conv: K; depthwise: k x C
         d = q - m
         shift = d @ mu if c.kind == "conv" else np.einsum("ck,kc->c", d, mu)
+        assert c.b is not None  # convs without a bias were left out above
         b = ed.get(c.b)
         ed.set(c.b, b - shift.astype(np.float32))
         if quantized_weights and c.w in quantized_weights:  # the pre-rounded weights go in too

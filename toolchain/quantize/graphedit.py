@@ -13,10 +13,15 @@ narrow range [-127, 127].
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from . import flatbuffer
+from .flatbuffer import op_names
 
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH"}
 
@@ -40,9 +45,8 @@ class Editable:
     """A float .tflite whose constant tensors can be read and replaced, then written out."""
 
     def __init__(self, path_or_bytes):
-        from .calibration import _model, op_names
         raw = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, Path)) else bytes(path_or_bytes)
-        self.model = _model(raw)
+        self.model = flatbuffer.read(raw)
         self.sg = self.model.subgraphs[0]
         self.op_names = op_names(self.model)
         self._unshare_constants()
@@ -51,9 +55,8 @@ class Editable:
         """Give each convolution its own weight and bias tensors: the converter may let two
         convolutions share one constant (the selfie's transposed-conv phases share a bias), and a
         technique that edits one layer must not edit the other behind its back."""
-        import copy
         users: dict[int, int] = {}
-        for i, name in enumerate(self.op_names):
+        for i in range(len(self.op_names)):
             for t in list(self.sg.operators[i].inputs):
                 users[t] = users.get(t, 0) + 1
         for i, name in enumerate(self.op_names):
@@ -77,7 +80,7 @@ class Editable:
     def set(self, t: int, value: np.ndarray) -> None:
         """Replace a float32 constant (a new buffer, so a shared buffer is never changed behind
         another tensor's back)."""
-        from tensorflow.lite.python import schema_py_generated as schema
+        schema = flatbuffer.schema()
         ten = self.sg.tensors[t]
         value = np.ascontiguousarray(value, np.float32)
         assert tuple(value.shape) == tuple(ten.shape), (value.shape, ten.shape)
@@ -113,8 +116,7 @@ class Editable:
         return out
 
     def bytes(self) -> bytes:
-        from .calibration import _to_bytes
-        return _to_bytes(self.model)
+        return flatbuffer.write(self.model)
 
     def write(self, path: Path) -> Path:
         Path(path).write_bytes(self.bytes())
@@ -182,7 +184,6 @@ class LayerStats:
 
     def __init__(self, path_or_bytes, convs: list[Conv], images: np.ndarray, *, positions: int = 1024,
                  seed: int = 0, gram: bool = True):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
         content = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, Path)) else path_or_bytes
         interp = Interpreter(model_content=content, num_threads=2, experimental_preserve_all_tensors=True,
                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)

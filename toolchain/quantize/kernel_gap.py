@@ -14,13 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from ..runtime import _to_input_dtype
+from ..sources.tflite_graph import read_tflite
+from . import flatbuffer
 
 
 def _all_outputs_model(path: Path) -> tuple[bytes, list[dict]]:
-    from ..sources.tflite_graph import read_tflite
-    from .calibration import _model, _to_bytes
     g = read_tflite(path)
-    model = _model(Path(path).read_bytes())
+    model = flatbuffer.read(Path(path).read_bytes())
     sg = model.subgraphs[0]
     ops, outs = [], list(sg.outputs)
     for op in g.ops:
@@ -31,13 +34,11 @@ def _all_outputs_model(path: Path) -> tuple[bytes, list[dict]]:
                     "inputs": [int(i) for i in op.inputs if i >= 0]})
     sg.outputs = np.array(outs, np.int32)
     model.signatureDefs = []  # outputs by tensor index, not by signature
-    return _to_bytes(model), ops
+    return flatbuffer.write(model), ops
 
 
-def _run(blob: bytes, kernels: str, image: np.ndarray, threads: int = 2) -> dict[int, np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+def _run(blob: bytes, kernels: str, image: np.ndarray, threads: int = 2) -> dict[int, tuple[np.ndarray, float]]:
 
-    from ..runtime import _to_input_dtype
     resolver = {"xnnpack": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF}[kernels]
     it = Interpreter(model_content=blob, num_threads=threads, experimental_op_resolver_type=resolver)
     it.allocate_tensors()
@@ -55,7 +56,9 @@ def _run(blob: bytes, kernels: str, image: np.ndarray, threads: int = 2) -> dict
 def kernel_gap(path: Path, images: list[tuple[str, np.ndarray]], *, threads: int = 2) -> dict:
     """Per-op XNNPACK-vs-reference figures pooled over `images` (a few suffice)."""
     blob, ops = _all_outputs_model(Path(path))
-    noise, signal, worst_steps = {}, {}, {}
+    noise: dict[int, float] = {}
+    signal: dict[int, float] = {}
+    worst_steps: dict[int, float] = {}
     for _, img in images:
         ref, xnn = _run(blob, "reference", img, threads), _run(blob, "xnnpack", img, threads)
         for op in ops:

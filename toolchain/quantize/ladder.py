@@ -28,20 +28,30 @@ Not for: the parity figures themselves (parity/gate.py) or the bundle (export.py
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
+from .. import cache
 from ..errors import ExportError, PortraitError, RecipeError
+from ..latency import host_isa, time_model
+from ..registry import ModelEntry
+from ..sources import FloatModel
+from . import conversions, precisions, ptq
+from .graphedit import Editable
+from .split import split_weights
 
 RUNG_ORDER = ("w8a8", "w8a16_partial", "w8a16", "mixed_float")
 NOT_IMPLEMENTED = {"w8a16_partial": "per-layer int16 activations are not a ladder rung: ai-edge-quantizer "
                                     "0.10.0 per-op recipes left LEAKY_RELU / HARD_SWISH float (issue 10), and the "
                                     "TF converter applies 16x8 to a whole model only. An int16 tail spliced onto "
-                                    "the w8a8 file (quantize/partial16.py, scripts/tail16_measure.py) does not "
+                                    "the w8a8 file (experiments/partial16.py, experiments/tail16_measure.py) does not "
                                     "get PyDNet++ there (int16 on its last 14 ops: delta1 0.81 / 0.90), and an "
                                     "int16 head leaves the selfie's leopard photo at IoU 0.27-0.74"}
 DEFAULT_RUNGS = ["w8a8", "w8a16", "mixed_float"]
@@ -49,7 +59,7 @@ DEFAULT_RUNGS = ["w8a8", "w8a16", "mixed_float"]
 
 @dataclass
 class Built:
-    path: Path | None
+    path: Path
     record: dict = field(default_factory=dict)
     label: str = ""
 
@@ -57,18 +67,21 @@ class Built:
 @dataclass
 class Context:
     """Everything a rung needs. `convert(name, build)` and `judge(path)` go through the cache."""
-    entry: object
+    entry: ModelEntry
     recipe: dict
-    float_model: object           # FloatModel (pixel input, transform applied)
+    float_model: FloatModel       # pixel input, transform applied
     float_path: Path              # its float32 .tflite
     representative: np.ndarray
     images: list
     workdir: Path
     say: Callable[[str], None]
     convert: Callable[..., Path]  # (file name, build(tmp_path), extra=key parts) -> path (cached)
-    judge: Callable[[Path], dict]                           # parity figures on both kernel sets (cached)
+    judge: Callable[..., dict]   # (path, kernels=both) -> parity figures (cached)
     results: dict = field(default_factory=dict)             # rung name -> outcome, filled by run_ladder
     engine: dict = field(default_factory=dict)              # where candidate searches run (parity/waves.py)
+    # the mixed_float rung's search (parity/mixed.py `mixed_float_file`): parity sits above quantize, so
+    # the caller (export.py) hands it in
+    search_mixed: Callable[..., dict] | None = None
 
 
 RUNGS: dict[str, Callable[[Context], Built]] = {}
@@ -108,53 +121,42 @@ def settings(recipe: dict) -> dict:
 
 @rung("w8a8")
 def _w8a8(ctx: Context) -> Built:
-    from . import check_all_int8
-    from . import convert as plain_convert
     cfg = settings(ctx.recipe)["w8a8"]
     name = f"{ctx.entry.id}_int8.tflite"
     techniques, ranges = list(cfg["techniques"]), cfg["ranges"]
-    ptq = _ptq_module()
     record = {"techniques": techniques, "ranges": ranges}
-    if (techniques or ranges != "minmax") and ptq is None:
-        raise ExportError(f"the recipe asks w8a8 for techniques {techniques} / ranges {ranges!r}, but "
-                          "toolchain/quantize/ptq.py is not available", fix="set [ladder] w8a8 = {} (plain min/max)")
-    if ptq is not None and (techniques or ranges != "minmax"):
+    if techniques or ranges != "minmax":
         holder = {}
 
         def build(tmp: Path):
             holder["record"] = ptq.w8a8(ctx.entry, ctx.float_path, ctx.representative, tmp, ctx.workdir,
                                         techniques=techniques, ranges=ranges, outputs_positions=ctx.recipe["outputs"],
                                         progress=ctx.say)
-        from . import cache
         path = ctx.convert(name, build, extra=[techniques, ranges, cache.files_digest(cache.PTQ_CODE)])
         record.update(holder.get("record") or {"from_cache": True})
     else:
-        path = ctx.convert(name, lambda tmp: plain_convert(ctx.float_model, "int8", tmp,
+        path = ctx.convert(name, lambda tmp: precisions.convert(ctx.float_model, "int8", tmp,
                                                            representative=ctx.representative, progress=ctx.say))
-    check_all_int8(path, ctx.recipe["int8"]["allow_float_ops"])
+    precisions.check_all_int8(path, ctx.recipe["int8"]["allow_float_ops"])
     return Built(path, record, "w8a8 (all int8)")
 
 
-def labels_variant(ctx: Context, name: str, labels_model: Callable[[], object]) -> Path:
+def labels_variant(ctx: Context, name: str, labels_model: Callable[[], FloatModel]) -> Path:
     """The ArgMax (uint8 labels) variant of the w8a8 file, made the same way (ptq techniques when the
     recipe sets them, else plain min/max)."""
-    from . import convert as plain_convert
     cfg = settings(ctx.recipe)["w8a8"]
     techniques, ranges = list(cfg["techniques"]), cfg["ranges"]
-    ptq = _ptq_module()
-    if ptq is not None and (techniques or ranges != "minmax"):
-        from . import cache
+    if techniques or ranges != "minmax":
         return ctx.convert(name, lambda tmp: ptq.w8a8(
             ctx.entry, ctx.float_path, ctx.representative, tmp, ctx.workdir, techniques=techniques, ranges=ranges,
             outputs_positions=ctx.recipe["outputs"], with_labels=True, progress=ctx.say),
             extra=[techniques, ranges, cache.files_digest(cache.PTQ_CODE)])
-    return ctx.convert(name, lambda tmp: plain_convert(labels_model(), "int8", tmp, representative=ctx.representative,
+    return ctx.convert(name, lambda tmp: precisions.convert(labels_model(), "int8", tmp, representative=ctx.representative,
                                                        progress=ctx.say))
 
 
 @rung("w8a16")
 def _w8a16(ctx: Context) -> Built:
-    from .conversions import convert_16x8
     # the converter has no int16 HARD_SWISH; the importer writes hard-swish as ADD/RELU6/MUL
     # (tflite_graph.hard_swish_delegable), which has int16 kernels
     cfg = settings(ctx.recipe)
@@ -165,11 +167,9 @@ def _w8a16(ctx: Context) -> Built:
     name = f"{ctx.entry.id}_w8a16.tflite"
     if split_mode == "none":
         model = ctx.float_model
-        path = ctx.convert(name, lambda tmp: convert_16x8(model, tmp, ctx.representative, output=output,
+        path = ctx.convert(name, lambda tmp: conversions.convert_16x8(model, tmp, ctx.representative, output=output,
                                                           progress=ctx.say))
         return Built(path, record, "w8a16 (int8 weights, int16 activations)")
-    from . import cache, ptq
-    from .split import split_weights
     holder = {}
 
     def build(tmp: Path):
@@ -177,11 +177,10 @@ def _w8a16(ctx: Context) -> Built:
         holder["split"] = split_weights(ctx.float_path, split_path)
         ctx.say(f"w8a16: {len(holder['split']['split'])} convolution(s) split into int8 halves (W_hi + W_lo)")
         model = ptq.reimport(ctx.entry, split_path, ctx.workdir, outputs_positions=ctx.recipe["outputs"])
-        convert_16x8(model, tmp, ctx.representative, output=output, progress=ctx.say)
+        conversions.convert_16x8(model, tmp, ctx.representative, output=output, progress=ctx.say)
     path = ctx.convert(name, build, extra=["split_weights", split_mode, cache.files_digest(cache.PTQ_CODE)])
     split = holder.get("split")
     if split is None:  # from the cache: the same float file gives the same split
-        from .graphedit import Editable
         split = {"split": Editable(ctx.float_path).convs()}
     record["split_layers"] = len(split["split"])
     return Built(path, record, "w8a16 (int8 weights split in two halves, int16 activations)")
@@ -189,16 +188,14 @@ def _w8a16(ctx: Context) -> Built:
 
 @rung("mixed_float")
 def _mixed_float(ctx: Context) -> Built:
-    from ..parity import mixed
     int8 = ctx.results.get("w8a8", {}).get("path")
     if int8 is None:
         raise ExportError("mixed_float needs the w8a8 rung before it (its culprit ranking starts from that file)",
                           where=ctx.recipe.get("_path"), fix="put w8a8 first in [ladder] rungs")
-    import base64
-    import json
-
-    from . import cache
-    from .conversions import uint8_input
+    search = ctx.search_mixed
+    if search is None:
+        raise ExportError("mixed_float needs the float-layer search, and this ladder run was given none",
+                          fix="pass search_mixed=toolchain.parity.mixed.mixed_float_file in the ladder's Context")
     out = ctx.workdir / f"{ctx.entry.id}_mixed_float.tflite"
     judged = {**ctx.recipe, "parity": {**ctx.recipe["parity"], "kernels": "reference"}}
 
@@ -209,15 +206,13 @@ def _mixed_float(ctx: Context) -> Built:
         # float file, int8 file, images, calibration and code give the same choice on any engine
         ran.append(True)
         model = tmp.parent / out.name  # cached_path builds in a fresh temporary folder
-        rec = mixed.mixed_precision(ctx.entry, judged, ctx.float_model, ctx.representative, ctx.float_path,
-                                    Path(int8), ctx.images, model, progress=ctx.say, engine=ctx.engine)
-        if mixed.settings(ctx.recipe).get("float_output") is not True:
-            uint8_input(model)  # the client contract: uint8 pixels, whatever the search's quantizer chose
+        rec = search(ctx.entry, judged, ctx.float_model, ctx.representative, ctx.float_path,
+                     Path(int8), ctx.images, model, progress=ctx.say, engine=ctx.engine)
         tmp.write_text(json.dumps({"record": rec, "tflite_base64": base64.b64encode(model.read_bytes()).decode()},
                                   default=cache._default))
     saved = ctx.convert(f"{ctx.entry.id}_mixed_float_search.json", build, extra=[
         "mixed_float", cache.file_digest(Path(int8)), [cache.array_digest(img) for _, img in ctx.images],
-        [nm for nm, _ in ctx.images], cache.files_digest(("parity/*.py", "evaluate/engines.py", "quantize/*.py"))])
+        [nm for nm, _ in ctx.images], cache.files_digest(("parity/*.py", "engines.py", "quantize/*.py"))])
     blob = json.loads(Path(saved).read_text())
     record = blob["record"]
     if not ran:
@@ -228,21 +223,12 @@ def _mixed_float(ctx: Context) -> Built:
                  f"mixed float, {n} of {m} layers float")
 
 
-def _ptq_module():
-    try:
-        from . import ptq  # helper "ptq" (issue 10 techniques)
-    except ImportError:
-        return None
-    return ptq if hasattr(ptq, "w8a8") else None
-
-
 # ---- the ladder ------------------------------------------------------------------------------
 
 def op_counts(path: Path) -> dict:
     """Ops reading or writing float tensors (QUANTIZE/DEQUANTIZE at a float boundary included) and
     ops with int16 tensors."""
-    from . import tensor_types
-    ops = tensor_types(path)
+    ops = precisions.tensor_types(path)
     flt = [o for o in ops if {"FLOAT32", "FLOAT16"} & (set(o["input_types"]) | set(o["output_types"]))]
     i16 = [o for o in ops if "INT16" in set(o["input_types"]) | set(o["output_types"])]
     return {"ops": len(ops), "float_ops": len(flt), "int16_ops": len(i16),
@@ -267,8 +253,7 @@ def run_ladder(ctx: Context) -> dict:
             continue
         counts = op_counts(built.path)
         integer_only = counts["float_ops"] == 0
-        from .conversions import bias_scale_mismatches
-        misread = bias_scale_mismatches(built.path.read_bytes())   # a kernel would read these biases wrongly
+        misread = conversions.bias_scale_mismatches(built.path.read_bytes())   # a kernel would read these biases wrongly
         figures = ctx.judge(built.path)
         met = bool(figures["passed"]) and (integer_only or name == "mixed_float") and not misread
         row.update({"file": built.path.name, "label": built.label, "met": met, "integer_only": integer_only,
@@ -297,8 +282,8 @@ def _strip(figs: dict) -> dict:
 def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, threads: int = 2) -> dict:
     """The fastest file on XNNPACK that meets the budget: w8a8 when it met on both kernel sets,
     else float16 / float32 (float16 judged against float32 on XNNPACK). Latencies in this run."""
-    from ..bench import host_isa, time_model
-    cands, rows = [], {}
+    cands: list[Path] = []
+    rows: dict[str, dict[str, Any]] = {}
     w8 = ctx.results.get("w8a8")
     if w8 is not None:
         rows[w8["path"].name] = {"meets": bool(w8["row"]["met"]), "judged_on": "both kernel sets"}

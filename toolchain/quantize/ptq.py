@@ -16,12 +16,21 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
+from ..cache import array_digest
 from ..errors import RecipeError
+from ..registry import sha256_of
+from ..sources.tflite_graph import import_tflite
+from .adaround import adaround
+from .conversions import uint8_input
+from .equalize import bias_correction, equalize
+from .graphedit import Editable, LayerStats
+from .precisions import calibrate_int8, quantize_calibrated
 from .ranges import RANGE_METHODS, search_ranges
 
 WEIGHT_TECHNIQUES = ("cle", "adaround", "bias_correction")  # in the order they run
@@ -39,9 +48,6 @@ def apply_weight_techniques(float_tflite: Path, out_path: Path, names, represent
                             images: int = 8, progress: Callable[[str], None] | None = None) -> dict:
     """Write `out_path`: `float_tflite` with the named weight techniques applied. Returns
     {name: record} plus "seconds"."""
-    from .adaround import adaround
-    from .equalize import bias_correction, equalize
-    from .graphedit import Editable, LayerStats
 
     check_names(names, "minmax")
     out_path = Path(out_path)
@@ -85,7 +91,6 @@ def reimport(entry, float_tflite: Path, workdir: Path, *, outputs_positions=None
     registry entry with scale 1 / offset 0 and the outputs the export kept, through import_tflite.
     Assumes the file's outputs are the kept outputs in the recipe's order (one output in every
     current recipe)."""
-    from ..sources.tflite_graph import import_tflite
 
     positions = list(outputs_positions) if outputs_positions is not None else list(range(len(entry.outputs)))
     plain = dataclasses.replace(entry, input=dataclasses.replace(entry.input, scale=1.0, offset=0.0),
@@ -100,13 +105,12 @@ def w8a8(entry, float_tflite: Path, representative: np.ndarray, out_path: Path, 
          with_labels: bool = False, progress: Callable[[str], None] | None = None) -> dict:
     """The w8a8 rung with post-training techniques; writes `out_path` (uint8 pixels in, int8 out).
     Returns a JSON-able record for the manifest."""
-    from . import calibrate_int8, quantize_calibrated
 
     check_names(techniques, ranges)
     t0 = time.monotonic()
     sub = Path(workdir) / "ptq"
     sub.mkdir(parents=True, exist_ok=True)
-    record = {"techniques": [t for t in WEIGHT_TECHNIQUES if t in techniques], "ranges": ranges}
+    record: dict[str, Any] = {"techniques": [t for t in WEIGHT_TECHNIQUES if t in techniques], "ranges": ranges}
     source = Path(float_tflite)
     if techniques:
         source = sub / f"{entry.id}_ptq_float.tflite"
@@ -129,8 +133,6 @@ def _weights_once(float_tflite: Path, out_path: Path, techniques, representative
     """apply_weight_techniques, once per float file, techniques and calibration set in this process:
     the ArgMax labels variant takes the w8a8 file's weights (the techniques are deterministic, so a
     second run would write the same bytes; DeepLab: ~23 s)."""
-    from ..registry import sha256_of
-    from .cache import array_digest
     key = (sha256_of(Path(float_tflite)), tuple(t for t in WEIGHT_TECHNIQUES if t in techniques),
            array_digest(representative))
     if key in _WEIGHTS_MEMO:
@@ -148,8 +150,4 @@ def _weights_once(float_tflite: Path, out_path: Path, techniques, representative
 
 def _uint8_input(path: Path) -> None:
     """The client contract (uint8 pixels in): selective quantization leaves an int8 input."""
-    try:
-        from .conversions import uint8_input
-    except ImportError:  # ladder's module not there: leave the input as the converter made it
-        return
     uint8_input(path)

@@ -18,12 +18,15 @@ left alone. Not for: weights (their per-channel scales are the converter's, see 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from ..errors import InputError
-from .calibration import FLOAT32, _model, _to_bytes, is_constant, op_names
+from . import flatbuffer
+from .flatbuffer import FLOAT32, is_constant, op_names
 
 _FIXED_RANGE_OPS = {"LOGISTIC", "SOFTMAX", "TANH", "ARG_MAX", "ARG_MIN"}
 _GRID = np.linspace(0.15, 1.0, 18)  # shrink factors tried for each end of a range
@@ -96,9 +99,10 @@ def saturation_limits(model) -> dict[int, float]:
             if name not in _EXACT_MOVES:
                 return None
             outs = [limit(int(o)) for o in sg.operators[i].outputs]
-            if any(o is None for o in outs):
+            known = [o for o in outs if o is not None]
+            if len(known) < len(outs):
                 return None
-            need = max([need] + outs)
+            need = max([need, *known])
         memo[t] = need
         return need
 
@@ -115,7 +119,7 @@ def clamp_saturated(calibrated: bytes) -> tuple[bytes, list[tuple[str, tuple[flo
     """The calibrated flatbuffer with each recorded range cut to +-L where `saturation_limits` allows
     it, and the tensors cut: [(name, old range, new range)]. A range wholly beyond +-L becomes that
     end point (the quantizer then widens it to take in zero, as for any range)."""
-    model = _model(calibrated)
+    model = flatbuffer.read(calibrated)
     sg = model.subgraphs[0]
     cut = []
     for t, lim in saturation_limits(model).items():
@@ -129,7 +133,7 @@ def clamp_saturated(calibrated: bytes) -> tuple[bytes, list[tuple[str, tuple[flo
             cut.append(((sg.tensors[t].name or b"").decode(errors="replace"), (lo, hi), (new_lo, new_hi)))
     if not cut:
         return calibrated, []
-    return _to_bytes(model), cut
+    return flatbuffer.write(model), cut
 
 
 RANGE_METHODS: dict[str, Callable[[np.ndarray, float, float], tuple[float, float]] | None] = {
@@ -139,7 +143,7 @@ RANGE_METHODS: dict[str, Callable[[np.ndarray, float, float], tuple[float, float
 
 def recorded_ranges(calibrated: bytes) -> dict[int, tuple[float, float]]:
     """tensor index -> (min, max) the calibration recorded (activations only)."""
-    sg = _model(calibrated).subgraphs[0]
+    sg = flatbuffer.read(calibrated).subgraphs[0]
     out = {}
     for i, t in enumerate(sg.tensors):
         q = t.quantization
@@ -150,7 +154,7 @@ def recorded_ranges(calibrated: bytes) -> dict[int, tuple[float, float]]:
 
 def searchable_tensors(calibrated: bytes) -> list[int]:
     """Activation tensors whose range may be re-chosen (see the module docstring)."""
-    model = _model(calibrated)
+    model = flatbuffer.read(calibrated)
     sg = model.subgraphs[0]
     fixed = set(int(i) for i in sg.inputs)
     for op, name in zip(sg.operators, op_names(model)):
@@ -165,8 +169,7 @@ def sample_activations(calibrated: bytes, representative: np.ndarray, tensors: l
     of each tensor's values plus each image's two extremes. The extremes weigh more in the sample
     than in the tensor, which makes the MSE search clip more cautiously: a clipped extreme can cost
     the output more than its share of squared error. Per-tensor MSE is not the output's error, and
-    it does not help every model: `scripts/ptq_measure.py` measures it against min/max (README)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    it does not help every model: `python -m experiments.ptq_measure` measures it against min/max (README)."""
     interp = Interpreter(model_content=calibrated, num_threads=2, experimental_preserve_all_tensors=True,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
@@ -191,15 +194,15 @@ def search_ranges(calibrated: bytes, representative: np.ndarray, *, method: str 
     if method not in RANGE_METHODS:
         raise InputError(f"unknown range method {method!r}", fix=f"use one of {sorted(RANGE_METHODS)}")
     if representative is None or len(representative) == 0:
-        raise InputError("range search needs calibration samples", fix="see calibrate.py")
+        raise InputError("range search needs calibration samples", fix="see calibration_set.py")
     fn = RANGE_METHODS[method]
-    record = {"method": method, "tensors": 0, "changed": 0}
+    record: dict[str, Any] = {"method": method, "tensors": 0, "changed": 0}
     if fn is None:
         return calibrated, record
     tensors = searchable_tensors(calibrated)
     ranges = recorded_ranges(calibrated)
     values = sample_activations(calibrated, representative, tensors, images=images)
-    model = _model(calibrated)
+    model = flatbuffer.read(calibrated)
     sg = model.subgraphs[0]
     ratios, cuts = [], []
     for n, t in enumerate(tensors):
@@ -219,4 +222,4 @@ def search_ranges(calibrated: bytes, representative: np.ndarray, *, method: str 
     record["median_width_ratio"] = float(np.median(ratios)) if ratios else 1.0
     record["widest_cut"] = [(c[0], [round(x, 4) for x in c[1]], [round(x, 4) for x in c[2]])
                             for c in sorted(cuts, key=lambda c: c[3])[:5]]
-    return _to_bytes(model), record
+    return flatbuffer.write(model), record

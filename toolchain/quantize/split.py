@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+
 import numpy as np
 
+from . import flatbuffer
 from .graphedit import Editable, from_matrix, round_nearest, weight_matrix
 
 _ADD_CODE = 0  # BuiltinOperator.ADD
@@ -31,7 +33,7 @@ _ACT = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3, "TANH": 4}
 
 
 def _add_opcode(ed: Editable) -> int:
-    from tensorflow.lite.python import schema_py_generated as schema
+    schema = flatbuffer.schema()
     for i, code in enumerate(ed.model.operatorCodes):
         if max(code.builtinCode, code.deprecatedBuiltinCode) == _ADD_CODE:
             return i
@@ -42,7 +44,7 @@ def _add_opcode(ed: Editable) -> int:
 
 
 def _new_tensor(ed: Editable, like: int, name: str, value: np.ndarray | None = None) -> int:
-    from tensorflow.lite.python import schema_py_generated as schema
+    schema = flatbuffer.schema()
     t = copy.deepcopy(ed.sg.tensors[like])
     t.name = name.encode() if isinstance(t.name, bytes) else name
     buf = schema.BufferT()
@@ -65,7 +67,7 @@ def split_weights(float_path: Path, out_path: Path, layers: list[int] | None = N
     """Write `out_path`: `float_path` with the convolutions at op indices `layers` (all float-weight
     convolutions when None) split into W_hi + W_lo. Float outputs are unchanged up to float
     summation order. Returns {"split": [op indices], "skipped": {op index: why}}."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    schema = flatbuffer.schema()
     ed = Editable(float_path)
     convs = {c.op_index: c for c in ed.convs()}
     chosen = sorted(convs) if layers is None else sorted(set(layers))

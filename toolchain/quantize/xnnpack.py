@@ -9,7 +9,7 @@ output or a tensor only its own partition reads).
 
 Every partition boundary costs a round trip through the interpreter (and, for int8, often a
 layout change), so a graph split into many partitions runs far slower than one that delegates
-whole. Not for: timing (bench.py) or numerical agreement (parity/).
+whole. Not for: timing (latency.py) or numerical agreement (parity/).
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
 from ..errors import ModelFormatError
+from ..sources.tflite_graph import read_tflite
 
 
 def delegation(path: str | Path, threads: int = 1) -> dict:
     """{"partitions", "delegated_nodes", "total_nodes", "undelegated_ops", "undelegated_op_counts"}."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     try:
         interp = Interpreter(model_path=str(path), num_threads=threads,
@@ -57,7 +59,6 @@ def delegation(path: str | Path, threads: int = 1) -> dict:
                 changed = True
     if not delegates:  # nothing delegated at all: every op runs on the built-in kernels
         outside = {n["index"] for n in original}
-    from ..sources.tflite_graph import read_tflite
     names = [t.name for t in read_tflite(path).tensors]
     listed = []
     for n in original:

@@ -5,7 +5,7 @@
 - model_output.py: a model's low-res output -> subject probability, by its output spec
 - golden.py: float32 reference; device.py: fixed-point port of the same steps
 - baseline.py: the notebook's pipeline, for comparison only
-- quality.py: figures against synthetic ground truth, photo panels; bench.py: timings
+- quality.py: figures against synthetic ground truth, photo panels; stage_timing.py: timings
 """
 
 from .api import RenderResult, render

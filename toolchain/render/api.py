@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from . import golden
+from . import device, golden
 from .plan import make_plan, prepare_frame
 
 
@@ -60,7 +60,6 @@ def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidenc
     if implementation == "golden":
         out = golden.render(frame, plan, edges=edges)
     elif implementation == "device":
-        from . import device
         out = device.render(frame, plan, edges=edges)
     else:
         raise InputError(f"implementation {implementation!r} is not known", fix="use 'golden' or 'device'")

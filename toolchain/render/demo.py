@@ -112,6 +112,7 @@ def demo_photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
 
 def demo_background(height: int, width: int) -> np.ndarray:
     import skimage.data as d
+
     from .plan import fit_background
     return fit_background(np.ascontiguousarray(d.coffee()[..., :3]), height, width)
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import matting
 from .model_output import decode_probability_q8
-from .plan import (DEPTH_PRIOR_WEIGHT, DEPTH_SPLIT, DEPTH_WIDTH, Frame, StagePlan, depth_sample_index,
-                   pad_to_plan)
+from .plan import DEPTH_PRIOR_WEIGHT, DEPTH_SPLIT, DEPTH_WIDTH, Frame, StagePlan, depth_sample_index, pad_to_plan
 
 I32 = np.int32
 KEEP8 = 64   # trimap code of matting.KEEP (hesitant, far from the outline)
@@ -104,6 +104,7 @@ def circle_of_confusion(frame: Frame, plan: StagePlan):
         return None, None, 0
     # the sensor boundary: depth arrives as uint16 millimetres and confidence as uint8
     d = frame.depth_m
+    assert frame.confidence is not None and frame.focus_m is not None  # prepare_frame sets both with depth
     depth_mm = np.where(np.isfinite(d), np.clip(np.round(d * 1000), 0, 65535), 0).astype(np.uint16)
     conf8 = np.round(frame.confidence * 255).astype(np.uint8)
     rows, cols = depth_sample_index(plan, d.shape)
@@ -164,7 +165,7 @@ def disc_sum(x: np.ndarray, rows: tuple[int, ...]) -> np.ndarray:
     """Exact integer sum over a flat disc: one horizontal box sum per row width, then shifted adds."""
     h = len(rows) // 2
     pad = np.pad(x, ((h, h), (0, 0), (0, 0)), mode="reflect")      # mirrored rows (= reflect-101)
-    hsum = {}
+    hsum: dict[int, np.ndarray] = {}
     out = np.zeros(x.shape, I32)
     n = x.shape[0]
     for i, hw in enumerate(rows):
@@ -219,9 +220,11 @@ def trimap_q8(p8: np.ndarray, plan: StagePlan, coc, c8, k_q4: int) -> np.ndarray
     """matting.make_trimap in integers: uint8 0 / 128 (unknown) / KEEP8 / 255 from P(subject) Q8 (and
     depth Q4 / Q8); KEEP8 pixels keep the guided filter's alpha, as golden pulls them towards it.
     Thresholds are the golden ones rounded to 8 bits; morphology on uint8 is exact."""
-    from . import matting
     band = matting.band_radius(plan)
-    disc = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+    def disc(r):
+        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
     sure8 = int(round(matting.P_SURE * 255))
     subject = (p8 >= 128).astype(np.uint8)
     sure_fg = (cv2.erode((p8 >= sure8).astype(np.uint8), disc(band)) > 0) & (subject > 0)
@@ -292,7 +295,11 @@ def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
         else:
             weight, bg = np.zeros(alpha8.shape, np.uint8), frame.image
     else:
-        bg = frame.background if frame.mode == "replace" else np.array(frame.chroma_rgb, np.uint8)
+        if frame.mode == "replace":
+            assert frame.background is not None  # prepare_frame fits one for mode "replace"
+            bg = frame.background
+        else:
+            bg = np.array(frame.chroma_rgb, np.uint8)
         weight = 255 - alpha8
     out = blend_u8(frame.image, bg, weight)
     coc_px = (c_q4 * plan.scale).astype(np.int16)

@@ -27,9 +27,19 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import matting
 from .model_output import decode_probability
-from .plan import (HIGHLIGHT_KNEE, DEPTH_PRIOR_WEIGHT, DEPTH_SPLIT, DEPTH_WIDTH, Frame, StagePlan, depth_sample_index,
-                   disc_kernel, pad_to_plan)
+from .plan import (
+    DEPTH_PRIOR_WEIGHT,
+    DEPTH_SPLIT,
+    DEPTH_WIDTH,
+    HIGHLIGHT_KNEE,
+    Frame,
+    StagePlan,
+    depth_sample_index,
+    disc_kernel,
+    pad_to_plan,
+)
 
 F32 = np.float32
 EPS_W = F32(1.0 / 255.0)   # one 8-bit step of background weight: keeps the division defined
@@ -54,6 +64,7 @@ def circle_of_confusion(frame: Frame, plan: StagePlan):
     """Signed CoC radius (working px; < 0 in front of focus) and confidence on the working grid."""
     if frame.depth_m is None:
         return None, None
+    assert frame.confidence is not None  # prepare_frame makes one with every depth map
     rows, cols = depth_sample_index(plan, frame.depth_m.shape)
     z = frame.depth_m[rows[:, None], cols[None, :]]
     conf = frame.confidence[rows[:, None], cols[None, :]].astype(F32)
@@ -190,7 +201,11 @@ def composite(frame: Frame, plan: StagePlan, work, alpha, alpha_w, coc, conf, fg
         else:
             out = frame.image.copy()
     else:
-        bg = frame.background if frame.mode == "replace" else np.empty_like(frame.image)
+        if frame.mode == "replace":
+            assert frame.background is not None  # prepare_frame fits one for mode "replace"
+            bg = frame.background
+        else:
+            bg = np.empty_like(frame.image)
         if frame.mode == "chroma":
             bg[:] = frame.chroma_rgb
         out = cv2.blendLinear(subject, bg, alpha, F32(1) - alpha)
@@ -214,7 +229,6 @@ def matte_mask(frame: Frame, plan: StagePlan, work, coc, conf):
     alpha = A * grey + B upsampled); the sure subject stays exactly 1 and the sure background 0.
     Returns (alpha full-res, alpha working grid, foreground correction Q8 int16 on the working grid or
     None, trimap)."""
-    from . import matting
     p = decode_probability(frame.low_res, frame.spec)
     p = cv2.resize(p, (plan.work_w, plan.work_h), interpolation=cv2.INTER_LINEAR)
     depth_x = None if coc is None else np.abs(coc) / F32(max(plan.max_coc_work, 1e-6))

@@ -21,7 +21,7 @@ stage's working grid (plan.py), and hands full-resolution results back to golden
    background colour leaves the subject's edge.
 
 Why closed form and not pymatting's KNN or large-kernel (LKM) solvers: on cat_01 with the DeepLab
-trimap (scripts/matting_methods.py, 810x540 grid, 69k unknown pixels, 2026-11-29) closed form took
+trimap (experiments/matting_methods.py, 810x540 grid, 69k unknown pixels, 2026-11-29) closed form took
 1.8 s CPU for band SAD 2.37 / accuracy 0.978, KNN 14.4 s for 4.75 / 0.948, LKM 25.2 s for 3.05 / 0.980.
 
 Not here: the guided upsampling to full resolution and the composite (golden.py), the fixed-point
@@ -35,6 +35,11 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import scipy.sparse as sp
+from numba import njit
+from pymatting import estimate_foreground_ml, ichol, jacobi
+from scipy.sparse.linalg import LinearOperator
+from scipy.sparse.linalg import cg as scipy_cg
 
 if TYPE_CHECKING:
     import scipy.sparse
@@ -137,7 +142,6 @@ def _kernels():
     global _KERNELS
     if _KERNELS is not None:
         return _KERNELS
-    from numba import njit
 
     @njit(cache=True, nogil=True)
     def window_stats(img, cy, cx, eps):
@@ -207,14 +211,13 @@ def _kernels():
     return _KERNELS
 
 
-def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_EPSILON) -> "scipy.sparse.csr_matrix":
+def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_EPSILON) -> scipy.sparse.csr_matrix:
     """Rows of the closed-form matting Laplacian (Levin et al.; pymatting's `cf_laplacian` with radius 1)
     for the unknown pixels only (other rows are empty), built from the 3x3 windows that touch an
     unknown pixel, so its cost follows the band, not the frame: each row has the 25 entries of its 5x5
     neighbourhood. They equal pymatting's rows (tests/test_render_matting.py). image: float64 HxWx3.
     The loops are numba kernels (_kernels): the numpy version of the same sums took 0.2-0.45 s of the
     1.1-1.7 s golden frame at 12 MP."""
-    import scipy.sparse as sp
     window_stats, pixel_rows = _kernels()
     h, w, _ = image.shape
     img = np.ascontiguousarray(image, dtype=np.float64)
@@ -257,10 +260,6 @@ def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
     P(subject); 0.5 when None). KEEP pixels are solved too but pulled hard (KEEP_WEIGHT) towards `keep`
     (the guided stage's alpha), so only a clear edge of the photo moves them. image_rgb: uint8 or float
     in [0, 1]; returns float32 HxW."""
-    from pymatting import ichol, jacobi
-    import scipy.sparse as sp
-    from scipy.sparse.linalg import LinearOperator
-    from scipy.sparse.linalg import cg as scipy_cg
 
     alpha = known_alpha(trimap, keep)
     is_keep = trimap == KEEP
@@ -301,7 +300,9 @@ def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
 
 
 def _fuse(img, a, f_src, b_src, r):
-    box = lambda x: cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT_101)
+    def box(x):
+        return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT_101)
+
     a3 = a[..., None]
     f_hat = box(f_src * a3) / (box(a)[..., None] + np.float32(1e-5))
     b_hat = box(b_src * (1 - a3)) / (box(1 - a)[..., None] + np.float32(1e-5))
@@ -321,7 +322,6 @@ def blur_fusion_foreground(img: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 def estimate_foreground(image_rgb: np.ndarray, alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     """Foreground colour minus the photo (float32 HxWx3, in [-1, 1]), non-zero only near the band."""
-    from pymatting import estimate_foreground_ml
 
     delta = np.zeros(alpha.shape + (3,), np.float32)
     unknown = trimap == UNKNOWN

@@ -22,6 +22,7 @@ scenes where no real model runs. Not here: running models, or upsampling (golden
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..errors import InputError
@@ -156,7 +157,6 @@ def simulate_model_output(alpha: np.ndarray, *, size: tuple[int, int] = (257, 25
     21-class logits with class `label_id` as the subject and seeded noise. `dtype="int8"` also
     quantizes them. Returns (output [1, h, w, n_classes], spec). Deterministic for a seed.
     """
-    import cv2
     h, w = size
     a = cv2.resize(np.asarray(alpha, np.float32), (w, h), interpolation=cv2.INTER_AREA)
     if softness_px > 0:

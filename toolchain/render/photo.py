@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .. import paths
-from ..bundle import read_manifest
+from ..bundle import handoff_model, read_manifest
+from ..depth.readers import read_depth_photo
 from ..errors import InputError
 from ..images import load_rgb, to_model_input
+from ..runtime import TfliteRunner
 from .api import RenderResult, render
 
 _KIND = {"logits": "logits", "probabilities": "probabilities", "labels": "labels"}
@@ -57,7 +60,6 @@ def segmentation_file(manifest: dict, precision: str = SEGMENTATION_DEFAULT) -> 
     XNNPACK, the default), "handoff" (the first ladder rung that met), or a precision suffix
     (int8, float32, w8a16, ...: <id>_<precision>.tflite, met or not)."""
     if precision in ("handoff_cpu", "handoff"):
-        from ..bundle import handoff_model
         name = manifest.get("handoff_cpu") if precision == "handoff_cpu" else handoff_model(manifest)
         if not name:
             raise InputError(f"bundle {manifest.get('model_id')} names no {precision}",
@@ -68,7 +70,6 @@ def segmentation_file(manifest: dict, precision: str = SEGMENTATION_DEFAULT) -> 
 
 def run_segmentation(bundle: Path, image: np.ndarray, precision: str = SEGMENTATION_DEFAULT,
                      kernels: str = "xnnpack"):
-    from ..runtime import TfliteRunner
     manifest = read_manifest(bundle)
     if manifest["task"] not in ("segmentation", "mask"):
         raise InputError(f"{manifest['model_id']} is a {manifest['task']} model, not a segmentation model",
@@ -90,7 +91,6 @@ def read_depth(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if suffix == ".npy":
         return np.asarray(np.load(p), np.float32), None
     if suffix == ".png":
-        import cv2
         d = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
         if d is None or d.dtype != np.uint16:
             raise InputError(f"{p.name} is not a 16-bit PNG", fix="store depth in millimetres as 16-bit PNG")
@@ -98,10 +98,12 @@ def read_depth(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         depth[d == 0] = np.nan
         return depth, None
     if suffix in (".jpg", ".jpeg"):
-        from ..depth.readers import read_depth_photo
         photo = read_depth_photo(p)  # GDepth, then Apple MPF; an error lists what each reader found
         if photo.depth_m is not None:
             return photo.depth_m.astype(np.float32), photo.confidence
+        if photo.disparity is None:
+            raise InputError(f"{p.name} carries neither depth nor disparity", where=str(p),
+                             fix="pass a portrait photo with depth, or a depth map")
         with np.errstate(divide="ignore"):
             return np.where(photo.disparity > 0, 1.0 / photo.disparity, np.nan).astype(np.float32), None
     raise InputError(f"unknown depth format {suffix!r}", where=str(p),
@@ -118,8 +120,6 @@ def run_depth_model(model: str | Path, image: np.ndarray, kernels: str = "xnnpac
     """Run a depth bundle's handoff model on a photo -> (relative inverse depth float32 at the model's
     output size, larger = nearer, the file that ran). The manifest's `handoff_cpu` wins over `handoff`;
     a depth output that grows with distance is inverted (1 / d)."""
-    from ..bundle import handoff_model
-    from ..runtime import TfliteRunner
     bundle = resolve_bundle(model)
     manifest = read_manifest(bundle)
     if manifest.get("task") != "depth":
@@ -163,7 +163,6 @@ def pseudo_depth(inverse: np.ndarray) -> np.ndarray:
 def inverse_depth_png(depth: np.ndarray, height: int, width: int) -> np.ndarray:
     """Depth (metres or pseudo-depth; NaN / <= 0 = hole) -> uint16 inverse depth at the photo's size,
     nearest sampling as the stage samples it: 65535 at the nearest pixel, 0 at holes and infinity."""
-    import cv2
     d = np.asarray(depth, np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = np.where(np.isfinite(d) & (d > 0), 1.0 / d, 0).astype(np.float32)
@@ -174,7 +173,6 @@ def inverse_depth_png(depth: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _write(path: Path, image: np.ndarray, what: str) -> None:
-    import cv2
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if image.ndim == 3:
@@ -210,7 +208,6 @@ def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path
     if depth is not None:
         depth_m, confidence = read_depth(depth)
     elif depth_model is not None:
-        import cv2
         inv, ran = run_depth_model(depth_model, image)
         # the model saw the photo stretched to its input size: stretch its map back to the photo's aspect
         f = max(inv.shape) / max(image.shape[:2])

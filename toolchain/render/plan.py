@@ -22,10 +22,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from ..errors import InputError
-from .model_output import normalize_spec, to_hwc, decode_probability
+from .model_output import decode_probability, normalize_spec, to_hwc
 
 MODES = ("blur", "replace", "chroma")
 WORK_LONG_SIDE = 1024        # the stage's working grid is at most this many pixels on its long side
@@ -170,7 +171,6 @@ def _as_rgb(img, what: str, warnings: list[str]) -> np.ndarray:
 
 def fit_background(bg: np.ndarray, height: int, width: int) -> np.ndarray:
     """Scale to cover height x width (aspect kept) and centre-crop."""
-    import cv2
     h, w = bg.shape[:2]
     f = max(height / h, width / w)
     nh, nw = max(height, round(h * f)), max(width, round(w * f))
@@ -208,7 +208,8 @@ def prepare_frame(image, low_res_output, output_spec, *, depth_m=None, confidenc
         k = BLUR_AT_F1_8 * diag * DEFAULT_F_NUMBER / n
 
     # depth: any size; holes (NaN, inf, <= 0) get confidence 0
-    d = c = None
+    d: np.ndarray | None = None
+    c: np.ndarray | None = None
     if depth_m is not None:
         d = np.asarray(depth_m, dtype=np.float32)
         if d.ndim == 3 and d.shape[2] == 1:
@@ -227,7 +228,6 @@ def prepare_frame(image, low_res_output, output_spec, *, depth_m=None, confidenc
                 c = c.astype(np.float32) / 255.0
             c = np.asarray(c, np.float32)
             if c.shape != d.shape:
-                import cv2
                 warnings.append(f"confidence {c.shape} resized to the depth's {d.shape}")
                 c = cv2.resize(np.nan_to_num(c), (d.shape[1], d.shape[0]), interpolation=cv2.INTER_NEAREST)
             c = np.clip(np.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0), 0, 1) * valid
@@ -245,6 +245,7 @@ def prepare_frame(image, low_res_output, output_spec, *, depth_m=None, confidenc
             raise InputError(f"focus_m must be > 0 metres, got {focus_m}", fix="pass the focus distance in metres")
         focus_m = float(focus_m)
     elif d is not None:
+        assert c is not None  # confidence is made with the depth above
         ok = c > 0
         if focus_point is not None:
             x, y = focus_point
@@ -260,7 +261,6 @@ def prepare_frame(image, low_res_output, output_spec, *, depth_m=None, confidenc
             else:
                 warnings.append(f"no depth around the focus point {focus_point}; focusing on the subject")
         if focus_m is None:
-            import cv2
             p = decode_probability(low, spec)
             p = cv2.resize(p, (d.shape[1], d.shape[0]), interpolation=cv2.INTER_NEAREST)
             sel = d[(p > 0.5) & ok]

@@ -290,6 +290,7 @@ def photo_edges(bundle, photos=None, implementations=("golden",)) -> list[dict]:
     segmentation model."""
     from toolchain.images import load_rgb
     from toolchain.paths import list_photos, photos_dir
+
     from .photo import run_segmentation
     photos = list_photos(photos_dir()) if photos is None else photos
     rows = []

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import skimage.data
 
 from toolchain.errors import InputError
 
@@ -59,7 +60,6 @@ def rgb_intrinsics(size: tuple[int, int], hfov_deg: float = RGB_HFOV_DEG) -> np.
 @functools.lru_cache(maxsize=16)
 def _photo(name: str) -> np.ndarray:
     """A photo bundled with scikit-image (no download), float32 RGB in [0, 1]."""
-    import skimage.data
 
     img = getattr(skimage.data, name)()
     if img.ndim == 2:
@@ -201,8 +201,8 @@ def _background(L: _Layout, K: np.ndarray, h: int, w: int, shake: tuple[float, f
         shade = 0.85 + 0.15 * np.sin(Xp * 20.0)
         rgb = np.where(on[..., None], col[None, None, :] * shade[..., None], rgb)
         refl = np.where(on, np.float32(pr), refl)
-    rgb = rgb * (0.9 + 0.2 * _noise(h, w, tex_rng, 48))[..., None]
-    return z.astype(np.float32), rgb.astype(np.float32), refl.astype(np.float32)
+    textured = rgb * (0.9 + 0.2 * _noise(h, w, tex_rng, 48))[..., None]
+    return z.astype(np.float32), textured.astype(np.float32), refl.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------- subject
@@ -282,7 +282,7 @@ def _subject(L: _Layout, K: np.ndarray, h: int, w: int, t: int, shake: tuple[flo
         # fur: short strands along the outline of head and body
         outline = np.concatenate([_ellipse(hx, hy, ha, hb, 90), _ellipse(bx, by, 0.15 * s, 0.16 * s, 120)])
         centres = np.array([[hx, hy]] * 90 + [[bx, by]] * 120)
-        for i, (ang, ln, bend, inten, nseg) in enumerate(L.strands):
+        for _i, (ang, ln, bend, inten, _nseg) in enumerate(L.strands):
             j = int(ang / (2 * math.pi) * len(outline)) % len(outline)
             x0, y0 = outline[j]
             a = math.atan2(y0 - centres[j][1], x0 - centres[j][0]) + 0.5 * bend

@@ -3,90 +3,32 @@
 The exported models take RGB pixels in [0, 255] (float32 for float variants, uint8 for int8) and
 apply the registry's normalization (pixel * scale + offset) inside, so a uint8 input maps exactly
 onto the network's float input. Formats: float .tflite (op by op, `tflite_graph`), TF1 frozen-graph
-tarball (`frozen_graph`), Keras / SavedModel (`keras_model`). Not for: quantization (quantize.py).
+tarball (`frozen_graph`), Keras / SavedModel (`keras_model`). Not for: quantization (quantize/).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
+from ..errors import RegistryError
 from ..registry import ModelEntry
+from .float_model import INPUT_NAME, SIGNATURE, FloatModel, save_pixel_model
+from .frozen_graph import import_frozen_graph
+from .keras_model import import_keras
+from .tflite_graph import import_tflite
 
-SIGNATURE = "serving_default"
-INPUT_NAME = "image"
-
-
-@dataclass
-class FloatModel:
-    """A float TF model with pixel input, saved as a SavedModel with named outputs."""
-
-    model_id: str
-    saved_model_dir: Path
-    input_hw: tuple[int, int]
-    output_names: list[str]
-    source_path: Path
-    source_format: str
-    notes: dict = field(default_factory=dict)
-
-    def load(self):
-        import tensorflow as tf
-        return tf.saved_model.load(str(self.saved_model_dir)).signatures[SIGNATURE]
-
-    def run(self, pixels) -> dict:
-        """Run on a float32/uint8 [N, H, W, 3] pixel batch; returns numpy outputs by name."""
-        import numpy as np
-        import tensorflow as tf
-        fn = getattr(self, "_fn", None) or self.load()
-        self._fn = fn
-        out = fn(**{INPUT_NAME: tf.constant(np.asarray(pixels, np.float32))})
-        return {k: v.numpy() for k, v in out.items()}
-
-
-def save_pixel_model(body: Callable, *, input_hw: tuple[int, int], scale, offset,
-                     output_names: list[str], out_dir: Path, with_labels: bool = False,
-                     track: object | None = None) -> Path:
-    """Wrap `body(normalized_nhwc) -> list of tensors` as a SavedModel taking pixels [0, 255].
-
-    with_labels adds the ArgMax variant: the first output's channel argmax as uint8 labels.
-    track: an object holding variables `body` reads (a Keras model), saved along.
-    """
-    import tensorflow as tf
-
-    h, w = input_hw
-    spec = tf.TensorSpec([1, h, w, 3], tf.float32, name=INPUT_NAME)
-
-    scale_t = tf.constant(scale, tf.float32)  # a scalar, or one value per channel
-    offset_t = tf.constant(offset, tf.float32)
-
-    def serve(image):
-        outs = body(image * scale_t + offset_t)
-        if with_labels:
-            return {"labels": tf.cast(tf.argmax(outs[0], axis=-1, output_type=tf.int32), tf.uint8)}
-        return {name: t for name, t in zip(output_names, outs)}
-
-    module = tf.Module()
-    if track is not None:
-        module.source = track
-    module.serve = tf.function(serve, input_signature=[spec])
-    tf.saved_model.save(module, str(out_dir), signatures={SIGNATURE: module.serve})
-    return out_dir
+__all__ = ["INPUT_NAME", "SIGNATURE", "FloatModel", "import_model", "save_pixel_model"]
 
 
 def import_model(entry: ModelEntry, path: Path, workdir: Path, *, outputs: list[int] | None = None,
                  with_labels: bool = False) -> FloatModel:
     """Dispatch on the registry's source format."""
-    from ..errors import RegistryError
     fmt = entry.source_format
     if fmt == "tflite":
-        from .tflite_graph import import_tflite
         return import_tflite(entry, path, workdir, outputs=outputs, with_labels=with_labels)
     if fmt == "frozen_graph_tarball":
-        from .frozen_graph import import_frozen_graph
         return import_frozen_graph(entry, path, workdir, with_labels=with_labels)
     if fmt in ("keras", "saved_model"):
-        from .keras_model import import_keras
         return import_keras(entry, path, workdir, with_labels=with_labels)
     raise RegistryError(f"model {entry.id!r}: unknown source_format {fmt!r}",
                         fix="use tflite, frozen_graph_tarball, keras or saved_model")

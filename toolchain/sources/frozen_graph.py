@@ -13,12 +13,16 @@ import tarfile
 import zlib
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ModelFormatError
 from ..registry import ModelEntry
+from .float_model import FloatModel, save_pixel_model
 
 
 def read_graph_def(path: Path, member: str = "frozen_inference_graph.pb"):
     """The GraphDef inside a .tar.gz (or a bare .pb); truncated or corrupt files are ModelFormatError."""
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
 
     path = Path(path)
@@ -31,7 +35,11 @@ def read_graph_def(path: Path, member: str = "frozen_inference_graph.pb"):
                 if not names:
                     raise ModelFormatError(f"{path.name} has no member ending in {member!r}", where=str(path),
                                            fix="pass the DeepLab research tarball (…_2018_01_29.tar.gz)")
-                data = tar.extractfile(names[0]).read()
+                member_file = tar.extractfile(names[0])
+                if member_file is None:
+                    raise ModelFormatError(f"{path.name}: {names[0].name} is not a regular file", where=str(path),
+                                           fix="pass the DeepLab research tarball (…_2018_01_29.tar.gz)")
+                data = member_file.read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise ModelFormatError(f"cannot read {path.name}: {exc} (truncated or not a tar.gz?)", where=str(path),
                                fix="download the tarball again and check its SHA-256") from exc
@@ -54,6 +62,7 @@ def _check_tensors(graph_def, names: list[str], path: Path) -> None:
 
 def cut_network(graph_def, normalized_input: str, logits: str, input_hw: tuple[int, int]):
     """A function normalized NHWC float32 -> logits, from the frozen graph's inner network."""
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
 
     h, w = input_hw
@@ -68,7 +77,6 @@ def cut_network(graph_def, normalized_input: str, logits: str, input_hw: tuple[i
 
 
 def import_frozen_graph(entry: ModelEntry, path: Path, workdir: Path, *, with_labels: bool = False):
-    from . import FloatModel, save_pixel_model
 
     g = entry.extra.get("graph", {})
     names = [g.get("image_tensor", "ImageTensor:0"), g.get("predictions_tensor", "SemanticPredictions:0"),
@@ -86,7 +94,7 @@ def import_frozen_graph(entry: ModelEntry, path: Path, workdir: Path, *, with_la
 
 def run_full_graph(graph_def, image_uint8, tensors=("ImageTensor:0", "SemanticPredictions:0")):
     """Run the original graph end to end (for tests and import checks): uint8 HxWx3 -> labels."""
-    import numpy as np
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
 
     def _imported(x):

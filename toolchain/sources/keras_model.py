@@ -10,10 +10,12 @@ from pathlib import Path
 
 from ..errors import ModelFormatError
 from ..registry import ModelEntry
+from .float_model import FloatModel, save_pixel_model
 
 
 def load_callable(path: Path):
     """A callable NHWC -> output tensor(s) from a .keras/.h5 file or a SavedModel folder."""
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
 
     path = Path(path)
@@ -29,6 +31,7 @@ def load_callable(path: Path):
             in_name = list(sig.structured_input_signature[1])[0]
             keys = sorted(sig.structured_outputs)
             return lambda x: [sig(**{in_name: x})[k] for k in keys], loaded
+        # Keras imports TensorFlow (~3 s): loaded only when a Keras model is imported
         import keras
         model = keras.models.load_model(str(path), compile=False)
         return (lambda x: _as_list(model(x))), model
@@ -45,6 +48,7 @@ def _as_list(y):
 
 def freeze(fn, input_hw):
     """Variables -> constants, so the converter sees plain weights (no READ_VARIABLE ops)."""
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -54,7 +58,6 @@ def freeze(fn, input_hw):
 
 
 def import_keras(entry: ModelEntry, path: Path, workdir: Path, *, with_labels: bool = False):
-    from . import FloatModel, save_pixel_model
 
     fn, keep_alive = load_callable(path)
     body = freeze(fn, entry.input.size)

@@ -8,13 +8,16 @@ signature. Not for: quantized .tflite inputs (their int8 math is not re-emitted)
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import ModelFormatError, UnsupportedOp
+from .float_model import FloatModel, save_pixel_model
 
 # TFLite TensorType -> numpy dtype (schema.fbs)
 _TENSOR_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,
@@ -27,7 +30,7 @@ class TfliteTensor:
     index: int
     name: str
     shape: tuple[int, ...]
-    dtype: type
+    dtype: type | None       # None: a tensor type the importer does not read
     data: np.ndarray | None  # constant value, or None for activations
     scale: float | None = None
     zero_point: int | None = None
@@ -35,19 +38,23 @@ class TfliteTensor:
     zero_points: np.ndarray | None = None
     quantized_dimension: int = 0
 
-    def dequantized(self) -> np.ndarray:
-        """Constant value as float32: float16 cast up, int8/uint8 weights with their scale(s) applied."""
+    def dequantized(self) -> np.ndarray | None:
+        """Constant value as float32: float16 cast up, int8/uint8 weights with their scale(s) applied
+        (None for an activation)."""
+        data = self.data
+        if data is None:
+            return None
         if self.dtype is np.float16:
-            return self.data.astype(np.float32)
+            return data.astype(np.float32)
         if self.dtype in (np.int8, np.uint8, np.int16) and self.scales is not None and len(self.scales):
-            shape = [1] * self.data.ndim
+            shape = [1] * data.ndim
             if len(self.scales) > 1:
                 shape[self.quantized_dimension] = len(self.scales)
             scale = np.asarray(self.scales, np.float32).reshape(shape)
             zp = np.asarray(self.zero_points if self.zero_points is not None and len(self.zero_points)
-                            else [0], np.float32).reshape(shape if len(self.scales) > 1 else [1] * self.data.ndim)
-            return (self.data.astype(np.float32) - zp) * scale
-        return self.data
+                            else [0], np.float32).reshape(shape if len(self.scales) > 1 else [1] * data.ndim)
+            return (data.astype(np.float32) - zp) * scale
+        return data
 
 
 @dataclass
@@ -56,7 +63,7 @@ class TfliteOp:
     name: str  # builtin name or custom code
     inputs: list[int]
     outputs: list[int]
-    options: object | None
+    options: Any  # the schema's options object for this op (untyped), or None
     custom_options: bytes | None
 
 
@@ -83,10 +90,11 @@ def read_tflite(path: str | Path) -> TfliteGraph:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ModelFormatError(f"model file not found: {path}", fix="check the path")
+        raise ModelFormatError(f"model file not found: {path}", fix="check the path") from None
     if len(raw) < 8 or raw[4:8] != b"TFL3":
         raise ModelFormatError(f"{path.name} is not a TFLite flatbuffer (no TFL3 identifier)",
                                where=str(path), fix="pass a .tflite file; re-download it if it is truncated")
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     from tensorflow.lite.python import schema_py_generated as schema
 
     try:
@@ -96,7 +104,7 @@ def read_tflite(path: str | Path) -> TfliteGraph:
         tensors = []
         for i, t in enumerate(sg.tensors):
             dtype = _TENSOR_DTYPES.get(t.type)
-            data = None
+            data: np.ndarray | None = None
             buf = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
             if buf is not None and buf.data is not None and len(buf.data) and dtype is not None:
                 shape = tuple(int(s) for s in (t.shape if t.shape is not None else ()))
@@ -384,7 +392,7 @@ def check_supported(graph: TfliteGraph) -> None:
                                 fix="supported: " + ", ".join(SUPPORTED_OPS))
     for i in graph.inputs:
         if graph.tensor(i).dtype is not np.float32:
-            raise UnsupportedOp(f"input {graph.tensor(i).name!r} is {graph.tensor(i).dtype.__name__}, not float32;"
+            raise UnsupportedOp(f"input {graph.tensor(i).name!r} is {getattr(graph.tensor(i).dtype, '__name__', 'of an unread type')}, not float32;"
                                 " this importer takes float models", where=str(graph.path),
                                 fix="import the float version of the model")
 
@@ -396,6 +404,7 @@ def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
     Returns the list of output tensors (graph outputs, or `output_indices`), and with
     keep_intermediates the dict tensor-index -> TF tensor as well (for per-layer comparison).
     """
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
 
     check_supported(graph)
@@ -418,7 +427,7 @@ def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
             values[op.outputs[0]] = tf.identity(tf.nn.leaky_relu(values[src], alpha=alpha),
                                                 name=_tf_name(graph.tensor(op.outputs[0]).name))
             continue
-        args = []
+        args: list = []
         for i in op.inputs:
             if i < 0:
                 args.append(None)
@@ -501,7 +510,7 @@ def leaky_relu_pattern(graph: TfliteGraph) -> dict[int, tuple[int, float]]:
             if mul is None or mul.name != "MUL" or a not in mul.inputs:
                 continue
             other = graph.tensor(mul.inputs[1] if mul.inputs[0] == a else mul.inputs[0])
-            if other.data is None or other.data.size != 1 or getattr(mul.options, "fusedActivationFunction", 0):
+            if other.data is None or other.data.size != 1 or getattr(mul.options, "fusedActivationFunction", False):
                 continue
             alpha = float(np.asarray(other.dequantized()).reshape(-1)[0])
             if 0.0 < alpha < 1.0:
@@ -512,12 +521,10 @@ def leaky_relu_pattern(graph: TfliteGraph) -> dict[int, tuple[int, float]]:
 
 def output_key(name: str) -> str:
     """Signature key for an output name (letters, digits and underscores only)."""
-    import re
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 def _tf_name(name: str) -> str:
-    import re
     clean = re.sub(r"[^A-Za-z0-9_.\-/]", "_", name).strip("/") or "t"
     return clean if clean[0].isalnum() else "t" + clean
 
@@ -525,7 +532,6 @@ def _tf_name(name: str) -> str:
 def import_tflite(entry, path, workdir, *, outputs: list[int] | None = None, with_labels: bool = False):
     """Float .tflite -> FloatModel (SavedModel, pixel input). `outputs`: positions in the graph's
     output list to keep (e.g. [0] for PyDNet++'s finest scale)."""
-    from . import FloatModel, save_pixel_model
 
     graph = read_tflite(path)
     check_supported(graph)
@@ -558,6 +564,7 @@ def float_reference_bytes(path: str | Path) -> bytes:
     reference itself; this copy is, and the import is checked against it (the file as-is is
     reported beside, as the source's own quantization noise).
     """
+    # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 

@@ -7,16 +7,18 @@ Pure functions on arrays with known answers (tests check them):
   benchmarks print them), MSE;
 - depth: δ1, AbsRel, RMSE after least-squares scale-and-shift alignment, in inverse depth for
   relative models (the MiDaS protocol) or in depth.
-Not for: int8-vs-float parity (parity/metrics.py compares two models, not a model with the truth).
+Not for: int8-vs-float parity (parity/agreement.py compares two models, not a model with the truth).
 """
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
-from ..parity.metrics import align_scale_shift
+from ..depth.align import align_scale_shift
 
 VOID = 255
 BOUNDARY_TOLERANCE = 0.008  # fraction of the image diagonal (DAVIS default)
@@ -67,7 +69,6 @@ def boundary_f(truth_mask: np.ndarray, pred_mask: np.ndarray, *, tolerance: floa
                valid: np.ndarray | None = None) -> float:
     """Boundary F-score of two boolean masks: precision and recall of boundary pixels matched within
     ceil(tolerance * diagonal) pixels. 1.0 when neither has a boundary, 0.0 when only one has."""
-    import cv2
     h, w = np.shape(truth_mask)
     r = max(1, int(math.ceil(tolerance * math.hypot(h, w))))
     bt, bp = boundary_map(truth_mask), boundary_map(pred_mask)
@@ -117,7 +118,6 @@ def mse(truth: np.ndarray, pred: np.ndarray) -> float:
 
 
 def _grad_mag(a: np.ndarray, sigma: float) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
     gx = gaussian_filter(a, sigma, order=(0, 1), mode="nearest")
     gy = gaussian_filter(a, sigma, order=(1, 0), mode="nearest")
     return np.hypot(gx, gy)
@@ -131,7 +131,6 @@ def gradient_error_k(truth: np.ndarray, pred: np.ndarray, sigma: float = 1.4) ->
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    import cv2
     n, labels, st, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
     if n <= 1:
         return np.zeros_like(mask, bool)

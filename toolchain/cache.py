@@ -17,13 +17,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from .. import __version__, paths
+from . import __version__, paths
+from .registry import sha256_of
 
 
 def enabled() -> bool:
@@ -38,14 +39,15 @@ def root() -> Path:
 # sources, the runtime and the parity figures. Editing any of these invalidates the cache.
 # The post-training techniques (quantize/ptq.py and what it imports) only change the w8a8 file when a
 # recipe asks for them; ladder.py adds their digest (PTQ_CODE) to that file's key only.
-CODE = ("sources/*.py", "quantize/__init__.py", "quantize/cache.py", "quantize/conversions.py",
-        "quantize/calibration.py", "quantize/ladder.py", "calibrate.py", "images.py", "runtime.py", "registry.py", "recipes.py",
-        "scenes/*.py", "parity/gate.py", "parity/metrics.py", "parity/mixed.py", "parity/layers.py")
+CODE = ("sources/*.py", "quantize/__init__.py", "quantize/precisions.py", "quantize/flatbuffer.py", "cache.py",
+        "quantize/conversions.py", "quantize/calibration.py", "quantize/ladder.py", "calibration_set.py", "images.py",
+        "runtime.py", "registry.py", "recipes.py", "scenes/*.py", "parity/gate.py", "parity/agreement.py",
+        "parity/mixed.py", "parity/layers.py", "depth/align.py")
 PTQ_CODE = ("quantize/*.py",)
 
 
 def files_digest(patterns) -> str:
-    base = Path(__file__).resolve().parents[1]
+    base = Path(__file__).resolve().parent  # toolchain/
     h = hashlib.sha256()
     for p in sorted({f for pattern in patterns for f in base.glob(pattern)}):
         h.update(p.relative_to(base).as_posix().encode())
@@ -71,7 +73,6 @@ def array_digest(a: np.ndarray) -> str:
 
 
 def file_digest(path: Path) -> str:
-    from ..registry import sha256_of
     return sha256_of(path)
 
 

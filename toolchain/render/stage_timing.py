@@ -10,8 +10,11 @@ Not here: quality (quality.py).
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -62,12 +65,11 @@ def run_bench(sizes: dict | None = None, repeats: int = 3, device_repeats: int =
     if threads is not None:
         cv2.setNumThreads(threads)
     sizes = SIZES if sizes is None else sizes
-    import platform
     out = {"cv2_threads": cv2.getNumThreads(), "repeats": repeats, "host": host_isa(),
            "python": platform.python_version()}
     for name, (h, w) in sizes.items():
         img, _, depth, low, spec = bench_frame(h, w)
-        r = {
+        r: dict[str, Any] = {
             "copy_ms": _time(lambda: img.copy(), repeats),
             "baseline_ms": _time(lambda: notebook_render(img, low, spec), repeats),
             "golden_ms": _time(lambda: render(img, low, spec), repeats, key="golden"),
@@ -88,7 +90,6 @@ def run_bench(sizes: dict | None = None, repeats: int = 3, device_repeats: int =
 
 
 def _load() -> float:
-    import os
     try:
         return float(os.getloadavg()[0])
     except OSError:
@@ -97,8 +98,8 @@ def _load() -> float:
 
 def host_isa() -> str:
     """Machine, CPU model and its widest SIMD extension (latency figures are printed beside it)."""
-    import platform
-    model, flags = "", set()
+    model = ""
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and not model:

@@ -1,6 +1,6 @@
 """The bench runs and reports every figure (speed targets are checked by `make bench`, not here)."""
 
-from toolchain.render.bench import format_bench, run_bench
+from toolchain.render.stage_timing import format_bench, run_bench
 
 
 def test_bench_small():

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
+from typing import Any
 
 from .. import paths
+from ..latency import host_isa
+from .accuracy import evaluate, resolve_bundle
+from .datasets import synth
 
 DEFAULT_MODEL = "deeplabv3_mnv2_pascal_257"
 TARGET_SPEEDUP = 1.7
@@ -27,17 +30,12 @@ def _load() -> list[float]:
 
 
 def _isa() -> str:
-    try:
-        from ..bench import host_isa
-        return host_isa()["summary"]
-    except Exception:  # older bench.py without host_isa
-        return platform.machine()
+    return host_isa()["summary"]
 
 
 def ensure_dataset(folder: Path, n: int, *, size=(240, 320), seed: int = 0, engine: str = "local",
                    workers: int | None = None, progress=True) -> Path:
     """The synthetic VOC set in `folder`, made only if it is not already there with these settings."""
-    from .datasets import synth
     meta = folder / "dataset.json"
     if meta.is_file():
         m = json.loads(meta.read_text())
@@ -49,14 +47,13 @@ def ensure_dataset(folder: Path, n: int, *, size=(240, 320), seed: int = 0, engi
 
 def run_eval_bench(bundle: Path | None = None, *, n: int = 2000, workers: int = 2, dataset: Path | None = None,
                    out_dir: Path | None = None, precisions=("int8",), shard_size: int = 20, progress=True) -> dict:
-    from .run import evaluate, resolve_bundle
     bundle = resolve_bundle(bundle or DEFAULT_MODEL)
     out_dir = Path(out_dir or paths.REPO_ROOT / "export" / "bench")
     dataset = Path(dataset or out_dir / f"synth_voc_{n}")
     t = time.perf_counter()
     ensure_dataset(dataset, n, engine="ray", workers=workers, progress=progress)
     synth_s = time.perf_counter() - t
-    res = {"n": n, "workers": workers, "bundle": str(bundle), "dataset": str(dataset), "precisions": ["float32", *precisions],
+    res: dict[str, Any] = {"n": n, "workers": workers, "bundle": str(bundle), "dataset": str(dataset), "precisions": ["float32", *precisions],
            "cpus": os.cpu_count(), "isa": _isa(), "load_before": _load(), "dataset_s": round(synth_s, 1)}
     runs = {}
     for name, kw in (("local", {"engine": "local"}), ("ray", {"engine": "ray", "workers": workers})):

@@ -8,17 +8,22 @@ it) and the budget is missed, and the JSON + HTML report. Not for: exporting (ex
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .. import paths
+from .. import calibration_set, paths
 from ..bundle import handoff_model, read_manifest
-from ..errors import InputError
+from ..errors import InputError, PortraitError
+from ..images import bundled_photos, to_model_input
+from ..quantize.kernel_gap import format_gap, kernel_gap
 from ..recipes import load_recipe
-from ..registry import ModelEntry, get_entry
+from ..registry import ModelEntry, get_entry, locate_or_fetch_embedded
 from ..runtime import TfliteRunner
+from ..sources import import_model
 from . import gate, layers, mixed, report
 
 IMAGE_SETS = ("photos", "synthetic")
@@ -39,7 +44,6 @@ def choose_images(entry: ModelEntry, images: str | Path | None = None,
         sets = " + ".join(gate.image_sets_of(entry, image_sets))
         return ("scikit-image photos + synthetic scenes" if bundled else f"{sets} in {paths.data_dir()}"), imgs
     if str(images) == "synthetic":
-        from ..images import bundled_photos, to_model_input
         out = [(f"synthetic:{i}", to_model_input(img, entry.input.size)) for i, img in gate.synthetic_images()]
         out += [(f"skimage:{k}", to_model_input(v, entry.input.size)) for k, v in bundled_photos().items()]
         return "synthetic scenes + scikit-image photos", out
@@ -99,7 +103,6 @@ def parity_model(model_id: str, *, bundle: Path | None = None, float_path: Path 
         say("per-layer comparison (reference kernels)")
         result["layers"] = layers.compare_layers(f_path, q_path, imgs)
         say("per-op gap between XNNPACK and the reference kernels (quantize/kernel_gap.py)")
-        from ..quantize.kernel_gap import format_gap, kernel_gap
         result["kernel_gap"] = kernel_gap(q_path, imgs[:2])
         say(format_gap(result["kernel_gap"], top=5))
     run_mixed = mixed.settings(recipe)["enabled"] if mixed_precision is None else mixed_precision
@@ -113,18 +116,13 @@ def parity_model(model_id: str, *, bundle: Path | None = None, float_path: Path 
 
 def _mixed(entry, recipe, f_path, q_path, imgs, out_dir, layer_result, max_conversions, say, engine=None) -> dict:
     """Re-import the source (mixed precision reconverts) and run the search."""
-    import shutil
-    import tempfile
 
-    from .. import calibrate
-    from ..registry import locate_or_fetch_embedded
-    from ..sources import import_model
     work = Path(tempfile.mkdtemp(prefix=f"portrait-parity-{entry.id}-"))
     try:
         source = locate_or_fetch_embedded(entry, progress=say)
         float_model = import_model(entry, source, work, outputs=recipe["outputs"])
         cal = recipe["calibration"]
-        rep = calibrate.representative_set(entry.input.size, samples=cal["samples"], seed=cal["seed"],
+        rep = calibration_set.representative_set(entry.input.size, samples=cal["samples"], seed=cal["seed"],
                                            sources=cal["sources"], min_samples=cal["min_samples"])
         out_dir.mkdir(parents=True, exist_ok=True)
         ranking = layer_result["culprits"] if layer_result else None
@@ -167,7 +165,6 @@ def write_report(entry: ModelEntry, recipe: dict, result: dict, imgs, out_dir: P
 
 def parity_all(out_root: Path | None = None, **kw) -> list[dict]:
     """`make parity`: every bundle in out_root; a model whose run raises is recorded as failed."""
-    from ..errors import PortraitError
     root = Path(out_root or paths.out_dir())
     bundles = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file()) if root.is_dir() else []
     if not bundles:
@@ -187,9 +184,8 @@ def summary(result: dict) -> str:
     """One paragraph: verdict, key figures, kernel agreement, worst layers, mixed-precision outcome."""
     if "error" in result:
         return f"{result['model_id']}: ERROR {result['error']}"
-    from ..export import summarize_parity
     judged = Path(result["quant_file"]).name if result.get("quant_file") else "int8"
-    lines = [f"{result['model_id']} ({judged} vs float32): " + summarize_parity(result["parity"])]
+    lines = [f"{result['model_id']} ({judged} vs float32): " + report.summarize_parity(result["parity"])]
     if result.get("layers"):
         top = sorted(result["layers"]["layers"], key=lambda r: -r["output_error_share"])[:3]
         lines.append("  worst layers: " + "; ".join(f"{r['name'].split(';')[0]} ({r['op']}, "

@@ -1,6 +1,12 @@
-"""Mutation-fuzz campaign over the depth photo readers; prints the counts (the figures in the README).
+"""Mutation-fuzz campaign over the depth photo readers; prints the counts.
 
-    .venv/bin/python scripts/fuzz_depth_readers.py [--n 1000] [--seed 0] [--readers all|fallback] [--json OUT]
+    PORTRAIT_DATA_DIR=../shared .venv/bin/python -m experiments.fuzz_depth_readers [--n 1000] [--seed 0] \
+        [--readers all|fallback] [--json OUT]
+
+Measured (1,000 mutated real photos, 3,000 reader calls, x86_64, 2 shared cores): 864 valid, 2,136 project
+errors, 0 uncaught, 0 malformed results, slowest call 2.06 s on a loaded machine (about 0.4 s unloaded);
+with --seed 1: 0 uncaught, 0 malformed, slowest 1.60 s. The tests keep a short derandomized version
+(tests/test_depth_fuzz.py).
 
 Seeds: the real photos in $PORTRAIT_DATA_DIR/depth_photos (../shared) when present, else the generated
 iPhone / GDepth fixtures (toolchain/depth/photo_fixtures.py). Each input is mutated by 1-3 seeded ops
@@ -24,10 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from toolchain.depth import photo_fixtures as pf  # noqa: E402
-from toolchain.depth.mutate import Tally, judge, mutate, photo_readers, random_ops, interesting_offsets  # noqa: E402
+from toolchain.depth import photo_fixtures as pf
+from toolchain.depth.mutate import Tally, interesting_offsets, judge, mutate, photo_readers, random_ops
 
 
 def seeds() -> tuple[str, list[tuple[str, bytes]]]:

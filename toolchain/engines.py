@@ -15,18 +15,22 @@ only for engine="ray": the local engine has no Ray requirement.
 `pool(engine=...)` keeps the workers between several `map` calls: the export ladder's candidate
 searches (parity/waves.py) run one wave of candidates after another on the same workers.
 
-Not for: what a shard computes (run.py evaluates images; parity/mixed.py judges candidates).
+Not for: what a shard computes (evaluate/accuracy.py evaluates images; parity/mixed.py judges candidates).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import resource
 import sys
 import time
 from collections import deque
 
-from ..errors import InputError, PortraitError
+import cv2
+from tqdm import tqdm
+
+from .errors import InputError, PortraitError
 
 ENGINES = ("local", "ray")
 IN_FLIGHT_PER_WORKER = 2
@@ -126,7 +130,6 @@ class _NoBar:
 def _bar(progress, total: int, unit: str):
     if not progress:
         return _NoBar()
-    from tqdm import tqdm
     return tqdm(total=total, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}{unit} [{elapsed}<{remaining} ETA, {rate_fmt}]")
 
@@ -135,14 +138,9 @@ class _ShardWorker:
     """A Ray actor: one process that runs shard after shard (module-level caches persist)."""
 
     def __init__(self):
-        try:
-            import cv2
-            cv2.setNumThreads(1)  # one CPU per actor: no oversubscription from OpenCV's own pool
-        except ImportError:
-            pass
+        cv2.setNumThreads(1)  # one CPU per actor: no oversubscription from OpenCV's own pool
 
     def preload(self, modules):
-        import importlib
         for m in modules:
             importlib.import_module(m)
         return os.getpid()
@@ -164,6 +162,7 @@ class _RayPool:
 
     def __enter__(self):
         try:
+            # Ray: optional (--engine ray); the local engine runs without it
             import ray
         except ImportError as exc:
             raise EngineError("Ray is not installed", fix="pip install -r requirements.lock, or use --engine local") from exc

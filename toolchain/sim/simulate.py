@@ -31,24 +31,26 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
+from PIL import Image
 
-from toolchain import paths
-from toolchain.bundle import handoff_model, read_manifest
-from toolchain.depth.registration import register_depth
-from toolchain.depth.sequence import load_sequence
-from toolchain.errors import InputError
-from toolchain.images import to_model_input
-from toolchain.render.api import render
-from toolchain.render.model_output import decode_probability, simulate_model_output
-from toolchain.render.photo import output_spec
-
+from .. import paths
+from ..bundle import handoff_model, read_manifest
+from ..depth.registration import register_depth
+from ..depth.sequence import load_sequence
+from ..errors import InputError
+from ..images import to_model_input
+from ..render.api import render
+from ..render.model_output import decode_probability, simulate_model_output
+from ..render.photo import output_spec
+from ..runtime import TfliteRunner
 from . import cost
-from .smoothing import (COMBINE_WITH_PREVIOUS_RATIO, GATED_RATIO, DepthSmoother, flicker, image_stillness,
-                        smooth_mask)
+from .smoothing import COMBINE_WITH_PREVIOUS_RATIO, GATED_RATIO, DepthSmoother, flicker, image_stillness, smooth_mask
 
-SEQUENCES_DIR = Path(__file__).resolve().parent / "sequences"
+SEQUENCES_DIR = paths.SEQUENCES_DIR
 PREFERRED_BUNDLES = ("deeplabv3_mnv2_pascal_257", "selfie_segmenter")
 STAGES = ("preprocess", "model", "registration", "smoothing", "fused")
 PROB_SPEC = {"kind": "probabilities", "dtype": "float32", "layout": "NHWC"}
@@ -133,7 +135,6 @@ def simulated_model_output(alpha: np.ndarray, size_hw, label_id: int, seed: int)
     """`simulate_model_output` of the true matte plus per-frame, spatially correlated logit noise on
     the subject class: the temporal instability a real model shows on a video (an assumption,
     used to exercise smoothing where the real model does not see the synthetic subject)."""
-    import cv2
     logits, spec = simulate_model_output(alpha, size=size_hw, seed=seed, label_id=label_id)
     n = np.random.default_rng(seed + 7).normal(0, 1, size_hw).astype(np.float32)
     n = cv2.GaussianBlur(n, (0, 0), SIM_NOISE_CORR_PX)
@@ -167,7 +168,6 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
     compare_smoothing: also render the frames the other way (smoothed vs not) to measure flicker
       and alpha error both ways; only the frames of `smoothing` are written.
     """
-    from toolchain.runtime import TfliteRunner
     seq = load_sequence(sequence_dir)
     bundle = Path(bundle_dir) if bundle_dir is not None else find_bundle()
     manifest = read_manifest(bundle)
@@ -197,12 +197,14 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
         (out / "frames").mkdir(parents=True, exist_ok=True)
     n = len(pairs) if max_frames is None else min(max_frames, len(pairs))
     variants = [smoothing] + ([not smoothing] if compare_smoothing else [])
-    prev_p = {v: None for v in variants}
+    prev_p: dict[bool, Any] = {v: None for v in variants}   # by smoothing on / off
     depth_smoother = DepthSmoother()
     prev_x = None  # previous model-size frame, for the motion gate of the mask smoothing
     last_depth = None
-    frames, alphas, truths = [], {v: [] for v in variants}, []
-    composites = []
+    frames: list[dict] = []
+    alphas: dict[bool, list] = {v: [] for v in variants}
+    truths: list = []
+    composites: list[np.ndarray | None] = []   # None when no GIF is asked for
     buffers_peak, fused_work_bytes = 0, 0
     for k in range(n):
         pr = pairs[k]
@@ -221,6 +223,7 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
             sim_spec = spec
         depth_m = conf = None
         if pr.depth == "fresh":
+            assert pr.tof_index is not None  # a fresh depth frame is a paired ToF frame
             tf = seq[pr.tof_index]
             rng, tconf = tf.tof()
             depth_m, conf, _ = timer("registration", register_depth, rng, tconf, seq.tof_intrinsics,
@@ -233,7 +236,7 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
         p_new = decode_probability(low, sim_spec)
         still = image_stillness(x, prev_x)
         prev_x = x
-        masks = {v: (smooth_mask(p_new, prev_p[v], GATED_RATIO if still is not None else COMBINE_WITH_PREVIOUS_RATIO,
+        masks: dict[bool, Any] = {v: (smooth_mask(p_new, prev_p[v], GATED_RATIO if still is not None else COMBINE_WITH_PREVIOUS_RATIO,
                                  still) if v else p_new) for v in variants}
         for v in variants:
             prev_p[v] = masks[v]
@@ -272,7 +275,6 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
                "alpha_mae": round(float(np.mean(np.abs(main.alpha - truth))), 5), "warnings": main.warnings}
         frames.append(rec)
         if out is not None:
-            import cv2
             cv2.imwrite(str(out / "frames" / f"frame_{pr.rgb_index:04d}.png"),
                         cv2.cvtColor(main.composite, cv2.COLOR_RGB2BGR))
         composites.append(main.composite[::2, ::2].copy() if gif else None)
@@ -296,7 +298,7 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
                           "fits_memory": mem_total <= float(prof.data["memory"]["budget_mb"]) * 2**20}
 
     host_mean = {s: round(float(np.mean([fr["host_ms"][s] for fr in frames])), 2) for s in STAGES}
-    quality = {}
+    quality: dict[str, Any] = {}
     for v in variants:
         quality["smoothed" if v else "raw"] = {
             "flicker": flicker(alphas[v], truths),
@@ -318,8 +320,7 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
     }
     if out is not None:
         if gif and composites:
-            from PIL import Image
-            ims = [Image.fromarray(c) for c in composites]
+            ims = [Image.fromarray(c) for c in composites if c is not None]
             ims[0].save(out / f"{summary['sequence']}.gif", save_all=True, append_images=ims[1:],
                         duration=int(round(1000 / float(seq.meta['rgb'].get('fps', 30)))), loop=0)
         (out / "summary.json").write_text(json.dumps(_clean(summary), indent=1))

@@ -9,7 +9,7 @@ hand-off. Also here: the tensor-arena estimate (peak of live activations, in op 
 of the CPU stages around the model (preprocess, registration, smoothing, fused stage), whose work
 per pixel is counted from their code (STAGE_WORK).
 
-Profiles are data: device_sim/profiles/*.toml, each figure with its source. Not for: measuring time
+Profiles are data: toolchain/sim/profiles/*.toml, each figure with its source. Not for: measuring time
 on this host (simulate.py does that) or judging numerics (check.py).
 """
 
@@ -19,10 +19,12 @@ import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from toolchain.errors import InputError
+from ..errors import InputError
+from ..sources.tflite_graph import read_tflite
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 FRAME_BUDGET_MS = 1000.0 / 30.0  # 33.3 ms: one frame at 30 fps
@@ -36,7 +38,7 @@ FRAME_BUDGET_MS = 1000.0 / 30.0  # 33.3 ms: one frame at 30 fps
 #    plus the depth blend ~8 ops per RGB pixel.
 #  fused: device.py: decode + guided filter (~40 ops) + 5 disc layers of up to 33 rows, a running
 #    sum per row and 3 channels (~2 ops x 33 rows x 3 ch x 5 layers / 2 on average) + composite.
-STAGE_WORK = {
+STAGE_WORK: dict[str, dict[str, Any]] = {
     "preprocess": {"ops_per_px": 24, "bytes_per_px": 4, "per": "rgb"},
     "registration": {"ops_per_px": 630, "bytes_per_px": 40, "per": "rgb"},
     "smoothing": {"ops_per_px": 8, "bytes_per_px": 16, "per": "rgb"},
@@ -90,7 +92,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
                                  fix=f'add "{key}" = "where the figure comes from" under [sources]')
     except (KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as e:
         raise InputError(f"device profile is malformed ({type(e).__name__}: {e})", where=str(p),
-                         fix="copy the layout of device_sim/profiles/flagship.toml") from None
+                         fix="copy the layout of toolchain/sim/profiles/flagship.toml") from None
     return Profile(data.get("name", p.stem), data.get("description", ""), data, p)
 
 
@@ -108,7 +110,6 @@ def _elems(t) -> int:
 
 def op_costs(tflite_path: str | Path) -> list[OpCost]:
     """MACs and bytes of every op in the flatbuffer, in execution order."""
-    from toolchain.sources.tflite_graph import read_tflite
     g = read_tflite(tflite_path)
     out = []
     for op in g.ops:
@@ -149,7 +150,6 @@ def arena_bytes(tflite_path: str | Path) -> dict:
     as the peak over ops of the bytes of live activations (a tensor lives from the op that writes it to
     the last op that reads it; inputs and outputs for the whole run). A lower bound of what the
     interpreter's planner allocates (no fragmentation, no scratch buffers)."""
-    from toolchain.sources.tflite_graph import read_tflite
     g = read_tflite(tflite_path)
     first, last = {}, {}
     for i in g.inputs:

@@ -8,7 +8,7 @@ requantizes each cut tensor from int8 to int16 with a QUANTIZE op (TFLite's int8
 requantize), and runs every op after the cut as the 16x8 file has it, with its weights, scales and
 int16 output. Tensors are matched by name (the converter keeps the float graph's names in both
 files, when both come from one import). `tail_cuts` lists the single-tensor cuts from the output
-backwards, each tail one op longer; `scripts/tail16_measure.py` judges them.
+backwards, each tail one op longer; `python -m experiments.tail16_measure` judges them.
 
 The result has zero float ops. XNNPACK delegates the int8 head; the int16 tail runs on the builtin
 CPU kernels (LiteRT has no XNNPACK int16 path), and NPUs with 16-bit activations run it whole.
@@ -29,8 +29,9 @@ import copy
 
 import numpy as np
 
-from ..errors import ExportError
-from .calibration import _model, _to_bytes, is_constant
+from toolchain.errors import ExportError
+from toolchain.quantize import flatbuffer
+from toolchain.quantize.flatbuffer import is_constant
 
 INT8, INT16 = 9, 7        # TensorType
 QUANTIZE = 114            # BuiltinOperator.QUANTIZE
@@ -71,7 +72,7 @@ def tail_cuts(w16: bytes, limit: int = 12) -> list[list[str]]:
     """Cut candidates from the output backwards: after n = 1, 2, ... ops of the 16x8 file's tail, the
     non-constant inputs of those ops that no tail op produces (the tensors to requantize). Only cuts
     of one tensor (a chain) are listed; the pixel-input path is never cut."""
-    m = _model(w16)
+    m = flatbuffer.read(w16)
     sg = m.subgraphs[0]
     prod = _producers(sg)
     order = _upstream(sg, list(sg.outputs), set())
@@ -102,7 +103,7 @@ def _opcode_index(model, code_t) -> int:
 
 
 def _quantize_code(model):
-    from tensorflow.lite.python import schema_py_generated as schema
+    schema = flatbuffer.schema()
     c = schema.OperatorCodeT()
     c.builtinCode = QUANTIZE
     c.deprecatedBuiltinCode = QUANTIZE
@@ -124,8 +125,8 @@ def splice_head(w16: bytes, int8: bytes, cut: list[str]) -> bytes:
 def splice(first: bytes, second: bytes, cut: list[str], first_type: int, second_type: int) -> bytes:
     """`first`'s ops up to the `cut` tensors, a QUANTIZE of each from `first_type` to `second_type`,
     then `second`'s ops after them; graph inputs from `first`, outputs from `second`."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    a, b = _model(first), _model(second)
+    schema = flatbuffer.schema()
+    a, b = flatbuffer.read(first), flatbuffer.read(second)
     sa, sb = a.subgraphs[0], b.subgraphs[0]
     if len(a.subgraphs) != 1 or len(b.subgraphs) != 1:
         raise ExportError("int16 splice: only single-subgraph files can be spliced")
@@ -199,7 +200,7 @@ def splice(first: bytes, second: bytes, cut: list[str], first_type: int, second_
     for sig in out.signatureDefs or []:
         for k, tm in enumerate(sig.outputs or []):
             tm.tensorIndex = so.outputs[k]
-    return _to_bytes(_pruned(out))
+    return flatbuffer.write(_pruned(out))
 
 
 def _pruned(model):

@@ -16,6 +16,7 @@ import numpy as np
 from . import paths
 from .errors import InputError
 from .images import bundled_photos, load_rgb, to_model_input
+from .scenes import generate_scene
 
 
 def source_images(sources: list[str], photos_folder: Path | None = None) -> list[tuple[str, np.ndarray]]:
@@ -30,7 +31,6 @@ def source_images(sources: list[str], photos_folder: Path | None = None) -> list
             wanted = src.split(":", 1)[1].split(",")
             out.extend((k, v) for k, v in bundled_photos().items() if k in wanted)
         elif src.startswith("scenes"):  # "scenes" or "scenes:N": N synthetic portrait scenes (person, cat)
-            from .scenes import generate_scene
             n = int(src.split(":", 1)[1]) if ":" in src else 8
             out.extend((f"scene{i}", generate_scene(seed=100 + i, kind=("person", "cat")[i % 2]).rgb)
                        for i in range(n))

@@ -18,6 +18,7 @@ Not for: anything within one frame (render/), or registration.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 # MediaPipe mediapipe/calculators/image/segmentation_smoothing_calculator.cc (Apache-2.0): the
@@ -61,7 +62,6 @@ def image_stillness(frame: np.ndarray, previous: np.ndarray | None, scale: float
     at a mean absolute RGB change of `scale` levels (3x3 box-averaged); None for the first frame."""
     if previous is None or previous.shape != frame.shape:
         return None
-    import cv2
     diff = np.abs(frame.astype(np.int16) - previous.astype(np.int16)).mean(axis=-1).astype(np.float32)
     diff = cv2.blur(diff, (3, 3))
     return np.clip(1.0 - diff / np.float32(scale), 0.0, 1.0).astype(np.float32)
@@ -79,6 +79,7 @@ class DepthSmoother:
         if depth_m is None:
             if self.depth is None:
                 return None, None
+            assert self.conf is not None  # set together with self.depth
             self.conf = self.conf * np.float32(self.hold_decay)  # stale depth counts for less
             return self.depth, self.conf
         d = np.asarray(depth_m, np.float32)
@@ -86,6 +87,7 @@ class DepthSmoother:
         if self.depth is None or self.depth.shape != d.shape:
             self.depth, self.conf = d.copy(), c
             return self.depth, self.conf
+        assert self.conf is not None  # set together with self.depth
         old_ok = np.isfinite(self.depth) & (self.conf > 0.05)
         new_ok = np.isfinite(d) & (c > 0)
         with np.errstate(invalid="ignore"):
@@ -109,10 +111,9 @@ def static_truth_mask(truth_prev: np.ndarray, truth_now: np.ndarray, tol: float 
                       margin_px: int = STATIC_MARGIN_PX) -> np.ndarray:
     """Pixels whose true alpha did not change between the two frames, nor within margin_px of them
     (the mask comes from a low-resolution model: a moving edge legitimately changes alpha around it)."""
-    import cv2
     moving = (np.abs(np.asarray(truth_now, np.float32) - np.asarray(truth_prev, np.float32)) > tol).astype(np.uint8)
-    moving = cv2.dilate(moving, np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8))
-    return moving == 0
+    grown = cv2.dilate(moving, np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8))
+    return grown == 0
 
 
 def flicker(alphas: list[np.ndarray], truths: list[np.ndarray]) -> float:

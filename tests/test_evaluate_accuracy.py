@@ -15,8 +15,8 @@ from PIL import Image
 
 from toolchain.errors import InputError
 from toolchain.evaluate import datasets
+from toolchain.evaluate.accuracy import evaluate, summary_lines
 from toolchain.evaluate.datasets import BadSample, load_sample, open_dataset, synth
-from toolchain.evaluate.run import evaluate, summary_lines
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,7 +118,7 @@ def test_evaluate_segmentation_local(tmp_path, bundles, seg_set):
         assert 0 <= figs["miou"] <= 1 and figs["ci95"]["miou"][0] <= figs["miou"] + 1e-12 <= figs["ci95"]["miou"][1] + 2e-12
     assert i8["drop_vs_float32"]["miou"] == pytest.approx(f32["miou"] - i8["miou"])
     # the set's mIoU is the IoU of the summed confusion matrices, recomputed here from the per-image rows
-    from toolchain.evaluate import metrics as M
+    from toolchain.evaluate import truth_metrics as M
     conf = sum(M.dense_confusion(p["models"]["tinyseg_float32.tflite"]["confusion"], 21) for p in r["per_image"])
     assert f32["miou"] == pytest.approx(M.miou(conf))
     assert conf.sum() == 8 * 60 * 80

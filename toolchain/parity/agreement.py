@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+
+from ..depth.align import align_scale_shift
 
 
 def pixel_agreement(a_labels: np.ndarray, b_labels: np.ndarray) -> float:
@@ -26,7 +29,6 @@ def class_iou(ref_labels: np.ndarray, test_labels: np.ndarray, cls: int) -> floa
 
 def edge_band(mask: np.ndarray, width_px: int = 3) -> np.ndarray:
     """Pixels within `width_px` of the boundary of a boolean mask (both sides)."""
-    import cv2
     m = np.asarray(mask, np.uint8)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width_px + 1, 2 * width_px + 1))
     return (cv2.dilate(m, k) - cv2.erode(m, k)).astype(bool)
@@ -66,15 +68,6 @@ def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
 
 def max_abs_error(ref: np.ndarray, test: np.ndarray) -> float:
     return float(np.max(np.abs(np.asarray(ref, np.float64) - np.asarray(test, np.float64))))
-
-
-def align_scale_shift(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Least-squares s, t minimising |s*pred + t - ref|^2; returns s*pred + t."""
-    p, r = np.asarray(pred, np.float64), np.asarray(ref, np.float64)
-    m = np.isfinite(p) & np.isfinite(r) if mask is None else (mask & np.isfinite(p) & np.isfinite(r))
-    A = np.stack([p[m], np.ones(m.sum())], axis=1)
-    (s, t), *_ = np.linalg.lstsq(A, r[m], rcond=None)
-    return s * p + t
 
 
 def depth_metrics(pred: np.ndarray, ref: np.ndarray, *, align: bool = True, eps: float = 1e-6) -> dict:

@@ -1,7 +1,7 @@
 """`portrait evaluate`: every model file of a bundle against the ground truth of a labeled set.
 
 `evaluate_shard(shard)` is the one function that turns images into per-image figures, for every
-model file of the bundle at once (each image is read and resized once). The engines (engines.py)
+model file of the bundle at once (each image is read and resized once). The engines (toolchain/engines.py)
 only decide where it runs, so the local and Ray runs give the same numbers, bit for bit. The
 driver then sums the per-image figures into set figures, with paired bootstrap 95% confidence
 intervals for each figure and for each precision's drop against float32, and writes report.json
@@ -18,14 +18,21 @@ import json
 import platform
 import time
 from dataclasses import asdict
+from html import escape
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
+import onnxruntime as ort
 
 from .. import paths
 from ..bundle import handoff_model, read_manifest
+from ..engines import map_shards
 from ..errors import InputError
-from . import metrics
+from ..images import to_model_input
+from ..runtime import TfliteRunner
+from . import truth_metrics
 from .datasets import BadSample, Dataset, Sample, load_sample, open_dataset
 
 MAX_BAD_FRACTION = 0.01
@@ -111,7 +118,6 @@ _RUNNERS: dict = {}  # (bundle, file, kernels, threads) -> TfliteRunner; one loa
 
 
 def _runner(bundle: str, name: str, kernels: str, threads: int):
-    from ..runtime import TfliteRunner
     key = (bundle, name, kernels, threads)
     if key not in _RUNNERS:
         path = Path(bundle) / name
@@ -125,7 +131,6 @@ class OnnxRunner:
     float32 RGB pixels 0..255 in (the bundle's input convention), outputs by name."""
 
     def __init__(self, path: Path, *, threads: int = 1):
-        import onnxruntime as ort
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = threads
         try:
@@ -147,12 +152,11 @@ def evaluate_shard(spec: dict) -> list[dict]:
 
     Row: {"index", "name", "models": {file: figures}} or {"index", "name", "bad": reason}.
     """
-    from ..images import to_model_input
     runners = {f: _runner(spec["bundle"], f, spec["kernels"], spec["threads"]) for f in spec["files"]}
     rows = []
     for raw in spec["samples"]:
         s = Sample(**raw)
-        row = {"index": s.index, "name": s.name}
+        row: dict[str, Any] = {"index": s.index, "name": s.name}
         try:
             rgb, truth = load_sample(s, num_classes=spec["num_classes"] if spec["task"] == "segmentation" else None)
         except BadSample as exc:
@@ -169,7 +173,6 @@ def evaluate_shard(spec: dict) -> list[dict]:
 
 
 def _resize(a: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    import cv2
     if a.shape[:2] == tuple(hw):
         return a
     interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
@@ -192,7 +195,7 @@ def _figures(spec: dict, out: np.ndarray, truth: np.ndarray) -> dict:
             pred = _resize(out.astype(np.uint8), hw, nearest=True)
         else:  # logits: bilinear at the truth's size, then argmax (as DeepLab's evaluation does)
             pred = np.argmax(_resize(np.ascontiguousarray(out, np.float32), hw), axis=-1).astype(np.uint8)
-        return metrics.segmentation_image(truth, pred, spec["num_classes"])
+        return truth_metrics.segmentation_image(truth, pred, spec["num_classes"])
     if task == "matting":
         if model_task == "mask":
             alpha = out[..., 0] if out.ndim == 3 else out
@@ -201,10 +204,10 @@ def _figures(spec: dict, out: np.ndarray, truth: np.ndarray) -> dict:
         else:  # a segmenter's alpha: probability of any foreground class
             alpha = _softmax(out.astype(np.float32))[..., spec["foreground_ids"]].sum(-1)
         alpha = np.clip(_resize(np.ascontiguousarray(alpha, np.float32), hw), 0.0, 1.0)
-        return metrics.matting_image(truth, alpha)
+        return truth_metrics.matting_image(truth, alpha)
     d = out[..., 0] if out.ndim == 3 else out
     d = _resize(np.ascontiguousarray(d, np.float32), hw)
-    return metrics.depth_image(truth, d, space=spec["align"], pred_is_inverse=spec["inverse_output"])
+    return truth_metrics.depth_image(truth, d, space=spec["align"], pred_is_inverse=spec["inverse_output"])
 
 
 # ----------------------------------------------------------------------------------- the whole run
@@ -223,7 +226,6 @@ def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None,
     is always kept).
     shard_fn: a wrapper of evaluate_shard (tests inject a worker crash with it); default evaluate_shard.
     """
-    from .engines import map_shards
     bundle = resolve_bundle(model, bundles_root)
     manifest = read_manifest(bundle)
     mid = manifest["model_id"]
@@ -286,43 +288,44 @@ def summarize(task: str, files: list[dict], rows: list[dict], labels: list[str],
               seed: int = 0) -> dict:
     """Set figures per file with bootstrap 95% CIs, and each file's drop vs float32 (positive = worse)."""
     n = len(rows)
-    w = metrics.bootstrap_weights(n, resamples, seed)
+    w = truth_metrics.bootstrap_weights(n, resamples, seed)
     ref = files[0]["file"]
     boot: dict[str, dict[str, np.ndarray]] = {}
     out: dict = {}
     for f in (x["file"] for x in files):
         per = [r["models"][f] for r in rows]
-        figs, boot[f] = {}, {}
+        figs: dict[str, Any] = {}
+        boot[f] = {}
         if task == "segmentation":
             c = len(labels) or 1 + max(max(i, j) for p in per for i, j, _ in p["confusion"])
-            conf = np.stack([metrics.dense_confusion(p["confusion"], c) for p in per])
+            conf = np.stack([truth_metrics.dense_confusion(p["confusion"], c) for p in per])
             total = conf.sum(0)
-            ious = metrics.class_iou(total)
-            figs["miou"] = metrics.miou(total)
-            figs["pixel_accuracy"] = metrics.pixel_accuracy(total)
+            ious = truth_metrics.class_iou(total)
+            figs["miou"] = truth_metrics.miou(total)
+            figs["pixel_accuracy"] = truth_metrics.pixel_accuracy(total)
             figs["per_class_iou"] = {(labels[k] if k < len(labels) else str(k)): float(ious[k])
                                      for k in range(c) if np.isfinite(ious[k])}
-            boot[f]["miou"] = metrics.weighted_miou(conf, w)
+            boot[f]["miou"] = truth_metrics.weighted_miou(conf, w)
             acc_num = w @ np.trace(conf, axis1=1, axis2=2).astype(np.float64)
             boot[f]["pixel_accuracy"] = acc_num / (w @ conf.reshape(n, -1).sum(1).astype(np.float64))
             bf = np.array([p["boundary_f"] for p in per], np.float64)
             figs["boundary_f"] = float(np.nanmean(bf)) if np.isfinite(bf).any() else float("nan")
-            boot[f]["boundary_f"] = metrics.weighted_means(bf, w)
+            boot[f]["boundary_f"] = truth_metrics.weighted_means(bf, w)
         else:
             for k in _SET_FIGURES[task]:
                 v = np.array([p[k] for p in per], np.float64)
                 figs[k] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-                boot[f][k] = metrics.weighted_means(v, w)
-        figs["ci95"] = {k: metrics.interval(b) for k, b in boot[f].items()}
+                boot[f][k] = truth_metrics.weighted_means(v, w)
+        figs["ci95"] = {k: truth_metrics.interval(b) for k, b in boot[f].items()}
         out[f] = figs
     for f in out:
         if f == ref:
             continue
         drop, ci = {}, {}
         for k in boot[f]:
-            sign = 1.0 if metrics.HIGHER_IS_BETTER[k] else -1.0
+            sign = 1.0 if truth_metrics.HIGHER_IS_BETTER[k] else -1.0
             drop[k] = sign * (out[ref][k] - out[f][k])
-            ci[k] = metrics.interval(sign * (boot[ref][k] - boot[f][k]))
+            ci[k] = truth_metrics.interval(sign * (boot[ref][k] - boot[f][k]))
         out[f]["drop_vs_float32"] = drop
         out[f]["drop_ci95"] = ci
     return out
@@ -392,7 +395,6 @@ def summary_lines(result: dict) -> list[str]:
 
 
 def render_html(result: dict) -> str:
-    from html import escape
     keys = _SET_FIGURES[result["task"]]
     head = "".join(f"<th>{k}</th><th>95% CI</th>" for k in keys) + "".join(f"<th>drop {k}</th><th>drop 95% CI</th>"
                                                                             for k in keys)
@@ -407,7 +409,7 @@ def render_html(result: dict) -> str:
             cells += "".join(f"<td>{_fmt(figs['drop_vs_float32'][k], k)}</td><td>[{_fmt(figs['drop_ci95'][k][0], k)}, "
                              f"{_fmt(figs['drop_ci95'][k][1], k)}]</td>" for k in keys)
         else:
-            cells += "<td colspan=%d>reference</td>" % (2 * len(keys))
+            cells += f"<td colspan={2 * len(keys)}>reference</td>"
         role = f" <small>({escape(', '.join(f['roles']))})</small>" if f["roles"] else ""
         body.append(f"<tr><td>{escape(f['file'])}{role}</td><td>{escape(f['precision'])}</td>{cells}</tr>")
     parts = [f"<!doctype html><meta charset=utf-8><title>evaluate {escape(result['model_id'])}</title>",
@@ -449,7 +451,6 @@ _PER_IMAGE = {"segmentation": ("boundary_f", True), "matting": ("sad_k", False),
 
 def _per_image_html(result: dict, worst: int = 30) -> str:
     """Per-image figures of every file; on large sets only the `worst` images of the float32 file."""
-    from html import escape
     key, higher = _PER_IMAGE[result["task"]]
     rows = [r for r in result["per_image"] if "models" in r]
     if not rows:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -20,7 +21,6 @@ from .bundle import read_manifest
 from .errors import InputError
 from .runtime import TfliteRunner
 
-
 # /proc/cpuinfo flags that decide int8 speed: x86 dot-product instructions (VNNI) and their width;
 # ARM dot product (asimddp) and int8 matrix multiply (i8mm)
 _ISA_FLAGS = {"x86_64": [("avx2", "AVX2"), ("avx512f", "AVX-512F"), ("avx512_vnni", "AVX512-VNNI"),
@@ -31,7 +31,6 @@ _ISA_FLAGS = {"x86_64": [("avx2", "AVX2"), ("avx512f", "AVX-512F"), ("avx512_vnn
 
 def host_isa(cpuinfo: str | None = None, machine: str | None = None) -> dict:
     """The host's int8-relevant ISA features, read from /proc/cpuinfo (flags / Features line)."""
-    import platform
     machine = machine or platform.machine()
     arch = "aarch64" if machine in ("aarch64", "arm64") else "x86_64"
     if cpuinfo is None:

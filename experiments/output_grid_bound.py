@@ -1,7 +1,8 @@
 """How well can any file with an N-bit logits output agree with float? A bound, from float alone.
 
     PORTRAIT_MODELS_DIR=../shared/models PORTRAIT_DATA_DIR=../shared \\
-    .venv/bin/python scripts/output_grid_bound.py export/out/deeplabv3_mnv2_pascal_257/deeplabv3_mnv2_pascal_257_float32.tflite \\
+    .venv/bin/python -m experiments.output_grid_bound \\
+        export/out/deeplabv3_mnv2_pascal_257/deeplabv3_mnv2_pascal_257_float32.tflite \\
         --int8 export/out/deeplabv3_mnv2_pascal_257/deeplabv3_mnv2_pascal_257_int8.tflite
 
 Runs the float32 file on the parity images of photos and depth_photos, rounds its logits onto an
@@ -10,17 +11,22 @@ the parity figures of the rounded logits against float: argmax pixel agreement a
 each foreground class (images where float finds it on >= 1 % of the pixels). Every layer before
 the output is exact here, so no quantized file with that output grid can do better than this on
 these images except by luck. Not a gate: a measurement for the README and the recipe comments.
+
+Measured (DeepLab 257, its int8 output grid): 0.9856 pixel agreement on the Apple portrait and person
+IoU 0.863 on the wood photo; a narrowed 8-bit grid [5, 25] 0.9925 / 0.929, 10 bits 0.9963 / 0.974,
+12 bits 0.9992 / 0.995: no file with an int8 logits output meets 0.995 / 0.98 on the depth photos.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from toolchain.parity.gate import parity_images
+from toolchain.registry import get_entry
+from toolchain.runtime import TfliteRunner
 
 
 def rounded(x: np.ndarray, lo: float, hi: float, bits: int) -> np.ndarray:
@@ -37,9 +43,6 @@ def main(argv=None) -> int:
                     help="a further grid to try, repeatable: --grid=5:25:8 --grid=0:32:10")
     args = ap.parse_args(argv)
 
-    from toolchain.parity.gate import parity_images
-    from toolchain.registry import get_entry
-    from toolchain.runtime import TfliteRunner
 
     entry = get_entry(args.model)
     grids = []

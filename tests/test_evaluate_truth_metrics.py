@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolchain.evaluate import metrics as M
+from toolchain.evaluate import truth_metrics as M
 
 
 def test_confusion_and_iou_known_answer():

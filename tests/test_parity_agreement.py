@@ -5,33 +5,34 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolchain.parity import metrics
+from toolchain.depth.align import align_scale_shift
+from toolchain.parity import agreement
 
 
 def test_pixel_agreement_and_iou_known_answers():
     a = np.array([[0, 15], [15, 8]])
     b = np.array([[0, 15], [8, 8]])
-    assert metrics.pixel_agreement(a, b) == 0.75
-    assert metrics.class_iou(a, b, 15) == 0.5
-    assert metrics.class_iou(a, b, 8) == 0.5
-    assert metrics.iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+    assert agreement.pixel_agreement(a, b) == 0.75
+    assert agreement.class_iou(a, b, 15) == 0.5
+    assert agreement.class_iou(a, b, 8) == 0.5
+    assert agreement.iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
 
 
 def test_snr_cosine_maxabs_known_answers():
     ref = np.array([1.0, -1.0, 1.0, -1.0])
-    assert metrics.snr_db(ref, ref) == math.inf
-    assert metrics.snr_db(ref, ref * 0.9) == pytest.approx(20.0)  # noise = 0.01 of signal power
-    assert metrics.cosine_similarity(ref, 2 * ref) == pytest.approx(1.0)
-    assert metrics.cosine_similarity(ref, -ref) == pytest.approx(-1.0)
-    assert metrics.max_abs_error(ref, ref + [0, 0.5, 0, 0]) == 0.5
+    assert agreement.snr_db(ref, ref) == math.inf
+    assert agreement.snr_db(ref, ref * 0.9) == pytest.approx(20.0)  # noise = 0.01 of signal power
+    assert agreement.cosine_similarity(ref, 2 * ref) == pytest.approx(1.0)
+    assert agreement.cosine_similarity(ref, -ref) == pytest.approx(-1.0)
+    assert agreement.max_abs_error(ref, ref + [0, 0.5, 0, 0]) == 0.5
 
 
 def test_depth_metrics_ignore_scale_and_shift():
     rng = np.random.default_rng(0)
     d = rng.uniform(1, 5, (32, 32))
-    m = metrics.depth_metrics(3.0 * d + 2.0, d)
+    m = agreement.depth_metrics(3.0 * d + 2.0, d)
     assert m["delta1"] == 1.0 and m["abs_rel"] < 1e-9 and m["rmse"] < 1e-9
-    off = metrics.depth_metrics(d * np.where(np.arange(32) < 16, 1.0, 1.5)[None, :], d, align=False)
+    off = agreement.depth_metrics(d * np.where(np.arange(32) < 16, 1.0, 1.5)[None, :], d, align=False)
     assert off["delta1"] == pytest.approx(0.5)
 
 
@@ -40,16 +41,16 @@ def test_edge_band_agreement_counts_only_the_band():
     ref[10:30, 10:30] = 15
     test = ref.copy()
     test[0:3, 0:3] = 8  # far from the edge: outside the band
-    assert metrics.band_agreement(ref, test, [15]) == 1.0
+    assert agreement.band_agreement(ref, test, [15]) == 1.0
     test[10, 10:30] = 0  # on the edge
-    assert metrics.band_agreement(ref, test, [15]) < 1.0
+    assert agreement.band_agreement(ref, test, [15]) < 1.0
 
 
 @settings(max_examples=30, deadline=None)
 @given(st.floats(0.1, 10), st.floats(-5, 5))
 def test_alignment_recovers_any_affine_map(s, t):
     ref = np.linspace(1, 10, 50)
-    aligned = metrics.align_scale_shift(ref * s + t, ref)
+    aligned = align_scale_shift(ref * s + t, ref)
     assert np.allclose(aligned, ref, atol=1e-6)
 
 
@@ -57,6 +58,7 @@ def test_recipe_image_sets_choose_the_parity_folders(tmp_path, monkeypatch):
     """[parity] image_sets picks the folders of PORTRAIT_DATA_DIR a budget is judged on; the default is
     the photos (plus the depth photos for a depth model); a bad value is a recipe error."""
     import cv2
+
     from toolchain.errors import RecipeError
     from toolchain.parity.gate import parity_images
     from toolchain.recipes import merge_defaults
