@@ -26,8 +26,8 @@ from .parity.bundle_parity import parity_all, parity_model, summary
 from .parity.report import summarize_ladder, summarize_parity
 from .registry import fetch, get_entry, load_registry, locate
 from .render.photo import render_photo
-from .report import write_report
 from .render.stage_timing import format_bench, run_bench
+from .report import write_report
 from .sim.cost import profile_names
 from .sim.simulate import format_summary, simulate_all
 

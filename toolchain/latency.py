@@ -124,7 +124,7 @@ def format_table(rows: list[dict]) -> str:
 
 def stamp(command: str, isa: str) -> dict:
     """When, where and by which command a figures file was written (docs/results.md shows it)."""
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     return {"at": now, "command": command, "host_isa": isa, "load_avg_1_5_15min": load}
 

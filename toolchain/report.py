@@ -172,14 +172,17 @@ def _num(v: Any) -> str:
     return str(v)
 
 
+def _cell(v: Any) -> str:
+    return _num(v).replace("|", "\\|").replace("\n", " ")
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     if not rows:
         return []
-    cell = lambda v: _num(v).replace("|", "\\|").replace("\n", " ")
     return [
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
-        *("| " + " | ".join(cell(v) for v in r) + " |" for r in rows),
+        *("| " + " | ".join(_cell(v) for v in r) + " |" for r in rows),
         "",
     ]
 
