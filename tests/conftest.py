@@ -24,7 +24,8 @@ INTEGRATION_MODULES = {
     "test_render_photo", "test_render_quality", "test_runtime_memo", "test_saturation", "test_search_engine",
     "test_sim_cost", "test_sim_goldens", "test_sim_simulate", "test_split", "test_tflite_import",
 }
-INTEGRATION_TESTS = {("test_sim_smoothing", "test_smoothing_cuts_flicker_2x_without_raising_alpha_error_10pct")}
+INTEGRATION_TESTS = {("test_sim_smoothing", "test_smoothing_cuts_flicker_2x_without_raising_alpha_error_10pct"),
+                     ("test_report", "test_report_names_the_handoff_and_the_manifests_figures")}
 
 
 def pytest_collection_modifyitems(config, items):
