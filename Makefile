@@ -7,8 +7,12 @@ STAMP  := $(VENV)/.installed
 # clashes with opencv-python-headless in .venv; toolchain/handoff/client.py calls it by subprocess.
 CLIENT := .venv-client
 CLIENT_STAMP := $(CLIENT)/.installed
+# Browser runtimes for `portrait device-check` (issue 24): web/package-lock.json pins LiteRT.js and
+# MediaPipe Tasks Vision; npm ci installs exactly that. Without npm the step says so and is skipped:
+# device-check then stops with a clear error and its tests skip (.ci/run installs node, npm, chromium).
+WEB_STAMP := web/node_modules/.installed
 
-.PHONY: all setup client-env export-int8 models test test-fast lint parity bench sim sequences render-report clean demo report
+.PHONY: all setup client-env web export-int8 models test test-fast lint parity bench sim sequences render-report clean demo report
 
 all: export-int8
 
@@ -31,17 +35,23 @@ $(CLIENT_STAMP): requirements-client.lock
 
 client-env: $(CLIENT_STAMP)
 
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix web --no-audit --no-fund && touch $(WEB_STAMP); \
+	else echo "npm not found: browser device check NOT installed (apt-get install nodejs npm chromium; then make web)"; fi
+
+web: $(WEB_STAMP)
+
 # ENGINE=ray [WORKERS=N] [ADDRESS=host:port]: the ladder's mixed-float search runs its candidates on Ray
 ENGINE  ?= local
 # JOBS=N: models exported at once, each in its own process (portrait export --jobs; 1 = one at a time)
 JOBS    ?= 2
-export-int8: $(STAMP) $(CLIENT_STAMP)
+export-int8: $(STAMP) $(CLIENT_STAMP) $(WEB_STAMP)
 	$(BIN)/portrait export --all --jobs $(JOBS) --engine $(ENGINE)$(if $(WORKERS), --workers $(WORKERS))$(if $(ADDRESS), --address $(ADDRESS))
 
 models: $(STAMP)
 	$(BIN)/portrait models fetch
 
-test: $(STAMP) $(CLIENT_STAMP)
+test: $(STAMP) $(CLIENT_STAMP) $(WEB_STAMP)
 	$(BIN)/python -m pytest -q
 
 # unit tests only: no real models or photos (`shared`), no TF converter or export (`integration`), nothing `slow`
@@ -57,7 +67,7 @@ lint: $(STAMP)
 parity: $(STAMP)
 	$(BIN)/portrait parity --all
 
-bench: $(STAMP)
+bench: $(STAMP) $(WEB_STAMP)
 	$(BIN)/portrait bench --all
 
 # docs/results.md from the record: bundle manifests, export/bench/bench.json, export/eval/*/report.json
@@ -74,7 +84,7 @@ render-report: $(STAMP)
 	$(BIN)/python -m experiments.render_panels export/render --quality --bench
 
 demo: $(STAMP)                 # export/demo/index.html: notebook vs ours, 100 % crops, edge figures
-	$(BIN)/python -m toolchain.render.demo --out export/demo
+	$(BIN)/python -m experiments.demo --out export/demo
 
 clean:
 	rm -rf export/out

@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from experiments.render_quality import evaluate, write_panels
 from toolchain import paths
-from toolchain.render.quality import evaluate, write_panels
 from toolchain.render.stage_timing import format_bench, run_bench
 
 

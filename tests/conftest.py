@@ -77,3 +77,21 @@ def deeplab_bundle(shared_dir, tmp_path_factory):
     from toolchain.export import export_model
     os.environ["PORTRAIT_MODELS_DIR"] = str(shared_dir / "models")
     return export_model("deeplabv3_mnv2_pascal_257", out_root=tmp_path_factory.mktemp("deeplab"), quiet=True).bundle
+
+
+@pytest.fixture(scope="session")
+def selfie_bundle(tmp_path_factory):
+    """The real selfie segmenter with its recipe's budget and ladder, exported in 45-80 s: float32,
+    float16, dynamic, the all-int8 rung and the handoff the recipe really reaches (w8a16 on
+    ../shared's photos; mixed float on the bundled scikit-image photos, where w8a16 gets 0.977).
+    Offline: the model is the embedded default from the mediapipe wheel on PyPI. Shared by
+    test_handoff.py and test_device_check.py (one export per session)."""
+    from toolchain.export import export_model
+    from toolchain.handoff import client
+    from toolchain.recipes import load_recipe
+    if client.client_python() is None:
+        pytest.skip("MediaPipe client environment absent: run `make client-env`")
+    recipe = load_recipe("selfie_segmenter")
+    recipe.update(onnx=False)
+    return export_model("selfie_segmenter", out_root=tmp_path_factory.mktemp("selfie"), recipe=recipe,
+                        quiet=True).bundle

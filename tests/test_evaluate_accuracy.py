@@ -145,7 +145,7 @@ def test_evaluate_matting_and_depth(tmp_path, bundles):
     mat = synth(3, tmp_path / "mat", task="matting", size=(60, 80)).root
     r = evaluate(bundles["segmentation"], mat, out_dir=tmp_path / "m", resamples=50)
     figs = r["figures"]["tinyseg_int8.tflite"]
-    assert set(figs["drop_vs_float32"]) == {"sad_k", "mse", "grad_k", "conn_k"} and figs["sad_k"] > 0
+    assert set(figs["drop_vs_float32"]) == {"sad_k", "mse", "grad_k", "conn_k", "holes", "ghosts"} and figs["sad_k"] > 0
     dep = synth(3, tmp_path / "dep", task="depth", size=(60, 80)).root
     r = evaluate(bundles["depth"], dep, out_dir=tmp_path / "d", resamples=50)
     figs = r["figures"]["tinydepth_float32.tflite"]

@@ -39,7 +39,7 @@ def test_matting_known_answers():
     t = np.zeros((100, 100), np.float32)
     t[:, 50:] = 1.0
     figs = M.matting_image(t, t)
-    assert figs == {"sad_k": 0.0, "mse": 0.0, "grad_k": 0.0, "conn_k": 0.0}
+    assert figs == {"sad_k": 0.0, "mse": 0.0, "grad_k": 0.0, "conn_k": 0.0, "holes": 0.0, "ghosts": 0.0}
     p = np.full_like(t, 0.5)
     assert M.sad_k(t, p) == pytest.approx(10000 * 0.5 / 1000)
     assert M.mse(t, p) == pytest.approx(0.25)
@@ -50,6 +50,29 @@ def test_matting_known_answers():
     speck[10:13, 10:13] = 1.0
     assert M.connectivity_error_k(t, speck) == pytest.approx(9 / 1000)
     assert M.sad_k(t, speck) == pytest.approx(9 / 1000)
+
+
+def test_holes_and_ghosts_exact():
+    # reference: a 100x100 opaque square centred in 200x200; deep interior = pixels > 20 px from its edge
+    t = np.zeros((200, 200), np.float32)
+    t[50:150, 50:150] = 1.0
+    inside = M.deep_region(t >= M.INSIDE_REF)
+    outside = M.deep_region(t <= M.OUTSIDE_REF)
+    assert inside.sum() == 60 * 60          # rows 70..129: distance to the nearest outside pixel (centres) > 20
+    assert M.holes(t, t) == 0.0 and M.ghosts(t, t) == 0.0
+    p = t.copy()
+    p[90:100, 90:100] = 0.3                 # a 10x10 hole deep inside
+    p[60:62, 60:62] = 0.0                   # within 20 px of the outline: not counted
+    assert M.holes(t, p) == pytest.approx(100 / (60 * 60))
+    p[5:10, 5:15] = 0.5                     # a 5x10 ghost deep outside (> 20 px from the square)
+    p[40:45, 60:70] = 0.5                   # 5 px outside the outline: not counted
+    assert M.ghosts(t, p) == pytest.approx(50 / outside.sum())
+    assert M.holes(t, np.full_like(t, 0.9)) == 0.0 and M.holes(t, np.full_like(t, 0.89)) == 1.0
+    assert M.ghosts(t, np.full_like(t, 0.1)) == 0.0 and M.ghosts(t, np.full_like(t, 0.11)) == 1.0
+    # no deep interior (a thin reference): nothing to measure, 0
+    thin = np.zeros_like(t)
+    thin[:, 100:110] = 1
+    assert M.holes(thin, np.zeros_like(t)) == 0.0
 
 
 def _depth_scene(seed=0):

@@ -224,20 +224,6 @@ def test_mediapipe_loads_deeplab_handoff_and_float32_and_agrees(deeplab_bundle, 
         assert mp[name]["worst_category_agreement"] >= 0.999, (name, mp[name])
 
 
-@pytest.fixture(scope="session")
-def selfie_bundle(tmp_path_factory):
-    """The real selfie segmenter with its recipe's budget and ladder, exported in 45-80 s: float32,
-    float16, dynamic, the all-int8 rung and the handoff the recipe really reaches (w8a16 on
-    ../shared's photos; mixed float on the bundled scikit-image photos, where w8a16 gets 0.977)."""
-    if client.client_python() is None:
-        pytest.skip("MediaPipe client environment absent: run `make client-env`")
-    from toolchain.recipes import load_recipe
-    recipe = load_recipe("selfie_segmenter")
-    recipe.update(onnx=False)
-    return export_model("selfie_segmenter", out_root=tmp_path_factory.mktemp("selfie"), recipe=recipe,
-                        quiet=True).bundle
-
-
 @pytest.mark.slow
 @needs_client
 def test_mediapipe_loads_selfie_handoff_and_float32_and_agrees(selfie_bundle, tmp_path):

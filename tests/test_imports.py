@@ -24,11 +24,11 @@ PACKAGES = ("toolchain", "device_sim", "experiments")
 LAYERS: list[tuple[str, ...]] = [
     ("device_sim", "experiments"),                       # consumers of the library, run with python -m
     ("toolchain.cli",),
-    # commands built on the export: the simulator, evaluation, the render gallery and its figures, and
-    # docs/results.md from their records
-    ("toolchain.sim", "toolchain.evaluate", "toolchain.render.demo", "toolchain.render.quality",
-     "toolchain.render.depth_agreement", "toolchain.report"),
+    # commands built on the export: the simulator, evaluation, and docs/results.md from their records
+    ("toolchain.sim", "toolchain.evaluate", "toolchain.report"),
     ("toolchain.export",),
+    # the browser check judges files as verify feeds them (handoff), so it sits above handoff
+    ("toolchain.device.device_check", "toolchain.device.browser_bench"),
     ("toolchain.parity",),
     ("toolchain.recipes",),                              # validates [ladder] with quantize/ladder.py
     ("toolchain.quantize",),
@@ -54,8 +54,7 @@ HEAVY = {
 }
 
 # Files another session is rewriting right now: their in-function imports are hoisted when that work lands.
-IN_FUNCTION_PENDING = {"toolchain/render/quality.py", "toolchain/render/demo.py", "toolchain/render/baseline.py",
-                       "toolchain/render/depth_agreement.py"}
+IN_FUNCTION_PENDING: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from toolchain.render.demo import build_demo, crop_windows
+from experiments.demo import build_demo, crop_windows
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]

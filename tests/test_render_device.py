@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
+from experiments.render_quality import photo_mask, psnr, tof_depth
 from toolchain.render import render
 from toolchain.render.device import disc_sum, upsample_int
 from toolchain.render.model_output import simulate_model_output
 from toolchain.render.plan import disc_kernel, make_plan
-from toolchain.render.quality import photo_mask, psnr, tof_depth
 
 TARGET_DB = 45.0
 
@@ -40,7 +40,7 @@ def test_device_matches_golden_on_scenes(kw):
 def test_device_matting_stand_in_loss_against_golden_is_bounded():
     # the device path does not solve the band (no sparse solver on the DSP): it constrains its guided
     # filter with the same trimap. Its loss against golden matting is measured here and in the README.
-    from toolchain.render.quality import edge_figures
+    from experiments.render_quality import edge_figures
     for i, sc in enumerate(_scenes()):
         low, spec = simulate_model_output(sc.alpha, seed=i, label_id=8 if sc.label == "cat" else 15)
         g = render(sc.rgb, low, spec, implementation="golden")

@@ -40,16 +40,8 @@ def test_trimap_keeps_a_confident_interior_and_opens_the_uncertain_band():
     tri = matting.make_trimap(p, band_px=3)
     assert tri[40, 40] == 1.0 and tri[5, 5] == 0.0
     assert tri[40, 58] == 0.5 and tri[40, 20] == 0.5   # both outlines are unknown
-    # a confident far depth settles hesitant pixels as background, but never within a band of the outline
-    p2 = p.copy()
-    p2[20:60, 64:72] = 0.3                             # hesitant, a little away from the subject
-    far = np.zeros_like(p)
-    far[:, 61:] = 1.0
-    assert matting.make_trimap(p2, 3)[40, 68] == 0.5
-    tri_d = matting.make_trimap(p2, 3, depth_x=far, depth_conf=np.ones_like(p))
-    assert tri_d[40, 68] == 0.0 and tri_d[40, 64] == 0.5   # DEPTH_CLEAR_BANDS * 3 px stay open
-    # beyond UNCERTAIN_REACH bands from the outline a confident mask is sure, a hesitant one is KEEP:
-    # the solve holds it near the guided stage's soft value instead of snapping it to either side
+    # beyond UNCERTAIN_REACH bands from the outline a confident mask is sure, a hesitant one is KEEP on
+    # the background side (the solve holds it near the guided stage's soft value) (depth: test_render_trimap.py)
     assert tri[40, 75] == 0.0 and matting.make_trimap(np.where(p > 0, p, 0.3), 3)[5, 5] == matting.KEEP
 
 
@@ -98,7 +90,7 @@ def scene():
 
 
 def test_matting_beats_the_guided_stage_on_a_synthetic_scene(scene):
-    from toolchain.render.quality import compare_edges
+    from experiments.render_quality import compare_edges
     sc, low, spec = scene
     rows = compare_edges(sc.rgb, low, spec, sc.alpha)
     assert rows["matting"]["sad_k"] < 0.8 * rows["guided"]["sad_k"]
@@ -137,10 +129,10 @@ def test_band_radius_follows_the_model_resolution():
 def test_a_models_edge_band_goes_from_its_manifest_to_the_trimap(scene):
     """registry output `edge_band_model_px` -> manifest outputs -> output spec -> plan -> trimap band, on
     the golden and the device path alike; a bad value is a clear error."""
+    from toolchain.registry import get_entry
     from toolchain.render import device
     from toolchain.render.model_output import normalize_spec
     from toolchain.render.photo import output_spec
-    from toolchain.registry import get_entry
     assert get_entry("selfie_segmenter").outputs[0]["edge_band_model_px"] == 2.0
     manifest = {"outputs": [{"name": "o", "kind": "probabilities", "edge_band_model_px": 2.0}],
                 "foreground_classes": {"person": 1}}
@@ -155,7 +147,7 @@ def test_a_models_edge_band_goes_from_its_manifest_to_the_trimap(scene):
     def unknown_px(band_model_px):   # (golden, device) unknown pixels of the trimap
         plan = make_plan(*p.shape, p.shape, 8.0, band_model_px=band_model_px)
         tri = matting.make_trimap(p, matting.band_radius(plan))
-        tri8 = device.trimap_q8(np.round(p * 255).astype(np.uint8), plan, None, None, 1)
+        tri8 = device.trimap_q8(np.round(p * 255).astype(np.uint8), plan, None)
         return (tri == matting.UNKNOWN).sum(), (tri8 == 128).sum()
     (g3, d3), (g2, d2) = unknown_px(3.0), unknown_px(2.0)
     assert g2 < g3 and d2 < d3
@@ -172,8 +164,8 @@ def test_a_models_edge_band_goes_from_its_manifest_to_the_trimap(scene):
 def _tiny_depth_bundle(folder):
     """A depth 'model' in a bundle: depth grows with brightness (bright = far), handoff_cpu named."""
     import keras
-    from keras import layers
     from builders import keras_to_tflite
+    from keras import layers
     x_in = keras.Input((24, 32, 3), batch_size=1)
     y = layers.Conv2D(1, 1, kernel_initializer="ones", bias_initializer="ones")(x_in)
     folder.mkdir(parents=True, exist_ok=True)
@@ -187,6 +179,7 @@ def _tiny_depth_bundle(folder):
 
 def test_render_outputs_and_depth_model(tmp_path):
     from sim_fixtures import tiny_bundle
+
     from toolchain.render.photo import render_photo, run_depth_model
     h, w = 120, 160
     img = np.full((h, w, 3), 230, np.uint8)           # bright (far) background ...

@@ -3,13 +3,12 @@
 import cv2
 import numpy as np
 import pytest
+from sim_fixtures import tiny_bundle
 
+from experiments.render_quality import write_panels
 from toolchain.errors import InputError
 from toolchain.images import bundled_photos
 from toolchain.render.photo import read_depth, render_photo
-from toolchain.render.quality import write_panels
-
-from sim_fixtures import tiny_bundle
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +51,9 @@ def test_render_runs_the_file_the_manifest_vouches_for_unless_told(photo, tmp_pa
     import json
     import shutil
 
-    from toolchain.render.photo import run_segmentation, segmentation_file
     from sim_fixtures import copy_bundle
+
+    from toolchain.render.photo import run_segmentation, segmentation_file
     bundle = copy_bundle(tmp_path)
     m = json.loads((bundle / "manifest.json").read_text())
     assert segmentation_file(m) == m["handoff_cpu"] and segmentation_file(m, "handoff") == m["handoff"]

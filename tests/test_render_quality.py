@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 
-from toolchain.render.quality import alpha_errors, edge_band, evaluate, psnr, write_panels
+from experiments.render_quality import alpha_errors, edge_band, evaluate, psnr, write_panels
 
 
 def _stand_in_scene(seed, kind="person", size=(480, 640), t=0):

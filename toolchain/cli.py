@@ -12,7 +12,9 @@ from typing import Any
 from . import paths
 from .depth.info import depth_info, write_planes
 from .depth.info import summary_lines as depth_summary_lines
+from .device.browser_bench import browser_bench, format_browser_table
 from .device.check import check_outputs, format_report
+from .device.device_check import run_device_check
 from .errors import PortraitError
 from .evaluate.accuracy import evaluate
 from .evaluate.accuracy import summary_lines as evaluation_summary_lines
@@ -146,6 +148,16 @@ def cmd_bench(args) -> int:
             if args.part == "models":
                 raise
             print(f"models: skipped ({exc.what}; {exc.fix})")
+    if args.part in ("all", "browser"):
+        try:   # the same files in headless Chromium (issue 24), beside this run's native figures
+            rows = report.get("models") or bench_all(args.out, threads=args.threads, runs=args.runs)
+            browser = browser_bench(rows, args.out, runs=args.browser_runs, progress=None)
+            print("models in a browser (portrait device-check --headless):\n" + format_browser_table(browser))
+            report["browser"] = browser
+        except PortraitError as exc:
+            if args.part == "browser":
+                raise
+            print(f"browser: skipped ({exc.what}; {exc.fix})")
     if args.part in ("all", "render"):
         res = run_bench(threads=args.threads)
         print("render stage (fused mask-upsample-blur-composite):\n" + format_bench(res))
@@ -286,6 +298,16 @@ def cmd_check(args) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def cmd_device_check(args) -> int:
+    """Issue 24: every file of a bundle on every backend of a browser, judged by `portrait check`'s checker."""
+    timeout = args.timeout if args.timeout is not None else (90.0 if args.serve is None else 300.0)
+    report = run_device_check(args.bundle, headless=args.serve is None, serve=args.serve, runs=args.runs,
+                              timeout_s=timeout, report_dir=args.report_dir, files=args.file or None,
+                              backends=args.backend or None, progress=lambda m: print(m, flush=True))
+    print(f"report: {report.report_dir}/device-report.json, device-report.html")
+    return report.exit_code()
+
+
 def cmd_evaluate(args) -> int:
     result = evaluate(args.model, args.dataset, task=args.task, engine=args.engine, address=args.address,
                       workers=args.workers, shard_size=args.shard_size, kernels=args.kernels, threads=args.threads,
@@ -352,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "fused render stage at 4032x3024 and 1920x1080 against the notebook baseline, "
                                    "in one run, and print the ratios.")
     b.add_argument("--all", action="store_true", help="every bundle (the default)")
-    b.add_argument("--part", choices=["all", "models", "render", "evaluate"], default="all", help="what to time")
+    b.add_argument("--part", choices=["all", "models", "browser", "render", "evaluate"], default="all",
+                   help="what to time (browser: the bundles in headless Chromium, beside the native figures)")
+    b.add_argument("--browser-runs", type=int, default=5, help="timed runs per file and backend in the browser")
     b.add_argument("--eval-model", default="deeplabv3_mnv2_pascal_257", help="bundle for the evaluation timing")
     b.add_argument("--eval-images", type=int, default=2000, help="synthetic images for the evaluation timing")
     b.add_argument("--eval-workers", type=int, default=2, help="Ray workers for the evaluation timing")
@@ -428,6 +452,29 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--json", action="store_true", help="print the report as JSON")
     vf.add_argument("-v", "--verbose", action="store_true", help="list passed checks too")
     vf.set_defaults(func=cmd_verify)
+
+    dc = sub.add_parser("device-check", help="run every bundle file on every browser backend (LiteRT.js wasm/webgpu, "
+                        "MediaPipe web CPU/GPU) and judge the outputs like `portrait check`",
+                        description="Serve a check page (web/) with the bundle's files, the golden inputs and the web "
+                                    "runtimes; the browser (this machine's headless Chromium, or a phone with --serve) "
+                                    "runs each file on each backend and posts the raw outputs back; they are judged "
+                                    "with the checker and tolerances of `portrait check`. Prints a file x backend table "
+                                    "and writes device-report.json and device-report.html. Exit 1 if a file fails on a "
+                                    "backend its manifest claims, 3 if nothing could run. See docs/device-check.md.")
+    dc.add_argument("bundle", help="bundle folder, <id>-<version>.zip, or a model id (export/out/<id>)")
+    mode = dc.add_mutually_exclusive_group()
+    mode.add_argument("--headless", action="store_true", help="run in this machine's Chromium (the default)")
+    mode.add_argument("--serve", metavar="HOST:PORT", default=None,
+                      help="serve the page for a phone on the same network (0.0.0.0:8000 prints the LAN URL and a QR code)")
+    dc.add_argument("--runs", type=int, default=5, help="timed runs per file and backend after the golden runs, which are the warm-up (median)")
+    dc.add_argument("--timeout", type=float, default=None,
+                    help="seconds to wait for the browser to connect and then for each next result "
+                         "(default 90 headless, 300 with --serve)")
+    dc.add_argument("--report-dir", type=Path, default=None, help="where the reports go (default export/device/<id>)")
+    dc.add_argument("--file", action="append", help="only this file of the bundle (repeatable)")
+    dc.add_argument("--backend", action="append", choices=("wasm", "webgpu", "cpu", "gpu"),
+                    help="only this backend (repeatable): LiteRT.js wasm / webgpu, MediaPipe cpu / gpu")
+    dc.set_defaults(func=cmd_device_check)
 
     pk = sub.add_parser("pack", help="reproducible <id>-<version>.zip of a bundle with its model card and SHA256SUMS",
                         description="Verify the bundle, then write <id>-<version>.zip (bundle, README.md model card, "

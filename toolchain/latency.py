@@ -1,4 +1,6 @@
-"""Latency of exported models: float32 vs int8 with ai-edge-litert (XNNPACK, 2 threads), one run.
+"""Latency of exported models: float32 vs int8 with ai-edge-litert (XNNPACK, 2 threads), one run;
+and the same files in a browser (`portrait device-check`'s runs: LiteRT.js wasm / WebGPU, MediaPipe
+web CPU / GPU), printed beside the native figures as ratios from the same `make bench` run.
 
 Measured in the same process, interleaved, median of repeated invokes after warm-up, so the
 ratio compares like with like on this host. Not a test: `make bench` prints and writes JSON.
@@ -107,7 +109,7 @@ def format_table(rows: list[dict]) -> str:
              f"{'int8/f32 time':>13} {'int8/f32 size':>13} {'mixed ms':>9}  host ISA (int8)"]
     for r in rows:
         ms = r["ms"]
-        cell = lambda k: f"{ms[k]:.1f}" if k in ms else "-"  # noqa: E731
+        cell = lambda k: f"{ms[k]:.1f}" if k in ms else "-"
         lines.append(f"{r['model_id']:34} {cell('float32'):>10} {cell('float16'):>10} {cell('dynamic'):>10} "
                      f"{cell('int8'):>8} {r.get('int8_over_float32_latency', '-'):>13} "
                      f"{r.get('int8_over_float32_size', '-'):>13} {cell('mixed_float' if 'mixed_float' in ms else 'int8_mixed'):>9}"

@@ -12,6 +12,8 @@ Metrics (limits come from goldens.json, written from toolchain/device/tolerances
   argmax_margin_q steps; over all pixels as information); plus the dequantized max abs diff (information).
 - labels: fraction of equal labels.
 - image: |device - golden| in 8-bit levels: mean, max, fraction over 4 levels.
+- float: |device - reference| relative to the reference's range (max, mean), argmax agreement over a
+  class axis; used by `portrait device-check` for float files and MediaPipe's confidence masks.
 
 Not for: writing goldens (goldens.py) or the export's float-vs-int8 parity gate (toolchain/parity).
 """
@@ -102,6 +104,30 @@ def compare(expected: np.ndarray, got: np.ndarray, rec: dict, tol: dict) -> tupl
             fails.append(f"max_abs {m['max_abs']} > {tol['max_abs_max']}")
         if m["frac_over_4"] > tol["frac_over_4_max"]:
             fails.append(f"frac_over_4 {m['frac_over_4']:.5f} > {tol['frac_over_4_max']}")
+    elif metric == "float":
+        # float outputs (a float file's logits or probabilities, a client's confidence masks): |device -
+        # golden| relative to the golden's range; argmax agreement over a class axis where the golden's
+        # top-1 leads by more than argmax_margin_rel of the range. Each limit is checked where the tolerance has it.
+        e, g = expected.astype(np.float64), got.astype(np.float64)
+        if not np.all(np.isfinite(g)):
+            fails.append(f"{int(np.sum(~np.isfinite(g)))} non-finite values")
+            g = np.where(np.isfinite(g), g, 0.0)
+        df = np.abs(g - e)
+        rng = max(float(np.ptp(e)) if e.size else 0.0, 1e-6)
+        m["max_abs"] = float(df.max()) if df.size else 0.0
+        m["mean_abs"] = float(df.mean()) if df.size else 0.0
+        m["max_rel"], m["mean_rel"] = m["max_abs"] / rng, m["mean_abs"] / rng
+        if e.ndim >= 3 and e.shape[-1] > 1:
+            lead = np.diff(np.sort(e, axis=-1)[..., -2:], axis=-1)[..., 0]   # top-1 minus top-2
+            decidable = lead > float(tol.get("argmax_margin_rel", 0.0)) * rng
+            same = np.argmax(g, -1) == np.argmax(e, -1)
+            m["argmax_agreement"] = float(np.mean(same[decidable])) if decidable.any() else 1.0
+            m["argmax_agreement_all"] = float(np.mean(same))
+        for name, limit in (("max_rel", "max_rel_max"), ("mean_rel", "mean_rel_max"), ("mean_abs", "mean_abs_max")):
+            if limit in tol and m[name] > tol[limit]:
+                fails.append(f"{name} {m[name]:.4g} > {tol[limit]}")
+        if "argmax_agreement" in m and "argmax_agreement_min" in tol and m["argmax_agreement"] < tol["argmax_agreement_min"]:
+            fails.append(f"argmax_agreement {m['argmax_agreement']:.5f} < {tol['argmax_agreement_min']}")
     else:
         raise InputError(f"unknown tolerance metric {metric!r} in goldens.json",
                          fix="regenerate the goldens with this toolchain (python -m toolchain.device.goldens)")

@@ -38,7 +38,7 @@ from .datasets import BadSample, Dataset, Sample, load_sample, open_dataset
 MAX_BAD_FRACTION = 0.01
 DEPTH_INVERSE_KINDS = ("relative_inverse_depth", "inverse_depth", "disparity")
 _SET_FIGURES = {"segmentation": ("miou", "pixel_accuracy", "boundary_f"),
-                "matting": ("sad_k", "mse", "grad_k", "conn_k"),
+                "matting": ("sad_k", "mse", "grad_k", "conn_k", "holes", "ghosts"),
                 "depth": ("delta1", "abs_rel", "rmse")}
 _TASKS_FOR = {"segmentation": ("segmentation",), "matting": ("segmentation", "mask"), "depth": ("depth",)}
 
@@ -355,6 +355,8 @@ def _fmt(v, k: str = "") -> str:
         return "n/a"
     if k in ("miou", "pixel_accuracy", "boundary_f", "delta1") or k == "iou":
         return f"{100 * v:.2f}"
+    if k in ("holes", "ghosts"):
+        return f"{100 * v:.3f}"
     return f"{v:.4g}"
 
 
@@ -363,7 +365,7 @@ def summary_lines(result: dict) -> list[str]:
     lines = [f"{result['model_id']} on {result['dataset']['root']} ({result['task']}, {result['dataset']['evaluated']} "
              f"images evaluated, {result['dataset']['bad']} bad)"]
     keys = _SET_FIGURES[result["task"]]
-    pct = {"miou", "pixel_accuracy", "boundary_f", "delta1"}
+    pct = {"miou", "pixel_accuracy", "boundary_f", "delta1", "holes", "ghosts"}
     lines.append("  (" + ", ".join(f"{k}{' %' if k in pct else ''}" for k in keys) + "; [95% CI]; drop vs float32, "
                  "positive = worse)")
     for f in result["files"]:

@@ -4,7 +4,8 @@ Pure functions on arrays with known answers (tests check them):
 - segmentation: confusion matrix (-> mIoU, per-class IoU, pixel accuracy) and the boundary F-score
   (DAVIS protocol: boundaries matched within 0.8% of the image diagonal);
 - matting (alpha in [0, 1]): SAD and gradient and connectivity errors in thousands (as the matting
-  benchmarks print them), MSE;
+  benchmarks print them), MSE; holes and ghosts (the share of the reference's deep interior that is not
+  opaque, and of its deep exterior that is not clear: defects a band-limited figure never sees);
 - depth: δ1, AbsRel, RMSE after least-squares scale-and-shift alignment, in inverse depth for
   relative models (the MiDaS protocol) or in depth.
 Not for: int8-vs-float parity (parity/agreement.py compares two models, not a model with the truth).
@@ -23,7 +24,13 @@ from ..depth.align import align_scale_shift
 VOID = 255
 BOUNDARY_TOLERANCE = 0.008  # fraction of the image diagonal (DAVIS default)
 HIGHER_IS_BETTER = {"miou": True, "pixel_accuracy": True, "boundary_f": True, "delta1": True,
-                    "abs_rel": False, "rmse": False, "sad_k": False, "mse": False, "grad_k": False, "conn_k": False}
+                    "abs_rel": False, "rmse": False, "sad_k": False, "mse": False, "grad_k": False, "conn_k": False,
+                    "holes": False, "ghosts": False}
+DEEP_PX = 20          # holes / ghosts look only this many pixels or more from the reference outline
+INSIDE_REF = 0.98     # reference alpha at or above this is inside the subject ...
+OUTSIDE_REF = 0.02    # ... at or below this outside it
+HOLE_BELOW = 0.9      # inside: our alpha below this is a hole
+GHOST_ABOVE = 0.1     # outside: our alpha above this is a ghost (a patch of old background kept)
 
 
 # ----------------------------------------------------------------------------------- segmentation
@@ -155,9 +162,47 @@ def connectivity_error_k(truth: np.ndarray, pred: np.ndarray, step: float = 0.1)
     return float(np.abs(p_phi - t_phi).sum() / 1000.0)
 
 
+def deep_region(mask: np.ndarray, px: float = DEEP_PX) -> np.ndarray:
+    """Pixels of `mask` (bool HxW) more than `px` pixels (Euclidean) from every pixel outside it."""
+    m = np.ascontiguousarray(mask, np.uint8)
+    if not m.any():
+        return np.zeros(m.shape, bool)
+    if m.all():
+        return np.ones(m.shape, bool)
+    return cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) > px
+
+
+def hole_pixels(truth: np.ndarray, pred: np.ndarray, px: float = DEEP_PX) -> tuple[np.ndarray, np.ndarray]:
+    """(the deep interior, its pixels where pred < HOLE_BELOW), bool maps."""
+    deep = deep_region(np.asarray(truth) >= INSIDE_REF, px)
+    return deep, deep & (np.asarray(pred) < HOLE_BELOW)
+
+
+def ghost_pixels(truth: np.ndarray, pred: np.ndarray, px: float = DEEP_PX) -> tuple[np.ndarray, np.ndarray]:
+    """(the deep exterior, its pixels where pred > GHOST_ABOVE), bool maps."""
+    deep = deep_region(np.asarray(truth) <= OUTSIDE_REF, px)
+    return deep, deep & (np.asarray(pred) > GHOST_ABOVE)
+
+
+def holes(truth: np.ndarray, pred: np.ndarray, px: float = DEEP_PX) -> float:
+    """Share of the pixels more than `px` px inside the reference outline (truth >= INSIDE_REF) where
+    pred < HOLE_BELOW: holes cut into the subject (0 when the reference has no such interior)."""
+    deep, bad = hole_pixels(truth, pred, px)
+    n = int(deep.sum())
+    return float(bad.sum() / n) if n else 0.0
+
+
+def ghosts(truth: np.ndarray, pred: np.ndarray, px: float = DEEP_PX) -> float:
+    """Share of the pixels more than `px` px outside the reference outline (truth <= OUTSIDE_REF) where
+    pred > GHOST_ABOVE: patches of the old background kept (0 when the reference has no such exterior)."""
+    deep, bad = ghost_pixels(truth, pred, px)
+    n = int(deep.sum())
+    return float(bad.sum() / n) if n else 0.0
+
+
 def matting_image(truth: np.ndarray, pred: np.ndarray) -> dict:
     return {"sad_k": sad_k(truth, pred), "mse": mse(truth, pred), "grad_k": gradient_error_k(truth, pred),
-            "conn_k": connectivity_error_k(truth, pred)}
+            "conn_k": connectivity_error_k(truth, pred), "holes": holes(truth, pred), "ghosts": ghosts(truth, pred)}
 
 
 # ----------------------------------------------------------------------------------- depth

@@ -265,4 +265,100 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
         lines += [f"### `{n}`", "", _snippets(manifest, n, records[n]), ""]
     if not show:
         lines.append("(no .tflite file in this bundle)")
+    lines += ["", _device_check_sections(manifest, bundle)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _device_check_sections(manifest: dict, bundle: Path) -> str:
+    """How to check the files on a phone: in its browser (`portrait device-check`) and, in a native app,
+    by dumping tensors for `portrait check` (code that writes exactly the files check.py reads)."""
+    mid = manifest["model_id"]
+    first = ""
+    gpath = bundle / "goldens" / "goldens.json"
+    if gpath.is_file():
+        vec = next((v for v in json.loads(gpath.read_text())["vectors"] if v.get("stage") == "model"), None)
+        if vec is not None:
+            key, rec = next(iter(vec["expected"].items()))
+            first = (f" For example vector `{vec['name']}`: feed `goldens/{vec['inputs']['image']['file']}` to "
+                     f"`{vec['model_file']}` and write output `{key}` as `{rec['file'].removesuffix('.npy')}.bin` "
+                     f"({rec['dtype']} {rec['shape']}).")
+    return f"""## Check it on your phone
+
+In the phone's browser, no app needed (the computer and the phone on the same network):
+
+```
+portrait device-check {mid} --serve 0.0.0.0:8000     # or the zip: portrait device-check {mid}-<version>.zip --serve ...
+```
+
+It prints a URL and a QR code; open it on the phone. The page loads every `.tflite` of this bundle in
+LiteRT.js (`wasm` = XNNPACK on the phone's CPU, `webgpu` = its GPU) and, for segmenters, in MediaPipe
+Tasks Vision's ImageSegmenter (CPU and GPU delegates); feeds each file the golden images exactly as
+the contract above says (those runs are the warm-up); times 5 more runs; and posts the raw outputs back. The computer
+judges them with the same checker and tolerances as `portrait check` (goldens for integer files; for
+float files this computer's LiteRT run of the same file; GPU backends with float16 tolerances) and
+writes `device-report.json` and `device-report.html` (default `export/device/{mid}/`).
+`--headless` runs the same page in the computer's Chromium.
+
+Reading the report: one row per file, one column per backend. **pass** with its worst figure
+(`max_abs_q`: int8 steps from the golden; `max_rel`: fraction of the output range; `category_agreement`:
+MediaPipe's mask vs the decoded reference) and the median latency; **FAIL** with what was off;
+**no-load** with the runtime's own message where the runtime refuses the file. A file fails the check
+(exit status 1) only on a backend this manifest lists for it (`clients`); exit status 3 means nothing
+could run, which is never a pass. The report names the browser, its core count and the WebGPU adapter.
+
+## Check your native app (tensor dump)
+
+`portrait check --bundle <this folder> --device-outputs <folder>` reads, for each model vector of
+`goldens/goldens.json`, the raw output the app computed from that vector's input: a file named like the
+golden (`.npy`, or `.bin` with raw little-endian bytes in C order; dtype and shape from goldens.json),
+not dequantized.{first} The code below writes exactly that folder; copy it off the phone
+(`adb pull /sdcard/Android/data/<app>/files/device_outputs`, or the app container in Xcode) and run the command.
+
+```kotlin
+// Android, LiteRT Interpreter (org.tensorflow.lite API); goldens/ and the .tflite files copied to `dir`
+fun npyPayload(f: File): ByteArray {{            // NumPy format 1.0: 10-byte preamble + header, then C-order data
+    val b = f.readBytes(); val hl = (b[8].toInt() and 0xFF) or ((b[9].toInt() and 0xFF) shl 8)
+    return b.copyOfRange(10 + hl, b.size)
+}}
+val out = File(context.getExternalFilesDir(null), "device_outputs").apply {{ mkdirs() }}
+val vectors = JSONObject(File(dir, "goldens/goldens.json").readText()).getJSONArray("vectors")
+for (i in 0 until vectors.length()) {{
+    val v = vectors.getJSONObject(i)
+    if (v.getString("stage") != "model") continue
+    Interpreter(File(dir, v.getString("model_file"))).use {{ interp ->
+        val x = npyPayload(File(dir, "goldens/" + v.getJSONObject("inputs").getJSONObject("image").getString("file")))
+        val input = ByteBuffer.allocateDirect(x.size).order(ByteOrder.nativeOrder()).put(x).rewind()
+        val y = ByteBuffer.allocateDirect(interp.getOutputTensor(0).numBytes()).order(ByteOrder.LITTLE_ENDIAN)
+        interp.run(input, y)                      // raw output: int8 stays int8 (not dequantized)
+        val file = v.getJSONObject("expected").let {{ e -> e.getJSONObject(e.keys().next()).getString("file") }}
+        File(out, file.removeSuffix(".npy") + ".bin").writeBytes(ByteArray(y.rewind().remaining()).also {{ y.get(it) }})
+    }}
+}}
+```
+
+```swift
+// iOS, LiteRT (TensorFlowLiteSwift); goldens/ and the .tflite files in the app bundle folder `dir`
+func npyPayload(_ url: URL) throws -> Data {{
+    let d = try Data(contentsOf: url); let hl = Int(d[8]) | Int(d[9]) << 8
+    return d.subdata(in: (10 + hl)..<d.count)
+}}
+let out = FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0].appendingPathComponent("device_outputs")
+try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+let index = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("goldens/goldens.json"))) as! [String: Any]
+for v in index["vectors"] as! [[String: Any]] where v["stage"] as? String == "model" {{
+    let interpreter = try Interpreter(modelPath: dir.appendingPathComponent(v["model_file"] as! String).path)
+    try interpreter.allocateTensors()
+    let image = (v["inputs"] as! [String: Any])["image"] as! [String: Any]
+    try interpreter.copy(npyPayload(dir.appendingPathComponent("goldens/" + (image["file"] as! String))), toInputAt: 0)
+    try interpreter.invoke()
+    let expected = (v["expected"] as! [String: [String: Any]]).first!.value
+    let name = (expected["file"] as! String).replacingOccurrences(of: ".npy", with: ".bin")
+    try interpreter.output(at: 0).data.write(to: out.appendingPathComponent(name))   // raw bytes (iOS is little-endian)
+}}
+```
+
+Both write one `.bin` per vector for single-output files (every file of this bundle); a file with several
+outputs writes each output under its own golden name (match `expected` keys to the output tensor names in
+`manifest.json`). Vectors of stage `fused` (`fused_*`: alpha and composite) check the app's render stage
+(mask upsampling, depth-aware blur, composite) from the inputs stored beside them: write their
+`alpha` and `composite` from that stage the same way, or `portrait check` reports them missing."""

@@ -32,7 +32,8 @@ class RenderResult:
 
 def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidence=None, focus_m=None,
            focus_point=None, f_number=None, max_blur_px=None, mode="blur", background=None,
-           chroma_rgb=(0, 255, 0), implementation="golden", edges="matting") -> RenderResult:
+           chroma_rgb=(0, 255, 0), implementation="golden", edges="matting",
+           depth_source="sensor") -> RenderResult:
     """Render one portrait frame.
 
     image_rgb_uint8: HxWx3 uint8 RGB, any size up to 12 MP and beyond.
@@ -40,6 +41,8 @@ def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidenc
       float or int8), read by `output_spec` (see model_output.py).
     depth_m, confidence: optional depth in metres (any size; NaN/inf/<=0 = holes) and its confidence
       in [0, 1] (or uint8 0..255).
+    depth_source: "sensor" (a depth camera, GDepth, Apple disparity) or "monocular" (a depth model's
+      relative depth): how far the alpha trusts depth (plan.DEPTH_SOURCES, depth_edges.py).
     focus_m / focus_point (x, y px): the focus distance; default: the subject's median depth.
     f_number or max_blur_px: the aperture; max_blur_px (CoC radius at infinity, full-res px) wins.
     mode: "blur", "replace" (needs background, any size) or "chroma" (solid chroma_rgb).
@@ -49,7 +52,7 @@ def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidenc
     """
     frame = prepare_frame(image_rgb_uint8, low_res_output, output_spec, depth_m=depth_m, confidence=confidence,
                           focus_m=focus_m, focus_point=focus_point, f_number=f_number, max_blur_px=max_blur_px,
-                          mode=mode, background=background, chroma_rgb=chroma_rgb)
+                          mode=mode, background=background, chroma_rgb=chroma_rgb, depth_source=depth_source)
     plan = make_plan(frame.image.shape[0], frame.image.shape[1], frame.low_res.shape[:2], frame.max_blur_px,
                      band_model_px=frame.spec.get("edge_band_model_px"))
     if frame.mode == "blur" and frame.max_blur_px / plan.scale > plan.max_coc_work + 1e-6:

@@ -26,12 +26,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from . import matting
+from . import depth_edges, matting, trimap
 from .model_output import decode_probability_q8
 from .plan import DEPTH_PRIOR_WEIGHT, DEPTH_SPLIT, DEPTH_WIDTH, Frame, StagePlan, depth_sample_index, pad_to_plan
 
 I32 = np.int32
-KEEP8 = 64   # trimap code of matting.KEEP (hesitant, far from the outline)
+KEEP8 = 64   # trimap code of trimap.KEEP (hesitant, far from the outline)
 
 
 def _boxsum(x: np.ndarray, r: int) -> np.ndarray:
@@ -216,34 +216,30 @@ def blur_background(work: np.ndarray, alpha_w8: np.ndarray, c_q4: np.ndarray, pl
     return plan.inverse_q12[e_out]
 
 
-def trimap_q8(p8: np.ndarray, plan: StagePlan, coc, c8, k_q4: int) -> np.ndarray:
-    """matting.make_trimap in integers: uint8 0 / 128 (unknown) / KEEP8 / 255 from P(subject) Q8 (and
-    depth Q4 / Q8); KEEP8 pixels keep the guided filter's alpha, as golden pulls them towards it.
-    Thresholds are the golden ones rounded to 8 bits; morphology on uint8 is exact."""
-    band = matting.band_radius(plan)
-
-    def disc(r):
-        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
-    sure8 = int(round(matting.P_SURE * 255))
-    subject = (p8 >= 128).astype(np.uint8)
-    sure_fg = (cv2.erode((p8 >= sure8).astype(np.uint8), disc(band)) > 0) & (subject > 0)
-    sure_bg = (cv2.erode((p8 <= 255 - sure8).astype(np.uint8), disc(band)) > 0) & (subject == 0)
-    outline = cv2.morphologyEx(subject, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    near = cv2.dilate(outline, disc(matting.UNCERTAIN_REACH * band)) > 0
-    confident = (p8 >= sure8) | (p8 <= 255 - sure8)
-    sure_fg |= (subject > 0) & ~near & confident
-    sure_bg |= (subject == 0) & ~near & confident
-    keep = ~near & ~confident
-    if coc is not None:
-        x8 = (np.abs(coc) * 256) // max(k_q4, 1)
-        far = (c8 >= round(matting.DEPTH_BG_CONF * 255)) & (x8 >= round(matting.DEPTH_FAR * 256))
-        sure_bg |= far & ~sure_fg & (p8 < 128) & ~(cv2.dilate(outline, disc(matting.DEPTH_CLEAR_BANDS * band)) > 0)
+def trimap_q8(p8: np.ndarray, plan: StagePlan, cue=None) -> np.ndarray:
+    """trimap.make_trimap in integers: uint8 0 / 128 (unknown) / KEEP8 / 255 from P(subject) Q8 and
+    the depth cue (depth_edges.device_cue: integer depth, integer thresholds); KEEP8 pixels keep the
+    guided filter's alpha, as golden pulls them towards it. The P thresholds are the golden ones
+    rounded to 8 bits; the rules are trimap.py's, on the same kind of binary maps."""
+    sure8 = int(round(trimap.P_SURE * 255))
+    sure_fg, sure_bg, keep = trimap.make_trimap_maps(p8 >= 128, p8 >= sure8, p8 <= 255 - sure8,
+                                                     matting.band_radius(plan), cue)
     tri = np.full(p8.shape, 128, np.uint8)
-    tri[keep & ~sure_bg] = KEEP8
+    tri[keep] = KEEP8
     tri[sure_fg] = 255
     tri[sure_bg] = 0
     return tri
+
+
+def device_cue(frame: Frame, plan: StagePlan, p8: np.ndarray):
+    """What depth says, from the sensor boundary's uint16 millimetres and uint8 confidence."""
+    if frame.depth_m is None or frame.confidence is None:
+        return None
+    d = frame.depth_m
+    depth_mm = np.where(np.isfinite(d), np.clip(np.round(d * 1000), 0, 65535), 0).astype(np.uint16)
+    conf8 = np.round(frame.confidence * 255).astype(np.uint8)
+    sure8 = int(round(trimap.P_SURE * 255))
+    return depth_edges.device_cue(depth_mm, conf8, frame.depth_source, plan, p8 >= sure8, p8 <= 255 - sure8)
 
 
 def constrain(a_q12: np.ndarray, b_q8: np.ndarray, tri8: np.ndarray):
@@ -273,8 +269,14 @@ def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
         p8 = depth_prior(p8, coc, c8, k_q4)
     a_q12, b_q8 = guided_coefficients(gray_w, p8, plan)
     if edges == "matting":
-        tri8 = trimap_q8(p8_raw, plan, coc, c8, k_q4)
+        tri8 = trimap_q8(p8_raw, plan, device_cue(frame, plan, p8_raw))
         a_q12, b_q8 = constrain(a_q12, b_q8, tri8)
+        alpha_w8 = alpha_q8(a_q12, b_q8, gray_w)
+        holes = trimap.enclosed_holes(alpha_w8, tri8 == 0, p8_raw, one=255,
+                                      deep=trimap.deep_inside(p8_raw >= 128, matting.band_radius(plan)))
+        if holes.any():
+            tri8[holes] = 255
+            a_q12, b_q8 = constrain(a_q12, b_q8, tri8)
     alpha_w8 = alpha_q8(a_q12, b_q8, gray_w)
 
     gray = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from . import matting
+from . import depth_edges, matting, trimap
 from .model_output import decode_probability
 from .plan import (
     DEPTH_PRIOR_WEIGHT,
@@ -231,9 +231,9 @@ def matte_mask(frame: Frame, plan: StagePlan, work, coc, conf):
     None, trimap)."""
     p = decode_probability(frame.low_res, frame.spec)
     p = cv2.resize(p, (plan.work_w, plan.work_h), interpolation=cv2.INTER_LINEAR)
-    depth_x = None if coc is None else np.abs(coc) / F32(max(plan.max_coc_work, 1e-6))
+    cue = depth_edges.golden_cue(frame, plan, p >= trimap.P_SURE, p <= 1 - trimap.P_SURE)
     gray_w = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY).astype(F32) / F32(255)
-    m = matting.matte(work, p, plan, depth_x, conf, keep=guided_alpha_work(p, gray_w, plan, coc, conf))
+    m = matting.matte(work, p, plan, cue, keep=guided_alpha_work(p, gray_w, plan, coc, conf))
     alpha_w = m.alpha
     delta = None if m.fg_delta is None else np.round(m.fg_delta * F32(255)).astype(np.int16)
     if plan.scale == 1:

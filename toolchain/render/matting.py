@@ -4,11 +4,10 @@ The fused stage's guided filter alone moves a segmentation outline only a pixel 
 whiskers and tails need the alpha *solved* from the photo. This module does it in three steps, on the
 stage's working grid (plan.py), and hands full-resolution results back to golden.py / device.py:
 
-1. `make_trimap`: sure subject / sure background / unknown from the model's P(subject), its
-   uncertainty (values between P_SURE and 1 - P_SURE are unknown) and, when present, depth: a
-   confident depth far behind the focus plane settles hesitant mask pixels (more than two bands from the
-   outline: hair over the background has the background's depth) as background. The unknown band is at least BAND_MODEL_PX model pixels wide on either side of the
-   0.5 outline (the model cannot place its edge better than that).
+1. `trimap.make_trimap`: sure subject / sure background / unknown from the model's P(subject), its
+   uncertainty and, when present, depth (trimap.py has the rules, depth_edges.py what depth says). The
+   unknown band is at least BAND_MODEL_PX model pixels wide on either side of the 0.5 outline (the
+   model cannot place its edge better than that).
 2. `solve_alpha`: closed-form matting (Levin et al., pymatting's `cf_laplacian`) restricted to the
    unknown pixels: L_uu x = -L_uk a_k, solved by conjugate gradients with pymatting's incomplete
    Cholesky preconditioner, on the bounding box of the band only. Sure pixels keep 0 / 1, so a
@@ -16,7 +15,9 @@ stage's working grid (plan.py), and hands full-resolution results back to golden
 3. `estimate_foreground`: blur fusion (Forte & Pitie 2021: box-filtered local subject / background
    means, coarse to fine) on the same crop, or pymatting's `estimate_foreground_ml` (FG_METHOD "ml");
    measured on the photos and scenes blur fusion spills no more (README) at a tenth of the time at
-   12 MP, while ML is far better on a wide two-colour ramp (tests). Its correction F - I is what
+   12 MP, while ML is far better on a wide two-colour ramp (tests).
+   Between 2 and 3, `trimap.enclosed_holes`: a region the solve left translucent that the subject
+   encloses and the mask calls subject is filled (a white logo on a cap against a pale sky). Its correction F - I is what
    golden.py upsamples and adds to the full-resolution photo, so fine detail stays while the
    background colour leaves the subject's edge.
 
@@ -41,17 +42,15 @@ from pymatting import estimate_foreground_ml, ichol, jacobi
 from scipy.sparse.linalg import LinearOperator
 from scipy.sparse.linalg import cg as scipy_cg
 
+from .depth_edges import DepthCue
+from .trimap import KEEP, UNKNOWN, deep_inside, enclosed_holes, make_trimap
+
 if TYPE_CHECKING:
     import scipy.sparse
 
-P_SURE = 0.95            # P(subject) above this (or below 1 - this) is not uncertain by itself
 BAND_MODEL_PX = 3.0      # unknown band half-width around the 0.5 outline, in model-output pixels, unless
                          # the model's output spec sets edge_band_model_px (registry -> manifest -> spec)
 BAND_MIN_PX = 3          # ... and at least this many working pixels
-DEPTH_CLEAR_BANDS = 2    # depth may settle hesitant pixels only this many bands or more from the outline
-UNCERTAIN_REACH = 3      # uncertain mask values are unknown only within this many bands of the outline
-DEPTH_BG_CONF = 0.5      # depth confidence from which a far depth may declare background
-DEPTH_FAR = 0.35         # |CoC| / K above which depth says "well behind the subject"
 CF_EPSILON = 1e-6        # closed-form regulariser (pymatting's default is 1e-7; 1e-6 is smoother, faster)
 CF_RADIUS = 1            # 3x3 windows
 ALPHA_SNAP = 0.05        # solved alpha below this is 0, above 1 - this is 1 (linear in between)
@@ -62,9 +61,9 @@ CG_MAXITER = 400
 FG_REGULARIZATION = 1e-5  # estimate_foreground_ml defaults
 FG_METHOD = "blur"        # foreground colours: "blur" (blur fusion) or "ml" (pymatting's estimate_foreground_ml)
 FG_RADII = (15, 8, 4, 2)  # blur fusion box radii, working px, coarse to fine
-UNKNOWN = 0.5            # trimap codes: 0 sure background, 1 sure subject, UNKNOWN solved, and
-KEEP = -1.0              # KEEP: hesitant far from the outline: pulled towards the guided stage's alpha
 KEEP_WEIGHT = 1e-1       # ... with this weight (None: held exactly; measured in README)
+DEPTH_DATA_WEIGHT = 0.0   # pull of the solve towards depth's verdict where depth is sure; 0: depth only in the trimap
+                          # (1e-2 measured on the ToF scenes: IoU +0.001..+0.002 on four, -0.0017 on person_1)
 
 
 @dataclass
@@ -84,42 +83,6 @@ def band_radius(plan) -> int:
 
 def _disc(r: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
-
-def make_trimap(p: np.ndarray, band_px: int, depth_x: np.ndarray | None = None,
-                depth_conf: np.ndarray | None = None) -> np.ndarray:
-    """Trimap (0 / 0.5 / 1, float32) from P(subject) on the working grid.
-
-    p: float32 HxW in [0, 1]. band_px: unknown half-width around the 0.5 outline (working px).
-    depth_x, depth_conf: optional |CoC| / K in [0, 1] (0 = at the focus plane) and its confidence.
-    """
-    subject = (p >= 0.5).astype(np.uint8)
-    k = _disc(band_px)
-    sure_fg = cv2.erode((p >= P_SURE).astype(np.uint8), k).astype(bool) & subject.astype(bool)
-    sure_bg = cv2.erode((p <= 1 - P_SURE).astype(np.uint8), k).astype(bool) & ~subject.astype(bool)
-    # the model's uncertainty widens the band, but only up to UNCERTAIN_REACH bands from its outline:
-    # a wide hesitant region (dark shirt on a dark room) is not something matting can settle
-    outline = cv2.morphologyEx(subject, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    near = cv2.dilate(outline, _disc(UNCERTAIN_REACH * band_px)).astype(bool)
-    confident = (p >= P_SURE) | (p <= 1 - P_SURE)
-    sure_fg |= subject.astype(bool) & ~near & confident
-    sure_bg |= ~subject.astype(bool) & ~near & confident
-    # hesitant pixels farther out keep the stage's own soft value (KEEP): snapping them to the side of
-    # 0.5 they fall on cost more than the solve gained (selfie person_02: a dark shoulder at P ~ 0.6)
-    keep = ~near & ~confident
-    if depth_x is not None and depth_conf is not None:
-        far = (depth_conf >= DEPTH_BG_CONF) & (depth_x >= DEPTH_FAR)
-        # (depth at the subject's distance is not used to reopen the band: registered sensor depth
-        # bleeds over the outline, and the wider band it made cost more than it found, measured)
-        # close: a confident far depth settles a hesitant mask (P < 1 - P_SURE ... 0.5) as background,
-        # but not within DEPTH_CLEAR_BANDS bands of the outline, where hair and whiskers over the
-        # background have the background's depth (nearer, it cost more hair than it saved, measured)
-        sure_bg |= far & ~sure_fg & (p < 0.5) & ~cv2.dilate(outline, _disc(DEPTH_CLEAR_BANDS * band_px)).astype(bool)
-    tri = np.full(p.shape, UNKNOWN, np.float32)
-    tri[keep & ~sure_bg] = KEEP
-    tri[sure_fg] = 1.0
-    tri[sure_bg] = 0.0
-    return tri
 
 
 def _crop_box(unknown: np.ndarray, margin: int):
@@ -255,7 +218,8 @@ def known_alpha(trimap: np.ndarray, keep: np.ndarray | None = None) -> np.ndarra
 
 
 def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None,
-                keep: np.ndarray | None = None) -> np.ndarray:
+                keep: np.ndarray | None = None, depth_target: np.ndarray | None = None,
+                depth_weight: np.ndarray | None = None) -> np.ndarray:
     """Closed-form alpha in the unknown band, weakly pulled (PRIOR_WEIGHT) towards `prior` (the model's
     P(subject); 0.5 when None). KEEP pixels are solved too but pulled hard (KEEP_WEIGHT) towards `keep`
     (the guided stage's alpha), so only a clear edge of the photo moves them. image_rgb: uint8 or float
@@ -276,6 +240,14 @@ def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
     weight = np.full(known.shape, PRIOR_WEIGHT)
     kp = is_keep[y0:y1, x0:x1].ravel()
     target[kp], weight[kp] = known[kp], (KEEP_WEIGHT or 0.0)
+    if depth_target is not None and depth_weight is not None:
+        # depth's data term: where depth is sure (its regions, clear of its own edges) it pulls the solve
+        # towards its verdict with a weight far below the colour affinities', so it settles flat,
+        # ambiguous colour and leaves strands with a colour edge to colour
+        dw = depth_weight[y0:y1, x0:x1].ravel().astype(np.float64)
+        sel = (dw > weight) & ~kp
+        target[sel] = depth_target[y0:y1, x0:x1].ravel()[sel]
+        weight[sel] = dw[sel]
     known[is_unknown] = 0
     L = band_laplacian(img, unk)
     # a weak pull towards the model's own P(subject) keeps the system positive definite in flat
@@ -343,11 +315,25 @@ def estimate_foreground(image_rgb: np.ndarray, alpha: np.ndarray, trimap: np.nda
     return delta
 
 
-def matte(work_rgb: np.ndarray, p: np.ndarray, plan, depth_x=None, depth_conf=None,
+def fill_holes(alpha: np.ndarray, trimap: np.ndarray, p: np.ndarray, band_px: int) -> np.ndarray:
+    """trimap.enclosed_holes on the solved alpha: the filled pixels (bool), set to 1 / sure in place."""
+    holes = enclosed_holes(alpha, trimap == 0, p, deep=deep_inside(p >= 0.5, max(1, band_px // 2)))
+    alpha[holes] = 1.0
+    trimap[holes] = 1.0
+    return holes
+
+
+def matte(work_rgb: np.ndarray, p: np.ndarray, plan, cue: DepthCue | None = None,
           foreground: bool = True, keep: np.ndarray | None = None) -> Matte:
-    """Trimap, solved alpha and foreground correction on the working grid. keep: the guided stage's
-    alpha on the working grid (held where the trimap says KEEP)."""
-    tri = make_trimap(p, band_radius(plan), depth_x, depth_conf)
-    alpha = solve_alpha(work_rgb, tri, p, keep)
+    """Trimap, solved alpha (enclosed holes filled) and foreground correction on the working grid.
+    cue: what depth says (depth_edges.py) or None; keep: the guided stage's alpha on the working grid
+    (held where the trimap says KEEP)."""
+    tri = make_trimap(p, band_radius(plan), cue)
+    d_target = d_weight = None
+    if cue is not None and DEPTH_DATA_WEIGHT:
+        d_target = cue.at_subject.astype(np.float32)
+        d_weight = np.where(cue.far | cue.at_subject, np.float32(DEPTH_DATA_WEIGHT), np.float32(0))
+    alpha = solve_alpha(work_rgb, tri, p, keep, d_target, d_weight)
+    fill_holes(alpha, tri, p, band_radius(plan))
     delta = estimate_foreground(work_rgb, alpha, tri) if foreground else None
     return Matte(tri, alpha, delta)

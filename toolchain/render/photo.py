@@ -160,6 +160,16 @@ def pseudo_depth(inverse: np.ndarray) -> np.ndarray:
     return np.where(ok, 1.0 / s, np.nan).astype(np.float32)
 
 
+def monocular_depth(depth_model: str | Path, image: np.ndarray) -> tuple[np.ndarray, str]:
+    """A depth bundle's pseudo-depth for a photo (at the model's resolution, the photo's aspect) and
+    the file that ran."""
+    inv, ran = run_depth_model(depth_model, image)
+    # the model saw the photo stretched to its input size: stretch its map back to the photo's aspect
+    f = max(inv.shape) / max(image.shape[:2])
+    size = (max(1, round(image.shape[1] * f)), max(1, round(image.shape[0] * f)))
+    return pseudo_depth(cv2.resize(inv, size, interpolation=cv2.INTER_LINEAR)), ran
+
+
 def inverse_depth_png(depth: np.ndarray, height: int, width: int) -> np.ndarray:
     """Depth (metres or pseudo-depth; NaN / <= 0 = hole) -> uint16 inverse depth at the photo's size,
     nearest sampling as the stage samples it: 65535 at the nearest pixel, 0 at holes and infinity."""
@@ -204,21 +214,19 @@ def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path
     image = load_rgb(image_path)
     low_res, spec = run_segmentation(bundle, image, precision=precision)
     depth_m = confidence = None
+    depth_source = "sensor"
     notes = []
     if depth is not None:
         depth_m, confidence = read_depth(depth)
     elif depth_model is not None:
-        inv, ran = run_depth_model(depth_model, image)
-        # the model saw the photo stretched to its input size: stretch its map back to the photo's aspect
-        f = max(inv.shape) / max(image.shape[:2])
-        size = (max(1, round(image.shape[1] * f)), max(1, round(image.shape[0] * f)))
-        depth_m = pseudo_depth(cv2.resize(inv, size, interpolation=cv2.INTER_LINEAR))
+        depth_m, ran = monocular_depth(depth_model, image)
+        depth_source = "monocular"
         notes.append(f"depth from {ran} (relative, no metric scale)")
     bg = load_rgb(background) if background is not None else None
     result = render(image, low_res, spec, depth_m=depth_m, confidence=confidence, focus_m=focus_m,
                     f_number=f_number, max_blur_px=max_blur_px,
                     mode=mode or ("replace" if bg is not None else "blur"), background=bg,
-                    implementation=implementation, edges=edges)
+                    implementation=implementation, edges=edges, depth_source=depth_source)
     result.warnings.extend(notes)
     result.model_file = segmentation_file(read_manifest(bundle), precision)
     _write(Path(out_path), result.composite, "composite")

@@ -42,6 +42,10 @@ HIGHLIGHT_GAIN = 3.0         # ... up to (1 + gain) x at 255, so bokeh balls sta
 DEPTH_SPLIT = 0.13           # |CoC|/max below which depth says "subject" (about 1.15x the focus distance)
 DEPTH_WIDTH = 0.10           # width of that ramp, same unit
 DEPTH_PRIOR_WEIGHT = 0.5     # how far depth may move an uncertain mask value towards its own verdict
+# where depth comes from: its weight (scales its confidence; the confidence where the format has none) and
+# the width of its soft edges in depth pixels (depth_edges.py trusts it only that far from its own edges)
+DEPTH_SOURCES = {"sensor": {"weight": 1.0, "edge_px": 2.0},
+                 "monocular": {"weight": 0.5, "edge_px": 6.0}}
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Frame:
     background: np.ndarray | None       # uint8 HxWx3, already fitted to the frame
     chroma_rgb: tuple[int, int, int]
     warnings: list[str] = field(default_factory=list)
+    depth_source: str = "sensor"        # a DEPTH_SOURCES key: how far depth is trusted
 
 
 @dataclass
@@ -182,8 +187,10 @@ def fit_background(bg: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def prepare_frame(image, low_res_output, output_spec, *, depth_m=None, confidence=None, focus_m=None,
                   focus_point=None, f_number=None, max_blur_px=None, mode="blur", background=None,
-                  chroma_rgb=(0, 255, 0)) -> Frame:
+                  chroma_rgb=(0, 255, 0), depth_source="sensor") -> Frame:
     warnings: list[str] = []
+    if depth_source not in DEPTH_SOURCES:
+        raise InputError(f"depth source {depth_source!r} is not known", fix=f"use one of {', '.join(DEPTH_SOURCES)}")
     img = _as_rgb(image, "image", warnings)
     h, w = img.shape[:2]
     spec = normalize_spec(output_spec)
@@ -281,7 +288,7 @@ def prepare_frame(image, low_res_output, output_spec, *, depth_m=None, confidenc
     chroma = tuple(int(v) for v in chroma_rgb)
     if len(chroma) != 3 or not all(0 <= v <= 255 for v in chroma):
         raise InputError(f"chroma_rgb must be three values 0..255, got {chroma_rgb}", fix="e.g. (0, 255, 0)")
-    return Frame(img, low, spec, d, c, focus_m, k, mode, bg, chroma, warnings)
+    return Frame(img, low, spec, d, c, focus_m, k, mode, bg, chroma, warnings, depth_source)
 
 
 def pad_to_plan(img: np.ndarray, plan: StagePlan) -> np.ndarray:

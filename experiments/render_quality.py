@@ -1,5 +1,10 @@
 """Quality of the fused stage against exact ground truth, and photo panels for a person to look at.
 
+Run: python -m experiments.render_quality [BUNDLE ...] [--synthetic] [--device] [--depth-model ID] [--json F]
+prints, per photo with a reference alpha and per synthetic scene, IoU, band accuracy, SAD, spill, holes
+and ghosts for the stage before matting (guided), matting, and matting with depth (monocular on the
+photos, registered ToF on the scenes), golden and, with --device, the fixed-point path.
+
 `evaluate()` renders synthetic scenes (toolchain.scenes) four ways and compares each with the truth:
 - truth: the golden stage fed the true alpha and the true depth (all else equal);
 - ours, mask only: golden stage from a simulated 257x257 model output (model_output.simulate_model_output);
@@ -14,16 +19,27 @@ Not here: the stage itself (golden.py, device.py) or timings (bench.py).
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+from skimage.metrics import structural_similarity
 
-from . import golden
-from .api import render
-from .baseline import notebook_render
-from .model_output import simulate_model_output
-from .plan import make_plan, prepare_frame
+from toolchain.depth.registration import register_depth
+from toolchain.depth.tof import simulate_tof_frame
+from toolchain.evaluate import truth_metrics as metrics
+from toolchain.images import load_rgb
+from toolchain.paths import list_photos, photos_dir
+from toolchain.render import golden
+from toolchain.render.api import render
+from toolchain.render.baseline import notebook_render
+from toolchain.render.model_output import simulate_model_output
+from toolchain.render.photo import monocular_depth, read_manifest, resolve_bundle, run_segmentation, segmentation_file
+from toolchain.render.plan import make_plan, prepare_frame
+from toolchain.scenes import generate_scene
 
 BAND_PX = 8   # half-width of the band around the true edge, pixels at 640x480
 
@@ -39,7 +55,6 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    from skimage.metrics import structural_similarity
     _, smap = structural_similarity(a, b, channel_axis=2, data_range=255, full=True)
     smap = smap.mean(axis=2)
     return float(smap[mask].mean() if mask is not None else smap.mean())
@@ -83,22 +98,12 @@ def render_truth(image, alpha_true, depth_m, focus_m: float, max_blur_px: float)
 
 def tof_depth(scene, seed: int):
     """Registered ToF depth for a scene: (depth_m with NaN holes, confidence, source description)."""
-    try:
-        from toolchain.depth.registration import register_depth
-        from toolchain.depth.tof import simulate_tof_frame
-    except ImportError:  # the depth package is another part; stand in with a low-res noisy copy
-        rng = np.random.default_rng(seed)
-        h, w = scene.depth_m.shape
-        low = cv2.resize(scene.depth_m.astype(np.float32), (240, 180), interpolation=cv2.INTER_AREA)
-        low = low * (1 + rng.normal(0, 0.01, low.shape)).astype(np.float32)
-        return cv2.resize(low, (w, h)), None, "stand-in: 240x180 area copy of true depth, 1 % noise"
     f = simulate_tof_frame(scene, "tof_240x180", seed=seed)
     d, c, _ = register_depth(f.range_mm, f.confidence, f.intrinsics, scene.K, f.extrinsics, scene.rgb)
     return d, c, "toolchain.depth: simulate_tof_frame(tof_240x180) + register_depth"
 
 
 def _default_scene_fn():
-    from toolchain.scenes import generate_scene
     return generate_scene
 
 
@@ -170,15 +175,12 @@ def write_panels(out_dir, photos=None, height: int = 360, implementation: str = 
                  bundle=None) -> list[Path]:
     """input | mask | notebook | ours, one PNG per photo. The mask comes from the bundle's segmentation
     model when `bundle` is given (every photo), else from the photo's matte (photos with one)."""
-    from toolchain.images import load_rgb
-    from toolchain.paths import list_photos, photos_dir
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     photos = list_photos(photos_dir()) if photos is None else photos
     written = []
     for ph in photos:
         if bundle is not None:
-            from .photo import read_manifest, run_segmentation, segmentation_file
             img = load_rgb(ph)
             low, spec = run_segmentation(Path(bundle), img)
             source = f"mask: {segmentation_file(read_manifest(Path(bundle)))}"
@@ -215,6 +217,8 @@ def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | 
     band_acc: share of pixels within `radius` px of the reference outline where alpha > 0.5 agrees
       with the reference; band_mae: mean |alpha - ref| there; sad_k: sum |alpha - ref| over the frame
       / 1000; iou: of the two 0.5 masks.
+    holes / ghosts (toolchain.evaluate.truth_metrics): share of the reference's deep interior (> 20 px inside)
+      where alpha < 0.9, and of its deep exterior where alpha > 0.1.
     spill (with `chroma`, the chroma-key composite, and `foreground_ref`, the true foreground
       colours): mean RGB distance (8-bit levels) between the composite and the true foreground over
       band pixels inside the subject (ref alpha >= INSIDE_ALPHA), where the ideal composite *is* the
@@ -225,6 +229,7 @@ def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | 
     ha, hr = a > 0.5, r > 0.5
     out = {"band_acc": float((ha == hr)[band].mean()), "band_mae": float(np.abs(a - r)[band].mean()),
            "sad_k": float(np.abs(a - r).sum() / 1000), "iou": float((ha & hr).sum() / max((ha | hr).sum(), 1)),
+           "holes": metrics.holes(alpha_ref, alpha), "ghosts": metrics.ghosts(alpha_ref, alpha),
            "band_px": int(band.sum())}
     if chroma is not None and foreground_ref is not None:
         inside = band & (r >= INSIDE_ALPHA)
@@ -234,18 +239,22 @@ def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | 
 
 
 def compare_edges(image, low, spec, alpha_ref, foreground_ref=None, depth_m=None, confidence=None,
-                  implementations=("golden",)) -> dict:
-    """Today's fused stage (edges="guided") against matting (edges="matting") on one frame:
-    {"guided": figures, "matting": figures, ("device_matting": figures)}. foreground_ref defaults to
-    the photo (exact where the reference alpha is ~1, which is where spill is measured)."""
+                  implementations=("golden",), depth_source: str = "sensor") -> dict:
+    """Today's fused stage (edges="guided") against matting (edges="matting") on one frame, both
+    without depth; with depth given, also matting with it ("matting+depth"):
+    {"guided": figures, "matting": figures, ("matting+depth": ...), ("device_matting": ...)}.
+    foreground_ref defaults to the photo (exact where the reference alpha is ~1, which is where spill
+    is measured)."""
     fref = image if foreground_ref is None else foreground_ref
     rows = {}
+    variants = [("guided", None), ("matting", None)] + ([("matting+depth", depth_m)] if depth_m is not None else [])
     for impl in implementations:
-        for edges in ("guided", "matting"):
-            res = render(image, low, spec, depth_m=depth_m, confidence=confidence, mode="chroma",
-                         edges=edges, implementation=impl)
-            name = edges if impl == "golden" else f"{impl}_{edges}"
-            rows[name] = edge_figures(res.alpha, alpha_ref, res.composite, fref)
+        for name, d in variants:
+            if impl != "golden" and name == "guided":
+                continue
+            res = render(image, low, spec, depth_m=d, confidence=None if d is None else confidence, mode="chroma",
+                         edges=name.split("+")[0], implementation=impl, depth_source=depth_source)
+            rows[name if impl == "golden" else f"{impl}_{name}"] = edge_figures(res.alpha, alpha_ref, res.composite, fref)
     return rows
 
 
@@ -255,6 +264,7 @@ def _ratio(a: float, b: float) -> float:
 
 def summarize_edges(rows: list[dict], new: str = "matting", old: str = "guided") -> dict:
     """Targets of issue 12 over a list of compare_edges rows (each also has a "name")."""
+    rows = [r for r in rows if new in r and old in r]
     mean = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in rows[0][k]} for k in (old, new)}
     return {
         "mean": mean,
@@ -269,8 +279,7 @@ def summarize_edges(rows: list[dict], new: str = "matting", old: str = "guided")
 def synthetic_edges(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640), with_depth: bool = True,
                     implementations=("golden",)) -> list[dict]:
     """compare_edges on the synthetic scenes (exact alpha) from a simulated 257x257 model output;
-    with_depth adds the registered ToF depth (feeds the trimap)."""
-    from toolchain.scenes import generate_scene
+    with_depth adds matting with the registered ToF depth."""
     rows = []
     for kind in kinds:
         for seed in seeds:
@@ -285,13 +294,9 @@ def synthetic_edges(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640)
     return rows
 
 
-def photo_edges(bundle, photos=None, implementations=("golden",)) -> list[dict]:
+def photo_edges(bundle, photos=None, implementations=("golden",), depth_model=None) -> list[dict]:
     """compare_edges on every photo with a reference alpha (`*_alpha_pred.png`), mask from `bundle`'s
-    segmentation model."""
-    from toolchain.images import load_rgb
-    from toolchain.paths import list_photos, photos_dir
-
-    from .photo import run_segmentation
+    segmentation model; with `depth_model` (a depth bundle) also matting with its monocular depth."""
     photos = list_photos(photos_dir()) if photos is None else photos
     rows = []
     for ph in photos:
@@ -304,32 +309,31 @@ def photo_edges(bundle, photos=None, implementations=("golden",)) -> list[dict]:
         if ref.shape != img.shape[:2]:
             ref = cv2.resize(ref, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
         low, spec = run_segmentation(Path(bundle), img)
-        r = compare_edges(img, low, spec, ref, implementations=implementations)
+        d = None if depth_model is None else monocular_depth(depth_model, img)[0]
+        r = compare_edges(img, low, spec, ref, depth_m=d, implementations=implementations, depth_source="monocular")
         r["name"] = f"{ph.stem} ({Path(bundle).name})"
         rows.append(r)
     return rows
 
 
 def main(argv=None) -> int:
-    """python -m toolchain.render.quality [--synthetic] [BUNDLE ...]: issue 12's edge figures, today's
-    stage (guided) against matting, per photo with a reference alpha (mask from each bundle; a person
-    model is judged on people only) and on the synthetic scenes."""
-    import argparse
-    import json
-    ap = argparse.ArgumentParser(prog="python -m toolchain.render.quality", description=main.__doc__.split(":")[0])
+    """python -m experiments.render_quality [--synthetic] [--depth-model ID] [BUNDLE ...]: edge figures,
+    today's stage (guided) against matting, and matting with depth, per photo with a reference alpha
+    (mask from each bundle; a person model is judged on people only) and on the synthetic scenes."""
+    ap = argparse.ArgumentParser(prog="python -m experiments.render_quality", description=main.__doc__.split(":")[0])
     ap.add_argument("bundles", nargs="*", help="segmentation bundle folders or model ids")
     ap.add_argument("--synthetic", action="store_true", help="also the synthetic scenes (exact alpha, ToF depth)")
     ap.add_argument("--device", action="store_true", help="also the device (fixed-point) path")
+    ap.add_argument("--depth-model", default=None, help="depth bundle: photos also get matting with its depth")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    from .photo import resolve_bundle
     impl = ("golden", "device") if args.device else ("golden",)
     report = {}
     groups = []
     for b in args.bundles:
         bundle = resolve_bundle(b)
         person_only = "selfie" in bundle.name
-        rows = [r for r in photo_edges(bundle, implementations=impl)
+        rows = [r for r in photo_edges(bundle, implementations=impl, depth_model=args.depth_model)
                 if r["guided"]["iou"] > 0.5 and (not person_only or r["name"].startswith("person"))]
         groups.append((f"photos, {bundle.name}", rows))
     if args.synthetic:
@@ -339,11 +343,16 @@ def main(argv=None) -> int:
             print(f"{title}: no frame")
             continue
         s = summarize_edges(rows)
-        print(f"{title}:")
+        print(f"{title}:  (iou, band accuracy, SAD/1000, spill levels, holes %, ghosts %)")
         for r in rows:
-            print(f"  {r['name']:44} " + " | ".join(
-                f"{k} acc {r[k]['band_acc']:.3f} sad {r[k]['sad_k']:.2f} spill {r[k].get('spill', float('nan')):.2f}"
-                for k in r if k != "name"))
+            print(f"  {r['name']}")
+            for k in r:
+                if k == "name":
+                    continue
+                f = r[k]
+                print(f"    {k:22} iou {f['iou']:.4f} acc {f['band_acc']:.4f} sad {f['sad_k']:7.2f} "
+                      f"spill {f.get('spill', float('nan')):6.2f} holes {100 * f['holes']:.3f} "
+                      f"ghosts {100 * f['ghosts']:.3f}")
         print(f"  => band accuracy {s['band_acc_gain']:+.3f} (target >= +0.08), SAD {s['sad_ratio']:.2f}x lower "
               f"(target 2x), spill {s['spill_ratio']:.2f}x lower (target 2x), worse: {', '.join(s['worse']) or 'none'}")
         if args.device:
@@ -358,5 +367,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
     sys.exit(main())

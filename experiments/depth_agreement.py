@@ -6,7 +6,7 @@ its relative inverse depth with the photo's inverse depth (1 / GDepth depth) by 
 correlation on a regular grid of pixels. Ranks ignore the unknown scale and offset of relative depth;
 +1 is the same near-to-far ordering. Usage:
 
-    python -m toolchain.render.depth_agreement --depth-model pydnet_pp_mobile [--json out.json]
+    python -m experiments.depth_agreement --depth-model pydnet_pp_mobile [--json out.json]
 
 Not here: reading the photos (toolchain/depth/readers.py) or running the model (photo.py).
 """
@@ -20,23 +20,23 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy.stats import spearmanr
 
-from .. import paths
-from ..errors import PortraitError
+from toolchain import paths
+from toolchain.depth.readers import read_gdepth
+from toolchain.errors import PortraitError
+from toolchain.render.photo import run_depth_model
 
 GRID = (96, 128)          # pixels compared per photo (rows, cols), sampled evenly
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
     ok = np.isfinite(a) & np.isfinite(b)
     return float(spearmanr(a[ok], b[ok]).statistic) if ok.sum() > 10 else float("nan")
 
 
 def agreement(depth_model, photos=None) -> list[dict]:
     """[{"photo", "spearman", "pixels", "model_file"}] for every GDepth photo."""
-    from ..depth.readers import read_gdepth
-    from .photo import run_depth_model
     folder = paths.depth_photos_dir()
     photos = sorted(folder.glob("*.jpg")) if photos is None and folder else (photos or [])
     rows = []
@@ -59,7 +59,7 @@ def agreement(depth_model, photos=None) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m toolchain.render.depth_agreement", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.depth_agreement", description=__doc__.split("\n")[0])
     ap.add_argument("--depth-model", required=True, help="depth bundle folder or model id")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)

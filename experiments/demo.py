@@ -7,7 +7,11 @@ the windows with the most soft alpha), plus figures against the reference alphas
 (`*_alpha_pred.png`) and against the synthetic scenes' exact alpha (quality.py). Every image is
 embedded (data: URIs), so `export/demo/index.html` opens anywhere without a server.
 
-Usage: python -m toolchain.render.demo [--out export/demo] [--bundle DIR] [--quick]
+Depth: for each photo with its own depth (depth_photos/), the depth map and the alpha without and with
+depth side by side; for the others the monocular depth model's map (--depth-model) and the alpha with
+it; a 100 % crop wherever holes or ghosts (evaluate.truth_metrics) were found against a reference alpha.
+
+Usage: python -m experiments.demo [--out export/demo] [--bundle DIR] [--quick] [--depth-model ID]
 Not here: the stage (golden.py, matting.py) or its figures' definitions (quality.py).
 """
 
@@ -17,19 +21,38 @@ import argparse
 import base64
 import html
 import json
+import os
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+import skimage.data as d
 
-from .. import paths
-from ..errors import PortraitError
-from .api import render
-from .baseline import notebook_mask, notebook_render
+from experiments.render_quality import compare_edges, summarize_edges, synthetic_edges
+from toolchain import paths
+from toolchain.depth.readers import read_depth_photo
+from toolchain.errors import PortraitError
+from toolchain.evaluate import truth_metrics as metrics
+from toolchain.export import export_model
+from toolchain.images import load_rgb
+from toolchain.render.api import render
+from toolchain.render.baseline import notebook_mask, notebook_render
+from toolchain.render.photo import (
+    inverse_depth_png,
+    monocular_depth,
+    read_depth,
+    read_manifest,
+    resolve_bundle,
+    run_segmentation,
+    segmentation_file,
+)
+from toolchain.render.plan import fit_background
 
 DEMO_PHOTOS = ("person_01", "person_02", "cat_01", "leopard_01", "person_03", "cat_03")
 SEGMENTER = "deeplabv3_mnv2_pascal_257"
+DEPTH_SEGMENTER = "selfie_segmenter"    # the photos with their own depth are of people and objects
+DEPTH_MODEL = "pydnet_pp_mobile"        # monocular depth for the photos without
 CROP_PX = 192            # crops are cut at 100 % (one photo pixel = one screen pixel)
 VIEW_LONG_SIDE = 640     # whole-frame views are scaled to this long side
 MIN_SOFT = 0.05
@@ -85,7 +108,6 @@ def notebook_composite(image, low, spec, mode: str, background=None, chroma=(0, 
 
 def demo_photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """(name, RGB, reference alpha or None) for the demo: shared photos, else scikit-image's."""
-    from ..images import load_rgb
     folder = paths.photos_dir()
     out = []
     if folder is not None:
@@ -102,7 +124,6 @@ def demo_photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
                     ref = cv2.resize(ref, (img.shape[1], img.shape[0]))
             out.append((stem, img, ref))
     if len(out) < 3:
-        import skimage.data as d
         for name in ("astronaut", "chelsea", "camera"):
             img = getattr(d, name)()
             img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
@@ -111,21 +132,16 @@ def demo_photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
 
 
 def demo_background(height: int, width: int) -> np.ndarray:
-    import skimage.data as d
-
-    from .plan import fit_background
     return fit_background(np.ascontiguousarray(d.coffee()[..., :3]), height, width)
 
 
 def find_segmenter(bundle: str | Path | None, work: Path) -> Path:
     """The bundle to segment with: given, in the output folder, or exported once into `work`."""
-    from .photo import resolve_bundle
     for cand in ([bundle] if bundle else []) + [SEGMENTER, work / SEGMENTER]:
         try:
             return resolve_bundle(cand)
         except PortraitError:
             continue
-    from ..export import export_model
     print(f"demo: no {SEGMENTER} bundle; exporting one into {work} (a few minutes)", file=sys.stderr)
     return export_model(SEGMENTER, out_root=work, quiet=True).bundle
 
@@ -133,14 +149,18 @@ def find_segmenter(bundle: str | Path | None, work: Path) -> Path:
 def _fig_table(rows: list[dict], title: str) -> str:
     if not rows:
         return f"<h3>{html.escape(title)}</h3><p>none</p>"
-    from .quality import summarize_edges
     s = summarize_edges(rows)
-    keys = ("band_acc", "band_mae", "sad_k", "iou", "spill")
-    head = "".join(f"<th>{k} (today)</th><th>{k} (matting)</th>" for k in keys)
+    keys = ("band_acc", "band_mae", "sad_k", "iou", "spill", "holes", "ghosts")
+    variants = [v for v in ("guided", "matting", "matting+depth") if any(v in r for r in rows)]
+    label = {"guided": "today", "matting": "matting", "matting+depth": "with depth"}
+    head = "".join(f"<th>{k} ({label[v]})</th>" for k in keys for v in variants)
+
+    def cell(r, v, k):
+        x = r.get(v, {}).get(k, float("nan"))
+        return f"<td>{100 * x:.3f} %</td>" if k in ("holes", "ghosts") else f"<td>{x:.3f}</td>"
     body = []
     for r in rows:
-        cells = "".join(f"<td>{r['guided'].get(k, float('nan')):.3f}</td><td>{r['matting'].get(k, float('nan')):.3f}</td>"
-                        for k in keys)
+        cells = "".join(cell(r, v, k) for k in keys for v in variants)
         body.append(f"<tr><td>{html.escape(r['name'])}</td>{cells}</tr>")
     verdict = (f"band accuracy {s['band_acc_gain']:+.3f} (target >= +0.08), SAD {s['sad_ratio']:.2f}x lower "
                f"(target 2x), spill {s['spill_ratio']:.2f}x lower (target 2x), worse: {', '.join(s['worse']) or 'none'}")
@@ -164,16 +184,92 @@ CHECK_JS = """window.addEventListener('load', function () {
 });"""
 
 
-def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = None, quick: bool = False) -> Path:
-    """Write out_dir/index.html (self-contained) and out_dir/figures.json; return the HTML path."""
-    from .photo import run_segmentation
-    from .quality import compare_edges, synthetic_edges
+def _grey(a: np.ndarray) -> np.ndarray:
+    return np.dstack([np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)] * 3)
+
+
+def _figures_html(figs) -> str:
+    return "".join(
+        f'<figure><img src="{_data_uri(_view(t))}" width="{_view(t).shape[1]}" height="{_view(t).shape[0]}" '
+        f'alt="{html.escape(n)}"><figcaption>{html.escape(n)}</figcaption></figure>' for n, t in figs)
+
+
+def _crop_html(caption: str, tiles, y: int, x: int) -> str:
+    sl = (slice(y, y + CROP_PX), slice(x, x + CROP_PX))
+    return (f"<p>{html.escape(caption)} at 100 %, x {x}..{x + CROP_PX}, y {y}..{y + CROP_PX}</p>" + "".join(
+        f'<figure class="crop"><img src="{_data_uri(t[sl], ".png")}" width="{t[sl].shape[1]}" '
+        f'height="{t[sl].shape[0]}" alt="{html.escape(n)}"><figcaption>{html.escape(n)}</figcaption></figure>'
+        for n, t in tiles))
+
+
+def defect_crops(alpha: np.ndarray, ref: np.ndarray, tiles, label: str) -> list[str]:
+    """100 % crops where `alpha` has holes or ghosts against `ref` (evaluate.truth_metrics), one per kind found."""
+    out = []
+    for kind, fn in (("holes", metrics.hole_pixels), ("ghosts", metrics.ghost_pixels)):
+        _, bad = fn(ref, alpha)
+        if bad.any():
+            for y, x in crop_windows(np.where(bad, 0.5, 0).astype(np.float32), n=1):
+                out.append(_crop_html(f"{label}: {kind} ({int(bad.sum())} px in the frame)", tiles, y, x))
+    return out
+
+
+def optional_bundle(name: str | Path | None) -> Path | None:
+    """A bundle folder or model id if it resolves, else None (the demo shows what it has)."""
+    if name is None:
+        return None
+    try:
+        return resolve_bundle(name)
+    except PortraitError:
+        return None
+
+
+def depth_photo_sections(seg: Path, quick: bool = False) -> list[str]:
+    """For each photo with its own depth (depth_photos/ in the data folder): the depth map, the alpha
+    without and with depth side by side, the composite with depth, and a 100 % crop where the two
+    alphas differ most (these photos have no reference alpha)."""
+    folder = paths.depth_photos_dir()
+    if folder is None or quick:
+        return []
+    out = []
+    for ph in sorted(folder.glob("*.jpg")):
+        try:
+            img = read_depth_photo(ph).image
+            depth, conf = read_depth(ph)
+        except PortraitError as exc:
+            out.append(f"<h2>{html.escape(ph.name)}</h2><p>not read: {html.escape(str(exc))}</p>")
+            continue
+        low, spec = run_segmentation(seg, img)
+        without = render(img, low, spec, mode="chroma")
+        with_d = render(img, low, spec, depth_m=depth, confidence=conf, mode="chroma")
+        inv = inverse_depth_png(depth, *img.shape[:2])
+        d8 = np.dstack([(inv >> 8).astype(np.uint8)] * 3)
+        figs = [("photo", img), ("its depth (inverse, nearer brighter)", d8), ("alpha without depth", _grey(without.alpha)),
+                ("alpha with depth", _grey(with_d.alpha)), ("chroma without depth", without.composite),
+                ("chroma with depth", with_d.composite)]
+        diff = np.abs(with_d.alpha - without.alpha)
+        crops = ""
+        if float(diff.max()) > 0.1:
+            (y, x), = crop_windows(np.where(diff > 0.1, 0.5, 0).astype(np.float32), n=1)
+            crops = _crop_html("where depth changed the alpha most", [(n, t) for n, t in figs if n != "its depth (inverse, "
+                                                                      "nearer brighter)"] + [figs[1]], y, x)
+        out.append(f"<h2>{html.escape(ph.name)} ({img.shape[1]}x{img.shape[0]}, mask: {html.escape(seg.name)}, "
+                   f"depth: {depth.shape[1]}x{depth.shape[0]})</h2>"
+                   f"<p>largest alpha change from depth {float(diff.max()):.2f}; pixels changed by more than 0.1: "
+                   f"{100 * float((diff > 0.1).mean()):.2f} %</p>" + _figures_html(figs) + crops)
+    return out
+
+
+def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = None, quick: bool = False,
+               depth_model: str | Path | None = DEPTH_MODEL, depth_bundle: str | Path | None = DEPTH_SEGMENTER) -> Path:
+    """Write out_dir/index.html (self-contained) and out_dir/figures.json; return the HTML path.
+    depth_model: a depth bundle for the photos without depth (skipped when it does not resolve);
+    depth_bundle: the segmenter for the photos with their own depth (default the person model)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seg = find_segmenter(bundle, out_dir / "bundles")
+    mono = optional_bundle(depth_model)
     sections, photo_rows = [], []
     photos = demo_photos()
-    from .photo import read_manifest, segmentation_file
     mask_file = segmentation_file(read_manifest(seg))   # the file run_segmentation runs by default
     for name, img, ref in photos[:3] if quick else photos:
         low, spec = run_segmentation(seg, img)
@@ -191,30 +287,41 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
             figs.append((f"ours, {mode}", res.composite))
         alpha = ours["chroma"].alpha
         windows = crop_windows(ref if ref is not None else alpha)
-        a8 = np.dstack([np.clip(np.rint(alpha * 255), 0, 255).astype(np.uint8)] * 3)
+        a8 = _grey(alpha)
         nb_chroma = notebook_composite(img, low, spec, "chroma")
         for i, (y, x) in enumerate(windows):
-            sl = (slice(y, y + CROP_PX), slice(x, x + CROP_PX))
-            tiles = [("photo", img[sl]), ("notebook chroma", nb_chroma[sl]), ("ours chroma", ours["chroma"].composite[sl]),
-                     ("ours alpha", a8[sl]), ("notebook blur", figs[0][1][sl]), ("ours blur", ours["blur"].composite[sl])]
+            tiles = [("photo", img), ("notebook chroma", nb_chroma), ("ours chroma", ours["chroma"].composite),
+                     ("ours alpha", a8), ("notebook blur", figs[0][1]), ("ours blur", ours["blur"].composite)]
             if ref is not None:
-                tiles.append(("reference alpha", np.dstack([np.clip(np.rint(ref[sl] * 255), 0, 255).astype(np.uint8)] * 3)))
-            crops.append(f"<p>crop {i + 1} at 100 %, x {x}..{x + CROP_PX}, y {y}..{y + CROP_PX} (the window with the "
-                         f"most soft alpha: hair, whiskers, tail)</p>" + "".join(
-                             f'<figure class="crop"><img src="{_data_uri(t, ".png")}" width="{t.shape[1]}" '
-                             f'height="{t.shape[0]}" alt="{html.escape(n)}"><figcaption>{html.escape(n)}</figcaption></figure>'
-                             for n, t in tiles))
-        figure_html = "".join(
-            f'<figure><img src="{_data_uri(_view(t))}" width="{_view(t).shape[1]}" height="{_view(t).shape[0]}" '
-            f'alt="{html.escape(n)}"><figcaption>{html.escape(n)}</figcaption></figure>' for n, t in figs)
-        sections.append(f"<h2>{html.escape(name)} ({img.shape[1]}x{img.shape[0]}, mask: {html.escape(mask_file)})</h2>"
-                        + figure_html + "".join(crops))
+                tiles.append(("reference alpha", _grey(ref)))
+            crops.append(_crop_html(f"crop {i + 1} (the window with the most soft alpha: hair, whiskers, tail)",
+                                    tiles, y, x))
+        depth_m = None
+        if mono is not None:
+            depth_m, ran = monocular_depth(mono, img)
+            with_d = render(img, low, spec, mode="chroma", depth_m=depth_m, depth_source="monocular")
+            inv = inverse_depth_png(depth_m, *img.shape[:2])
+            figs += [(f"monocular depth ({ran}; inverse, nearer brighter)", np.dstack([(inv >> 8).astype(np.uint8)] * 3)),
+                     ("alpha without depth", a8), ("alpha with monocular depth", _grey(with_d.alpha))]
         if ref is not None:
-            r = compare_edges(img, low, spec, ref)
+            dtiles = [("photo", img), ("ours chroma", ours["chroma"].composite), ("ours alpha", a8),
+                      ("reference alpha", _grey(ref))]
+            crops += defect_crops(alpha, ref, dtiles, "without depth")
+            if depth_m is not None:
+                crops += defect_crops(with_d.alpha, ref, [("photo", img), ("chroma with depth", with_d.composite),
+                                                          ("alpha with depth", _grey(with_d.alpha)),
+                                                          ("reference alpha", _grey(ref))], "with monocular depth")
+        sections.append(f"<h2>{html.escape(name)} ({img.shape[1]}x{img.shape[0]}, mask: {html.escape(mask_file)})</h2>"
+                        + _figures_html(figs) + "".join(crops))
+        if ref is not None:
+            r = compare_edges(img, low, spec, ref, depth_m=depth_m, depth_source="monocular")
             r["name"] = f"{name} ({seg.name})"
             photo_rows.append(r)
+    dseg = optional_bundle(depth_bundle) or seg
+    sections += depth_photo_sections(dseg, quick=quick)
     synth_rows = synthetic_edges(seeds=(0,) if quick else (0, 1, 2, 3))
-    figures = {"photos": photo_rows, "synthetic": synth_rows, "segmenter": str(seg)}
+    figures = {"photos": photo_rows, "synthetic": synth_rows, "segmenter": str(seg),
+               "depth_model": None if mono is None else str(mono)}
     (out_dir / "figures.json").write_text(json.dumps(figures, indent=1, default=float))
     tables = (_fig_table(photo_rows, "Photos against their reference alphas (P3M-Net / GFM predictions), 15 px band")
               + _fig_table(synth_rows, "Synthetic scenes against their exact alpha (simulated 257x257 model output, "
@@ -222,9 +329,13 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
     doc = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>portrait demo</title>"
            f"<style>{CSS}</style></head><body><h1>Portrait mode: the notebook's result and ours</h1>"
            "<p>Ours: trimap from the mask, closed-form alpha in the band, foreground colours "
-           "(toolchain/render/matting.py). 'today' in the tables is the fused stage before matting "
-           "(guided filter on the mask). Spill: mean RGB distance between the chroma composite and the true "
-           "foreground inside the subject, in the band.</p>" + tables + "".join(sections)
+           "(toolchain/render/matting.py); depth, where there is some, decides coarse regions of the trimap "
+           "(trimap.py, depth_edges.py). 'today' in the tables is the fused stage before matting "
+           "(guided filter on the mask); 'with depth' is matting with the monocular depth model's map on the photos "
+           "and with registered ToF depth on the synthetic scenes. Spill: mean RGB distance between the chroma "
+           "composite and the true foreground inside the subject, in the band. Holes: share of the reference's "
+           "interior (more than 20 px inside) below alpha 0.9; ghosts: share of its exterior (more than 20 px "
+           "outside) above 0.1.</p>" + tables + "".join(sections)
            + f"<script>{CHECK_JS}</script></body></html>")
     path = out_dir / "index.html"
     path.write_text(doc)
@@ -232,18 +343,21 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m toolchain.render.demo", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("export/demo"))
     ap.add_argument("--bundle", default=None, help=f"segmentation bundle (default: {SEGMENTER})")
     ap.add_argument("--quick", action="store_true", help="three photos and one synthetic seed (for tests)")
+    ap.add_argument("--depth-model", default=DEPTH_MODEL, help="depth bundle for the photos without depth "
+                    f"(default {DEPTH_MODEL}; skipped when not exported)")
+    ap.add_argument("--depth-bundle", default=DEPTH_SEGMENTER, help="segmenter for the photos with their own depth")
     args = ap.parse_args(argv)
     shared = paths.REPO_ROOT.parent / "shared"
     if paths.data_dir() is None and (shared / "photos").is_dir():   # `make demo` beside ../shared
-        import os
         os.environ["PORTRAIT_DATA_DIR"] = str(shared)
         os.environ.setdefault("PORTRAIT_MODELS_DIR", str(shared / "models"))
     try:
-        path = build_demo(args.out, args.bundle, quick=args.quick)
+        path = build_demo(args.out, args.bundle, quick=args.quick, depth_model=args.depth_model,
+                          depth_bundle=args.depth_bundle)
     except PortraitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
