@@ -97,3 +97,22 @@ def test_unreadable_source_is_a_clear_error(tmp_path):
     (tmp_path / "out" / "x" / "manifest.json").write_text("{not json")
     assert cli(["report", "--out", str(tmp_path / "out"), "--output", str(tmp_path / "r.md")]) == 2
     assert not (tmp_path / "r.md").exists()
+
+
+def test_browser_latencies_from_bench_json(tmp_path):
+    """The shape `portrait bench --part browser` writes (device/browser_bench.py), rendered cell by cell."""
+    bench = tmp_path / "bench.json"
+    row = {"model_id": "m", "user_agent": "HeadlessChrome/1", "cores": 2, "webgpu_adapter": "swiftshader",
+           "files": {"m_float32.tflite": {"native_ms": 10.0,
+                                          "litert.js wasm": {"ms": 25.0, "status": "pass", "software_gpu": False,
+                                                             "over_native": 2.5},
+                                          "litert.js webgpu": {"ms": None, "status": "pass", "software_gpu": True,
+                                                               "over_native": None}},
+                     "m_int8.tflite": {"native_ms": 5.0,
+                                       "litert.js wasm": {"ms": None, "status": "no-load", "software_gpu": False,
+                                                          "over_native": None}}}}
+    bench.write_text(json.dumps({"written": {"at": "x", "command": "portrait bench --part browser", "host_isa": "h"},
+                                 "browser": [row]}))
+    text = render(read_record(tmp_path / "none", bench, tmp_path / "eval"))
+    assert "| `m_float32.tflite` | 10 | 25 (2.5x), pass | sw GPU, pass |" in text
+    assert "| `m_int8.tflite` | 5 | no-load | - |" in text

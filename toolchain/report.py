@@ -465,6 +465,39 @@ def _bench_section(rec: Record) -> list[str]:
                 for r in models
             ],
         )
+    browser = b.get("browser") or []
+    if browser:
+        lines += [
+            "### Browser latency",
+            "",
+            "`portrait device-check --headless` per bundle: each backend's median ms, its ratio to the same run's "
+            "native XNNPACK figure, and its status (sw GPU: a software GPU, judged but not timed).",
+            "",
+        ]
+        backends = sorted(
+            {k for r in browser for cell in (r.get("files") or {}).values() for k in cell if k != "native_ms"}
+        )
+        rows = []
+        for r in browser:
+            for f, cell in (r.get("files") or {}).items():
+                shown = []
+                for k in backends:
+                    v = cell.get(k)
+                    if not isinstance(v, dict):
+                        shown.append("-")
+                    elif v.get("ms") is None:
+                        shown.append(f"sw GPU, {v.get('status')}" if v.get("software_gpu") else str(v.get("status")))
+                    else:
+                        ratio = f" ({_num(v['over_native'])}x)" if v.get("over_native") is not None else ""
+                        shown.append(f"{_num(v['ms'])}{ratio}, {v.get('status')}")
+                rows.append([_code(f), cell.get("native_ms"), *shown])
+        lines += _table(["file", "native ms", *(f"{k} ms" for k in backends)], rows)
+        first = browser[0]
+        lines += [
+            f"Browser: {first.get('user_agent')}, {first.get('cores')} cores, WebGPU adapter "
+            f"{first.get('webgpu_adapter') or '-'}.",
+            "",
+        ]
     render = b.get("render") or {}
     sizes = [k for k, v in render.items() if isinstance(v, dict) and "golden_ms" in v]
     if sizes:
