@@ -10,7 +10,8 @@ output grid (the int8 file's own range with --int8, and the ranges / bit widths 
 the parity figures of the rounded logits against float: argmax pixel agreement and the worst IoU of
 each foreground class (images where float finds it on >= 1 % of the pixels). Every layer before
 the output is exact here, so no quantized file with that output grid can do better than this on
-these images except by luck. Not a gate: a measurement for the README and the recipe comments.
+these images except by luck. Not a gate: the gate computes the bound of the judged file itself
+(toolchain/parity/bound.py, recipe `relative_to_bound`); this script tries other grids (--grid).
 
 Measured (DeepLab 257, its int8 output grid): 0.9856 pixel agreement on the Apple portrait and person
 IoU 0.863 on the wood photo; a narrowed 8-bit grid [5, 25] 0.9925 / 0.929, 10 bits 0.9963 / 0.974,

@@ -23,9 +23,14 @@ INTEGRATION_MODULES = {
     "test_parity_report", "test_partial16", "test_ptq", "test_ptq_xnnpack", "test_render_demo",
     "test_render_photo", "test_render_quality", "test_runtime_memo", "test_saturation", "test_search_engine",
     "test_sim_cost", "test_sim_goldens", "test_sim_simulate", "test_split", "test_tflite_import",
+    "test_leaky_relu_forms", "test_reproducible_export",
 }
-INTEGRATION_TESTS = {("test_sim_smoothing", "test_smoothing_cuts_flicker_2x_without_raising_alpha_error_10pct"),
-                     ("test_report", "test_report_names_the_handoff_and_the_manifests_figures")}
+INTEGRATION_TESTS = {("test_sim_smoothing", "test_smoothing_cuts_flicker_2x_without_raising_alpha_error_10pct")} | {
+    ("test_parity_bound", t) for t in ("test_gate_bound_is_float_rounded_onto_the_files_grid",
+                                       "test_a_file_far_under_its_bound_fails_on_both_kernel_sets",
+                                       "test_a_further_image_set_is_judged_beside_the_main_one",
+                                       "test_a_set_with_gate_false_is_reported_not_gating")} | {
+    ("test_report", "test_report_names_the_handoff_and_the_manifests_figures")}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -76,7 +76,7 @@ def test_gate_fails_out_of_reach_budget_and_keeps_previous_bundle(tiny, tmp_path
         _export(tiny, out, strict, monkeypatch)
     assert "pixel_agreement" in str(err.value)
     assert (first / "manifest.json").read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["tiny"]
+    assert sorted(p.name for p in out.iterdir()) == ["runs", "tiny"]   # runs/: the first export's timings
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

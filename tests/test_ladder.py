@@ -9,7 +9,8 @@ import pytest
 from builders import tiny_segmenter_project
 
 from toolchain.errors import ParityError, RecipeError
-from toolchain.export import export_model
+from toolchain.export import export_model, read_run_record
+from toolchain.parity.gate import judge_budgets
 from toolchain.quantize import conversions, ladder
 from toolchain.recipes import merge_defaults
 from toolchain.runtime import TfliteRunner
@@ -200,10 +201,13 @@ def test_export_hands_off_uint8_input_as_the_manifest_says(tiny, tmp_path, monke
     assert set(m["ladder"][0]["figures"]) == {"xnnpack", "reference"}
     # handoff_cpu: the fastest file that meets on XNNPACK, timed in this run
     assert m["handoff_cpu"] in m["handoff_cpu_choice"]["candidates"]
-    assert all("latency_ms" in v for v in m["handoff_cpu_choice"]["candidates"].values() if v["meets"])
+    run = read_run_record(tmp_path / "out", "tiny")   # the latencies: this run's, beside the bundle
+    assert all(f"handoff_cpu_choice.candidates.{n}.latency_ms" in run
+               for n, v in m["handoff_cpu_choice"]["candidates"].items() if v["meets"])
+    assert "export_seconds" in run and not {"export_seconds", "cache"} & set(m)
     # a second run reuses the cached import, calibration, conversions and parity figures
-    b2 = _export(tiny, tmp_path / "out", _recipe(["w8a16"]), monkeypatch, tmp_path).bundle
-    hits = json.loads((b2 / "manifest.json").read_text())["cache"]["hits"]
+    _export(tiny, tmp_path / "out", _recipe(["w8a16"]), monkeypatch, tmp_path)
+    hits = read_run_record(tmp_path / "out", "tiny")["cache"]["hits"]
     assert {"float", "array.npy", "tiny_w8a16.tflite", "parity tiny_w8a16.tflite (xnnpack/reference)"} <= set(hits)
 
 
@@ -217,7 +221,8 @@ def test_budget_out_of_reach_fails_every_rung_and_keeps_the_previous_bundle(tiny
     assert "w8a8: xnnpack: pixel_agreement" in msg and "w8a16:" in msg and "reference: pixel_agreement" in msg
     assert [r["rung"] for r in err.value.figures["ladder"]] == ["w8a8", "w8a16"]
     assert (first / "manifest.json").read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["tiny"]
+    assert sorted(p.name for p in out.iterdir()) == ["runs", "tiny"]   # runs/: the first export's timings
+    assert [p.name for p in (out / "runs").iterdir()] == ["tiny.json"]
 
 
 def test_a_rung_whose_integer_bias_a_kernel_would_misread_is_not_met(tiny, tmp_path, monkeypatch):
@@ -271,3 +276,32 @@ def test_w8a16_with_split_weights_stays_integer_only(tiny, tmp_path, monkeypatch
         return sum(o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D") for o in ops)
 
     assert convs(ops) == 2 * convs(plain_ops)  # every convolution as two int8-weight halves
+
+
+def test_leaky_relu_form_is_validated():
+    with pytest.raises(RecipeError, match="leaky_relu"):
+        merge_defaults({"ladder": {"w8a8": {"leaky_relu": "swish"}}})
+    assert ladder.settings(merge_defaults({}))["w8a8"]["leaky_relu"] == "op"
+
+
+def test_handoff_cpu_budgets_judge_w8a8_on_both_kernel_sets(tmp_path, monkeypatch):
+    """[parity.handoff_cpu]: the CPU handoff is judged on its own budgets (a depth file: δ1 and blur), so a w8a8
+    file that missed the handoff's budget may still be the CPU handoff; a float op still rules it out."""
+    int8 = tmp_path / "m_int8.tflite"
+    int8.write_bytes(b"")
+    per = {"xnnpack": {"delta1": 0.995, "blur_mean_px": 0.4}, "reference": {"delta1": 0.992, "blur_mean_px": 0.45}}
+    recipe = merge_defaults({"parity": {"delta1_min": 0.99, "abs_rel_max": 0.02,
+                                        "handoff_cpu": {"delta1_min": 0.99, "blur_mean_px_max": 0.5}}})
+    ctx = ladder.Context(type("E", (), {"id": "m"})(), recipe, None, None, None, [], tmp_path, lambda m: None,
+                         convert=None, judge=None, judge_budgets=judge_budgets)
+    ctx.results["w8a8"] = {"path": int8, "figures": {"per_kernels": per},
+                           "row": {"met": False, "failures": ["reference: abs_rel = 0.07 > 0.02"]}}
+    monkeypatch.setattr(ladder, "time_model", lambda p, **kw: 1.0)
+    choice = ladder.choose_handoff_cpu(ctx, {})
+    assert choice["file"] == "m_int8.tflite" and choice["candidates"]["m_int8.tflite"]["meets"]
+    per["reference"]["blur_mean_px"] = 0.6
+    choice = ladder.choose_handoff_cpu(ctx, {})
+    assert choice["file"] is None
+    assert "reference: blur_mean_px = 0.6000 > 0.5" in choice["candidates"]["m_int8.tflite"]["failures"]
+    with pytest.raises(RecipeError, match="handoff_cpu"):
+        ladder.cpu_handoff_budgets(merge_defaults({"parity": {"handoff_cpu": {"kernels": "xnnpack"}}}))

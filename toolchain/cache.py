@@ -40,9 +40,10 @@ def root() -> Path:
 # The post-training techniques (quantize/ptq.py and what it imports) only change the w8a8 file when a
 # recipe asks for them; ladder.py adds their digest (PTQ_CODE) to that file's key only.
 CODE = ("sources/*.py", "quantize/__init__.py", "quantize/precisions.py", "quantize/flatbuffer.py", "cache.py",
-        "quantize/conversions.py", "quantize/calibration.py", "quantize/ladder.py", "calibration_set.py", "images.py",
-        "runtime.py", "registry.py", "recipes.py", "scenes/*.py", "parity/gate.py", "parity/agreement.py",
-        "parity/mixed.py", "parity/layers.py", "depth/align.py")
+        "quantize/conversions.py", "quantize/onnx_canonical.py", "quantize/calibration.py", "quantize/ladder.py",
+        "calibration_set.py", "images.py", "runtime.py", "registry.py", "recipes.py", "scenes/*.py", "parity/gate.py",
+        "parity/bound.py", "parity/agreement.py", "parity/mixed.py", "parity/layers.py", "depth/align.py",
+        "depth/blur.py")
 PTQ_CODE = ("quantize/*.py",)
 
 

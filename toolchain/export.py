@@ -30,7 +30,7 @@ from .errors import ExportError, ModelNotFound, ParityError, PortraitError
 from .handoff import metadata
 from .handoff.verify import verify_staged
 from .latency import time_model
-from .parity.gate import compare_pair, parity_images
+from .parity.gate import compare_pair, judge_budgets, parity_images
 from .parity.mixed import mixed_float_file
 from .parity.report import format_figures
 from .quantize import ladder, precisions
@@ -118,7 +118,7 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
             ctx = ladder.Context(entry, recipe, float_model, float_path, representative, images, workdir, say,
                                  convert=steps.convert, judge=lambda path, kernels=KERNELS: steps.judge(
                                      float_path, path, images, kernels), engine=dict(engine or {}),
-                                 search_mixed=mixed_float_file)
+                                 judge_budgets=judge_budgets, search_mixed=mixed_float_file)
             ladder_out = ladder.run_ladder(ctx)
             w8 = ctx.results.get("w8a8")
             if w8 is not None:
@@ -155,11 +155,14 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                                   mixed_precision=mixed_record, handoff=handoff,
                                   seconds=time.monotonic() - t_start, ladder_out=ladder_out,
                                   handoff_cpu=handoff_cpu, cache_hits=steps.hits)
+        manifest, run = split_run_record(manifest)
         _handoff_metadata(entry, manifest, files, workdir, say)
         bundle = write_bundle(out_root or paths.out_dir(), model_id, files, manifest,
                               extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None,
                               finalize=lambda staged: _finalize_handoff(staged, recipe, say))
-        say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s; cache hits: {len(steps.hits)})")
+        run_path = write_run_record(Path(bundle).parent, model_id, run, time.monotonic() - t_start)
+        say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s; cache hits: {len(steps.hits)}; "
+            f"this run's timings: {run_path})")
         return ExportResult(model_id, "exported", bundle, {"parity": parity, "import_check": import_check,
                                                            "onnx_check": onnx_check, "sizes": _sizes(files),
                                                            "mixed_precision": mixed_record,
@@ -176,7 +179,8 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
 def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int = 3, runs: int = 5) -> dict:
     """handoff_cpu on a busy host: time the candidates that meet in interleaved rounds (the first
     timing, median of 10, is round 1; the others are medians of `runs`) and take each one's fastest
-    round (other processes only ever add time), so a burst of load cannot pick the slower file."""
+    round (other processes only ever add time); the choice (ladder.pick_fastest) prefers the smaller file
+    unless another is faster in every round, so a burst of load cannot pick the slower file."""
 
     names = [n for n, v in choice["candidates"].items() if v.get("latency_ms") is not None and n in files]
     if len(names) < 2:
@@ -189,7 +193,7 @@ def _retime_cpu_candidates(choice: dict, files: dict[str, Path], *, rounds: int 
         choice["candidates"][n]["latency_ms"] = round(min(times[n]), 2)
         choice["candidates"][n]["latency_ms_median"] = round(statistics.median(times[n]), 2)
         choice["candidates"][n]["latency_ms_rounds"] = times[n]
-    choice["file"] = min(names, key=lambda n: choice["candidates"][n]["latency_ms"])
+    choice["file"] = ladder.pick_fastest(times)
     choice["measured_with"] += f"; {rounds} interleaved rounds of {runs}, fastest round"
     return choice
 
@@ -264,7 +268,7 @@ class _Steps:
         digest = cache.key("parity", sha256_of(float_path), sha256_of(quant_path),
                            [cache.array_digest(img) for _, img in images], [n for n, _ in images],
                            {k: v for k, v in self.recipe.items() if k in ("parity", "output_transform")},
-                           self.entry.task, list(kernels))
+                           self.entry.task, list(kernels), _set_listing(self.recipe))
         n = len(self.hits)
         figs = cache.cached_json(digest, lambda: compare_pair(self.entry, self.recipe, float_path, quant_path,
                                                               images, kernel_sets=kernels), hits=self.hits)
@@ -272,6 +276,17 @@ class _Steps:
             self.hits[-1] = f"parity {quant_path.name} ({'/'.join(kernels)})"
             self.say(f"parity of {quant_path.name} on {'/'.join(kernels)}: from the cache")
         return figs
+
+
+def _set_listing(recipe: dict) -> list:
+    """Names and sizes of the files of the recipe's further parity image sets ([parity.sets.*]): part of
+    the parity cache key, since compare_pair reads those images itself."""
+    out = []
+    for name in sorted(recipe["parity"].get("sets") or {}):
+        folder = paths.photos_dir() if name == "photos" else paths.depth_photos_dir()
+        files = sorted(Path(folder).glob("*")) if folder and Path(folder).is_dir() else []
+        out.append([name, [(p.name, p.stat().st_size) for p in files if p.is_file()]])
+    return out
 
 
 def _handoff_metadata(entry, manifest: dict, files: dict[str, Path], workdir: Path, say) -> None:
@@ -435,6 +450,50 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
         "toolchain_version": __version__,
         "export_seconds": round(seconds, 1),
     })
+
+
+# Manifest keys whose values are this run's measurements, not facts of the sources: wall times, latencies and
+# cache hits. They move out of the bundle into runs/<model_id>.json beside it, so that two exports of the same
+# sources write byte-identical bundles (tests/test_reproducible_export.py).
+RUN_KEYS = frozenset({"seconds", "export_seconds", "latency_ms", "latency_ms_median", "latency_ms_rounds", "cache"})
+
+
+def split_run_record(manifest: dict) -> tuple[dict, dict]:
+    """(manifest without RUN_KEYS at any depth, {dotted path: value} of what was taken out)."""
+    taken: dict = {}
+
+    def walk(obj, path):
+        if isinstance(obj, dict):
+            out = {}
+            for k, v in obj.items():
+                where = f"{path}.{k}" if path else str(k)
+                if k in RUN_KEYS:
+                    taken[where] = v
+                else:
+                    out[k] = walk(v, where)
+            return out
+        if isinstance(obj, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(obj)]
+        return obj
+    return walk(manifest, ""), taken
+
+
+def write_run_record(out_root: Path, model_id: str, run: dict, seconds: float) -> Path:
+    """runs/<model_id>.json beside the bundles: this export's timings and cache hits (split_run_record)."""
+    folder = Path(out_root) / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{model_id}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_clean({"model_id": model_id, "what": "this export run's measurements (not part of "
+                                      "the bundle: they differ run to run)", "total_seconds": round(seconds, 1),
+                                      **run}), indent=2))
+    tmp.replace(path)
+    return path
+
+
+def read_run_record(out_root: Path, model_id: str) -> dict | None:
+    path = Path(out_root) / "runs" / f"{model_id}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _pkg_version(name: str) -> str:

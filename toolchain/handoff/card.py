@@ -185,6 +185,35 @@ let out = try interpreter.output(at: 0)          // {out_dtype} {out_shape}
     return "\n\n".join(parts)
 
 
+def bound_lines(p: dict) -> list[str]:
+    """Card lines for bound-relative budgets (parity/bound.py): each judged figure next to its bound, per
+    kernel set, for the main images and each further image set ([parity.sets.*])."""
+    out = []
+    blocks = [("these images", p.get("bound"), p.get("per_kernels") or {})]
+    for name, s in (p.get("sets") or {}).items():
+        if s.get("skipped"):
+            out.append(f"- {name}: not judged ({s['skipped']})")
+            continue
+        absolute = ", ".join(f"{k} {v}" for k, v in (s.get("budgets") or {}).items())
+        fails = s.get("failures") or []
+        verdict = "PASS" if not fails else ("FAIL: " if s.get("gates", True) else "NOT MET (reported, not gating): ")
+        out.append(f"- {name} ({len(s.get('images') or [])} images)"
+                   + (f", absolute budgets {absolute}" if absolute else "")
+                   + f": {verdict}{'; '.join(fails)}")
+        blocks.append((name, s.get("bound"), s.get("per_kernels") or {}))
+    for where, b, per_kernels in blocks:
+        if not b:
+            continue
+        out.append(f"- output-grid bound on {where} ({b['grid']}: float's own output rounded onto this file's output "
+                   "grid, the best any file with this output contract can do):")
+        for fig, margin in b["relative_to_bound"].items():
+            best = b["figures"].get(fig)
+            vals = ", ".join(f"{k} {f[fig]:.4f}" for k, f in per_kernels.items() if isinstance(f.get(fig), float))
+            if isinstance(best, float):
+                out.append(f"  - {fig}: bound {best:.4f}, budget within {margin} of it; this file: {vals}")
+    return out
+
+
 def render_card(manifest: dict, bundle: Path, report=None) -> str:
     mid = manifest["model_id"]
     models = manifest.get("models", {})
@@ -224,13 +253,15 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
     p = manifest.get("parity") or {}
     if p:
         figs = ", ".join(f"{k} {p[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "edge_band_agreement", "iou",
-                                                       "mean_abs_diff", "delta1", "abs_rel") if isinstance(p.get(k), float))
+                                                       "mean_abs_diff", "delta1", "abs_rel", "blur_mean_px",
+                                                       "blur_p99_px") if isinstance(p.get(k), float))
         ka = p.get("kernel_agreement") or {}
         n_img = len(p["images"]) if isinstance(p.get("images"), list) else p.get("images", "the")
         kern = "both kernel sets (XNNPACK and reference, the worse of the two)" if p.get("kernels") == "both" \
             else f"the {p.get('kernels')} kernels"
         lines.append(f"- handoff vs float32 on {n_img} images, judged on {kern}: "
                      f"{figs} ({'PASS' if p.get('passed') else 'FAIL: ' + '; '.join(p.get('failures', []))})")
+        lines += bound_lines(p)
         if ka:
             lines.append("- XNNPACK vs reference kernels: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in ka.items() if isinstance(v, float)))
@@ -242,6 +273,11 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
             lines.append(f"- ladder rung {rung.get('label') or rung.get('rung')} (`{rung.get('file')}`): "
                          + ("met" if rung.get("met") else "missed: " + "; ".join(rung.get("failures") or []))
                          + f"; {rung.get('float_ops', '?')} float ops, {rung.get('int16_ops', 0)} int16 ops")
+    for name, c in ((manifest.get("handoff_cpu_choice") or {}).get("candidates") or {}).items():
+        if c.get("budgets"):   # the recipe's [parity.handoff_cpu] budgets judged this candidate
+            lines.append(f"- CPU handoff candidate `{name}` on {c.get('judged_on')} "
+                         f"({', '.join(f'{k} {v}' for k, v in c['budgets'].items())}): "
+                         + ("met" if c.get("meets") else "missed: " + "; ".join(c.get("failures") or [])))
     mw = manifest.get("measured_with") or {}
     lines.append(f"- measured with {mw.get('interpreter')}, converter {mw.get('converter')}, host {mw.get('host')}")
     if report is not None:

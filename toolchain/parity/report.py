@@ -241,11 +241,18 @@ def write_html(result: dict, path: Path, *, panels: Sequence[str] = (), max_laye
 
 def summarize_parity(p: dict) -> str:
     keys = [k for k in ("pixel_agreement", "worst_class_iou", "edge_band_agreement", "delta1", "abs_rel",
-                        "iou", "mean_abs_diff") if k in p]
+                        "blur_mean_px", "blur_p99_px", "iou", "mean_abs_diff") if k in p]
     parts = [f"{k} {p[k]:.4f}" for k in keys if p[k] is not None and not (isinstance(p[k], float) and math.isnan(p[k]))]
     ka = p.get("kernel_agreement", {})
     parts.append(f"[{p['kernels']} kernels; xnnpack vs reference: " + format_figures(ka) + "]")
+    sets = [(f"{n} bound", s.get("bound")) for n, s in (p.get("sets") or {}).items()]
+    for name, b in [("bound", p.get("bound"))] + sets:   # the output-grid bound next to the figures (bound.py)
+        if b:
+            parts.append(f"[{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in b["figures"].items()
+                                                  if k in b["relative_to_bound"] and isinstance(v, float)) + "]")
     parts.append("PASS" if p["passed"] else "FAIL: " + "; ".join(p["failures"]))
+    if p.get("reported_failures"):
+        parts.append("NOT MET (reported, not gating): " + "; ".join(p["reported_failures"]))
     return ", ".join(parts)
 
 
@@ -258,7 +265,8 @@ def summarize_ladder(rows: list[dict], handoff: str | None, handoff_cpu: str | N
             continue
         w = r.get("worse_of_both") or {}
         figs = ", ".join(f"{k} {w[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "iou", "mean_abs_diff",
-                                                      "delta1", "abs_rel") if isinstance(w.get(k), float))
+                                                      "delta1", "abs_rel", "blur_mean_px", "blur_p99_px")
+                         if isinstance(w.get(k), float))
         lines.append(f"{r['rung']:>12}: {'MET' if r['met'] else 'missed'} ({r.get('label')}; {figs}; "
                      f"{r.get('float_ops')} float / {r.get('int16_ops')} int16 ops; {r.get('seconds')} s)")
     lines.append(f"{'handoff':>12}: {handoff}")

@@ -19,7 +19,8 @@ measured in the same run.
 Recipe:
     [ladder]
     rungs = ["w8a8", "w8a16", "mixed_float"]
-    w8a8 = { techniques = [], ranges = "minmax" }     # ptq techniques (toolchain/quantize/ptq.py)
+    w8a8 = { techniques = [], ranges = "minmax", leaky_relu = "op" }   # ptq techniques (quantize/ptq.py);
+                              # leaky_relu = "prelu": written as one PRELU op (sources/leaky_relu.py)
     w8a16 = { split_weights = "all" }   # or "none": every convolution as W_hi + W_lo (split.py)
     w8a16_output = "int16"    # or "int8": MediaPipe's segmenter refuses int16 output tensors
 
@@ -43,6 +44,7 @@ from ..errors import ExportError, PortraitError, RecipeError
 from ..latency import host_isa, time_model
 from ..registry import ModelEntry
 from ..sources import FloatModel
+from ..sources.leaky_relu import FORMS as LEAKY_FORMS
 from . import conversions, precisions, ptq
 from .graphedit import Editable
 from .split import split_weights
@@ -82,6 +84,8 @@ class Context:
     # the mixed_float rung's search (parity/mixed.py `mixed_float_file`): parity sits above quantize, so
     # the caller (export.py) hands it in
     search_mixed: Callable[..., dict] | None = None
+    # (per_kernels figures, budgets, kernel sets) -> failures: parity/gate.judge_budgets, passed in by export
+    judge_budgets: Callable[[dict, dict, tuple], list] | None = None
 
 
 RUNGS: dict[str, Callable[[Context], Built]] = {}
@@ -113,7 +117,11 @@ def settings(recipe: dict) -> dict:
     w16 = {"split_weights": "none", **(cfg.get("w8a16") or {})}
     if w16["split_weights"] not in ("none", "all") or set(w16) - {"split_weights"}:
         raise RecipeError(f"ladder.w8a16 must be {{ split_weights = \"none\" | \"all\" }}, got {w16}", where=where)
-    return {"rungs": rungs, "w8a8": {"techniques": [], "ranges": "minmax", **(cfg.get("w8a8") or {})},
+    w8 = {"techniques": [], "ranges": "minmax", "leaky_relu": "op", **(cfg.get("w8a8") or {})}
+    if w8["leaky_relu"] not in LEAKY_FORMS:
+        raise RecipeError(f"ladder.w8a8.leaky_relu must be one of {list(LEAKY_FORMS)}, got {w8['leaky_relu']!r}",
+                          where=where)
+    return {"rungs": rungs, "w8a8": w8,
             "w8a16": w16, "w8a16_output": output}
 
 
@@ -123,16 +131,17 @@ def settings(recipe: dict) -> dict:
 def _w8a8(ctx: Context) -> Built:
     cfg = settings(ctx.recipe)["w8a8"]
     name = f"{ctx.entry.id}_int8.tflite"
-    techniques, ranges = list(cfg["techniques"]), cfg["ranges"]
-    record = {"techniques": techniques, "ranges": ranges}
-    if techniques or ranges != "minmax":
+    techniques, ranges, leaky = list(cfg["techniques"]), cfg["ranges"], cfg["leaky_relu"]
+    record = {"techniques": techniques, "ranges": ranges, "leaky_relu": leaky}
+    if techniques or ranges != "minmax" or leaky != "op":
         holder = {}
 
         def build(tmp: Path):
             holder["record"] = ptq.w8a8(ctx.entry, ctx.float_path, ctx.representative, tmp, ctx.workdir,
                                         techniques=techniques, ranges=ranges, outputs_positions=ctx.recipe["outputs"],
-                                        progress=ctx.say)
-        path = ctx.convert(name, build, extra=[techniques, ranges, cache.files_digest(cache.PTQ_CODE)])
+                                        leaky_relu_form=leaky, progress=ctx.say)
+        path = ctx.convert(name, build, extra=[techniques, ranges, *_leaky_key(leaky),
+                                               cache.files_digest(cache.PTQ_CODE)])
         record.update(holder.get("record") or {"from_cache": True})
     else:
         path = ctx.convert(name, lambda tmp: precisions.convert(ctx.float_model, "int8", tmp,
@@ -145,12 +154,12 @@ def labels_variant(ctx: Context, name: str, labels_model: Callable[[], FloatMode
     """The ArgMax (uint8 labels) variant of the w8a8 file, made the same way (ptq techniques when the
     recipe sets them, else plain min/max)."""
     cfg = settings(ctx.recipe)["w8a8"]
-    techniques, ranges = list(cfg["techniques"]), cfg["ranges"]
-    if techniques or ranges != "minmax":
+    techniques, ranges, leaky = list(cfg["techniques"]), cfg["ranges"], cfg["leaky_relu"]
+    if techniques or ranges != "minmax" or leaky != "op":
         return ctx.convert(name, lambda tmp: ptq.w8a8(
             ctx.entry, ctx.float_path, ctx.representative, tmp, ctx.workdir, techniques=techniques, ranges=ranges,
-            outputs_positions=ctx.recipe["outputs"], with_labels=True, progress=ctx.say),
-            extra=[techniques, ranges, cache.files_digest(cache.PTQ_CODE)])
+            outputs_positions=ctx.recipe["outputs"], with_labels=True, leaky_relu_form=leaky, progress=ctx.say),
+            extra=[techniques, ranges, *_leaky_key(leaky), cache.files_digest(cache.PTQ_CODE)])
     return ctx.convert(name, lambda tmp: precisions.convert(labels_model(), "int8", tmp, representative=ctx.representative,
                                                        progress=ctx.say))
 
@@ -223,6 +232,12 @@ def _mixed_float(ctx: Context) -> Built:
                  f"mixed float, {n} of {m} layers float")
 
 
+def _leaky_key(form: str) -> list:
+    """Cache key part for the leaky ReLU form: none for the default, so files cached before the option
+    existed keep their keys."""
+    return [] if form == "op" else ["leaky_relu", form]
+
+
 # ---- the ladder ------------------------------------------------------------------------------
 
 def op_counts(path: Path) -> dict:
@@ -279,15 +294,39 @@ def _strip(figs: dict) -> dict:
     return {k: v for k, v in figs.items() if k not in ("per_image", "per_kernels")}
 
 
+def cpu_handoff_budgets(recipe: dict) -> dict | None:
+    """The recipe's [parity.handoff_cpu] budgets (`<figure>_min` / `_max`), or None: the handoff's own."""
+    cfg = recipe["parity"].get("handoff_cpu")
+    if cfg is None:
+        return None
+    bad = [k for k in cfg if not k.endswith(("_min", "_max"))]
+    if not isinstance(cfg, dict) or not cfg or bad:
+        raise RecipeError(f"[parity.handoff_cpu] holds budgets `<figure>_min` / `<figure>_max` only, got {bad or cfg}",
+                          where=recipe.get("_path", "recipe"), fix="e.g. delta1_min = 0.99, blur_mean_px_max = 0.5")
+    return dict(cfg)
+
+
 def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, threads: int = 2) -> dict:
     """The fastest file on XNNPACK that meets the budget: w8a8 when it met on both kernel sets,
-    else float16 / float32 (float16 judged against float32 on XNNPACK). Latencies in this run."""
+    else float16 / float32 (float16 judged against float32 on XNNPACK). Latencies in this run.
+    With [parity.handoff_cpu] budgets in the recipe, those judge w8a8 (both kernel sets, zero float
+    ops) and float16 (XNNPACK) instead of the handoff's budget."""
     cands: list[Path] = []
     rows: dict[str, dict[str, Any]] = {}
+    cpu_budgets = cpu_handoff_budgets(ctx.recipe)
+    if cpu_budgets is not None and ctx.judge_budgets is None:
+        raise ExportError("[parity.handoff_cpu] budgets need Context.judge_budgets (parity/gate.judge_budgets)")
+    judge_budgets: Callable[[dict, dict, tuple], list] = ctx.judge_budgets or (lambda figs, budgets, kernels: [])
     w8 = ctx.results.get("w8a8")
     if w8 is not None:
-        rows[w8["path"].name] = {"meets": bool(w8["row"]["met"]), "judged_on": "both kernel sets"}
-        if w8["row"]["met"]:
+        if cpu_budgets is None:
+            rows[w8["path"].name] = {"meets": bool(w8["row"]["met"]), "judged_on": "both kernel sets"}
+        else:
+            fails = judge_budgets(w8["figures"]["per_kernels"], cpu_budgets, ("xnnpack", "reference"))
+            fails += [f for f in w8["row"]["failures"] if "float op" in f or "integer bias" in f]
+            rows[w8["path"].name] = {"meets": not fails, "failures": fails, "budgets": cpu_budgets,
+                                     "judged_on": "both kernel sets, [parity.handoff_cpu] budgets"}
+        if rows[w8["path"].name]["meets"]:
             cands.append(w8["path"])
     for prec in ("float16", "float32"):
         p = files.get(f"{ctx.entry.id}_{prec}.tflite")
@@ -297,12 +336,39 @@ def choose_handoff_cpu(ctx: Context, files: dict[str, Path], *, runs: int = 10, 
             rows[p.name] = {"meets": True, "judged_on": "is the reference"}
         else:
             figs = ctx.judge(p, kernels=("xnnpack",))
-            rows[p.name] = {"meets": bool(figs["passed"]), "judged_on": "xnnpack",
-                            "failures": figs["failures"]}
+            fails = (figs["failures"] if cpu_budgets is None
+                     else judge_budgets(figs["per_kernels"], cpu_budgets, ("xnnpack",)))
+            rows[p.name] = {"meets": not fails, "judged_on": "xnnpack", "failures": fails}
+            if cpu_budgets is not None:
+                rows[p.name].update(budgets=cpu_budgets, judged_on="xnnpack, [parity.handoff_cpu] budgets")
         if rows[p.name]["meets"]:
             cands.append(p)
     for p in cands:
         rows[p.name]["latency_ms"] = round(time_model(p, threads=threads, runs=runs), 2)
-    best = min(cands, key=lambda p: rows[p.name]["latency_ms"]) if cands else None
-    return {"file": best.name if best else None, "candidates": rows, "isa": host_isa(),
+    best = pick_fastest({p.name: [rows[p.name]["latency_ms"]] for p in cands}) if cands else None
+    return {"file": best, "candidates": rows, "isa": host_isa(), "tie_band": TIE_BAND,
             "measured_with": f"ai-edge-litert XNNPACK, {threads} threads, median of {runs} runs, this export run"}
+
+
+# The CPU handoff prefers the smaller file (w8a8, then float16, then float32); a bigger file takes its place
+# only when it is faster by more than TIE_BAND in every timed round (its slowest round against the smaller
+# file's fastest). On a shared host the timings of one file differ run to run by far more than 10 % (selfie
+# float16 2.3 / 2.7 ms, float32 2.9 / 5.5 ms in two cold exports; the plain fastest flipped between them),
+# so "the fastest" alone would make two exports of the same sources write different bundles.
+TIE_BAND = 1.25
+_PREFERENCE = ("_int8.tflite", "_float16.tflite", "_float32.tflite")
+
+
+def pick_fastest(rounds_ms: dict[str, Any]) -> str:
+    """The handoff_cpu among candidates {file name: latency ms, or the ms of each timed round}: the smallest
+    file, unless a bigger one is clearly faster (TIE_BAND, every round)."""
+    rounds = {n: (list(v) if isinstance(v, (list, tuple)) else [v]) for n, v in rounds_ms.items()}
+
+    def rank(n: str) -> int:
+        return next((i for i, sfx in enumerate(_PREFERENCE) if n.endswith(sfx)), len(_PREFERENCE))
+    order = sorted(rounds, key=lambda n: (rank(n), n))
+    best = order[0]
+    for n in order[1:]:
+        if max(rounds[n]) * TIE_BAND < min(rounds[best]):
+            best = n
+    return best

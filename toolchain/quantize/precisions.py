@@ -18,6 +18,7 @@ from ..errors import ExportError
 from ..sources import SIGNATURE, FloatModel
 from ..sources.tflite_graph import read_tflite
 from .calibration import representative_gen, shared_calibration
+from .onnx_canonical import canonicalize
 
 PRECISIONS = ("float32", "float16", "dynamic", "int8")
 
@@ -171,6 +172,7 @@ def export_onnx(model: FloatModel, out_path: Path, *, float_tflite: Path, opset:
     except Exception as exc:
         raise ExportError(f"ONNX export failed for {model.model_id}: {exc}",
                           fix="set onnx = false in the recipe to skip ONNX, and report the op") from exc
+    canonicalize(out_path)   # the same bytes run after run (tf2onnx is not deterministic): onnx_canonical.py
     return out_path
 
 

@@ -86,7 +86,8 @@ def apply_weight_techniques(float_tflite: Path, out_path: Path, names, represent
     return records
 
 
-def reimport(entry, float_tflite: Path, workdir: Path, *, outputs_positions=None, with_labels: bool = False):
+def reimport(entry, float_tflite: Path, workdir: Path, *, outputs_positions=None, with_labels: bool = False,
+             leaky_relu_form: str = "op"):
     """FloatModel of an exported float .tflite (pixel input, normalization already inside): the
     registry entry with scale 1 / offset 0 and the outputs the export kept, through import_tflite.
     Assumes the file's outputs are the kept outputs in the recipe's order (one output in every
@@ -97,25 +98,30 @@ def reimport(entry, float_tflite: Path, workdir: Path, *, outputs_positions=None
                                 outputs=[entry.outputs[i] for i in positions])
     sub = Path(workdir) / "ptq"
     sub.mkdir(parents=True, exist_ok=True)
-    return import_tflite(plain, float_tflite, sub, outputs=None, with_labels=with_labels)
+    return import_tflite(plain, float_tflite, sub, outputs=None, with_labels=with_labels,
+                         leaky_relu_form=leaky_relu_form)
 
 
 def w8a8(entry, float_tflite: Path, representative: np.ndarray, out_path: Path, workdir: Path, *,
          techniques=("cle", "adaround", "bias_correction"), ranges: str = "mse", outputs_positions=None,
-         with_labels: bool = False, progress: Callable[[str], None] | None = None) -> dict:
+         with_labels: bool = False, leaky_relu_form: str = "op",
+         progress: Callable[[str], None] | None = None) -> dict:
     """The w8a8 rung with post-training techniques; writes `out_path` (uint8 pixels in, int8 out).
+    leaky_relu_form: how leaky ReLUs are written before conversion (sources/leaky_relu.py).
     Returns a JSON-able record for the manifest."""
 
     check_names(techniques, ranges)
     t0 = time.monotonic()
     sub = Path(workdir) / "ptq"
     sub.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"techniques": [t for t in WEIGHT_TECHNIQUES if t in techniques], "ranges": ranges}
+    record: dict[str, Any] = {"techniques": [t for t in WEIGHT_TECHNIQUES if t in techniques], "ranges": ranges,
+                              "leaky_relu": leaky_relu_form}
     source = Path(float_tflite)
     if techniques:
         source = sub / f"{entry.id}_ptq_float.tflite"
         record["per_technique"] = _weights_once(float_tflite, source, techniques, representative, progress)
-    model = reimport(entry, source, workdir, outputs_positions=outputs_positions, with_labels=with_labels)
+    model = reimport(entry, source, workdir, outputs_positions=outputs_positions, with_labels=with_labels,
+                     leaky_relu_form=leaky_relu_form)
     calibrated = calibrate_int8(model, representative, progress=progress)
     calibrated, record["range_search"] = search_ranges(calibrated, representative, method=ranges, progress=progress)
     quantize_calibrated(calibrated, Path(out_path))
@@ -138,10 +144,10 @@ def _weights_once(float_tflite: Path, out_path: Path, techniques, representative
     if key in _WEIGHTS_MEMO:
         blob, rec = _WEIGHTS_MEMO[key]
         Path(out_path).write_bytes(blob)
-        if progress:
+        if progress:   # the record stays the computed one: a bundle must not depend on what ran before
             progress(f"w8a8 weights ({', '.join(t for t in WEIGHT_TECHNIQUES if t in techniques)}): "
-                     "reused from this run's w8a8 file")
-        return {**rec, "reused": "the w8a8 file's weights (same float file, techniques and samples)"}
+                     "reused from this process's w8a8 file (same float file, techniques and samples)")
+        return rec
     rec = apply_weight_techniques(float_tflite, out_path, techniques, representative, progress=progress)
     _WEIGHTS_MEMO.clear()   # one entry: the model being exported
     _WEIGHTS_MEMO[key] = (Path(out_path).read_bytes(), rec)

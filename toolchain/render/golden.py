@@ -27,6 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..depth.blur import signed_coc
 from . import depth_edges, matting, trimap
 from .model_output import decode_probability
 from .plan import (
@@ -65,14 +66,13 @@ def circle_of_confusion(frame: Frame, plan: StagePlan):
     if frame.depth_m is None:
         return None, None
     assert frame.confidence is not None  # prepare_frame makes one with every depth map
+    assert frame.focus_m is not None     # ... and a focus distance
     rows, cols = depth_sample_index(plan, frame.depth_m.shape)
     z = frame.depth_m[rows[:, None], cols[None, :]]
     conf = frame.confidence[rows[:, None], cols[None, :]].astype(F32)
-    k = F32(plan.max_coc_work)
+    coc = signed_coc(z, frame.focus_m, plan.max_coc_work)   # depth/blur.py: the one thin-lens formula
     with np.errstate(invalid="ignore", divide="ignore"):
-        coc = k * (F32(1) - F32(frame.focus_m) / z)
-    ok = np.isfinite(coc)
-    coc = np.where(ok, np.clip(coc, -k, k), F32(0)).astype(F32)
+        ok = np.isfinite(F32(frame.focus_m) / z)
     return coc, np.where(ok, conf, F32(0)).astype(F32)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ModelFormatError, UnsupportedOp
 from .float_model import FloatModel, save_pixel_model
+from .leaky_relu import leaky_relu
 
 # TFLite TensorType -> numpy dtype (schema.fbs)
 _TENSOR_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,
@@ -319,7 +320,7 @@ def _softmax(tf, op, a, g):
 
 
 def _leaky_relu(tf, op, a, g):
-    return tf.nn.leaky_relu(a[0], alpha=op.options.alpha)
+    return leaky_relu(tf, a[0], op.options.alpha)
 
 
 def _prelu(tf, op, a, g):
@@ -398,7 +399,7 @@ def check_supported(graph: TfliteGraph) -> None:
 
 
 def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
-         keep_intermediates: bool = False):
+         keep_intermediates: bool = False, leaky_relu_form: str = "op"):
     """Run the graph's ops as TF ops on input tensor `x` (NHWC float32).
 
     Returns the list of output tensors (graph outputs, or `output_indices`), and with
@@ -424,7 +425,7 @@ def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
             continue
         if op.index in leaky:  # MAXIMUM(x, MUL(x, alpha)) -> LEAKY_RELU: see leaky_relu_pattern
             src, alpha = leaky[op.index]
-            values[op.outputs[0]] = tf.identity(tf.nn.leaky_relu(values[src], alpha=alpha),
+            values[op.outputs[0]] = tf.identity(leaky_relu(tf, values[src], alpha, leaky_relu_form),
                                                 name=_tf_name(graph.tensor(op.outputs[0]).name))
             continue
         args: list = []
@@ -439,7 +440,10 @@ def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
                     raise ModelFormatError(f"tensor {t.name!r} is read before it is written",
                                            where=f"op #{op.index} {op.name}")
                 args.append(t.dequantized())
-        y = _OPS[op.name](tf, op, args, graph)
+        if op.name == "LEAKY_RELU":  # written in the asked form (sources/leaky_relu.py)
+            y = leaky_relu(tf, args[0], op.options.alpha, leaky_relu_form)
+        else:
+            y = _OPS[op.name](tf, op, args, graph)
         ys = y if isinstance(y, (list, tuple)) else [y]
         for idx, val in zip(op.outputs, ys):
             if isinstance(val, np.ndarray):
@@ -529,9 +533,11 @@ def _tf_name(name: str) -> str:
     return clean if clean[0].isalnum() else "t" + clean
 
 
-def import_tflite(entry, path, workdir, *, outputs: list[int] | None = None, with_labels: bool = False):
+def import_tflite(entry, path, workdir, *, outputs: list[int] | None = None, with_labels: bool = False,
+                  leaky_relu_form: str = "op"):
     """Float .tflite -> FloatModel (SavedModel, pixel input). `outputs`: positions in the graph's
-    output list to keep (e.g. [0] for PyDNet++'s finest scale)."""
+    output list to keep (e.g. [0] for PyDNet++'s finest scale). leaky_relu_form: how leaky ReLUs are
+    written (sources/leaky_relu.py; "relu_min" or "prelu" for an int8 file both kernel sets round alike)."""
 
     graph = read_tflite(path)
     check_supported(graph)
@@ -544,7 +550,7 @@ def import_tflite(entry, path, workdir, *, outputs: list[int] | None = None, wit
     keep = [graph.outputs[i] for i in positions]
     names = [output_key(entry.outputs[i]["name"]) for i in positions]
     out_dir = Path(workdir) / (f"{entry.id}_float" + ("_labels" if with_labels else ""))
-    save_pixel_model(lambda x: emit(graph, x, output_indices=keep), input_hw=(h, w),
+    save_pixel_model(lambda x: emit(graph, x, output_indices=keep, leaky_relu_form=leaky_relu_form), input_hw=(h, w),
                      scale=entry.input.scale, offset=entry.input.offset,
                      output_names=names, out_dir=out_dir, with_labels=with_labels)
     return FloatModel(entry.id, out_dir, (h, w), ["labels"] if with_labels else names,
