@@ -9,7 +9,7 @@ import pytest
 from builders import tiny_segmenter_project
 
 from toolchain.cli import main as cli
-from toolchain.export import export_model
+from toolchain.export import export_model, split_run_record, write_run_record
 from toolchain.handoff import client
 from toolchain.recipes import merge_defaults
 from toolchain.report import _num, read_record, render, verify_checks
@@ -102,17 +102,53 @@ def test_unreadable_source_is_a_clear_error(tmp_path):
 def test_browser_latencies_from_bench_json(tmp_path):
     """The shape `portrait bench --part browser` writes (device/browser_bench.py), rendered cell by cell."""
     bench = tmp_path / "bench.json"
-    row = {"model_id": "m", "user_agent": "HeadlessChrome/1", "cores": 2, "webgpu_adapter": "swiftshader",
-           "files": {"m_float32.tflite": {"native_ms": 10.0,
-                                          "litert.js wasm": {"ms": 25.0, "status": "pass", "software_gpu": False,
-                                                             "over_native": 2.5},
-                                          "litert.js webgpu": {"ms": None, "status": "pass", "software_gpu": True,
-                                                               "over_native": None}},
-                     "m_int8.tflite": {"native_ms": 5.0,
-                                       "litert.js wasm": {"ms": None, "status": "no-load", "software_gpu": False,
-                                                          "over_native": None}}}}
-    bench.write_text(json.dumps({"written": {"at": "x", "command": "portrait bench --part browser", "host_isa": "h"},
-                                 "browser": [row]}))
+    row = {
+        "model_id": "m",
+        "user_agent": "HeadlessChrome/1",
+        "cores": 2,
+        "webgpu_adapter": "swiftshader",
+        "files": {
+            "m_float32.tflite": {
+                "native_ms": 10.0,
+                "litert.js wasm": {"ms": 25.0, "status": "pass", "software_gpu": False, "over_native": 2.5},
+                "litert.js webgpu": {"ms": None, "status": "pass", "software_gpu": True, "over_native": None},
+            },
+            "m_int8.tflite": {
+                "native_ms": 5.0,
+                "litert.js wasm": {"ms": None, "status": "no-load", "software_gpu": False, "over_native": None},
+            },
+        },
+    }
+    bench.write_text(
+        json.dumps(
+            {"written": {"at": "x", "command": "portrait bench --part browser", "host_isa": "h"}, "browser": [row]}
+        )
+    )
     text = render(read_record(tmp_path / "none", bench, tmp_path / "eval"))
     assert "| `m_float32.tflite` | 10 | 25 (2.5x), pass | sw GPU, pass |" in text
     assert "| `m_int8.tflite` | 5 | no-load | - |" in text
+
+
+def test_run_record_measurements_go_back_beside_the_manifests_facts(tmp_path):
+    """runs/<id>.json (export.split_run_record's dotted paths; file names hold dots) feeds the latency columns."""
+    full = {
+        "model_id": "m",
+        "handoff_cpu": "m_int8.tflite",
+        "export_seconds": 12.5,
+        "handoff_cpu_choice": {
+            "candidates": {
+                "m_int8.tflite": {"meets": True, "latency_ms": 7.5},
+                "m_float32.tflite": {"meets": True, "latency_ms": 9.25},
+            }
+        },
+        "ladder": [{"rung": "w8a8", "met": True, "seconds": 3.0}],
+    }
+    manifest, run = split_run_record(full)
+    assert "latency_ms" not in manifest["handoff_cpu_choice"]["candidates"]["m_int8.tflite"]
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    write_run_record(tmp_path, "m", run, 1.0)
+    rec = read_record(tmp_path, tmp_path / "bench.json", tmp_path / "eval")
+    assert rec.bundles[0].data == full and rec.bundles[0].also == [tmp_path / "runs" / "m.json"]
+    text = render(rec)
+    assert "| `m_float32.tflite` | yes | - | 9.25 |" in text and "runs/m.json" in text

@@ -45,6 +45,7 @@ class Source:
     command: str  # the command that writes it
     isa: str  # host ISA it was measured on ("" when the source does not say)
     data: dict[str, Any] = field(default_factory=dict)
+    also: list[Path] = field(default_factory=list)  # files read with it (a bundle's run record)
 
 
 @dataclass
@@ -87,6 +88,44 @@ def _read_json(path: Path) -> Any:
         ) from None
 
 
+def _put_back(manifest: Any, path: str, value: Any) -> None:
+    """Set one measurement of a run record (a dotted path such as
+    `handoff_cpu_choice.candidates.<file>.latency_ms` or `ladder[0].seconds`) back into a manifest copy.
+    Keys may hold dots (file names), so each step takes the longest existing key the path starts with."""
+    node, rest = manifest, path
+    while rest:
+        if isinstance(node, list):
+            m = re.match(r"\[(\d+)\]\.?", rest)
+            if not m or int(m.group(1)) >= len(node):
+                return
+            node, rest = node[int(m.group(1))], rest[m.end() :]
+            continue
+        if not isinstance(node, dict):
+            return
+        keys = [k for k in node if rest == k or rest.startswith(k + ".") or rest.startswith(k + "[")]
+        if not keys:
+            node[rest] = value  # the key the export took out of the manifest
+            return
+        key = max(keys, key=len)
+        if rest == key:
+            node[key] = value
+            return
+        node, rest = node[key], rest[len(key) :].lstrip(".")
+
+
+def with_run_record(manifest: dict, out_root: Path) -> tuple[dict, Path | None]:
+    """The manifest with its export run's measurements (runs/<model_id>.json beside the bundles: latencies,
+    seconds, cache hits, kept out of the bundle so that it is reproducible) put back in, and that file."""
+    run_path = out_root / "runs" / f"{manifest.get('model_id')}.json"
+    if not run_path.is_file():
+        return manifest, None
+    merged = json.loads(json.dumps(manifest))
+    for key, value in _read_json(run_path).items():
+        if key not in ("model_id", "what", "total_seconds"):
+            _put_back(merged, key, value)
+    return merged, run_path
+
+
 def read_record(out_root: Path | None = None, bench_json: Path | None = None, eval_dir: Path | None = None) -> Record:
     """Every source found: bundles under out_root, the bench JSON and evaluation reports under eval_dir."""
     out_root = Path(out_root or paths.out_dir())
@@ -94,7 +133,7 @@ def read_record(out_root: Path | None = None, bench_json: Path | None = None, ev
     eval_dir = Path(eval_dir or DEFAULT_EVAL_DIR)
     bundles = []
     for manifest in sorted(out_root.glob("*/manifest.json")) if out_root.is_dir() else []:
-        m = _read_json(manifest)
+        m, run_path = with_run_record(_read_json(manifest), out_root)
         isa = ((m.get("handoff_cpu_choice") or {}).get("isa") or {}).get("summary") or (
             m.get("measured_with") or {}
         ).get("host", "")
@@ -106,6 +145,7 @@ def read_record(out_root: Path | None = None, bench_json: Path | None = None, ev
                 f"portrait export {m.get('model_id', manifest.parent.name)}",
                 isa,
                 m,
+                [run_path] if run_path else [],
             )
         )
     bench = None
@@ -207,7 +247,11 @@ def _dtype(spec: dict | None) -> str:
 
 def _sources(rec: Record) -> list[str]:
     lines = ["## Sources", "", "Each table below names its source. Dates are when the source was written (UTC).", ""]
-    rows = [[f"`{_shown(s.path, rec)}`", s.written, f"`{s.command}`", s.isa or "-"] for s in rec.bundles]
+    rows = [
+        [f"`{_shown(p, rec)}`", _mtime(p) if p != s.path else s.written, f"`{s.command}`", s.isa or "-"]
+        for s in rec.bundles
+        for p in (s.path, *s.also)
+    ]
     if rec.bench:
         rows.append(
             [f"`{_shown(rec.bench.path, rec)}`", rec.bench.written, f"`{rec.bench.command}`", rec.bench.isa or "-"]
