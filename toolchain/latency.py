@@ -109,7 +109,10 @@ def format_table(rows: list[dict]) -> str:
              f"{'int8/f32 time':>13} {'int8/f32 size':>13} {'mixed ms':>9}  host ISA (int8)"]
     for r in rows:
         ms = r["ms"]
-        cell = lambda k: f"{ms[k]:.1f}" if k in ms else "-"
+
+        def cell(k: str, ms: dict = ms) -> str:
+            return f"{ms[k]:.1f}" if k in ms else "-"
+
         lines.append(f"{r['model_id']:34} {cell('float32'):>10} {cell('float16'):>10} {cell('dynamic'):>10} "
                      f"{cell('int8'):>8} {r.get('int8_over_float32_latency', '-'):>13} "
                      f"{r.get('int8_over_float32_size', '-'):>13} {cell('mixed_float' if 'mixed_float' in ms else 'int8_mixed'):>9}"
