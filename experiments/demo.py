@@ -32,7 +32,7 @@ import skimage.data as d
 from experiments.render_quality import compare_edges, summarize_edges, synthetic_edges
 from toolchain import paths
 from toolchain.depth.readers import read_depth_photo
-from toolchain.errors import PortraitError
+from toolchain.errors import BundleError, PortraitError
 from toolchain.evaluate import truth_metrics as metrics
 from toolchain.export import export_model
 from toolchain.images import load_rgb
@@ -42,7 +42,6 @@ from toolchain.render.photo import (
     inverse_depth_png,
     monocular_depth,
     read_depth,
-    read_manifest,
     resolve_bundle,
     run_segmentation,
     segmentation_file,
@@ -139,7 +138,9 @@ def find_segmenter(bundle: str | Path | None, work: Path) -> Path:
     """The bundle to segment with: given, in the output folder, or exported once into `work`."""
     for cand in ([bundle] if bundle else []) + [SEGMENTER, work / SEGMENTER]:
         try:
-            return resolve_bundle(cand)
+            return resolve_bundle(cand).root
+        except BundleError:
+            raise  # there, but damaged: say so rather than export another
         except PortraitError:
             continue
     print(f"demo: no {SEGMENTER} bundle; exporting one into {work} (a few minutes)", file=sys.stderr)
@@ -218,7 +219,9 @@ def optional_bundle(name: str | Path | None) -> Path | None:
     if name is None:
         return None
     try:
-        return resolve_bundle(name)
+        return resolve_bundle(name).root
+    except BundleError:
+        raise  # there, but damaged: say so rather than leave it out
     except PortraitError:
         return None
 
@@ -270,9 +273,10 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
     mono = optional_bundle(depth_model)
     sections, photo_rows = [], []
     photos = demo_photos()
-    mask_file = segmentation_file(read_manifest(seg))   # the file run_segmentation runs by default
+    opened = resolve_bundle(seg)   # schema and SHA-256 checked once, not per photo
+    mask_file = segmentation_file(opened.manifest)   # the file run_segmentation runs by default
     for name, img, ref in photos[:3] if quick else photos:
-        low, spec = run_segmentation(seg, img)
+        low, spec = run_segmentation(opened, img)
         if float(cv2.resize(notebook_mask(low, spec).astype(np.uint8), (64, 64)).mean()) < 0.002:
             sections.append(f"<h2>{html.escape(name)}</h2><p>{seg.name} finds no person or cat here; skipped.</p>")
             continue

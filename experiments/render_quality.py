@@ -37,7 +37,7 @@ from toolchain.render import golden
 from toolchain.render.api import render
 from toolchain.render.baseline import notebook_render
 from toolchain.render.model_output import simulate_model_output
-from toolchain.render.photo import monocular_depth, read_manifest, resolve_bundle, run_segmentation, segmentation_file
+from toolchain.render.photo import monocular_depth, resolve_bundle, run_segmentation, segmentation_file
 from toolchain.render.plan import make_plan, prepare_frame
 from toolchain.scenes import generate_scene
 
@@ -181,9 +181,10 @@ def write_panels(out_dir, photos=None, height: int = 360, implementation: str = 
     written = []
     for ph in photos:
         if bundle is not None:
+            opened = resolve_bundle(Path(bundle))
             img = load_rgb(ph)
-            low, spec = run_segmentation(Path(bundle), img)
-            source = f"mask: {segmentation_file(read_manifest(Path(bundle)))}"
+            low, spec = run_segmentation(opened, img)
+            source = f"mask: {segmentation_file(opened.manifest)}"
         else:
             low, spec, source = photo_mask(Path(ph))
             if low is None:
@@ -331,7 +332,7 @@ def main(argv=None) -> int:
     report = {}
     groups = []
     for b in args.bundles:
-        bundle = resolve_bundle(b)
+        bundle = resolve_bundle(b).root
         person_only = "selfie" in bundle.name
         rows = [r for r in photo_edges(bundle, implementations=impl, depth_model=args.depth_model)
                 if r["guided"]["iou"] > 0.5 and (not person_only or r["name"].startswith("person"))]

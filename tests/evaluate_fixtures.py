@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from builders import VOC, tiny_segmenter_keras
 
+from toolchain.bundle import record_files
+
 SEG, DEPTH = "tinyseg", "tinydepth"
 
 
@@ -72,6 +74,8 @@ def build_bundles() -> dict[str, Path]:
     (dep / "manifest.json").write_text(json.dumps(_manifest(
         DEPTH, "depth", {f"{DEPTH}_float32.tflite": "float32"},
         [{"name": "depth", "kind": "relative_depth", "shape": [1, 33, 33, 1]}])))
+    for b in (seg, dep):   # an intact bundle lists every file with its SHA-256 (the bundle loader checks)
+        record_files(b, "")
     _CACHE.update({"segmentation": seg, "depth": dep})
     return dict(_CACHE)
 

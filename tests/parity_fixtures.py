@@ -3,11 +3,14 @@ and a way to damage one layer's quantization on purpose. Built by code, never co
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from builders import keras_to_tflite, tiny_segmenter_keras, write_registry
+
+from toolchain.bundle import record_files
 
 MID = "tiny"
 
@@ -44,7 +47,11 @@ def build_tiny_pair(root: Path) -> TinyPair:
     bundle.mkdir(parents=True)
     f32 = quantize.convert(fm, "float32", bundle / f"{MID}_float32.tflite")
     i8 = quantize.convert(fm, "int8", bundle / f"{MID}_int8.tflite", representative=rep)
-    (bundle / "manifest.json").write_text(f'{{"model_id": "{MID}"}}')
+    (bundle / "manifest.json").write_text(json.dumps({   # the least an intact bundle carries (bundle_loader)
+        "model_id": MID, "task": "segmentation", "input": {"size": [33, 33]},
+        "outputs": [{"name": "logits", "kind": "logits", "shape": [1, 33, 33, 21]}],
+        "models": {f32.name: {"precision": "float32"}, i8.name: {"precision": "int8"}}}))
+    record_files(bundle, "")
     images_dir = root / "images"
     images_dir.mkdir()
     photos = list(bundled_photos().items())[:4]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from toolchain.bundle import record_files
 from toolchain.errors import InputError
 from toolchain.evaluate import datasets
 from toolchain.evaluate.accuracy import evaluate, summary_lines
@@ -216,6 +217,7 @@ def test_onnx_file_of_the_bundle_runs_in_onnxruntime(tmp_path, bundles, seg_set)
     m = json.loads((b / "manifest.json").read_text())
     m["models"]["tinyseg_float32.onnx"] = {"precision": "float32"}
     (b / "manifest.json").write_text(json.dumps(m))
+    record_files(b, "tinyseg_float32.onnx")   # listed with its SHA-256, as an export lists it
     r = evaluate(b, seg_set, out_dir=tmp_path / "rep", resamples=50)
     files = {f["file"]: f["precision"] for f in r["files"]}
     assert files["tinyseg_float32.onnx"] == "float32 onnx"

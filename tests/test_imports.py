@@ -36,7 +36,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("toolchain.device",),                               # goldens and the checker run the render stage
     ("toolchain.render",),
     ("toolchain.latency",),                                # latency of a .tflite (LiteRT)
-    ("toolchain.sources", "toolchain.bundle", "toolchain.runtime", "toolchain.calibration_set", "toolchain.engines"),
+    ("toolchain.sources", "toolchain.bundle", "toolchain.bundle_loader", "toolchain.runtime", "toolchain.calibration_set",
+     "toolchain.engines"),
     ("toolchain.cache",),
     ("toolchain.depth", "toolchain.registry", "toolchain.scenes", "toolchain.images"),
     ("toolchain.errors", "toolchain.paths", "toolchain"),  # `toolchain` itself: __version__

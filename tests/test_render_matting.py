@@ -166,14 +166,18 @@ def _tiny_depth_bundle(folder):
     import keras
     from builders import keras_to_tflite
     from keras import layers
+
+    from toolchain.bundle import record_files
     x_in = keras.Input((24, 32, 3), batch_size=1)
     y = layers.Conv2D(1, 1, kernel_initializer="ones", bias_initializer="ones")(x_in)
     folder.mkdir(parents=True, exist_ok=True)
     keras_to_tflite(keras.Model(x_in, y), folder / "tinydepth_float32.tflite")
     manifest = {"model_id": "tinydepth", "task": "depth", "input": {"size": [24, 32]},
                 "outputs": [{"name": "d", "kind": "relative_depth", "shape": [1, 24, 32, 1]}],
-                "handoff": "missing_int8.tflite", "handoff_cpu": "tinydepth_float32.tflite"}
+                "models": {"tinydepth_float32.tflite": {"precision": "float32"}},
+                "handoff": None, "handoff_cpu": "tinydepth_float32.tflite"}   # no integer handoff: the CPU file runs
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    record_files(folder, "")   # every file listed with its SHA-256, as an export writes it
     return folder
 
 

@@ -6,11 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
+from sim_fixtures import copy_bundle
 
 from toolchain.device import check, goldens
-from toolchain.errors import InputError
-
-from sim_fixtures import copy_bundle
+from toolchain.errors import BundleError, InputError
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +118,14 @@ def test_missing_and_malformed_device_files_fail_that_vector(bundle, ref_outputs
 
 def test_bundle_without_goldens_is_a_clear_error(tmp_path, ref_outputs):
     import shutil
+
+    from toolchain.bundle import record_files
     b = copy_bundle(tmp_path)
     shutil.rmtree(b / "goldens", ignore_errors=True)  # the export writes them; this bundle lost them
+    with pytest.raises(BundleError, match="missing from the bundle") as e:  # its manifest still lists them
+        check.check_outputs(b, ref_outputs)
+    assert e.value.file.startswith("goldens/") and "copy the bundle again" in e.value.fix
+    record_files(b, "goldens/")  # a bundle whose manifest lists no goldens: made without them
     with pytest.raises(InputError, match="no golden vectors") as e:
         check.check_outputs(b, ref_outputs)
     assert "toolchain.device.goldens" in e.value.fix
@@ -131,3 +136,4 @@ def test_goldens_cli_writes_into_an_existing_bundle(tmp_path):
     b = copy_bundle(tmp_path)
     assert goldens.main(["--bundle", str(b)]) == 0
     assert (b / "goldens" / "goldens.json").is_file()
+    assert goldens.read_index(b)["vectors"]  # recorded in the manifest: the bundle is still intact

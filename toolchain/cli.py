@@ -278,8 +278,7 @@ def _add_sim_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_verify(args) -> int:
     """Issue 11: feed every file of a bundle (folder or zip) as its manifest says, in each client."""
-    target = args.bundle if args.bundle.exists() else paths.out_dir() / str(args.bundle)
-    report = verify(target, mediapipe=not args.no_mediapipe, images_folder=args.images)
+    report = verify(args.bundle, mediapipe=not args.no_mediapipe, images_folder=args.images)
     print(json.dumps(report.as_dict(), indent=1, default=str) if args.json else report.format(verbose=args.verbose))
     return report.exit_code
 

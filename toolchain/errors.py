@@ -56,6 +56,19 @@ class InputError(PortraitError):
     """Inputs (images, shapes, values, calibration sets) are unusable."""
 
 
+class BundleError(InputError):
+    """A bundle is damaged or inconsistent: its manifest breaks the schema, a reference dangles, or a
+    file is missing, unlisted or not the one the manifest recorded. Names the file, the field, what was
+    expected and what was found."""
+
+    def __init__(self, what: str, *, file: str, field: str, expected: str = "", found: str = "", **kw):
+        self.file, self.field, self.expected, self.found = file, field, expected, found
+        detail = f"{file}: {field}: {what}"
+        if expected or found:
+            detail += f" (expected {expected or '-'}, found {found or '-'})"
+        super().__init__(detail, **kw)
+
+
 class RecipeError(PortraitError):
     """An export recipe is missing or malformed."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
-from .bundle import read_manifest
+from .bundle_loader import list_bundles, open_bundle
 from .errors import InputError
 from .runtime import TfliteRunner
 
@@ -70,7 +70,7 @@ def time_model(path: Path, *, kernels: str = "xnnpack", threads: int = 2, runs: 
 
 
 def bench_bundle(bundle: Path, *, threads: int = 2, runs: int = 20) -> dict:
-    manifest = read_manifest(bundle)
+    manifest = open_bundle(bundle).manifest   # a damaged file is named, not timed
     mid = manifest["model_id"]
     row = {"model_id": mid, "threads": threads, "kernels": "xnnpack", "runs": runs, "ms": {}, "bytes": {}}
     row["isa"] = host_isa()["summary"]
@@ -98,7 +98,7 @@ def bench_bundle(bundle: Path, *, threads: int = 2, runs: int = 20) -> dict:
 
 def bench_all(out_root: Path | None = None, *, threads: int = 2, runs: int = 20) -> list[dict]:
     root = Path(out_root or paths.out_dir())
-    bundles = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file()) if root.is_dir() else []
+    bundles = list_bundles(root)   # never an export's staging folder
     if not bundles:
         raise InputError(f"no bundles in {root}", fix="run `make export-int8` first")
     return [bench_bundle(b, threads=threads, runs=runs) for b in bundles]

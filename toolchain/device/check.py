@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.bundle_loader import open_bundle
 from toolchain.errors import InputError, PortraitError
 
-from .goldens import load_tensor, read_index
+from .goldens import golden_index, load_tensor
 
 
 @dataclass
@@ -136,8 +137,8 @@ def compare(expected: np.ndarray, got: np.ndarray, rec: dict, tol: dict) -> tupl
 
 def check_outputs(bundle_dir: str | Path, device_dir: str | Path) -> list[VectorResult]:
     """One verdict per golden vector (see the module docstring)."""
-    bundle, dev = Path(bundle_dir), Path(device_dir)
-    idx = read_index(bundle)
+    opened, dev = open_bundle(bundle_dir), Path(device_dir)
+    bundle, idx = opened.root, golden_index(opened)
     if not dev.is_dir():
         raise InputError(f"device output folder not found: {dev}",
                          fix="copy the phone's dump folder here (adb pull ...) and pass it")
@@ -148,7 +149,7 @@ def check_outputs(bundle_dir: str | Path, device_dir: str | Path) -> list[Vector
         for key, rec in v["expected"].items():
             try:
                 got = read_device_tensor(dev, rec)
-            except (FileNotFoundError, ValueError) as e:
+            except (OSError, ValueError, EOFError) as e:  # a phone's file: missing, wrong dtype/shape, unreadable
                 r.failures.append(f"{key}: {e}")
                 continue
             metrics, fails = compare(load_tensor(g, rec), got, rec, v["tolerance"])

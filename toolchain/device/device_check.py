@@ -34,7 +34,6 @@ import socket
 import tempfile
 import threading
 import time
-import zipfile
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,12 +44,11 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import segno
 
-from toolchain import paths
+from toolchain import bundle_loader, paths
 from toolchain.bundle import read_manifest
 from toolchain.errors import InputError, PortraitError
 from toolchain.handoff.metadata import file_record
 from toolchain.handoff.verify import contract_input
-from toolchain.registry import sha256_of
 from toolchain.runtime import TfliteRunner
 
 from .browser import HeadlessChromium, find_chromium
@@ -135,62 +133,9 @@ class DeviceReport:
 
 def open_bundle(target: str | Path, workdir: Path) -> Path:
     """A bundle folder, a `portrait pack` zip (extracted into workdir, SHA256SUMS checked) or a model id
-    under PORTRAIT_OUT_DIR."""
-    p = Path(target)
-    if not p.exists() and not p.suffix and (paths.out_dir() / str(target)).is_dir():
-        p = paths.out_dir() / str(target)
-    if p.is_file() and zipfile.is_zipfile(p):
-        return _unzip_checked(p, workdir)
-    if p.is_file():
-        raise InputError(
-            f"not a bundle zip: {p}", fix="pass a zip made by `portrait pack`, a bundle folder or a model id"
-        )
-    if not p.is_dir():
-        raise InputError(
-            f"no bundle at {target}",
-            where=str(paths.out_dir()),
-            fix="pass export/out/<model_id>, a <id>-<version>.zip or a model id (export it first)",
-        )
-    if not (p / "manifest.json").is_file():
-        raise InputError(
-            "the folder has no manifest.json", where=str(p), fix="pass a bundle folder (export/out/<model_id>)"
-        )
-    return p
-
-
-def _unzip_checked(zpath: Path, dest: Path) -> Path:
-    try:
-        with zipfile.ZipFile(zpath) as zf:
-            for info in zf.infolist():
-                if not str((dest / info.filename).resolve()).startswith(str(dest.resolve())):
-                    raise InputError(f"unsafe path in zip: {info.filename}", where=str(zpath))
-            zf.extractall(dest)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(
-            f"cannot read the zip: {exc}", where=str(zpath), fix="make it again with `portrait pack`"
-        ) from exc
-    manifests = sorted(dest.rglob("manifest.json"), key=lambda q: len(q.parts))
-    if not manifests:
-        raise InputError("the zip holds no manifest.json", where=str(zpath), fix="make it with `portrait pack`")
-    root = manifests[0].parent
-    sums = root / "SHA256SUMS"
-    if not sums.is_file():
-        raise InputError("the zip has no SHA256SUMS", where=str(zpath), fix="make it with `portrait pack`")
-    bad = []
-    for line in sums.read_text().splitlines():
-        if not line.strip():
-            continue
-        digest, name = line.split(maxsplit=1)
-        f = root / name.lstrip("*")
-        if not f.is_file() or sha256_of(f) != digest:
-            bad.append(name.lstrip("*"))
-    if bad:
-        raise InputError(
-            f"SHA-256 mismatch for {', '.join(bad)}",
-            where=f"{zpath}: SHA256SUMS",
-            fix="the zip was altered or damaged in transfer: copy it again or re-run `portrait pack`",
-        )
-    return root
+    under PORTRAIT_OUT_DIR, opened by the bundle loader: the manifest's schema and every file's SHA-256
+    are checked before a file is served to the page or run here (BundleError names the first damage)."""
+    return bundle_loader.open_bundle(target, workdir=workdir).root
 
 
 def claims(manifest: dict, name: str, runtime: str, backend: str) -> bool:
@@ -685,15 +630,9 @@ def run_device_check(
         tol_all = tolerances()
         say(f"device-check {mid}: {len(names)} files, {len(images)} golden images; host references ...")
         refs = {}
-        problems = {}  # file -> why it cannot be judged: its jobs fail with this
+        problems: dict[str, str] = {}  # file -> why it cannot be judged: its jobs fail with this
         host_runs: dict[str, dict] = {}
-        for n in names:
-            want = (manifest.get("files", {}).get(n) or {}).get("sha256")
-            if want and sha256_of(root / n) != want:
-                problems[n] = (
-                    f"{n}: SHA-256 differs from manifest.json: the file was altered or damaged "
-                    "(re-export or copy the bundle again)"
-                )
+        for n in names:  # every file's SHA-256 was checked by open_bundle
             for gpu in {b in GPU_BACKENDS for _, b in BACKENDS if not backends or b in backends}:
                 try:
                     refs[n, gpu] = _reference(root, manifest, idx, n, images, gpu, tol_all, host_runs)

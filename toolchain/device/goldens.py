@@ -50,7 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.bundle import read_manifest
+from toolchain.bundle import read_manifest, record_files
+from toolchain.bundle_loader import Bundle, open_bundle
 from toolchain.depth.registration import register_depth
 from toolchain.depth.sequence import load_sequence
 from toolchain.errors import InputError, PortraitError
@@ -197,29 +198,38 @@ def alpha_u8(alpha: np.ndarray) -> np.ndarray:
 
 
 def read_index(bundle_dir: str | Path) -> dict:
-    """goldens.json of a bundle; a bundle without goldens is an InputError that says how to make them."""
-    bundle = Path(bundle_dir)
-    p = bundle / "goldens" / "goldens.json"
-    if not p.is_file():
-        raise InputError("bundle has no golden vectors", where=str(p),
-                         fix=f"run `python -m toolchain.device.goldens --bundle {bundle}` (or re-export the model)")
-    idx = json.loads(p.read_text())
-    if idx.get("format") != FORMAT or int(idx.get("format_version", 0)) > FORMAT_VERSION:
-        raise InputError(f"goldens.json is format {idx.get('format')!r} v{idx.get('format_version')}, this checker "
-                         f"reads {FORMAT!r} up to v{FORMAT_VERSION}", where=str(p), fix="update the toolchain")
-    return idx
+    """goldens.json of an intact bundle (bundle_loader.open_bundle: schema, SHA-256 of every file); a
+    bundle without goldens is an InputError that says how to make them."""
+    return golden_index(open_bundle(bundle_dir))
+
+
+def golden_index(bundle: Bundle) -> dict:
+    if bundle.goldens is None:
+        raise InputError("bundle has no golden vectors", where=str(bundle.root / "goldens" / "goldens.json"),
+                         fix=f"run `python -m toolchain.device.goldens --bundle {bundle.label}` (or re-export the model)")
+    return bundle.goldens
 
 
 def load_tensor(folder: Path, rec: dict) -> np.ndarray:
-    return np.load(Path(folder) / rec["file"], allow_pickle=False)
+    """One golden tensor, as its record in goldens.json says (dtype and shape checked)."""
+    p = Path(folder) / rec["file"]
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"cannot read the golden tensor: {exc}", where=str(p),
+                         fix="regenerate the goldens (python -m toolchain.device.goldens) or re-export") from None
+    if arr.dtype.name != rec["dtype"] or list(arr.shape) != list(rec["shape"]):
+        raise InputError(f"golden tensor is {arr.dtype.name} {list(arr.shape)}, goldens.json says {rec['dtype']} "
+                         f"{list(rec['shape'])}", where=str(p), fix="regenerate the goldens or re-export")
+    return arr
 
 
 def dump_outputs(bundle_dir: str | Path, out_dir: str | Path, *, kernels: str = "reference") -> Path:
     """Act as the phone: run every golden vector's inputs on this host and write the outputs in the
     device-output format (same file names as goldens/). Model stage with `kernels`; fused stage with
     the device implementation."""
-    bundle, out = Path(bundle_dir), Path(out_dir)
-    idx = read_index(bundle)
+    opened, out = open_bundle(bundle_dir), Path(out_dir)
+    bundle, idx = opened.root, golden_index(opened)
     g = bundle / "goldens"
     out.mkdir(parents=True, exist_ok=True)
     runners: dict[str, TfliteRunner] = {}
@@ -252,7 +262,8 @@ def main(argv=None) -> int:
             print(f"device outputs written to {dump_outputs(args.bundle, args.dump, kernels=args.kernels)}")
         else:
             folder = write_goldens(args.bundle, progress=lambda m: print(m, file=sys.stderr))
-            print(f"goldens written to {folder}")
+            record_files(args.bundle, "goldens/")   # the manifest lists them with their SHA-256
+            print(f"goldens written to {folder} and recorded in manifest.json")
     except PortraitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -27,7 +27,8 @@ import numpy as np
 import onnxruntime as ort
 
 from .. import paths
-from ..bundle import handoff_model, read_manifest
+from ..bundle import handoff_model
+from ..bundle_loader import Bundle, open_bundle
 from ..engines import map_shards
 from ..errors import InputError
 from ..images import to_model_input
@@ -45,15 +46,10 @@ _TASKS_FOR = {"segmentation": ("segmentation",), "matting": ("segmentation", "ma
 
 # ----------------------------------------------------------------------------------- planning
 
-def resolve_bundle(model: str | Path, bundles_root: Path | None = None) -> Path:
-    p = Path(model)
-    if (p / "manifest.json").is_file():
-        return p
-    b = Path(bundles_root or paths.out_dir()) / str(model)
-    if (b / "manifest.json").is_file():
-        return b
-    raise InputError(f"no bundle for {model!r}", where=str(b),
-                     fix=f"run `portrait export {model}` first, or pass a bundle folder (or --bundles DIR)")
+def resolve_bundle(model: str | Path, bundles_root: Path | None = None) -> Bundle:
+    """The bundle (folder, zip, or model id under bundles_root), opened by the bundle loader: schema and
+    SHA-256 of every file checked before any file is run."""
+    return open_bundle(model, root=bundles_root)
 
 
 def model_files(bundle: Path, manifest: dict) -> tuple[list[dict], list[str]]:
@@ -226,8 +222,8 @@ def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None,
     is always kept).
     shard_fn: a wrapper of evaluate_shard (tests inject a worker crash with it); default evaluate_shard.
     """
-    bundle = resolve_bundle(model, bundles_root)
-    manifest = read_manifest(bundle)
+    opened = resolve_bundle(model, bundles_root)   # held to the end: a zip's files live as long as it
+    bundle, manifest = opened.root, opened.manifest
     mid = manifest["model_id"]
     ds = open_dataset(dataset, task)
     if manifest.get("task") not in _TASKS_FOR[ds.task]:

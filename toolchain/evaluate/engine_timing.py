@@ -47,7 +47,7 @@ def ensure_dataset(folder: Path, n: int, *, size=(240, 320), seed: int = 0, engi
 
 def run_eval_bench(bundle: Path | None = None, *, n: int = 2000, workers: int = 2, dataset: Path | None = None,
                    out_dir: Path | None = None, precisions=("int8",), shard_size: int = 20, progress=True) -> dict:
-    bundle = resolve_bundle(bundle or DEFAULT_MODEL)
+    bundle = resolve_bundle(bundle or DEFAULT_MODEL).root
     out_dir = Path(out_dir or paths.REPO_ROOT / "export" / "bench")
     dataset = Path(dataset or out_dir / f"synth_voc_{n}")
     t = time.perf_counter()

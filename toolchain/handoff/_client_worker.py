@@ -254,7 +254,14 @@ def read_metadata(model_buf: bytes) -> dict:
 
 
 def cmd_read_metadata(req: dict) -> dict:
-    return {p: read_metadata(Path(p).read_bytes()) for p in req["models"]}
+    out = {}
+    for p in req["models"]:
+        try:
+            out[p] = read_metadata(Path(p).read_bytes())
+        except Exception as exc:  # noqa: BLE001 - one damaged file is that file's verdict, not the whole reply
+            out[p] = {"metadata": None, "associated_files": {},
+                      "error": f"cannot read the file's flatbuffer: {type(exc).__name__}: {str(exc)[:160]}"}
+    return out
 
 
 # ---------------------------------------------------------------- run

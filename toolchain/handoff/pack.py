@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import zipfile
 from pathlib import Path
 
+from ..bundle_loader import open_bundle
 from ..errors import InputError
 from .card import render_card
 from .metadata import bundle_version
@@ -32,10 +32,11 @@ def _entry(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 def pack(bundle: str | Path, out_dir: str | Path, *, verify: bool = True, progress=None) -> Path:
     """Write <out_dir>/<id>-<version>.zip from a bundle folder; returns its path. With verify, a bundle
     that fails `portrait verify` is refused (InputError naming the failures)."""
-    bundle = Path(bundle)
-    mpath = bundle / "manifest.json"
-    if not mpath.is_file():
-        raise InputError(f"no bundle at {bundle}", fix="export it first: `portrait export <id>`")
+    opened = open_bundle(bundle)   # integrity first: a damaged bundle is named, never packed
+    if opened.from_zip:
+        opened.close()
+        raise InputError(f"{bundle} is already a zip", fix="pass the bundle folder or its model id")
+    bundle = opened.root
     if verify:
         report = run_verify(bundle)
         if progress:
@@ -43,7 +44,7 @@ def pack(bundle: str | Path, out_dir: str | Path, *, verify: bool = True, progre
         if not report.passed:
             raise InputError("the bundle fails `portrait verify`; not packed", where=str(bundle),
                              fix="; ".join(f"{c.file}: {c.field}: {c.message}" for c in report.failures)[:2000])
-    manifest = json.loads(mpath.read_text())
+    manifest = opened.manifest
     stem = f"{manifest['model_id']}-{bundle_version(manifest)}"
     files = {p.relative_to(bundle).as_posix(): p.read_bytes() for p in sorted(bundle.rglob("*")) if p.is_file()}
     if "README.md" not in files:  # a bundle from before the card: render it from the manifest

@@ -25,7 +25,6 @@ import dataclasses
 import json
 import tempfile
 import tomllib
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +34,9 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from toolchain.device.check import compare
 
-from .. import paths
+from .. import bundle_loader, paths
 from ..errors import ExportError, InputError
 from ..images import bundled_photos, load_rgb, to_model_input
-from ..registry import sha256_of
 from ..runtime import recall, remember, run_key
 from . import client
 from .card import write_card
@@ -52,7 +50,6 @@ from .metadata import (
 )
 
 TOLERANCES = Path(__file__).resolve().parent / "tolerances.toml"
-ALLOWED_UNLISTED = {"manifest.json", "README.md", "SHA256SUMS"}
 PASS, FAIL, NOT_RUN, INFO = "pass", "FAIL", "NOT RUN", "info"
 
 
@@ -119,70 +116,46 @@ def tolerances() -> dict:
 
 def verify(path: str | Path, *, mediapipe: bool = True, staged: bool = False,
            images_folder: str | Path | None = None) -> VerifyReport:
-    """Verify a bundle folder or a zip written by `portrait pack`. images_folder: photos fed too (resized
-    as the manifest says) in the float-model and MediaPipe comparisons, beside the golden inputs."""
-    path = Path(path)
-    if path.is_file() and zipfile.is_zipfile(path):
+    """Verify a bundle folder, a zip written by `portrait pack`, or a model id (a folder under the bundle
+    root). images_folder: photos fed too (resized as the manifest says) in the float-model and MediaPipe
+    comparisons, beside the golden inputs. The bundle loader's integrity checks come first; while any
+    fails, no file is opened by a runtime and the report lists the damage."""
+    path = bundle_loader.resolve(path)
+    if not staged:
+        bundle_loader.refuse_staging(path)   # an export's work folder is never verified as a bundle
+    if path.is_file():
         with tempfile.TemporaryDirectory(prefix="portrait-verify-") as tmp:
-            root = _unzip(path, Path(tmp))
-            report = verify_folder(root, mediapipe=mediapipe, label=str(path), images_folder=images_folder)
-            _check_sha256sums(root, report)
+            root, _ = bundle_loader.extract_zip(path, Path(tmp))
+            report = verify_folder(root, mediapipe=mediapipe, label=str(path), images_folder=images_folder,
+                                   zip_sums=True)
             return report
     if not path.is_dir():
         raise InputError(f"not a bundle folder or zip: {path}", fix="pass export/out/<id> or a <id>-<version>.zip")
     return verify_folder(path, mediapipe=mediapipe, staged=staged, images_folder=images_folder)
 
 
-def _unzip(zpath: Path, dest: Path) -> Path:
-    try:
-        return _extract(zpath, dest)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(f"cannot read the zip: {exc}", where=str(zpath), fix="make it again with `portrait pack`") from exc
-
-
-def _extract(zpath: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(zpath) as zf:
-        for info in zf.infolist():
-            target = (dest / info.filename).resolve()
-            if not str(target).startswith(str(dest.resolve())):
-                raise InputError(f"unsafe path in zip: {info.filename}", where=str(zpath))
-        zf.extractall(dest)
-    manifests = sorted(dest.rglob("manifest.json"), key=lambda p: len(p.parts))
-    if not manifests:
-        raise InputError("the zip holds no manifest.json", where=str(zpath), fix="make it with `portrait pack`")
-    return manifests[0].parent
-
-
-def _check_sha256sums(root: Path, report: VerifyReport) -> None:
-    sums = root / "SHA256SUMS"
-    if not sums.is_file():
-        report.add("SHA256SUMS", "present", FAIL, "the zip has no SHA256SUMS", )
-        return
-    bad = []
-    for line in sums.read_text().splitlines():
-        digest, name = line.split(maxsplit=1)
-        name = name.lstrip("*")
-        p = root / name
-        if not p.is_file() or sha256_of(p) != digest:
-            bad.append(name)
-    report.add("SHA256SUMS", "sha256", FAIL if bad else PASS, ("mismatch: " + ", ".join(bad)) if bad else "")
-
-
 def verify_folder(bundle: Path, *, mediapipe: bool = True, staged: bool = False, label: str | None = None,
-                  images_folder: str | Path | None = None) -> VerifyReport:
+                  images_folder: str | Path | None = None, zip_sums: bool = False) -> VerifyReport:
     bundle = Path(bundle)
-    mpath = bundle / "manifest.json"
-    if not mpath.is_file():
-        raise InputError(f"no manifest.json in {bundle}", fix="pass a bundle written by `portrait export`")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"manifest.json is not valid JSON: {exc}", where=str(mpath)) from exc
-    report = VerifyReport(label or str(bundle), manifest.get("model_id"))
+    if not (bundle / "manifest.json").is_file():
+        raise InputError(f"no manifest.json in {bundle}: not a bundle", fix="pass a bundle written by `portrait export`")
+    found = bundle_loader.inspect(bundle, staged=staged)
+    if zip_sums:
+        found.damages += bundle_loader.check_sha256sums(bundle)
+    manifest = found.manifest or {}
+    report = VerifyReport(label or str(bundle), manifest.get("model_id") if isinstance(manifest, dict) else None)
+    if found.damages:  # integrity first: nothing below opens a file that has not passed it
+        for d in found.damages:
+            report.add(d.file, d.field, FAIL, d.line() + (f"; what to do: {d.fix}" if d.fix else ""))
+        report.add("bundle", "integrity", INFO, "the contract checks did not run: the bundle's integrity failed first")
+        return report
+    for name in found.intact:
+        report.add(name, "files[].sha256", PASS)
+    if zip_sums:
+        report.add("SHA256SUMS", "sha256", PASS)
     tol = tolerances()
-    _check_files(bundle, manifest, report, staged)
     _check_labels(bundle, manifest, report)
-    tflites = [n for n in manifest.get("models", {}) if n.endswith(".tflite") and (bundle / n).is_file()]
+    tflites = [n for n in manifest["models"] if n.endswith(".tflite")]
     records = {}
     for name in tflites:
         records[name] = _check_contract(manifest, name, report)
@@ -223,34 +196,7 @@ def verify_folder(bundle: Path, *, mediapipe: bool = True, staged: bool = False,
     return report
 
 
-# ---------------------------------------------------------------- files, labels, contract
-
-def _check_files(bundle: Path, manifest: dict, report: VerifyReport, staged: bool) -> None:
-    listed = manifest.get("files") or {}
-    if not listed:
-        report.add("manifest.json", "files", FAIL, "the manifest lists no files with SHA-256")
-    for name, rec in sorted(listed.items()):
-        p = bundle / name
-        if not p.is_file():
-            report.add(name, "files[].present", FAIL, "listed in the manifest, missing from the bundle")
-            continue
-        digest = sha256_of(p)
-        if digest != rec.get("sha256"):
-            report.add(name, "files[].sha256", FAIL, f"SHA-256 {digest[:16]}... but the manifest says "
-                       f"{str(rec.get('sha256'))[:16]}...: the file was replaced or edited")
-        elif p.stat().st_size != rec.get("bytes"):
-            report.add(name, "files[].bytes", FAIL, f"{p.stat().st_size} bytes, manifest says {rec.get('bytes')}")
-        else:
-            report.add(name, "files[].sha256", PASS)
-    for name in manifest.get("models", {}):
-        if name not in listed:
-            report.add(name, "models[]", FAIL, "a model the manifest describes but does not list under files")
-    for p in sorted(bundle.rglob("*")):
-        rel = p.relative_to(bundle).as_posix()
-        if p.is_file() and rel not in listed and rel not in ALLOWED_UNLISTED \
-                and not (staged and rel.startswith("goldens/")):
-            report.add(rel, "files", FAIL, "in the bundle but not in the manifest")
-
+# ---------------------------------------------------------------- labels, contract
 
 def _check_labels(bundle: Path, manifest: dict, report: VerifyReport) -> None:
     labels = manifest.get("labels") or []

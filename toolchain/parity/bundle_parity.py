@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import calibration_set, paths
-from ..bundle import handoff_model, read_manifest
+from ..bundle import read_manifest
+from ..bundle_loader import list_bundles, open_bundle
 from ..errors import InputError, PortraitError
 from ..images import bundled_photos, to_model_input
 from ..quantize.kernel_gap import format_gap, kernel_gap
@@ -59,8 +60,8 @@ def _pair(entry: ModelEntry, bundle: Path | None, float_path, quant_path) -> tup
         return Path(float_path), Path(quant_path)
     b = Path(bundle) if bundle else paths.out_dir() / entry.id
     judged = f"{entry.id}_int8.tflite"  # the bundle's handed-off model (mixed precision if it needed it)
-    if (b / "manifest.json").is_file():
-        judged = handoff_model(read_manifest(b)) or judged
+    if (b / "manifest.json").is_file():   # a bundle: opened by the loader, so a damaged file is named, not run
+        judged = open_bundle(b).handoff or judged
     f, q = Path(float_path or b / f"{entry.id}_float32.tflite"), Path(quant_path or b / judged)
     for p in (f, q):
         if not p.is_file():
@@ -166,7 +167,7 @@ def write_report(entry: ModelEntry, recipe: dict, result: dict, imgs, out_dir: P
 def parity_all(out_root: Path | None = None, **kw) -> list[dict]:
     """`make parity`: every bundle in out_root; a model whose run raises is recorded as failed."""
     root = Path(out_root or paths.out_dir())
-    bundles = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file()) if root.is_dir() else []
+    bundles = list_bundles(root)   # never an export's staging folder
     if not bundles:
         raise InputError(f"no bundles in {root}", fix="run `make export-int8` first")
     results = []

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import paths
-from ..bundle import handoff_model, read_manifest
+from ..bundle import handoff_model
+from ..bundle_loader import Bundle, open_bundle
 from ..depth.readers import read_depth_photo
 from ..errors import InputError
 from ..images import load_rgb, to_model_input
@@ -26,16 +26,10 @@ from .api import RenderResult, render
 _KIND = {"logits": "logits", "probabilities": "probabilities", "labels": "labels"}
 
 
-def resolve_bundle(model: str | Path) -> Path:
-    """A bundle folder, or a model id whose bundle is in the output folder."""
-    p = Path(model)
-    if (p / "manifest.json").is_file():
-        return p
-    q = paths.out_dir() / str(model)
-    if (q / "manifest.json").is_file():
-        return q
-    raise InputError(f"no exported bundle for {model!r}", where=f"looked in {p} and {q}",
-                     fix="run `make export-int8` (or `portrait export <id>`) first, or pass a bundle folder")
+def resolve_bundle(model: str | Path | Bundle) -> Bundle:
+    """A bundle folder, zip, or model id whose bundle is in the output folder, opened by the bundle
+    loader (schema and SHA-256 of every file checked before any file is run)."""
+    return model if isinstance(model, Bundle) else open_bundle(model)
 
 
 def output_spec(manifest: dict, model_file: str) -> dict:
@@ -68,16 +62,17 @@ def segmentation_file(manifest: dict, precision: str = SEGMENTATION_DEFAULT) -> 
     return f"{manifest['model_id']}_{precision}.tflite"
 
 
-def run_segmentation(bundle: Path, image: np.ndarray, precision: str = SEGMENTATION_DEFAULT,
+def run_segmentation(bundle: str | Path | Bundle, image: np.ndarray, precision: str = SEGMENTATION_DEFAULT,
                      kernels: str = "xnnpack"):
-    manifest = read_manifest(bundle)
+    b = resolve_bundle(bundle)
+    manifest = b.manifest
     if manifest["task"] not in ("segmentation", "mask"):
         raise InputError(f"{manifest['model_id']} is a {manifest['task']} model, not a segmentation model",
                          fix="pass a segmentation bundle (deeplab… or selfie_segmenter)")
     name = segmentation_file(manifest, precision)
-    if not (bundle / name).is_file():
-        raise InputError(f"bundle has no {name}", where=str(bundle), fix="choose another --precision")
-    runner = TfliteRunner(bundle / name, kernels=kernels)
+    if name not in manifest["models"]:
+        raise InputError(f"bundle has no {name}", where=str(b.root), fix="choose another --precision")
+    runner = TfliteRunner(b.path(name), kernels=kernels)
     outs = runner.run(to_model_input(image, tuple(manifest["input"]["size"])))
     return outs[sorted(outs)[0]], output_spec(manifest, name)
 
@@ -120,13 +115,13 @@ def run_depth_model(model: str | Path, image: np.ndarray, kernels: str = "xnnpac
     """Run a depth bundle's handoff model on a photo -> (relative inverse depth float32 at the model's
     output size, larger = nearer, the file that ran). The manifest's `handoff_cpu` wins over `handoff`;
     a depth output that grows with distance is inverted (1 / d)."""
-    bundle = resolve_bundle(model)
-    manifest = read_manifest(bundle)
+    b = resolve_bundle(model)
+    bundle, manifest = b.root, b.manifest
     if manifest.get("task") != "depth":
         raise InputError(f"{manifest.get('model_id')} is a {manifest.get('task')} model, not a depth model",
                          where=str(bundle), fix="pass a depth bundle to --depth-model (e.g. pydnet_pp_mobile)")
     name = manifest.get("handoff_cpu") or handoff_model(manifest)
-    if not name or not (bundle / name).is_file():
+    if not name or name not in manifest["models"]:
         raise InputError(f"depth bundle {manifest.get('model_id')} has no handoff model",
                          where=f"{bundle}/manifest.json (handoff_cpu / handoff: {name!r})",
                          fix="export it again; a depth export that failed its parity gate hands nothing off")
@@ -210,7 +205,7 @@ def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path
         raise InputError("--depth and --depth-model both given", fix="pass one depth source")
     if depth_out is not None and depth is None and depth_model is None:
         raise InputError("--depth-out needs depth", fix="pass --depth or --depth-model")
-    bundle = resolve_bundle(model)
+    bundle = resolve_bundle(model)   # integrity first: a damaged bundle is named before the photo is read
     image = load_rgb(image_path)
     low_res, spec = run_segmentation(bundle, image, precision=precision)
     depth_m = confidence = None
@@ -228,7 +223,7 @@ def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path
                     mode=mode or ("replace" if bg is not None else "blur"), background=bg,
                     implementation=implementation, edges=edges, depth_source=depth_source)
     result.warnings.extend(notes)
-    result.model_file = segmentation_file(read_manifest(bundle), precision)
+    result.model_file = segmentation_file(bundle.manifest, precision)
     _write(Path(out_path), result.composite, "composite")
     if alpha_out is not None:
         _write(Path(alpha_out), np.clip(np.rint(result.alpha * 255), 0, 255).astype(np.uint8), "alpha")

@@ -38,7 +38,8 @@ import numpy as np
 from PIL import Image
 
 from .. import paths
-from ..bundle import handoff_model, read_manifest
+from ..bundle import handoff_model
+from ..bundle_loader import open_bundle
 from ..depth.registration import register_depth
 from ..depth.sequence import load_sequence
 from ..errors import InputError
@@ -64,7 +65,7 @@ def find_bundle(out_root: Path | None = None, prefer=PREFERRED_BUNDLES, label: s
         prefer = ("selfie_segmenter", *[m for m in prefer if m != "selfie_segmenter"])
     for mid in prefer:
         b = root / mid
-        if (b / "manifest.json").is_file() and handoff_model(read_manifest(b)):
+        if (b / "manifest.json").is_file() and open_bundle(b).handoff:  # a damaged bundle is named, not skipped
             return b
     raise InputError("no segmentation bundle with an int8 model to simulate", where=str(root),
                      fix="run `make export-int8` first (or `portrait export deeplabv3_mnv2_pascal_257`)")
@@ -169,8 +170,8 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
       and alpha error both ways; only the frames of `smoothing` are written.
     """
     seq = load_sequence(sequence_dir)
-    bundle = Path(bundle_dir) if bundle_dir is not None else find_bundle()
-    manifest = read_manifest(bundle)
+    opened = open_bundle(bundle_dir if bundle_dir is not None else find_bundle())  # schema + SHA-256 first
+    bundle, manifest = opened.root, opened.manifest
     if manifest.get("task") not in ("segmentation", "mask"):
         raise InputError(f"{manifest.get('model_id')} is a {manifest.get('task')} model; the simulator needs a "
                          "segmentation model", where=str(bundle), fix="pass a deeplab… or selfie_segmenter bundle")
@@ -180,7 +181,7 @@ def simulate_sequence(sequence_dir: str | Path, bundle_dir: str | Path | None = 
                    if precision == "int8" else None)
                   or f"{manifest['model_id']}_{precision}.tflite")
     model_path = bundle / model_file
-    if not model_path.is_file():
+    if model_file not in manifest["models"]:
         raise InputError(f"bundle has no {model_file}", where=str(bundle), fix="run `make export-int8` first")
     if mask_source not in ("model", "simulated"):
         raise InputError(f"mask_source {mask_source!r} is not known", fix="use 'model' or 'simulated'")
