@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
+from .bundle_loader import list_bundles
 from .errors import InputError
 
 DEFAULT_BENCH_JSON = paths.REPO_ROOT / "export" / "bench" / "bench.json"
@@ -132,7 +133,7 @@ def read_record(out_root: Path | None = None, bench_json: Path | None = None, ev
     bench_json = Path(bench_json or DEFAULT_BENCH_JSON)
     eval_dir = Path(eval_dir or DEFAULT_EVAL_DIR)
     bundles = []
-    for manifest in sorted(out_root.glob("*/manifest.json")) if out_root.is_dir() else []:
+    for manifest in (folder / "manifest.json" for folder in list_bundles(out_root)):  # never a staging folder
         m, run_path = with_run_record(_read_json(manifest), out_root)
         isa = ((m.get("handoff_cpu_choice") or {}).get("isa") or {}).get("summary") or (
             m.get("measured_with") or {}
