@@ -12,7 +12,7 @@ CLIENT_STAMP := $(CLIENT)/.installed
 # device-check then stops with a clear error and its tests skip (.ci/run installs node, npm, chromium).
 WEB_STAMP := web/node_modules/.installed
 
-.PHONY: all setup client-env web export-int8 models test test-fast lint parity bench sim sequences render-report clean demo
+.PHONY: all setup client-env web export-int8 models test test-fast lint parity bench sim sequences render-report clean demo report
 
 all: export-int8
 
@@ -69,6 +69,10 @@ parity: $(STAMP)
 
 bench: $(STAMP) $(WEB_STAMP)
 	$(BIN)/portrait bench --all
+
+# docs/results.md from the record: bundle manifests, export/bench/bench.json, export/eval/*/report.json
+report: $(STAMP)
+	$(BIN)/portrait report
 
 sim: $(STAMP)
 	$(BIN)/portrait sim --out export/sim

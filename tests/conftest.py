@@ -32,7 +32,8 @@ INTEGRATION_TESTS = {("test_sim_smoothing", "test_smoothing_cuts_flicker_2x_with
     ("test_parity_bound", t) for t in ("test_gate_bound_is_float_rounded_onto_the_files_grid",
                                        "test_a_file_far_under_its_bound_fails_on_both_kernel_sets",
                                        "test_a_further_image_set_is_judged_beside_the_main_one",
-                                       "test_a_set_with_gate_false_is_reported_not_gating")}
+                                       "test_a_set_with_gate_false_is_reported_not_gating")} | {
+    ("test_report", "test_report_names_the_handoff_and_the_manifests_figures")}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -24,8 +24,8 @@ PACKAGES = ("toolchain", "device_sim", "experiments")
 LAYERS: list[tuple[str, ...]] = [
     ("device_sim", "experiments"),                       # consumers of the library, run with python -m
     ("toolchain.cli",),
-    # commands built on the export: the simulator and evaluation
-    ("toolchain.sim", "toolchain.evaluate"),
+    # commands built on the export: the simulator, evaluation, and docs/results.md from their records
+    ("toolchain.sim", "toolchain.evaluate", "toolchain.report"),
     ("toolchain.export",),
     # the browser check judges files as verify feeds them (handoff), so it sits above handoff
     ("toolchain.device.device_check", "toolchain.device.browser_bench"),

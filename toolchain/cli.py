@@ -23,12 +23,13 @@ from .evaluate.engine_timing import format_eval_bench, run_eval_bench
 from .export import export_all, results_json
 from .handoff.pack import pack
 from .handoff.verify import verify
-from .latency import bench_all, format_table
+from .latency import bench_all, format_table, host_isa, stamp
 from .parity.bundle_parity import parity_all, parity_model, summary
 from .parity.report import summarize_ladder, summarize_parity
 from .registry import fetch, get_entry, load_registry, locate
 from .render.photo import render_photo
 from .render.stage_timing import format_bench, run_bench
+from .report import write_report
 from .sim.cost import profile_names
 from .sim.simulate import format_summary, simulate_all
 
@@ -173,9 +174,18 @@ def cmd_bench(args) -> int:
                 raise
             print(f"evaluation: skipped ({exc.what}; {exc.fix})")
     if args.json:
+        command = f"portrait bench --part {args.part} --threads {args.threads} --runs {args.runs}" + (
+            f" --out {args.out}" if args.out else "")
+        report = {"written": stamp(command, host_isa()["summary"]), **report}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2, default=float))
         print(f"figures written to {args.json}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    path = write_report(args.output, out_root=args.out, bench_json=args.bench, eval_dir=args.eval_dir)
+    print(f"wrote {path}")
     return 0
 
 
@@ -398,6 +408,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--report-dir", type=Path, default=None, help="report folder (default export/out/parity/<id>)")
     _add_search_engine(q)
     q.set_defaults(func=cmd_parity)
+
+    rp = sub.add_parser("report", help="docs/results.md from the record: bundle manifests, bench JSON, evaluation reports",
+                        description="Write docs/results.md from every bundle's manifest.json (files, handoff choices, "
+                                    "ladder, parity per kernel set, verify at export), export/bench/bench.json "
+                                    "(`portrait bench`) and the evaluation reports (`portrait evaluate`). Each source "
+                                    "is listed with its date, host ISA and the command that makes it; a missing source "
+                                    "gets a line naming that command.",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rp.add_argument("--out", type=Path, default=None, help="bundle folder (default export/out or PORTRAIT_OUT_DIR)")
+    rp.add_argument("--bench", type=Path, default=None, help="bench JSON (default export/bench/bench.json)")
+    rp.add_argument("--eval-dir", type=Path, default=None, help="evaluation reports (default export/eval)")
+    rp.add_argument("--output", type=Path, default=None, help="the page to write (default docs/results.md)")
+    rp.set_defaults(func=cmd_report)
 
     sm = sub.add_parser("sim", help="device simulator: ToF sequences through a bundle and the fused stage, per phone profile",
                         description="Per frame: pair RGB and DEPTH16 by timestamp, run the int8 model (ai-edge-litert), "

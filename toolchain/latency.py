@@ -8,7 +8,9 @@ ratio compares like with like on this host. Not a test: `make bench` prints and 
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import platform
 import statistics
 import time
@@ -107,7 +109,10 @@ def format_table(rows: list[dict]) -> str:
              f"{'int8/f32 time':>13} {'int8/f32 size':>13} {'mixed ms':>9}  host ISA (int8)"]
     for r in rows:
         ms = r["ms"]
-        cell = lambda k: f"{ms[k]:.1f}" if k in ms else "-"
+
+        def cell(k: str, ms: dict = ms) -> str:
+            return f"{ms[k]:.1f}" if k in ms else "-"
+
         lines.append(f"{r['model_id']:34} {cell('float32'):>10} {cell('float16'):>10} {cell('dynamic'):>10} "
                      f"{cell('int8'):>8} {r.get('int8_over_float32_latency', '-'):>13} "
                      f"{r.get('int8_over_float32_size', '-'):>13} {cell('mixed_float' if 'mixed_float' in ms else 'int8_mixed'):>9}"
@@ -120,6 +125,13 @@ def format_table(rows: list[dict]) -> str:
     lines.append(f"(ai-edge-litert, XNNPACK, {rows[0]['threads']} threads, median of {rows[0]['runs']} runs; "
                  f"host: {host_isa()['summary']})")
     return "\n".join(lines)
+
+
+def stamp(command: str, isa: str) -> dict:
+    """When, where and by which command a figures file was written (docs/results.md shows it)."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return {"at": now, "command": command, "host_isa": isa, "load_avg_1_5_15min": load}
 
 
 def write_json(rows: list[dict], path: Path) -> None:
