@@ -52,27 +52,47 @@ def make_sequence(name: str, out_dir: Path = OUT_DIR, frames: int = 30) -> Path:
         tof = simulate_tof_frame(sim, prof, seed=seed, frame_index=t, t0_ns=t0_ns)
         s = generate_scene(seed, kind, size=RGB_SIZE, t=t)
         stem = f"{t:04d}"
-        cv2.imwrite(str(d / f"rgb_{stem}.jpg"), cv2.cvtColor(s.rgb, cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        cv2.imwrite(
+            str(d / f"rgb_{stem}.jpg"), cv2.cvtColor(s.rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        )
         write_depth16(d / f"tof_{stem}.depth16", tof.depth16, stride_bytes=stride)
         cv2.imwrite(str(d / f"alpha_{stem}.png"), np.rint(s.alpha * 255).astype(np.uint8), PNG)
         cv2.imwrite(str(d / f"depth_{stem}.png"), np.clip(np.rint(s.depth_m * 1000), 0, 65535).astype(np.uint16), PNG)
-        meta_frames.append({
-            "index": t, "label": s.label, "subject_depth_m": round(s.subject_depth_m, 4),
-            "rgb_timestamp_ns": t0_ns + t * prof.frame_period_ns, "tof_timestamp_ns": tof.timestamp_ns,
-            "rgb": f"rgb_{stem}.jpg", "depth16": f"tof_{stem}.depth16", "alpha": f"alpha_{stem}.png",
-            "depth_gt": f"depth_{stem}.png",
-        })
+        meta_frames.append(
+            {
+                "index": t,
+                "label": s.label,
+                "subject_depth_m": round(s.subject_depth_m, 4),
+                "rgb_timestamp_ns": t0_ns + t * prof.frame_period_ns,
+                "tof_timestamp_ns": tof.timestamp_ns,
+                "rgb": f"rgb_{stem}.jpg",
+                "depth16": f"tof_{stem}.depth16",
+                "alpha": f"alpha_{stem}.png",
+                "depth_gt": f"depth_{stem}.png",
+            }
+        )
     rgb_cam = Intrinsics.from_matrix(s.K, RGB_SIZE[1], RGB_SIZE[0])
     meta = {
-        "format_version": FORMAT_VERSION, "name": name, "kind": kind, "seed": seed,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "kind": kind,
+        "seed": seed,
         "generator": "python -m device_sim.make_sequences",
-        "units": {"depth16": "DEPTH16 words, range = z-depth mm in low 13 bits",
-                  "depth_gt": "uint16 PNG, z-depth in the RGB camera, mm", "alpha": "uint8 PNG, 255 = 1.0",
-                  "timestamps": "ns", "extrinsics": "X_rgb = R @ X_tof + t_m (metres)"},
+        "units": {
+            "depth16": "DEPTH16 words, range = z-depth mm in low 13 bits",
+            "depth_gt": "uint16 PNG, z-depth in the RGB camera, mm",
+            "alpha": "uint8 PNG, 255 = 1.0",
+            "timestamps": "ns",
+            "extrinsics": "X_rgb = R @ X_tof + t_m (metres)",
+        },
         "rgb": {"width": RGB_SIZE[1], "height": RGB_SIZE[0], "intrinsics": rgb_cam.to_dict(), "fps": prof.fps},
-        "tof": {"profile": prof.to_dict(), "width": prof.width, "height": prof.height,
-                "stride_bytes": stride, "intrinsics": prof.intrinsics.to_dict()},
+        "tof": {
+            "profile": prof.to_dict(),
+            "width": prof.width,
+            "height": prof.height,
+            "stride_bytes": stride,
+            "intrinsics": prof.intrinsics.to_dict(),
+        },
         "extrinsics_tof_to_rgb": prof.extrinsics.to_dict(),
         "frames": meta_frames,
     }

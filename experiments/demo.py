@@ -50,10 +50,10 @@ from toolchain.render.plan import fit_background
 
 DEMO_PHOTOS = ("person_01", "person_02", "cat_01", "leopard_01", "person_03", "cat_03")
 SEGMENTER = "deeplabv3_mnv2_pascal_257"
-DEPTH_SEGMENTER = "selfie_segmenter"    # the photos with their own depth are of people and objects
-DEPTH_MODEL = "pydnet_pp_mobile"        # monocular depth for the photos without
-CROP_PX = 192            # crops are cut at 100 % (one photo pixel = one screen pixel)
-VIEW_LONG_SIDE = 640     # whole-frame views are scaled to this long side
+DEPTH_SEGMENTER = "selfie_segmenter"  # the photos with their own depth are of people and objects
+DEPTH_MODEL = "pydnet_pp_mobile"  # monocular depth for the photos without
+CROP_PX = 192  # crops are cut at 100 % (one photo pixel = one screen pixel)
+VIEW_LONG_SIDE = 640  # whole-frame views are scaled to this long side
 MIN_SOFT = 0.05
 
 
@@ -81,8 +81,8 @@ def crop_windows(alpha: np.ndarray, n: int = 2, size: int = CROP_PX) -> list[tup
     soft = ((alpha > MIN_SOFT) & (alpha < 1 - MIN_SOFT)).astype(np.float32)
     score = cv2.boxFilter(soft, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
     half = size // 2
-    score[:half, :] = score[h - (size - half) + 1:, :] = -1
-    score[:, :half] = score[:, w - (size - half) + 1:] = -1
+    score[:half, :] = score[h - (size - half) + 1 :, :] = -1
+    score[:, :half] = score[:, w - (size - half) + 1 :] = -1
     out = []
     for _ in range(n):
         y, x = np.unravel_index(int(np.argmax(score)), score.shape)
@@ -90,7 +90,7 @@ def crop_windows(alpha: np.ndarray, n: int = 2, size: int = CROP_PX) -> list[tup
             break
         y0, x0 = int(np.clip(y - half, 0, h - size)), int(np.clip(x - half, 0, w - size))
         out.append((y0, x0))
-        score[max(0, y0 - half):y0 + size + half, max(0, x0 - half):x0 + size + half] = -1
+        score[max(0, y0 - half) : y0 + size + half, max(0, x0 - half) : x0 + size + half] = -1
     return out
 
 
@@ -159,14 +159,20 @@ def _fig_table(rows: list[dict], title: str) -> str:
     def cell(r, v, k):
         x = r.get(v, {}).get(k, float("nan"))
         return f"<td>{100 * x:.3f} %</td>" if k in ("holes", "ghosts") else f"<td>{x:.3f}</td>"
+
     body = []
     for r in rows:
         cells = "".join(cell(r, v, k) for k in keys for v in variants)
         body.append(f"<tr><td>{html.escape(r['name'])}</td>{cells}</tr>")
-    verdict = (f"band accuracy {s['band_acc_gain']:+.3f} (target >= +0.08), SAD {s['sad_ratio']:.2f}x lower "
-               f"(target 2x), spill {s['spill_ratio']:.2f}x lower (target 2x), worse: {', '.join(s['worse']) or 'none'}")
-    return (f"<h3>{html.escape(title)}</h3><p>{html.escape(verdict)}</p><table><tr><th>frame</th>{head}</tr>"
-            + "".join(body) + "</table>")
+    verdict = (
+        f"band accuracy {s['band_acc_gain']:+.3f} (target >= +0.08), SAD {s['sad_ratio']:.2f}x lower "
+        f"(target 2x), spill {s['spill_ratio']:.2f}x lower (target 2x), worse: {', '.join(s['worse']) or 'none'}"
+    )
+    return (
+        f"<h3>{html.escape(title)}</h3><p>{html.escape(verdict)}</p><table><tr><th>frame</th>{head}</tr>"
+        + "".join(body)
+        + "</table>"
+    )
 
 
 CSS = """body{font-family:sans-serif;margin:16px;background:#fafafa;color:#222}
@@ -192,15 +198,18 @@ def _grey(a: np.ndarray) -> np.ndarray:
 def _figures_html(figs) -> str:
     return "".join(
         f'<figure><img src="{_data_uri(_view(t))}" width="{_view(t).shape[1]}" height="{_view(t).shape[0]}" '
-        f'alt="{html.escape(n)}"><figcaption>{html.escape(n)}</figcaption></figure>' for n, t in figs)
+        f'alt="{html.escape(n)}"><figcaption>{html.escape(n)}</figcaption></figure>'
+        for n, t in figs
+    )
 
 
 def _crop_html(caption: str, tiles, y: int, x: int) -> str:
     sl = (slice(y, y + CROP_PX), slice(x, x + CROP_PX))
-    return (f"<p>{html.escape(caption)} at 100 %, x {x}..{x + CROP_PX}, y {y}..{y + CROP_PX}</p>" + "".join(
+    return f"<p>{html.escape(caption)} at 100 %, x {x}..{x + CROP_PX}, y {y}..{y + CROP_PX}</p>" + "".join(
         f'<figure class="crop"><img src="{_data_uri(t[sl], ".png")}" width="{t[sl].shape[1]}" '
         f'height="{t[sl].shape[0]}" alt="{html.escape(n)}"><figcaption>{html.escape(n)}</figcaption></figure>'
-        for n, t in tiles))
+        for n, t in tiles
+    )
 
 
 def defect_crops(alpha: np.ndarray, ref: np.ndarray, tiles, label: str) -> list[str]:
@@ -246,24 +255,40 @@ def depth_photo_sections(seg: Path, quick: bool = False) -> list[str]:
         with_d = render(img, low, spec, depth_m=depth, confidence=conf, mode="chroma")
         inv = inverse_depth_png(depth, *img.shape[:2])
         d8 = np.dstack([(inv >> 8).astype(np.uint8)] * 3)
-        figs = [("photo", img), ("its depth (inverse, nearer brighter)", d8), ("alpha without depth", _grey(without.alpha)),
-                ("alpha with depth", _grey(with_d.alpha)), ("chroma without depth", without.composite),
-                ("chroma with depth", with_d.composite)]
+        figs = [
+            ("photo", img),
+            ("its depth (inverse, nearer brighter)", d8),
+            ("alpha without depth", _grey(without.alpha)),
+            ("alpha with depth", _grey(with_d.alpha)),
+            ("chroma without depth", without.composite),
+            ("chroma with depth", with_d.composite),
+        ]
         diff = np.abs(with_d.alpha - without.alpha)
         crops = ""
         if float(diff.max()) > 0.1:
-            (y, x), = crop_windows(np.where(diff > 0.1, 0.5, 0).astype(np.float32), n=1)
-            crops = _crop_html("where depth changed the alpha most", [(n, t) for n, t in figs if n != "its depth (inverse, "
-                                                                      "nearer brighter)"] + [figs[1]], y, x)
-        out.append(f"<h2>{html.escape(ph.name)} ({img.shape[1]}x{img.shape[0]}, mask: {html.escape(seg.name)}, "
-                   f"depth: {depth.shape[1]}x{depth.shape[0]})</h2>"
-                   f"<p>largest alpha change from depth {float(diff.max()):.2f}; pixels changed by more than 0.1: "
-                   f"{100 * float((diff > 0.1).mean()):.2f} %</p>" + _figures_html(figs) + crops)
+            ((y, x),) = crop_windows(np.where(diff > 0.1, 0.5, 0).astype(np.float32), n=1)
+            crops = _crop_html(
+                "where depth changed the alpha most",
+                [(n, t) for n, t in figs if n != "its depth (inverse, nearer brighter)"] + [figs[1]],
+                y,
+                x,
+            )
+        out.append(
+            f"<h2>{html.escape(ph.name)} ({img.shape[1]}x{img.shape[0]}, mask: {html.escape(seg.name)}, "
+            f"depth: {depth.shape[1]}x{depth.shape[0]})</h2>"
+            f"<p>largest alpha change from depth {float(diff.max()):.2f}; pixels changed by more than 0.1: "
+            f"{100 * float((diff > 0.1).mean()):.2f} %</p>" + _figures_html(figs) + crops
+        )
     return out
 
 
-def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = None, quick: bool = False,
-               depth_model: str | Path | None = DEPTH_MODEL, depth_bundle: str | Path | None = DEPTH_SEGMENTER) -> Path:
+def build_demo(
+    out_dir: str | Path = "export/demo",
+    bundle: str | Path | None = None,
+    quick: bool = False,
+    depth_model: str | Path | None = DEPTH_MODEL,
+    depth_bundle: str | Path | None = DEPTH_SEGMENTER,
+) -> Path:
     """Write out_dir/index.html (self-contained) and out_dir/figures.json; return the HTML path.
     depth_model: a depth bundle for the photos without depth (skipped when it does not resolve);
     depth_bundle: the segmenter for the photos with their own depth (default the person model)."""
@@ -273,8 +298,8 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
     mono = optional_bundle(depth_model)
     sections, photo_rows = [], []
     photos = demo_photos()
-    opened = resolve_bundle(seg)   # schema and SHA-256 checked once, not per photo
-    mask_file = segmentation_file(opened.manifest)   # the file run_segmentation runs by default
+    opened = resolve_bundle(seg)  # schema and SHA-256 checked once, not per photo
+    mask_file = segmentation_file(opened.manifest)  # the file run_segmentation runs by default
     for name, img, ref in photos[:3] if quick else photos:
         low, spec = run_segmentation(opened, img)
         if float(cv2.resize(notebook_mask(low, spec).astype(np.uint8), (64, 64)).mean()) < 0.002:
@@ -294,29 +319,54 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
         a8 = _grey(alpha)
         nb_chroma = notebook_composite(img, low, spec, "chroma")
         for i, (y, x) in enumerate(windows):
-            tiles = [("photo", img), ("notebook chroma", nb_chroma), ("ours chroma", ours["chroma"].composite),
-                     ("ours alpha", a8), ("notebook blur", figs[0][1]), ("ours blur", ours["blur"].composite)]
+            tiles = [
+                ("photo", img),
+                ("notebook chroma", nb_chroma),
+                ("ours chroma", ours["chroma"].composite),
+                ("ours alpha", a8),
+                ("notebook blur", figs[0][1]),
+                ("ours blur", ours["blur"].composite),
+            ]
             if ref is not None:
                 tiles.append(("reference alpha", _grey(ref)))
-            crops.append(_crop_html(f"crop {i + 1} (the window with the most soft alpha: hair, whiskers, tail)",
-                                    tiles, y, x))
+            crops.append(
+                _crop_html(f"crop {i + 1} (the window with the most soft alpha: hair, whiskers, tail)", tiles, y, x)
+            )
         depth_m = None
         if mono is not None:
             depth_m, ran = monocular_depth(mono, img)
             with_d = render(img, low, spec, mode="chroma", depth_m=depth_m, depth_source="monocular")
             inv = inverse_depth_png(depth_m, *img.shape[:2])
-            figs += [(f"monocular depth ({ran}; inverse, nearer brighter)", np.dstack([(inv >> 8).astype(np.uint8)] * 3)),
-                     ("alpha without depth", a8), ("alpha with monocular depth", _grey(with_d.alpha))]
+            figs += [
+                (f"monocular depth ({ran}; inverse, nearer brighter)", np.dstack([(inv >> 8).astype(np.uint8)] * 3)),
+                ("alpha without depth", a8),
+                ("alpha with monocular depth", _grey(with_d.alpha)),
+            ]
         if ref is not None:
-            dtiles = [("photo", img), ("ours chroma", ours["chroma"].composite), ("ours alpha", a8),
-                      ("reference alpha", _grey(ref))]
+            dtiles = [
+                ("photo", img),
+                ("ours chroma", ours["chroma"].composite),
+                ("ours alpha", a8),
+                ("reference alpha", _grey(ref)),
+            ]
             crops += defect_crops(alpha, ref, dtiles, "without depth")
             if depth_m is not None:
-                crops += defect_crops(with_d.alpha, ref, [("photo", img), ("chroma with depth", with_d.composite),
-                                                          ("alpha with depth", _grey(with_d.alpha)),
-                                                          ("reference alpha", _grey(ref))], "with monocular depth")
-        sections.append(f"<h2>{html.escape(name)} ({img.shape[1]}x{img.shape[0]}, mask: {html.escape(mask_file)})</h2>"
-                        + _figures_html(figs) + "".join(crops))
+                crops += defect_crops(
+                    with_d.alpha,
+                    ref,
+                    [
+                        ("photo", img),
+                        ("chroma with depth", with_d.composite),
+                        ("alpha with depth", _grey(with_d.alpha)),
+                        ("reference alpha", _grey(ref)),
+                    ],
+                    "with monocular depth",
+                )
+        sections.append(
+            f"<h2>{html.escape(name)} ({img.shape[1]}x{img.shape[0]}, mask: {html.escape(mask_file)})</h2>"
+            + _figures_html(figs)
+            + "".join(crops)
+        )
         if ref is not None:
             r = compare_edges(img, low, spec, ref, depth_m=depth_m, depth_source="monocular")
             r["name"] = f"{name} ({seg.name})"
@@ -324,23 +374,31 @@ def build_demo(out_dir: str | Path = "export/demo", bundle: str | Path | None = 
     dseg = optional_bundle(depth_bundle) or seg
     sections += depth_photo_sections(dseg, quick=quick)
     synth_rows = synthetic_edges(seeds=(0,) if quick else (0, 1, 2, 3))
-    figures = {"photos": photo_rows, "synthetic": synth_rows, "segmenter": str(seg),
-               "depth_model": None if mono is None else str(mono)}
+    figures = {
+        "photos": photo_rows,
+        "synthetic": synth_rows,
+        "segmenter": str(seg),
+        "depth_model": None if mono is None else str(mono),
+    }
     (out_dir / "figures.json").write_text(json.dumps(figures, indent=1, default=float))
-    tables = (_fig_table(photo_rows, "Photos against their reference alphas (P3M-Net / GFM predictions), 15 px band")
-              + _fig_table(synth_rows, "Synthetic scenes against their exact alpha (simulated 257x257 model output, "
-                                       "registered ToF depth), 15 px band"))
-    doc = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>portrait demo</title>"
-           f"<style>{CSS}</style></head><body><h1>Portrait mode: the notebook's result and ours</h1>"
-           "<p>Ours: trimap from the mask, closed-form alpha in the band, foreground colours "
-           "(toolchain/render/matting.py); depth, where there is some, decides coarse regions of the trimap "
-           "(trimap.py, depth_edges.py). 'today' in the tables is the fused stage before matting "
-           "(guided filter on the mask); 'with depth' is matting with the monocular depth model's map on the photos "
-           "and with registered ToF depth on the synthetic scenes. Spill: mean RGB distance between the chroma "
-           "composite and the true foreground inside the subject, in the band. Holes: share of the reference's "
-           "interior (more than 20 px inside) below alpha 0.9; ghosts: share of its exterior (more than 20 px "
-           "outside) above 0.1.</p>" + tables + "".join(sections)
-           + f"<script>{CHECK_JS}</script></body></html>")
+    tables = _fig_table(
+        photo_rows, "Photos against their reference alphas (P3M-Net / GFM predictions), 15 px band"
+    ) + _fig_table(
+        synth_rows,
+        "Synthetic scenes against their exact alpha (simulated 257x257 model output, registered ToF depth), 15 px band",
+    )
+    doc = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>portrait demo</title>'
+        f"<style>{CSS}</style></head><body><h1>Portrait mode: the notebook's result and ours</h1>"
+        "<p>Ours: trimap from the mask, closed-form alpha in the band, foreground colours "
+        "(toolchain/render/matting.py); depth, where there is some, decides coarse regions of the trimap "
+        "(trimap.py, depth_edges.py). 'today' in the tables is the fused stage before matting "
+        "(guided filter on the mask); 'with depth' is matting with the monocular depth model's map on the photos "
+        "and with registered ToF depth on the synthetic scenes. Spill: mean RGB distance between the chroma "
+        "composite and the true foreground inside the subject, in the band. Holes: share of the reference's "
+        "interior (more than 20 px inside) below alpha 0.9; ghosts: share of its exterior (more than 20 px "
+        "outside) above 0.1.</p>" + tables + "".join(sections) + f"<script>{CHECK_JS}</script></body></html>"
+    )
     path = out_dir / "index.html"
     path.write_text(doc)
     return path
@@ -351,17 +409,21 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("export/demo"))
     ap.add_argument("--bundle", default=None, help=f"segmentation bundle (default: {SEGMENTER})")
     ap.add_argument("--quick", action="store_true", help="three photos and one synthetic seed (for tests)")
-    ap.add_argument("--depth-model", default=DEPTH_MODEL, help="depth bundle for the photos without depth "
-                    f"(default {DEPTH_MODEL}; skipped when not exported)")
+    ap.add_argument(
+        "--depth-model",
+        default=DEPTH_MODEL,
+        help=f"depth bundle for the photos without depth (default {DEPTH_MODEL}; skipped when not exported)",
+    )
     ap.add_argument("--depth-bundle", default=DEPTH_SEGMENTER, help="segmenter for the photos with their own depth")
     args = ap.parse_args(argv)
     shared = paths.REPO_ROOT.parent / "shared"
-    if paths.data_dir() is None and (shared / "photos").is_dir():   # `make demo` beside ../shared
+    if paths.data_dir() is None and (shared / "photos").is_dir():  # `make demo` beside ../shared
         os.environ["PORTRAIT_DATA_DIR"] = str(shared)
         os.environ.setdefault("PORTRAIT_MODELS_DIR", str(shared / "models"))
     try:
-        path = build_demo(args.out, args.bundle, quick=args.quick, depth_model=args.depth_model,
-                          depth_bundle=args.depth_bundle)
+        path = build_demo(
+            args.out, args.bundle, quick=args.quick, depth_model=args.depth_model, depth_bundle=args.depth_bundle
+        )
     except PortraitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -27,7 +27,7 @@ from toolchain.depth.readers import read_gdepth
 from toolchain.errors import PortraitError
 from toolchain.render.photo import run_depth_model
 
-GRID = (96, 128)          # pixels compared per photo (rows, cols), sampled evenly
+GRID = (96, 128)  # pixels compared per photo (rows, cols), sampled evenly
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,7 +44,7 @@ def agreement(depth_model, photos=None) -> list[dict]:
         try:
             dp = read_gdepth(ph)
         except PortraitError:
-            continue                      # not a GDepth photo (the iPhone one carries disparity only)
+            continue  # not a GDepth photo (the iPhone one carries disparity only)
         if dp.depth_m is None:
             continue
         inv_model, ran = run_depth_model(depth_model, dp.image)
@@ -53,8 +53,14 @@ def agreement(depth_model, photos=None) -> list[dict]:
         size = (GRID[1], GRID[0])
         a = cv2.resize(inv_model, size, interpolation=cv2.INTER_AREA)
         b = cv2.resize(inv_photo, size, interpolation=cv2.INTER_NEAREST)
-        rows.append({"photo": Path(ph).name, "spearman": spearman(a.ravel(), b.ravel()),
-                     "pixels": int(np.isfinite(b).sum()), "model_file": ran})
+        rows.append(
+            {
+                "photo": Path(ph).name,
+                "spearman": spearman(a.ravel(), b.ravel()),
+                "pixels": int(np.isfinite(b).sum()),
+                "model_file": ran,
+            }
+        )
     return rows
 
 

@@ -41,7 +41,8 @@ def seeds() -> tuple[str, list[tuple[str, bytes]]]:
         return f"real photos in {d}", [(p.name, p.read_bytes()) for p in real]
     return "generated fixtures (no ../shared)", [
         ("iphone-fixture", pf.apple_portrait(384, 512, orientation=6).data),
-        ("gdepth-fixture", pf.gdepth(384, 512).data)]
+        ("gdepth-fixture", pf.gdepth(384, 512).data),
+    ]
 
 
 def main(argv=None) -> int:
@@ -74,18 +75,30 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t0
     print(f"seeds: {where}; host {platform.machine()} ({platform.processor() or 'n/a'}), {os.cpu_count()} CPUs")
     for name, t in [*per_file.items(), ("TOTAL", total)]:
-        print(f"{name:36} inputs {t.inputs:5}  calls {t.calls:5}  " +
-              "  ".join(f"{k} {t.outcomes.get(k, 0)}" for k in ("valid", "error", "invalid", "uncaught")) +
-              f"  max {t.max_seconds:.3f} s  over {a.limit_s:g} s: {t.over_limit}")
+        print(
+            f"{name:36} inputs {t.inputs:5}  calls {t.calls:5}  "
+            + "  ".join(f"{k} {t.outcomes.get(k, 0)}" for k in ("valid", "error", "invalid", "uncaught"))
+            + f"  max {t.max_seconds:.3f} s  over {a.limit_s:g} s: {t.over_limit}"
+        )
     top = sorted(total.details.items(), key=lambda kv: -kv[1])[:15]
     print("most frequent verdicts:\n" + "\n".join(f"  {c:5}  {k}" for k, c in top))
     for ex in total.uncaught_examples:
         print("UNCAUGHT/INVALID:", ex)
     print(f"wall {wall:.1f} s")
     if a.json:
-        a.json.write_text(json.dumps({"seeds": where, "n": a.n, "seed": a.seed, "wall_s": wall,
-                                      "total": total.__dict__,
-                                      "per_file": {k: v.__dict__ for k, v in per_file.items()}}, indent=2))
+        a.json.write_text(
+            json.dumps(
+                {
+                    "seeds": where,
+                    "n": a.n,
+                    "seed": a.seed,
+                    "wall_s": wall,
+                    "total": total.__dict__,
+                    "per_file": {k: v.__dict__ for k, v in per_file.items()},
+                },
+                indent=2,
+            )
+        )
     bad = total.outcomes.get("uncaught", 0) + total.outcomes.get("invalid", 0) + total.over_limit
     return 1 if bad else 0
 

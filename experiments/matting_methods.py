@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     photo = Path(argv[0] if argv else "../shared/photos/cat_01.jpg")
     bundle = Path(argv[1] if len(argv) > 1 else paths.out_dir() / "deeplabv3_mnv2_pascal_257")
     img = load_rgb(photo)
-    ref = cv2.imread(str(photo.with_name(photo.stem + "_alpha_pred.png")), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+    ref = (
+        cv2.imread(str(photo.with_name(photo.stem + "_alpha_pred.png")), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+    )
     low, spec = run_segmentation(bundle, img)
     plan = make_plan(*img.shape[:2], (257, 257), 10)
     work = cv2.resize(pad_to_plan(img, plan), (plan.work_w, plan.work_h), interpolation=cv2.INTER_AREA)
@@ -42,14 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     unk = tri == 0.5
     print(f"{photo.name}: working grid {work.shape[1]}x{work.shape[0]}, {int(unk.sum())} unknown px")
     im = work.astype(np.float64) / 255
-    for name, fn in (("closed form (ours, band only)", lambda: matting.solve_alpha(work, tri, p)),
-                     ("pymatting knn", lambda: estimate_alpha_knn(im, tri.astype(np.float64))),
-                     ("pymatting lkm", lambda: estimate_alpha_lkm(im, tri.astype(np.float64)))):
+    for name, fn in (
+        ("closed form (ours, band only)", lambda: matting.solve_alpha(work, tri, p)),
+        ("pymatting knn", lambda: estimate_alpha_knn(im, tri.astype(np.float64))),
+        ("pymatting lkm", lambda: estimate_alpha_lkm(im, tri.astype(np.float64))),
+    ):
         t = time.process_time()
         a = fn()
         dt = time.process_time() - t
-        print(f"{name:30} cpu {dt:6.2f} s | band SAD {np.abs(a - ref_w)[unk].sum() / 1000:6.2f} | "
-              f"band accuracy {((a > 0.5) == (ref_w > 0.5))[unk].mean():.3f}")
+        print(
+            f"{name:30} cpu {dt:6.2f} s | band SAD {np.abs(a - ref_w)[unk].sum() / 1000:6.2f} | "
+            f"band accuracy {((a > 0.5) == (ref_w > 0.5))[unk].mean():.3f}"
+        )
     return 0
 
 

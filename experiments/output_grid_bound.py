@@ -31,7 +31,7 @@ from toolchain.runtime import TfliteRunner
 
 
 def rounded(x: np.ndarray, lo: float, hi: float, bits: int) -> np.ndarray:
-    step = (hi - lo) / (2 ** bits - 1)
+    step = (hi - lo) / (2**bits - 1)
     return np.round((np.clip(x, lo, hi) - lo) / step) * step + lo
 
 
@@ -40,10 +40,14 @@ def main(argv=None) -> int:
     ap.add_argument("float32", type=Path, help="the bundle's float32 .tflite (logits output)")
     ap.add_argument("--model", default="deeplabv3_mnv2_pascal_257", help="registry id (default: %(default)s)")
     ap.add_argument("--int8", type=Path, default=None, help="take the output range from this file's output tensor")
-    ap.add_argument("--grid", action="append", default=[], metavar="LO:HI:BITS",
-                    help="a further grid to try, repeatable: --grid=5:25:8 --grid=0:32:10")
+    ap.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="LO:HI:BITS",
+        help="a further grid to try, repeatable: --grid=5:25:8 --grid=0:32:10",
+    )
     args = ap.parse_args(argv)
-
 
     entry = get_entry(args.model)
     grids = []
@@ -65,14 +69,23 @@ def main(argv=None) -> int:
         rows = []
         for n, f in logits.items():
             a, b = f.argmax(-1), rounded(f, lo, hi, bits).argmax(-1)
-            ious = {c: float(((a == i) & (b == i)).sum() / ((a == i) | (b == i)).sum())
-                    for c, i in classes.items() if (a == i).mean() >= 0.01}
+            ious = {
+                c: float(((a == i) & (b == i)).sum() / ((a == i) | (b == i)).sum())
+                for c, i in classes.items()
+                if (a == i).mean() >= 0.01
+            }
             rows.append((float(np.mean(a == b)), ious, n))
         worst_ag = min(rows, key=lambda r: r[0])
         iou_rows = [(v, c, r[2]) for r in rows for c, v in r[1].items()]
         worst_iou = min(iou_rows) if iou_rows else None
-        print(f"  [{lo:.2f}, {hi:.2f}] {bits} bits ({what}): worst pixel agreement {worst_ag[0]:.4f} ({worst_ag[2]}), "
-              + (f"worst class IoU {worst_iou[0]:.4f} ({worst_iou[1]}, {worst_iou[2]})" if worst_iou else "no class found"))
+        print(
+            f"  [{lo:.2f}, {hi:.2f}] {bits} bits ({what}): worst pixel agreement {worst_ag[0]:.4f} ({worst_ag[2]}), "
+            + (
+                f"worst class IoU {worst_iou[0]:.4f} ({worst_iou[1]}, {worst_iou[2]})"
+                if worst_iou
+                else "no class found"
+            )
+        )
     return 0
 
 

@@ -33,8 +33,8 @@ from toolchain.errors import ExportError
 from toolchain.quantize import flatbuffer
 from toolchain.quantize.flatbuffer import is_constant
 
-INT8, INT16 = 9, 7        # TensorType
-QUANTIZE = 114            # BuiltinOperator.QUANTIZE
+INT8, INT16 = 9, 7  # TensorType
+QUANTIZE = 114  # BuiltinOperator.QUANTIZE
 
 
 def _code(model, op) -> int:
@@ -80,8 +80,12 @@ def tail_cuts(w16: bytes, limit: int = 12) -> list[list[str]]:
     for n in range(1, min(limit, len(order)) + 1):
         tail = set(order[-n:])
         made = {o for k in tail for o in sg.operators[k].outputs}
-        ins = {i for k in tail for i in sg.operators[k].inputs
-               if i >= 0 and i not in made and not is_constant(m, sg.tensors[i])}
+        ins = {
+            i
+            for k in tail
+            for i in sg.operators[k].inputs
+            if i >= 0 and i not in made and not is_constant(m, sg.tensors[i])
+        }
         if len(ins) != 1:
             continue
         (t,) = ins
@@ -95,8 +99,11 @@ def tail_cuts(w16: bytes, limit: int = 12) -> list[list[str]]:
 
 def _opcode_index(model, code_t) -> int:
     for k, c in enumerate(model.operatorCodes):
-        if (max(c.builtinCode, c.deprecatedBuiltinCode), c.customCode, c.version) == \
-                (max(code_t.builtinCode, code_t.deprecatedBuiltinCode), code_t.customCode, code_t.version):
+        if (max(c.builtinCode, c.deprecatedBuiltinCode), c.customCode, c.version) == (
+            max(code_t.builtinCode, code_t.deprecatedBuiltinCode),
+            code_t.customCode,
+            code_t.version,
+        ):
             return k
     model.operatorCodes.append(copy.deepcopy(code_t))
     return len(model.operatorCodes) - 1
@@ -107,7 +114,7 @@ def _quantize_code(model):
     c = schema.OperatorCodeT()
     c.builtinCode = QUANTIZE
     c.deprecatedBuiltinCode = QUANTIZE
-    c.version = 4     # the version with int8 <-> int16 requantize (both directions load on both kernel sets)
+    c.version = 4  # the version with int8 <-> int16 requantize (both directions load on both kernel sets)
     return _opcode_index(model, c)
 
 
@@ -138,15 +145,22 @@ def splice(first: bytes, second: bytes, cut: list[str], first_type: int, second_
     cut_b = [nb[c] for c in cut]
     tail = _upstream(sb, list(sb.outputs), set(cut_b))
     made = {o for k in tail for o in sb.operators[k].outputs}
-    loose = [sb.tensors[i].name.decode() for k in tail for i in sb.operators[k].inputs
-             if i >= 0 and i not in made and i not in cut_b and not is_constant(b, sb.tensors[i])]
+    loose = [
+        sb.tensors[i].name.decode()
+        for k in tail
+        for i in sb.operators[k].inputs
+        if i >= 0 and i not in made and i not in cut_b and not is_constant(b, sb.tensors[i])
+    ]
     if loose:
-        raise ExportError(f"int16 splice: the cut {cut} does not separate the graph "
-                          f"(it also reads {sorted(set(loose))[:3]})")
+        raise ExportError(
+            f"int16 splice: the cut {cut} does not separate the graph (it also reads {sorted(set(loose))[:3]})"
+        )
     for i in cut_a:
         if sa.tensors[i].type != first_type:
-            raise ExportError(f"int16 splice: {sa.tensors[i].name.decode()} has type {sa.tensors[i].type} before "
-                              f"the cut, not {first_type}")
+            raise ExportError(
+                f"int16 splice: {sa.tensors[i].name.decode()} has type {sa.tensors[i].type} before "
+                f"the cut, not {first_type}"
+            )
     head = _upstream(sa, cut_a, set())
     out = copy.deepcopy(a)
     so = out.subgraphs[0]
@@ -216,7 +230,7 @@ def _pruned(model):
         if i not in used and t.buffer not in live_buffers and t.buffer > 0:
             model.buffers[t.buffer].data = None
     sg.tensors = [sg.tensors[i] for i in keep]
-    remap = lambda ids: [new_index[i] if i >= 0 else i for i in ids]   # noqa: E731
+    remap = lambda ids: [new_index[i] if i >= 0 else i for i in ids]  # noqa: E731
     for op in sg.operators:
         op.inputs, op.outputs = remap(op.inputs), remap(op.outputs)
         if op.intermediates is not None:

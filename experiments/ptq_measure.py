@@ -104,12 +104,16 @@ def main(argv=None) -> int:
     ap.add_argument("--float", type=Path, help="float32 .tflite of the export (default: import it here)")
     ap.add_argument("--out", type=Path, default=Path("export/ptq"))
     ap.add_argument("--latency", action="store_true")
-    ap.add_argument("--time-only", nargs="+", type=Path, metavar="TFLITE",
-                    help="only time these files against --float (and list their XNNPACK partitions)")
+    ap.add_argument(
+        "--time-only",
+        nargs="+",
+        type=Path,
+        metavar="TFLITE",
+        help="only time these files against --float (and list their XNNPACK partitions)",
+    )
     args = ap.parse_args(argv)
     if args.time_only:
         return time_only(args.float, args.time_only)
-
 
     entry = get_entry(args.model)
     recipe = load_recipe(entry.recipe or args.model)
@@ -118,9 +122,14 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="ptq-measure-"))
     float_path = args.float or float_file(entry, recipe, work)
     cal = recipe["calibration"]
-    rep = calibration_set.representative_set(entry.input.size, samples=cal["samples"], seed=cal["seed"],
-                                       sources=cal["sources"], min_samples=cal["min_samples"])
-    images = parity_images(entry, image_sets=recipe.get("parity", {}).get("image_sets"))   # as the gate judges
+    rep = calibration_set.representative_set(
+        entry.input.size,
+        samples=cal["samples"],
+        seed=cal["seed"],
+        sources=cal["sources"],
+        min_samples=cal["min_samples"],
+    )
+    images = parity_images(entry, image_sets=recipe.get("parity", {}).get("image_sets"))  # as the gate judges
     isa = host_isa()
     print(f"{args.model}: {len(images)} parity images, {len(rep)} calibration samples; host ISA: {isa}", flush=True)
     results = {"model": args.model, "float": str(float_path), "host_isa": isa, "variants": {}}
@@ -131,19 +140,36 @@ def main(argv=None) -> int:
         techniques = [t for t in techs.split("+") if t]
         path = out / f"{args.model}_w8a8_{variant.replace(':', '_').replace('+', '-')}.tflite"
         t0 = time.monotonic()
-        record = ptq.w8a8(entry, float_path, rep, path, work / variant.replace(":", "_"), techniques=techniques,
-                          ranges=ranges, outputs_positions=recipe["outputs"])
-        row = {"record": record, "build_seconds": round(time.monotonic() - t0, 1),
-               "figures": figures(entry, recipe, float_path, path, images), "xnnpack": delegation(path)}
+        record = ptq.w8a8(
+            entry,
+            float_path,
+            rep,
+            path,
+            work / variant.replace(":", "_"),
+            techniques=techniques,
+            ranges=ranges,
+            outputs_positions=recipe["outputs"],
+        )
+        row = {
+            "record": record,
+            "build_seconds": round(time.monotonic() - t0, 1),
+            "figures": figures(entry, recipe, float_path, path, images),
+            "xnnpack": delegation(path),
+        }
         if args.latency:
             row["ms"] = latency(path)
             row["ratio_vs_float32"] = row["ms"] / results["float32_ms"]
         results["variants"][variant] = row
-        line = "; ".join(f"{k}: " + ", ".join(f"{m} {v:.4f}" for m, v in f.items() if isinstance(v, float))
-                         for k, f in row["figures"].items())
-        print(f"[{variant}] {line} | {summary(row['xnnpack'])}"
-              + (f" | {row['ms']:.1f} ms = {row['ratio_vs_float32']:.2f}x float32 [ISA: {isa}]" if args.latency else "")
-              + f" | built in {row['build_seconds']} s", flush=True)
+        line = "; ".join(
+            f"{k}: " + ", ".join(f"{m} {v:.4f}" for m, v in f.items() if isinstance(v, float))
+            for k, f in row["figures"].items()
+        )
+        print(
+            f"[{variant}] {line} | {summary(row['xnnpack'])}"
+            + (f" | {row['ms']:.1f} ms = {row['ratio_vs_float32']:.2f}x float32 [ISA: {isa}]" if args.latency else "")
+            + f" | built in {row['build_seconds']} s",
+            flush=True,
+        )
     (out / "ptq_measure.json").write_text(json.dumps(results, indent=1, default=str))
     print(f"written: {out / 'ptq_measure.json'}")
     return 0

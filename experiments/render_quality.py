@@ -41,17 +41,18 @@ from toolchain.render.photo import monocular_depth, resolve_bundle, run_segmenta
 from toolchain.render.plan import make_plan, prepare_frame
 from toolchain.scenes import generate_scene
 
-BAND_PX = 8   # half-width of the band around the true edge, pixels at 640x480
+BAND_PX = 8  # half-width of the band around the true edge, pixels at 640x480
 
 
 # ------------------------------------------------------------------------------------------ metrics
+
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     d = a.astype(np.float64) - b.astype(np.float64)
     if mask is not None:
         d = d[mask]
     mse = float(np.mean(d * d)) if d.size else 0.0
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -77,17 +78,20 @@ def alpha_errors(alpha: np.ndarray, alpha_true: np.ndarray, band: np.ndarray) ->
     g = [cv2.GaussianBlur(x.astype(np.float32), (0, 0), 1.4) for x in (alpha, alpha_true)]
     grads = [np.hypot(cv2.Sobel(x, cv2.CV_32F, 1, 0), cv2.Sobel(x, cv2.CV_32F, 0, 1)) for x in g]
     gd = (grads[0] - grads[1])[band].astype(np.float64)
-    return {"sad_k": float(np.abs(d).sum() / 1000), "mse": float(np.mean(d * d)),
-            "grad_k": float((gd * gd).sum() / 1000)}
+    return {
+        "sad_k": float(np.abs(d).sum() / 1000),
+        "mse": float(np.mean(d * d)),
+        "grad_k": float((gd * gd).sum() / 1000),
+    }
 
 
 # ------------------------------------------------------------------------------------------ truth
 
+
 def render_truth(image, alpha_true, depth_m, focus_m: float, max_blur_px: float) -> np.ndarray:
     """The golden stage with the true matte (full res and area-averaged to the grid) and true depth."""
     spec = {"kind": "probabilities"}
-    frame = prepare_frame(image, alpha_true[::8, ::8], spec, depth_m=depth_m, focus_m=focus_m,
-                          max_blur_px=max_blur_px)
+    frame = prepare_frame(image, alpha_true[::8, ::8], spec, depth_m=depth_m, focus_m=focus_m, max_blur_px=max_blur_px)
     plan = make_plan(image.shape[0], image.shape[1], frame.low_res.shape[:2], frame.max_blur_px)
     work = golden.working_image(frame, plan)
     a = golden.pad_to_plan(alpha_true.astype(np.float32), plan)
@@ -107,8 +111,14 @@ def _default_scene_fn():
     return generate_scene
 
 
-def evaluate(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640), scene_fn=None,
-             f_number: float | None = None, implementation: str = "golden") -> dict:
+def evaluate(
+    seeds=(0, 1, 2, 3),
+    kinds=("person", "cat"),
+    size=(480, 640),
+    scene_fn=None,
+    f_number: float | None = None,
+    implementation: str = "golden",
+) -> dict:
     """Quality figures per scene and their mean. Returns a dict (JSON-friendly)."""
     scene_fn = scene_fn or _default_scene_fn()
     rows = []
@@ -122,18 +132,32 @@ def evaluate(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640), scene
             frame = prepare_frame(img, low, spec, f_number=f_number)
             truth = render_truth(img, at, sc.depth_m, sc.subject_depth_m, frame.max_blur_px)
             band = edge_band(at)
-            outs = {"notebook": notebook_render(img, low, spec),
-                    "mask_only": render(img, low, spec, f_number=f_number, implementation=implementation)}
+            outs = {
+                "notebook": notebook_render(img, low, spec),
+                "mask_only": render(img, low, spec, f_number=f_number, implementation=implementation),
+            }
             d, c, depth_source = tof_depth(sc, seed)
-            outs["with_tof"] = render(img, low, spec, depth_m=d, confidence=c, focus_m=sc.subject_depth_m,
-                                      f_number=f_number, implementation=implementation)
+            outs["with_tof"] = render(
+                img,
+                low,
+                spec,
+                depth_m=d,
+                confidence=c,
+                focus_m=sc.subject_depth_m,
+                f_number=f_number,
+                implementation=implementation,
+            )
             row = {"kind": kind, "seed": seed}
             for name, o in outs.items():
                 comp = o["composite"] if isinstance(o, dict) else o.composite
                 alpha = o["alpha"] if isinstance(o, dict) else o.alpha
-                row[name] = {"psnr_db": psnr(comp, truth), "psnr_band_db": psnr(comp, truth, band),
-                             "ssim": ssim(comp, truth), "ssim_band": ssim(comp, truth, band),
-                             **alpha_errors(alpha, at, band)}
+                row[name] = {
+                    "psnr_db": psnr(comp, truth),
+                    "psnr_band_db": psnr(comp, truth, band),
+                    "ssim": ssim(comp, truth),
+                    "ssim_band": ssim(comp, truth, band),
+                    **alpha_errors(alpha, at, band),
+                }
             rows.append(row)
     mean = {}
     for name in ("notebook", "mask_only", "with_tof"):
@@ -144,15 +168,21 @@ def evaluate(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640), scene
         summary[name] = {
             "band_psnr_gain_db": mean[name]["psnr_band_db"] - mean["notebook"]["psnr_band_db"],
             "alpha_mse_ratio": mean["notebook"]["mse"] / max(mean[name]["mse"], 1e-12),
-            "min_band_psnr_gain_db": float(min(r[name]["psnr_band_db"] - r["notebook"]["psnr_band_db"]
-                                               for r in rows)),
+            "min_band_psnr_gain_db": float(min(r[name]["psnr_band_db"] - r["notebook"]["psnr_band_db"] for r in rows)),
             "min_alpha_mse_ratio": float(min(r["notebook"]["mse"] / max(r[name]["mse"], 1e-12) for r in rows)),
         }
-    return {"scenes": rows, "mean": mean, "vs_notebook": summary, "depth_source": depth_source,
-            "size": list(size), "implementation": implementation}
+    return {
+        "scenes": rows,
+        "mean": mean,
+        "vs_notebook": summary,
+        "depth_source": depth_source,
+        "size": list(size),
+        "implementation": implementation,
+    }
 
 
 # ------------------------------------------------------------------------------------------ panels
+
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
     out = img.copy()
@@ -171,8 +201,7 @@ def photo_mask(photo: Path) -> tuple[np.ndarray, dict, str]:
     return p, {"kind": "probabilities", "dtype": "float32"}, "mask: matte (P3M/GFM) at 257x257, no model"
 
 
-def write_panels(out_dir, photos=None, height: int = 360, implementation: str = "golden",
-                 bundle=None) -> list[Path]:
+def write_panels(out_dir, photos=None, height: int = 360, implementation: str = "golden", bundle=None) -> list[Path]:
     """input | mask | notebook | ours, one PNG per photo. The mask comes from the bundle's segmentation
     model when `bundle` is given (every photo), else from the photo's matte (photos with one)."""
     out_dir = Path(out_dir)
@@ -195,8 +224,7 @@ def write_panels(out_dir, photos=None, height: int = 360, implementation: str = 
         mask = (np.clip(ours.alpha, 0, 1) * 255).astype(np.uint8)
         w = round(img.shape[1] * height / img.shape[0])
         tiles = [img, np.dstack([mask] * 3), base, ours.composite]
-        names = [f"input {Path(ph).name}", "alpha (ours); " + source, "notebook baseline",
-                 f"ours ({implementation})"]
+        names = [f"input {Path(ph).name}", "alpha (ours); " + source, "notebook baseline", f"ours ({implementation})"]
         tiles = [_label(cv2.resize(t, (w, height), interpolation=cv2.INTER_AREA), n) for t, n in zip(tiles, names)]
         panel = np.concatenate(tiles, axis=1)
         path = out_dir / f"{Path(ph).stem}_panel.png"
@@ -207,12 +235,17 @@ def write_panels(out_dir, photos=None, height: int = 360, implementation: str = 
 
 # ------------------------------------------------------------------------------------------ edges (issue 12)
 
-EDGE_BAND_PX = 15      # band around the reference outline for edge figures, full-resolution pixels
-INSIDE_ALPHA = 0.98    # "inside the subject" for spill: the true composite there is the true foreground
+EDGE_BAND_PX = 15  # band around the reference outline for edge figures, full-resolution pixels
+INSIDE_ALPHA = 0.98  # "inside the subject" for spill: the true composite there is the true foreground
 
 
-def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | None = None,
-                 foreground_ref: np.ndarray | None = None, radius: int = EDGE_BAND_PX) -> dict:
+def edge_figures(
+    alpha: np.ndarray,
+    alpha_ref: np.ndarray,
+    chroma: np.ndarray | None = None,
+    foreground_ref: np.ndarray | None = None,
+    radius: int = EDGE_BAND_PX,
+) -> dict:
     """Edge figures of one alpha against a reference alpha (both HxW in [0, 1], full resolution).
 
     band_acc: share of pixels within `radius` px of the reference outline where alpha > 0.5 agrees
@@ -228,10 +261,15 @@ def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | 
     a, r = alpha.astype(np.float64), alpha_ref.astype(np.float64)
     band = edge_band(alpha_ref, radius, soft=False)  # the 0.5 outline only
     ha, hr = a > 0.5, r > 0.5
-    out = {"band_acc": float((ha == hr)[band].mean()), "band_mae": float(np.abs(a - r)[band].mean()),
-           "sad_k": float(np.abs(a - r).sum() / 1000), "iou": float((ha & hr).sum() / max((ha | hr).sum(), 1)),
-           "holes": metrics.holes(alpha_ref, alpha), "ghosts": metrics.ghosts(alpha_ref, alpha),
-           "band_px": int(band.sum())}
+    out = {
+        "band_acc": float((ha == hr)[band].mean()),
+        "band_mae": float(np.abs(a - r)[band].mean()),
+        "sad_k": float(np.abs(a - r).sum() / 1000),
+        "iou": float((ha & hr).sum() / max((ha | hr).sum(), 1)),
+        "holes": metrics.holes(alpha_ref, alpha),
+        "ghosts": metrics.ghosts(alpha_ref, alpha),
+        "band_px": int(band.sum()),
+    }
     if chroma is not None and foreground_ref is not None:
         inside = band & (r >= INSIDE_ALPHA)
         d = chroma.astype(np.float64) - foreground_ref.astype(np.float64)
@@ -239,8 +277,17 @@ def edge_figures(alpha: np.ndarray, alpha_ref: np.ndarray, chroma: np.ndarray | 
     return out
 
 
-def compare_edges(image, low, spec, alpha_ref, foreground_ref=None, depth_m=None, confidence=None,
-                  implementations=("golden",), depth_source: str = "sensor") -> dict:
+def compare_edges(
+    image,
+    low,
+    spec,
+    alpha_ref,
+    foreground_ref=None,
+    depth_m=None,
+    confidence=None,
+    implementations=("golden",),
+    depth_source: str = "sensor",
+) -> dict:
     """Today's fused stage (edges="guided") against matting (edges="matting") on one frame, both
     without depth; with depth given, also matting with it ("matting+depth"):
     {"guided": figures, "matting": figures, ("matting+depth": ...), ("device_matting": ...)}.
@@ -253,9 +300,20 @@ def compare_edges(image, low, spec, alpha_ref, foreground_ref=None, depth_m=None
         for name, d in variants:
             if impl != "golden" and name == "guided":
                 continue
-            res = render(image, low, spec, depth_m=d, confidence=None if d is None else confidence, mode="chroma",
-                         edges=name.split("+")[0], implementation=impl, depth_source=depth_source)
-            rows[name if impl == "golden" else f"{impl}_{name}"] = edge_figures(res.alpha, alpha_ref, res.composite, fref)
+            res = render(
+                image,
+                low,
+                spec,
+                depth_m=d,
+                confidence=None if d is None else confidence,
+                mode="chroma",
+                edges=name.split("+")[0],
+                implementation=impl,
+                depth_source=depth_source,
+            )
+            rows[name if impl == "golden" else f"{impl}_{name}"] = edge_figures(
+                res.alpha, alpha_ref, res.composite, fref
+            )
     return rows
 
 
@@ -272,13 +330,17 @@ def summarize_edges(rows: list[dict], new: str = "matting", old: str = "guided")
         "band_acc_gain": mean[new]["band_acc"] - mean[old]["band_acc"],
         "sad_ratio": _ratio(mean[old]["sad_k"], mean[new]["sad_k"]),
         "spill_ratio": _ratio(mean[old].get("spill", np.nan), mean[new].get("spill", np.nan)),
-        "worse": [r["name"] for r in rows if r[new]["band_acc"] < r[old]["band_acc"] - 1e-9
-                  or r[new]["sad_k"] > r[old]["sad_k"] + 1e-9],
+        "worse": [
+            r["name"]
+            for r in rows
+            if r[new]["band_acc"] < r[old]["band_acc"] - 1e-9 or r[new]["sad_k"] > r[old]["sad_k"] + 1e-9
+        ],
     }
 
 
-def synthetic_edges(seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640), with_depth: bool = True,
-                    implementations=("golden",)) -> list[dict]:
+def synthetic_edges(
+    seeds=(0, 1, 2, 3), kinds=("person", "cat"), size=(480, 640), with_depth: bool = True, implementations=("golden",)
+) -> list[dict]:
     """compare_edges on the synthetic scenes (exact alpha) from a simulated 257x257 model output;
     with_depth adds matting with the registered ToF depth."""
     rows = []
@@ -334,8 +396,11 @@ def main(argv=None) -> int:
     for b in args.bundles:
         bundle = resolve_bundle(b).root
         person_only = "selfie" in bundle.name
-        rows = [r for r in photo_edges(bundle, implementations=impl, depth_model=args.depth_model)
-                if r["guided"]["iou"] > 0.5 and (not person_only or r["name"].startswith("person"))]
+        rows = [
+            r
+            for r in photo_edges(bundle, implementations=impl, depth_model=args.depth_model)
+            if r["guided"]["iou"] > 0.5 and (not person_only or r["name"].startswith("person"))
+        ]
         groups.append((f"photos, {bundle.name}", rows))
     if args.synthetic:
         groups.append(("synthetic scenes", synthetic_edges(implementations=impl)))
@@ -351,15 +416,21 @@ def main(argv=None) -> int:
                 if k == "name":
                     continue
                 f = r[k]
-                print(f"    {k:22} iou {f['iou']:.4f} acc {f['band_acc']:.4f} sad {f['sad_k']:7.2f} "
-                      f"spill {f.get('spill', float('nan')):6.2f} holes {100 * f['holes']:.3f} "
-                      f"ghosts {100 * f['ghosts']:.3f}")
-        print(f"  => band accuracy {s['band_acc_gain']:+.3f} (target >= +0.08), SAD {s['sad_ratio']:.2f}x lower "
-              f"(target 2x), spill {s['spill_ratio']:.2f}x lower (target 2x), worse: {', '.join(s['worse']) or 'none'}")
+                print(
+                    f"    {k:22} iou {f['iou']:.4f} acc {f['band_acc']:.4f} sad {f['sad_k']:7.2f} "
+                    f"spill {f.get('spill', float('nan')):6.2f} holes {100 * f['holes']:.3f} "
+                    f"ghosts {100 * f['ghosts']:.3f}"
+                )
+        print(
+            f"  => band accuracy {s['band_acc_gain']:+.3f} (target >= +0.08), SAD {s['sad_ratio']:.2f}x lower "
+            f"(target 2x), spill {s['spill_ratio']:.2f}x lower (target 2x), worse: {', '.join(s['worse']) or 'none'}"
+        )
         if args.device:
             d = summarize_edges(rows, new="device_matting", old="matting")
-            print(f"  => device (fixed-point stand-in) vs golden matting: band accuracy {d['band_acc_gain']:+.3f}, "
-                  f"its SAD {1 / d['sad_ratio']:.2f}x golden's, its spill {1 / d['spill_ratio']:.2f}x golden's")
+            print(
+                f"  => device (fixed-point stand-in) vs golden matting: band accuracy {d['band_acc_gain']:+.3f}, "
+                f"its SAD {1 / d['sad_ratio']:.2f}x golden's, its spill {1 / d['spill_ratio']:.2f}x golden's"
+            )
         report[title] = {"rows": rows, "summary": s}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

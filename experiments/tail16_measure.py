@@ -29,8 +29,13 @@ def main(argv=None) -> int:
     ap.add_argument("model")
     ap.add_argument("--bundles", type=Path, default=Path("export/out"))
     ap.add_argument("--w16", type=Path, help="the 16x8 file (default: the bundle's _w8a16.tflite)")
-    ap.add_argument("--cuts", type=int, nargs="+", default=[1, 5, 8, 14],
-                    help="tail lengths to try, as positions in tail_cuts (1 = the shortest tail)")
+    ap.add_argument(
+        "--cuts",
+        type=int,
+        nargs="+",
+        default=[1, 5, 8, 14],
+        help="tail lengths to try, as positions in tail_cuts (1 = the shortest tail)",
+    )
     ap.add_argument("--out", type=Path, default=Path("export/tail16"))
     args = ap.parse_args(argv)
 
@@ -51,10 +56,25 @@ def main(argv=None) -> int:
         cut = cuts[n - 1]
         path = args.out / f"{args.model}_tail16_{n}.tflite"
         path.write_bytes(splice_tail(int8.read_bytes(), w16.read_bytes(), cut))
-        r = subprocess.run([sys.executable, "-m", "toolchain.cli", "parity", args.model,
-                            "--float", str(bundle / f"{args.model}_float32.tflite"), "--quant", str(path),
-                            "--no-layers", "--no-mixed", "--report-dir", str(args.out / f"report_{n}")],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "toolchain.cli",
+                "parity",
+                args.model,
+                "--float",
+                str(bundle / f"{args.model}_float32.tflite"),
+                "--quant",
+                str(path),
+                "--no-layers",
+                "--no-mixed",
+                "--report-dir",
+                str(args.out / f"report_{n}"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         line = next((x for x in r.stdout.splitlines() if x.startswith(args.model)), r.stderr.strip()[-400:])
         print(f"cut {n} at {cut[0]}: {line}", flush=True)
     return 0

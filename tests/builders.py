@@ -36,14 +36,36 @@ shape = [1, {h}, {w}, 21]
 meaning = "test logits"
 """
 
-VOC = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-       "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tv"]
+VOC = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tv",
+]
 
 
 def tiny_segmenter_keras(h=33, w=33, classes=21, seed=0):
     """A small DeepLab-shaped Keras net: strided conv, depthwise, pooling branch, concat, resize."""
     import keras
     from keras import layers
+
     keras.utils.set_random_seed(seed)
     x_in = keras.Input((h, w, 3), batch_size=1)
     x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(x_in)
@@ -60,16 +82,32 @@ def tiny_segmenter_keras(h=33, w=33, classes=21, seed=0):
 
 def keras_to_tflite(model, path: Path) -> Path:
     import tensorflow as tf
+
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     return path
 
 
-def write_registry(folder: Path, mid: str, fmt: str, file: str, h: int, w: int, out: str, *,
-                   sha: str = "", url: str = "file:///nonexistent", extra: str = "") -> Path:
+def write_registry(
+    folder: Path,
+    mid: str,
+    fmt: str,
+    file: str,
+    h: int,
+    w: int,
+    out: str,
+    *,
+    sha: str = "",
+    url: str = "file:///nonexistent",
+    extra: str = "",
+) -> Path:
     import json
+
     path = folder / "registry.toml"
-    path.write_text(REGISTRY_TEMPLATE.format(labels=json.dumps(VOC), mid=mid, fmt=fmt, file=file, url=url, sha=sha,
-                                             h=h, w=w, out=out, extra=extra))
+    path.write_text(
+        REGISTRY_TEMPLATE.format(
+            labels=json.dumps(VOC), mid=mid, fmt=fmt, file=file, url=url, sha=sha, h=h, w=w, out=out, extra=extra
+        )
+    )
     return path
 
 
@@ -78,6 +116,7 @@ def deeplab_style_frozen_graph(net_hw=(33, 33), classes=21, seed=0):
     net size -> sub_7 normalisation -> small conv net -> logits -> ResizeBilinear_2 (net size) ->
     resize back to the image -> ArgMax -> SemanticPredictions:0."""
     import tensorflow as tf
+
     rng = np.random.default_rng(seed)
     g = tf.Graph()
     h, w = net_hw
@@ -118,8 +157,9 @@ def tiny_segmenter_project(folder: Path, images: int = 3):
     models = folder / "models"
     models.mkdir()
     keras_to_tflite(tiny_segmenter_keras(), models / "tiny.tflite")
-    reg = load_registry(write_registry(folder, "tiny", "tflite", "tiny.tflite", 33, 33, "logits",
-                                       sha=sha256_of(models / "tiny.tflite")))
+    reg = load_registry(
+        write_registry(folder, "tiny", "tflite", "tiny.tflite", 33, 33, "logits", sha=sha256_of(models / "tiny.tflite"))
+    )
     folder_images = folder / "images"
     folder_images.mkdir()
     for name, img in list(bundled_photos().items())[:images]:

@@ -25,6 +25,7 @@ SEG, DEPTH = "tinyseg", "tinydepth"
 
 def _convert(model, path: Path, int8: bool = False) -> Path:
     import tensorflow as tf
+
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
         rng = np.random.default_rng(0)
@@ -38,8 +39,14 @@ def _convert(model, path: Path, int8: bool = False) -> Path:
 
 
 def _manifest(mid: str, task: str, files: dict[str, str], outputs: list[dict], **extra) -> dict:
-    return {"model_id": mid, "task": task, "input": {"size": [33, 33], "layout": "NHWC"}, "outputs": outputs,
-            "models": {f: {"precision": p} for f, p in files.items()}, **extra}
+    return {
+        "model_id": mid,
+        "task": task,
+        "input": {"size": [33, 33], "layout": "NHWC"},
+        "outputs": outputs,
+        "models": {f: {"precision": p} for f, p in files.items()},
+        **extra,
+    }
 
 
 _CACHE: dict[str, Path] = {}
@@ -52,6 +59,7 @@ def build_bundles() -> dict[str, Path]:
         return dict(_CACHE)
     import keras
     from keras import layers
+
     root = Path(tempfile.mkdtemp(prefix="evalbundles-"))
     seg = root / SEG
     seg.mkdir(parents=True)
@@ -60,10 +68,19 @@ def build_bundles() -> dict[str, Path]:
     m = keras.Model(x, net(layers.Rescaling(1 / 127.5, offset=-1.0)(x)))
     _convert(m, seg / f"{SEG}_float32.tflite")
     _convert(m, seg / f"{SEG}_int8.tflite", int8=True)
-    (seg / "manifest.json").write_text(json.dumps(_manifest(
-        SEG, "segmentation", {f"{SEG}_float32.tflite": "float32", f"{SEG}_int8.tflite": "int8"},
-        [{"name": "logits", "kind": "logits", "shape": [1, 33, 33, 21]}], labels=VOC,
-        foreground_classes={"person": 15, "cat": 8}, handoff=f"{SEG}_int8.tflite")))
+    (seg / "manifest.json").write_text(
+        json.dumps(
+            _manifest(
+                SEG,
+                "segmentation",
+                {f"{SEG}_float32.tflite": "float32", f"{SEG}_int8.tflite": "int8"},
+                [{"name": "logits", "kind": "logits", "shape": [1, 33, 33, 21]}],
+                labels=VOC,
+                foreground_classes={"person": 15, "cat": 8},
+                handoff=f"{SEG}_int8.tflite",
+            )
+        )
+    )
     dep = root / DEPTH
     dep.mkdir(parents=True)
     keras.utils.set_random_seed(1)
@@ -71,10 +88,17 @@ def build_bundles() -> dict[str, Path]:
     y = layers.Conv2D(4, 3, padding="same", activation="relu")(layers.Rescaling(1 / 255.0)(x))
     y = layers.Conv2D(1, 3, padding="same", activation="softplus")(y)
     _convert(keras.Model(x, y), dep / f"{DEPTH}_float32.tflite")
-    (dep / "manifest.json").write_text(json.dumps(_manifest(
-        DEPTH, "depth", {f"{DEPTH}_float32.tflite": "float32"},
-        [{"name": "depth", "kind": "relative_depth", "shape": [1, 33, 33, 1]}])))
-    for b in (seg, dep):   # an intact bundle lists every file with its SHA-256 (the bundle loader checks)
+    (dep / "manifest.json").write_text(
+        json.dumps(
+            _manifest(
+                DEPTH,
+                "depth",
+                {f"{DEPTH}_float32.tflite": "float32"},
+                [{"name": "depth", "kind": "relative_depth", "shape": [1, 33, 33, 1]}],
+            )
+        )
+    )
+    for b in (seg, dep):  # an intact bundle lists every file with its SHA-256 (the bundle loader checks)
         record_files(b, "")
     _CACHE.update({"segmentation": seg, "depth": dep})
     return dict(_CACHE)
@@ -88,17 +112,21 @@ KILL_MARKER_ENV = "PORTRAIT_TEST_KILL_MARKER"
 def kill_once(marker: str, index: int):
     """A shard wrapper: the first worker that gets the shard whose first sample has `index` kills
     itself (SIGKILL, as an out-of-memory killer would) and leaves `marker` behind, so the retry runs."""
+
     def fn(spec):
         from toolchain.evaluate.accuracy import evaluate_shard
+
         first = spec["samples"][0]["index"] if isinstance(spec, dict) else spec[0]
         if first == index and not os.path.exists(marker):
             Path(marker).write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
         return evaluate_shard(spec) if isinstance(spec, dict) else [(i, i * i, os.getpid()) for i in spec]
+
     return fn
 
 
 # ----------------------------------------------------------------------------------- a Ray head
+
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
@@ -141,17 +169,34 @@ class RayHead:
         p = _free_ports(9)
         base = _free_range(100, p)
         self.address = f"127.0.0.1:{p[0]}"
-        cmd = [ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={p[0]}",
-               f"--num-cpus={cpus}", "--include-dashboard=false", f"--temp-dir={self.temp}",
-               f"--node-manager-port={p[1]}", f"--object-manager-port={p[2]}", f"--ray-client-server-port={p[3]}",
-               f"--dashboard-agent-listen-port={p[4]}", f"--dashboard-agent-grpc-port={p[5]}",
-               f"--metrics-export-port={p[6]}", f"--runtime-env-agent-port={p[7]}", f"--dashboard-port={p[8]}",
-               f"--min-worker-port={base}", f"--max-worker-port={base + 99}",
-               "--object-store-memory=100000000", "--disable-usage-stats"]
+        cmd = [
+            ray_bin,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={p[0]}",
+            f"--num-cpus={cpus}",
+            "--include-dashboard=false",
+            f"--temp-dir={self.temp}",
+            f"--node-manager-port={p[1]}",
+            f"--object-manager-port={p[2]}",
+            f"--ray-client-server-port={p[3]}",
+            f"--dashboard-agent-listen-port={p[4]}",
+            f"--dashboard-agent-grpc-port={p[5]}",
+            f"--metrics-export-port={p[6]}",
+            f"--runtime-env-agent-port={p[7]}",
+            f"--dashboard-port={p[8]}",
+            f"--min-worker-port={base}",
+            f"--max-worker-port={base + 99}",
+            "--object-store-memory=100000000",
+            "--disable-usage-stats",
+        ]
         self.log = Path(self.temp) / "head.log"
         env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # a throwaway loopback cluster: no token to hand round
-        self.proc = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-                                     env=env)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -166,6 +211,7 @@ class RayHead:
 
     def stop(self) -> None:
         import shutil
+
         try:  # `ray start --block` shuts its processes down on SIGINT; whatever is left is killed below
             os.killpg(self.proc.pid, signal.SIGINT)
             self.proc.wait(timeout=8)

@@ -36,6 +36,7 @@ def build_tiny_pair(root: Path) -> TinyPair:
     from toolchain.images import bundled_photos, to_model_input
     from toolchain.registry import load_registry, sha256_of
     from toolchain.sources import import_model
+
     models = root / "models"
     models.mkdir(parents=True)
     src = keras_to_tflite(tiny_segmenter_keras(), models / f"{MID}.tflite")
@@ -47,10 +48,17 @@ def build_tiny_pair(root: Path) -> TinyPair:
     bundle.mkdir(parents=True)
     f32 = quantize.convert(fm, "float32", bundle / f"{MID}_float32.tflite")
     i8 = quantize.convert(fm, "int8", bundle / f"{MID}_int8.tflite", representative=rep)
-    (bundle / "manifest.json").write_text(json.dumps({   # the least an intact bundle carries (bundle_loader)
-        "model_id": MID, "task": "segmentation", "input": {"size": [33, 33]},
-        "outputs": [{"name": "logits", "kind": "logits", "shape": [1, 33, 33, 21]}],
-        "models": {f32.name: {"precision": "float32"}, i8.name: {"precision": "int8"}}}))
+    (bundle / "manifest.json").write_text(
+        json.dumps(
+            {  # the least an intact bundle carries (bundle_loader)
+                "model_id": MID,
+                "task": "segmentation",
+                "input": {"size": [33, 33]},
+                "outputs": [{"name": "logits", "kind": "logits", "shape": [1, 33, 33, 21]}],
+                "models": {f32.name: {"precision": "float32"}, i8.name: {"precision": "int8"}},
+            }
+        )
+    )
     record_files(bundle, "")
     images_dir = root / "images"
     images_dir.mkdir()
@@ -65,6 +73,7 @@ def damage_scale(src: Path, dst: Path, tensor_name: str, factor: float = 32.0) -
     """Copy of an int8 model where one activation tensor's quantization step is `factor` times
     coarser: same real values, far fewer levels (what a bad calibration range does)."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
+
     model = fu.read_model(str(src))
     hit = 0
     for t in model.subgraphs[0].tensors:
@@ -79,6 +88,7 @@ def damage_scale(src: Path, dst: Path, tensor_name: str, factor: float = 32.0) -
 def rename_tensors(src: Path, dst: Path) -> Path:
     """Copy with every tensor renamed (t0, t1, ...): what a file from another import path looks like."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
+
     model = fu.read_model(str(src))
     for i, t in enumerate(model.subgraphs[0].tensors):
         t.name = f"t{i}".encode()
@@ -91,6 +101,7 @@ def tiny_search_setup(root: Path):
     from toolchain import quantize
     from toolchain.parity import layers
     from toolchain.recipes import merge_defaults
+
     pair = build_tiny_pair(root)
     calibrated = quantize.calibrate_int8(pair.float_model, pair.representative)
     ranking = layers.compare_layers(pair.float_path, pair.int8_path, pair.images)["culprits"]

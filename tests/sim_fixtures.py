@@ -18,27 +18,39 @@ def tiny_bundle(labels: bool = False) -> Path:
         return _CACHE[key]
     import cv2
     from builders import keras_to_tflite, tiny_segmenter_keras, write_registry
+
     from toolchain.export import export_model
     from toolchain.images import bundled_photos
     from toolchain.recipes import merge_defaults
     from toolchain.registry import load_registry, sha256_of
+
     d = Path(tempfile.mkdtemp(prefix="sim-tiny-"))
     (d / "models").mkdir()
     keras_to_tflite(tiny_segmenter_keras(), d / "models" / "tiny.tflite")
-    reg = load_registry(write_registry(d, "tiny", "tflite", "tiny.tflite", 33, 33, "logits",
-                                       sha=sha256_of(d / "models" / "tiny.tflite")))
+    reg = load_registry(
+        write_registry(
+            d, "tiny", "tflite", "tiny.tflite", 33, 33, "logits", sha=sha256_of(d / "models" / "tiny.tflite")
+        )
+    )
     (d / "images").mkdir()
     for name, img in list(bundled_photos().items())[:2]:
         cv2.imwrite(str(d / "images" / f"{name}.png"), img[..., ::-1])
-    recipe = merge_defaults({"precisions": ["float32", "int8"], "label_variant": labels, "onnx": False,
-                             "calibration": {"samples": 8, "sources": ["skimage"], "min_samples": 4},
-                             "import_check": {"max_abs_diff": 1e-3},
-                             "parity": {"pixel_agreement_min": 0.0, "classes": []}})
+    recipe = merge_defaults(
+        {
+            "precisions": ["float32", "int8"],
+            "label_variant": labels,
+            "onnx": False,
+            "calibration": {"samples": 8, "sources": ["skimage"], "min_samples": 4},
+            "import_check": {"max_abs_diff": 1e-3},
+            "parity": {"pixel_agreement_min": 0.0, "classes": []},
+        }
+    )
     old = os.environ.get("PORTRAIT_MODELS_DIR")
     os.environ["PORTRAIT_MODELS_DIR"] = str(d / "models")
     try:
-        res = export_model("tiny", out_root=d / "out", recipe=recipe, images_folder=d / "images",
-                           registry=reg, quiet=True)
+        res = export_model(
+            "tiny", out_root=d / "out", recipe=recipe, images_folder=d / "images", registry=reg, quiet=True
+        )
     finally:
         if old is None:
             os.environ.pop("PORTRAIT_MODELS_DIR", None)

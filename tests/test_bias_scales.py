@@ -7,17 +7,17 @@ such a pair: its w8a16 worst-photo IoU was 0.948 with the misread bias and is 0.
 
 import numpy as np
 import pytest
+from builders import keras_to_tflite, write_registry
 
 from toolchain.quantize import conversions, ladder
 from toolchain.runtime import TfliteRunner
-
-from builders import keras_to_tflite, write_registry
 
 
 def two_heads_keras(h=17, w=17, classes=21):
     """conv -> two 1x1 heads with the same bias (0.5) but weights 4x apart -> their sum."""
     import keras
     from keras import initializers, layers
+
     keras.utils.set_random_seed(3)
     x_in = keras.Input((h, w, 3), batch_size=1)
     # fixed layer names: keras numbers unnamed layers per process, and the names set the converter's op
@@ -25,8 +25,13 @@ def two_heads_keras(h=17, w=17, classes=21):
     # on what ran before this test
     x = layers.Conv2D(8, 3, padding="same", activation="relu6", name="trunk")(x_in)
     a = layers.Conv2D(classes, 1, bias_initializer=initializers.Constant(0.5), name="head_a")(x)
-    b = layers.Conv2D(classes, 1, bias_initializer=initializers.Constant(0.5),
-                      kernel_initializer=initializers.RandomNormal(stddev=0.02), name="head_b")(x)
+    b = layers.Conv2D(
+        classes,
+        1,
+        bias_initializer=initializers.Constant(0.5),
+        kernel_initializer=initializers.RandomNormal(stddev=0.02),
+        name="head_b",
+    )(x)
     return keras.Model(x_in, layers.Add(name="sum")([a, b]))
 
 
@@ -34,10 +39,10 @@ def two_heads_keras(h=17, w=17, classes=21):
 def float_model(tmp_path_factory):
     from toolchain.registry import load_registry, sha256_of
     from toolchain.sources import import_model
+
     d = tmp_path_factory.mktemp("two_heads")
     path = keras_to_tflite(two_heads_keras(), d / "heads.tflite")
-    reg = load_registry(write_registry(d, "heads", "tflite", "heads.tflite", 17, 17, "logits",
-                                       sha=sha256_of(path)))
+    reg = load_registry(write_registry(d, "heads", "tflite", "heads.tflite", 17, 17, "logits", sha=sha256_of(path)))
     return import_model(reg["heads"], path, d / "float")
 
 
@@ -64,7 +69,7 @@ def test_16x8_gives_each_convolution_a_bias_on_its_own_scale(float_model, tmp_pa
     misread = conversions.bias_scale_mismatches(raw.read_bytes())
     assert misread, "the converter no longer shares the bias: rescale_shared_biases may be obsolete"
     bias_raw, err_raw = _error(float_model, raw)
-    assert bias_raw < -0.2          # 0.5 read on a scale about 4x too small: about -0.4 on every output
+    assert bias_raw < -0.2  # 0.5 read on a scale about 4x too small: about -0.4 on every output
     assert abs(bias_fixed) < 0.01 and err_fixed < 0.05 < err_raw
 
 
@@ -76,4 +81,3 @@ def test_rescaling_keeps_what_the_first_user_reads_and_leaves_a_sound_file_alone
     assert len(changed) == len(conversions.bias_scale_mismatches(raw)) >= 1
     again, changed_again = conversions.rescale_shared_biases(blob)
     assert changed_again == [] and again == blob
-

@@ -3,7 +3,6 @@ recorded tensor gets its true range (TF's own calibrator records the sum's range
 feeds an in-place ADD or MUL), the int8 and 16x8 files are quantized on those ranges, a later
 conversion of the same graph and samples reuses the pass, and the labels graph reuses its logits pass."""
 
-
 import numpy as np
 import pytest
 from builders import tiny_segmenter_project
@@ -23,12 +22,14 @@ def project(tmp_path_factory):
 @pytest.fixture(scope="module")
 def float_model(project, tmp_path_factory):
     from toolchain.sources import import_model
+
     return import_model(*project, tmp_path_factory.mktemp("tiny_calibration_float"))
 
 
 @pytest.fixture(scope="module")
 def labels_model(project, tmp_path_factory):
     from toolchain.sources import import_model
+
     return import_model(*project, tmp_path_factory.mktemp("tiny_calibration_labels"), with_labels=True)
 
 
@@ -37,8 +38,10 @@ def _rep(n, seed=0):
 
 
 def _minmax(blob):
-    return [(None if q is None else (np.asarray(q.min).tolist(), np.asarray(q.max).tolist()))
-            for q in calibration._ranges(blob)]
+    return [
+        (None if q is None else (np.asarray(q.min).tolist(), np.asarray(q.max).tolist()))
+        for q in calibration._ranges(blob)
+    ]
 
 
 def _float_graph(model, rep, monkeypatch):
@@ -54,8 +57,13 @@ def _float_graph(model, rep, monkeypatch):
 def _preserved_ranges(blob, rep):
     """Each tensor's min/max on the builtin kernels with every tensor preserved (no shared buffers)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    it = Interpreter(model_content=blob, num_threads=1, experimental_preserve_all_tensors=True,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+    it = Interpreter(
+        model_content=blob,
+        num_threads=1,
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     it.allocate_tensors()
     idx = it.get_input_details()[0]["index"]
     lo, hi = {}, {}
@@ -73,7 +81,7 @@ def test_every_recorded_tensor_gets_its_true_range(float_model, monkeypatch):
     graph = _float_graph(float_model, rep, monkeypatch)
     ours, tfs = calibration.true_ranges(graph, rep), calibration._calibrate_here(graph, rep)
     mine, theirs = _minmax(ours), _minmax(tfs)
-    assert [r is not None for r in mine] == [r is not None for r in theirs]   # the tensors TF records
+    assert [r is not None for r in mine] == [r is not None for r in theirs]  # the tensors TF records
     lo, hi = _preserved_ranges(graph, rep)
     assert sorted(lo) == [i for i, r in enumerate(mine) if r is not None] and len(lo) > 8
     for i in lo:
@@ -84,15 +92,17 @@ def test_every_recorded_tensor_gets_its_true_range(float_model, monkeypatch):
     sg = m.subgraphs[0]
     wrong = [i for i in lo if abs(theirs[i][1][0] - hi[i]) + abs(theirs[i][0][0] - lo[i]) > 1e-3 * (hi[i] - lo[i])]
     assert wrong, "TF's calibrator recorded every range right: the module docstring is out of date"
-    fed = {j for op in sg.operators for j in op.inputs
-           if m.operatorCodes[op.opcodeIndex].builtinCode in (0, 18)}          # ADD, MUL
+    fed = {
+        j for op in sg.operators for j in op.inputs if m.operatorCodes[op.opcodeIndex].builtinCode in (0, 18)
+    }  # ADD, MUL
     assert set(wrong) <= fed
-    for i in wrong:                                                          # always too wide
+    for i in wrong:  # always too wide
         assert theirs[i][0][0] <= lo[i] + 1e-6 and theirs[i][1][0] >= hi[i] - 1e-6
 
 
 def _scale(path, name):
     from ai_edge_litert.interpreter import Interpreter
+
     for d in Interpreter(model_path=str(path)).get_tensor_details():
         if d["name"] == name:
             return float(d["quantization_parameters"]["scales"][0])
@@ -102,9 +112,14 @@ def _scale(path, name):
 def test_int8_and_16x8_files_are_quantized_on_the_true_ranges(float_model, tmp_path, monkeypatch):
     rep = _rep(20, seed=1)
     graph = _float_graph(float_model, rep, monkeypatch)
+
     def by_name(blob):
-        return {t.name.decode(): (float(t.quantization.min[0]), float(t.quantization.max[0]))
-                for t in flatbuffer.read(blob).subgraphs[0].tensors if calibration._has_range(t.quantization)}
+        return {
+            t.name.decode(): (float(t.quantization.min[0]), float(t.quantization.max[0]))
+            for t in flatbuffer.read(blob).subgraphs[0].tensors
+            if calibration._has_range(t.quantization)
+        }
+
     true, tf = by_name(calibration.true_ranges(graph, rep)), by_name(calibration._calibrate_here(graph, rep))
     # the tensor whose range TF's calibrator gets most wrong
     name = max(true, key=lambda n: (tf[n][1] - tf[n][0]) / (true[n][1] - true[n][0]))
@@ -114,14 +129,15 @@ def test_int8_and_16x8_files_are_quantized_on_the_true_ranges(float_model, tmp_p
     quantize.convert(float_model, "int8", tmp_path / "int8.tflite", representative=rep)
     before = dict(calibration.STATS)
     conversions.convert_16x8(float_model, tmp_path / "16x8.tflite", rep)
-    assert calibration.STATS["reused"] == before["reused"] + 1     # the int8 pass, not a new one
+    assert calibration.STATS["reused"] == before["reused"] + 1  # the int8 pass, not a new one
     assert calibration.STATS["passes"] == before["passes"]
     assert _scale(tmp_path / "int8.tflite", name) == pytest.approx((max(hi, 0) - min(lo, 0)) / 255, rel=1e-4)
     assert _scale(tmp_path / "16x8.tflite", name) == pytest.approx(max(abs(lo), abs(hi)) / 32767, rel=1e-4)
 
 
-def test_the_labels_graph_reuses_the_logits_pass_and_gives_the_same_file(float_model, labels_model,
-                                                                         tmp_path, monkeypatch):
+def test_the_labels_graph_reuses_the_logits_pass_and_gives_the_same_file(
+    float_model, labels_model, tmp_path, monkeypatch
+):
     """ArgMax after the logits renames the last float tensor; its ranges still come from the earlier
     pass (matched by how each tensor is computed), and the labels file equals one from a pass of its own."""
     rep = _rep(20, seed=5)
@@ -131,7 +147,7 @@ def test_the_labels_graph_reuses_the_logits_pass_and_gives_the_same_file(float_m
     quantize.convert(labels_model, "int8", tmp_path / "shared_labels.tflite", representative=rep, progress=said.append)
     assert calibration.STATS["passes"] == before["passes"] and calibration.STATS["reused"] == before["reused"] + 1
     assert any("non-float ops added" in m for m in said)
-    calibration._MEMO.clear()                                        # a pass of its own
+    calibration._MEMO.clear()  # a pass of its own
     quantize.convert(labels_model, "int8", tmp_path / "own_labels.tflite", representative=rep)
     assert calibration.STATS["passes"] == before["passes"] + 1
     assert (tmp_path / "shared_labels.tflite").read_bytes() == (tmp_path / "own_labels.tflite").read_bytes()
@@ -148,10 +164,16 @@ def test_a_graph_computed_differently_is_not_covered(float_model, labels_model, 
     assert calibration.covers(logits, labels) and calibration.covers(labels, logits)  # the same float tensors
     m = flatbuffer.read(logits)
     sg = m.subgraphs[0]
-    const = next(t for t in sg.tensors if t.buffer < len(m.buffers) and m.buffers[t.buffer].data is not None
-                 and t.type == flatbuffer.FLOAT32 and len(m.buffers[t.buffer].data) > 8)
+    const = next(
+        t
+        for t in sg.tensors
+        if t.buffer < len(m.buffers)
+        and m.buffers[t.buffer].data is not None
+        and t.type == flatbuffer.FLOAT32
+        and len(m.buffers[t.buffer].data) > 8
+    )
     data = np.array(m.buffers[const.buffer].data, dtype=np.uint8)
-    data[0] ^= 1                                                    # one weight changed
+    data[0] ^= 1  # one weight changed
     m.buffers[const.buffer].data = data
     assert not calibration.covers(flatbuffer.write(m), labels)
 

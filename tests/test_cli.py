@@ -6,9 +6,19 @@ import pytest
 from toolchain import cli
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["export", "--help"], ["models", "--help"], ["bench", "--help"],
-                                  ["parity", "--help"], ["render", "--help"], ["sim", "--help"],
-                                  ["check", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["export", "--help"],
+        ["models", "--help"],
+        ["bench", "--help"],
+        ["parity", "--help"],
+        ["render", "--help"],
+        ["sim", "--help"],
+        ["check", "--help"],
+    ],
+)
 def test_help_texts(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
@@ -26,9 +36,14 @@ def test_export_with_no_model_files_names_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(tmp_path))
     monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PORTRAIT_OUT_DIR", str(tmp_path / "out"))
-    monkeypatch.setattr("toolchain.export.load_registry", lambda: {
-        k: v for k, v in __import__("toolchain.registry", fromlist=["x"]).load_registry().items()
-        if k.startswith("deeplab")})
+    monkeypatch.setattr(
+        "toolchain.export.load_registry",
+        lambda: {
+            k: v
+            for k, v in __import__("toolchain.registry", fromlist=["x"]).load_registry().items()
+            if k.startswith("deeplab")
+        },
+    )
     code = cli.main(["export", "--all"])
     err = capsys.readouterr().err
     assert code == 1

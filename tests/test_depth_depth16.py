@@ -8,8 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from toolchain.depth.depth16 import (CONF_TABLE, MAX_RANGE_MM, decode_depth16, encode_depth16,
-                                     read_depth16, write_depth16)
+from toolchain.depth.depth16 import (
+    CONF_TABLE,
+    MAX_RANGE_MM,
+    decode_depth16,
+    encode_depth16,
+    read_depth16,
+    write_depth16,
+)
 from toolchain.errors import InputError
 
 REPRESENTABLE = [1.0, 0.0] + [(c - 1) / 7 for c in range(2, 8)]
@@ -31,9 +37,10 @@ def test_every_word_round_trips():
 
 
 @settings(max_examples=60, deadline=None)
-@given(hnp.arrays(np.uint16, hnp.array_shapes(min_dims=2, max_dims=2, max_side=12),
-                  elements=st.integers(0, MAX_RANGE_MM)),
-       st.data())
+@given(
+    hnp.arrays(np.uint16, hnp.array_shapes(min_dims=2, max_dims=2, max_side=12), elements=st.integers(0, MAX_RANGE_MM)),
+    st.data(),
+)
 def test_round_trip_exact(range_mm, data):
     conf = data.draw(hnp.arrays(np.float64, range_mm.shape, elements=st.sampled_from(REPRESENTABLE)))
     r, c = decode_depth16(encode_depth16(range_mm, conf))
@@ -49,8 +56,7 @@ def test_confidence_rounds_to_nearest_seventh(c):
 
 
 @settings(max_examples=25, deadline=None)
-@given(hnp.arrays(np.uint16, hnp.array_shapes(min_dims=2, max_dims=2, max_side=9)),
-       st.integers(0, 6))
+@given(hnp.arrays(np.uint16, hnp.array_shapes(min_dims=2, max_dims=2, max_side=9)), st.integers(0, 6))
 def test_file_round_trip_with_stride(tmp_path_factory, frame, pad_words):
     h, w = frame.shape
     p = tmp_path_factory.mktemp("d16") / "f.depth16"

@@ -23,7 +23,7 @@ from toolchain.depth.mutate import Tally, interesting_offsets, judge, mutate, ph
 from toolchain.depth.readers import read_depth16_photo, read_depth_photo
 
 LIMIT_S = 2.0
-POS = st.integers(0, 2 ** 31 - 1)
+POS = st.integers(0, 2**31 - 1)
 BLOB = st.binary(min_size=1, max_size=12)
 OP = st.one_of(
     st.tuples(st.just("flip"), POS, st.integers(0, 7)),
@@ -34,9 +34,13 @@ OP = st.one_of(
     st.tuples(st.just("target"), POS, st.integers(0, 95), BLOB),
 )
 OPS = st.lists(OP, min_size=1, max_size=3)
-FUZZ = dict(derandomize=True, database=None, deadline=timedelta(seconds=4 * LIMIT_S), phases=[Phase.generate],
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                   HealthCheck.function_scoped_fixture])
+FUZZ = dict(
+    derandomize=True,
+    database=None,
+    deadline=timedelta(seconds=4 * LIMIT_S),
+    phases=[Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 
 
 def _fixture_seeds() -> list[tuple[str, bytes]]:
@@ -53,13 +57,15 @@ def _depth16_seed() -> tuple[bytes, int, int, int]:
     rng = np.random.default_rng(0)
     frame = encode_depth16(rng.integers(0, 8192, (h, w)), rng.random((h, w)))
     buf = np.zeros((h, stride), np.uint8)
-    buf[:, :2 * w] = frame.astype("<u2").view(np.uint8).reshape(h, 2 * w)
+    buf[:, : 2 * w] = frame.astype("<u2").view(np.uint8).reshape(h, 2 * w)
     return buf.tobytes(), w, h, stride
 
 
 def _report(tally: Tally, what: str) -> str:
-    return (f"{what}: {tally.inputs} mutated inputs, {tally.calls} reader calls, outcomes {tally.outcomes}, "
-            f"max {tally.max_seconds:.3f} s per call, {tally.over_limit} over {LIMIT_S} s")
+    return (
+        f"{what}: {tally.inputs} mutated inputs, {tally.calls} reader calls, outcomes {tally.outcomes}, "
+        f"max {tally.max_seconds:.3f} s per call, {tally.over_limit} over {LIMIT_S} s"
+    )
 
 
 def test_fuzz_fixtures_and_depth16(tmp_path):
@@ -70,8 +76,11 @@ def test_fuzz_fixtures_and_depth16(tmp_path):
     work = tmp_path / "m.jpg"
 
     @settings(max_examples=1100, **FUZZ)
-    @given(k=st.integers(0, len(seeds)), ops=OPS,
-           dims=st.tuples(st.integers(-1, 12), st.integers(-1, 10), st.sampled_from([None, 15, 16, 24, 40])))
+    @given(
+        k=st.integers(0, len(seeds)),
+        ops=OPS,
+        dims=st.tuples(st.integers(-1, 12), st.integers(-1, 10), st.sampled_from([None, 15, 16, 24, 40])),
+    )
     def run(k, ops, dims):
         if k == len(seeds):  # DEPTH16: mutated bytes, and sometimes the wrong frame size / stride
             p = tmp_path / "m.depth16"
@@ -89,8 +98,9 @@ def test_fuzz_fixtures_and_depth16(tmp_path):
     run()
     print("\n" + _report(tally, "fixtures + DEPTH16"))
     assert tally.inputs >= 1000, _report(tally, "too few inputs")
-    assert tally.outcomes.get("uncaught", 0) == 0 and tally.outcomes.get("invalid", 0) == 0, \
-        "\n".join(tally.uncaught_examples)
+    assert tally.outcomes.get("uncaught", 0) == 0 and tally.outcomes.get("invalid", 0) == 0, "\n".join(
+        tally.uncaught_examples
+    )
     assert tally.over_limit == 0, _report(tally, "slow")
     assert tally.outcomes.get("error", 0) > 100 and tally.outcomes.get("valid", 0) > 100  # both paths exercised
 
@@ -112,8 +122,9 @@ def test_fuzz_real_photos(shared_depth_photos, tmp_path):
 
     run()
     print("\n" + _report(tally, "real photos"))
-    assert tally.outcomes.get("uncaught", 0) == 0 and tally.outcomes.get("invalid", 0) == 0, \
-        "\n".join(tally.uncaught_examples)
+    assert tally.outcomes.get("uncaught", 0) == 0 and tally.outcomes.get("invalid", 0) == 0, "\n".join(
+        tally.uncaught_examples
+    )
     assert tally.over_limit == 0, _report(tally, "slow")
 
 

@@ -111,22 +111,34 @@ def test_apple_depth_aux_is_metres(tmp_path):
     assert d.depth_m.max() == pytest.approx(fx.truth["float_max"], abs=1e-5)
 
 
-@pytest.mark.parametrize("xmp, kind", [
-    ("<apdi:AuxiliaryImageType>disparity</apdi:AuxiliaryImageType>", "disparity"),
-    ('apdi:AuxiliaryImageType="depth"', "depth"),
-    ("<apdi:AuxiliaryImageType>depth</apdi:AuxiliaryImageType><apdi:AuxiliaryImageSubType>portraiteffectsmatte"
-     "</apdi:AuxiliaryImageSubType>", "matte"),
-    ('xmlns:portraitEffectsMatte="http://ns.apple.com/portraitEffectsMatte/1.0/"', "matte"),
-    ("<apdi:AuxiliaryImageType>urn:com:apple:photo:2019:aux:semanticskinmatte</apdi:AuxiliaryImageType>",
-     "semantic:skin"),
-    ("<apdi:AuxiliaryImageSubType>urn:com:apple:photo:2019:aux:semanticteethmatte</apdi:AuxiliaryImageSubType>",
-     "semantic:teeth"),
-    ("<apdi:AuxiliaryImageType>kCGImageAuxiliaryDataTypeSemanticSegmentationHairMatte</apdi:AuxiliaryImageType>",
-     "semantic:hair"),
-    ('xmlns:semanticSegmentationMatte="http://ns.apple.com/semanticSegmentationMatte/1.0/"', "semantic:?"),
-    ("<apdi:AuxiliaryImageType>urn:com:apple:photo:2020:aux:hdrgainmap</apdi:AuxiliaryImageType>", "hdrgainmap"),
-    ("<x:xmpmeta/>", None),
-])
+@pytest.mark.parametrize(
+    "xmp, kind",
+    [
+        ("<apdi:AuxiliaryImageType>disparity</apdi:AuxiliaryImageType>", "disparity"),
+        ('apdi:AuxiliaryImageType="depth"', "depth"),
+        (
+            "<apdi:AuxiliaryImageType>depth</apdi:AuxiliaryImageType><apdi:AuxiliaryImageSubType>portraiteffectsmatte"
+            "</apdi:AuxiliaryImageSubType>",
+            "matte",
+        ),
+        ('xmlns:portraitEffectsMatte="http://ns.apple.com/portraitEffectsMatte/1.0/"', "matte"),
+        (
+            "<apdi:AuxiliaryImageType>urn:com:apple:photo:2019:aux:semanticskinmatte</apdi:AuxiliaryImageType>",
+            "semantic:skin",
+        ),
+        (
+            "<apdi:AuxiliaryImageSubType>urn:com:apple:photo:2019:aux:semanticteethmatte</apdi:AuxiliaryImageSubType>",
+            "semantic:teeth",
+        ),
+        (
+            "<apdi:AuxiliaryImageType>kCGImageAuxiliaryDataTypeSemanticSegmentationHairMatte</apdi:AuxiliaryImageType>",
+            "semantic:hair",
+        ),
+        ('xmlns:semanticSegmentationMatte="http://ns.apple.com/semanticSegmentationMatte/1.0/"', "semantic:?"),
+        ("<apdi:AuxiliaryImageType>urn:com:apple:photo:2020:aux:hdrgainmap</apdi:AuxiliaryImageType>", "hdrgainmap"),
+        ("<x:xmpmeta/>", None),
+    ],
+)
 def test_apple_aux_classification(xmp, kind):
     assert _classify(xmp)[0] == kind
 
@@ -164,12 +176,13 @@ def test_apply_orientation_matches_opencv():
     raw = cv2.imdecode(np.frombuffer(fx.data, np.uint8), cv2.IMREAD_UNCHANGED)
     for o in range(2, 9):
         seg = pf.exif_segment(o)
-        data = fx.data[:2] + seg + fx.data[2 + len(pf.exif_segment(1)):]
+        data = fx.data[:2] + seg + fx.data[2 + len(pf.exif_segment(1)) :]
         ref = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         assert np.array_equal(apply_orientation(raw, o), ref), o
 
 
 # ------------------------------------------------------------------- bad input: format and field named
+
 
 def _gdepth_bytes(**kw) -> bytes:
     return pf.gdepth(confidence=False, **kw).data
@@ -187,19 +200,22 @@ def test_gdepth_non_ascii_base64_is_a_project_error(tmp_path):
     """The fuzzing bug: a non-ASCII byte in GDepth:Data raised a raw ValueError from base64."""
     data = _gdepth_bytes()
     i = data.find(b'GDepth:Data="') + len(b'GDepth:Data="') + 10
-    e = _err(tmp_path, data[:i] + "é".encode() + data[i + 2:])
+    e = _err(tmp_path, data[:i] + "é".encode() + data[i + 2 :])
     assert e.format == "GDepth JPEG" and e.field == "GDepth:Data" and not e.absent
     assert "non-ASCII" in str(e)
 
 
-@pytest.mark.parametrize("old, new, field", [
-    (b'GDepth:Near="1.0"', b'GDepth:Near="7.0"', "GDepth:Near / GDepth:Far"),
-    (b'GDepth:Near="1.0"', b'GDepth:Near="x.0"', "GDepth:Near"),
-    (b'GDepth:Far="6.0"', b'GDepth:Far="inf"', "GDepth:Far"),
-    (b'GDepth:Format="RangeInverse"', b'GDepth:Format="RangeInvers3"', "GDepth:Format"),
-    (b'GDepth:Format="RangeInverse"', b'GDepth:Formax="RangeInverse"', "GDepth:Format"),
-    (b'GDepth:Data="', b'GDepth:Dat4="', "GDepth:Data"),
-])
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        (b'GDepth:Near="1.0"', b'GDepth:Near="7.0"', "GDepth:Near / GDepth:Far"),
+        (b'GDepth:Near="1.0"', b'GDepth:Near="x.0"', "GDepth:Near"),
+        (b'GDepth:Far="6.0"', b'GDepth:Far="inf"', "GDepth:Far"),
+        (b'GDepth:Format="RangeInverse"', b'GDepth:Format="RangeInvers3"', "GDepth:Format"),
+        (b'GDepth:Format="RangeInverse"', b'GDepth:Formax="RangeInverse"', "GDepth:Format"),
+        (b'GDepth:Data="', b'GDepth:Dat4="', "GDepth:Data"),
+    ],
+)
 def test_gdepth_bad_fields(tmp_path, old, new, field):
     data = _gdepth_bytes()
     assert old in data
@@ -210,8 +226,8 @@ def test_gdepth_bad_fields(tmp_path, old, new, field):
 def test_gdepth_corrupt_png_and_base64(tmp_path):
     data = _gdepth_bytes()
     i = data.find(b'GDepth:Data="') + len(b'GDepth:Data="')
-    assert _err(tmp_path, data[:i] + b"AAAA" + data[i + 4:]).field.startswith("GDepth:Data")  # not a PNG
-    assert _err(tmp_path, data[:i] + b"A=AA" + data[i + 4:]).field == "GDepth:Data (base64)"  # '=' inside
+    assert _err(tmp_path, data[:i] + b"AAAA" + data[i + 4 :]).field.startswith("GDepth:Data")  # not a PNG
+    assert _err(tmp_path, data[:i] + b"A=AA" + data[i + 4 :]).field == "GDepth:Data (base64)"  # '=' inside
 
 
 def test_oversized_frame_refused_before_decoding(tmp_path):
@@ -235,7 +251,7 @@ def test_fallback_reports_each_reader(tmp_path):
     data = _gdepth_bytes()
     i = data.find(b'GDepth:Data="') + len(b'GDepth:Data="') + 10
     p = tmp_path / "bad.jpg"
-    p.write_bytes(data[:i] + "é".encode() + data[i + 2:])
+    p.write_bytes(data[:i] + "é".encode() + data[i + 2 :])
     with pytest.raises(PhotoFormatError) as e:
         read_depth_photo(p)
     msg = str(e.value)
@@ -244,6 +260,7 @@ def test_fallback_reports_each_reader(tmp_path):
     with pytest.raises(PhotoFormatError):  # depth-info does not hide it either
         read_depth_photo(p, require_depth=False)
     from toolchain.render.photo import read_depth
+
     with pytest.raises(PhotoFormatError, match="GDepth:Data"):
         read_depth(p)
     plain = tmp_path / "plain.jpg"
@@ -257,8 +274,10 @@ def test_fallback_reports_each_reader(tmp_path):
 
 # ------------------------------------------------------------------- portrait depth-info
 
+
 def _cli(argv, capsys):
     from toolchain.cli import main
+
     rc = main(argv)
     return rc, capsys.readouterr()
 
@@ -281,8 +300,15 @@ def test_depth_info_apple_fixture(tmp_path, capsys):
     assert rc == 0 and "matte" in out.out
     w = tmp_path / "w"
     names = {q.name for q in w.iterdir()}
-    assert {"image.png", "disparity.png", "matte.png", "hair_matte.png", "skin_matte.png", "teeth_matte.png",
-            "info.json"} == names
+    assert {
+        "image.png",
+        "disparity.png",
+        "matte.png",
+        "hair_matte.png",
+        "skin_matte.png",
+        "teeth_matte.png",
+        "info.json",
+    } == names
     matte = cv2.imread(str(w / "matte.png"), cv2.IMREAD_UNCHANGED)
     assert matte.dtype == np.uint8 and np.abs(matte / 255.0 - fx.truth["matte"]).max() < 0.02
     disp = cv2.imread(str(w / "disparity.png"), cv2.IMREAD_UNCHANGED)
@@ -331,8 +357,8 @@ def test_little_endian_exif_and_bad_orientation(tmp_path):
     seg = b"\xff\xe1" + struct.pack(">H", len(le) + 2) + le
     n = len(pf.exif_segment(1))
     assert len(seg) == n  # same length: the MPF offsets stay valid
-    d = read_apple_portrait(pf.FixturePhoto(fx.data[:2] + seg + fx.data[2 + n:]).write(tmp_path / "le.jpg"))
+    d = read_apple_portrait(pf.FixturePhoto(fx.data[:2] + seg + fx.data[2 + n :]).write(tmp_path / "le.jpg"))
     assert d.orientation == 8 and d.image.shape == (96, 128, 3) and d.disparity.shape == (48, 64)
-    bad = fx.data[:2] + pf.exif_segment(9) + fx.data[2 + n:]  # orientation 9 does not exist
+    bad = fx.data[:2] + pf.exif_segment(9) + fx.data[2 + n :]  # orientation 9 does not exist
     d = read_apple_portrait(pf.FixturePhoto(bad).write(tmp_path / "o9.jpg"))
     assert d.orientation is None and d.image.shape == (128, 96, 3) and "Orientation 9" in d.notes[0]

@@ -19,8 +19,9 @@ def depth_edges(gt: np.ndarray, grow: int = 9) -> np.ndarray:
     return cv2.dilate(e.astype(np.uint8), np.ones((grow, grow), np.uint8)).astype(bool)
 
 
-@pytest.mark.parametrize("kind,seed,profile", [("person", 1, "tof_320x240"), ("cat", 0, "tof_240x180"),
-                                               ("cat", 1, "tof_320x240")])
+@pytest.mark.parametrize(
+    "kind,seed,profile", [("person", 1, "tof_320x240"), ("cat", 0, "tof_240x180"), ("cat", 1, "tof_320x240")]
+)
 def test_median_error_within_one_percent(kind, seed, profile):
     s = generate_scene(seed, kind)
     f = simulate_tof_frame(s, profile, seed=seed)

@@ -15,8 +15,12 @@ from toolchain.scenes import generate_scene, rgb_intrinsics
 
 
 def flat(depth_m: float, refl: float, size=(360, 480)):
-    return SimpleNamespace(depth_m=np.full(size, depth_m, np.float32),
-                           reflectivity=np.full(size, refl, np.float32), K=rgb_intrinsics(size), t=0)
+    return SimpleNamespace(
+        depth_m=np.full(size, depth_m, np.float32),
+        reflectivity=np.full(size, refl, np.float32),
+        K=rgb_intrinsics(size),
+        t=0,
+    )
 
 
 def test_profiles():
@@ -47,8 +51,10 @@ def test_noise_follows_model(profile, depth_m, refl):
 
 def test_noise_is_temporal_and_seeded():
     sc = flat(2.0, 0.5)
-    a, b = simulate_tof_frame(sc, "tof_240x180", seed=1, frame_index=0), \
-        simulate_tof_frame(sc, "tof_240x180", seed=1, frame_index=1)
+    a, b = (
+        simulate_tof_frame(sc, "tof_240x180", seed=1, frame_index=0),
+        simulate_tof_frame(sc, "tof_240x180", seed=1, frame_index=1),
+    )
     a2 = simulate_tof_frame(sc, "tof_240x180", seed=1, frame_index=0)
     assert np.array_equal(a.range_mm, a2.range_mm)
     assert not np.array_equal(a.range_mm, b.range_mm)
@@ -84,8 +90,9 @@ def test_multipath_bias_in_concave_corner():
     K = rgb_intrinsics(size)
     x = (np.arange(size[1]) - K[0, 2]) / K[0, 0]
     z = 3.0 / (1.0 + 0.6 * np.abs(x))  # planes z = 3 - 0.6 |X|: farthest in the middle
-    sc = SimpleNamespace(depth_m=np.tile(z.astype(np.float32), (size[0], 1)),
-                         reflectivity=np.full(size, 0.6, np.float32), K=K, t=0)
+    sc = SimpleNamespace(
+        depth_m=np.tile(z.astype(np.float32), (size[0], 1)), reflectivity=np.full(size, 0.6, np.float32), K=K, t=0
+    )
     with_mp = simulate_tof_frame(sc, "tof_240x180", noise=False)
     without = simulate_tof_frame(sc, "tof_240x180", noise=False, multipath=False)
     diff = with_mp.range_mm.astype(int) - without.range_mm.astype(int)

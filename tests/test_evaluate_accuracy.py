@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def bundles():
     from evaluate_fixtures import build_bundles
+
     return build_bundles()
 
 
@@ -34,8 +35,11 @@ def seg_set(tmp_path_factory):
 
 
 def _digests(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_synth_is_deterministic_and_exact(tmp_path, seg_set):
@@ -48,6 +52,7 @@ def test_synth_is_deterministic_and_exact(tmp_path, seg_set):
     with Image.open(seg_set / "SegmentationClass" / "synth_000001.png") as im:
         assert im.mode == "P"
     from toolchain.scenes import generate_scene
+
     scene = generate_scene(1, "cat", size=(60, 80))
     _, truth = load_sample(ds.samples[1], num_classes=21)
     assert (truth == np.where(scene.alpha >= 0.5, 8, 0)).all()  # exact truth: cat = VOC class 8
@@ -69,6 +74,7 @@ def test_synth_never_overwrites_other_data(tmp_path):
 
 def _voc_copy(src: Path, dst: Path) -> Path:
     import shutil
+
     shutil.copytree(src, dst)
     return dst
 
@@ -116,10 +122,14 @@ def test_evaluate_segmentation_local(tmp_path, bundles, seg_set):
     f32, i8 = r["figures"]["tinyseg_float32.tflite"], r["figures"]["tinyseg_int8.tflite"]
     assert "drop_vs_float32" not in f32 and set(i8["drop_vs_float32"]) == {"miou", "pixel_accuracy", "boundary_f"}
     for figs in (f32, i8):
-        assert 0 <= figs["miou"] <= 1 and figs["ci95"]["miou"][0] <= figs["miou"] + 1e-12 <= figs["ci95"]["miou"][1] + 2e-12
+        assert (
+            0 <= figs["miou"] <= 1
+            and figs["ci95"]["miou"][0] <= figs["miou"] + 1e-12 <= figs["ci95"]["miou"][1] + 2e-12
+        )
     assert i8["drop_vs_float32"]["miou"] == pytest.approx(f32["miou"] - i8["miou"])
     # the set's mIoU is the IoU of the summed confusion matrices, recomputed here from the per-image rows
     from toolchain.evaluate import truth_metrics as M
+
     conf = sum(M.dense_confusion(p["models"]["tinyseg_float32.tflite"]["confusion"], 21) for p in r["per_image"])
     assert f32["miou"] == pytest.approx(M.miou(conf))
     assert conf.sum() == 8 * 60 * 80
@@ -156,10 +166,12 @@ def test_evaluate_matting_and_depth(tmp_path, bundles):
 
 
 def test_cli_local_run_does_not_import_ray(tmp_path, bundles, seg_set):
-    code = ("import sys; from toolchain.cli import main; "
-            f"rc = main(['evaluate', {str(bundles['segmentation'])!r}, '--dataset', {str(seg_set)!r}, "
-            f"'--report-dir', {str(tmp_path)!r}, '--resamples', '20', '--no-progress']); "
-            "assert 'ray' not in sys.modules, 'local engine imported ray'; sys.exit(rc)")
+    code = (
+        "import sys; from toolchain.cli import main; "
+        f"rc = main(['evaluate', {str(bundles['segmentation'])!r}, '--dataset', {str(seg_set)!r}, "
+        f"'--report-dir', {str(tmp_path)!r}, '--resamples', '20', '--no-progress']); "
+        "assert 'ray' not in sys.modules, 'local engine imported ray'; sys.exit(rc)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "tinyseg_int8.tflite (handoff)" in out.stdout and (tmp_path / "report.html").is_file()
@@ -167,13 +179,32 @@ def test_cli_local_run_does_not_import_ray(tmp_path, bundles, seg_set):
 
 def test_voc_palette_matches_pascal():
     pal = datasets.voc_palette()
-    assert pal[15].tolist() == [192, 128, 128] and pal[8].tolist() == [64, 0, 0] and pal[255].tolist() == [224, 224, 192]
+    assert (
+        pal[15].tolist() == [192, 128, 128] and pal[8].tolist() == [64, 0, 0] and pal[255].tolist() == [224, 224, 192]
+    )
 
 
 def test_cli_dataset_synth(tmp_path, capsys):
     from toolchain.cli import main
-    assert main(["dataset", "synth", "--n", "2", "--out", str(tmp_path / "d"), "--task", "matting", "--size", "40x48",
-                 "--no-progress"]) == 0
+
+    assert (
+        main(
+            [
+                "dataset",
+                "synth",
+                "--n",
+                "2",
+                "--out",
+                str(tmp_path / "d"),
+                "--task",
+                "matting",
+                "--size",
+                "40x48",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "2 samples" in capsys.readouterr().out
     assert cv2.imread(str(tmp_path / "d" / "alpha" / "synth_000001.png"), cv2.IMREAD_UNCHANGED).shape == (40, 48)
     assert main(["dataset", "synth", "--n", "2", "--out", str(tmp_path / "e"), "--size", "40by48"]) == 2
@@ -200,6 +231,7 @@ def test_onnx_file_of_the_bundle_runs_in_onnxruntime(tmp_path, bundles, seg_set)
 
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
     b = tmp_path / "tinyseg"
     shutil.copytree(bundles["segmentation"], b)
     w = np.zeros((21, 3, 1, 1), np.float32)
@@ -207,17 +239,21 @@ def test_onnx_file_of_the_bundle_runs_in_onnxruntime(tmp_path, bundles, seg_set)
     bias = np.zeros(21, np.float32)
     bias[0] = 1.5
     graph = helper.make_graph(
-        [helper.make_node("Transpose", ["x"], ["xc"], perm=[0, 3, 1, 2]),
-         helper.make_node("Conv", ["xc", "w", "b"], ["yc"]),
-         helper.make_node("Transpose", ["yc"], ["y"], perm=[0, 2, 3, 1])], "g",
+        [
+            helper.make_node("Transpose", ["x"], ["xc"], perm=[0, 3, 1, 2]),
+            helper.make_node("Conv", ["xc", "w", "b"], ["yc"]),
+            helper.make_node("Transpose", ["yc"], ["y"], perm=[0, 2, 3, 1]),
+        ],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 33, 33, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 33, 33, 21])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")])
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), b / "tinyseg_float32.onnx")
     m = json.loads((b / "manifest.json").read_text())
     m["models"]["tinyseg_float32.onnx"] = {"precision": "float32"}
     (b / "manifest.json").write_text(json.dumps(m))
-    record_files(b, "tinyseg_float32.onnx")   # listed with its SHA-256, as an export lists it
+    record_files(b, "tinyseg_float32.onnx")  # listed with its SHA-256, as an export lists it
     r = evaluate(b, seg_set, out_dir=tmp_path / "rep", resamples=50)
     files = {f["file"]: f["precision"] for f in r["files"]}
     assert files["tinyseg_float32.onnx"] == "float32 onnx"

@@ -18,11 +18,14 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cluster():
     from evaluate_fixtures import RayHead
+
     head = RayHead(cpus=2)
     import ray
+
     ray.init(address=head.address, logging_level="ERROR", log_to_driver=False)  # the engine reuses this connection
     yield head.address
     import ray
+
     if ray.is_initialized():
         ray.shutdown()
     head.stop()
@@ -31,16 +34,27 @@ def cluster():
 @pytest.fixture(scope="module")
 def bundles():
     from evaluate_fixtures import build_bundles
+
     return build_bundles()
 
 
 def test_ray_results_identical_to_local_and_a_killed_worker_is_retried(cluster, bundles, tmp_path):
     from evaluate_fixtures import kill_once
+
     seg = synth(10, tmp_path / "voc", task="segmentation", size=(60, 80)).root
     local = evaluate(bundles["segmentation"], seg, out_dir=tmp_path / "local", resamples=100, shard_size=2)
     marker = tmp_path / "killed"
-    remote = evaluate(bundles["segmentation"], seg, engine="ray", address=cluster, workers=2, out_dir=tmp_path / "ray",
-                      resamples=100, shard_size=2, shard_fn=kill_once(str(marker), 4))
+    remote = evaluate(
+        bundles["segmentation"],
+        seg,
+        engine="ray",
+        address=cluster,
+        workers=2,
+        out_dir=tmp_path / "ray",
+        resamples=100,
+        shard_size=2,
+        shard_fn=kill_once(str(marker), 4),
+    )
     assert marker.is_file(), "the fault was not injected"
     e = remote["engine"]
     assert e["engine"] == "ray" and e["workers"] == 2
@@ -56,6 +70,7 @@ def test_ray_results_identical_to_local_and_a_killed_worker_is_retried(cluster, 
 
 def test_map_shards_counts_each_item_once_and_keeps_order(cluster, tmp_path):
     from evaluate_fixtures import kill_once
+
     shards = [[i, i + 1] for i in range(0, 16, 2)]
     fn = kill_once(str(tmp_path / "killed"), 6)
     local = map_shards(fn, shards[:3])  # local engine: the fault index is not in these shards
@@ -71,6 +86,7 @@ def test_map_shards_counts_each_item_once_and_keeps_order(cluster, tmp_path):
 def test_map_shards_passes_the_shards_own_error_through(cluster):
     def divide(shard):  # nested: Ray ships it by value (a test module is not importable on the workers)
         return [1 / x for x in shard]
+
     with pytest.raises(ZeroDivisionError):
         map_shards(divide, [[1], [0]], engine="ray", address=cluster, workers=1)
     with pytest.raises(ZeroDivisionError):

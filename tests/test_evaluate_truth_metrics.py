@@ -58,14 +58,14 @@ def test_holes_and_ghosts_exact():
     t[50:150, 50:150] = 1.0
     inside = M.deep_region(t >= M.INSIDE_REF)
     outside = M.deep_region(t <= M.OUTSIDE_REF)
-    assert inside.sum() == 60 * 60          # rows 70..129: distance to the nearest outside pixel (centres) > 20
+    assert inside.sum() == 60 * 60  # rows 70..129: distance to the nearest outside pixel (centres) > 20
     assert M.holes(t, t) == 0.0 and M.ghosts(t, t) == 0.0
     p = t.copy()
-    p[90:100, 90:100] = 0.3                 # a 10x10 hole deep inside
-    p[60:62, 60:62] = 0.0                   # within 20 px of the outline: not counted
+    p[90:100, 90:100] = 0.3  # a 10x10 hole deep inside
+    p[60:62, 60:62] = 0.0  # within 20 px of the outline: not counted
     assert M.holes(t, p) == pytest.approx(100 / (60 * 60))
-    p[5:10, 5:15] = 0.5                     # a 5x10 ghost deep outside (> 20 px from the square)
-    p[40:45, 60:70] = 0.5                   # 5 px outside the outline: not counted
+    p[5:10, 5:15] = 0.5  # a 5x10 ghost deep outside (> 20 px from the square)
+    p[40:45, 60:70] = 0.5  # 5 px outside the outline: not counted
     assert M.ghosts(t, p) == pytest.approx(50 / outside.sum())
     assert M.holes(t, np.full_like(t, 0.9)) == 0.0 and M.holes(t, np.full_like(t, 0.89)) == 1.0
     assert M.ghosts(t, np.full_like(t, 0.1)) == 0.0 and M.ghosts(t, np.full_like(t, 0.11)) == 1.0

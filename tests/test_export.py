@@ -22,9 +22,14 @@ def tiny(tmp_path_factory):
 
 
 def _recipe(**parity):
-    return merge_defaults({"label_variant": True, "calibration": {"samples": 12, "sources": ["skimage"]},
-                           "import_check": {"max_abs_diff": 1e-3},
-                           "parity": {"pixel_agreement_min": 0.5, "classes": [], **parity}})
+    return merge_defaults(
+        {
+            "label_variant": True,
+            "calibration": {"samples": 12, "sources": ["skimage"]},
+            "import_check": {"max_abs_diff": 1e-3},
+            "parity": {"pixel_agreement_min": 0.5, "classes": [], **parity},
+        }
+    )
 
 
 def _export(tiny, out, recipe, monkeypatch):
@@ -37,8 +42,16 @@ def test_export_writes_every_precision_and_a_true_manifest(tiny, tmp_path, monke
     result = _export(tiny, tmp_path / "out", _recipe(), monkeypatch)
     b = result.bundle
     names = {p.name for p in b.iterdir()}
-    assert {"tiny_float32.tflite", "tiny_float16.tflite", "tiny_dynamic.tflite", "tiny_int8.tflite",
-            "tiny_int8_labels.tflite", "tiny_float32.onnx", "labels.txt", "manifest.json"} <= names
+    assert {
+        "tiny_float32.tflite",
+        "tiny_float16.tflite",
+        "tiny_dynamic.tflite",
+        "tiny_int8.tflite",
+        "tiny_int8_labels.tflite",
+        "tiny_float32.onnx",
+        "labels.txt",
+        "manifest.json",
+    } <= names
     m = json.loads((b / "manifest.json").read_text())
     for name, rec in m["files"].items():
         assert rec["sha256"] == bundle.sha256_of(b / name) and rec["bytes"] == (b / name).stat().st_size
@@ -58,6 +71,7 @@ def test_export_writes_every_precision_and_a_true_manifest(tiny, tmp_path, monke
 
 def test_each_precision_runs_and_int8_stays_close(tiny, tmp_path, monkeypatch):
     from toolchain.runtime import TfliteRunner
+
     b = _export(tiny, tmp_path / "out", _recipe(), monkeypatch).bundle
     x = np.random.default_rng(0).integers(0, 256, (33, 33, 3))
     ref = TfliteRunner(b / "tiny_float32.tflite").run(x)["logits"]
@@ -76,7 +90,7 @@ def test_gate_fails_out_of_reach_budget_and_keeps_previous_bundle(tiny, tmp_path
         _export(tiny, out, strict, monkeypatch)
     assert "pixel_agreement" in str(err.value)
     assert (first / "manifest.json").read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["runs", "tiny"]   # runs/: the first export's timings
+    assert sorted(p.name for p in out.iterdir()) == ["runs", "tiny"]  # runs/: the first export's timings
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -105,18 +119,23 @@ def test_export_all_with_jobs_gives_the_same_bundles_in_registry_order(tiny, tmp
     model whose process ends without a result (here: its recipe cannot be sent to a process) is exported
     again in this process. Each bundle equals the one-at-a-time export's, in the registry's order."""
     import dataclasses
+
     d, reg, images = tiny
     monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(d / "models"))
     monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PORTRAIT_EXPORT_CACHE", "0")
-    reg2 = {"tiny": reg["tiny"], "gone": dataclasses.replace(reg["tiny"], id="gone", file="gone.tflite"),
-            "tiny2": dataclasses.replace(reg["tiny"], id="tiny2")}
+    reg2 = {
+        "tiny": reg["tiny"],
+        "gone": dataclasses.replace(reg["tiny"], id="gone", file="gone.tflite"),
+        "tiny2": dataclasses.replace(reg["tiny"], id="tiny2"),
+    }
     recipes = {m: _recipe() for m in reg2}
     one = export_all(list(reg2), out_root=tmp_path / "one", images_folder=images, registry=reg2, recipes=recipes)
     capfd.readouterr()
     recipes["tiny2"] = {**recipes["tiny2"], "_not_sendable": lambda: None}
-    two = export_all(list(reg2), out_root=tmp_path / "two", images_folder=images, registry=reg2, recipes=recipes,
-                     jobs=2)
+    two = export_all(
+        list(reg2), out_root=tmp_path / "two", images_folder=images, registry=reg2, recipes=recipes, jobs=2
+    )
     err = capfd.readouterr().err
     assert "2 at a time" in err and "[tiny2] its export process ended without a result" in err
     assert "exporting it again in this process" in err
@@ -125,20 +144,27 @@ def test_export_all_with_jobs_gives_the_same_bundles_in_registry_order(tiny, tmp
     for m in ("tiny", "tiny2"):
         a, b = (json.loads((tmp_path / o / m / "manifest.json").read_text()) for o in ("one", "two"))
         assert a["handoff"] == b["handoff"] and a["parity"]["per_kernels"] == b["parity"]["per_kernels"]
-        assert (tmp_path / "one" / m / f"{m}_int8.tflite").read_bytes() == \
-            (tmp_path / "two" / m / f"{m}_int8.tflite").read_bytes()
+        assert (tmp_path / "one" / m / f"{m}_int8.tflite").read_bytes() == (
+            tmp_path / "two" / m / f"{m}_int8.tflite"
+        ).read_bytes()
 
 
 def test_keras_source_exports(tmp_path, monkeypatch):
     from builders import VOC  # noqa: F401
+
     d = tmp_path
     (d / "models").mkdir()
     tiny_segmenter_keras().save(d / "models" / "k.keras")
     reg = load_registry(write_registry(d, "k", "keras", "k.keras", 33, 33, "logits"))
     monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(d / "models"))
-    recipe = merge_defaults({"precisions": ["float32", "int8"], "onnx": False,
-                             "calibration": {"samples": 10, "sources": ["skimage"]},
-                             "parity": {"pixel_agreement_min": 0.5, "classes": []}})
+    recipe = merge_defaults(
+        {
+            "precisions": ["float32", "int8"],
+            "onnx": False,
+            "calibration": {"samples": 10, "sources": ["skimage"]},
+            "parity": {"pixel_agreement_min": 0.5, "classes": []},
+        }
+    )
     r = export_model("k", out_root=d / "out", recipe=recipe, registry=reg, quiet=True)
     quantize.check_all_int8(r.bundle / "k_int8.tflite")
 
@@ -147,12 +173,27 @@ def test_float_op_left_in_an_int8_model_is_caught(tiny, tmp_path, monkeypatch):
     b = _export(tiny, tmp_path / "out", _recipe(), monkeypatch).bundle
     with pytest.raises(ExportError, match="not all-int8"):
         quantize.check_all_int8(b / "tiny_dynamic.tflite")
-    assert quantize.float_ops(b / "tiny_dynamic.tflite", allow=["MUL", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD",
-                              "CONCATENATION", "RESIZE_BILINEAR", "AVERAGE_POOL_2D", "MEAN"]) == []
+    assert (
+        quantize.float_ops(
+            b / "tiny_dynamic.tflite",
+            allow=[
+                "MUL",
+                "CONV_2D",
+                "DEPTHWISE_CONV_2D",
+                "ADD",
+                "CONCATENATION",
+                "RESIZE_BILINEAR",
+                "AVERAGE_POOL_2D",
+                "MEAN",
+            ],
+        )
+        == []
+    )
 
 
 def test_wrong_input_shape_is_a_clear_error(tiny, tmp_path, monkeypatch):
     from toolchain.runtime import TfliteRunner
+
     d, _, _ = tiny
     with pytest.raises(InputError, match="does not match"):
         TfliteRunner(d / "models" / "tiny.tflite").run(np.zeros((1, 40, 33, 3), np.float32))
@@ -195,11 +236,17 @@ def test_real_deeplab_257_export_meets_its_gate(deeplab_bundle):
     from toolchain.parity.gate import compare_pair, parity_images
     from toolchain.recipes import load_recipe
     from toolchain.registry import get_entry
+
     entry = get_entry("deeplabv3_mnv2_pascal_257")
     strict = load_recipe("deeplabv3_mnv2_pascal_257")
     strict["parity"]["pixel_agreement_min"] = 0.9999
-    p = compare_pair(entry, strict, deeplab_bundle / "deeplabv3_mnv2_pascal_257_float32.tflite",
-                     deeplab_bundle / "deeplabv3_mnv2_pascal_257_int8.tflite", parity_images(entry))
+    p = compare_pair(
+        entry,
+        strict,
+        deeplab_bundle / "deeplabv3_mnv2_pascal_257_float32.tflite",
+        deeplab_bundle / "deeplabv3_mnv2_pascal_257_int8.tflite",
+        parity_images(entry),
+    )
     assert not p["passed"] and "pixel_agreement" in p["failures"][0]
 
 

@@ -2,15 +2,16 @@
 
 import numpy as np
 import pytest
+from builders import deeplab_style_frozen_graph, write_registry, write_tarball
 
 from toolchain.errors import ModelFormatError
 from toolchain.registry import load_registry
 from toolchain.sources import frozen_graph, import_model
 
-from builders import deeplab_style_frozen_graph, write_registry, write_tarball
-
-EXTRA = 'member = "frozen_inference_graph.pb"\n[models.fg.graph]\nimage_tensor = "ImageTensor:0"\n' \
-        'predictions_tensor = "SemanticPredictions:0"\nnormalized_input = "sub_7:0"\nlogits = "ResizeBilinear_2:0"\n'
+EXTRA = (
+    'member = "frozen_inference_graph.pb"\n[models.fg.graph]\nimage_tensor = "ImageTensor:0"\n'
+    'predictions_tensor = "SemanticPredictions:0"\nnormalized_input = "sub_7:0"\nlogits = "ResizeBilinear_2:0"\n'
+)
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +19,9 @@ def tarball(tmp_path_factory):
     d = tmp_path_factory.mktemp("fg")
     gd = deeplab_style_frozen_graph()
     path = write_tarball(gd, d / "fg.tar.gz")
-    entry = load_registry(write_registry(d, "fg", "frozen_graph_tarball", "fg.tar.gz", 33, 33,
-                                         "ResizeBilinear_2", extra=EXTRA))["fg"]
+    entry = load_registry(
+        write_registry(d, "fg", "frozen_graph_tarball", "fg.tar.gz", 33, 33, "ResizeBilinear_2", extra=EXTRA)
+    )["fg"]
     return gd, path, entry, d
 
 
@@ -53,6 +55,7 @@ def test_truncated_tarball_is_a_clear_error(tarball, tmp_path):
 def test_wrong_tensor_names_are_named(tarball, tmp_path):
     _, path, entry, d = tarball
     import dataclasses
+
     extra = {**entry.extra, "graph": {**entry.extra["graph"], "logits": "nope:0"}}
     with pytest.raises(ModelFormatError, match="nope"):
         import_model(dataclasses.replace(entry, extra=extra), path, tmp_path)

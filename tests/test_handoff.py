@@ -22,8 +22,9 @@ from toolchain.handoff.pack import pack
 from toolchain.recipes import merge_defaults
 from toolchain.registry import sha256_of
 
-needs_client = pytest.mark.skipif(client.client_python() is None,
-                                  reason="MediaPipe client environment absent: run `make client-env`")
+needs_client = pytest.mark.skipif(
+    client.client_python() is None, reason="MediaPipe client environment absent: run `make client-env`"
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +34,17 @@ def tiny_bundle(tmp_path_factory):
         pytest.skip("MediaPipe client environment absent: run `make client-env` (export writes metadata with it)")
     d = tmp_path_factory.mktemp("handoff_tiny")
     reg, images = tiny_segmenter_project(d)
-    recipe = merge_defaults({"label_variant": True, "onnx": False, "calibration": {"samples": 12, "sources": ["skimage"]},
-                             "import_check": {"max_abs_diff": 1e-3},
-                             "parity": {"pixel_agreement_min": 0.5, "classes": []}})
+    recipe = merge_defaults(
+        {
+            "label_variant": True,
+            "onnx": False,
+            "calibration": {"samples": 12, "sources": ["skimage"]},
+            "import_check": {"max_abs_diff": 1e-3},
+            "parity": {"pixel_agreement_min": 0.5, "classes": []},
+        }
+    )
     import os
+
     old = os.environ.get("PORTRAIT_MODELS_DIR")
     os.environ["PORTRAIT_MODELS_DIR"] = str(d / "models")
     try:
@@ -64,17 +72,19 @@ def _restamp(bundle: Path, *names: str) -> None:
 
 
 def _failed(report, file=None, field=None):
-    return [c for c in report.failures if (file is None or c.file == file) and (field is None or c.field.startswith(field))]
+    return [
+        c for c in report.failures if (file is None or c.file == file) and (field is None or c.field.startswith(field))
+    ]
 
 
 def test_export_writes_metadata_contract_clients_card_and_verifies(tiny_bundle):
     m = json.loads((tiny_bundle / "manifest.json").read_text())
     for name in ("tiny_int8.tflite", "tiny_float32.tflite"):
         assert m["models"][name]["contract"]["clients"] == [metadata.LITERT, metadata.MEDIAPIPE_SEGMENTER]
-        measured = {e["runtime"]: e for e in m["models"][name]["clients"]}    # what verify measured at export
+        measured = {e["runtime"]: e for e in m["models"][name]["clients"]}  # what verify measured at export
         assert measured["ai-edge-litert"]["status"] == "pass" and measured["ai-edge-litert"]["claimed"]
         assert measured["mediapipe (Python)"]["status"] == "pass" and measured["mediapipe (Python)"]["version"]
-        assert measured["litert.js"]["status"] == "not-run"    # the browser step is off in tests (conftest)
+        assert measured["litert.js"]["status"] == "not-run"  # the browser step is off in tests (conftest)
     # the ArgMax variant: class indices, which ImageSegmenter cannot use: direct interpreter only
     assert m["models"]["tiny_int8_labels.tflite"]["contract"]["clients"] == [metadata.LITERT]
     assert "mediapipe (Python)" not in {e["runtime"] for e in m["models"]["tiny_int8_labels.tflite"]["clients"]}
@@ -90,18 +100,31 @@ def test_export_writes_metadata_contract_clients_card_and_verifies(tiny_bundle):
     assert sg["outputTensorMetadata"][0]["associatedFiles"][0]["type"] == "TENSOR_AXIS_LABELS"
     assert md["license"] and md["author"] and md["version"] == metadata.bundle_version(m)
     labels_md = read[str(tiny_bundle / "tiny_int8_labels.tflite")]
-    assert labels_md["metadata"]["subgraphMetadata"][0]["outputTensorMetadata"][0]["associatedFiles"][0]["type"] \
+    assert (
+        labels_md["metadata"]["subgraphMetadata"][0]["outputTensorMetadata"][0]["associatedFiles"][0]["type"]
         == "TENSOR_VALUE_LABELS"
+    )
     assert labels_md["associated_files"]["labels.txt"].splitlines()[15] == "person"
     card = (tiny_bundle / "README.md").read_text()
-    for needle in ("ImageSegmenter.ImageSegmenterOptions", "Interpreter(FileUtil.loadMappedFile",
-                   "try interpreter.invoke()", "- in: RGB [", "mediapipe.agreement: pass", "tiny_int8_labels.tflite"):
+    for needle in (
+        "ImageSegmenter.ImageSegmenterOptions",
+        "Interpreter(FileUtil.loadMappedFile",
+        "try interpreter.invoke()",
+        "- in: RGB [",
+        "mediapipe.agreement: pass",
+        "tiny_int8_labels.tflite",
+    ):
         assert needle in card, needle
     assert "README.md" in m["files"] and "goldens/goldens.json" in m["files"]
     report = verify_mod.verify(tiny_bundle)
     assert report.passed and not report.not_run, report.format()
     mp = [c for c in report.checks if c.field == "mediapipe.agreement"]
-    assert {c.file for c in mp} == {"tiny_float32.tflite", "tiny_float16.tflite", "tiny_dynamic.tflite", "tiny_int8.tflite"}
+    assert {c.file for c in mp} == {
+        "tiny_float32.tflite",
+        "tiny_float16.tflite",
+        "tiny_dynamic.tflite",
+        "tiny_int8.tflite",
+    }
     assert all(c.figures["worst_category_agreement"] >= 0.999 for c in mp)
 
 
@@ -111,6 +134,7 @@ def test_int8_input_while_manifest_says_uint8_fails_verify(tiny_bundle, tmp_path
     import tensorflow as tf
 
     from toolchain import calibration_set
+
     b = _copy(tiny_bundle, tmp_path)
     conv = tf.lite.TFLiteConverter.from_keras_model(tiny_segmenter_keras())
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -133,16 +157,16 @@ def test_swapped_file_is_a_sha256_mismatch(tiny_bundle, tmp_path):
     b = _copy(tiny_bundle, tmp_path)
     shutil.copyfile(b / "tiny_dynamic.tflite", b / "tiny_float16.tflite")
     report = verify_mod.verify(b, mediapipe=False)
-    assert _failed(report, "tiny_float16.tflite", "files[]")   # the size differs, so .bytes names it first
+    assert _failed(report, "tiny_float16.tflite", "files[]")  # the size differs, so .bytes names it first
     assert cli(["verify", str(b), "--no-mediapipe"]) == 1
 
 
 def test_edited_manifest_is_named_by_file_and_field(tiny_bundle, tmp_path):
     b = _copy(tiny_bundle, tmp_path)
     m = json.loads((b / "manifest.json").read_text())
-    m["description"] = "edited by hand"                        # metadata description now disagrees
-    m["models"]["tiny_int8.tflite"]["contract"]["input"]["norm_std"] = [127.5]   # wrong normalization
-    m["outputs"][0]["meaning"] = "depth in metres"              # wrong output meaning
+    m["description"] = "edited by hand"  # metadata description now disagrees
+    m["models"]["tiny_int8.tflite"]["contract"]["input"]["norm_std"] = [127.5]  # wrong normalization
+    m["outputs"][0]["meaning"] = "depth in metres"  # wrong output meaning
     m["models"]["tiny_float16.tflite"]["input"]["dtype"] = "uint8"  # wrong input type on record
     (b / "manifest.json").write_text(json.dumps(m, indent=2))
     report = verify_mod.verify(b, mediapipe=True)
@@ -162,9 +186,20 @@ def test_missing_label_and_metadata_disagreeing_with_the_manifest(tiny_bundle, t
     other = json.loads(json.dumps(m))
     other["models"]["tiny_int8.tflite"]["contract"]["segmenter_activation"] = "NONE"
     other["models"]["tiny_int8.tflite"]["contract"]["outputs"][0]["labels_file"] = None
-    client.call("write-metadata", {"jobs": [{"model": str(b / "tiny_int8.tflite"), "out": str(b / "tiny_int8.tflite"),
-                                        "record": other["models"]["tiny_int8.tflite"]["contract"], "associated": []}]})
-    (b / "labels.txt").write_text("\n".join(m["labels"][:-1]) + "\n")   # a label missing
+    client.call(
+        "write-metadata",
+        {
+            "jobs": [
+                {
+                    "model": str(b / "tiny_int8.tflite"),
+                    "out": str(b / "tiny_int8.tflite"),
+                    "record": other["models"]["tiny_int8.tflite"]["contract"],
+                    "associated": [],
+                }
+            ]
+        },
+    )
+    (b / "labels.txt").write_text("\n".join(m["labels"][:-1]) + "\n")  # a label missing
     _restamp(b, "tiny_int8.tflite", "labels.txt")
     report = verify_mod.verify(b)
     md = _failed(report, "tiny_int8.tflite", "metadata")
@@ -208,12 +243,13 @@ def test_pack_is_reproducible_and_verify_accepts_the_zip(tiny_bundle, tmp_path):
 
 
 def test_bad_input_is_a_clear_error(tmp_path):
-    assert cli(["verify", str(tmp_path)]) == 2          # no manifest: InputError, exit 2
+    assert cli(["verify", str(tmp_path)]) == 2  # no manifest: InputError, exit 2
     (tmp_path / "x.zip").write_bytes(b"not a zip")
     assert cli(["verify", str(tmp_path / "x.zip")]) == 2
 
 
 # ---------------------------------------------------------------- real models, real mediapipe
+
 
 @pytest.mark.slow
 @needs_client
@@ -240,9 +276,10 @@ def test_mediapipe_loads_selfie_handoff_and_float32_and_agrees(selfie_bundle, tm
     assert report.passed and not report.not_run, report.format()
     m = json.loads((selfie_bundle / "manifest.json").read_text())
     met = [row["rung"] for row in m["ladder"] if row["met"]]
-    assert met == [m["ladder"][-1]["rung"]] == [m["handoff_rung"]]   # the first rung that met is the handoff
+    assert met == [m["ladder"][-1]["rung"]] == [m["handoff_rung"]]  # the first rung that met is the handoff
     assert m["handoff"] == f"selfie_segmenter_{m['handoff_rung']}.tflite"
     from conftest import _shared_dir
+
     if _shared_dir() is not None:
         # on ../shared's photos the integer-only rung meets (after the shared-bias fix): no float op
         assert m["handoff_rung"] == "w8a16" and m["models"][m["handoff"]]["float_op_count"] == 0
@@ -262,6 +299,7 @@ def test_headless_device_check_of_the_offline_selfie_handoffs(selfie_bundle, tmp
     from toolchain.device.device_check import check_web_runtimes, run_device_check
     from toolchain.errors import InputError
     from toolchain.handoff import clients
+
     try:
         check_web_runtimes()
         find_chromium()
@@ -269,8 +307,9 @@ def test_headless_device_check_of_the_offline_selfie_handoffs(selfie_bundle, tmp
         pytest.skip(f"no browser runtimes here: {exc}")
     m = json.loads((selfie_bundle / "manifest.json").read_text())
     files = sorted({m["handoff"], m["handoff_cpu"], "selfie_segmenter_float16.tflite"})
-    report = run_device_check(selfie_bundle, headless=True, runs=1, timeout_s=120, report_dir=tmp_path / "report",
-                              files=files, progress=None)
+    report = run_device_check(
+        selfie_bundle, headless=True, runs=1, timeout_s=120, report_dir=tmp_path / "report", files=files, progress=None
+    )
     web = clients.web_entries(report, m)
     choice = clients.choose_handoff_gpu(m, web)
     m["handoff_gpu"] = choice["file"]
@@ -287,12 +326,14 @@ def test_headless_device_check_of_the_offline_selfie_handoffs(selfie_bundle, tmp
 
 def _photos_folder(tmp_path):
     from conftest import _shared_dir
+
     shared = _shared_dir()
     if shared is not None and (shared / "photos").is_dir():
         return shared / "photos"
     import cv2
 
     from toolchain.images import bundled_photos
+
     for name, img in bundled_photos().items():
         cv2.imwrite(str(tmp_path / f"{name}.png"), img[..., ::-1])
     return tmp_path

@@ -22,7 +22,7 @@ PACKAGES = ("toolchain", "device_sim", "experiments")
 # layer of the longest prefix that names it. A lower layer that needs a higher one's work takes it as an
 # argument (quantize/ladder.py gets parity/mixed.py's search from export.py), not as an import.
 LAYERS: list[tuple[str, ...]] = [
-    ("device_sim", "experiments"),                       # consumers of the library, run with python -m
+    ("device_sim", "experiments"),  # consumers of the library, run with python -m
     ("toolchain.cli",),
     # commands built on the export: the simulator, evaluation, and docs/results.md from their records
     ("toolchain.sim", "toolchain.evaluate", "toolchain.report"),
@@ -30,14 +30,20 @@ LAYERS: list[tuple[str, ...]] = [
     # the browser check judges files as verify feeds them (handoff), so it sits above handoff
     ("toolchain.device.device_check", "toolchain.device.browser_bench"),
     ("toolchain.parity",),
-    ("toolchain.recipes",),                              # validates [ladder] with quantize/ladder.py
+    ("toolchain.recipes",),  # validates [ladder] with quantize/ladder.py
     ("toolchain.quantize",),
     ("toolchain.handoff",),
-    ("toolchain.device",),                               # goldens and the checker run the render stage
+    ("toolchain.device",),  # goldens and the checker run the render stage
     ("toolchain.render",),
-    ("toolchain.latency",),                                # latency of a .tflite (LiteRT)
-    ("toolchain.sources", "toolchain.bundle", "toolchain.bundle_loader", "toolchain.runtime", "toolchain.calibration_set",
-     "toolchain.engines"),
+    ("toolchain.latency",),  # latency of a .tflite (LiteRT)
+    (
+        "toolchain.sources",
+        "toolchain.bundle",
+        "toolchain.bundle_loader",
+        "toolchain.runtime",
+        "toolchain.calibration_set",
+        "toolchain.engines",
+    ),
     ("toolchain.cache",),
     ("toolchain.depth", "toolchain.registry", "toolchain.scenes", "toolchain.images"),
     ("toolchain.errors", "toolchain.paths", "toolchain"),  # `toolchain` itself: __version__
@@ -147,8 +153,13 @@ def test_every_module_has_a_layer():
 
 
 def test_toolchain_never_imports_its_consumers():
-    bad = [f"{m} -> {t}" for m, ts in _edges().items() if m.split(".")[0] == "toolchain"
-           for t in ts if t.split(".")[0] in ("device_sim", "experiments")]
+    bad = [
+        f"{m} -> {t}"
+        for m, ts in _edges().items()
+        if m.split(".")[0] == "toolchain"
+        for t in ts
+        if t.split(".")[0] in ("device_sim", "experiments")
+    ]
     assert not bad, "toolchain imports a consumer:\n" + "\n".join(bad)
 
 
@@ -184,8 +195,12 @@ def test_no_import_cycles():
 
 
 def test_imports_point_down_the_layers():
-    bad = [f"{m} (layer {_layer(m)}) -> {t} (layer {_layer(t)})" for m, ts in _edges().items()
-           for t in sorted(ts) if _layer(t) < _layer(m)]
+    bad = [
+        f"{m} (layer {_layer(m)}) -> {t} (layer {_layer(t)})"
+        for m, ts in _edges().items()
+        for t in sorted(ts)
+        if _layer(t) < _layer(m)
+    ]
     assert not bad, "imports from a higher layer:\n" + "\n".join(bad)
 
 
@@ -219,12 +234,15 @@ def test_imports_sit_at_module_top():
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("src,expected", [
-    ("from ..quantize import flatbuffer", {"toolchain.quantize", "toolchain.quantize.flatbuffer"}),
-    ("from . import agreement", {"toolchain.parity.agreement"}),
-    ("from ..errors import InputError", {"toolchain.errors"}),
-    ("import numpy as np", set()),
-])
+@pytest.mark.parametrize(
+    "src,expected",
+    [
+        ("from ..quantize import flatbuffer", {"toolchain.quantize", "toolchain.quantize.flatbuffer"}),
+        ("from . import agreement", {"toolchain.parity.agreement"}),
+        ("from ..errors import InputError", {"toolchain.errors"}),
+        ("import numpy as np", set()),
+    ],
+)
 def test_the_parser_resolves_relative_imports(src, expected):
     node = ast.parse(src).body[0]
     assert _targets("toolchain.parity.gate", node) == expected

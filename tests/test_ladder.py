@@ -27,6 +27,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def float_model(tiny, tmp_path_factory):
     from toolchain.sources import import_model
+
     d, reg, _ = tiny
     work = tmp_path_factory.mktemp("tiny_float")
     return import_model(reg["tiny"], d / "models" / "tiny.tflite", work)
@@ -66,7 +67,8 @@ def test_16x8_calibrates_once_and_keeps_the_io_names(float_model, tmp_path):
     import tensorflow as tf
 
     from toolchain.quantize import calibration
-    calibration._MEMO.clear()   # no ranges from an earlier test: this conversion makes its own pass
+
+    calibration._MEMO.clear()  # no ranges from an earlier test: this conversion makes its own pass
     said = []
     path = conversions.convert_16x8(float_model, tmp_path / "once.tflite", _rep(4), progress=said.append)
     assert sum(m.startswith("calibration 1/") for m in said) == 1
@@ -76,7 +78,7 @@ def test_16x8_calibrates_once_and_keeps_the_io_names(float_model, tmp_path):
     conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     conv.inference_input_type = conv.inference_output_type = tf.int16
     twice = tmp_path / "twice.tflite"
-    with calibration.shared_calibration(_rep(4)):   # the converter's default flow, on the same true ranges
+    with calibration.shared_calibration(_rep(4)):  # the converter's default flow, on the same true ranges
         twice.write_bytes(conversions.uint8_input_bytes(conv.convert()))
     a, b = TfliteRunner(path, kernels="reference"), TfliteRunner(twice, kernels="reference")
     assert [d["name"] for d in a.interp.get_output_details()] == [d["name"] for d in b.interp.get_output_details()]
@@ -89,6 +91,7 @@ def test_uint8_input_surgery_is_exact_for_an_int8_input(float_model, tmp_path):
     """An int8 input (zero point -128, as selective quantization writes it) becomes uint8 pixels with a
     QUANTIZE in front; outputs are bit-identical to feeding the int8 file the shifted pixels."""
     import tensorflow as tf
+
     conv = tf.lite.TFLiteConverter.from_saved_model(str(float_model.saved_model_dir))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ({"image": s[None].astype(np.float32)} for s in _rep())
@@ -113,19 +116,34 @@ def test_uint8_input_surgery_is_exact_for_an_int8_input(float_model, tmp_path):
 
 def _ctx(recipe, tmp_path, judged: dict):
     from toolchain.registry import ModelEntry  # noqa: F401
+
     entry = type("E", (), {"id": "tiny"})()
-    return ladder.Context(entry, recipe, None, tmp_path / "f.tflite", _rep(), [], tmp_path, lambda m: None,
-                          convert=None, judge=lambda p, kernels=None: judged[p.name])
+    return ladder.Context(
+        entry,
+        recipe,
+        None,
+        tmp_path / "f.tflite",
+        _rep(),
+        [],
+        tmp_path,
+        lambda m: None,
+        convert=None,
+        judge=lambda p, kernels=None: judged[p.name],
+    )
 
 
 def _figs(passed):
-    return {"passed": passed, "failures": [] if passed else ["xnnpack: iou = 0.5 < 0.98"],
-            "per_kernels": {"xnnpack": {}, "reference": {}}}
+    return {
+        "passed": passed,
+        "failures": [] if passed else ["xnnpack: iou = 0.5 < 0.98"],
+        "per_kernels": {"xnnpack": {}, "reference": {}},
+    }
 
 
 def test_ladder_stops_at_the_first_rung_that_meets(float_model, tmp_path, monkeypatch):
     int8 = tmp_path / "tiny_int8.tflite"
     from toolchain import quantize
+
     quantize.convert(float_model, "int8", int8, representative=_rep())
     w16 = conversions.convert_16x8(float_model, tmp_path / "tiny_w8a16.tflite", _rep())
     calls = []
@@ -141,6 +159,7 @@ def test_ladder_stops_at_the_first_rung_that_meets(float_model, tmp_path, monkey
 
 def test_a_rung_with_float_ops_does_not_meet_even_when_parity_passes(float_model, tmp_path, monkeypatch):
     from toolchain import quantize
+
     f32 = quantize.convert(float_model, "float32", tmp_path / "tiny_float32.tflite")
     monkeypatch.setitem(ladder.RUNGS, "w8a8", lambda ctx: ladder.Built(f32, {}, "w8a8"))
     recipe = merge_defaults({"ladder": {"rungs": ["w8a8"]}})
@@ -169,7 +188,7 @@ def test_web_outputs_compute_the_same_values_in_types_litertjs_reads(float_model
     path8.write_bytes(conversions.int8_output_bytes(path16.read_bytes()))
     x = _rep(1, seed=5)[0]
 
-    def real(runner):   # TfliteRunner.run dequantizes with the output's scale and zero point
+    def real(runner):  # TfliteRunner.run dequantizes with the output's scale and zero point
         return runner.run(x)["logits"].astype(np.float64)
 
     for src, want, edge in ((path16, np.float32, ["DEQUANTIZE"]), (path8, np.uint8, [])):
@@ -199,12 +218,18 @@ def test_inverse_output_transform_is_computed_inside_the_graph(float_model, tmp_
 
 
 def _recipe(rungs, **parity):
-    return merge_defaults({"label_variant": False, "onnx": False, "goldens": False,
-                           "precisions": ["float32", "float16", "int8"],
-                           "calibration": {"samples": 12, "sources": ["skimage"]},
-                           "import_check": {"max_abs_diff": 1e-3},
-                           "ladder": {"rungs": rungs, "w8a16_output": "int8"},  # as the segmenter recipes
-                           "parity": {"pixel_agreement_min": 0.5, "classes": [], **parity}})
+    return merge_defaults(
+        {
+            "label_variant": False,
+            "onnx": False,
+            "goldens": False,
+            "precisions": ["float32", "float16", "int8"],
+            "calibration": {"samples": 12, "sources": ["skimage"]},
+            "import_check": {"max_abs_diff": 1e-3},
+            "ladder": {"rungs": rungs, "w8a16_output": "int8"},  # as the segmenter recipes
+            "parity": {"pixel_agreement_min": 0.5, "classes": [], **parity},
+        }
+    )
 
 
 def _export(tiny, out, recipe, monkeypatch, tmp_path):
@@ -221,7 +246,9 @@ def test_export_hands_off_uint8_input_as_the_manifest_says(tiny, tmp_path, monke
     rec = m["models"][m["handoff"]]
     assert rec["rung"] == "w8a16" and rec["input"]["dtype"] == "uint8" and rec["float_op_count"] == 0
     assert not any(r.startswith("LiteRT XNNPACK") for r in rec["runtimes"])  # 16x8 does not run on XNNPACK
-    assert rec["outputs"]["logits"]["dtype"] == "uint8"  # requantized to int8 (MediaPipe refuses int16), then uint8 (LiteRT.js refuses int8)
+    assert (
+        rec["outputs"]["logits"]["dtype"] == "uint8"
+    )  # requantized to int8 (MediaPipe refuses int16), then uint8 (LiteRT.js refuses int8)
     assert "uint8" in m["input"]["pixels"]
     r = TfliteRunner(b / m["handoff"], kernels="reference")
     assert r.input["dtype"] == np.uint8 and tuple(r.input["quantization"]) == (1.0, 0)
@@ -229,9 +256,12 @@ def test_export_hands_off_uint8_input_as_the_manifest_says(tiny, tmp_path, monke
     assert set(m["ladder"][0]["figures"]) == {"xnnpack", "reference"}
     # handoff_cpu: the fastest file that meets on XNNPACK, timed in this run
     assert m["handoff_cpu"] in m["handoff_cpu_choice"]["candidates"]
-    run = read_run_record(tmp_path / "out", "tiny")   # the latencies: this run's, beside the bundle
-    assert all(f"handoff_cpu_choice.candidates.{n}.latency_ms" in run
-               for n, v in m["handoff_cpu_choice"]["candidates"].items() if v["meets"])
+    run = read_run_record(tmp_path / "out", "tiny")  # the latencies: this run's, beside the bundle
+    assert all(
+        f"handoff_cpu_choice.candidates.{n}.latency_ms" in run
+        for n, v in m["handoff_cpu_choice"]["candidates"].items()
+        if v["meets"]
+    )
     assert "export_seconds" in run and not {"export_seconds", "cache"} & set(m)
     # a second run reuses the cached import, calibration, conversions and parity figures
     _export(tiny, tmp_path / "out", _recipe(["w8a16"]), monkeypatch, tmp_path)
@@ -249,15 +279,16 @@ def test_budget_out_of_reach_fails_every_rung_and_keeps_the_previous_bundle(tiny
     assert "w8a8: xnnpack: pixel_agreement" in msg and "w8a16:" in msg and "reference: pixel_agreement" in msg
     assert [r["rung"] for r in err.value.figures["ladder"]] == ["w8a8", "w8a16"]
     assert (first / "manifest.json").read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["runs", "tiny"]   # runs/: the first export's timings
+    assert sorted(p.name for p in out.iterdir()) == ["runs", "tiny"]  # runs/: the first export's timings
     assert [p.name for p in (out / "runs").iterdir()] == ["tiny.json"]
 
 
 def test_a_rung_whose_integer_bias_a_kernel_would_misread_is_not_met(tiny, tmp_path, monkeypatch):
     # conversions.rescale_shared_biases repairs what the converter gets wrong (tests/test_bias_scales.py);
     # should a file still carry a misread bias, the ladder refuses it whatever its figures
-    monkeypatch.setattr(conversions, "bias_scale_mismatches",
-                        lambda blob: ["op 7 (arith.constant): bias scale off by up to 128%"])
+    monkeypatch.setattr(
+        conversions, "bias_scale_mismatches", lambda blob: ["op 7 (arith.constant): bias scale off by up to 128%"]
+    )
     with pytest.raises(ParityError) as err:
         _export(tiny, tmp_path / "out", _recipe(["w8a16"]), monkeypatch, tmp_path)
     assert "whose integer bias is not on input scale x weight scale (first: op 7" in str(err.value)
@@ -267,6 +298,7 @@ def test_a_rung_whose_integer_bias_a_kernel_would_misread_is_not_met(tiny, tmp_p
 
 def test_host_isa_names_int8_dot_product_features():
     from toolchain.latency import host_isa
+
     x86 = host_isa("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n", "x86_64")
     assert x86["features"]["AVX512-VNNI"] and not x86["features"]["AVX-VNNI"] and x86["int8_dot_product"]
     old = host_isa("flags\t\t: fpu sse avx2\n", "x86_64")
@@ -278,6 +310,7 @@ def test_host_isa_names_int8_dot_product_features():
 def test_kernel_gap_covers_every_op_of_an_int8_model(float_model, tmp_path):
     from toolchain import quantize
     from toolchain.quantize.kernel_gap import format_gap, kernel_gap
+
     int8 = quantize.convert(float_model, "int8", tmp_path / "tiny_int8.tflite", representative=_rep())
     gap = kernel_gap(int8, [("a", _rep(1, seed=9)[0])])
     ops = [o["op"] for o in quantize.tensor_types(int8)]
@@ -318,12 +351,33 @@ def test_handoff_cpu_budgets_judge_w8a8_on_both_kernel_sets(tmp_path, monkeypatc
     int8 = tmp_path / "m_int8.tflite"
     int8.write_bytes(b"")
     per = {"xnnpack": {"delta1": 0.995, "blur_mean_px": 0.4}, "reference": {"delta1": 0.992, "blur_mean_px": 0.45}}
-    recipe = merge_defaults({"parity": {"delta1_min": 0.99, "abs_rel_max": 0.02,
-                                        "handoff_cpu": {"delta1_min": 0.99, "blur_mean_px_max": 0.5}}})
-    ctx = ladder.Context(type("E", (), {"id": "m"})(), recipe, None, None, None, [], tmp_path, lambda m: None,
-                         convert=None, judge=None, judge_budgets=judge_budgets)
-    ctx.results["w8a8"] = {"path": int8, "figures": {"per_kernels": per},
-                           "row": {"met": False, "failures": ["reference: abs_rel = 0.07 > 0.02"]}}
+    recipe = merge_defaults(
+        {
+            "parity": {
+                "delta1_min": 0.99,
+                "abs_rel_max": 0.02,
+                "handoff_cpu": {"delta1_min": 0.99, "blur_mean_px_max": 0.5},
+            }
+        }
+    )
+    ctx = ladder.Context(
+        type("E", (), {"id": "m"})(),
+        recipe,
+        None,
+        None,
+        None,
+        [],
+        tmp_path,
+        lambda m: None,
+        convert=None,
+        judge=None,
+        judge_budgets=judge_budgets,
+    )
+    ctx.results["w8a8"] = {
+        "path": int8,
+        "figures": {"per_kernels": per},
+        "row": {"met": False, "failures": ["reference: abs_rel = 0.07 > 0.02"]},
+    }
     monkeypatch.setattr(ladder, "time_model", lambda p, **kw: 1.0)
     choice = ladder.choose_handoff_cpu(ctx, {})
     assert choice["file"] == "m_int8.tflite" and choice["candidates"]["m_int8.tflite"]["meets"]

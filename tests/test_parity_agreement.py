@@ -63,6 +63,7 @@ def test_recipe_image_sets_choose_the_parity_folders(tmp_path, monkeypatch):
     from toolchain.parity.gate import parity_images
     from toolchain.recipes import merge_defaults
     from toolchain.registry import load_registry
+
     for folder, names in (("photos", ["a.jpg", "a_alpha_pred.png"]), ("depth_photos", ["d.jpg"])):
         (tmp_path / folder).mkdir()
         for n in names:

@@ -4,11 +4,10 @@ damaged on purpose, and matching when tensor names differ."""
 import math
 
 import pytest
+from parity_fixtures import build_tiny_pair, damage_scale, rename_tensors
 
 from toolchain.parity import layers
 from toolchain.quantize import tensor_types
-
-from parity_fixtures import build_tiny_pair, damage_scale, rename_tensors
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +16,12 @@ def pair(tmp_path_factory):
 
 
 def test_attribution_known_answers():
-    rows = [{"name": "a", "nsr": 0.01, "inputs": []},
-            {"name": "b", "nsr": 0.03, "inputs": ["a"]},
-            {"name": "c", "nsr": 0.02, "inputs": ["b"]},          # clips noise away: adds nothing
-            {"name": "d", "nsr": 0.05, "inputs": ["a", "c"]}]      # inherits the larger input's 0.02
+    rows = [
+        {"name": "a", "nsr": 0.01, "inputs": []},
+        {"name": "b", "nsr": 0.03, "inputs": ["a"]},
+        {"name": "c", "nsr": 0.02, "inputs": ["b"]},  # clips noise away: adds nothing
+        {"name": "d", "nsr": 0.05, "inputs": ["a", "c"]},
+    ]  # inherits the larger input's 0.02
     layers.attribute_output_error(rows)
     added = [r["added_nsr"] for r in rows]
     assert added == pytest.approx([0.01, 0.02, -0.01, 0.03])
@@ -34,7 +35,7 @@ def test_every_layer_has_the_metrics(pair):
     for r in res["layers"]:
         assert {"rmse", "rmse_over_scale", "snr_db", "cosine", "max_abs_error", "output_error_share"} <= set(r)
         assert r["quantized"] and r["scale"] > 0 and 0 <= r["output_error_share"] <= 1
-        assert r["snr_db"] > 10 and r["cosine"] > 0.9   # healthy int8
+        assert r["snr_db"] > 10 and r["cosine"] > 0.9  # healthy int8
     assert math.isclose(sum(r["output_error_share"] for r in res["layers"]), 1.0)
     table = layers.format_table(res)
     assert all(r["name"][:60] in table for r in res["layers"])

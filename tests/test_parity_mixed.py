@@ -2,11 +2,10 @@
 search can meet with a few float layers, and one nothing can meet (explained)."""
 
 import pytest
+from parity_fixtures import tiny_search_setup
 
 from toolchain import quantize
 from toolchain.parity import mixed
-
-from parity_fixtures import tiny_search_setup
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +22,10 @@ def test_shortfall_known_answers():
 
 def test_map_names_exact_and_fused():
     names = ["mul", "Relu_2;BiasAdd_53", "Conv2D_361"]
-    assert mixed.map_names(["mul", "Relu_2;BiasAdd_53;Conv2D_36;BiasAdd_53/bias1", "concat"], names) == \
-        ["mul", "Relu_2;BiasAdd_53"]
+    assert mixed.map_names(["mul", "Relu_2;BiasAdd_53;Conv2D_36;BiasAdd_53/bias1", "concat"], names) == [
+        "mul",
+        "Relu_2;BiasAdd_53",
+    ]
 
 
 def test_selective_quantization_keeps_named_layers_float(setup, tmp_path):
@@ -37,8 +38,17 @@ def test_selective_quantization_keeps_named_layers_float(setup, tmp_path):
 
 def _search(setup, tmp_path, budget, cap=16):
     pair, calibrated, ranking, recipe = setup
-    return mixed.search(pair.entry, recipe, pair.float_path, calibrated, ranking, pair.images,
-                        tmp_path / "mixed.tflite", budgets={"pixel_agreement_min": budget}, max_conversions=cap)
+    return mixed.search(
+        pair.entry,
+        recipe,
+        pair.float_path,
+        calibrated,
+        ranking,
+        pair.images,
+        tmp_path / "mixed.tflite",
+        budgets={"pixel_agreement_min": budget},
+        max_conversions=cap,
+    )
 
 
 def test_search_meets_a_budget_between_int8_and_float(setup, tmp_path):

@@ -5,10 +5,9 @@ import json
 import re
 
 import pytest
+from parity_fixtures import MID, build_tiny_pair
 
 from toolchain.parity import bundle_parity, report
-
-from parity_fixtures import MID, build_tiny_pair
 
 
 @pytest.fixture(scope="module")
@@ -17,14 +16,24 @@ def pair(tmp_path_factory):
 
 
 def _run(pair, tmp_path, **kw):
-    return bundle_parity.parity_model(MID, bundle=pair.bundle, images=pair.images_dir, out_dir=tmp_path / "rep",
-                            registry=pair.registry, recipe=_recipe(), worst=2, **kw)
+    return bundle_parity.parity_model(
+        MID,
+        bundle=pair.bundle,
+        images=pair.images_dir,
+        out_dir=tmp_path / "rep",
+        registry=pair.registry,
+        recipe=_recipe(),
+        worst=2,
+        **kw,
+    )
 
 
 def _recipe():
     from toolchain.recipes import merge_defaults
-    return merge_defaults({"calibration": {"samples": 12, "sources": ["skimage"]},
-                           "parity": {"classes": [], "pixel_agreement_min": 0.5}})
+
+    return merge_defaults(
+        {"calibration": {"samples": 12, "sources": ["skimage"]}, "parity": {"classes": [], "pixel_agreement_min": 0.5}}
+    )
 
 
 def test_gate_passes_within_budget_and_writes_a_static_report(pair, tmp_path):
@@ -57,6 +66,7 @@ def test_mixed_precision_runs_after_a_miss_and_is_reported(pair, tmp_path, monke
 
 def test_disagreement_maps():
     import numpy as np
+
     ref = np.zeros((4, 4, 3))
     ref[..., 1] = 1
     out = ref.copy()

@@ -18,6 +18,7 @@ from toolchain.runtime import TfliteRunner
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     from toolchain.sources import import_model
+
     d = tmp_path_factory.mktemp("tiny_partial16")
     reg, _ = tiny_segmenter_project(d)
     fm = import_model(reg["tiny"], d / "models" / "tiny.tflite", d / "float")
@@ -30,22 +31,30 @@ def files(tmp_path_factory):
 def _types(blob):
     m = read_model(blob)
     sg = m.subgraphs[0]
-    return [(max(m.operatorCodes[op.opcodeIndex].builtinCode, m.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode),
-             sg.tensors[op.outputs[0]].type, sg.tensors[op.outputs[0]].name.decode()) for op in sg.operators]
+    return [
+        (
+            max(m.operatorCodes[op.opcodeIndex].builtinCode, m.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode),
+            sg.tensors[op.outputs[0]].type,
+            sg.tensors[op.outputs[0]].name.decode(),
+        )
+        for op in sg.operators
+    ]
 
 
 def test_the_tail_runs_in_int16_after_the_cut(files):
     d, i8, w16 = files
     cuts = partial16.tail_cuts(w16)
     assert len(cuts) >= 2
-    cut = cuts[0]                                     # the shortest tail: the last op alone
+    cut = cuts[0]  # the shortest tail: the last op alone
     spliced = partial16.splice_tail(i8, w16, cut)
     ops = _types(spliced)
-    assert all(t in (partial16.INT8, partial16.INT16, 2) for _c, t, _n in ops)   # int8, int16 (and int32 argmax): no float
+    assert all(
+        t in (partial16.INT8, partial16.INT16, 2) for _c, t, _n in ops
+    )  # int8, int16 (and int32 argmax): no float
     q = [k for k, (c, t, _n) in enumerate(ops) if c == partial16.QUANTIZE and t == partial16.INT16]
     assert len(q) == 1
-    assert all(t == partial16.INT16 for _c, t, _n in ops[q[0]:])
-    assert any(t == partial16.INT8 for _c, t, _n in ops[:q[0]])
+    assert all(t == partial16.INT16 for _c, t, _n in ops[q[0] :])
+    assert any(t == partial16.INT8 for _c, t, _n in ops[: q[0]])
     path = d / "spliced.tflite"
     path.write_bytes(spliced)
     x = np.random.default_rng(3).integers(0, 256, (33, 33, 3)).astype(np.uint8)
@@ -67,8 +76,8 @@ def test_a_cut_that_does_not_separate_the_tail_is_refused(files):
     _d, i8, w16 = files
     m = read_model(w16)
     sg = m.subgraphs[0]
-    add = next(op for op in sg.operators if m.operatorCodes[op.opcodeIndex].builtinCode == 0)   # the residual ADD
-    one_branch = sg.tensors[add.inputs[1]].name.decode()      # the other branch also reaches the output
+    add = next(op for op in sg.operators if m.operatorCodes[op.opcodeIndex].builtinCode == 0)  # the residual ADD
+    one_branch = sg.tensors[add.inputs[1]].name.decode()  # the other branch also reaches the output
     with pytest.raises(ExportError, match="does not separate"):
         partial16.splice_tail(i8, w16, [one_branch])
     with pytest.raises(ExportError, match="not in both"):
@@ -79,14 +88,14 @@ def test_a_head_splice_runs_int16_up_to_the_cut_and_int8_after(files):
     d, i8, w16 = files
     m = read_model(i8)
     sg = m.subgraphs[0]
-    first_conv = next(op for op in sg.operators if m.operatorCodes[op.opcodeIndex].builtinCode == 3)   # CONV_2D
-    cut = [sg.tensors[first_conv.outputs[0]].name.decode()]          # a chain point: one tensor carries on
+    first_conv = next(op for op in sg.operators if m.operatorCodes[op.opcodeIndex].builtinCode == 3)  # CONV_2D
+    cut = [sg.tensors[first_conv.outputs[0]].name.decode()]  # a chain point: one tensor carries on
     spliced = partial16.splice_head(w16, i8, cut)
     ops = _types(spliced)
     q = [k for k, (c, t, _n) in enumerate(ops) if c == partial16.QUANTIZE and t == partial16.INT8]
     assert len(q) == 1
-    assert any(t == partial16.INT16 for _c, t, _n in ops[:q[0]])
-    assert all(t in (partial16.INT8, 2) for _c, t, _n in ops[q[0]:])
+    assert any(t == partial16.INT16 for _c, t, _n in ops[: q[0]])
+    assert all(t in (partial16.INT8, 2) for _c, t, _n in ops[q[0] :])
     path = d / "head.tflite"
     path.write_bytes(spliced)
     x = np.random.default_rng(4).integers(0, 256, (33, 33, 3)).astype(np.uint8)

@@ -3,15 +3,15 @@ cross-layer equalization, bias correction, AdaRound and activation range search.
 
 import numpy as np
 import pytest
+from builders import keras_to_tflite
 
 from toolchain.quantize import adaround, equalize, graphedit, ranges
 from toolchain.sources import tflite_graph
 
-from builders import keras_to_tflite
-
 
 def _run(path, x):
     from ai_edge_litert.interpreter import Interpreter
+
     it = Interpreter(model_path=str(path))
     it.allocate_tensors()
     outs = []
@@ -26,6 +26,7 @@ def _int8_of_tflite(src, path, calib, opset=None):
     """The float .tflite re-emitted by the importer and converted to full int8 (as the export does),
     or with `opset` (e.g. the 16x8 one, as the w8a16 rung does)."""
     import tensorflow as tf
+
     graph = tflite_graph.read_tflite(src)
     shape = graph.tensor(graph.inputs[0]).shape
     f = tf.function(lambda x: tflite_graph.emit(graph, x)[0], input_signature=[tf.TensorSpec(shape, tf.float32)])
@@ -39,21 +40,23 @@ def _int8_of_tflite(src, path, calib, opset=None):
 
 def _model(build, shape, seed=0):
     import keras
+
     keras.utils.set_random_seed(seed)
     x_in = keras.Input(shape, batch_size=1)
     return keras.Model(x_in, build(x_in))
 
 
 def test_cle_leaves_float_outputs_unchanged_and_evens_channel_ranges(tmp_path):
-    import keras
     from keras import layers
+
     rng = np.random.default_rng(0)
 
     def build(x):
         x = layers.Conv2D(8, 3, padding="same", activation="relu", name="a")(x)
-        x = layers.Conv2D(8, 1, name="b")(x)                       # linear -> next
+        x = layers.Conv2D(8, 1, name="b")(x)  # linear -> next
         x = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="c")(x)
         return layers.Conv2D(4, 1, name="d")(x)
+
     model = _model(build, (12, 12, 3))
     wa, ba = model.get_layer("a").get_weights()
     spread = np.array([50, 0.02, 1, 1, 8, 0.1, 1, 3], np.float32)  # planted: very uneven channel ranges
@@ -78,6 +81,7 @@ def test_cle_across_relu6_only_where_the_calibration_data_stays_below_6(tmp_path
     def build(x):
         x = layers.Conv2D(8, 3, padding="same", activation="relu6", name="a")(x)
         return layers.Conv2D(4, 1, name="b")(x)
+
     model = _model(build, (10, 10, 3), seed=1)
     wa, ba = model.get_layer("a").get_weights()
     model.get_layer("a").set_weights([wa * np.array([20, 1, 1, 0.05, 1, 1, 1, 1], np.float32), ba])
@@ -92,6 +96,7 @@ def test_bias_correction_removes_a_planted_mean_shift(tmp_path):
     """Weights sit 0.45 of a step above a grid point, so nearest rounding lowers every output by
     the same amount on positive inputs: the int8 model's mean shifts; corrected, it does not."""
     from keras import layers
+
     model = _model(lambda x: layers.Conv2D(4, 3, padding="valid", name="a")(x), (10, 10, 8))
     w = np.zeros((3, 3, 8, 4), np.float32)
     w[...] = (np.arange(72).reshape(3, 3, 8, 1) % 40 + 0.45) / 127.0
@@ -114,6 +119,7 @@ def test_bias_correction_removes_a_planted_mean_shift(tmp_path):
 
 def test_adaround_beats_nearest_rounding_and_the_converter_keeps_its_rounding(tmp_path):
     from keras import layers
+
     rng = np.random.default_rng(0)
     model = _model(lambda x: layers.Conv2D(6, 3, padding="same", name="a")(x), (12, 12, 6), seed=2)
     src = keras_to_tflite(model, tmp_path / "f.tflite")
@@ -140,8 +146,9 @@ def test_adaround_beats_nearest_rounding_and_the_converter_keeps_its_rounding(tm
     m = graphedit.weight_matrix(rounded[conv.w], "conv")
     k = np.round(m / graphedit.channel_scales(m)[:, None]).astype(np.int64)
     assert np.array_equal(wq[0].data.reshape(len(k), -1).astype(np.int64), k)
-    nearest_k = np.round(graphedit.weight_matrix(w, "conv") / graphedit.channel_scales(
-        graphedit.weight_matrix(w, "conv"))[:, None])
+    nearest_k = np.round(
+        graphedit.weight_matrix(w, "conv") / graphedit.channel_scales(graphedit.weight_matrix(w, "conv"))[:, None]
+    )
     assert np.any(k != nearest_k)  # AdaRound did change some roundings, and they survived conversion
 
 
@@ -160,11 +167,14 @@ def test_range_search_beats_minmax_on_a_tensor_with_outliers():
 
 def test_search_ranges_edits_a_calibrated_flatbuffer_that_still_quantizes(tmp_path):
     import tensorflow as tf
+
     from toolchain.quantize import quantize_calibrated
+
     rng = np.random.default_rng(0)
     w = rng.normal(size=(3, 3, 3, 8)).astype(np.float32)
-    f = tf.function(lambda x: tf.nn.relu(tf.nn.conv2d(x, w, 1, "SAME")),
-                    input_signature=[tf.TensorSpec([1, 16, 16, 3], tf.float32)])
+    f = tf.function(
+        lambda x: tf.nn.relu(tf.nn.conv2d(x, w, 1, "SAME")), input_signature=[tf.TensorSpec([1, 16, 16, 3], tf.float32)]
+    )
     calib = rng.normal(size=(12, 16, 16, 3)).astype(np.float32)
     calib[0, 3, 3, :] = 40.0  # one outlier pixel stretches the min/max ranges
     conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])

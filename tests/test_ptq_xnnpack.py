@@ -2,15 +2,15 @@
 
 import numpy as np
 import pytest
+from builders import keras_to_tflite
 
 from toolchain.quantize.xnnpack import delegation, summary
 from toolchain.sources import tflite_graph
 
-from builders import keras_to_tflite
-
 
 def _keras(build, shape):
     import keras
+
     keras.utils.set_random_seed(0)
     x_in = keras.Input(shape[1:], batch_size=1)
     return keras.Model(x_in, build(x_in))
@@ -19,6 +19,7 @@ def _keras(build, shape):
 def _int8(fn, shape, path):
     """Full-int8 file of a TF function (random calibration), like the export's int8 conversion."""
     import tensorflow as tf
+
     rng = np.random.default_rng(0)
     f = tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32)])
     conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
@@ -33,6 +34,7 @@ def _int8(fn, shape, path):
 def _max_diff_vs_original(path, graph, shape):
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
+
     x = np.random.default_rng(1).uniform(-1, 1, shape).astype(np.float32)
     it = Interpreter(model_path=str(path))
     it.allocate_tensors()
@@ -54,6 +56,7 @@ def _se_hswish_model():
         s = layers.AveragePooling2D(pool_size=(x.shape[1], x.shape[2]))(x)
         s = layers.Conv2D(8, 1, activation="sigmoid")(s)
         return layers.Conv2D(4, 1)(x * s)
+
     return build
 
 
@@ -67,6 +70,7 @@ def test_global_pool_and_hard_swish_rewrites_keep_the_math_and_delegate_in_one_p
 
     # before: the same ops as the source file, quantized -> split into several partitions
     import tensorflow as tf
+
     naive = _int8(lambda x: _source_ops(tf, graph, x), shape, tmp_path / "naive_int8.tflite")
     before = delegation(naive)
     assert before["partitions"] > 1, summary(before)
@@ -87,7 +91,8 @@ def _source_ops(tf, graph, x):
     try:
         tflite_graph._OPS["HARD_SWISH"] = lambda tf, op, a, g: a[0] * tf.nn.relu6(a[0] + 3.0) / 6.0
         tflite_graph._OPS["AVERAGE_POOL_2D"] = lambda tf, op, a, g: tf.nn.avg_pool2d(
-            a[0], [op.options.filterHeight, op.options.filterWidth], [op.options.strideH, op.options.strideW], "VALID")
+            a[0], [op.options.filterHeight, op.options.filterWidth], [op.options.strideH, op.options.strideW], "VALID"
+        )
         return tflite_graph.emit(graph, x)[0]
     finally:
         tflite_graph._OPS.clear()
@@ -97,6 +102,7 @@ def _source_ops(tf, graph, x):
 @pytest.mark.parametrize("s,pad", [(2, "SAME"), (3, "VALID")])
 def test_transposed_conv_bias_inside_the_phase_convs_is_exact(s, pad):
     import tensorflow as tf
+
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, 5, 6, 3)).astype(np.float32)
     w = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)  # OHWI
@@ -108,18 +114,23 @@ def test_transposed_conv_bias_inside_the_phase_convs_is_exact(s, pad):
 
     def fn(t):
         return tflite_graph._transpose_conv_core(tf, t, w, b, (1, oh, ow, 2), (s, s), pad)
+
     import tempfile
     from pathlib import Path
+
     with tempfile.TemporaryDirectory() as d:
         info = delegation(_int8(fn, (1, 5, 6, 3), Path(d) / "tc.tflite"))
     assert "ADD" not in info["undelegated_op_counts"], summary(info)
 
 
 def test_delegation_of_a_float_model_and_a_bad_file(tmp_path):
-    from toolchain.errors import ModelFormatError
     import keras
-    src = keras_to_tflite(_keras(lambda x: keras.layers.Conv2D(4, 3, activation="relu")(x), (1, 8, 8, 3)),
-                          tmp_path / "c.tflite")
+
+    from toolchain.errors import ModelFormatError
+
+    src = keras_to_tflite(
+        _keras(lambda x: keras.layers.Conv2D(4, 3, activation="relu")(x), (1, 8, 8, 3)), tmp_path / "c.tflite"
+    )
     info = delegation(src)
     assert info["partitions"] == 1 and info["delegated_nodes"] == info["total_nodes"] >= 1
     assert "1 XNNPACK partition(s)" in summary(info)

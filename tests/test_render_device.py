@@ -25,8 +25,9 @@ def _scenes():
 @pytest.mark.parametrize("kw", [{}, {"tof": True}, {"mode": "chroma"}, {"f_number": 4.0}])
 def test_device_matches_golden_on_scenes(kw):
     for i, sc in enumerate(_scenes()):
-        low, spec = simulate_model_output(sc.alpha, seed=i, dtype="int8" if i else "float32",
-                                          label_id=8 if sc.label == "cat" else 15)
+        low, spec = simulate_model_output(
+            sc.alpha, seed=i, dtype="int8" if i else "float32", label_id=8 if sc.label == "cat" else 15
+        )
         args = {k: v for k, v in kw.items() if k != "tof"}
         if kw.get("tof"):
             d, c, _ = tof_depth(sc, i)
@@ -41,6 +42,7 @@ def test_device_matting_stand_in_loss_against_golden_is_bounded():
     # the device path does not solve the band (no sparse solver on the DSP): it constrains its guided
     # filter with the same trimap. Its loss against golden matting is measured here and in the README.
     from experiments.render_quality import edge_figures
+
     for i, sc in enumerate(_scenes()):
         low, spec = simulate_model_output(sc.alpha, seed=i, label_id=8 if sc.label == "cat" else 15)
         g = render(sc.rgb, low, spec, implementation="golden")
@@ -63,6 +65,7 @@ def test_device_matches_golden_on_photos(shared_photos):
         if low is None:
             continue
         from toolchain.images import load_rgb
+
         img = load_rgb(ph)
         g = render(img, low, spec, edges="guided")
         d = render(img, low, spec, implementation="device", edges="guided")
@@ -74,7 +77,8 @@ def test_device_matches_golden_on_photos(shared_photos):
 def test_device_matches_golden_at_12mp_scale():
     # 4032x3024 exercises the x4 working grid and the largest disc
     from toolchain.render.stage_timing import bench_frame
-    img, _, depth, low, spec = bench_frame(1512, 2016)      # x2 grid; x4 is covered by the bench
+
+    img, _, depth, low, spec = bench_frame(1512, 2016)  # x2 grid; x4 is covered by the bench
     g = render(img, low, spec, depth_m=depth, edges="guided")
     d = render(img, low, spec, depth_m=depth, implementation="device", edges="guided")
     assert psnr(g.composite, d.composite) >= TARGET_DB
@@ -96,8 +100,9 @@ def test_integer_disc_sum_is_the_disc_filter(radius):
     plan = make_plan(64, 64, (64, 64), radius)
     rows = plan.disc_rows[-1]
     x = np.random.default_rng(0).integers(0, 1000, (40, 50, 2)).astype(np.int32)
-    ref = cv2.filter2D(x.astype(np.float64), -1, disc_kernel(rows).astype(np.float64),
-                       borderType=cv2.BORDER_REFLECT_101)
+    ref = cv2.filter2D(
+        x.astype(np.float64), -1, disc_kernel(rows).astype(np.float64), borderType=cv2.BORDER_REFLECT_101
+    )
     assert np.array_equal(disc_sum(x, rows), np.round(ref).astype(np.int32))
 
 
@@ -105,6 +110,7 @@ def test_device_source_uses_no_float_on_pixels():
     import inspect
 
     import toolchain.render.device as dev
+
     src = inspect.getsource(dev)
     assert "np.float64" not in src and "astype(float)" not in src
     # np.float32 appears only at the output boundary (alpha and CoC handed back to the caller)
@@ -114,6 +120,7 @@ def test_device_source_uses_no_float_on_pixels():
 
 def test_div255_is_the_rounded_division_for_every_blend_value():
     from toolchain.render.device import blend_u8, div255
+
     x = np.arange(255 * 255 + 1, dtype=np.uint16)
     assert np.array_equal(div255(x).astype(np.int64), (x.astype(np.int64) + 127) // 255)
     rng = np.random.default_rng(0)
@@ -121,6 +128,6 @@ def test_div255_is_the_rounded_division_for_every_blend_value():
     w = rng.integers(0, 256, (7, 9), dtype=np.uint8)
     ref = (a.astype(np.int64) * (255 - w[..., None]) + b.astype(np.int64) * w[..., None] + 127) // 255
     assert np.array_equal(blend_u8(a, b, w), ref)
-    colour = np.array((0, 255, 0), np.uint8)                     # chroma: one colour for the background
+    colour = np.array((0, 255, 0), np.uint8)  # chroma: one colour for the background
     ref_c = (a.astype(np.int64) * (255 - w[..., None]) + colour.astype(np.int64) * w[..., None] + 127) // 255
     assert np.array_equal(blend_u8(a, colour, w), ref_c)

@@ -35,22 +35,22 @@ def _ring(alpha, inner, outer):
 def test_no_dark_halo_and_subject_not_gathered():
     img, alpha, low, spec = _scene()
     r = render(img, low, spec, max_blur_px=8)
-    ring = _ring(alpha, 3, 12)           # background just outside the subject
+    ring = _ring(alpha, 3, 12)  # background just outside the subject
     err = np.abs(r.composite[ring].astype(int) - np.array(BG)).max()
     assert err <= 3, err
     base = notebook_render(img, low, spec)["composite"]
-    assert np.abs(base[_ring(alpha, 0, 2)].astype(int) - np.array(BG)).max() > 20   # the notebook's halo
+    assert np.abs(base[_ring(alpha, 0, 2)].astype(int) - np.array(BG)).max() > 20  # the notebook's halo
 
 
 def test_highlights_stay_bright():
     img = np.full((H, W, 3), 30, np.uint8)
-    img[58:62, 38:42] = 255              # a small light far behind the subject
+    img[58:62, 38:42] = 255  # a small light far behind the subject
     alpha = np.zeros((H, W), np.float32)
     alpha[40:80, 100:140] = 1
     low, spec = simulate_model_output(alpha, size=(65, 65), seed=0)
     r = render(img, low, spec, max_blur_px=6)
     disc = r.composite[52:68, 32:48, 0].astype(float)
-    plain_mean = 30 + (255 - 30) * 16 / (np.pi * 6.5 ** 2)   # what a plain disc average would give
+    plain_mean = 30 + (255 - 30) * 16 / (np.pi * 6.5**2)  # what a plain disc average would give
     assert disc.max() > plain_mean + 15
     assert disc.max() < 255
 
@@ -62,7 +62,7 @@ def test_in_focus_background_stays_sharp_and_far_background_blurs():
     alpha[40:80, 60:100] = 1
     low, spec = simulate_model_output(alpha, size=(65, 65), seed=0)
     depth = np.full((H, W), 2.0, np.float32)
-    depth[:, :30] = 50.0                  # far on the left; the rest at the focus distance
+    depth[:, :30] = 50.0  # far on the left; the rest at the focus distance
     r = render(img, low, spec, depth_m=depth, focus_m=2.0, max_blur_px=6)
     right = (slice(0, 30), slice(120, 160))
     assert np.abs(r.composite[right].astype(int) - img[right]).max() <= 1

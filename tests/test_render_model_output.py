@@ -2,11 +2,16 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from toolchain.errors import InputError
-from toolchain.render.model_output import (decode_probability, decode_probability_q8, normalize_spec,
-                                           simulate_model_output)
+from toolchain.render.model_output import (
+    decode_probability,
+    decode_probability_q8,
+    normalize_spec,
+    simulate_model_output,
+)
 
 
 def test_multiclass_logits_softmax_sums_foreground():

@@ -27,6 +27,7 @@ def test_render_photo_writes_the_composite(photo, tmp_path):
     img = cv2.imread(str(out))
     assert img is not None and img.shape[:2] == (512, 512) and r.composite.shape == (512, 512, 3)
     import json
+
     assert r.model_file == json.loads((tiny_bundle() / "manifest.json").read_text())["handoff_cpu"]
 
 
@@ -54,6 +55,7 @@ def test_render_runs_the_file_the_manifest_vouches_for_unless_told(photo, tmp_pa
     from sim_fixtures import copy_bundle
 
     from toolchain.render.photo import run_segmentation, segmentation_file
+
     bundle = copy_bundle(tmp_path)
     m = json.loads((bundle / "manifest.json").read_text())
     assert segmentation_file(m) == m["handoff_cpu"] and segmentation_file(m, "handoff") == m["handoff"]

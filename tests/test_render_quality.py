@@ -17,19 +17,26 @@ def _stand_in_scene(seed, kind="person", size=(480, 640), t=0):
     for _ in range(25):
         ang = rng.uniform(np.pi * 1.1, np.pi * 1.9)
         x0, y0 = w / 2 + 88 * np.cos(ang), h * 0.55 + 88 * np.sin(ang)
-        cv2.line(a, (int(x0), int(y0)), (int(x0 + 30 * np.cos(ang)), int(y0 + 30 * np.sin(ang))), 0.6, 1,
-                 cv2.LINE_AA)
+        cv2.line(a, (int(x0), int(y0)), (int(x0 + 30 * np.cos(ang)), int(y0 + 30 * np.sin(ang))), 0.6, 1, cv2.LINE_AA)
     bg = cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
     fg = np.array([180, 130, 100], np.float32)
     rgb = (a[..., None] * fg + (1 - a[..., None]) * bg).astype(np.uint8)
     depth = np.where(a > 0.5, 1.5, 5.0).astype(np.float32)
-    return SimpleNamespace(rgb=rgb, alpha=a, depth_m=depth, label=kind, subject_depth_m=1.5,
-                           K=np.array([[500, 0, w / 2], [0, 500, h / 2], [0, 0, 1]], float), t=t)
+    return SimpleNamespace(
+        rgb=rgb,
+        alpha=a,
+        depth_m=depth,
+        label=kind,
+        subject_depth_m=1.5,
+        K=np.array([[500, 0, w / 2], [0, 500, h / 2], [0, 0, 1]], float),
+        t=t,
+    )
 
 
 def _scene_fn():
     try:
         from toolchain.scenes import generate_scene
+
         return generate_scene
     except ImportError:
         return _stand_in_scene

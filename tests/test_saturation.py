@@ -16,17 +16,22 @@ from toolchain.quantize import calibration, flatbuffer, quantize_calibrated, ran
 def _net(kind: str):
     import keras
     from keras import initializers, layers
+
     keras.utils.set_random_seed(1)
     x_in = keras.Input((8, 8, 3), batch_size=1)
-    z = layers.Conv2D(4, 1, kernel_initializer=initializers.RandomNormal(stddev=0.5))(x_in)   # logits ~ +-300
+    z = layers.Conv2D(4, 1, kernel_initializer=initializers.RandomNormal(stddev=0.5))(x_in)  # logits ~ +-300
     s = layers.Activation("sigmoid")(z)
-    if kind == "gate":            # z also feeds a MUL (swish): its full range matters there
+    if kind == "gate":  # z also feeds a MUL (swish): its full range matters there
         s = layers.Multiply()([z, s])
-    elif kind == "shifted":       # every logit far above +8: always saturated
-        z = layers.Conv2D(4, 1, kernel_initializer=initializers.RandomNormal(stddev=0.01),
-                          bias_initializer=initializers.Constant(50.0))(x_in)
+    elif kind == "shifted":  # every logit far above +8: always saturated
+        z = layers.Conv2D(
+            4,
+            1,
+            kernel_initializer=initializers.RandomNormal(stddev=0.01),
+            bias_initializer=initializers.Constant(50.0),
+        )(x_in)
         s = layers.Activation("sigmoid")(z)
-    elif kind == "moved":         # value-moving ops between the logits and the sigmoid
+    elif kind == "moved":  # value-moving ops between the logits and the sigmoid
         z = layers.Reshape((16, 4, 4))(z)
         s = layers.Activation("sigmoid")(layers.Concatenate(axis=1)([z, z]))
     return keras.Model(x_in, s)
@@ -48,7 +53,7 @@ def _logit_ranges(blob):
     out = {}
     for op in sg.operators:
         code = model.operatorCodes[op.opcodeIndex]
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == 3:   # CONV_2D
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == 3:  # CONV_2D
             q = sg.tensors[op.outputs[0]].quantization
             out["conv"] = (q.min[0], q.max[0])
     return out
@@ -60,21 +65,22 @@ def test_only_tensors_whose_every_use_saturates_are_cut(nets):
         lo, hi = _logit_ranges(blob)["conv"]
         raw = calibration.true_ranges(nets[kind], _samples())
         raw_lo, raw_hi = _logit_ranges(raw)["conv"]
-        assert raw_hi - raw_lo > 100                                 # the model's own logits are wide
+        assert raw_hi - raw_lo > 100  # the model's own logits are wide
         if cut:
             assert (lo, hi) == (max(raw_lo, -8.0), min(raw_hi, 8.0)), kind
         else:
-            assert (lo, hi) == (raw_lo, raw_hi), kind                # the MUL needs the whole range
+            assert (lo, hi) == (raw_lo, raw_hi), kind  # the MUL needs the whole range
     lo, hi = _logit_ranges(calibration.calibrated(nets["shifted"], _samples()))["conv"]
-    assert (lo, hi) == (8.0, 8.0)                                    # never an inverted range
+    assert (lo, hi) == (8.0, 8.0)  # never an inverted range
     limits = ranges.saturation_limits(flatbuffer.read(nets["moved"]))
-    assert sorted(set(limits.values())) == [8.0] and len(limits) == 3   # the conv output, the reshape, the concat
+    assert sorted(set(limits.values())) == [8.0] and len(limits) == 3  # the conv output, the reshape, the concat
 
 
 def test_int8_sigmoid_output_keeps_soft_values_near_the_threshold(nets, tmp_path, monkeypatch):
     import tensorflow as tf
 
     from toolchain.runtime import TfliteRunner
+
     x = _samples(64, seed=3)
 
     def soft_outputs(path):
@@ -90,16 +96,18 @@ def test_int8_sigmoid_output_keeps_soft_values_near_the_threshold(nets, tmp_path
             outs.append(next(iter(r.run(xi.astype(np.float32)).values())).ravel())
         out, ref = np.concatenate(outs), np.concatenate(refs)
         soft = np.abs(ref - 0.5) < 0.45
-        assert soft.sum() >= 20          # enough pixels off saturation to judge
+        assert soft.sum() >= 20  # enough pixels off saturation to judge
         return len(np.unique(out[soft])), float(np.abs(out - ref)[soft].mean())
 
-    cut = quantize_calibrated(calibration.calibrated(nets["plain"], _samples()), tmp_path / "cut.tflite",
-                              output_type="float32")
+    cut = quantize_calibrated(
+        calibration.calibrated(nets["plain"], _samples()), tmp_path / "cut.tflite", output_type="float32"
+    )
     calibration._MEMO.clear()
     monkeypatch.setattr(ranges, "clamp_saturated", lambda blob: (blob, []))
-    wide = quantize_calibrated(calibration.calibrated(nets["plain"], _samples()), tmp_path / "wide.tflite",
-                               output_type="float32")
+    wide = quantize_calibrated(
+        calibration.calibrated(nets["plain"], _samples()), tmp_path / "wide.tflite", output_type="float32"
+    )
     calibration._MEMO.clear()
     (levels_cut, err_cut), (levels_wide, err_wide) = soft_outputs(cut), soft_outputs(wide)
-    assert levels_wide <= 6 < 20 <= levels_cut     # min/max: the logit step is several logits wide
-    assert err_cut < 0.8 * err_wide   # measured 0.071 vs 0.107; the rest is the weights' int8 rounding
+    assert levels_wide <= 6 < 20 <= levels_cut  # min/max: the logit step is several logits wide
+    assert err_cut < 0.8 * err_wide  # measured 0.071 vs 0.107; the rest is the weights' int8 rounding

@@ -62,4 +62,3 @@ def test_other_sizes_and_errors():
         generate_scene(0, "dog")
     with pytest.raises(InputError):
         generate_scene(0, "cat", size=(8, 8))
-

@@ -25,6 +25,7 @@ def toy_plan(ask):
     def trial(key):
         asked.append(key)
         return ask(key, key)
+
     lo, hi = 0, 100
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -76,11 +77,13 @@ def test_a_failing_candidate_is_an_error_only_when_the_search_uses_it():
             return judge(shard)
         except ValueError as exc:
             return {"error": str(exc), "exception": exc}
+
     # width 2: "b" runs speculatively and fails, but the search stops at "a"
     assert waves.run_plan(plan, lambda k, p: p, judge_caught, width=2)[0] is True
 
     def plan_b(ask):
         return ask("b", "b")["passed"]
+
     with pytest.raises(ValueError, match="b is broken"):
         waves.run_plan(plan_b, lambda k, p: p, judge_caught, width=2)
     # an error that could not travel as itself comes back as text: a project error saying what to do
@@ -90,9 +93,11 @@ def test_a_failing_candidate_is_an_error_only_when_the_search_uses_it():
 
 # ---- the mixed-float search on a tiny model -----------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from parity_fixtures import tiny_search_setup
+
     pair, calibrated, ranking, recipe = tiny_search_setup(tmp_path_factory.mktemp("search_engine"))
     probe = _search(pair, calibrated, ranking, recipe, tmp_path_factory.mktemp("probe"), 2.0, cap=3)
     base = probe["before"]["figures"]["pixel_agreement"]
@@ -103,13 +108,25 @@ def tiny(tmp_path_factory):
 
 def _search(pair, calibrated, ranking, recipe, out: Path, budget, cap=16, **engine):
     from toolchain.parity import mixed
-    return mixed.search(pair.entry, recipe, pair.float_path, calibrated, ranking, pair.images, out / "mixed.tflite",
-                        budgets={"pixel_agreement_min": budget}, max_conversions=cap, **engine)
+
+    return mixed.search(
+        pair.entry,
+        recipe,
+        pair.float_path,
+        calibrated,
+        ranking,
+        pair.images,
+        out / "mixed.tflite",
+        budgets={"pixel_agreement_min": budget},
+        max_conversions=cap,
+        **engine,
+    )
 
 
 def _decision(rec: dict) -> str:
-    return json.dumps({k: v for k, v in rec.items() if k not in ("engine", "search_seconds")}, sort_keys=True,
-                      default=str)
+    return json.dumps(
+        {k: v for k, v in rec.items() if k not in ("engine", "search_seconds")}, sort_keys=True, default=str
+    )
 
 
 def test_mixed_search_local_width_does_not_change_the_choice(tiny, tmp_path):
@@ -129,8 +146,9 @@ def test_mixed_search_local_width_does_not_change_the_choice(tiny, tmp_path):
 
 
 def _ray_or_skip():
-    pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements.lock): the Ray engine "
-                                      "cannot be tested")
+    pytest.importorskip(
+        "ray", reason="ray is not installed (pip install -r requirements.lock): the Ray engine cannot be tested"
+    )
 
 
 @pytest.mark.slow
@@ -158,11 +176,13 @@ def test_a_ray_worker_killed_mid_search_changes_nothing(tmp_path):
     def killing_judge(shard):  # nested, with no module globals: Ray ships it by value
         import os
         import signal
+
         kind, value = shard
         if shard == ("drop", (0,)) and not os.path.exists(marker):
             open(marker, "w").write(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
         return {"passed": value >= 37 if kind == "len" else sum(weights[i] for i in value) <= 5}
+
     got, rec = waves.run_plan(toy_plan, lambda key, payload: payload, killing_judge, engine="ray", workers=2)
     assert os.path.exists(marker), "the fault was not injected"
     assert rec["retries"] >= 1 and rec["engine"] == "ray"
@@ -172,17 +192,21 @@ def test_a_ray_worker_killed_mid_search_changes_nothing(tmp_path):
 def test_local_engine_does_not_import_ray():
     import subprocess
     import sys
-    code = ("import sys; from toolchain.parity import waves\n"
-            "def plan(ask):\n    return [ask(i, i)['passed'] for i in range(3)]\n"
-            "out, rec = waves.run_plan(plan, lambda k, p: p, lambda s: {'passed': s > 0})\n"
-            "assert out == [False, True, True] and rec['engine'] == 'local', (out, rec)\n"
-            "assert 'ray' not in sys.modules\n")
+
+    code = (
+        "import sys; from toolchain.parity import waves\n"
+        "def plan(ask):\n    return [ask(i, i)['passed'] for i in range(3)]\n"
+        "out, rec = waves.run_plan(plan, lambda k, p: p, lambda s: {'passed': s > 0})\n"
+        "assert out == [False, True, True] and rec['engine'] == 'local', (out, rec)\n"
+        "assert 'ray' not in sys.modules\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
 def test_export_and_parity_take_the_engine_flags():
     from toolchain.cli import _search_engine, build_parser
     from toolchain.errors import PortraitError
+
     p = build_parser()
     args = p.parse_args(["export", "selfie_segmenter", "--engine", "ray", "--workers", "2"])
     assert _search_engine(args) == {"engine": "ray", "address": None, "workers": 2}

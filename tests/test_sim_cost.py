@@ -22,8 +22,14 @@ def test_profiles_load_and_every_figure_has_a_source():
         assert d["cpu"]["cores"] >= 4 and d["cpu"]["int8_gmacs"] > 0 and d["cpu"]["fp16_gmacs"] > 0
         assert d["memory"]["bandwidth_gbs"] > 0 and d["memory"]["budget_mb"] > 0
         assert isinstance(d["npu"]["present"], bool)
-        for key in ("cpu.clusters", "cpu.int8_gmacs", "cpu.fp16_gmacs", "memory.bandwidth_gbs",
-                    "memory.budget_mb", "npu.ops"):
+        for key in (
+            "cpu.clusters",
+            "cpu.int8_gmacs",
+            "cpu.fp16_gmacs",
+            "memory.bandwidth_gbs",
+            "memory.budget_mb",
+            "npu.ops",
+        ):
             assert d["sources"].get(key), f"{n}: {key} has no source"
         # derived peak figures agree with the cluster table they are derived from
         cl = sorted(d["cpu"]["clusters"], key=lambda c: -c["ghz"] * c["int8_macs_per_cycle"])
@@ -47,6 +53,7 @@ def test_unknown_or_unsourced_profile_is_an_input_error(tmp_path):
 
 def test_macs_and_bytes_from_the_flatbuffer(int8_model):
     from toolchain.sources.tflite_graph import read_tflite
+
     costs = cost.op_costs(int8_model)
     g = read_tflite(int8_model)
     assert len(costs) == len(g.ops)

@@ -39,7 +39,9 @@ def test_goldens_index_is_documented_and_complete(bundle):
     assert len(names) == len(set(names))
     for v in idx["vectors"]:
         assert "metric" in v["tolerance"]
-        for rec in list(v["inputs"].values()) + list(v["expected"].values()) + list(v.get("float_reference", {}).values()):
+        for rec in (
+            list(v["inputs"].values()) + list(v["expected"].values()) + list(v.get("float_reference", {}).values())
+        ):
             arr = np.load(bundle / "goldens" / rec["file"])
             assert list(arr.shape) == rec["shape"] and arr.dtype.name == rec["dtype"]
         if v["stage"] == "model" and "labels" not in v["model_file"]:
@@ -99,7 +101,9 @@ def test_checker_fails_on_perturbed_fused_output_and_accepts_small_noise(bundle,
 def test_raw_bin_device_outputs_are_read(bundle, ref_outputs, tmp_path):
     dev = _copy(ref_outputs, tmp_path)
     for p in list(dev.glob("*.npy")):
-        p.with_suffix(".bin").write_bytes(np.ascontiguousarray(np.load(p)).astype(np.load(p).dtype.newbyteorder("<")).tobytes())
+        p.with_suffix(".bin").write_bytes(
+            np.ascontiguousarray(np.load(p)).astype(np.load(p).dtype.newbyteorder("<")).tobytes()
+        )
         p.unlink()
     assert all(r.passed for r in check.check_outputs(bundle, dev))
 
@@ -120,6 +124,7 @@ def test_bundle_without_goldens_is_a_clear_error(tmp_path, ref_outputs):
     import shutil
 
     from toolchain.bundle import record_files
+
     b = copy_bundle(tmp_path)
     shutil.rmtree(b / "goldens", ignore_errors=True)  # the export writes them; this bundle lost them
     with pytest.raises(BundleError, match="missing from the bundle") as e:  # its manifest still lists them

@@ -29,8 +29,9 @@ def _copy_seq(tmp_path, n=4):
 
 
 def test_simulation_end_to_end_writes_frames_gif_and_summary(tmp_path):
-    s = simulate.simulate_sequence(SEQ, tiny_bundle(), profiles=["flagship", "midrange"], out_dir=tmp_path / "o",
-                                   max_frames=4)
+    s = simulate.simulate_sequence(
+        SEQ, tiny_bundle(), profiles=["flagship", "midrange"], out_dir=tmp_path / "o", max_frames=4
+    )
     assert s["frames_simulated"] == 4 and len(s["frames"]) == 4
     assert sorted((tmp_path / "o" / "frames").glob("*.png"))[3].name == "frame_0003.png"
     assert (tmp_path / "o" / "cat_turn.gif").stat().st_size > 0
@@ -47,8 +48,9 @@ def test_simulation_end_to_end_writes_frames_gif_and_summary(tmp_path):
 
 
 def test_reference_kernels_are_selectable(tmp_path):
-    s = simulate.simulate_sequence(SEQ, tiny_bundle(), profiles=["flagship"], kernels="reference", max_frames=1,
-                                   compare_smoothing=False)
+    s = simulate.simulate_sequence(
+        SEQ, tiny_bundle(), profiles=["flagship"], kernels="reference", max_frames=1, compare_smoothing=False
+    )
     assert s["kernels"] == "reference"
 
 
@@ -106,6 +108,7 @@ def test_no_bundle_says_to_export_first(tmp_path):
 
 def test_module_cli_runs(tmp_path, capsys):
     from device_sim.__main__ import main
+
     d, _ = _copy_seq(tmp_path, n=2)
     assert main(["sim", "--sequence", str(d), "--bundle", str(tiny_bundle()), "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out

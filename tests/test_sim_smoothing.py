@@ -40,8 +40,8 @@ def test_depth_smoother_holds_over_holes_and_resets_on_motion():
     c = np.ones((2, 2), np.float32)
     s.update(d, c)
     d2 = d.copy()
-    d2[0, 0] = np.nan      # hole: the old depth is held with less confidence
-    d2[0, 1] = 2.0         # moved: the new depth wins at once
+    d2[0, 0] = np.nan  # hole: the old depth is held with less confidence
+    d2[0, 1] = 2.0  # moved: the new depth wins at once
     out, conf = s.update(d2, np.where(np.isnan(d2), 0, 1).astype(np.float32))
     assert out[0, 0] == pytest.approx(1.0) and conf[0, 0] < 1
     assert out[0, 1] == pytest.approx(2.0)
@@ -59,8 +59,13 @@ def test_flicker_counts_only_where_truth_is_static():
 
 def test_smoothing_cuts_flicker_2x_without_raising_alpha_error_10pct():
     # simulated model output (per-frame noise on the true matte) isolates smoothing from the tiny model
-    s = simulate.simulate_sequence(simulate.SEQUENCES_DIR / "cat_turn", tiny_bundle(), profiles=["flagship"],
-                                   mask_source="simulated", max_frames=10)
+    s = simulate.simulate_sequence(
+        simulate.SEQUENCES_DIR / "cat_turn",
+        tiny_bundle(),
+        profiles=["flagship"],
+        mask_source="simulated",
+        max_frames=10,
+    )
     q = s["quality"]
     assert q["flicker_reduction"] >= 2.0, q
     assert q["alpha_mae_change"] <= 0.10, q
@@ -70,6 +75,7 @@ def test_motion_gate_follows_moving_pixels_and_averages_still_ones():
     import numpy as np
 
     from toolchain.sim.smoothing import image_stillness, smooth_mask
+
     prev_img = np.zeros((8, 8, 3), np.uint8)
     img = prev_img.copy()
     img[:, 4:] = 200  # the right half moved

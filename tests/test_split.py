@@ -2,17 +2,17 @@
 unchanged, the converter keeps both halves as int8 weights, and 16x8 error drops."""
 
 import numpy as np
+from builders import keras_to_tflite
+from test_ptq import _int8_of_tflite, _model, _run
 
 from toolchain.quantize import graphedit, split
 from toolchain.sources import tflite_graph
-
-from builders import keras_to_tflite
-from test_ptq import _int8_of_tflite, _model, _run
 
 
 def _w8a16_of_tflite(src, path, calib):
     """The float .tflite re-emitted by the importer and converted to 16x8 (as the w8a16 rung does)."""
     import tensorflow as tf
+
     return _int8_of_tflite(src, path, calib, tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
 
 
@@ -59,6 +59,7 @@ def test_split_keeps_the_float_function_and_lowers_16x8_error(tmp_path):
 
 def test_split_skips_what_it_cannot_split(tmp_path):
     from keras import layers
+
     model = _model(lambda x: layers.Conv2D(4, 1, name="a")(x), (6, 6, 3), seed=0)
     src = keras_to_tflite(model, tmp_path / "f.tflite")
     ed = graphedit.Editable(src)
@@ -68,4 +69,7 @@ def test_split_skips_what_it_cannot_split(tmp_path):
     ed.write(tmp_path / "on_grid.tflite")
     rec = split.split_weights(tmp_path / "on_grid.tflite", tmp_path / "s.tflite", layers=[c.op_index, 999])
     assert rec["split"] == []
-    assert rec["skipped"] == {str(c.op_index): "weights already on the int8 grid", "999": "not a float-weight convolution"}
+    assert rec["skipped"] == {
+        str(c.op_index): "weights already on the int8 grid",
+        "999": "not a float-weight convolution",
+    }

@@ -40,8 +40,14 @@ def file_record(path: Path) -> dict:
     return {"sha256": sha256_of(path), "bytes": path.stat().st_size}
 
 
-def write_bundle(out_root: Path, model_id: str, files: dict[str, Path], manifest: dict,
-                 extra_text: dict[str, str] | None = None, finalize=None) -> Path:
+def write_bundle(
+    out_root: Path,
+    model_id: str,
+    files: dict[str, Path],
+    manifest: dict,
+    extra_text: dict[str, str] | None = None,
+    finalize=None,
+) -> Path:
     """Copy `files` (bundle name -> source path) and write manifest.json; swap in atomically.
 
     finalize(staging_dir), if given, runs on the complete staged bundle before the swap (the golden
@@ -96,7 +102,7 @@ def _new_staging(out_root: Path, model_id: str) -> tuple[Path, int]:
         except FileNotFoundError:
             pass
         os.close(fd)
-    staging = Path(lock[:-len(LOCK_SUFFIX)])
+    staging = Path(lock[: -len(LOCK_SUFFIX)])
     staging.mkdir(mode=0o700)
     return staging, fd
 
@@ -198,8 +204,11 @@ def read_manifest(bundle: Path) -> dict:
     try:
         manifest = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"manifest.json is not valid JSON: {exc}", where=str(path),
-                         fix="re-export the bundle, or copy it again from its source") from None
+        raise InputError(
+            f"manifest.json is not valid JSON: {exc}",
+            where=str(path),
+            fix="re-export the bundle, or copy it again from its source",
+        ) from None
     if not isinstance(manifest, dict):
         raise InputError("manifest.json is not a JSON object", where=str(path), fix="re-export the bundle")
     return manifest

@@ -39,11 +39,30 @@ def root() -> Path:
 # sources, the runtime and the parity figures. Editing any of these invalidates the cache.
 # The post-training techniques (quantize/ptq.py and what it imports) only change the w8a8 file when a
 # recipe asks for them; ladder.py adds their digest (PTQ_CODE) to that file's key only.
-CODE = ("sources/*.py", "quantize/__init__.py", "quantize/precisions.py", "quantize/flatbuffer.py", "cache.py",
-        "quantize/conversions.py", "quantize/onnx_canonical.py", "quantize/calibration.py", "quantize/ladder.py",
-        "calibration_set.py", "images.py", "runtime.py", "registry.py", "recipes.py", "scenes/*.py", "parity/gate.py",
-        "parity/bound.py", "parity/agreement.py", "parity/mixed.py", "parity/layers.py", "depth/align.py",
-        "depth/blur.py")
+CODE = (
+    "sources/*.py",
+    "quantize/__init__.py",
+    "quantize/precisions.py",
+    "quantize/flatbuffer.py",
+    "cache.py",
+    "quantize/conversions.py",
+    "quantize/onnx_canonical.py",
+    "quantize/calibration.py",
+    "quantize/ladder.py",
+    "calibration_set.py",
+    "images.py",
+    "runtime.py",
+    "registry.py",
+    "recipes.py",
+    "scenes/*.py",
+    "parity/gate.py",
+    "parity/bound.py",
+    "parity/agreement.py",
+    "parity/mixed.py",
+    "parity/layers.py",
+    "depth/align.py",
+    "depth/blur.py",
+)
 PTQ_CODE = ("quantize/*.py",)
 
 
@@ -129,4 +148,5 @@ def cached_array(k: str, compute: Callable[[], np.ndarray], *, hits: list | None
     def build(tmp: Path):
         with open(tmp, "wb") as f:
             np.save(f, compute())
+
     return np.load(cached_path(k, "array.npy", build, hits=hits))

@@ -51,9 +51,19 @@ def cpu_s() -> float:
     return u.ru_utime + u.ru_stime
 
 
-def map_shards(fn, shards: list, *, engine: str = "local", address: str | None = None, workers: int | None = None,
-               progress=None, unit: str = "items", sizes: list[int] | None = None, max_retries: int = 3,
-               stats: dict | None = None) -> list:
+def map_shards(
+    fn,
+    shards: list,
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    progress=None,
+    unit: str = "items",
+    sizes: list[int] | None = None,
+    max_retries: int = 3,
+    stats: dict | None = None,
+) -> list:
     """[fn(shard) for shard in shards] on the chosen engine, in the order of `shards`.
 
     engine: "local" (this process, the default) or "ray" (`address` joins an existing cluster, e.g.
@@ -114,8 +124,14 @@ class _LocalPool:
                 bar.update(n)
         finally:
             bar.close()
-        stats.update({"workers": 1, "peak_rss_mb": {str(os.getpid()): round(peak_rss_mb(), 1)},
-                      "cpu_s": round(cpu_s() - c0, 2), "wall_s": round(time.perf_counter() - t0, 3)})
+        stats.update(
+            {
+                "workers": 1,
+                "peak_rss_mb": {str(os.getpid()): round(peak_rss_mb(), 1)},
+                "cpu_s": round(cpu_s() - c0, 2),
+                "wall_s": round(time.perf_counter() - t0, 3),
+            }
+        )
         return results
 
 
@@ -130,8 +146,14 @@ class _NoBar:
 def _bar(progress, total: int, unit: str):
     if not progress:
         return _NoBar()
-    return tqdm(total=total, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}{unit} [{elapsed}<{remaining} ETA, {rate_fmt}]")
+    return tqdm(
+        total=total,
+        unit=f" {unit}",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}{unit} [{elapsed}<{remaining} ETA, {rate_fmt}]",
+    )
 
 
 class _ShardWorker:
@@ -154,6 +176,7 @@ class _ShardWorker:
 
 class _RayPool:
     """Ray started (or joined) once, `n` actors kept across `map` calls, replaced when they die."""
+
     engine = "ray"
 
     def __init__(self, address, workers):
@@ -165,7 +188,9 @@ class _RayPool:
             # Ray: optional (--engine ray); the local engine runs without it
             import ray
         except ImportError as exc:
-            raise EngineError("Ray is not installed", fix="pip install -r requirements.lock, or use --engine local") from exc
+            raise EngineError(
+                "Ray is not installed", fix="pip install -r requirements.lock, or use --engine local"
+            ) from exc
         self.ray = ray
         address, workers = self.address, self.asked
         t0 = time.perf_counter()
@@ -177,11 +202,19 @@ class _RayPool:
                 else:
                     # address="local": never a stray cluster. Ray starts workers at nice 15 to keep its own
                     # processes responsive; here the workers are the job, so they run at the driver's priority.
-                    ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,
-                             object_store_memory=256 * 1024 * 1024, _system_config={"worker_niceness": 0}, **kw)
+                    ray.init(
+                        address="local",
+                        num_cpus=workers or os.cpu_count(),
+                        include_dashboard=False,
+                        object_store_memory=256 * 1024 * 1024,
+                        _system_config={"worker_niceness": 0},
+                        **kw,
+                    )
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise EngineError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: {exc}",
-                                  fix="check `ray status --address ADDR` on the head node, or use --engine local") from exc
+                raise EngineError(
+                    f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: {exc}",
+                    fix="check `ray status --address ADDR` on the head node, or use --engine local",
+                ) from exc
             self.started = True
         try:
             self.init_s = round(time.perf_counter() - t0, 2)
@@ -189,8 +222,11 @@ class _RayPool:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             n = workers or max(1, cpus)
             if n > cpus:
-                print(f"warning: {n} workers asked for, the cluster has {cpus} CPUs now; the others start only when "
-                      f"the autoscaler adds nodes (use --workers {cpus} otherwise)", file=sys.stderr)
+                print(
+                    f"warning: {n} workers asked for, the cluster has {cpus} CPUs now; the others start only when "
+                    f"the autoscaler adds nodes (use --workers {cpus} otherwise)",
+                    file=sys.stderr,
+                )
             self.workers = n
             self.actors = [self.Worker.remote() for _ in range(n)]
         except BaseException:
@@ -248,18 +284,21 @@ class _RayPool:
                 except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
                     stats["retries"] += 1
                     if attempts[i] > max_retries:
-                        raise EngineError(f"shard {i} failed {attempts[i]} times: its worker died each time ({exc})",
-                                          fix="look for out-of-memory kills (`ray status`), or run with fewer "
-                                              "workers") from None
+                        raise EngineError(
+                            f"shard {i} failed {attempts[i]} times: its worker died each time ({exc})",
+                            fix="look for out-of-memory kills (`ray status`), or run with fewer workers",
+                        ) from None
                     if actors[slot] is actor:  # replace the dead worker once; its other shards come back here too
                         actors[slot] = self.Worker.remote()
                     queue.appendleft(i)
                     submit(slot)
                     continue
                 except ray.exceptions.RayTaskError as exc:  # the shard never ran: arguments or code did not load
-                    raise EngineError(f"a Ray worker could not run shard {i}: {str(exc).splitlines()[-1]}",
-                                      fix="install this repository (make setup) at the same path on every node, "
-                                          "with the bundle and the dataset reachable there") from None
+                    raise EngineError(
+                        f"a Ray worker could not run shard {i}: {str(exc).splitlines()[-1]}",
+                        fix="install this repository (make setup) at the same path on every node, "
+                        "with the bundle and the dataset reachable there",
+                    ) from None
                 if not ok:
                     raise res  # fn raised: the same error as the local engine gives
                 peak[str(pid)] = max(peak.get(str(pid), 0.0), round(rss[0], 1))

@@ -58,9 +58,17 @@ class ExportResult:
     message: str = ""
 
 
-def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | None = None,
-                 images_folder: Path | None = None, keep_workdir: bool = False, quiet: bool = False,
-                 registry: dict[str, ModelEntry] | None = None, engine: dict | None = None) -> ExportResult:
+def export_model(
+    model_id: str,
+    *,
+    out_root: Path | None = None,
+    recipe: dict | None = None,
+    images_folder: Path | None = None,
+    keep_workdir: bool = False,
+    quiet: bool = False,
+    registry: dict[str, ModelEntry] | None = None,
+    engine: dict | None = None,
+) -> ExportResult:
     """Export one registered model in every precision of its recipe; returns the bundle path.
     engine: where the ladder's candidate searches run, {"engine": "local"|"ray", "address", "workers"}
     (parity/mixed.py search; the default runs them in this process)."""
@@ -84,42 +92,67 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
             if precision == "int8":
                 continue  # the precision ladder makes the integer files (quantize/ladder.py)
             say(f"converting to {precision}")
-            path = steps.convert(f"{model_id}_{precision}.tflite",
-                                 lambda tmp, p=precision: precisions.convert(float_model, p, tmp, progress=say))
+            path = steps.convert(
+                f"{model_id}_{precision}.tflite",
+                lambda tmp, p=precision: precisions.convert(float_model, p, tmp, progress=say),
+            )
             files[path.name] = path
         float_path = files.get(f"{model_id}_float32.tflite")
         if float_path is None:
-            raise ExportError("the recipe must include float32: parity and checks compare against it",
-                              where=recipe["_path"])
+            raise ExportError(
+                "the recipe must include float32: parity and checks compare against it", where=recipe["_path"]
+            )
 
-        import_check = steps.cached_value(["import_check", sha256_of(float_path), [nm for nm, _ in images]],
-                                          lambda: check_import(entry, recipe, source, float_path, images))
+        import_check = steps.cached_value(
+            ["import_check", sha256_of(float_path), [nm for nm, _ in images]],
+            lambda: check_import(entry, recipe, source, float_path, images),
+        )
         if import_check:
             say("import check: " + format_figures(import_check))
 
         onnx_check = None
         if recipe["onnx"]:
             say("exporting ONNX (tf2onnx) and checking it in onnxruntime")
-            onnx_path = steps.convert(f"{model_id}_float32.onnx", lambda tmp: precisions.export_onnx(
-                float_model, tmp, float_tflite=float_path))
+            onnx_path = steps.convert(
+                f"{model_id}_float32.onnx",
+                lambda tmp: precisions.export_onnx(float_model, tmp, float_tflite=float_path),
+            )
             n = recipe["onnx_check"]["samples"]
-            diff = steps.cached_value(["onnx_check", sha256_of(onnx_path), [nm for nm, _ in images[:n]]],
-                                      lambda: precisions.check_onnx(float_model, onnx_path,
-                                                                  np.stack([img for _, img in images[:n]])))
-            onnx_check = {"max_abs_diff": diff, "budget": recipe["onnx_check"]["max_abs_diff"], "runtime": "onnxruntime"}
+            diff = steps.cached_value(
+                ["onnx_check", sha256_of(onnx_path), [nm for nm, _ in images[:n]]],
+                lambda: precisions.check_onnx(float_model, onnx_path, np.stack([img for _, img in images[:n]])),
+            )
+            onnx_check = {
+                "max_abs_diff": diff,
+                "budget": recipe["onnx_check"]["max_abs_diff"],
+                "runtime": "onnxruntime",
+            }
             if diff > recipe["onnx_check"]["max_abs_diff"]:
-                raise ExportError(f"ONNX output differs from TF by {diff:.3g} > {onnx_check['budget']}",
-                                  fix="inspect the ONNX graph; set onnx = false in the recipe to skip it")
+                raise ExportError(
+                    f"ONNX output differs from TF by {diff:.3g} > {onnx_check['budget']}",
+                    fix="inspect the ONNX graph; set onnx = false in the recipe to skip it",
+                )
             say(f"onnx check: max abs diff {diff:.3g}")
             files[onnx_path.name] = onnx_path
 
         parity, ladder_out, handoff, handoff_cpu, mixed_record = None, None, None, None, None
         if "int8" in recipe["precisions"]:
             assert representative is not None  # made above whenever int8 is asked for
-            ctx = ladder.Context(entry, recipe, float_model, float_path, representative, images, workdir, say,
-                                 convert=steps.convert, judge=lambda path, kernels=KERNELS: steps.judge(
-                                     float_path, path, images, kernels), engine=dict(engine or {}),
-                                 judge_budgets=judge_budgets, search_mixed=mixed_float_file)
+            ctx = ladder.Context(
+                entry,
+                recipe,
+                float_model,
+                float_path,
+                representative,
+                images,
+                workdir,
+                say,
+                convert=steps.convert,
+                judge=lambda path, kernels=KERNELS: steps.judge(float_path, path, images, kernels),
+                engine=dict(engine or {}),
+                judge_budgets=judge_budgets,
+                search_mixed=mixed_float_file,
+            )
             ladder_out = ladder.run_ladder(ctx)
             w8 = ctx.results.get("w8a8")
             if w8 is not None:
@@ -127,13 +160,17 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                 parity = w8["figures"]
             tried = ladder_out["ladder"]
             if ladder_out["handoff"] is None:
-                raise ParityError(f"{model_id}: no rung of the precision ladder met the parity budget on both "
-                                  "kernel sets: " + " | ".join(
-                                      f"{r['rung']}: " + "; ".join(r.get("failures") or [r.get("error", "")])
-                                      for r in tried),
-                                  where=recipe["_path"], figures={**(parity or {}), "ladder": tried},
-                                  fix="see `portrait parity " + model_id + "` for the culprit layers; add a rung to "
-                                      "[ladder] rungs, or relax the budget only with a reason")
+                raise ParityError(
+                    f"{model_id}: no rung of the precision ladder met the parity budget on both "
+                    "kernel sets: "
+                    + " | ".join(
+                        f"{r['rung']}: " + "; ".join(r.get("failures") or [r.get("error", "")]) for r in tried
+                    ),
+                    where=recipe["_path"],
+                    figures={**(parity or {}), "ladder": tried},
+                    fix="see `portrait parity " + model_id + "` for the culprit layers; add a rung to "
+                    "[ladder] rungs, or relax the budget only with a reason",
+                )
             handoff_path = ladder_out["handoff"]
             files[handoff_path.name] = handoff_path
             handoff = handoff_path.name
@@ -142,36 +179,68 @@ def export_model(model_id: str, *, out_root: Path | None = None, recipe: dict | 
                 mixed_record = tried[-1]["record"]
             if recipe["label_variant"]:
                 say("converting the ArgMax (uint8 labels) int8 variant")
-                labels_path = ladder.labels_variant(ctx, f"{model_id}_int8_labels.tflite",
-                                                    lambda: steps.float_model(with_labels=True))
+                labels_path = ladder.labels_variant(
+                    ctx, f"{model_id}_int8_labels.tflite", lambda: steps.float_model(with_labels=True)
+                )
                 precisions.check_all_int8(labels_path, recipe["int8"]["allow_float_ops"])
                 files[labels_path.name] = labels_path
             say("handoff_cpu: timing the files that meet the budget on XNNPACK")
             handoff_cpu = _retime_cpu_candidates(ladder.choose_handoff_cpu(ctx, files), files)
-            say(f"handoff_cpu: {handoff_cpu['file']} " + ", ".join(
-                f"{k} {v['latency_ms']} ms" for k, v in handoff_cpu["candidates"].items() if "latency_ms" in v)
-                + f" [{handoff_cpu['isa']['summary']}]")
-        manifest = build_manifest(entry, recipe, source, files, import_check=import_check,
-                                  onnx_check=onnx_check, parity=parity, representative=representative,
-                                  mixed_precision=mixed_record, handoff=handoff,
-                                  seconds=time.monotonic() - t_start, ladder_out=ladder_out,
-                                  handoff_cpu=handoff_cpu, cache_hits=steps.hits)
+            say(
+                f"handoff_cpu: {handoff_cpu['file']} "
+                + ", ".join(
+                    f"{k} {v['latency_ms']} ms" for k, v in handoff_cpu["candidates"].items() if "latency_ms" in v
+                )
+                + f" [{handoff_cpu['isa']['summary']}]"
+            )
+        manifest = build_manifest(
+            entry,
+            recipe,
+            source,
+            files,
+            import_check=import_check,
+            onnx_check=onnx_check,
+            parity=parity,
+            representative=representative,
+            mixed_precision=mixed_record,
+            handoff=handoff,
+            seconds=time.monotonic() - t_start,
+            ladder_out=ladder_out,
+            handoff_cpu=handoff_cpu,
+            cache_hits=steps.hits,
+        )
         manifest, run = split_run_record(manifest)
         _handoff_metadata(entry, manifest, files, workdir, say)
-        bundle = write_bundle(out_root or paths.out_dir(), model_id, files, manifest,
-                              extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None,
-                              finalize=lambda staged: _finalize_handoff(staged, recipe, say, run))
+        bundle = write_bundle(
+            out_root or paths.out_dir(),
+            model_id,
+            files,
+            manifest,
+            extra_text={"labels.txt": "\n".join(entry.labels) + "\n"} if entry.labels else None,
+            finalize=lambda staged: _finalize_handoff(staged, recipe, say, run),
+        )
         handoff_gpu = json.loads((bundle / "manifest.json").read_text()).get("handoff_gpu")
         run_path = write_run_record(Path(bundle).parent, model_id, run, time.monotonic() - t_start)
-        say(f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s; cache hits: {len(steps.hits)}; "
-            f"this run's timings: {run_path})")
-        return ExportResult(model_id, "exported", bundle, {"parity": parity, "import_check": import_check,
-                                                           "onnx_check": onnx_check, "sizes": _sizes(files),
-                                                           "mixed_precision": mixed_record,
-                                                           "ladder": ladder_out["ladder"] if ladder_out else None,
-                                                           "handoff": handoff,
-                                                           "handoff_cpu": handoff_cpu["file"] if handoff_cpu else None,
-                                                           "handoff_gpu": handoff_gpu})
+        say(
+            f"bundle written: {bundle} ({time.monotonic() - t_start:.0f} s; cache hits: {len(steps.hits)}; "
+            f"this run's timings: {run_path})"
+        )
+        return ExportResult(
+            model_id,
+            "exported",
+            bundle,
+            {
+                "parity": parity,
+                "import_check": import_check,
+                "onnx_check": onnx_check,
+                "sizes": _sizes(files),
+                "mixed_precision": mixed_record,
+                "ladder": ladder_out["ladder"] if ladder_out else None,
+                "handoff": handoff,
+                "handoff_cpu": handoff_cpu["file"] if handoff_cpu else None,
+                "handoff_gpu": handoff_gpu,
+            },
+        )
     finally:
         if keep_workdir:
             say(f"work folder kept: {workdir}")
@@ -227,12 +296,21 @@ class _Steps:
             if transform and not with_labels:
                 self.say(f"output transform inside the graph: {transform['formula']}")
                 m = apply_output_transform(m, transform, tmp)
-            (tmp / "float_model.json").write_text(json.dumps(
-                {"dir": Path(m.saved_model_dir).name, "output_names": m.output_names, "notes": m.notes}))
+            (tmp / "float_model.json").write_text(
+                json.dumps({"dir": Path(m.saved_model_dir).name, "output_names": m.output_names, "notes": m.notes})
+            )
+
         folder = cache.cached_path(k, "float", build, hits=self.hits)
         meta = json.loads((folder / "float_model.json").read_text())
-        model = FloatModel(self.entry.id, folder / meta["dir"], tuple(self.entry.input.size), meta["output_names"],
-                           self.source, self.entry.source_format, notes=meta["notes"])
+        model = FloatModel(
+            self.entry.id,
+            folder / meta["dir"],
+            tuple(self.entry.input.size),
+            meta["output_names"],
+            self.source,
+            self.entry.source_format,
+            notes=meta["notes"],
+        )
         self._float[with_labels] = model
         return model
 
@@ -241,17 +319,26 @@ class _Steps:
         photos = paths.list_photos(paths.photos_dir())
         listing = [(p.name, p.stat().st_size) for p in photos]
         k = cache.key("calibration", list(self.entry.input.size), cal, listing)
-        rep = cache.cached_array(k, lambda: calibration_set.representative_set(
-            self.entry.input.size, samples=cal["samples"], seed=cal["seed"], sources=cal["sources"],
-            min_samples=cal["min_samples"]), hits=self.hits)
+        rep = cache.cached_array(
+            k,
+            lambda: calibration_set.representative_set(
+                self.entry.input.size,
+                samples=cal["samples"],
+                seed=cal["seed"],
+                sources=cal["sources"],
+                min_samples=cal["min_samples"],
+            ),
+            hits=self.hits,
+        )
         self._rep_key = cache.array_digest(rep)
         self.say(f"calibration set: {len(rep)} samples from {cal['sources']}")
         return rep
 
     def convert(self, name: str, build, extra=()) -> Path:
         """A converted file (cached by name, the float import, the calibration set and `extra`)."""
-        path = cache.cached_path(cache.key(self.base, "convert", name, self._rep_key, *extra), name, build,
-                                 hits=self.hits)
+        path = cache.cached_path(
+            cache.key(self.base, "convert", name, self._rep_key, *extra), name, build, hits=self.hits
+        )
         if self.hits and self.hits[-1] == name:
             self.say(f"{name}: from the cache")
         local = self.workdir / name
@@ -268,13 +355,23 @@ class _Steps:
 
     def judge(self, float_path: Path, quant_path: Path, images, kernels=KERNELS) -> dict:
         """Parity figures of quant_path vs float_path on `kernels` (cached by both files' SHA-256)."""
-        digest = cache.key("parity", sha256_of(float_path), sha256_of(quant_path),
-                           [cache.array_digest(img) for _, img in images], [n for n, _ in images],
-                           {k: v for k, v in self.recipe.items() if k in ("parity", "output_transform")},
-                           self.entry.task, list(kernels), _set_listing(self.recipe))
+        digest = cache.key(
+            "parity",
+            sha256_of(float_path),
+            sha256_of(quant_path),
+            [cache.array_digest(img) for _, img in images],
+            [n for n, _ in images],
+            {k: v for k, v in self.recipe.items() if k in ("parity", "output_transform")},
+            self.entry.task,
+            list(kernels),
+            _set_listing(self.recipe),
+        )
         n = len(self.hits)
-        figs = cache.cached_json(digest, lambda: compare_pair(self.entry, self.recipe, float_path, quant_path,
-                                                              images, kernel_sets=kernels), hits=self.hits)
+        figs = cache.cached_json(
+            digest,
+            lambda: compare_pair(self.entry, self.recipe, float_path, quant_path, images, kernel_sets=kernels),
+            hits=self.hits,
+        )
         if len(self.hits) > n:
             self.hits[-1] = f"parity {quant_path.name} ({'/'.join(kernels)})"
             self.say(f"parity of {quant_path.name} on {'/'.join(kernels)}: from the cache")
@@ -316,7 +413,7 @@ def _finalize_handoff(staged: Path, recipe: dict, say, run: dict | None = None) 
     verify_staged(staged, progress=say)
 
 
-DEVICE_CHECK_ENV = "PORTRAIT_DEVICE_CHECK"   # "off": the export records the web clients as NOT RUN
+DEVICE_CHECK_ENV = "PORTRAIT_DEVICE_CHECK"  # "off": the export records the web clients as NOT RUN
 
 
 def _device_check(staged: Path, say):
@@ -326,15 +423,22 @@ def _device_check(staged: Path, say):
     say("device-check --headless: every file on LiteRT.js wasm / webgpu and MediaPipe web CPU / GPU")
     t0 = time.monotonic()
     try:
-        report = run_device_check(staged, headless=True, staged=True, runs=int(os.environ.get("PORTRAIT_DEVICE_CHECK_RUNS", "3")),
-                                  timeout_s=float(os.environ.get("PORTRAIT_DEVICE_CHECK_TIMEOUT", "300")),
-                                  progress=lambda m: say(f"device-check: {m}"))
+        report = run_device_check(
+            staged,
+            headless=True,
+            staged=True,
+            runs=int(os.environ.get("PORTRAIT_DEVICE_CHECK_RUNS", "3")),
+            timeout_s=float(os.environ.get("PORTRAIT_DEVICE_CHECK_TIMEOUT", "300")),
+            progress=lambda m: say(f"device-check: {m}"),
+        )
     except (PortraitError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         say(f"device-check NOT RUN: {first}")
         return None, first
-    say(f"device-check: {len(report.results)} results in {time.monotonic() - t0:.0f} s"
-        + (f"; NOT RUN: {report.not_run_reason}" if report.not_run_reason else ""))
+    say(
+        f"device-check: {len(report.results)} results in {time.monotonic() - t0:.0f} s"
+        + (f"; NOT RUN: {report.not_run_reason}" if report.not_run_reason else "")
+    )
     return report, report.not_run_reason
 
 
@@ -347,11 +451,21 @@ def _record_web_clients(staged: Path, report, reason: str | None, say, run: dict
     choice = clients.choose_handoff_gpu(manifest, web)
     manifest["handoff_gpu"] = choice["file"]
     manifest["handoff_gpu_choice"] = choice
-    manifest["device_check"] = ({"status": "not run", "reason": reason} if report is None or not report.results else
-                                {"status": "ran", "user_agent": report.user_agent, "cores": report.cores,
-                                 "webgpu_adapter": report.webgpu_adapter, "not_run_reason": report.not_run_reason,
-                                 "runs": report.runs, "seconds": report.wall_s, "report_dir": report.report_dir,
-                                 "command": "portrait device-check --headless"})
+    manifest["device_check"] = (
+        {"status": "not run", "reason": reason}
+        if report is None or not report.results
+        else {
+            "status": "ran",
+            "user_agent": report.user_agent,
+            "cores": report.cores,
+            "webgpu_adapter": report.webgpu_adapter,
+            "not_run_reason": report.not_run_reason,
+            "runs": report.runs,
+            "seconds": report.wall_s,
+            "report_dir": report.report_dir,
+            "command": "portrait device-check --headless",
+        }
+    )
     clients.record(manifest, web)
     # browser latencies differ run to run: into the run record (runs/<id>.json), not the manifest, keyed
     # by runtime and backend (verify puts the native entries in front of these later)
@@ -365,15 +479,28 @@ def _record_web_clients(staged: Path, report, reason: str | None, say, run: dict
         run.update({**taken, **rest})
     mpath.write_text(json.dumps(_clean(manifest), indent=2))
     bad = clients.claim_failures(manifest)
-    if bad:   # as loud as a parity miss: the file does not do, in that client, what the manifest hands it off for
-        raise ExportError("a handoff file fails in a browser client the manifest hands it off for; nothing is "
-                          "handed off:\n" + "\n".join(f"  {b}" for b in bad), where=str(staged),
-                          fix="the runtime's message is above (device-report.json has every figure); choose "
-                              "another rung or file for that client, or fix the file")
-    say(f"handoff_gpu: {choice['file']}" + (f" ({choice['reason']})" if choice.get("reason") else
-                                            f" (ranked by {choice['ranked_by']}; passing: " + ", ".join(
-        f"{n} {c['latency_ms']} ms" if c["latency_ms"] is not None else n
-        for n, c in choice["candidates"].items() if c["meets"]) + ")"))
+    if bad:  # as loud as a parity miss: the file does not do, in that client, what the manifest hands it off for
+        raise ExportError(
+            "a handoff file fails in a browser client the manifest hands it off for; nothing is "
+            "handed off:\n" + "\n".join(f"  {b}" for b in bad),
+            where=str(staged),
+            fix="the runtime's message is above (device-report.json has every figure); choose "
+            "another rung or file for that client, or fix the file",
+        )
+    say(
+        f"handoff_gpu: {choice['file']}"
+        + (
+            f" ({choice['reason']})"
+            if choice.get("reason")
+            else f" (ranked by {choice['ranked_by']}; passing: "
+            + ", ".join(
+                f"{n} {c['latency_ms']} ms" if c["latency_ms"] is not None else n
+                for n, c in choice["candidates"].items()
+                if c["meets"]
+            )
+            + ")"
+        )
+    )
 
 
 def _write_goldens(staged: Path, say) -> None:
@@ -402,7 +529,9 @@ def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path
     keys = [output_key(entry.outputs[i]["name"]) for i in positions]
     worst, agree, scale = 0.0, [], 0.0
     for _, img in images:
-        x = img[None].astype(np.float32) * np.asarray(entry.input.scale, np.float32) + np.asarray(entry.input.offset, np.float32)
+        x = img[None].astype(np.float32) * np.asarray(entry.input.scale, np.float32) + np.asarray(
+            entry.input.offset, np.float32
+        )
         ref_all = _order_original_outputs(original, original.run(x))
         ref = [ref_all[i] for i in positions]
         if hybrid:
@@ -418,9 +547,13 @@ def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path
             scale = max(scale, float(np.max(r) - np.min(r)))
         if entry.task == "segmentation":
             agree.append(float(np.mean(ref[0].argmax(-1) == got[0].argmax(-1))))
-    result = {"max_abs_diff": worst, "output_range": scale, "images": len(images),
-              "reference": ("source with int8 weights dequantized to float32" if hybrid else "source file")
-              + (f", output transformed as {transform['formula']}" if transform else "")}
+    result = {
+        "max_abs_diff": worst,
+        "output_range": scale,
+        "images": len(images),
+        "reference": ("source with int8 weights dequantized to float32" if hybrid else "source file")
+        + (f", output transformed as {transform['formula']}" if transform else ""),
+    }
     if hybrid:
         result["source_hybrid_vs_float_max_abs_diff"] = hybrid_diff
     if agree:
@@ -436,8 +569,10 @@ def check_import(entry: ModelEntry, recipe: dict, source: Path, float_path: Path
         failures.append(f"argmax agreement {result['argmax_agreement']:.5f} < {budget['argmax_agreement_min']}")
     result["budget"] = dict(budget)
     if failures:
-        raise ExportError(f"rebuilt float model of {entry.id} does not match {source.name}: " + "; ".join(failures),
-                          fix="an importer op translation is wrong; run the per-op check in tests/test_tflite_import.py")
+        raise ExportError(
+            f"rebuilt float model of {entry.id} does not match {source.name}: " + "; ".join(failures),
+            fix="an importer op translation is wrong; run the per-op check in tests/test_tflite_import.py",
+        )
     return result
 
 
@@ -450,19 +585,31 @@ def _order_original_outputs(runner: TfliteRunner, outs: dict) -> list[np.ndarray
     return [outs[by_index[d["index"]]] for d in details if d["index"] in by_index] or list(outs.values())
 
 
-def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[str, Path], *,
-                   import_check, onnx_check, parity, representative, seconds: float,
-                   mixed_precision: dict | None = None, handoff: str | None = None,
-                   ladder_out: dict | None = None, handoff_cpu: dict | None = None,
-                   cache_hits: list | None = None) -> dict:
+def build_manifest(
+    entry: ModelEntry,
+    recipe: dict,
+    source: Path,
+    files: dict[str, Path],
+    *,
+    import_check,
+    onnx_check,
+    parity,
+    representative,
+    seconds: float,
+    mixed_precision: dict | None = None,
+    handoff: str | None = None,
+    ladder_out: dict | None = None,
+    handoff_cpu: dict | None = None,
+    cache_hits: list | None = None,
+) -> dict:
     # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
+
     models = {}
     rung_of = {r["file"]: r["rung"] for r in (ladder_out or {}).get("ladder", []) if r.get("file")}
     for name, path in files.items():
         precision = _precision_of(name)
-        rec = {"precision": precision,
-               "rung": rung_of.get(name, "w8a8" if precision == "int8_labels" else None)}
+        rec = {"precision": precision, "rung": rung_of.get(name, "w8a8" if precision == "int8_labels" else None)}
         if name.endswith(".tflite"):
             runner = TfliteRunner(path)
             rec["input"] = _io_spec(runner.input)
@@ -471,8 +618,11 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
             rec["ops"] = sorted({o["op"] for o in ops})
             rec["tensor_dtypes"] = sorted({t for o in ops for t in o["input_types"] + o["output_types"]})
             counts = ladder.op_counts(path)
-            rec["float_ops"] = ([o["op"] for o in precisions.float_ops(path)]
-                                if precision not in ("float32", "float16", "dynamic") else None)
+            rec["float_ops"] = (
+                [o["op"] for o in precisions.float_ops(path)]
+                if precision not in ("float32", "float16", "dynamic")
+                else None
+            )
             rec["float_op_count"], rec["int16_op_count"] = counts["float_ops"], counts["int16_ops"]
             rec["xnnpack"] = _xnnpack_info(path)
             rec["runtimes"] = _runtimes(precision, counts)
@@ -481,42 +631,61 @@ def build_manifest(entry: ModelEntry, recipe: dict, source: Path, files: dict[st
         models[name] = rec
     size_f32 = files.get(f"{entry.id}_float32.tflite")
     size_i8 = files.get(f"{entry.id}_int8.tflite")
-    return _clean({
-        "model_id": entry.id,
-        "task": entry.task,
-        "description": entry.description,
-        "source": {"format": entry.source_format, "file": source.name, "url": entry.url,
-                   "sha256": sha256_of(source), "registry_sha256": entry.sha256 or None, "license": entry.license},
-        "input": {"size": list(entry.input.size), "layout": entry.input.layout, "color": entry.input.color,
-                  "resize": entry.input.resize, "pixels": "RGB values 0..255: uint8 (scale 1, zero point 0) for every "
-                  "integer file (w8a8, w8a16, mixed float), float32 for float files",
-                  "normalization_inside_model": {"scale": entry.input.scale, "offset": entry.input.offset}},
-        "outputs": _outputs(entry, recipe),
-        "labels": list(entry.labels),
-        "foreground_classes": entry.foreground_classes,
-        "models": models,
-        "int8_size_ratio": (size_i8.stat().st_size / size_f32.stat().st_size) if size_i8 and size_f32 else None,
-        "calibration": {**{k: v for k, v in recipe["calibration"].items()},
-                        "actual_samples": int(len(representative)) if representative is not None else 0},
-        "import_check": import_check,
-        "onnx_check": onnx_check,
-        "parity": parity,
-        "mixed_precision": mixed_precision,
-        "handoff": handoff,
-        "handoff_rung": rung_of.get(handoff),
-        "handoff_label": next((r["label"] for r in (ladder_out or {}).get("ladder", []) if r.get("file") == handoff),
-                              None),
-        "handoff_cpu": handoff_cpu["file"] if handoff_cpu else None,
-        "handoff_cpu_choice": handoff_cpu,
-        "ladder": (ladder_out or {}).get("ladder"),
-        "cache": {"dir": str(cache.root()), "enabled": cache.enabled(), "hits": list(cache_hits or [])},
-        "measured_with": {"interpreter": f"ai-edge-litert {_pkg_version('ai-edge-litert')}",
-                          "judged_kernels": parity["kernels"] if parity else None,
-                          "converter": f"tensorflow {tf.__version__}", "host": platform.machine()},
-        "recipe": {k: v for k, v in recipe.items() if not k.startswith("_")},
-        "toolchain_version": __version__,
-        "export_seconds": round(seconds, 1),
-    })
+    return _clean(
+        {
+            "model_id": entry.id,
+            "task": entry.task,
+            "description": entry.description,
+            "source": {
+                "format": entry.source_format,
+                "file": source.name,
+                "url": entry.url,
+                "sha256": sha256_of(source),
+                "registry_sha256": entry.sha256 or None,
+                "license": entry.license,
+            },
+            "input": {
+                "size": list(entry.input.size),
+                "layout": entry.input.layout,
+                "color": entry.input.color,
+                "resize": entry.input.resize,
+                "pixels": "RGB values 0..255: uint8 (scale 1, zero point 0) for every "
+                "integer file (w8a8, w8a16, mixed float), float32 for float files",
+                "normalization_inside_model": {"scale": entry.input.scale, "offset": entry.input.offset},
+            },
+            "outputs": _outputs(entry, recipe),
+            "labels": list(entry.labels),
+            "foreground_classes": entry.foreground_classes,
+            "models": models,
+            "int8_size_ratio": (size_i8.stat().st_size / size_f32.stat().st_size) if size_i8 and size_f32 else None,
+            "calibration": {
+                **{k: v for k, v in recipe["calibration"].items()},
+                "actual_samples": int(len(representative)) if representative is not None else 0,
+            },
+            "import_check": import_check,
+            "onnx_check": onnx_check,
+            "parity": parity,
+            "mixed_precision": mixed_precision,
+            "handoff": handoff,
+            "handoff_rung": rung_of.get(handoff),
+            "handoff_label": next(
+                (r["label"] for r in (ladder_out or {}).get("ladder", []) if r.get("file") == handoff), None
+            ),
+            "handoff_cpu": handoff_cpu["file"] if handoff_cpu else None,
+            "handoff_cpu_choice": handoff_cpu,
+            "ladder": (ladder_out or {}).get("ladder"),
+            "cache": {"dir": str(cache.root()), "enabled": cache.enabled(), "hits": list(cache_hits or [])},
+            "measured_with": {
+                "interpreter": f"ai-edge-litert {_pkg_version('ai-edge-litert')}",
+                "judged_kernels": parity["kernels"] if parity else None,
+                "converter": f"tensorflow {tf.__version__}",
+                "host": platform.machine(),
+            },
+            "recipe": {k: v for k, v in recipe.items() if not k.startswith("_")},
+            "toolchain_version": __version__,
+            "export_seconds": round(seconds, 1),
+        }
+    )
 
 
 # Manifest keys whose values are this run's measurements, not facts of the sources: wall times, latencies and
@@ -542,6 +711,7 @@ def split_run_record(manifest: dict) -> tuple[dict, dict]:
         if isinstance(obj, list):
             return [walk(v, f"{path}[{i}]") for i, v in enumerate(obj)]
         return obj
+
     return walk(manifest, ""), taken
 
 
@@ -551,9 +721,19 @@ def write_run_record(out_root: Path, model_id: str, run: dict, seconds: float) -
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{model_id}.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_clean({"model_id": model_id, "what": "this export run's measurements (not part of "
-                                      "the bundle: they differ run to run)", "total_seconds": round(seconds, 1),
-                                      **run}), indent=2))
+    tmp.write_text(
+        json.dumps(
+            _clean(
+                {
+                    "model_id": model_id,
+                    "what": "this export run's measurements (not part of the bundle: they differ run to run)",
+                    "total_seconds": round(seconds, 1),
+                    **run,
+                }
+            ),
+            indent=2,
+        )
+    )
     tmp.replace(path)
     return path
 
@@ -569,18 +749,33 @@ def _pkg_version(name: str) -> str:
 
 def _io_spec(detail: dict) -> dict:
     scale, zp = detail.get("quantization", (0.0, 0))
-    return {"name": detail.get("name"), "shape": [int(s) for s in detail["shape"]],
-            "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zp)}
+    return {
+        "name": detail.get("name"),
+        "shape": [int(s) for s in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "scale": float(scale),
+        "zero_point": int(zp),
+    }
 
 
 _RUNTIMES = {
-    "int8": ["LiteRT XNNPACK delegate (CPU)", "LiteRT built-in CPU kernels", "LiteRT reference kernels",
-             "int8 NPU delegates (e.g. Qualcomm QNN / Hexagon HTP, NNAPI)"],
-    "int16": ["LiteRT built-in CPU kernels (not XNNPACK: it has no int16-activation kernels; 20-50x slower than "
-              "w8a8)", "LiteRT reference kernels",
-              "NPU delegates with 16-bit activations (e.g. Qualcomm QNN / Hexagon HTP)"],
-    "mixed": ["LiteRT XNNPACK delegate (CPU; float and int8 parts)", "LiteRT built-in CPU kernels",
-              "LiteRT reference kernels", "NPU delegates run only the int8 parts; the float ops fall back to CPU"],
+    "int8": [
+        "LiteRT XNNPACK delegate (CPU)",
+        "LiteRT built-in CPU kernels",
+        "LiteRT reference kernels",
+        "int8 NPU delegates (e.g. Qualcomm QNN / Hexagon HTP, NNAPI)",
+    ],
+    "int16": [
+        "LiteRT built-in CPU kernels (not XNNPACK: it has no int16-activation kernels; 20-50x slower than w8a8)",
+        "LiteRT reference kernels",
+        "NPU delegates with 16-bit activations (e.g. Qualcomm QNN / Hexagon HTP)",
+    ],
+    "mixed": [
+        "LiteRT XNNPACK delegate (CPU; float and int8 parts)",
+        "LiteRT built-in CPU kernels",
+        "LiteRT reference kernels",
+        "NPU delegates run only the int8 parts; the float ops fall back to CPU",
+    ],
     "float": ["LiteRT XNNPACK delegate (CPU)", "LiteRT GPU delegate", "LiteRT built-in CPU kernels"],
     "dynamic": ["LiteRT built-in CPU kernels and XNNPACK (dynamic-range: int8 weights, float activations)"],
 }
@@ -612,9 +807,15 @@ def _outputs(entry: ModelEntry, recipe: dict) -> list[dict]:
     for i in positions:
         o = dict(entry.outputs[i])
         if transform:
-            o.update({"source_meaning": o.get("meaning"), "source_kind": o.get("kind"),
-                      "kind": "relative_inverse_depth", "transform": transform["formula"],
-                      "meaning": transform["meaning"] or "inverse of the source output"})
+            o.update(
+                {
+                    "source_meaning": o.get("meaning"),
+                    "source_kind": o.get("kind"),
+                    "kind": "relative_inverse_depth",
+                    "transform": transform["formula"],
+                    "meaning": transform["meaning"] or "inverse of the source output",
+                }
+            )
         out.append(o)
     return out
 
@@ -643,10 +844,17 @@ def _clean(obj):
     return obj
 
 
-def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = None,
-               images_folder: Path | None = None, registry: dict[str, ModelEntry] | None = None,
-               recipes: dict[str, dict] | None = None, keep_workdir: bool = False,
-               engine: dict | None = None, jobs: int = 1) -> list[ExportResult]:
+def export_all(
+    model_ids: list[str] | None = None,
+    *,
+    out_root: Path | None = None,
+    images_folder: Path | None = None,
+    registry: dict[str, ModelEntry] | None = None,
+    recipes: dict[str, dict] | None = None,
+    keep_workdir: bool = False,
+    engine: dict | None = None,
+    jobs: int = 1,
+) -> list[ExportResult]:
     """Export every registered model that has a recipe; a missing model is skipped and named.
 
     jobs > 1 exports that many models at once, each in its own process (the heaviest first, by
@@ -654,14 +862,25 @@ def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = No
     model's export does the same work in either mode (its TFLite files and figures are the same,
     tests/test_export.py): only its start time and the cores it shares change."""
     registry = registry or load_registry()
-    ids = model_ids or [m for m, e in registry.items()
-                        if m in (recipes or {}) or (paths.RECIPES_DIR / f"{e.recipe or m}.toml").is_file()]
-    kw = {"out_root": out_root, "images_folder": images_folder, "registry": registry,
-          "keep_workdir": keep_workdir, "engine": engine}
+    ids = model_ids or [
+        m
+        for m, e in registry.items()
+        if m in (recipes or {}) or (paths.RECIPES_DIR / f"{e.recipe or m}.toml").is_file()
+    ]
+    kw = {
+        "out_root": out_root,
+        "images_folder": images_folder,
+        "registry": registry,
+        "keep_workdir": keep_workdir,
+        "engine": engine,
+    }
     available = [m for m in ids if _available(registry.get(m))]
     if jobs > 1 and (engine or {}).get("engine", "local") != "local":
-        print("--jobs: with the Ray search engine the models are exported one at a time (Ray shares the "
-              "cores itself)", file=sys.stderr, flush=True)
+        print(
+            "--jobs: with the Ray search engine the models are exported one at a time (Ray shares the cores itself)",
+            file=sys.stderr,
+            flush=True,
+        )
         jobs = 1
     if jobs <= 1 or len(available) <= 1:
         return [_export_one(m, (recipes or {}).get(m), kw) for m in ids]
@@ -671,14 +890,14 @@ def export_all(model_ids: list[str] | None = None, *, out_root: Path | None = No
 def _available(entry) -> bool:
     """Whether a model's export would get past finding its file (a wheel model can be fetched)."""
     if entry is None:
-        return True   # export_model names the unknown id
+        return True  # export_model names the unknown id
     try:
         locate(entry)
         return True
     except ModelNotFound:
         return "wheel" in entry.extra
     except PortraitError:
-        return True   # a damaged file: its export says so
+        return True  # a damaged file: its export says so
 
 
 def _export_one(model_id: str, recipe: dict | None, kw: dict) -> ExportResult:
@@ -689,14 +908,18 @@ def _export_one(model_id: str, recipe: dict | None, kw: dict) -> ExportResult:
         return ExportResult(model_id, "skipped", message=str(exc))
     except ParityError as exc:
         _say(model_id, "FAILED\n" + str(exc))
-        return ExportResult(model_id, "failed", message=str(exc),
-                            figures={"parity": exc.figures, "mixed_precision": exc.figures.get("mixed_precision")})
+        return ExportResult(
+            model_id,
+            "failed",
+            message=str(exc),
+            figures={"parity": exc.figures, "mixed_precision": exc.figures.get("mixed_precision")},
+        )
     except PortraitError as exc:
         _say(model_id, "FAILED\n" + str(exc))
         return ExportResult(model_id, "failed", message=str(exc))
 
 
-LIGHT_NICE = 2   # niceness of the processes exporting all but the heaviest model (--jobs; 5 left them the tail)
+LIGHT_NICE = 2  # niceness of the processes exporting all but the heaviest model (--jobs; 5 left them the tail)
 
 
 def _export_in_worker(model_id: str, recipe: dict | None, kw: dict, lighter: bool) -> ExportResult:
@@ -726,27 +949,46 @@ def _weight(model_id: str, registry: dict, recipes: dict) -> float:
 
 def _export_parallel(ids: list[str], available: list[str], recipes: dict, kw: dict, jobs: int) -> list[ExportResult]:
     results: dict[str, ExportResult] = {}
-    for m in ids:   # missing files: named here, no process needed
+    for m in ids:  # missing files: named here, no process needed
         if m not in available:
             results[m] = _export_one(m, recipes.get(m), kw)
     order = sorted(available, key=lambda m: -_weight(m, kw["registry"], recipes))
-    print(f"exporting {len(order)} models, {min(jobs, len(order))} at a time (each in its own process): "
-          + ", ".join(order), file=sys.stderr, flush=True)
+    print(
+        f"exporting {len(order)} models, {min(jobs, len(order))} at a time (each in its own process): "
+        + ", ".join(order),
+        file=sys.stderr,
+        flush=True,
+    )
     again = []
     with cf.ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=mp.get_context("spawn")) as pool:
         futures = {m: pool.submit(_export_in_worker, m, recipes.get(m), kw, i > 0) for i, m in enumerate(order)}
         for m, fut in futures.items():
             try:
                 results[m] = fut.result()
-            except Exception as exc:   # a worker died (memory, signal): the pool is broken for every model left
-                _say(m, f"its export process ended without a result ({type(exc).__name__}: {exc}); "
-                        "exporting it again in this process")
+            except Exception as exc:  # a worker died (memory, signal): the pool is broken for every model left
+                _say(
+                    m,
+                    f"its export process ended without a result ({type(exc).__name__}: {exc}); "
+                    "exporting it again in this process",
+                )
                 again.append(m)
-    for m in again:   # one at a time, here: a real error now surfaces as the model's own
+    for m in again:  # one at a time, here: a real error now surfaces as the model's own
         results[m] = _export_one(m, recipes.get(m), kw)
     return [results[m] for m in ids]
 
 
 def results_json(results: list[ExportResult]) -> str:
-    return json.dumps(_clean([{"model_id": r.model_id, "status": r.status, "bundle": str(r.bundle) if r.bundle else None,
-                               "message": r.message} for r in results]), indent=2)
+    return json.dumps(
+        _clean(
+            [
+                {
+                    "model_id": r.model_id,
+                    "status": r.status,
+                    "bundle": str(r.bundle) if r.bundle else None,
+                    "message": r.message,
+                }
+                for r in results
+            ]
+        ),
+        indent=2,
+    )

@@ -25,10 +25,16 @@ from .runtime import TfliteRunner
 
 # /proc/cpuinfo flags that decide int8 speed: x86 dot-product instructions (VNNI) and their width;
 # ARM dot product (asimddp) and int8 matrix multiply (i8mm)
-_ISA_FLAGS = {"x86_64": [("avx2", "AVX2"), ("avx512f", "AVX-512F"), ("avx512_vnni", "AVX512-VNNI"),
-                         ("avx_vnni", "AVX-VNNI"), ("amx_int8", "AMX-INT8")],
-              "aarch64": [("asimd", "NEON"), ("asimddp", "dot product (asimddp)"), ("i8mm", "i8mm"),
-                          ("sve", "SVE")]}
+_ISA_FLAGS = {
+    "x86_64": [
+        ("avx2", "AVX2"),
+        ("avx512f", "AVX-512F"),
+        ("avx512_vnni", "AVX512-VNNI"),
+        ("avx_vnni", "AVX-VNNI"),
+        ("amx_int8", "AMX-INT8"),
+    ],
+    "aarch64": [("asimd", "NEON"), ("asimddp", "dot product (asimddp)"), ("i8mm", "i8mm"), ("sve", "SVE")],
+}
 
 
 def host_isa(cpuinfo: str | None = None, machine: str | None = None) -> dict:
@@ -48,9 +54,15 @@ def host_isa(cpuinfo: str | None = None, machine: str | None = None) -> dict:
     features = {label: (flag in flags) for flag, label in _ISA_FLAGS[arch]}
     have = [k for k, v in features.items() if v]
     dot = any(v for k, v in features.items() if "VNNI" in k or "dot" in k or "i8mm" in k or "AMX" in k)
-    summary = (f"{machine}: " + (", ".join(have) if have else "no int8 dot-product features found")
-               + ("" if dot else " (no int8 dot-product instructions: int8 gains little over float32)")) \
-        if cpuinfo else f"{machine}: /proc/cpuinfo not readable, ISA unknown"
+    summary = (
+        (
+            f"{machine}: "
+            + (", ".join(have) if have else "no int8 dot-product features found")
+            + ("" if dot else " (no int8 dot-product instructions: int8 gains little over float32)")
+        )
+        if cpuinfo
+        else f"{machine}: /proc/cpuinfo not readable, ISA unknown"
+    )
     return {"machine": machine, "features": features, "int8_dot_product": dot, "summary": summary}
 
 
@@ -70,7 +82,7 @@ def time_model(path: Path, *, kernels: str = "xnnpack", threads: int = 2, runs: 
 
 
 def bench_bundle(bundle: Path, *, threads: int = 2, runs: int = 20) -> dict:
-    manifest = open_bundle(bundle).manifest   # a damaged file is named, not timed
+    manifest = open_bundle(bundle).manifest  # a damaged file is named, not timed
     mid = manifest["model_id"]
     row = {"model_id": mid, "threads": threads, "kernels": "xnnpack", "runs": runs, "ms": {}, "bytes": {}}
     row["isa"] = host_isa()["summary"]
@@ -81,8 +93,9 @@ def bench_bundle(bundle: Path, *, threads: int = 2, runs: int = 20) -> dict:
             if precision == "w8a16" and handoff != path.name:
                 continue
             # int16 activations do not run on XNNPACK: timed on the built-in CPU kernels it falls back to
-            row["ms"][precision] = round(time_model(path, threads=threads, runs=runs if precision != "w8a16"
-                                                    else max(3, runs // 10)), 2)
+            row["ms"][precision] = round(
+                time_model(path, threads=threads, runs=runs if precision != "w8a16" else max(3, runs // 10)), 2
+            )
             row["bytes"][precision] = path.stat().st_size
     row["handoff"], row["handoff_cpu"] = handoff, manifest.get("handoff_cpu")
     for precision in ("w8a16", "mixed_float"):
@@ -98,32 +111,40 @@ def bench_bundle(bundle: Path, *, threads: int = 2, runs: int = 20) -> dict:
 
 def bench_all(out_root: Path | None = None, *, threads: int = 2, runs: int = 20) -> list[dict]:
     root = Path(out_root or paths.out_dir())
-    bundles = list_bundles(root)   # never an export's staging folder
+    bundles = list_bundles(root)  # never an export's staging folder
     if not bundles:
         raise InputError(f"no bundles in {root}", fix="run `make export-int8` first")
     return [bench_bundle(b, threads=threads, runs=runs) for b in bundles]
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'model':34} {'float32 ms':>10} {'float16 ms':>10} {'dynamic ms':>10} {'int8 ms':>8} "
-             f"{'int8/f32 time':>13} {'int8/f32 size':>13} {'mixed ms':>9}  host ISA (int8)"]
+    lines = [
+        f"{'model':34} {'float32 ms':>10} {'float16 ms':>10} {'dynamic ms':>10} {'int8 ms':>8} "
+        f"{'int8/f32 time':>13} {'int8/f32 size':>13} {'mixed ms':>9}  host ISA (int8)"
+    ]
     for r in rows:
         ms = r["ms"]
 
         def cell(k: str, ms: dict = ms) -> str:
             return f"{ms[k]:.1f}" if k in ms else "-"
 
-        lines.append(f"{r['model_id']:34} {cell('float32'):>10} {cell('float16'):>10} {cell('dynamic'):>10} "
-                     f"{cell('int8'):>8} {r.get('int8_over_float32_latency', '-'):>13} "
-                     f"{r.get('int8_over_float32_size', '-'):>13} {cell('mixed_float' if 'mixed_float' in ms else 'int8_mixed'):>9}"
-                     f"  {r.get('isa', '')}")
+        lines.append(
+            f"{r['model_id']:34} {cell('float32'):>10} {cell('float16'):>10} {cell('dynamic'):>10} "
+            f"{cell('int8'):>8} {r.get('int8_over_float32_latency', '-'):>13} "
+            f"{r.get('int8_over_float32_size', '-'):>13} {cell('mixed_float' if 'mixed_float' in ms else 'int8_mixed'):>9}"
+            f"  {r.get('isa', '')}"
+        )
         if "w8a16" in ms:
-            lines.append(f"{'':34} w8a16 handoff {ms['w8a16']:.1f} ms = {r['w8a16_over_float32_latency']}x float32 "
-                         f"(built-in CPU kernels: XNNPACK does not run int16 activations)  {r.get('isa', '')}")
+            lines.append(
+                f"{'':34} w8a16 handoff {ms['w8a16']:.1f} ms = {r['w8a16_over_float32_latency']}x float32 "
+                f"(built-in CPU kernels: XNNPACK does not run int16 activations)  {r.get('isa', '')}"
+            )
         if r.get("handoff_cpu"):
             lines.append(f"{'':34} handoff_cpu: {r['handoff_cpu']}  handoff: {r.get('handoff')}")
-    lines.append(f"(ai-edge-litert, XNNPACK, {rows[0]['threads']} threads, median of {rows[0]['runs']} runs; "
-                 f"host: {host_isa()['summary']})")
+    lines.append(
+        f"(ai-edge-litert, XNNPACK, {rows[0]['threads']} threads, median of {rows[0]['runs']} runs; "
+        f"host: {host_isa()['summary']})"
+    )
     return "\n".join(lines)
 
 

@@ -52,7 +52,4 @@ def list_photos(folder: Path | None) -> list[Path]:
     """Photos in a folder, sorted; mattes (`*_alpha*`) are not photos."""
     if folder is None or not folder.is_dir():
         return []
-    return sorted(
-        p for p in folder.iterdir()
-        if p.suffix.lower() in PHOTO_SUFFIXES and "_alpha" not in p.stem
-    )
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and "_alpha" not in p.stem)

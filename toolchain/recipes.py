@@ -31,8 +31,11 @@ DEFAULTS: dict[str, Any] = {
 def load_recipe(name: str, recipes_dir: Path | None = None) -> dict:
     path = Path(recipes_dir or paths.RECIPES_DIR) / f"{name}.toml"
     if not path.is_file():
-        raise RecipeError(f"no export recipe named {name!r}", where=str(path),
-                          fix="add export/recipes/<model>.toml (copy an existing one)")
+        raise RecipeError(
+            f"no export recipe named {name!r}",
+            where=str(path),
+            fix="add export/recipes/<model>.toml (copy an existing one)",
+        )
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -57,11 +60,14 @@ def merge_defaults(raw: dict, where: str = "recipe") -> dict:
     if not isinstance(samples, int) or samples < 1:
         raise RecipeError(f"calibration.samples must be a positive integer, got {samples!r}", where=where)
     if recipe["parity"].get("kernels") not in ("both", "reference", "xnnpack"):
-        raise RecipeError("parity.kernels must be \"both\", \"reference\" or \"xnnpack\"", where=where)
+        raise RecipeError('parity.kernels must be "both", "reference" or "xnnpack"', where=where)
     sets = recipe["parity"].get("image_sets")
     if sets is not None and (not isinstance(sets, list) or not sets or not set(sets) <= set(IMAGE_SETS)):
-        raise RecipeError(f"parity.image_sets must be a non-empty list from {list(IMAGE_SETS)}, got {sets!r}",
-                          where=where, fix='e.g. image_sets = ["photos", "depth_photos"]')
+        raise RecipeError(
+            f"parity.image_sets must be a non-empty list from {list(IMAGE_SETS)}, got {sets!r}",
+            where=where,
+            fix='e.g. image_sets = ["photos", "depth_photos"]',
+        )
     ladder.settings(recipe)
     recipe["_path"] = where
     return recipe

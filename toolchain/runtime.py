@@ -28,13 +28,19 @@ class TfliteRunner:
         resolver = {"xnnpack": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF}[kernels]
         self.path, self.kernels = Path(path), kernels
         try:
-            self.interp = Interpreter(model_path=str(path), num_threads=threads,
-                                      experimental_op_resolver_type=resolver,
-                                      experimental_preserve_all_tensors=False)
+            self.interp = Interpreter(
+                model_path=str(path),
+                num_threads=threads,
+                experimental_op_resolver_type=resolver,
+                experimental_preserve_all_tensors=False,
+            )
             self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise ModelFormatError(f"ai-edge-litert cannot load {self.path.name}: {exc}", where=str(path),
-                                   fix="re-export the model; check the file is complete") from exc
+            raise ModelFormatError(
+                f"ai-edge-litert cannot load {self.path.name}: {exc}",
+                where=str(path),
+                fix="re-export the model; check the file is complete",
+            ) from exc
         self.input = self.interp.get_input_details()[0]
         sigs = self.interp.get_signature_list()
         self.runner = self.interp.get_signature_runner() if sigs else None
@@ -57,8 +63,11 @@ class TfliteRunner:
             x = x[None]
         want = tuple(self.input["shape"])
         if tuple(x.shape) != want:
-            raise InputError(f"input shape {tuple(x.shape)} does not match the model's {want}",
-                             where=self.path.name, fix="resize the image to the model's input size first")
+            raise InputError(
+                f"input shape {tuple(x.shape)} does not match the model's {want}",
+                where=self.path.name,
+                fix="resize the image to the model's input size first",
+            )
         x = _to_input_dtype(x, self.input)
         key = run_key(self.path, self.kernels, x)
         by_index = recall(key)

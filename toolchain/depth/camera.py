@@ -26,36 +26,45 @@ class Intrinsics:
     height: int
 
     @classmethod
-    def from_fov(cls, width: int, height: int, hfov_deg: float) -> "Intrinsics":
+    def from_fov(cls, width: int, height: int, hfov_deg: float) -> Intrinsics:
         f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
         return cls(f, f, (width - 1) / 2.0, (height - 1) / 2.0, int(width), int(height))
 
     @classmethod
-    def from_matrix(cls, K: np.ndarray, width: int, height: int) -> "Intrinsics":
+    def from_matrix(cls, K: np.ndarray, width: int, height: int) -> Intrinsics:
         K = np.asarray(K, dtype=np.float64)
         return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Intrinsics":
+    def from_dict(cls, d: dict) -> Intrinsics:
         try:
-            return cls(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]),
-                       int(d["width"]), int(d["height"]))
+            return cls(
+                float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"])
+            )
         except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"intrinsics are incomplete or malformed ({e})", where=str(d)[:120],
-                             fix="give fx, fy, cx, cy (pixels), width, height") from None
+            raise InputError(
+                f"intrinsics are incomplete or malformed ({e})",
+                where=str(d)[:120],
+                fix="give fx, fy, cx, cy (pixels), width, height",
+            ) from None
 
     @property
     def K(self) -> np.ndarray:
         return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1.0]])
 
     def to_dict(self) -> dict:
-        return {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
-                "width": self.width, "height": self.height}
+        return {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy, "width": self.width, "height": self.height}
 
-    def scaled(self, s: float) -> "Intrinsics":
+    def scaled(self, s: float) -> Intrinsics:
         """The same camera sampled s times finer (pixel centres kept consistent)."""
-        return Intrinsics(self.fx * s, self.fy * s, (self.cx + 0.5) * s - 0.5, (self.cy + 0.5) * s - 0.5,
-                          int(round(self.width * s)), int(round(self.height * s)))
+        return Intrinsics(
+            self.fx * s,
+            self.fy * s,
+            (self.cx + 0.5) * s - 0.5,
+            (self.cy + 0.5) * s - 0.5,
+            int(round(self.width * s)),
+            int(round(self.height * s)),
+        )
 
 
 def rotation_xyz(deg: tuple[float, float, float]) -> np.ndarray:
@@ -75,19 +84,22 @@ class Extrinsics:
     t: np.ndarray
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Extrinsics":
+    def from_dict(cls, d: dict) -> Extrinsics:
         try:
             R = np.asarray(d["R"], dtype=np.float64).reshape(3, 3)
             t = np.asarray(d["t_m"], dtype=np.float64).reshape(3)
         except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"extrinsics are incomplete or malformed ({e})", where=str(d)[:120],
-                             fix="give R (3x3) and t_m (3, metres)") from None
+            raise InputError(
+                f"extrinsics are incomplete or malformed ({e})",
+                where=str(d)[:120],
+                fix="give R (3x3) and t_m (3, metres)",
+            ) from None
         return cls(R, t)
 
     def to_dict(self) -> dict:
         return {"R": np.asarray(self.R).tolist(), "t_m": np.asarray(self.t).tolist()}
 
-    def inverse(self) -> "Extrinsics":
+    def inverse(self) -> Extrinsics:
         Rt = np.asarray(self.R).T
         return Extrinsics(Rt, -Rt @ np.asarray(self.t))
 

@@ -26,9 +26,16 @@ import numpy as np
 from toolchain.depth.readers import DepthPhoto, read_depth_photo
 from toolchain.errors import InputError
 
-ORIENTATION_NAMES = {1: "normal", 2: "mirror horizontal", 3: "rotate 180", 4: "mirror vertical",
-                     5: "mirror horizontal and rotate 270 CW", 6: "rotate 90 CW",
-                     7: "mirror horizontal and rotate 90 CW", 8: "rotate 270 CW"}
+ORIENTATION_NAMES = {
+    1: "normal",
+    2: "mirror horizontal",
+    3: "rotate 180",
+    4: "mirror vertical",
+    5: "mirror horizontal and rotate 270 CW",
+    6: "rotate 90 CW",
+    7: "mirror horizontal and rotate 90 CW",
+    8: "rotate 270 CW",
+}
 
 
 def _plane(a: np.ndarray | None, **extra) -> dict | None:
@@ -52,19 +59,31 @@ def describe(photo: DepthPhoto) -> dict:
     return {
         "file": photo.path,
         "format": ("GDepth" if gd else "Apple MPF" if photo.format in ("disparity", "depth") else photo.format),
-        "image": _plane(photo.image, channels=int(photo.image.shape[2]) if photo.image.ndim == 3 else 1,
-                        source=photo.image_source),
-        "depth": _plane(photo.depth_m, units=photo.units, source=source if photo.depth_m is not None else None,
-                        near=photo.near if photo.depth_m is not None else None,
-                        far=photo.far if photo.depth_m is not None else None),
-        "disparity": _plane(photo.disparity, units="1/m" if photo.disparity is not None else None,
-                            source=source if photo.disparity is not None else None),
+        "image": _plane(
+            photo.image, channels=int(photo.image.shape[2]) if photo.image.ndim == 3 else 1, source=photo.image_source
+        ),
+        "depth": _plane(
+            photo.depth_m,
+            units=photo.units,
+            source=source if photo.depth_m is not None else None,
+            near=photo.near if photo.depth_m is not None else None,
+            far=photo.far if photo.depth_m is not None else None,
+        ),
+        "disparity": _plane(
+            photo.disparity,
+            units="1/m" if photo.disparity is not None else None,
+            source=source if photo.disparity is not None else None,
+        ),
         "confidence": _plane(photo.confidence),
         "matte": _plane(photo.matte, source="Apple portraitEffectsMatte" if photo.matte is not None else None),
-        "semantic_mattes": {k: _plane(v, source=f"Apple semantic segmentation matte ({k})")
-                            for k, v in sorted(photo.semantic.items())},
-        "orientation": {"exif": o, "name": ORIENTATION_NAMES.get(o) if o is not None else None,
-                        "applied": o not in (None, 1)},
+        "semantic_mattes": {
+            k: _plane(v, source=f"Apple semantic segmentation matte ({k})") for k, v in sorted(photo.semantic.items())
+        },
+        "orientation": {
+            "exif": o,
+            "name": ORIENTATION_NAMES.get(o) if o is not None else None,
+            "applied": o not in (None, 1),
+        },
         "focus": photo.focus or None,
         "auxiliary_images": photo.aux or None,
         "notes": photo.notes or None,
@@ -86,8 +105,9 @@ def write_planes(photo: DepthPhoto, out_dir: str | Path, info: dict | None = Non
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise InputError(f"cannot create the output folder ({e.strerror})", where=str(out),
-                         fix="pass a writable folder to --write") from None
+        raise InputError(
+            f"cannot create the output folder ({e.strerror})", where=str(out), fix="pass a writable folder to --write"
+        ) from None
     info = dict(info if info is not None else describe(photo))
     files: dict[str, np.ndarray] = {"image.png": cv2.cvtColor(photo.image, cv2.COLOR_RGB2BGR)}
     if photo.depth_m is not None:
@@ -121,6 +141,7 @@ def write_planes(photo: DepthPhoto, out_dir: str | Path, info: dict | None = Non
 
 def summary_lines(info: dict) -> list[str]:
     """Human-readable lines for the terminal."""
+
     def size(p):
         return f"{p['width']}x{p['height']}"
 
@@ -140,11 +161,18 @@ def summary_lines(info: dict) -> list[str]:
     if o["exif"] is None:
         lines.append("  orientation no EXIF orientation: planes as stored")
     else:
-        lines.append(f"  orientation EXIF {o['exif']} ({o['name']})" + (", applied to every plane" if o["applied"] else ""))
+        lines.append(
+            f"  orientation EXIF {o['exif']} ({o['name']})" + (", applied to every plane" if o["applied"] else "")
+        )
     for a in info.get("auxiliary_images") or []:
-        lines.append(f"  MPF image {a['index']}: {a['kind'] or 'not an Apple auxiliary image'}"
-                     + (f" (type {a['type']!r}" + (f", subtype {a['subtype']!r}" if a.get("subtype") else "") + ")"
-                        if a.get("type") else ""))
+        lines.append(
+            f"  MPF image {a['index']}: {a['kind'] or 'not an Apple auxiliary image'}"
+            + (
+                f" (type {a['type']!r}" + (f", subtype {a['subtype']!r}" if a.get("subtype") else "") + ")"
+                if a.get("type")
+                else ""
+            )
+        )
     for n in info.get("notes") or []:
         lines.append(f"  note: {n}")
     return lines

@@ -19,10 +19,25 @@ import numpy as np
 from toolchain.depth.readers import read_apple_portrait, read_depth_photo, read_gdepth
 from toolchain.errors import PortraitError
 
-INTERESTING = (b"GDepth:", b"GImage:", b"GFocus:", b"xmpNote:", b"apdi:", b"portraitEffectsMatte",
-               b"semanticSegmentationMatte", b"<x:xmpmeta", b"http://ns.adobe.com/xmp/extension/",
-               b"MPF\x00", b"Exif\x00\x00", b"\xff\xc0", b"\xff\xc4", b"\xff\xda", b"\xff\xd8\xff",
-               b"\x89PNG", b"IHDR")
+INTERESTING = (
+    b"GDepth:",
+    b"GImage:",
+    b"GFocus:",
+    b"xmpNote:",
+    b"apdi:",
+    b"portraitEffectsMatte",
+    b"semanticSegmentationMatte",
+    b"<x:xmpmeta",
+    b"http://ns.adobe.com/xmp/extension/",
+    b"MPF\x00",
+    b"Exif\x00\x00",
+    b"\xff\xc0",
+    b"\xff\xc4",
+    b"\xff\xda",
+    b"\xff\xd8\xff",
+    b"\x89PNG",
+    b"IHDR",
+)
 
 
 def interesting_offsets(data: bytes, limit_per_key: int = 64) -> list[int]:
@@ -50,19 +65,19 @@ def mutate(data: bytes, ops, offsets: list[int] | None = None) -> bytes:
         if kind == "flip":
             b[op[1] % n] ^= 1 << (op[2] % 8)
         elif kind == "truncate":
-            del b[op[1] % n:]
+            del b[op[1] % n :]
         elif kind == "overwrite":
             p = op[1] % n
-            b[p:p + len(op[2])] = op[2]
+            b[p : p + len(op[2])] = op[2]
         elif kind == "insert":
             p = op[1] % n
             b[p:p] = op[2]
         elif kind == "delete":
             p = op[1] % n
-            del b[p:p + op[2]]
+            del b[p : p + op[2]]
         elif kind == "target":
             p = (offsets[op[1] % len(offsets)] + op[2]) % n
-            b[p:p + len(op[3])] = op[3]
+            b[p : p + len(op[3])] = op[3]
         else:
             raise ValueError(f"unknown mutation {kind!r}")
     return bytes(b)
@@ -73,7 +88,7 @@ def random_ops(rng: np.random.Generator, max_ops: int = 3) -> list[tuple]:
     ops: list[tuple] = []
     for _ in range(int(rng.integers(1, max_ops + 1))):
         kind = rng.choice(["flip", "flip", "truncate", "overwrite", "insert", "delete", "target", "target", "target"])
-        pos = int(rng.integers(0, 2 ** 31))
+        pos = int(rng.integers(0, 2**31))
         blob = bytes(rng.integers(0, 256, int(rng.integers(1, 13)), dtype=np.uint8))
         if kind == "flip":
             ops.append(("flip", pos, int(rng.integers(0, 8))))
@@ -117,8 +132,11 @@ def judge(fn, *args, **kw) -> Verdict:
     try:
         res = fn(*args, **kw)
     except PortraitError as e:
-        return Verdict("error", time.perf_counter() - t,
-                       f"{type(e).__name__}: {getattr(e, 'format', '')} {getattr(e, 'field', '')}".strip())
+        return Verdict(
+            "error",
+            time.perf_counter() - t,
+            f"{type(e).__name__}: {getattr(e, 'format', '')} {getattr(e, 'field', '')}".strip(),
+        )
     except Exception as e:  # noqa: BLE001 - this is what the fuzzer exists to find
         return Verdict("uncaught", time.perf_counter() - t, f"{type(e).__name__}: {str(e)[:200]}")
     dt = time.perf_counter() - t
@@ -153,7 +171,8 @@ class Tally:
 
 def photo_readers():
     """(name, callable(path)) for each photo reader the fuzzer exercises."""
-    return [("read_gdepth", read_gdepth),
-            ("read_apple_portrait", lambda p: read_apple_portrait(p, require_depth=False)),
-            ("read_depth_photo", read_depth_photo)]
-
+    return [
+        ("read_gdepth", read_gdepth),
+        ("read_apple_portrait", lambda p: read_apple_portrait(p, require_depth=False)),
+        ("read_depth_photo", read_depth_photo),
+    ]

@@ -54,6 +54,7 @@ class FixturePhoto:
 
 # ------------------------------------------------------------------------------- scene
 
+
 def scene(width: int = 96, height: int = 128, seed: int = 0) -> dict:
     """Upright planes of a tiny portrait: RGB, subject mask, hair/skin/teeth masks, depth in metres."""
     rng = np.random.default_rng(seed)
@@ -118,10 +119,12 @@ def xmp_segment(xmp: str) -> bytes:
 
 def _xmp_packet(namespaces: dict, body: str, attrs: str = "") -> str:
     ns = "".join(f'\n            xmlns:{k}="{v}"' for k, v in namespaces.items())
-    return ('<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 6.0.0">\n'
-            '   <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
-            f'      <rdf:Description rdf:about=""{ns}{attrs}>\n{body}'
-            '      </rdf:Description>\n   </rdf:RDF>\n</x:xmpmeta>\n')
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 6.0.0">\n'
+        '   <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+        f'      <rdf:Description rdf:about=""{ns}{attrs}>\n{body}'
+        "      </rdf:Description>\n   </rdf:RDF>\n</x:xmpmeta>\n"
+    )
 
 
 def _props(pairs: list[tuple[str, object]]) -> str:
@@ -132,35 +135,64 @@ APDI = "http://ns.apple.com/pixeldatainfo/1.0/"
 
 
 def apple_disparity_xmp(lo: float, hi: float) -> str:
-    return _xmp_packet({"depthData": "http://ns.apple.com/depthData/1.0/", "apdi": APDI}, _props([
-        ("depthData:DepthDataVersion", 65538), ("depthData:Quality", "high"), ("depthData:Accuracy", "relative"),
-        ("depthData:Filtered", "True"), ("depthData:PixelSize", "0.001000"),
-        ("apdi:IntMaxValue", 255), ("apdi:FloatMaxValue", f"{hi:.6f}"), ("apdi:IntMinValue", 0),
-        ("apdi:NativeFormat", 1751411059), ("apdi:FloatMinValue", f"{lo:.6f}"), ("apdi:StoredFormat", 1278226488),
-        ("apdi:AuxiliaryImageType", "disparity")]))
+    return _xmp_packet(
+        {"depthData": "http://ns.apple.com/depthData/1.0/", "apdi": APDI},
+        _props(
+            [
+                ("depthData:DepthDataVersion", 65538),
+                ("depthData:Quality", "high"),
+                ("depthData:Accuracy", "relative"),
+                ("depthData:Filtered", "True"),
+                ("depthData:PixelSize", "0.001000"),
+                ("apdi:IntMaxValue", 255),
+                ("apdi:FloatMaxValue", f"{hi:.6f}"),
+                ("apdi:IntMinValue", 0),
+                ("apdi:NativeFormat", 1751411059),
+                ("apdi:FloatMinValue", f"{lo:.6f}"),
+                ("apdi:StoredFormat", 1278226488),
+                ("apdi:AuxiliaryImageType", "disparity"),
+            ]
+        ),
+    )
 
 
 def apple_matte_xmp() -> str:
-    return _xmp_packet({"apdi": APDI, "portraitEffectsMatte": "http://ns.apple.com/portraitEffectsMatte/1.0/"},
-                       _props([("apdi:AuxiliaryImageSubType", "portraiteffectsmatte"),
-                               ("apdi:NativeFormat", 1278226488), ("apdi:AuxiliaryImageType", "depth"),
-                               ("apdi:StoredFormat", 1278226488),
-                               ("portraitEffectsMatte:PortraitEffectsMatteVersion", 65537)]))
+    return _xmp_packet(
+        {"apdi": APDI, "portraitEffectsMatte": "http://ns.apple.com/portraitEffectsMatte/1.0/"},
+        _props(
+            [
+                ("apdi:AuxiliaryImageSubType", "portraiteffectsmatte"),
+                ("apdi:NativeFormat", 1278226488),
+                ("apdi:AuxiliaryImageType", "depth"),
+                ("apdi:StoredFormat", 1278226488),
+                ("portraitEffectsMatte:PortraitEffectsMatteVersion", 65537),
+            ]
+        ),
+    )
 
 
-SEMANTIC_URN = {"hair": "urn:com:apple:photo:2019:aux:semantichairmatte",
-                "skin": "urn:com:apple:photo:2019:aux:semanticskinmatte",
-                "teeth": "urn:com:apple:photo:2019:aux:semanticteethmatte",
-                "glasses": "urn:com:apple:photo:2020:aux:semanticglassesmatte",
-                "sky": "urn:com:apple:photo:2020:aux:semanticskymatte"}
+SEMANTIC_URN = {
+    "hair": "urn:com:apple:photo:2019:aux:semantichairmatte",
+    "skin": "urn:com:apple:photo:2019:aux:semanticskinmatte",
+    "teeth": "urn:com:apple:photo:2019:aux:semanticteethmatte",
+    "glasses": "urn:com:apple:photo:2020:aux:semanticglassesmatte",
+    "sky": "urn:com:apple:photo:2020:aux:semanticskymatte",
+}
 
 
 def apple_semantic_xmp(kind: str) -> str:
-    return _xmp_packet({"apdi": APDI, "semanticSegmentationMatte": "http://ns.apple.com/semanticSegmentationMatte/1.0/"},
-                       _props([("apdi:AuxiliaryImageSubType", SEMANTIC_URN[kind]),
-                               ("apdi:NativeFormat", 1278226488), ("apdi:AuxiliaryImageType", "depth"),
-                               ("apdi:StoredFormat", 1278226488),
-                               ("semanticSegmentationMatte:SemanticSegmentationMatteVersion", 65536)]))
+    return _xmp_packet(
+        {"apdi": APDI, "semanticSegmentationMatte": "http://ns.apple.com/semanticSegmentationMatte/1.0/"},
+        _props(
+            [
+                ("apdi:AuxiliaryImageSubType", SEMANTIC_URN[kind]),
+                ("apdi:NativeFormat", 1278226488),
+                ("apdi:AuxiliaryImageType", "depth"),
+                ("apdi:StoredFormat", 1278226488),
+                ("semanticSegmentationMatte:SemanticSegmentationMatteVersion", 65536),
+            ]
+        ),
+    )
 
 
 def mpf_segment(sizes: list[int], offsets: list[int]) -> bytes:
@@ -171,8 +203,10 @@ def mpf_segment(sizes: list[int], offsets: list[int]) -> bytes:
     ifd += struct.pack(">HHII", 0xB001, 4, 1, n)
     ifd += struct.pack(">HHII", 0xB002, 7, 16 * n, 8 + 2 + 3 * 12 + 4)
     ifd += struct.pack(">I", 0)
-    entries = b"".join(struct.pack(">IIIHH", MPF_PRIMARY_ATTR if k == 0 else 0, s, o, 0, 0)
-                       for k, (s, o) in enumerate(zip(sizes, offsets)))
+    entries = b"".join(
+        struct.pack(">IIIHH", MPF_PRIMARY_ATTR if k == 0 else 0, s, o, 0, 0)
+        for k, (s, o) in enumerate(zip(sizes, offsets))
+    )
     return _segment(0xE2, b"MPF\x00" + b"MM\x00\x2a" + struct.pack(">I", 8) + ifd + entries)
 
 
@@ -193,23 +227,38 @@ def assemble_mpf(primary: bytes, pre_segments: list[bytes], aux: list[bytes]) ->
     return head + b"".join(aux)
 
 
-def apple_portrait(width: int = 96, height: int = 128, *, orientation: int = 1,
-                   planes: tuple = ("disparity", "matte", "hair", "skin", "teeth"), aux_scale: int = 2,
-                   seed: int = 0, quality: int = 95) -> FixturePhoto:
+def apple_portrait(
+    width: int = 96,
+    height: int = 128,
+    *,
+    orientation: int = 1,
+    planes: tuple = ("disparity", "matte", "hair", "skin", "teeth"),
+    aux_scale: int = 2,
+    seed: int = 0,
+    quality: int = 95,
+) -> FixturePhoto:
     """An iPhone-style portrait JPEG (see module docstring). Aux planes at 1/aux_scale resolution."""
     s = scene(width, height, seed)
     aw, ah = width // aux_scale, height // aux_scale
     small = lambda m: cv2.resize(m.astype(np.float32), (aw, ah), interpolation=cv2.INTER_AREA)  # noqa: E731
     disp = 1.0 / small(s["depth_m"])
     lo, hi = float(disp.min()), float(disp.max())
-    truth = {"rgb": s["rgb"], "orientation": orientation, "float_min": lo, "float_max": hi,
-             "disparity": disp, "matte": small(s["subject"]),
-             **{k: small(s[k]) for k in ("hair", "skin", "teeth")}}
+    truth = {
+        "rgb": s["rgb"],
+        "orientation": orientation,
+        "float_min": lo,
+        "float_max": hi,
+        "disparity": disp,
+        "matte": small(s["subject"]),
+        **{k: small(s[k]) for k in ("hair", "skin", "teeth")},
+    }
     aux = []
     for p in planes:
         if p == "disparity":
             q = np.rint((disp - lo) / (hi - lo) * 255).astype(np.uint8)
-            aux.append(_with_segments(_encode_jpeg(_stored(q, orientation), 100), [xmp_segment(apple_disparity_xmp(lo, hi))]))
+            aux.append(
+                _with_segments(_encode_jpeg(_stored(q, orientation), 100), [xmp_segment(apple_disparity_xmp(lo, hi))])
+            )
         else:
             q = np.rint(truth[p] * 255).astype(np.uint8)
             x = apple_matte_xmp() if p == "matte" else apple_semantic_xmp(p)
@@ -222,6 +271,7 @@ def apple_portrait(width: int = 96, height: int = 128, *, orientation: int = 1,
 
 # ------------------------------------------------------------------------------- GDepth
 
+
 def gdepth_encode(depth: np.ndarray, fmt: str, near: float, far: float) -> np.ndarray:
     """Inverse of readers.gdepth_to_depth: normalized dn in [0, 1]."""
     d = np.clip(depth.astype(np.float64), near, far)
@@ -230,9 +280,21 @@ def gdepth_encode(depth: np.ndarray, fmt: str, near: float, far: float) -> np.nd
     return far * (d - near) / (d * (far - near))
 
 
-def gdepth(width: int = 96, height: int = 128, *, fmt: str = "RangeInverse", near: float = 1.0,
-           far: float = 6.0, orientation: int = 1, confidence: bool = True, original: bool = True,
-           units: str | None = None, chunk: int = 4000, seed: int = 0, quality: int = 95) -> FixturePhoto:
+def gdepth(
+    width: int = 96,
+    height: int = 128,
+    *,
+    fmt: str = "RangeInverse",
+    near: float = 1.0,
+    far: float = 6.0,
+    orientation: int = 1,
+    confidence: bool = True,
+    original: bool = True,
+    units: str | None = None,
+    chunk: int = 4000,
+    seed: int = 0,
+    quality: int = 95,
+) -> FixturePhoto:
     """A Lens Blur style GDepth JPEG (see module docstring); extended XMP split into `chunk`-byte chunks."""
     s = scene(width, height, seed)
     dn = gdepth_encode(s["depth_m"], fmt, near, far)
@@ -245,14 +307,23 @@ def gdepth(width: int = 96, height: int = 128, *, fmt: str = "RangeInverse", nea
     ext_attrs["GDepth:Data"] = base64.b64encode(_encode_png(_stored(dq, orientation))).decode()
     if confidence:
         ext_attrs["GDepth:Confidence"] = base64.b64encode(_encode_png(_stored(conf, orientation))).decode()
-    ext = _xmp_packet({"GImage": "http://ns.google.com/photos/1.0/image/",
-                       "GDepth": "http://ns.google.com/photos/1.0/depthmap/"}, "",
-                      "".join(f'\n      {k}="{v}"' for k, v in ext_attrs.items()))
+    ext = _xmp_packet(
+        {"GImage": "http://ns.google.com/photos/1.0/image/", "GDepth": "http://ns.google.com/photos/1.0/depthmap/"},
+        "",
+        "".join(f'\n      {k}="{v}"' for k, v in ext_attrs.items()),
+    )
     ext_b = ext.encode("utf-8")
     guid = hashlib.md5(ext_b).hexdigest().upper()
-    std_attrs = {"GFocus:BlurAtInfinity": "0.02", "GFocus:FocalDistance": "1.2", "GFocus:FocalPointX": "0.5",
-                 "GFocus:FocalPointY": "0.4", "GDepth:Format": fmt, "GDepth:Near": repr(near),
-                 "GDepth:Far": repr(far), "GDepth:Mime": "image/png"}
+    std_attrs = {
+        "GFocus:BlurAtInfinity": "0.02",
+        "GFocus:FocalDistance": "1.2",
+        "GFocus:FocalPointX": "0.5",
+        "GFocus:FocalPointY": "0.4",
+        "GDepth:Format": fmt,
+        "GDepth:Near": repr(near),
+        "GDepth:Far": repr(far),
+        "GDepth:Mime": "image/png",
+    }
     if units:
         std_attrs["GDepth:Units"] = units
     if original:
@@ -260,20 +331,32 @@ def gdepth(width: int = 96, height: int = 128, *, fmt: str = "RangeInverse", nea
     if confidence:
         std_attrs["GDepth:ConfidenceMime"] = "image/png"
     std_attrs["xmpNote:HasExtendedXMP"] = guid
-    std = _xmp_packet({"GFocus": "http://ns.google.com/photos/1.0/focus/",
-                       "GImage": "http://ns.google.com/photos/1.0/image/",
-                       "GDepth": "http://ns.google.com/photos/1.0/depthmap/",
-                       "xmpNote": "http://ns.adobe.com/xmp/note/"}, "",
-                      "".join(f'\n      {k}="{v}"' for k, v in std_attrs.items()))
+    std = _xmp_packet(
+        {
+            "GFocus": "http://ns.google.com/photos/1.0/focus/",
+            "GImage": "http://ns.google.com/photos/1.0/image/",
+            "GDepth": "http://ns.google.com/photos/1.0/depthmap/",
+            "xmpNote": "http://ns.adobe.com/xmp/note/",
+        },
+        "",
+        "".join(f'\n      {k}="{v}"' for k, v in std_attrs.items()),
+    )
     segs = [exif_segment(orientation), xmp_segment(std)]
     for off in range(0, len(ext_b), chunk):
-        body = guid.encode() + struct.pack(">II", len(ext_b), off) + ext_b[off:off + chunk]
+        body = guid.encode() + struct.pack(">II", len(ext_b), off) + ext_b[off : off + chunk]
         segs.append(_segment(0xE1, b"http://ns.adobe.com/xmp/extension/\x00" + body))
     data = _with_segments(_encode_jpeg(_stored(blurred, orientation), quality), segs)
     scale = 1e-3 if units == "mm" else 1.0
-    truth = {"rgb": s["rgb"], "rendered": blurred, "orientation": orientation, "format": fmt,
-             "near": near * scale, "far": far * scale, "depth_m": s["depth_m"] * scale,
-             "confidence": conf / 255.0 if confidence else None}
+    truth = {
+        "rgb": s["rgb"],
+        "rendered": blurred,
+        "orientation": orientation,
+        "format": fmt,
+        "near": near * scale,
+        "far": far * scale,
+        "depth_m": s["depth_m"] * scale,
+        "confidence": conf / 255.0 if confidence else None,
+    }
     return FixturePhoto(data, truth)
 
 

@@ -86,8 +86,10 @@ class DepthPhoto:
 
 # ------------------------------------------------------------------------------- error helpers
 
-def _err(fmt: str, fld: str, what: str, where: str, fix: str = "the file may be damaged; re-export it",
-         absent: bool = False) -> PhotoFormatError:
+
+def _err(
+    fmt: str, fld: str, what: str, where: str, fix: str = "the file may be damaged; re-export it", absent: bool = False
+) -> PhotoFormatError:
     return PhotoFormatError(what, format=fmt, field=fld, where=where, fix=fix, absent=absent)
 
 
@@ -98,8 +100,19 @@ def _field(fmt: str, fld: str, where: str):
         yield
     except PhotoFormatError:
         raise
-    except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError, struct.error,
-            binascii.Error, UnicodeError, cv2.error, MemoryError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        ZeroDivisionError,
+        struct.error,
+        binascii.Error,
+        UnicodeError,
+        cv2.error,
+        MemoryError,
+    ) as exc:
         raise _err(fmt, fld, f"unreadable ({type(exc).__name__}: {str(exc)[:120]})", where) from None
 
 
@@ -112,13 +125,19 @@ def _unpack(fmt_s: str, buf: bytes, off: int, fmt: str, fld: str, where: str) ->
 
 # ------------------------------------------------------------------------------- JPEG plumbing
 
+
 def _segments(data: bytes, where: str, fmt: str = JPEG, part: str = "") -> list[tuple[int, int, bytes]]:
     """(marker, file offset of the marker, payload) of the JPEG header segments up to start-of-scan."""
     pre = f"{part} " if part else ""
     if data[:2] != b"\xff\xd8":
-        raise _err(fmt, f"{pre}SOI marker", "not a JPEG file (no SOI marker)", where,
-                   fix="pass a .jpg photo" if not part else "the file is damaged; re-export it",
-                   absent=not part)
+        raise _err(
+            fmt,
+            f"{pre}SOI marker",
+            "not a JPEG file (no SOI marker)",
+            where,
+            fix="pass a .jpg photo" if not part else "the file is damaged; re-export it",
+            absent=not part,
+        )
     out, i = [], 2
     while i + 4 <= len(data):
         if data[i] != 0xFF:
@@ -132,17 +151,26 @@ def _segments(data: bytes, where: str, fmt: str = JPEG, part: str = "") -> list[
             continue
         if marker == 0xD9:
             raise _err(fmt, f"{pre}JPEG header", "end of image before any image data", where)
-        (ln,) = struct.unpack(">H", data[i + 2:i + 4])
+        (ln,) = struct.unpack(">H", data[i + 2 : i + 4])
         if ln < 2 or i + 2 + ln > len(data):
-            raise _err(fmt, f"{pre}JPEG segment 0x{marker:02X} length",
-                       f"segment at byte {i} runs past the end of the file", where,
-                       fix="the file is truncated or damaged; fetch it again")
-        out.append((marker, i, data[i + 4:i + 2 + ln]))
+            raise _err(
+                fmt,
+                f"{pre}JPEG segment 0x{marker:02X} length",
+                f"segment at byte {i} runs past the end of the file",
+                where,
+                fix="the file is truncated or damaged; fetch it again",
+            )
+        out.append((marker, i, data[i + 4 : i + 2 + ln]))
         if marker == 0xDA:
             return out
         i += 2 + ln
-    raise _err(fmt, f"{pre}JPEG header", "no image data (start-of-scan) before the end of the file", where,
-               fix="the file is truncated; fetch it again")
+    raise _err(
+        fmt,
+        f"{pre}JPEG header",
+        "no image data (start-of-scan) before the end of the file",
+        where,
+        fix="the file is truncated; fetch it again",
+    )
 
 
 _SOF = {m for m in range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}
@@ -154,8 +182,12 @@ def _check_jpeg_size(segs, fmt: str, fld: str, where: str) -> tuple[int, int]:
         if m in _SOF:
             _, h, w = _unpack(">BHH", p, 0, fmt, f"{fld} JPEG frame header (SOF)", where)
             if h == 0 or w == 0 or h * w > MAX_PIXELS:
-                raise _err(fmt, f"{fld} JPEG frame size", f"{w} x {h} pixels is empty or over the "
-                           f"{MAX_PIXELS / 1e6:.0f} MP this reader accepts", where)
+                raise _err(
+                    fmt,
+                    f"{fld} JPEG frame size",
+                    f"{w} x {h} pixels is empty or over the {MAX_PIXELS / 1e6:.0f} MP this reader accepts",
+                    where,
+                )
             return h, w
     raise _err(fmt, f"{fld} JPEG frame header (SOF)", "missing", where)
 
@@ -169,8 +201,12 @@ def _decode(buf: bytes, fmt: str, fld: str, where: str, grey: bool = False) -> n
     elif buf[:8] == b"\x89PNG\r\n\x1a\n":
         w, h = _unpack(">II", buf, 16, fmt, f"{fld} PNG header (IHDR)", where)
         if h == 0 or w == 0 or h * w > MAX_PIXELS:
-            raise _err(fmt, f"{fld} PNG size", f"{w} x {h} pixels is empty or over the "
-                       f"{MAX_PIXELS / 1e6:.0f} MP this reader accepts", where)
+            raise _err(
+                fmt,
+                f"{fld} PNG size",
+                f"{w} x {h} pixels is empty or over the {MAX_PIXELS / 1e6:.0f} MP this reader accepts",
+                where,
+            )
         flags = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_UNCHANGED
     else:
         raise _err(fmt, fld, "is neither a JPEG nor a PNG image", where)
@@ -211,15 +247,19 @@ def _xmp(segs, fmt: str, where: str, part: str = "") -> tuple[str, str]:
         if m != 0xE1:
             continue
         if p.startswith(XMP_STD):
-            std += p[len(XMP_STD):].decode("utf-8", "replace")
+            std += p[len(XMP_STD) :].decode("utf-8", "replace")
         elif p.startswith(XMP_EXT):
-            body = p[len(XMP_EXT):]
+            body = p[len(XMP_EXT) :]
             total, off = _unpack(">II", body, 32, fmt, f"{pre}extended XMP chunk header", where)
             guid = body[:32].decode("ascii", "replace")
             data = body[40:]
             if off + len(data) > total:
-                raise _err(fmt, f"{pre}extended XMP chunk offset", f"chunk at {off} (+{len(data)} bytes) runs "
-                           f"past the declared total of {total} bytes", where)
+                raise _err(
+                    fmt,
+                    f"{pre}extended XMP chunk offset",
+                    f"chunk at {off} (+{len(data)} bytes) runs past the declared total of {total} bytes",
+                    where,
+                )
             c = chunks.setdefault(guid, {"total": total, "parts": {}})
             if c["total"] != total:
                 raise _err(fmt, f"{pre}extended XMP chunk total", "chunks disagree on the total length", where)
@@ -270,6 +310,7 @@ def _b64(text: str, fmt: str, fld: str, where: str) -> bytes:
 
 
 # ------------------------------------------------------------------------------- EXIF orientation
+
 
 def _exif_orientation(segs, fmt: str, where: str, notes: list) -> int | None:
     """EXIF orientation tag (0x0112) of IFD0, or None. A damaged EXIF block is noted, not fatal:
@@ -330,6 +371,7 @@ def apply_orientation(img: np.ndarray | None, orientation: int | None) -> np.nda
 
 # ------------------------------------------------------------------------------- GDepth
 
+
 def gdepth_to_depth(dn: np.ndarray, fmt: str, near: float, far: float) -> np.ndarray:
     """Decode normalized GDepth values dn in [0, 1] to depth (Near/Far units)."""
     dn = dn.astype(np.float64)
@@ -338,8 +380,9 @@ def gdepth_to_depth(dn: np.ndarray, fmt: str, near: float, far: float) -> np.nda
     elif fmt == "RangeInverse":
         d = far * near / (far - dn * (far - near))
     else:
-        raise InputError(f"unknown GDepth:Format {fmt!r}", where="gdepth_to_depth",
-                         fix="expected RangeInverse or RangeLinear")
+        raise InputError(
+            f"unknown GDepth:Format {fmt!r}", where="gdepth_to_depth", fix="expected RangeInverse or RangeLinear"
+        )
     return d.astype(np.float32)
 
 
@@ -359,8 +402,14 @@ def read_gdepth(path: str | Path) -> DepthPhoto:
     std, ext = _xmp(segs, f, where)
     xmp = std + ext
     if "GDepth:" not in xmp:
-        raise _err(f, "GDepth XMP", "no GDepth depth map in this JPEG (no GDepth:* properties)", where,
-                   fix="use a Google Camera Lens Blur photo", absent=True)
+        raise _err(
+            f,
+            "GDepth XMP",
+            "no GDepth depth map in this JPEG (no GDepth:* properties)",
+            where,
+            fix="use a Google Camera Lens Blur photo",
+            absent=True,
+        )
     form = _tag(xmp, "GDepth:Format")
     if form is None:
         raise _err(f, "GDepth:Format", "missing", where, fix="the XMP is incomplete")
@@ -368,8 +417,13 @@ def read_gdepth(path: str | Path) -> DepthPhoto:
         raise _err(f, "GDepth:Format", f"{form[:40]!r} is unknown (expected RangeInverse or RangeLinear)", where)
     b64 = _tag(ext, "GDepth:Data") or _tag(std, "GDepth:Data")
     if b64 is None:
-        raise _err(f, "GDepth:Data", "missing (the depth image is not in the standard or extended XMP)", where,
-                   fix="the extended XMP may be truncated; fetch the file again")
+        raise _err(
+            f,
+            "GDepth:Data",
+            "missing (the depth image is not in the standard or extended XMP)",
+            where,
+            fix="the extended XMP may be truncated; fetch the file again",
+        )
     near = _float_tag(xmp, "GDepth:Near", f, where)
     far = _float_tag(xmp, "GDepth:Far", f, where)
     if not (0.0 <= near < far) or (form == "RangeInverse" and near <= 0.0):
@@ -391,8 +445,13 @@ def read_gdepth(path: str | Path) -> DepthPhoto:
         with _field(f, "GDepth:Confidence pixels", where):
             confidence = _normalized(cimg).astype(np.float32)
         if confidence.shape != depth.shape:
-            raise _err(f, "GDepth:Confidence", f"size {confidence.shape[1]}x{confidence.shape[0]} differs "
-                       f"from the depth map's {depth.shape[1]}x{depth.shape[0]}", where)
+            raise _err(
+                f,
+                "GDepth:Confidence",
+                f"size {confidence.shape[1]}x{confidence.shape[0]} differs "
+                f"from the depth map's {depth.shape[1]}x{depth.shape[0]}",
+                where,
+            )
     rendered = _rgb(_decode(data, f, "primary image", where))
     gimg = _tag(ext, "GImage:Data") or _tag(std, "GImage:Data")
     image = _rgb(_decode(_b64(gimg, f, "GImage:Data", where), f, "GImage:Data", where)) if gimg else rendered
@@ -405,14 +464,25 @@ def read_gdepth(path: str | Path) -> DepthPhoto:
         except ValueError:
             focus[k] = v
     o = orientation
-    return DepthPhoto(image=apply_orientation(image, o), format=form, depth_m=apply_orientation(depth, o),
-                      near=near, far=far, focus=focus, rendered=apply_orientation(rendered, o),
-                      confidence=apply_orientation(confidence, o), path=where, orientation=orientation,
-                      units=("m" if scale != 1.0 else (units or "relative (Near/Far units)")), notes=notes,
-                      image_source="GImage:Data (original)" if gimg else "primary JPEG (lens-blurred)")
+    return DepthPhoto(
+        image=apply_orientation(image, o),
+        format=form,
+        depth_m=apply_orientation(depth, o),
+        near=near,
+        far=far,
+        focus=focus,
+        rendered=apply_orientation(rendered, o),
+        confidence=apply_orientation(confidence, o),
+        path=where,
+        orientation=orientation,
+        units=("m" if scale != 1.0 else (units or "relative (Near/Far units)")),
+        notes=notes,
+        image_source="GImage:Data (original)" if gimg else "primary JPEG (lens-blurred)",
+    )
 
 
 # ------------------------------------------------------------------------------- Apple MPF
+
 
 def _mpf_images(data: bytes, segs, where: str) -> list[tuple[int, bytes]] | None:
     """(index, bytes) of the images listed in the MPF index (APP2 'MPF\\0'), excluding the primary;
@@ -445,10 +515,15 @@ def _mpf_images(data: bytes, segs, where: str) -> list[tuple[int, bytes]] | None
         if off == 0:
             continue  # the primary image
         start = base + off
-        if start + size > len(data) or size < 4 or data[start:start + 2] != b"\xff\xd8":
-            raise _err(f, f"MPF MPEntry {e} offset/size", f"image {e} ({size} bytes at {start}) points outside "
-                       "the file or not at a JPEG", where, fix="the file is truncated or damaged; fetch it again")
-        out.append((e, data[start:start + size]))
+        if start + size > len(data) or size < 4 or data[start : start + 2] != b"\xff\xd8":
+            raise _err(
+                f,
+                f"MPF MPEntry {e} offset/size",
+                f"image {e} ({size} bytes at {start}) points outside the file or not at a JPEG",
+                where,
+                fix="the file is truncated or damaged; fetch it again",
+            )
+        out.append((e, data[start : start + size]))
     return out
 
 
@@ -507,8 +582,7 @@ def read_apple_portrait(path: str | Path, *, require_depth: bool = True) -> Dept
             continue
         h, w = _check_jpeg_size(s, f, part, where)
         if h > max(ph, pw) or w > max(ph, pw):
-            raise _err(f, f"{part} JPEG frame size", f"{w}x{h} is larger than the primary image ({pw}x{ph})",
-                       where)
+            raise _err(f, f"{part} JPEG frame size", f"{w}x{h} is larger than the primary image ({pw}x{ph})", where)
         img = _decode(aux, f, part, where, grey=True).astype(np.float32)
         info.update(stored_width=int(img.shape[1]), stored_height=int(img.shape[0]))
         if kind in ("disparity", "depth"):
@@ -532,10 +606,15 @@ def read_apple_portrait(path: str | Path, *, require_depth: bool = True) -> Dept
         depth = None
     if disparity is None and depth is None and require_depth:
         listed = ", ".join(f"image {a['index']}: {a['kind'] or 'no Apple auxiliary XMP'}" for a in aux_info)
-        raise _err(f, "MPF index" if auxes is None else "apdi:AuxiliaryImageType",
-                   "no Apple disparity or depth auxiliary image "
-                   + ("(no MPF index)" if auxes is None else f"(MPF index: {listed or 'no auxiliary images'})"), where,
-                   fix="use an iPhone portrait photo saved as JPEG with depth", absent=True)
+        raise _err(
+            f,
+            "MPF index" if auxes is None else "apdi:AuxiliaryImageType",
+            "no Apple disparity or depth auxiliary image "
+            + ("(no MPF index)" if auxes is None else f"(MPF index: {listed or 'no auxiliary images'})"),
+            where,
+            fix="use an iPhone portrait photo saved as JPEG with depth",
+            absent=True,
+        )
     fmt_name, near, far, units = None, None, None, None
     if disparity is not None:
         fmt_name, units = "disparity", "1/m"
@@ -545,15 +624,26 @@ def read_apple_portrait(path: str | Path, *, require_depth: bool = True) -> Dept
     elif depth is not None:
         fmt_name, units = "depth", "m"
         near, far = float(depth.min()), float(depth.max())
-    semantic = {k.split(":", 1)[1]: apply_orientation(v, o) for k, v in planes.items()
-                if k.startswith("semantic:")}
-    return DepthPhoto(image=apply_orientation(image, o), format=fmt_name,
-                      disparity=apply_orientation(disparity, o), depth_m=apply_orientation(depth, o),
-                      near=near, far=far, matte=apply_orientation(planes.get("matte"), o), path=where,
-                      semantic=semantic, orientation=orientation, units=units, aux=aux_info, notes=notes)
+    semantic = {k.split(":", 1)[1]: apply_orientation(v, o) for k, v in planes.items() if k.startswith("semantic:")}
+    return DepthPhoto(
+        image=apply_orientation(image, o),
+        format=fmt_name,
+        disparity=apply_orientation(disparity, o),
+        depth_m=apply_orientation(depth, o),
+        near=near,
+        far=far,
+        matte=apply_orientation(planes.get("matte"), o),
+        path=where,
+        semantic=semantic,
+        orientation=orientation,
+        units=units,
+        aux=aux_info,
+        notes=notes,
+    )
 
 
 # ------------------------------------------------------------------------------- any photo
+
 
 def read_depth_photo(path: str | Path, *, require_depth: bool = True) -> DepthPhoto:
     """Read a GDepth or an iPhone portrait JPEG, whichever it is.
@@ -583,12 +673,21 @@ def read_depth_photo(path: str | Path, *, require_depth: bool = True) -> DepthPh
     broken = [e for e in found if not e.absent]
     first = broken[0] if broken else found[0]
     raise PhotoFormatError(
-        ("no readable depth in this photo; what each reader found:\n" if require_depth else
-         "this photo cannot be read; what each reader found:\n") + "\n".join(lines),
-        format=first.format if broken else "depth photo", field=first.field if broken else "GDepth XMP / MPF index",
-        where=str(p), absent=not broken,
-        fix=first.fix if broken else "use a Google Camera Lens Blur (GDepth) JPEG or an iPhone portrait JPEG "
-                                     "with depth, or pass depth as .npy (metres) / 16-bit .png (mm)")
+        (
+            "no readable depth in this photo; what each reader found:\n"
+            if require_depth
+            else "this photo cannot be read; what each reader found:\n"
+        )
+        + "\n".join(lines),
+        format=first.format if broken else "depth photo",
+        field=first.field if broken else "GDepth XMP / MPF index",
+        where=str(p),
+        absent=not broken,
+        fix=first.fix
+        if broken
+        else "use a Google Camera Lens Blur (GDepth) JPEG or an iPhone portrait JPEG "
+        "with depth, or pass depth as .npy (metres) / 16-bit .png (mm)",
+    )
 
 
 def read_depth16_photo(path: str | Path, width: int, height: int, stride_bytes: int | None = None) -> DepthPhoto:
@@ -596,7 +695,13 @@ def read_depth16_photo(path: str | Path, width: int, height: int, stride_bytes: 
     rng, conf = decode_depth16(read_depth16(path, width, height, stride_bytes))
     depth = np.where(rng > 0, rng.astype(np.float32) / 1000.0, np.nan).astype(np.float32)
     grey = np.clip(np.nan_to_num(depth) / 8.191 * 255, 0, 255).astype(np.uint8)
-    return DepthPhoto(image=np.stack([grey] * 3, -1), format="DEPTH16", depth_m=depth, confidence=conf,
-                      near=float(np.nanmin(depth)) if np.isfinite(depth).any() else None,
-                      far=float(np.nanmax(depth)) if np.isfinite(depth).any() else None, path=str(path),
-                      units="m")
+    return DepthPhoto(
+        image=np.stack([grey] * 3, -1),
+        format="DEPTH16",
+        depth_m=depth,
+        confidence=conf,
+        near=float(np.nanmin(depth)) if np.isfinite(depth).any() else None,
+        far=float(np.nanmax(depth)) if np.isfinite(depth).any() else None,
+        path=str(path),
+        units="m",
+    )

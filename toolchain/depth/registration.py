@@ -39,8 +39,11 @@ def _as_intrinsics(x, shape, what: str) -> Intrinsics:
         return Intrinsics.from_dict(x)
     K = np.asarray(x, np.float64)
     if K.shape != (3, 3):
-        raise InputError(f"{what} must be Intrinsics, a dict or a 3x3 matrix, got shape {K.shape}",
-                         where=f"register_depth({what}=...)", fix="pass Intrinsics")
+        raise InputError(
+            f"{what} must be Intrinsics, a dict or a 3x3 matrix, got shape {K.shape}",
+            where=f"register_depth({what}=...)",
+            fix="pass Intrinsics",
+        )
     return Intrinsics.from_matrix(K, shape[1], shape[0])
 
 
@@ -52,12 +55,21 @@ def _as_extrinsics(x) -> Extrinsics:
     M = np.asarray(x, np.float64)
     if M.shape in ((4, 4), (3, 4)):
         return Extrinsics(M[:3, :3], M[:3, 3])
-    raise InputError(f"extrinsics must be Extrinsics, a dict or a 4x4 matrix, got shape {M.shape}",
-                     where="register_depth(extrinsics=...)", fix="pass Extrinsics (ToF -> RGB)")
+    raise InputError(
+        f"extrinsics must be Extrinsics, a dict or a 4x4 matrix, got shape {M.shape}",
+        where="register_depth(extrinsics=...)",
+        fix="pass Extrinsics (ToF -> RGB)",
+    )
 
 
-def flying_pixels(z: np.ndarray, valid: np.ndarray, conf: np.ndarray | None = None, jump_rel: float = 0.02,
-                  slope_ratio: float = 3.0, low_conf: float = 0.6) -> np.ndarray:
+def flying_pixels(
+    z: np.ndarray,
+    valid: np.ndarray,
+    conf: np.ndarray | None = None,
+    jump_rel: float = 0.02,
+    slope_ratio: float = 3.0,
+    low_conf: float = 0.6,
+) -> np.ndarray:
     """ToF pixels that sit between two surfaces (mixed returns at depth edges and in hair or fur).
 
     Two cues: (a) along a row or a column the pixel jumps away from both neighbours by more than
@@ -69,14 +81,14 @@ def flying_pixels(z: np.ndarray, valid: np.ndarray, conf: np.ndarray | None = No
     zn = np.where(valid, z, np.nan).astype(np.float32)
     p = np.pad(zn, 2, constant_values=np.nan)
     H, W = z.shape
-    c = p[2:2 + H, 2:2 + W]
+    c = p[2 : 2 + H, 2 : 2 + W]
     out = np.zeros((H, W), bool)
     with np.errstate(invalid="ignore"):
         for dy, dx in ((0, 1), (1, 0)):
-            a1 = p[2 - dy:2 - dy + H, 2 - dx:2 - dx + W]
-            a2 = p[2 - 2 * dy:2 - 2 * dy + H, 2 - 2 * dx:2 - 2 * dx + W]
-            b1 = p[2 + dy:2 + dy + H, 2 + dx:2 + dx + W]
-            b2 = p[2 + 2 * dy:2 + 2 * dy + H, 2 + 2 * dx:2 + 2 * dx + W]
+            a1 = p[2 - dy : 2 - dy + H, 2 - dx : 2 - dx + W]
+            a2 = p[2 - 2 * dy : 2 - 2 * dy + H, 2 - 2 * dx : 2 - 2 * dx + W]
+            b1 = p[2 + dy : 2 + dy + H, 2 + dx : 2 + dx + W]
+            b2 = p[2 + 2 * dy : 2 + 2 * dy + H, 2 + 2 * dx : 2 + 2 * dx + W]
             ja, jb = np.abs(c - a1), np.abs(c - b1)
             between = (c - a1) * (c - b1) < 0  # strictly between the two neighbours
             step = (np.minimum(ja, jb) > jump_rel * c) & between
@@ -92,9 +104,18 @@ def flying_pixels(z: np.ndarray, valid: np.ndarray, conf: np.ndarray | None = No
     return out & valid
 
 
-def register_depth_detailed(tof_range_mm, tof_confidence, tof_intrinsics, rgb_intrinsics, extrinsics,
-                            rgb_image, *, min_confidence: float = 0.0, sigma_color: float = 24.0,
-                            surface_rel: float = 0.04) -> RegisteredDepth:
+def register_depth_detailed(
+    tof_range_mm,
+    tof_confidence,
+    tof_intrinsics,
+    rgb_intrinsics,
+    extrinsics,
+    rgb_image,
+    *,
+    min_confidence: float = 0.0,
+    sigma_color: float = 24.0,
+    surface_rel: float = 0.04,
+) -> RegisteredDepth:
     """Register a ToF frame to the RGB image (see the module docstring); all results at RGB size.
 
     tof_range_mm: uint16 H x W z-depth (mm, 0 = invalid); tof_confidence: H x W in [0, 1];
@@ -104,18 +125,27 @@ def register_depth_detailed(tof_range_mm, tof_confidence, tof_intrinsics, rgb_in
     conf = np.asarray(tof_confidence, np.float32)
     img = np.asarray(rgb_image)
     if rng_mm.ndim != 2 or conf.shape != rng_mm.shape:
-        raise InputError(f"ToF range {rng_mm.shape} and confidence {conf.shape} must be equal 2-D arrays",
-                         where="register_depth", fix="decode the DEPTH16 frame with decode_depth16")
+        raise InputError(
+            f"ToF range {rng_mm.shape} and confidence {conf.shape} must be equal 2-D arrays",
+            where="register_depth",
+            fix="decode the DEPTH16 frame with decode_depth16",
+        )
     if img.ndim != 3 or img.shape[2] != 3:
-        raise InputError(f"RGB guide must be H x W x 3, got {img.shape}", where="register_depth(rgb_image=...)",
-                         fix="pass the RGB frame")
+        raise InputError(
+            f"RGB guide must be H x W x 3, got {img.shape}",
+            where="register_depth(rgb_image=...)",
+            fix="pass the RGB frame",
+        )
     H, W = img.shape[:2]
     tof = _as_intrinsics(tof_intrinsics, rng_mm.shape, "tof_intrinsics")
     rgb = _as_intrinsics(rgb_intrinsics, (H, W), "rgb_intrinsics")
     if (tof.height, tof.width) != rng_mm.shape or (rgb.height, rgb.width) != (H, W):
-        raise InputError(f"intrinsics are for {tof.width}x{tof.height} / {rgb.width}x{rgb.height} but the "
-                         f"frames are {rng_mm.shape[1]}x{rng_mm.shape[0]} / {W}x{H}",
-                         where="register_depth", fix="pass the intrinsics of these frames")
+        raise InputError(
+            f"intrinsics are for {tof.width}x{tof.height} / {rgb.width}x{rgb.height} but the "
+            f"frames are {rng_mm.shape[1]}x{rng_mm.shape[0]} / {W}x{H}",
+            where="register_depth",
+            fix="pass the intrinsics of these frames",
+        )
     ext = _as_extrinsics(extrinsics)
 
     z = rng_mm.astype(np.float32) / 1000.0
@@ -128,7 +158,7 @@ def register_depth_detailed(tof_range_mm, tof_confidence, tof_intrinsics, rgb_in
 
     ratio = max(rgb.fx / tof.fx, rgb.fy / tof.fy)
     s = max(1, int(math.ceil(1.5 * ratio)))
-    vv, uu = np.mgrid[0:tof.height, 0:tof.width].astype(np.float64)
+    vv, uu = np.mgrid[0 : tof.height, 0 : tof.width].astype(np.float64)
     offs = (np.arange(s) + 0.5) / s - 0.5
     ou, ov = np.meshgrid(offs, offs)
     U = (uu.ravel()[:, None] + ou.ravel()[None, :]).ravel()
@@ -180,16 +210,22 @@ def register_depth_detailed(tof_range_mm, tof_confidence, tof_intrinsics, rgb_in
     depth = np.full((H, W), np.nan, np.float32)
     depth[ok] = 1.0 / (num[ok] / den[ok])
     hole = ~ok
-    return RegisteredDepth(depth_m=depth, confidence=np.where(ok, fp_conf, 0.0).astype(np.float32),
-                           hole_mask=hole, edge_mask=edge_hole & hole)
+    return RegisteredDepth(
+        depth_m=depth,
+        confidence=np.where(ok, fp_conf, 0.0).astype(np.float32),
+        hole_mask=hole,
+        edge_mask=edge_hole & hole,
+    )
 
 
-def register_depth(tof_range_mm, tof_confidence, tof_intrinsics, rgb_intrinsics, extrinsics, rgb_image,
-                   **kw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def register_depth(
+    tof_range_mm, tof_confidence, tof_intrinsics, rgb_intrinsics, extrinsics, rgb_image, **kw
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(depth_m float32 H x W at RGB size with NaN at holes, confidence float32 H x W, hole_mask bool).
 
     See register_depth_detailed for the arguments and units.
     """
-    r = register_depth_detailed(tof_range_mm, tof_confidence, tof_intrinsics, rgb_intrinsics, extrinsics,
-                                rgb_image, **kw)
+    r = register_depth_detailed(
+        tof_range_mm, tof_confidence, tof_intrinsics, rgb_intrinsics, extrinsics, rgb_image, **kw
+    )
     return r.depth_m, r.confidence, r.hole_mask

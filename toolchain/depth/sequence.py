@@ -72,8 +72,9 @@ class Sequence:
 def _imread(path: Path, flags: int) -> np.ndarray:
     img = cv2.imread(str(path), flags)
     if img is None:
-        raise InputError("cannot read image", where=str(path),
-                         fix="regenerate the sequence (python -m device_sim.make_sequences)")
+        raise InputError(
+            "cannot read image", where=str(path), fix="regenerate the sequence (python -m device_sim.make_sequences)"
+        )
     return img
 
 
@@ -82,8 +83,11 @@ def load_sequence(path: str | Path) -> Sequence:
     d = Path(path)
     mf = d / "meta.json"
     if not mf.is_file():
-        raise InputError("sequence has no meta.json", where=str(d),
-                         fix="point at a folder under device_sim/sequences/ or run python -m device_sim.make_sequences")
+        raise InputError(
+            "sequence has no meta.json",
+            where=str(d),
+            fix="point at a folder under device_sim/sequences/ or run python -m device_sim.make_sequences",
+        )
     try:
         meta = json.loads(mf.read_text())
         tof_m, rgb_m = meta["tof"], meta["rgb"]
@@ -93,25 +97,38 @@ def load_sequence(path: str | Path) -> Sequence:
         ext = Extrinsics.from_dict(meta["extrinsics_tof_to_rgb"])
         frames_m = meta["frames"]
     except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"meta.json is malformed ({type(e).__name__}: {e})", where=str(mf),
-                         fix="regenerate the sequence") from None
+        raise InputError(
+            f"meta.json is malformed ({type(e).__name__}: {e})", where=str(mf), fix="regenerate the sequence"
+        ) from None
     frames = []
     for i, fm in enumerate(frames_m):
         if fm.get("index") != i:
-            raise InputError(f"frame {i} is missing (found index {fm.get('index')})", where=str(mf),
-                             fix="frames must be listed in order 0, 1, 2, ...; regenerate the sequence")
+            raise InputError(
+                f"frame {i} is missing (found index {fm.get('index')})",
+                where=str(mf),
+                fix="frames must be listed in order 0, 1, 2, ...; regenerate the sequence",
+            )
         paths = {}
         for key in ("rgb", "depth16", "alpha", "depth_gt"):
             if key not in fm:
                 raise InputError(f"frame {i} has no {key!r} entry", where=str(mf), fix="regenerate the sequence")
             p = d / fm[key]
             if not p.is_file():
-                raise InputError(f"frame {i}: file {fm[key]} is missing", where=str(p),
-                                 fix="regenerate the sequence (python -m device_sim.make_sequences)")
+                raise InputError(
+                    f"frame {i}: file {fm[key]} is missing",
+                    where=str(p),
+                    fix="regenerate the sequence (python -m device_sim.make_sequences)",
+                )
             paths[key] = p
-        frames.append(SequenceFrame(index=i, label=fm.get("label", meta.get("kind", "")),
-                                    rgb_timestamp_ns=int(fm["rgb_timestamp_ns"]),
-                                    tof_timestamp_ns=int(fm["tof_timestamp_ns"]),
-                                    subject_depth_m=float(fm.get("subject_depth_m", float("nan"))),
-                                    paths=paths, _tof_size=tof_size))
+        frames.append(
+            SequenceFrame(
+                index=i,
+                label=fm.get("label", meta.get("kind", "")),
+                rgb_timestamp_ns=int(fm["rgb_timestamp_ns"]),
+                tof_timestamp_ns=int(fm["tof_timestamp_ns"]),
+                subject_depth_m=float(fm.get("subject_depth_m", float("nan"))),
+                paths=paths,
+                _tof_size=tof_size,
+            )
+        )
     return Sequence(d, meta, rgb_i, tof_i, ext, frames)

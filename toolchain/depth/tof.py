@@ -73,8 +73,10 @@ class SensorProfile:
         return self.sigma0_mm + self.k_mm_per_m2 * d**2 / np.sqrt(rho / self.reflectivity_ref)
 
     def to_dict(self) -> dict:
-        return {f.name: (list(getattr(self, f.name)) if isinstance(getattr(self, f.name), tuple)
-                         else getattr(self, f.name)) for f in fields(self)}
+        return {
+            f.name: (list(getattr(self, f.name)) if isinstance(getattr(self, f.name), tuple) else getattr(self, f.name))
+            for f in fields(self)
+        }
 
 
 @functools.lru_cache(maxsize=4)
@@ -94,8 +96,9 @@ def get_profile(name: str) -> SensorProfile:
     """A sensor profile by name ("tof_240x180", "tof_320x240", ...)."""
     table = _load(str(PROFILES_FILE))
     if name not in table:
-        raise InputError(f"unknown ToF profile {name!r}", where=str(PROFILES_FILE),
-                         fix=f"use one of {', '.join(sorted(table))}")
+        raise InputError(
+            f"unknown ToF profile {name!r}", where=str(PROFILES_FILE), fix=f"use one of {', '.join(sorted(table))}"
+        )
     return profile_from_dict({**table[name], "name": name})
 
 
@@ -103,8 +106,11 @@ def profile_from_dict(d: dict) -> SensorProfile:
     names = [f.name for f in fields(SensorProfile)]
     missing = [n for n in names if n not in d]
     if missing:
-        raise InputError(f"ToF profile lacks {', '.join(missing)}", where=str(d.get("name", "?")),
-                         fix="add the missing keys (see toolchain/depth/profiles/tof.toml)")
+        raise InputError(
+            f"ToF profile lacks {', '.join(missing)}",
+            where=str(d.get("name", "?")),
+            fix="add the missing keys (see toolchain/depth/profiles/tof.toml)",
+        )
     v = {n: d[n] for n in names}
     v["translation_m"] = tuple(float(x) for x in v["translation_m"])
     v["rotation_deg"] = tuple(float(x) for x in v["rotation_deg"])
@@ -129,9 +135,16 @@ class ToFFrame:
         return encode_depth16(self.range_mm, self.confidence)
 
 
-def simulate_tof_frame(scene, profile: SensorProfile | str, seed: int = 0, frame_index: int | None = None,
-                       supersample: int = 2, noise: bool = True, multipath: bool = True,
-                       t0_ns: int = 1_000_000_000) -> ToFFrame:
+def simulate_tof_frame(
+    scene,
+    profile: SensorProfile | str,
+    seed: int = 0,
+    frame_index: int | None = None,
+    supersample: int = 2,
+    noise: bool = True,
+    multipath: bool = True,
+    t0_ns: int = 1_000_000_000,
+) -> ToFFrame:
     """Simulate what the ToF camera delivers for a scene.
 
     scene: anything with depth_m (H x W z-depth in metres, RGB camera), reflectivity (H x W, 0..1)
@@ -145,11 +158,17 @@ def simulate_tof_frame(scene, profile: SensorProfile | str, seed: int = 0, frame
     depth = np.asarray(scene.depth_m, np.float32)
     refl = np.asarray(scene.reflectivity, np.float32)
     if depth.ndim != 2 or depth.shape != refl.shape:
-        raise InputError(f"scene depth {depth.shape} and reflectivity {refl.shape} must be equal 2-D",
-                         where="simulate_tof_frame(scene=...)", fix="pass a Scene from generate_scene")
+        raise InputError(
+            f"scene depth {depth.shape} and reflectivity {refl.shape} must be equal 2-D",
+            where="simulate_tof_frame(scene=...)",
+            fix="pass a Scene from generate_scene",
+        )
     if not np.all(np.isfinite(depth)) or depth.min() <= 0:
-        raise InputError("scene depth must be finite and positive everywhere",
-                         where="simulate_tof_frame(scene=...)", fix="fill the depth map")
+        raise InputError(
+            "scene depth must be finite and positive everywhere",
+            where="simulate_tof_frame(scene=...)",
+            fix="fill the depth map",
+        )
     frame_index = int(getattr(scene, "t", 0) if frame_index is None else frame_index)
     h, w = depth.shape
     rgb_cam = Intrinsics.from_matrix(scene.K, w, h)
@@ -190,8 +209,15 @@ def simulate_tof_frame(scene, profile: SensorProfile | str, seed: int = 0, frame
     if noise:
         d_meas = d_meas + rng.standard_normal(d.shape) * sigma / 1000.0
 
-    invalid = (~has) | (d < prof.min_range_m) | (d > prof.max_range_m) | (amp < prof.amp_min) \
-        | (amp > prof.amp_saturation) | (d_meas * 1000.0 > MAX_RANGE_MM) | (d_meas <= 0)
+    invalid = (
+        (~has)
+        | (d < prof.min_range_m)
+        | (d > prof.max_range_m)
+        | (amp < prof.amp_min)
+        | (amp > prof.amp_saturation)
+        | (d_meas * 1000.0 > MAX_RANGE_MM)
+        | (d_meas <= 0)
+    )
     conf = np.clip(np.log(np.maximum(amp, 1e-12) / prof.amp_min) / math.log(prof.amp_good / prof.amp_min), 0, 1)
     conf = conf * (1.0 - prof.flying_conf_drop * np.clip(spread / 0.1, 0, 1))
     conf = conf * (1.0 - 0.5 * np.clip(bias / np.maximum(0.02 * d, 1e-6), 0, 1))
@@ -200,9 +226,16 @@ def simulate_tof_frame(scene, profile: SensorProfile | str, seed: int = 0, frame
 
     jitter = int(rng.normal(0.0, prof.timestamp_jitter_ns)) if noise else 0
     ts = t0_ns + frame_index * prof.frame_period_ns + prof.timestamp_offset_ns + jitter
-    return ToFFrame(range_mm=range_mm, confidence=conf, timestamp_ns=int(ts), intrinsics=tof,
-                    extrinsics=ext, profile=prof.name, true_depth_m=d_true.astype(np.float32),
-                    flying_mask=flying & ~invalid)
+    return ToFFrame(
+        range_mm=range_mm,
+        confidence=conf,
+        timestamp_ns=int(ts),
+        intrinsics=tof,
+        extrinsics=ext,
+        profile=prof.name,
+        true_depth_m=d_true.astype(np.float32),
+        flying_mask=flying & ~invalid,
+    )
 
 
 def _fill_disocclusions(z: np.ndarray, r: np.ndarray, iters: int = 12):

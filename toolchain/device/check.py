@@ -39,7 +39,7 @@ class VectorResult:
     name: str
     stage: str
     passed: bool
-    metrics: dict = field(default_factory=dict)     # per expected key: {metric: value}
+    metrics: dict = field(default_factory=dict)  # per expected key: {metric: value}
     failures: list[str] = field(default_factory=list)
 
 
@@ -119,7 +119,7 @@ def compare(expected: np.ndarray, got: np.ndarray, rec: dict, tol: dict) -> tupl
         m["mean_abs"] = float(df.mean()) if df.size else 0.0
         m["max_rel"], m["mean_rel"] = m["max_abs"] / rng, m["mean_abs"] / rng
         if e.ndim >= 3 and e.shape[-1] > 1:
-            lead = np.diff(np.sort(e, axis=-1)[..., -2:], axis=-1)[..., 0]   # top-1 minus top-2
+            lead = np.diff(np.sort(e, axis=-1)[..., -2:], axis=-1)[..., 0]  # top-1 minus top-2
             decidable = lead > float(tol.get("argmax_margin_rel", 0.0)) * rng
             same = np.argmax(g, -1) == np.argmax(e, -1)
             m["argmax_agreement"] = float(np.mean(same[decidable])) if decidable.any() else 1.0
@@ -127,11 +127,17 @@ def compare(expected: np.ndarray, got: np.ndarray, rec: dict, tol: dict) -> tupl
         for name, limit in (("max_rel", "max_rel_max"), ("mean_rel", "mean_rel_max"), ("mean_abs", "mean_abs_max")):
             if limit in tol and m[name] > tol[limit]:
                 fails.append(f"{name} {m[name]:.4g} > {tol[limit]}")
-        if "argmax_agreement" in m and "argmax_agreement_min" in tol and m["argmax_agreement"] < tol["argmax_agreement_min"]:
+        if (
+            "argmax_agreement" in m
+            and "argmax_agreement_min" in tol
+            and m["argmax_agreement"] < tol["argmax_agreement_min"]
+        ):
             fails.append(f"argmax_agreement {m['argmax_agreement']:.5f} < {tol['argmax_agreement_min']}")
     else:
-        raise InputError(f"unknown tolerance metric {metric!r} in goldens.json",
-                         fix="regenerate the goldens with this toolchain (python -m toolchain.device.goldens)")
+        raise InputError(
+            f"unknown tolerance metric {metric!r} in goldens.json",
+            fix="regenerate the goldens with this toolchain (python -m toolchain.device.goldens)",
+        )
     return m, fails
 
 
@@ -140,8 +146,9 @@ def check_outputs(bundle_dir: str | Path, device_dir: str | Path) -> list[Vector
     opened, dev = open_bundle(bundle_dir), Path(device_dir)
     bundle, idx = opened.root, golden_index(opened)
     if not dev.is_dir():
-        raise InputError(f"device output folder not found: {dev}",
-                         fix="copy the phone's dump folder here (adb pull ...) and pass it")
+        raise InputError(
+            f"device output folder not found: {dev}", fix="copy the phone's dump folder here (adb pull ...) and pass it"
+        )
     g = bundle / "goldens"
     results = []
     for v in idx["vectors"]:
@@ -163,8 +170,10 @@ def check_outputs(bundle_dir: str | Path, device_dir: str | Path) -> list[Vector
 def format_report(results: list[VectorResult]) -> str:
     lines = []
     for r in results:
-        ms = "; ".join(f"{k}: " + ", ".join(f"{n} {v:.4g}" if isinstance(v, float) else f"{n} {v}"
-                                          for n, v in m.items()) for k, m in r.metrics.items())
+        ms = "; ".join(
+            f"{k}: " + ", ".join(f"{n} {v:.4g}" if isinstance(v, float) else f"{n} {v}" for n, v in m.items())
+            for k, m in r.metrics.items()
+        )
         lines.append(f"{'PASS' if r.passed else 'FAIL'}  {r.name:34} {ms}")
         for f in r.failures:
             lines.append(f"      {f}")
@@ -174,8 +183,10 @@ def format_report(results: list[VectorResult]) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m toolchain.device.check",
-                                 description="compare a phone's dumped outputs with a bundle's golden vectors")
+    ap = argparse.ArgumentParser(
+        prog="python -m toolchain.device.check",
+        description="compare a phone's dumped outputs with a bundle's golden vectors",
+    )
     ap.add_argument("--bundle", required=True, type=Path)
     ap.add_argument("--device-outputs", required=True, type=Path)
     args = ap.parse_args(argv)

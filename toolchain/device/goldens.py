@@ -102,11 +102,17 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
     size_hw = tuple(manifest["input"]["size"])
     float_file = f"{mid}_float32.tflite"
     # every int8 file and the handoff, whatever its rung (w8a16, mixed float): what a port must reproduce
-    int8_files = sorted(n for n in manifest.get("models", {})
-                        if n.endswith(".tflite") and ("_int8" in n or n == manifest.get("handoff")))
+    int8_files = sorted(
+        n
+        for n in manifest.get("models", {})
+        if n.endswith(".tflite") and ("_int8" in n or n == manifest.get("handoff"))
+    )
     if not int8_files:
-        raise InputError(f"bundle {mid} has no int8 model to write goldens for", where=str(bundle),
-                         fix="export with int8 in the recipe's precisions")
+        raise InputError(
+            f"bundle {mid} has no int8 model to write goldens for",
+            where=str(bundle),
+            fix="export with int8 in the recipe's precisions",
+        )
     folder = bundle / "goldens"
     if folder.exists():
         for p in folder.iterdir():
@@ -120,7 +126,7 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
         ref = TfliteRunner(bundle / float_file)
         float_of = {src: ref.run(x.astype(np.float32)) for src, x in inputs_of.items()}
 
-    def reference_run(model_file):   # one interpreter per file, on the reference kernels (one core)
+    def reference_run(model_file):  # one interpreter per file, on the reference kernels (one core)
         runner = TfliteRunner(bundle / model_file, kernels="reference", threads=1)
         return runner.output_details(), {src: runner.run(x, dequantize=False) for src, x in inputs_of.items()}
 
@@ -143,14 +149,25 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
                 q = details[k].get("quantization", (0.0, 0))
                 expected[k] = _tensor(folder, f"{name}.{k}.npy", v, q)
                 kinds.add("labels" if not q[0] else "model")
-            vec = {"name": name, "stage": "model", "model_file": model_file, "inputs": inputs,
-                   "expected": expected, "tolerance": dict(tol["labels" if kinds == {"labels"} else "model"])}
+            vec = {
+                "name": name,
+                "stage": "model",
+                "model_file": model_file,
+                "inputs": inputs,
+                "expected": expected,
+                "tolerance": dict(tol["labels" if kinds == {"labels"} else "model"]),
+            }
             if src in float_of and "labels" not in kinds:
                 fl = float_of[src]
-                vec["float_reference"] = {k: _tensor(folder, f"{name}.float.{k}.npy", v.astype(np.float16))
-                                          for k, v in sorted(fl.items())}
+                vec["float_reference"] = {
+                    k: _tensor(folder, f"{name}.float.{k}.npy", v.astype(np.float16)) for k, v in sorted(fl.items())
+                }
             vectors.append(vec)
-            if fused_source is None and model_file == f"{mid}_int8.tflite" and src in {p.parent.name for p in SEQUENCES.glob("*/meta.json")}:
+            if (
+                fused_source is None
+                and model_file == f"{mid}_int8.tflite"
+                and src in {p.parent.name for p in SEQUENCES.glob("*/meta.json")}
+            ):
                 k0 = sorted(outs)[0]
                 fused_source = (src, outs[k0], details[k0].get("quantization", (0.0, 0)))
             say(f"golden vector {name}")
@@ -158,9 +175,14 @@ def write_goldens(bundle_dir: str | Path, *, fused: bool = True, progress=None) 
     if fused and fused_source is not None and manifest.get("task") in ("segmentation", "mask"):
         vectors.append(_fused_vector(folder, manifest, *fused_source, tol["fused"]))
         say(f"golden vector {vectors[-1]['name']}")
-    index = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_id": mid,
-             "created_by": "python -m toolchain.device.goldens", "doc": "toolchain/device/goldens.py (module docstring)",
-             "vectors": vectors}
+    index = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_id": mid,
+        "created_by": "python -m toolchain.device.goldens",
+        "doc": "toolchain/device/goldens.py (module docstring)",
+        "vectors": vectors,
+    }
     (folder / "goldens.json").write_text(json.dumps(index, indent=1))
     return folder
 
@@ -180,17 +202,26 @@ def _fused_vector(folder: Path, manifest: dict, seq_name: str, low: np.ndarray, 
     spec = fused_spec(manifest, quant)
     focus = float(f.subject_depth_m) if np.isfinite(f.subject_depth_m) else None
     params = {"output_spec": spec, "focus_m": focus, "max_blur_px": 8.0, "mode": "blur", "implementation": "device"}
-    res = render(rgb, low, spec, depth_m=depth_m, confidence=confidence, focus_m=focus, max_blur_px=8.0,
-                 implementation="device")
+    res = render(
+        rgb, low, spec, depth_m=depth_m, confidence=confidence, focus_m=focus, max_blur_px=8.0, implementation="device"
+    )
     name = f"fused_{seq_name}"
-    return {"name": name, "stage": "fused",
-            "inputs": {"image": _tensor(folder, f"{name}.input.image.npy", rgb),
-                       "model_output": _tensor(folder, f"{name}.input.model_output.npy", low, quant),
-                       "depth_m": _tensor(folder, f"{name}.input.depth_m.npy", depth_m.astype(np.float32)),
-                       "confidence": _tensor(folder, f"{name}.input.confidence.npy", confidence.astype(np.float32))},
-            "expected": {"alpha": _tensor(folder, f"{name}.alpha.npy", alpha_u8(res.alpha)),
-                         "composite": _tensor(folder, f"{name}.composite.npy", res.composite)},
-            "params": params, "tolerance": dict(tol)}
+    return {
+        "name": name,
+        "stage": "fused",
+        "inputs": {
+            "image": _tensor(folder, f"{name}.input.image.npy", rgb),
+            "model_output": _tensor(folder, f"{name}.input.model_output.npy", low, quant),
+            "depth_m": _tensor(folder, f"{name}.input.depth_m.npy", depth_m.astype(np.float32)),
+            "confidence": _tensor(folder, f"{name}.input.confidence.npy", confidence.astype(np.float32)),
+        },
+        "expected": {
+            "alpha": _tensor(folder, f"{name}.alpha.npy", alpha_u8(res.alpha)),
+            "composite": _tensor(folder, f"{name}.composite.npy", res.composite),
+        },
+        "params": params,
+        "tolerance": dict(tol),
+    }
 
 
 def alpha_u8(alpha: np.ndarray) -> np.ndarray:
@@ -205,8 +236,11 @@ def read_index(bundle_dir: str | Path) -> dict:
 
 def golden_index(bundle: Bundle) -> dict:
     if bundle.goldens is None:
-        raise InputError("bundle has no golden vectors", where=str(bundle.root / "goldens" / "goldens.json"),
-                         fix=f"run `python -m toolchain.device.goldens --bundle {bundle.label}` (or re-export the model)")
+        raise InputError(
+            "bundle has no golden vectors",
+            where=str(bundle.root / "goldens" / "goldens.json"),
+            fix=f"run `python -m toolchain.device.goldens --bundle {bundle.label}` (or re-export the model)",
+        )
     return bundle.goldens
 
 
@@ -216,11 +250,18 @@ def load_tensor(folder: Path, rec: dict) -> np.ndarray:
     try:
         arr = np.load(p, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise InputError(f"cannot read the golden tensor: {exc}", where=str(p),
-                         fix="regenerate the goldens (python -m toolchain.device.goldens) or re-export") from None
+        raise InputError(
+            f"cannot read the golden tensor: {exc}",
+            where=str(p),
+            fix="regenerate the goldens (python -m toolchain.device.goldens) or re-export",
+        ) from None
     if arr.dtype.name != rec["dtype"] or list(arr.shape) != list(rec["shape"]):
-        raise InputError(f"golden tensor is {arr.dtype.name} {list(arr.shape)}, goldens.json says {rec['dtype']} "
-                         f"{list(rec['shape'])}", where=str(p), fix="regenerate the goldens or re-export")
+        raise InputError(
+            f"golden tensor is {arr.dtype.name} {list(arr.shape)}, goldens.json says {rec['dtype']} "
+            f"{list(rec['shape'])}",
+            where=str(p),
+            fix="regenerate the goldens or re-export",
+        )
     return arr
 
 
@@ -236,16 +277,25 @@ def dump_outputs(bundle_dir: str | Path, out_dir: str | Path, *, kernels: str = 
     for v in idx["vectors"]:
         if v["stage"] == "model":
             r = runners.get(v["model_file"]) or runners.setdefault(
-                v["model_file"], TfliteRunner(bundle / v["model_file"], kernels=kernels, threads=1))
+                v["model_file"], TfliteRunner(bundle / v["model_file"], kernels=kernels, threads=1)
+            )
             outs = r.run(load_tensor(g, v["inputs"]["image"]), dequantize=False)
             for k, rec in v["expected"].items():
                 np.save(out / rec["file"], outs[k], allow_pickle=False)
         elif v["stage"] == "fused":
             p = v["params"]
             i = {k: load_tensor(g, rec) for k, rec in v["inputs"].items()}
-            res = render(i["image"], i["model_output"], p["output_spec"], depth_m=i["depth_m"],
-                         confidence=i["confidence"], focus_m=p["focus_m"], max_blur_px=p["max_blur_px"],
-                         mode=p.get("mode", "blur"), implementation=p.get("implementation", "device"))
+            res = render(
+                i["image"],
+                i["model_output"],
+                p["output_spec"],
+                depth_m=i["depth_m"],
+                confidence=i["confidence"],
+                focus_m=p["focus_m"],
+                max_blur_px=p["max_blur_px"],
+                mode=p.get("mode", "blur"),
+                implementation=p.get("implementation", "device"),
+            )
             np.save(out / v["expected"]["alpha"]["file"], alpha_u8(res.alpha), allow_pickle=False)
             np.save(out / v["expected"]["composite"]["file"], res.composite, allow_pickle=False)
     return out
@@ -262,7 +312,7 @@ def main(argv=None) -> int:
             print(f"device outputs written to {dump_outputs(args.bundle, args.dump, kernels=args.kernels)}")
         else:
             folder = write_goldens(args.bundle, progress=lambda m: print(m, file=sys.stderr))
-            record_files(args.bundle, "goldens/")   # the manifest lists them with their SHA-256
+            record_files(args.bundle, "goldens/")  # the manifest lists them with their SHA-256
             print(f"goldens written to {folder} and recorded in manifest.json")
     except PortraitError as exc:
         print(f"error: {exc}", file=sys.stderr)

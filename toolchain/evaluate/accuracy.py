@@ -38,13 +38,16 @@ from .datasets import BadSample, Dataset, Sample, load_sample, open_dataset
 
 MAX_BAD_FRACTION = 0.01
 DEPTH_INVERSE_KINDS = ("relative_inverse_depth", "inverse_depth", "disparity")
-_SET_FIGURES = {"segmentation": ("miou", "pixel_accuracy", "boundary_f"),
-                "matting": ("sad_k", "mse", "grad_k", "conn_k", "holes", "ghosts"),
-                "depth": ("delta1", "abs_rel", "rmse")}
+_SET_FIGURES = {
+    "segmentation": ("miou", "pixel_accuracy", "boundary_f"),
+    "matting": ("sad_k", "mse", "grad_k", "conn_k", "holes", "ghosts"),
+    "depth": ("delta1", "abs_rel", "rmse"),
+}
 _TASKS_FOR = {"segmentation": ("segmentation",), "matting": ("segmentation", "mask"), "depth": ("depth",)}
 
 
 # ----------------------------------------------------------------------------------- planning
+
 
 def resolve_bundle(model: str | Path, bundles_root: Path | None = None) -> Bundle:
     """The bundle (folder, zip, or model id under bundles_root), opened by the bundle loader: schema and
@@ -58,8 +61,11 @@ def model_files(bundle: Path, manifest: dict) -> tuple[list[dict], list[str]]:
     names = [n for n in (manifest.get("models") or {}) if n.endswith((".tflite", ".onnx"))]
     if not names:  # bundles without a models table: whatever model files are there
         names = sorted(p.name for p in bundle.iterdir() if p.suffix in (".tflite", ".onnx"))
-    notes = [f"{n}: not evaluated (not a .tflite or .onnx file)" for n in (manifest.get("models") or {})
-             if not n.endswith((".tflite", ".onnx"))]
+    notes = [
+        f"{n}: not evaluated (not a .tflite or .onnx file)"
+        for n in (manifest.get("models") or {})
+        if not n.endswith((".tflite", ".onnx"))
+    ]
     roles: dict[str, list[str]] = {}
     for key, name in (("handoff", handoff_model(manifest)), ("handoff_cpu", manifest.get("handoff_cpu"))):
         if isinstance(name, dict):  # tolerate a record instead of a file name
@@ -78,8 +84,11 @@ def model_files(bundle: Path, manifest: dict) -> tuple[list[dict], list[str]]:
     names = [n for n in names if n not in missing]
     ref = f"{mid}_float32.tflite"
     if ref not in names:
-        raise InputError(f"the bundle has no {ref}: the drop against float needs it", where=str(bundle),
-                         fix=f"re-export with float32 in the recipe's precisions (`portrait export {mid}`)")
+        raise InputError(
+            f"the bundle has no {ref}: the drop against float needs it",
+            where=str(bundle),
+            fix=f"re-export with float32 in the recipe's precisions (`portrait export {mid}`)",
+        )
     names.sort(key=lambda n: n != ref)
     out = []
     for n in names:
@@ -95,17 +104,34 @@ def _precision_of(name: str) -> str:
     return "unknown"
 
 
-def _shard_spec(bundle: Path, manifest: dict, files: list[str], dataset: Dataset, samples: list[Sample], *,
-                kernels: str, threads: int, align: str | None) -> dict:
+def _shard_spec(
+    bundle: Path,
+    manifest: dict,
+    files: list[str],
+    dataset: Dataset,
+    samples: list[Sample],
+    *,
+    kernels: str,
+    threads: int,
+    align: str | None,
+) -> dict:
     out0 = (manifest.get("outputs") or [{}])[0]
     kind = out0.get("kind", "")
     fg = manifest.get("foreground_classes") or {}
-    return {"bundle": str(bundle.resolve()), "files": list(files), "model_task": manifest.get("task"),
-            "task": dataset.task, "samples": [asdict(s) for s in samples], "size": list(manifest["input"]["size"]),
-            "num_classes": len(manifest.get("labels") or []) or None, "foreground_ids": sorted(fg.values()),
-            "inverse_output": kind in DEPTH_INVERSE_KINDS,
-            "align": align or ("inverse" if kind.startswith("relative") or kind in DEPTH_INVERSE_KINDS else "depth"),
-            "kernels": kernels, "threads": threads}
+    return {
+        "bundle": str(bundle.resolve()),
+        "files": list(files),
+        "model_task": manifest.get("task"),
+        "task": dataset.task,
+        "samples": [asdict(s) for s in samples],
+        "size": list(manifest["input"]["size"]),
+        "num_classes": len(manifest.get("labels") or []) or None,
+        "foreground_ids": sorted(fg.values()),
+        "inverse_output": kind in DEPTH_INVERSE_KINDS,
+        "align": align or ("inverse" if kind.startswith("relative") or kind in DEPTH_INVERSE_KINDS else "depth"),
+        "kernels": kernels,
+        "threads": threads,
+    }
 
 
 # ----------------------------------------------------------------------------------- one shard
@@ -117,8 +143,11 @@ def _runner(bundle: str, name: str, kernels: str, threads: int):
     key = (bundle, name, kernels, threads)
     if key not in _RUNNERS:
         path = Path(bundle) / name
-        _RUNNERS[key] = (OnnxRunner(path, threads=threads) if name.endswith(".onnx")
-                         else TfliteRunner(path, kernels=kernels, threads=threads))
+        _RUNNERS[key] = (
+            OnnxRunner(path, threads=threads)
+            if name.endswith(".onnx")
+            else TfliteRunner(path, kernels=kernels, threads=threads)
+        )
     return _RUNNERS[key]
 
 
@@ -132,8 +161,9 @@ class OnnxRunner:
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise InputError(f"onnxruntime cannot load {Path(path).name}: {exc}", where=str(path),
-                             fix="re-export the bundle") from exc
+            raise InputError(
+                f"onnxruntime cannot load {Path(path).name}: {exc}", where=str(path), fix="re-export the bundle"
+            ) from exc
         self.input = self.session.get_inputs()[0]
 
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
@@ -208,12 +238,29 @@ def _figures(spec: dict, out: np.ndarray, truth: np.ndarray) -> dict:
 
 # ----------------------------------------------------------------------------------- the whole run
 
-def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None, engine: str = "local",
-             address: str | None = None, workers: int | None = None, shard_size: int = 20,
-             kernels: str = "xnnpack", threads: int = 1, align: str | None = None, out_dir: Path | None = None,
-             bundles_root: Path | None = None, limit: int | None = None, resamples: int = 1000, seed: int = 0,
-             max_bad_fraction: float = MAX_BAD_FRACTION, precisions: list[str] | None = None, progress=None,
-             shard_fn=None) -> dict:
+
+def evaluate(
+    model: str | Path,
+    dataset: str | Path,
+    *,
+    task: str | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    shard_size: int = 20,
+    kernels: str = "xnnpack",
+    threads: int = 1,
+    align: str | None = None,
+    out_dir: Path | None = None,
+    bundles_root: Path | None = None,
+    limit: int | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    max_bad_fraction: float = MAX_BAD_FRACTION,
+    precisions: list[str] | None = None,
+    progress=None,
+    shard_fn=None,
+) -> dict:
     """Evaluate every model file of a bundle on a labeled set; write report.json + report.html.
 
     Raises InputError (after writing the report) when more than max_bad_fraction of the samples
@@ -222,51 +269,99 @@ def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None,
     is always kept).
     shard_fn: a wrapper of evaluate_shard (tests inject a worker crash with it); default evaluate_shard.
     """
-    opened = resolve_bundle(model, bundles_root)   # held to the end: a zip's files live as long as it
+    opened = resolve_bundle(model, bundles_root)  # held to the end: a zip's files live as long as it
     bundle, manifest = opened.root, opened.manifest
     mid = manifest["model_id"]
     ds = open_dataset(dataset, task)
     if manifest.get("task") not in _TASKS_FOR[ds.task]:
-        raise InputError(f"{mid} is a {manifest.get('task')} model; a {ds.task} set needs a "
-                         f"{' or '.join(_TASKS_FOR[ds.task])} model", where=str(ds.root),
-                         fix="pick a bundle whose task matches the set (or pass --task)")
+        raise InputError(
+            f"{mid} is a {manifest.get('task')} model; a {ds.task} set needs a "
+            f"{' or '.join(_TASKS_FOR[ds.task])} model",
+            where=str(ds.root),
+            fix="pick a bundle whose task matches the set (or pass --task)",
+        )
     if shard_size < 1 or (workers is not None and workers < 1) or threads < 1:
-        raise InputError(f"--shard-size {shard_size}, --workers {workers}, --threads {threads}: each must be >= 1",
-                         fix="pass positive numbers")
+        raise InputError(
+            f"--shard-size {shard_size}, --workers {workers}, --threads {threads}: each must be >= 1",
+            fix="pass positive numbers",
+        )
     if align not in (None, "inverse", "depth"):
         raise InputError(f"--align {align!r}", fix="use inverse or depth")
     files, notes = model_files(bundle, manifest)
     if precisions:
         wanted = set(precisions)
-        files = [f for i, f in enumerate(files) if i == 0 or f["precision"] in wanted or f["file"] in wanted
-                 or ("onnx" in wanted and f["file"].endswith(".onnx"))]
+        files = [
+            f
+            for i, f in enumerate(files)
+            if i == 0
+            or f["precision"] in wanted
+            or f["file"] in wanted
+            or ("onnx" in wanted and f["file"].endswith(".onnx"))
+        ]
         if len(files) < 2 and not set(precisions) <= {"float32"}:
-            raise InputError(f"no file of precision {', '.join(precisions)} in {bundle}", where=str(bundle),
-                             fix="see the manifest's models for the precisions the bundle has")
+            raise InputError(
+                f"no file of precision {', '.join(precisions)} in {bundle}",
+                where=str(bundle),
+                fix="see the manifest's models for the precisions the bundle has",
+            )
     samples = ds.samples[:limit] if limit else ds.samples
-    shards = [samples[i:i + shard_size] for i in range(0, len(samples), max(1, shard_size))]
-    specs = [_shard_spec(bundle, manifest, [f["file"] for f in files], ds, sh, kernels=kernels, threads=threads,
-                         align=align) for sh in shards]
+    shards = [samples[i : i + shard_size] for i in range(0, len(samples), max(1, shard_size))]
+    specs = [
+        _shard_spec(bundle, manifest, [f["file"] for f in files], ds, sh, kernels=kernels, threads=threads, align=align)
+        for sh in shards
+    ]
     stats: dict = {}
     t0 = time.perf_counter()
-    chunks = map_shards(shard_fn or evaluate_shard, specs, engine=engine, address=address, workers=workers, progress=progress,
-                        unit="images", sizes=[len(s) for s in shards], stats=stats)
+    chunks = map_shards(
+        shard_fn or evaluate_shard,
+        specs,
+        engine=engine,
+        address=address,
+        workers=workers,
+        progress=progress,
+        unit="images",
+        sizes=[len(s) for s in shards],
+        stats=stats,
+    )
     wall = time.perf_counter() - t0
     rows = sorted((r for c in chunks for r in c), key=lambda r: r["index"])
     if [r["index"] for r in rows] != [s.index for s in samples]:
         raise RuntimeError("the engine returned a different set of images than it was given")  # a bug, not input
     good = [r for r in rows if "bad" not in r]
     bad = [{"name": r["name"], "reason": r["bad"]} for r in rows if "bad" in r]
-    result = {"model_id": mid, "bundle": str(bundle), "task": ds.task, "model_task": manifest.get("task"),
-              "dataset": {"root": str(ds.root), "layout": ds.layout, "samples": len(samples),
-                          "evaluated": len(good), "bad": len(bad), "ignored": ds.ignored, "meta": ds.meta},
-              "files": files, "notes": notes, "bad_samples": bad,
-              "settings": {"kernels": kernels, "threads_per_model": threads, "shard_size": shard_size,
-                           "bootstrap_resamples": resamples, "bootstrap_seed": seed, "confidence": 0.95,
-                           "align": specs[0]["align"] if ds.task == "depth" and specs else None},
-              "engine": {**stats, "wall_s": round(wall, 2), "images_per_s": round(len(samples) / wall, 2) if wall else None},
-              "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-                       "python": platform.python_version()}}
+    result = {
+        "model_id": mid,
+        "bundle": str(bundle),
+        "task": ds.task,
+        "model_task": manifest.get("task"),
+        "dataset": {
+            "root": str(ds.root),
+            "layout": ds.layout,
+            "samples": len(samples),
+            "evaluated": len(good),
+            "bad": len(bad),
+            "ignored": ds.ignored,
+            "meta": ds.meta,
+        },
+        "files": files,
+        "notes": notes,
+        "bad_samples": bad,
+        "settings": {
+            "kernels": kernels,
+            "threads_per_model": threads,
+            "shard_size": shard_size,
+            "bootstrap_resamples": resamples,
+            "bootstrap_seed": seed,
+            "confidence": 0.95,
+            "align": specs[0]["align"] if ds.task == "depth" and specs else None,
+        },
+        "engine": {**stats, "wall_s": round(wall, 2), "images_per_s": round(len(samples) / wall, 2) if wall else None},
+        "host": {
+            "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+        },
+    }
     labels = manifest.get("labels") or []
     result["figures"] = summarize(ds.task, files, good, labels, resamples=resamples, seed=seed) if good else {}
     result["per_image"] = rows
@@ -274,14 +369,18 @@ def evaluate(model: str | Path, dataset: str | Path, *, task: str | None = None,
     result["report"] = write_report(result, out_dir)
     if samples and len(bad) / len(samples) > max_bad_fraction:
         shown = "; ".join(f"{b['name']}: {b['reason']}" for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        raise InputError(f"{len(bad)} of {len(samples)} samples are bad ({100 * len(bad) / len(samples):.1f}% > "
-                         f"{100 * max_bad_fraction:.0f}%): {shown}", where=result["report"]["json"],
-                         fix="fix or remove the listed samples (all of them are in report.json under bad_samples)")
+        raise InputError(
+            f"{len(bad)} of {len(samples)} samples are bad ({100 * len(bad) / len(samples):.1f}% > "
+            f"{100 * max_bad_fraction:.0f}%): {shown}",
+            where=result["report"]["json"],
+            fix="fix or remove the listed samples (all of them are in report.json under bad_samples)",
+        )
     return result
 
 
-def summarize(task: str, files: list[dict], rows: list[dict], labels: list[str], *, resamples: int = 1000,
-              seed: int = 0) -> dict:
+def summarize(
+    task: str, files: list[dict], rows: list[dict], labels: list[str], *, resamples: int = 1000, seed: int = 0
+) -> dict:
     """Set figures per file with bootstrap 95% CIs, and each file's drop vs float32 (positive = worse)."""
     n = len(rows)
     w = truth_metrics.bootstrap_weights(n, resamples, seed)
@@ -299,8 +398,9 @@ def summarize(task: str, files: list[dict], rows: list[dict], labels: list[str],
             ious = truth_metrics.class_iou(total)
             figs["miou"] = truth_metrics.miou(total)
             figs["pixel_accuracy"] = truth_metrics.pixel_accuracy(total)
-            figs["per_class_iou"] = {(labels[k] if k < len(labels) else str(k)): float(ious[k])
-                                     for k in range(c) if np.isfinite(ious[k])}
+            figs["per_class_iou"] = {
+                (labels[k] if k < len(labels) else str(k)): float(ious[k]) for k in range(c) if np.isfinite(ious[k])
+            }
             boot[f]["miou"] = truth_metrics.weighted_miou(conf, w)
             acc_num = w @ np.trace(conf, axis1=1, axis2=2).astype(np.float64)
             boot[f]["pixel_accuracy"] = acc_num / (w @ conf.reshape(n, -1).sum(1).astype(np.float64))
@@ -328,6 +428,7 @@ def summarize(task: str, files: list[dict], rows: list[dict], labels: list[str],
 
 
 # ----------------------------------------------------------------------------------- report
+
 
 def write_report(result: dict, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -358,12 +459,16 @@ def _fmt(v, k: str = "") -> str:
 
 def summary_lines(result: dict) -> list[str]:
     """Plain-text table: one line per file, each figure with its CI and the drop vs float32."""
-    lines = [f"{result['model_id']} on {result['dataset']['root']} ({result['task']}, {result['dataset']['evaluated']} "
-             f"images evaluated, {result['dataset']['bad']} bad)"]
+    lines = [
+        f"{result['model_id']} on {result['dataset']['root']} ({result['task']}, {result['dataset']['evaluated']} "
+        f"images evaluated, {result['dataset']['bad']} bad)"
+    ]
     keys = _SET_FIGURES[result["task"]]
     pct = {"miou", "pixel_accuracy", "boundary_f", "delta1", "holes", "ghosts"}
-    lines.append("  (" + ", ".join(f"{k}{' %' if k in pct else ''}" for k in keys) + "; [95% CI]; drop vs float32, "
-                 "positive = worse)")
+    lines.append(
+        "  (" + ", ".join(f"{k}{' %' if k in pct else ''}" for k in keys) + "; [95% CI]; drop vs float32, "
+        "positive = worse)"
+    )
     for f in result["files"]:
         figs = result["figures"].get(f["file"])
         if not figs:
@@ -379,8 +484,10 @@ def summary_lines(result: dict) -> list[str]:
         role = f" ({', '.join(f['roles'])})" if f["roles"] else ""
         lines.append(f"  {f['file']}{role}: " + "; ".join(cells))
     e = result["engine"]
-    lines.append(f"  engine {e['engine']}, {e.get('workers')} worker(s), {e['wall_s']} s, {e.get('images_per_s')} images/s, "
-                 f"retries {e.get('retries', 0)}, peak RSS per worker MB {sorted((e.get('peak_rss_mb') or {}).values())}")
+    lines.append(
+        f"  engine {e['engine']}, {e.get('workers')} worker(s), {e['wall_s']} s, {e.get('images_per_s')} images/s, "
+        f"retries {e.get('retries', 0)}, peak RSS per worker MB {sorted((e.get('peak_rss_mb') or {}).values())}"
+    )
     for b in result["bad_samples"][:10]:
         lines.append(f"  bad sample {b['name']}: {b['reason']}")
     if len(result["bad_samples"]) > 10:
@@ -394,53 +501,80 @@ def summary_lines(result: dict) -> list[str]:
 
 def render_html(result: dict) -> str:
     keys = _SET_FIGURES[result["task"]]
-    head = "".join(f"<th>{k}</th><th>95% CI</th>" for k in keys) + "".join(f"<th>drop {k}</th><th>drop 95% CI</th>"
-                                                                            for k in keys)
+    head = "".join(f"<th>{k}</th><th>95% CI</th>" for k in keys) + "".join(
+        f"<th>drop {k}</th><th>drop 95% CI</th>" for k in keys
+    )
     body = []
     for f in result["files"]:
         figs = result["figures"].get(f["file"])
         if not figs:
             continue
-        cells = "".join(f"<td>{_fmt(figs[k], k)}</td><td>[{_fmt(figs['ci95'][k][0], k)}, {_fmt(figs['ci95'][k][1], k)}]</td>"
-                        for k in keys)
+        cells = "".join(
+            f"<td>{_fmt(figs[k], k)}</td><td>[{_fmt(figs['ci95'][k][0], k)}, {_fmt(figs['ci95'][k][1], k)}]</td>"
+            for k in keys
+        )
         if "drop_vs_float32" in figs:
-            cells += "".join(f"<td>{_fmt(figs['drop_vs_float32'][k], k)}</td><td>[{_fmt(figs['drop_ci95'][k][0], k)}, "
-                             f"{_fmt(figs['drop_ci95'][k][1], k)}]</td>" for k in keys)
+            cells += "".join(
+                f"<td>{_fmt(figs['drop_vs_float32'][k], k)}</td><td>[{_fmt(figs['drop_ci95'][k][0], k)}, "
+                f"{_fmt(figs['drop_ci95'][k][1], k)}]</td>"
+                for k in keys
+            )
         else:
             cells += f"<td colspan={2 * len(keys)}>reference</td>"
         role = f" <small>({escape(', '.join(f['roles']))})</small>" if f["roles"] else ""
         body.append(f"<tr><td>{escape(f['file'])}{role}</td><td>{escape(f['precision'])}</td>{cells}</tr>")
-    parts = [f"<!doctype html><meta charset=utf-8><title>evaluate {escape(result['model_id'])}</title>",
-             "<style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-             "padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}</style>",
-             f"<h1>{escape(result['model_id'])}: accuracy against ground truth</h1>",
-             f"<p>{escape(result['dataset']['root'])} ({escape(result['dataset']['layout'])}): "
-             f"{result['dataset']['evaluated']} images evaluated, {result['dataset']['bad']} bad. "
-             "Percentages for mIoU, pixel accuracy, boundary F and &delta;1; SAD, gradient and connectivity errors in "
-             "thousands. Drop = float32 minus the file (positive = worse), paired bootstrap over images "
-             f"({result['settings']['bootstrap_resamples']} resamples).</p>",
-             f"<table><tr><th>file</th><th>precision</th>{head}</tr>{''.join(body)}</table>"]
+    parts = [
+        f"<!doctype html><meta charset=utf-8><title>evaluate {escape(result['model_id'])}</title>",
+        "<style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}</style>",
+        f"<h1>{escape(result['model_id'])}: accuracy against ground truth</h1>",
+        f"<p>{escape(result['dataset']['root'])} ({escape(result['dataset']['layout'])}): "
+        f"{result['dataset']['evaluated']} images evaluated, {result['dataset']['bad']} bad. "
+        "Percentages for mIoU, pixel accuracy, boundary F and &delta;1; SAD, gradient and connectivity errors in "
+        "thousands. Drop = float32 minus the file (positive = worse), paired bootstrap over images "
+        f"({result['settings']['bootstrap_resamples']} resamples).</p>",
+        f"<table><tr><th>file</th><th>precision</th>{head}</tr>{''.join(body)}</table>",
+    ]
     if result["task"] == "segmentation" and result["figures"]:
         classes = sorted({c for f in result["figures"].values() for c in f.get("per_class_iou", {})})
-        rows = "".join(f"<tr><td>{escape(f['file'])}</td>" + "".join(
-            f"<td>{_fmt(result['figures'][f['file']]['per_class_iou'].get(c), 'iou')}</td>" for c in classes) + "</tr>"
-            for f in result["files"] if f["file"] in result["figures"])
-        parts.append("<h2>IoU per class (%)</h2><table><tr><th>file</th>"
-                     + "".join(f"<th>{escape(c)}</th>" for c in classes) + f"</tr>{rows}</table>")
+        rows = "".join(
+            f"<tr><td>{escape(f['file'])}</td>"
+            + "".join(f"<td>{_fmt(result['figures'][f['file']]['per_class_iou'].get(c), 'iou')}</td>" for c in classes)
+            + "</tr>"
+            for f in result["files"]
+            if f["file"] in result["figures"]
+        )
+        parts.append(
+            "<h2>IoU per class (%)</h2><table><tr><th>file</th>"
+            + "".join(f"<th>{escape(c)}</th>" for c in classes)
+            + f"</tr>{rows}</table>"
+        )
     parts.append(_per_image_html(result))
     e = result["engine"]
-    parts.append(f"<h2>Run</h2><p>engine {escape(str(e['engine']))}, {e.get('workers')} worker(s), {e['wall_s']} s "
-                 f"({e.get('images_per_s')} images/s), shard retries {e.get('retries', 0)}, peak memory per worker "
-                 f"{escape(str(sorted((e.get('peak_rss_mb') or {}).values())))} MB; kernels "
-                 f"{escape(result['settings']['kernels'])}; host {escape(result['host']['machine'])}"
-                 + (f"; depth aligned (scale and shift) in {escape(result['settings']['align'])} space"
-                    if result["settings"].get("align") else "") + ".</p>")
+    parts.append(
+        f"<h2>Run</h2><p>engine {escape(str(e['engine']))}, {e.get('workers')} worker(s), {e['wall_s']} s "
+        f"({e.get('images_per_s')} images/s), shard retries {e.get('retries', 0)}, peak memory per worker "
+        f"{escape(str(sorted((e.get('peak_rss_mb') or {}).values())))} MB; kernels "
+        f"{escape(result['settings']['kernels'])}; host {escape(result['host']['machine'])}"
+        + (
+            f"; depth aligned (scale and shift) in {escape(result['settings']['align'])} space"
+            if result["settings"].get("align")
+            else ""
+        )
+        + ".</p>"
+    )
     if result["bad_samples"]:
-        parts.append("<h2>Bad samples (skipped, not counted)</h2><ul>" + "".join(
-            f"<li>{escape(b['name'])}: {escape(b['reason'])}</li>" for b in result["bad_samples"]) + "</ul>")
+        parts.append(
+            "<h2>Bad samples (skipped, not counted)</h2><ul>"
+            + "".join(f"<li>{escape(b['name'])}: {escape(b['reason'])}</li>" for b in result["bad_samples"])
+            + "</ul>"
+        )
     if result["notes"] or result["dataset"]["ignored"]:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in
-                                                    result["notes"] + result["dataset"]["ignored"]) + "</ul>")
+        parts.append(
+            "<h2>Notes</h2><ul>"
+            + "".join(f"<li>{escape(n)}</li>" for n in result["notes"] + result["dataset"]["ignored"])
+            + "</ul>"
+        )
     return "\n".join(parts) + "\n"
 
 
@@ -457,15 +591,24 @@ def _per_image_html(result: dict, worst: int = 30) -> str:
     ref = files[0]
     shown = rows
     if len(rows) > worst:
+
         def badness(r):
             v = r["models"][ref].get(key)
             if v is None or not np.isfinite(v):
                 return np.inf  # no figure (no boundary anywhere): last
             return v if higher else -v
+
         shown = sorted(rows, key=badness)[:worst]
-    title = (f"Per image: {key}" if len(shown) == len(rows)
-             else f"The {worst} worst images by {key} of {escape(ref)} (all {len(rows)} are in report.json)")
+    title = (
+        f"Per image: {key}"
+        if len(shown) == len(rows)
+        else f"The {worst} worst images by {key} of {escape(ref)} (all {len(rows)} are in report.json)"
+    )
     head = "".join(f"<th>{escape(f)}</th>" for f in files)
-    body = "".join(f"<tr><td>{escape(r['name'])}</td>" + "".join(
-        f"<td>{_fmt(r['models'][f].get(key), key)}</td>" for f in files) + "</tr>" for r in shown)
+    body = "".join(
+        f"<tr><td>{escape(r['name'])}</td>"
+        + "".join(f"<td>{_fmt(r['models'][f].get(key), key)}</td>" for f in files)
+        + "</tr>"
+        for r in shown
+    )
     return f"<h2>{title}</h2><table><tr><th>image</th>{head}</tr>{body}</table>"

@@ -80,6 +80,7 @@ def voc_palette() -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- finding samples
 
+
 def open_dataset(root: str | Path, task: str | None = None) -> Dataset:
     """The samples of the set in `root`, sorted by name (the order is the sample index)."""
     root = Path(root)
@@ -90,25 +91,27 @@ def open_dataset(root: str | Path, task: str | None = None) -> Dataset:
         try:
             meta = json.loads((root / "dataset.json").read_text())
         except ValueError as exc:
-            raise InputError(f"dataset.json is not valid JSON: {exc}", where=str(root / "dataset.json"),
-                             fix="fix or delete the file") from None
+            raise InputError(
+                f"dataset.json is not valid JSON: {exc}", where=str(root / "dataset.json"), fix="fix or delete the file"
+            ) from None
     if task is not None and task not in TASKS:
         raise InputError(f"unknown task {task!r}", fix=f"use one of {', '.join(TASKS)}")
     task = task or meta.get("task") or _guess_task(root)
     finder = {"segmentation": _voc, "matting": _matting, "depth": _depth}[task]
     layout, samples, ignored = finder(root)
     if not samples:
-        raise InputError(f"no {task} samples found in {root} ({layout} layout)", where=str(root),
-                         fix=_LAYOUT_HELP[task])
+        raise InputError(
+            f"no {task} samples found in {root} ({layout} layout)", where=str(root), fix=_LAYOUT_HELP[task]
+        )
     return Dataset(task, root, layout, samples, ignored, meta)
 
 
 _LAYOUT_HELP = {
     "segmentation": "use the VOC layout: JPEGImages/<id>.jpg + SegmentationClass/<id>.png "
-                    "(+ optional ImageSets/Segmentation/val.txt)",
+    "(+ optional ImageSets/Segmentation/val.txt)",
     "matting": "use images/<id>.jpg + alpha/<id>.png, or photos with a <id>_alpha.png beside each",
     "depth": "use images/<id>.jpg + depth/<id>.png (16-bit mm) or depth/<id>.npy (metres), "
-             "or a folder of GDepth / iPhone portrait JPEGs",
+    "or a folder of GDepth / iPhone portrait JPEGs",
 }
 
 
@@ -119,8 +122,11 @@ def _guess_task(root: Path) -> str:
         return "matting"
     if (root / "depth").is_dir() or any(p.suffix.lower() in (".jpg", ".jpeg") for p in root.iterdir()):
         return "depth"
-    raise InputError(f"cannot tell which kind of dataset {root} is", where=str(root),
-                     fix="pass --task segmentation|matting|depth; " + "; ".join(_LAYOUT_HELP.values()))
+    raise InputError(
+        f"cannot tell which kind of dataset {root} is",
+        where=str(root),
+        fix="pass --task segmentation|matting|depth; " + "; ".join(_LAYOUT_HELP.values()),
+    )
 
 
 def _find_image(folder: Path, stem: str) -> Path | None:
@@ -155,8 +161,9 @@ def _matting(root: Path):
         samples = []
         for i, s in enumerate(stems):
             img = _find_image(root / "images", s)
-            samples.append(Sample(i, s, str(img or root / "images" / f"{s}.png"), str(root / "alpha" / f"{s}.png"),
-                                  "alpha_png"))
+            samples.append(
+                Sample(i, s, str(img or root / "images" / f"{s}.png"), str(root / "alpha" / f"{s}.png"), "alpha_png")
+            )
         return "images/ + alpha/", samples, []
     photos = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and "_alpha" not in p.stem)
     samples, ignored = [], []
@@ -178,12 +185,15 @@ def _depth(root: Path):
             kind = "depth_npy_m" if gt.suffix.lower() == ".npy" else "depth_png_mm"
             samples.append(Sample(i, s, str(img or root / "images" / f"{s}.png"), str(gt), kind))
         return "images/ + depth/", samples, []
-    samples = [Sample(i, p.stem, str(p), str(p), "depth_jpeg")
-               for i, p in enumerate(sorted(p for p in root.iterdir() if p.suffix.lower() in (".jpg", ".jpeg")))]
+    samples = [
+        Sample(i, p.stem, str(p), str(p), "depth_jpeg")
+        for i, p in enumerate(sorted(p for p in root.iterdir() if p.suffix.lower() in (".jpg", ".jpeg")))
+    ]
     return "flat (JPEGs with embedded depth: GDepth or iPhone portrait)", samples, []
 
 
 # ----------------------------------------------------------------------------------- reading one sample
+
 
 def _read_rgb(path: str) -> np.ndarray:
     if not Path(path).is_file():
@@ -203,16 +213,19 @@ def load_sample(sample: Sample, *, num_classes: int | None = None) -> tuple[np.n
     rgb = _read_rgb(sample.image)
     if not Path(sample.truth).is_file():
         raise BadSample(f"ground truth missing: {Path(sample.truth).name}")
-    truth = {"voc_png": _voc_labels, "alpha_png": _alpha, "depth_png_mm": _depth_png,
-             "depth_npy_m": _depth_npy}[sample.kind](sample.truth)
+    truth = {"voc_png": _voc_labels, "alpha_png": _alpha, "depth_png_mm": _depth_png, "depth_npy_m": _depth_npy}[
+        sample.kind
+    ](sample.truth)
     if truth.shape[:2] != rgb.shape[:2]:
-        raise BadSample(f"size mismatch: image {rgb.shape[1]}x{rgb.shape[0]}, ground truth "
-                        f"{truth.shape[1]}x{truth.shape[0]}")
+        raise BadSample(
+            f"size mismatch: image {rgb.shape[1]}x{rgb.shape[0]}, ground truth {truth.shape[1]}x{truth.shape[0]}"
+        )
     if sample.kind == "voc_png" and num_classes is not None:
         bad = (truth >= num_classes) & (truth != VOID)
         if bad.any():
-            raise BadSample(f"label out of range: {int(truth[bad].max())} (model has {num_classes} classes, "
-                            f"{VOID} = void)")
+            raise BadSample(
+                f"label out of range: {int(truth[bad].max())} (model has {num_classes} classes, {VOID} = void)"
+            )
     return rgb, truth
 
 
@@ -283,8 +296,19 @@ def _embedded_depth(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 # ----------------------------------------------------------------------------------- synthetic sets
 
-def synth(n: int, out: str | Path, *, task: str = "segmentation", seed: int = 0, size: tuple[int, int] = (240, 320),
-          engine: str = "local", address: str | None = None, workers: int | None = None, progress=None) -> Dataset:
+
+def synth(
+    n: int,
+    out: str | Path,
+    *,
+    task: str = "segmentation",
+    seed: int = 0,
+    size: tuple[int, int] = (240, 320),
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    progress=None,
+) -> Dataset:
     """A set of `n` synthetic portrait scenes (toolchain/scenes) with exact ground truth, in the
     task's layout. Scene i uses seed `seed + i` and alternates person / cat, so the same arguments
     give the same files, byte for byte. Written into a hidden sibling folder and moved in when
@@ -295,26 +319,50 @@ def synth(n: int, out: str | Path, *, task: str = "segmentation", seed: int = 0,
         raise InputError(f"--n must be at least 1, got {n}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "dataset.json").is_file())):
-        raise InputError(f"{out} exists and is not a synthetic dataset", where=str(out),
-                         fix="pass a new or empty folder (an earlier `portrait dataset synth` folder is replaced)")
+        raise InputError(
+            f"{out} exists and is not a synthetic dataset",
+            where=str(out),
+            fix="pass a new or empty folder (an earlier `portrait dataset synth` folder is replaced)",
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
-        for sub in {"segmentation": ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"),
-                    "matting": ("images", "alpha"), "depth": ("images", "depth")}[task]:
+        for sub in {
+            "segmentation": ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"),
+            "matting": ("images", "alpha"),
+            "depth": ("images", "depth"),
+        }[task]:
             (staging / sub).mkdir(parents=True)
         names = [f"synth_{i:06d}" for i in range(n)]
         chunk = max(1, min(50, n // (4 * max(1, workers or 2)) or 1))
-        shards = [(str(staging), task, seed, tuple(size), list(range(a, min(n, a + chunk))))
-                  for a in range(0, n, chunk)]
-        map_shards(_synth_shard, shards, engine=engine, address=address, workers=workers,
-                   progress=progress, unit="scenes", sizes=[len(s[4]) for s in shards])
+        shards = [
+            (str(staging), task, seed, tuple(size), list(range(a, min(n, a + chunk)))) for a in range(0, n, chunk)
+        ]
+        map_shards(
+            _synth_shard,
+            shards,
+            engine=engine,
+            address=address,
+            workers=workers,
+            progress=progress,
+            unit="scenes",
+            sizes=[len(s[4]) for s in shards],
+        )
         if task == "segmentation":
             (staging / "ImageSets/Segmentation/val.txt").write_text("\n".join(names) + "\n")
-        meta = {"task": task, "n": n, "seed": seed, "size": list(size), "generator": "toolchain.scenes.generate_scene",
-                "kinds": "person for even i, cat for odd i; scene i has seed seed + i",
-                "truth": {"segmentation": "VOC class ids (person 15, cat 8, else 0) where alpha >= 0.5",
-                          "matting": "alpha coverage, 8-bit PNG", "depth": "z-depth, 16-bit PNG in millimetres"}[task]}
+        meta = {
+            "task": task,
+            "n": n,
+            "seed": seed,
+            "size": list(size),
+            "generator": "toolchain.scenes.generate_scene",
+            "kinds": "person for even i, cat for odd i; scene i has seed seed + i",
+            "truth": {
+                "segmentation": "VOC class ids (person 15, cat 8, else 0) where alpha >= 0.5",
+                "matting": "alpha coverage, 8-bit PNG",
+                "depth": "z-depth, 16-bit PNG in millimetres",
+            }[task],
+        }
         (staging / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")

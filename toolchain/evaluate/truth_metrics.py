@@ -23,17 +23,29 @@ from ..depth.align import align_scale_shift
 
 VOID = 255
 BOUNDARY_TOLERANCE = 0.008  # fraction of the image diagonal (DAVIS default)
-HIGHER_IS_BETTER = {"miou": True, "pixel_accuracy": True, "boundary_f": True, "delta1": True,
-                    "abs_rel": False, "rmse": False, "sad_k": False, "mse": False, "grad_k": False, "conn_k": False,
-                    "holes": False, "ghosts": False}
-DEEP_PX = 20          # holes / ghosts look only this many pixels or more from the reference outline
-INSIDE_REF = 0.98     # reference alpha at or above this is inside the subject ...
-OUTSIDE_REF = 0.02    # ... at or below this outside it
-HOLE_BELOW = 0.9      # inside: our alpha below this is a hole
-GHOST_ABOVE = 0.1     # outside: our alpha above this is a ghost (a patch of old background kept)
+HIGHER_IS_BETTER = {
+    "miou": True,
+    "pixel_accuracy": True,
+    "boundary_f": True,
+    "delta1": True,
+    "abs_rel": False,
+    "rmse": False,
+    "sad_k": False,
+    "mse": False,
+    "grad_k": False,
+    "conn_k": False,
+    "holes": False,
+    "ghosts": False,
+}
+DEEP_PX = 20  # holes / ghosts look only this many pixels or more from the reference outline
+INSIDE_REF = 0.98  # reference alpha at or above this is inside the subject ...
+OUTSIDE_REF = 0.02  # ... at or below this outside it
+HOLE_BELOW = 0.9  # inside: our alpha below this is a hole
+GHOST_ABOVE = 0.1  # outside: our alpha above this is a ghost (a patch of old background kept)
 
 
 # ----------------------------------------------------------------------------------- segmentation
+
 
 def confusion(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
     """num_classes x num_classes counts, rows = truth, columns = prediction; void (255) not counted."""
@@ -72,8 +84,13 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
     return b
 
 
-def boundary_f(truth_mask: np.ndarray, pred_mask: np.ndarray, *, tolerance: float = BOUNDARY_TOLERANCE,
-               valid: np.ndarray | None = None) -> float:
+def boundary_f(
+    truth_mask: np.ndarray,
+    pred_mask: np.ndarray,
+    *,
+    tolerance: float = BOUNDARY_TOLERANCE,
+    valid: np.ndarray | None = None,
+) -> float:
     """Boundary F-score of two boolean masks: precision and recall of boundary pixels matched within
     ceil(tolerance * diagonal) pixels. 1.0 when neither has a boundary, 0.0 when only one has."""
     h, w = np.shape(truth_mask)
@@ -102,8 +119,10 @@ def segmentation_image(truth: np.ndarray, pred: np.ndarray, num_classes: int) ->
     valid = truth != VOID
     classes = sorted((set(np.unique(truth[valid]).tolist()) | set(np.unique(pred[valid]).tolist())) - {0})
     fs = [boundary_f(truth == c, pred == c, valid=valid) for c in classes]
-    return {"confusion": [[int(i), int(j), int(conf[i, j])] for i, j in nz],
-            "boundary_f": float(np.mean(fs)) if fs else float("nan")}
+    return {
+        "confusion": [[int(i), int(j), int(conf[i, j])] for i, j in nz],
+        "boundary_f": float(np.mean(fs)) if fs else float("nan"),
+    }
 
 
 def dense_confusion(sparse: list, num_classes: int) -> np.ndarray:
@@ -114,6 +133,7 @@ def dense_confusion(sparse: list, num_classes: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- matting
+
 
 def sad_k(truth: np.ndarray, pred: np.ndarray) -> float:
     """Sum of absolute alpha differences, in thousands."""
@@ -201,11 +221,18 @@ def ghosts(truth: np.ndarray, pred: np.ndarray, px: float = DEEP_PX) -> float:
 
 
 def matting_image(truth: np.ndarray, pred: np.ndarray) -> dict:
-    return {"sad_k": sad_k(truth, pred), "mse": mse(truth, pred), "grad_k": gradient_error_k(truth, pred),
-            "conn_k": connectivity_error_k(truth, pred), "holes": holes(truth, pred), "ghosts": ghosts(truth, pred)}
+    return {
+        "sad_k": sad_k(truth, pred),
+        "mse": mse(truth, pred),
+        "grad_k": gradient_error_k(truth, pred),
+        "conn_k": connectivity_error_k(truth, pred),
+        "holes": holes(truth, pred),
+        "ghosts": ghosts(truth, pred),
+    }
 
 
 # ----------------------------------------------------------------------------------- depth
+
 
 def depth_image(truth: np.ndarray, pred: np.ndarray, *, space: str = "inverse", pred_is_inverse: bool = False) -> dict:
     """δ1, AbsRel, RMSE (truth units) on pixels with positive finite truth, after least-squares
@@ -233,11 +260,16 @@ def depth_image(truth: np.ndarray, pred: np.ndarray, *, space: str = "inverse", 
         raise ValueError(f"alignment space {space!r}: use 'inverse' or 'depth'")
     d = np.clip(d, lo, hi)
     ratio = np.maximum(d / tv, tv / d)
-    return {"delta1": float(np.mean(ratio < 1.25)), "abs_rel": float(np.mean(np.abs(d - tv) / tv)),
-            "rmse": float(np.sqrt(np.mean((d - tv) ** 2))), "valid_px": int(valid.sum())}
+    return {
+        "delta1": float(np.mean(ratio < 1.25)),
+        "abs_rel": float(np.mean(np.abs(d - tv) / tv)),
+        "rmse": float(np.sqrt(np.mean((d - tv) ** 2))),
+        "valid_px": int(valid.sum()),
+    }
 
 
 # ----------------------------------------------------------------------------------- bootstrap
+
 
 def bootstrap_weights(n: int, resamples: int = 1000, seed: int = 0) -> np.ndarray:
     """resamples x n counts: how often each image is drawn in each resample (paired across models)."""

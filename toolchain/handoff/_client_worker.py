@@ -44,10 +44,12 @@ def _fb():
     from mediapipe.tasks.metadata import image_segmenter_metadata_schema_py_generated as seg_fb
     from mediapipe.tasks.metadata import metadata_schema_py_generated as md_fb
     from mediapipe.tasks.metadata import schema_py_generated as schema_fb
+
     return md_fb, seg_fb, schema_fb
 
 
 # ---------------------------------------------------------------- write
+
 
 def _min_parser_version(md) -> str:
     """metadata_version.cc: the newest schema member used decides the minimum parser version."""
@@ -75,12 +77,14 @@ def _min_parser_version(md) -> str:
 def _tensor_names(model_buf: bytes):
     # MediaPipe: installed only in the client environment (.venv-client) this worker runs in
     from mediapipe.tasks.python.metadata.metadata_writers import writer_utils
+
     return writer_utils.get_input_tensor_names(model_buf), writer_utils.get_output_tensor_names(model_buf)
 
 
 def _tensor_types(model_buf: bytes):
     # MediaPipe: installed only in the client environment (.venv-client) this worker runs in
     from mediapipe.tasks.python.metadata.metadata_writers import writer_utils
+
     sg = writer_utils.get_subgraph(model_buf)
     return [sg.Tensors(sg.Inputs(i)).Type() for i in range(sg.InputsLength())]
 
@@ -89,13 +93,19 @@ def build_metadata(model_buf: bytes, record: dict):
     """ModelMetadataT for one file from its handoff record (toolchain/handoff/metadata.py)."""
     # MediaPipe: installed only in the client environment (.venv-client) this worker runs in
     from mediapipe.tasks.python.metadata.metadata_writers import metadata_info as mi
+
     md_fb, seg_fb, _ = _fb()
     in_names, out_names = _tensor_names(model_buf)
     inp = record["input"]
     color = getattr(md_fb.ColorSpaceType, inp.get("color_space", "RGB"))
-    input_md = mi.InputImageTensorMd(name=inp["name"], description=inp["description"],
-                                     norm_mean=list(inp["norm_mean"]), norm_std=list(inp["norm_std"]),
-                                     color_space_type=color, tensor_type=_tensor_types(model_buf)[0])
+    input_md = mi.InputImageTensorMd(
+        name=inp["name"],
+        description=inp["description"],
+        norm_mean=list(inp["norm_mean"]),
+        norm_std=list(inp["norm_std"]),
+        color_space_type=color,
+        tensor_type=_tensor_types(model_buf)[0],
+    )
     if len(record["outputs"]) != len(out_names):
         raise ValueError(f"record has {len(record['outputs'])} outputs, the model {len(out_names)}")
     specs = list(record["outputs"])
@@ -111,11 +121,13 @@ def build_metadata(model_buf: bytes, record: dict):
             else:
                 label_files = [mi.AssociatedFileMd(file_path=spec["labels_file"], file_type=ftype)]
         if spec.get("kind") == "segmentation_mask":
-            out_md = mi.SegmentationMaskMd(name=spec["name"], description=spec["description"],
-                                           label_files=label_files or None).create_metadata()
+            out_md = mi.SegmentationMaskMd(
+                name=spec["name"], description=spec["description"], label_files=label_files or None
+            ).create_metadata()
         else:
-            out_md = mi.TensorMd(name=spec["name"], description=spec["description"],
-                                 associated_files=label_files or None).create_metadata()
+            out_md = mi.TensorMd(
+                name=spec["name"], description=spec["description"], associated_files=label_files or None
+            ).create_metadata()
         if spec.get("range"):
             out_md.stats = md_fb.StatsT()
             out_md.stats.min, out_md.stats.max = [float(spec["range"][0])], [float(spec["range"][1])]
@@ -131,8 +143,13 @@ def build_metadata(model_buf: bytes, record: dict):
         custom = md_fb.CustomMetadataT()
         custom.name, custom.data = SEGMENTER_METADATA_NAME, b.Output()
         sg.customMetadata = [custom]
-    general = mi.GeneralMd(name=record["name"], version=record["version"], description=record["description"],
-                           author=record["author"], licenses=record["license"]).create_metadata()
+    general = mi.GeneralMd(
+        name=record["name"],
+        version=record["version"],
+        description=record["description"],
+        author=record["author"],
+        licenses=record["license"],
+    ).create_metadata()
     general.subgraphMetadata = [sg]
     general.minParserVersion = _min_parser_version(general)
     return general
@@ -196,6 +213,7 @@ def cmd_write_metadata(req: dict) -> dict:
 
 # ---------------------------------------------------------------- read
 
+
 def _enum_names(cls) -> dict[int, str]:
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
@@ -203,8 +221,12 @@ def _enum_names(cls) -> dict[int, str]:
 def _to_plain(obj, key: str = ""):
     """Object-API value -> JSON-friendly value, enums by name, bytes as text when they are text."""
     md_fb, _, _ = _fb()
-    enums = {"colorSpace": md_fb.ColorSpaceType, "type": md_fb.AssociatedFileType,
-             "contentPropertiesType": md_fb.ContentProperties, "optionsType": md_fb.ProcessUnitOptions}
+    enums = {
+        "colorSpace": md_fb.ColorSpaceType,
+        "type": md_fb.AssociatedFileType,
+        "contentPropertiesType": md_fb.ContentProperties,
+        "optionsType": md_fb.ProcessUnitOptions,
+    }
     if isinstance(obj, (bytes, bytearray)):
         try:
             return obj.decode("utf-8")
@@ -240,8 +262,11 @@ def read_metadata(model_buf: bytes) -> dict:
     if found is None:
         return {"metadata": None, "associated_files": files}
     if not md_fb.ModelMetadata.ModelMetadataBufferHasIdentifier(found, 0):
-        return {"metadata": None, "error": "TFLITE_METADATA buffer lacks the M001 identifier",
-                "associated_files": files}
+        return {
+            "metadata": None,
+            "error": "TFLITE_METADATA buffer lacks the M001 identifier",
+            "associated_files": files,
+        }
     md = md_fb.ModelMetadataT.InitFromObj(md_fb.ModelMetadata.GetRootAsModelMetadata(found, 0))
     plain = _to_plain(md)
     for sg_plain, sg in zip(plain.get("subgraphMetadata", []), md.subgraphMetadata or []):
@@ -259,12 +284,16 @@ def cmd_read_metadata(req: dict) -> dict:
         try:
             out[p] = read_metadata(Path(p).read_bytes())
         except Exception as exc:  # noqa: BLE001 - one damaged file is that file's verdict, not the whole reply
-            out[p] = {"metadata": None, "associated_files": {},
-                      "error": f"cannot read the file's flatbuffer: {type(exc).__name__}: {str(exc)[:160]}"}
+            out[p] = {
+                "metadata": None,
+                "associated_files": {},
+                "error": f"cannot read the file's flatbuffer: {type(exc).__name__}: {str(exc)[:160]}",
+            }
     return out
 
 
 # ---------------------------------------------------------------- run
+
 
 def cmd_segment(req: dict) -> dict:
     """ImageSegmenter (IMAGE mode) on each .npy (uint8 H x W x 3 RGB): confidence masks stacked
@@ -273,10 +302,12 @@ def cmd_segment(req: dict) -> dict:
     import mediapipe as mp
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
+
     out_dir = Path(req["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=req["model"]),
-                                           output_confidence_masks=True, output_category_mask=True)
+    options = vision.ImageSegmenterOptions(
+        base_options=BaseOptions(model_asset_path=req["model"]), output_confidence_masks=True, output_category_mask=True
+    )
     try:
         segmenter = vision.ImageSegmenter.create_from_options(options)
     except Exception as exc:  # MediaPipe raises plain RuntimeError/ValueError with its status text
@@ -288,8 +319,11 @@ def cmd_segment(req: dict) -> dict:
             rgb = np.ascontiguousarray(np.load(path))
             res = segmenter.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
             conf = [np.asarray(m.numpy_view(), np.float32).reshape(rgb.shape[:2]) for m in (res.confidence_masks or [])]
-            cat = (np.asarray(res.category_mask.numpy_view()).reshape(rgb.shape[:2])
-                   if res.category_mask is not None else None)
+            cat = (
+                np.asarray(res.category_mask.numpy_view()).reshape(rgb.shape[:2])
+                if res.category_mask is not None
+                else None
+            )
             rec = {"image": path, "confidence_masks": len(conf)}
             if conf:
                 p = out_dir / f"{i}.confidence.npy"
@@ -307,8 +341,12 @@ def cmd_version(req: dict) -> dict:
     return {"mediapipe": version("mediapipe"), "python": sys.version.split()[0]}
 
 
-COMMANDS = {"write-metadata": cmd_write_metadata, "read-metadata": cmd_read_metadata,
-            "segment": cmd_segment, "version": cmd_version}
+COMMANDS = {
+    "write-metadata": cmd_write_metadata,
+    "read-metadata": cmd_read_metadata,
+    "segment": cmd_segment,
+    "version": cmd_version,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -38,22 +38,39 @@ def _why(manifest: dict, name: str) -> str:
     step = next((r for r in manifest.get("ladder") or [] if isinstance(r, dict) and r.get("file") == name), None)
     if step is not None:
         figs = step.get("worse_of_both") or {}
-        shown = ", ".join(f"{k} {figs[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "iou", "mean_abs_diff")
-                          if isinstance(figs.get(k), float))
-        parts.append(f"ladder rung {step.get('label') or rung}: " + ("met the budget" if step.get("met") else
-                     "missed the budget (" + "; ".join(step.get("failures") or []) + ")") + (f"; {shown}" if shown else ""))
+        shown = ", ".join(
+            f"{k} {figs[k]:.4f}"
+            for k in ("pixel_agreement", "worst_class_iou", "iou", "mean_abs_diff")
+            if isinstance(figs.get(k), float)
+        )
+        parts.append(
+            f"ladder rung {step.get('label') or rung}: "
+            + (
+                "met the budget"
+                if step.get("met")
+                else "missed the budget (" + "; ".join(step.get("failures") or []) + ")"
+            )
+            + (f"; {shown}" if shown else "")
+        )
     elif rung:
-        parts.append(f"ladder rung {rung}" + (": same quantization as that rung, ArgMax inside"
-                                              if rec.get("precision") == "int8_labels" else ""))
+        parts.append(
+            f"ladder rung {rung}"
+            + (": same quantization as that rung, ArgMax inside" if rec.get("precision") == "int8_labels" else "")
+        )
     if not parts:
         p = rec.get("precision")
-        parts.append("the float32 model as ONNX, checked against TF in onnxruntime" if name.endswith(".onnx") else
-                     {"float32": "the float reference every other file is compared with",
-                      "float16": "float16 weights, float32 compute: half the size, for GPU delegates",
-                      "dynamic": "int8 weights, float activations (dynamic range): small, CPU only",
-                      "int8": "full-integer int8 (not the handoff: see the parity figures)",
-                      "int8_labels": "int8 with ArgMax inside: one class index per pixel, no logits",
-                      "int8_mixed": "int8 with some layers kept float (mixed precision)"}.get(p, p or ""))
+        parts.append(
+            "the float32 model as ONNX, checked against TF in onnxruntime"
+            if name.endswith(".onnx")
+            else {
+                "float32": "the float reference every other file is compared with",
+                "float16": "float16 weights, float32 compute: half the size, for GPU delegates",
+                "dynamic": "int8 weights, float activations (dynamic range): small, CPU only",
+                "int8": "full-integer int8 (not the handoff: see the parity figures)",
+                "int8_labels": "int8 with ArgMax inside: one class index per pixel, no logits",
+                "int8_mixed": "int8 with some layers kept float (mixed precision)",
+            }.get(p, p or "")
+        )
     return "; ".join(parts)
 
 
@@ -73,8 +90,9 @@ def _example(manifest: dict, bundle: Path, name: str, record: dict) -> str:
         vec = next((v for v in idx["vectors"] if v.get("stage") == "model"), None)
         if vec is None:
             return "(no golden inputs in this bundle to take a worked example from)"
-        ran = _run_once(bundle / name, record, np.load(bundle / "goldens" / vec["inputs"]["image"]["file"],
-                                                         allow_pickle=False))
+        ran = _run_once(
+            bundle / name, record, np.load(bundle / "goldens" / vec["inputs"]["image"]["file"], allow_pickle=False)
+        )
     x = np.load(bundle / "goldens" / vec["inputs"]["image"]["file"], allow_pickle=False)[0]
     h, w = x.shape[:2]
     r, c = h // 2, w // 2
@@ -89,9 +107,12 @@ def _example(manifest: dict, bundle: Path, name: str, record: dict) -> str:
     spec = record["outputs"][0]
     labels = manifest.get("labels") or []
     feed = ("uint8 bytes" if record["input"]["dtype"] == "uint8" else "float32 values") + f" {rgb}"
-    lines = [f"Golden input image of `{vec['name']}` ({w}x{h})" + (", this file run on it with LiteRT" if ran is not None else "")
-             + f", pixel (row {r}, column {c}):",
-             f"- in: RGB {rgb} -> feed the {feed} (no normalization: it is inside the model)"]
+    lines = [
+        f"Golden input image of `{vec['name']}` ({w}x{h})"
+        + (", this file run on it with LiteRT" if ran is not None else "")
+        + f", pixel (row {r}, column {c}):",
+        f"- in: RGB {rgb} -> feed the {feed} (no normalization: it is inside the model)",
+    ]
     y = np.asarray(y, dtype=np.float32 if float_ref else None)
     scale, zp = rec.get("scale"), rec.get("zero_point")
     if spec["kind"] == "class_index":
@@ -101,17 +122,28 @@ def _example(manifest: dict, bundle: Path, name: str, record: dict) -> str:
         real = (y.astype(np.float32) - zp) * scale if scale else y.astype(np.float32)
         k = int(np.argmax(real))
         e = np.exp(real - real.max())
-        raw = (f"raw {y.dtype.name} {int(y[k])}, real = ({int(y[k])} - ({zp})) * {scale:.6g} = {real[k]:.3f}" if scale
-               else f"{real[k]:.3f}")
-        lines.append(f"- out `{key}`: {y.size} logits; the largest is channel {k} ({raw}) -> class "
-                     f"{labels[k] if k < len(labels) else k!r}, softmax probability {e[k] / e.sum():.3f}")
+        raw = (
+            f"raw {y.dtype.name} {int(y[k])}, real = ({int(y[k])} - ({zp})) * {scale:.6g} = {real[k]:.3f}"
+            if scale
+            else f"{real[k]:.3f}"
+        )
+        lines.append(
+            f"- out `{key}`: {y.size} logits; the largest is channel {k} ({raw}) -> class "
+            f"{labels[k] if k < len(labels) else k!r}, softmax probability {e[k] / e.sum():.3f}"
+        )
     else:
         v = y.reshape(-1)[0]
         real = (float(v) - zp) * scale if scale else float(v)
-        raw = f"raw {y.dtype.name} {int(v)}, real = ({int(v)} - ({zp})) * {scale:.6g} = {real:.3f}" if scale else f"{real:.3f}"
+        raw = (
+            f"raw {y.dtype.name} {int(v)}, real = ({int(v)} - ({zp})) * {scale:.6g} = {real:.3f}"
+            if scale
+            else f"{real:.3f}"
+        )
         what = labels[-1] if labels else "foreground"
-        lines.append(f"- out `{key}`: {raw} -> probability of {what!r}"
-                     + (f" ({what} at > 0.5)" if spec.get("range") == [0.0, 1.0] else ""))
+        lines.append(
+            f"- out `{key}`: {raw} -> probability of {what!r}"
+            + (f" ({what} at > 0.5)" if spec.get("range") == [0.0, 1.0] else "")
+        )
     return "\n".join(lines)
 
 
@@ -125,7 +157,10 @@ def _run_once(path: Path, record: dict, x: np.ndarray) -> dict:
     out = {}
     for od in interp.get_output_details():
         scale, zp = od.get("quantization", (0.0, 0))
-        out[by_tensor.get(od["name"], od["name"])] = (interp.get_tensor(od["index"]), {"scale": scale, "zero_point": zp})
+        out[by_tensor.get(od["name"], od["name"])] = (
+            interp.get_tensor(od["index"]),
+            {"scale": scale, "zero_point": zp},
+        )
     return out
 
 
@@ -156,8 +191,11 @@ val categories = result.categoryMask().get()   // one byte per pixel{": 0 where 
 val confidence = result.confidenceMasks().get()  // {"one float mask: the probability" if one else "one float mask per class (softmax)"}
 ```""")
     in_bytes = h * w * 3 * (1 if is_u8 else 4)
-    put = "input.put(r.toByte()); input.put(g.toByte()); input.put(b.toByte())" if is_u8 else \
-        "input.putFloat(r.toFloat()); input.putFloat(g.toFloat()); input.putFloat(b.toFloat())"
+    put = (
+        "input.put(r.toByte()); input.put(g.toByte()); input.put(b.toByte())"
+        if is_u8
+        else "input.putFloat(r.toFloat()); input.putFloat(g.toFloat()); input.putFloat(b.toFloat())"
+    )
     deq = ""
     if out_dtype in ("int8", "uint8") and manifest["models"][name]["outputs"][spec["key"]].get("scale"):
         q = manifest["models"][name]["outputs"][spec["key"]]
@@ -204,8 +242,13 @@ def _cell(e: dict | None) -> str:
     st = e["status"]
     if e.get("meant_for") is False:
         return f"not for this client ({st})"
-    text = {"pass": "pass", "loaded": "loads (not judged)", "fail": "**FAIL**", "no-load": "**does not load**",
-            "not-run": "not run"}.get(st, st)
+    text = {
+        "pass": "pass",
+        "loaded": "loads (not judged)",
+        "fail": "**FAIL**",
+        "no-load": "**does not load**",
+        "not-run": "not run",
+    }.get(st, st)
     if st == "pass" and e.get("latency_ms") is not None:
         text += f", {e['latency_ms']:.0f} ms"
     elif st == "pass" and e.get("software"):
@@ -215,8 +258,11 @@ def _cell(e: dict | None) -> str:
 
 def _clients_section(manifest: dict) -> list[str]:
     """Which file loads in which client, as measured at export (models[<file>]["clients"])."""
-    files = {n: r.get("clients") for n, r in manifest.get("models", {}).items()
-             if n.endswith(".tflite") and isinstance(r.get("clients"), list)}
+    files = {
+        n: r.get("clients")
+        for n, r in manifest.get("models", {}).items()
+        if n.endswith(".tflite") and isinstance(r.get("clients"), list)
+    }
     cols: list[str] = []
     for entries in files.values():
         for e in entries:
@@ -231,14 +277,19 @@ def _clients_section(manifest: dict) -> list[str]:
             if isinstance(e, dict):
                 rank = order.index(e["runtime"]) if e["runtime"] in order else 9
                 gpu = e["backend"] in ("webgpu", "gpu")
-                first.setdefault(clients.label(e), (rank >= 2, gpu, rank))   # native, web CPU, web GPU
+                first.setdefault(clients.label(e), (rank >= 2, gpu, rank))  # native, web CPU, web GPU
     cols.sort(key=lambda c: first[c])
-    lines = ["## Clients, measured", "",
-             "Each file was loaded and run in each client at export, fed as the contract below says, and its "
-             "outputs judged with `portrait check`'s checker: the native runtimes by `portrait verify`, the "
-             "browser runtimes by `portrait device-check --headless`. `*` marks a client the file is handed off "
-             "for: a handoff that fails there stops the export.", "",
-             "| file | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = [
+        "## Clients, measured",
+        "",
+        "Each file was loaded and run in each client at export, fed as the contract below says, and its "
+        "outputs judged with `portrait check`'s checker: the native runtimes by `portrait verify`, the "
+        "browser runtimes by `portrait device-check --headless`. `*` marks a client the file is handed off "
+        "for: a handoff that fails there stops the export.",
+        "",
+        "| file | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
     for n, entries in files.items():
         by = {clients.label(e): e for e in entries if isinstance(e, dict)}
         lines.append(f"| `{n}` | " + " | ".join(_cell(by.get(c)) for c in cols) + " |")
@@ -250,19 +301,29 @@ def _clients_section(manifest: dict) -> list[str]:
     lines += ["", "Runtimes: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."]
     dc = manifest.get("device_check") or {}
     if dc.get("status") == "ran":
-        lines.append(f"Browser: {dc.get('user_agent')}, {dc.get('cores')} cores, WebGPU adapter "
-                     f"{dc.get('webgpu_adapter') or 'none'}; latency is the median after a warm-up run.")
+        lines.append(
+            f"Browser: {dc.get('user_agent')}, {dc.get('cores')} cores, WebGPU adapter "
+            f"{dc.get('webgpu_adapter') or 'none'}; latency is the median after a warm-up run."
+        )
     elif dc:
-        lines.append(f"Browser runtimes: NOT RUN ({dc.get('reason')}); that is not a pass. Run "
-                     "`portrait device-check --headless <bundle>` where node and Chromium are installed.")
-    bad = [(n, e) for n, entries in files.items() for e in entries
-           if isinstance(e, dict) and e.get("status") in clients.FAILED and e.get("meant_for") is not False]
+        lines.append(
+            f"Browser runtimes: NOT RUN ({dc.get('reason')}); that is not a pass. Run "
+            "`portrait device-check --headless <bundle>` where node and Chromium are installed."
+        )
+    bad = [
+        (n, e)
+        for n, entries in files.items()
+        for e in entries
+        if isinstance(e, dict) and e.get("status") in clients.FAILED and e.get("meant_for") is not False
+    ]
     if bad:
         lines += ["", "Where a file does not load or fails, in the runtime's own words:", ""]
         for n, e in bad:
             msg = " ".join(str(e.get("message") or "").split())[:400]
-            lines.append(f"- `{n}` in {clients.label(e)} ({e['runtime']} {e.get('version') or ''}): "
-                         f"{'does not load' if e['status'] == 'no-load' else 'fails'}: {msg or '(no message)'}")
+            lines.append(
+                f"- `{n}` in {clients.label(e)} ({e['runtime']} {e.get('version') or ''}): "
+                f"{'does not load' if e['status'] == 'no-load' else 'fails'}: {msg or '(no message)'}"
+            )
     lines.append("")
     return lines
 
@@ -279,15 +340,19 @@ def bound_lines(p: dict) -> list[str]:
         absolute = ", ".join(f"{k} {v}" for k, v in (s.get("budgets") or {}).items())
         fails = s.get("failures") or []
         verdict = "PASS" if not fails else ("FAIL: " if s.get("gates", True) else "NOT MET (reported, not gating): ")
-        out.append(f"- {name} ({len(s.get('images') or [])} images)"
-                   + (f", absolute budgets {absolute}" if absolute else "")
-                   + f": {verdict}{'; '.join(fails)}")
+        out.append(
+            f"- {name} ({len(s.get('images') or [])} images)"
+            + (f", absolute budgets {absolute}" if absolute else "")
+            + f": {verdict}{'; '.join(fails)}"
+        )
         blocks.append((name, s.get("bound"), s.get("per_kernels") or {}))
     for where, b, per_kernels in blocks:
         if not b:
             continue
-        out.append(f"- output-grid bound on {where} ({b['grid']}: float's own output rounded onto this file's output "
-                   "grid, the best any file with this output contract can do):")
+        out.append(
+            f"- output-grid bound on {where} ({b['grid']}: float's own output rounded onto this file's output "
+            "grid, the best any file with this output contract can do):"
+        )
         for fig, margin in b["relative_to_bound"].items():
             best = b["figures"].get(fig)
             vals = ", ".join(f"{k} {f[fig]:.4f}" for k, f in per_kernels.items() if isinstance(f.get(fig), float))
@@ -302,86 +367,154 @@ def render_card(manifest: dict, bundle: Path, report=None) -> str:
     records = {n: (r.get("contract") or file_record(manifest, n)) for n, r in models.items() if n.endswith(".tflite")}
     sizes = {n: (manifest.get("files", {}).get(n) or {}).get("bytes") for n in models}
     src = manifest.get("source") or {}
-    lines = [f"# {mid}", "", manifest.get("description", ""), "",
-             f"Version {next(iter(records.values()))['version'] if records else manifest.get('toolchain_version')}"
-             f" · license {src.get('license')} · upstream {src.get('url')} (SHA-256 {str(src.get('sha256'))[:16]}...)",
-             "", "This card is generated from `manifest.json` (the record); the same record is written as TFLite "
-             "metadata inside each `.tflite`. `portrait verify <this folder or zip>` checks that the three agree "
-             "and that each file does what it says.", "", "## Files", "",
-             "| file | precision / rung | why | size | clients |", "|---|---|---|---|---|"]
+    lines = [
+        f"# {mid}",
+        "",
+        manifest.get("description", ""),
+        "",
+        f"Version {next(iter(records.values()))['version'] if records else manifest.get('toolchain_version')}"
+        f" · license {src.get('license')} · upstream {src.get('url')} (SHA-256 {str(src.get('sha256'))[:16]}...)",
+        "",
+        "This card is generated from `manifest.json` (the record); the same record is written as TFLite "
+        "metadata inside each `.tflite`. `portrait verify <this folder or zip>` checks that the three agree "
+        "and that each file does what it says.",
+        "",
+        "## Files",
+        "",
+        "| file | precision / rung | why | size | clients |",
+        "|---|---|---|---|---|",
+    ]
     for n, r in models.items():
         nbytes = sizes.get(n)
         size = f"{nbytes / 1e6:.2f} MB" if nbytes else ""
         lines.append(f"| `{n}` | {r.get('precision')} | {_why(manifest, n)} | {size} | {_loads_in(r.get('clients'))} |")
     gpu = manifest.get("handoff_gpu_choice") or {}
-    lines += ["", "Handoff: " + (f"`{manifest['handoff']}`" if manifest.get("handoff") else "none (no quantized file met its budget)")
-              + (f"; CPU (XNNPACK) handoff: `{manifest['handoff_cpu']}`" if manifest.get("handoff_cpu") else "")
-              + (f"; GPU (WebGPU) handoff: `{manifest['handoff_gpu']}`" if manifest.get("handoff_gpu") else
-                 f"; GPU handoff: none ({gpu['reason']})" if gpu.get("reason") else ""), ""]
+    lines += [
+        "",
+        "Handoff: "
+        + (f"`{manifest['handoff']}`" if manifest.get("handoff") else "none (no quantized file met its budget)")
+        + (f"; CPU (XNNPACK) handoff: `{manifest['handoff_cpu']}`" if manifest.get("handoff_cpu") else "")
+        + (
+            f"; GPU (WebGPU) handoff: `{manifest['handoff_gpu']}`"
+            if manifest.get("handoff_gpu")
+            else f"; GPU handoff: none ({gpu['reason']})"
+            if gpu.get("reason")
+            else ""
+        ),
+        "",
+    ]
     lines += _clients_section(manifest)
     lines += ["## Input / output contract", ""]
     for n, rec in records.items():
         inp = rec["input"]
-        lines += [f"### `{n}`", "", f"- input `{inp['name']}`: {inp['description']}",
-                  f"- metadata: NormalizationOptions mean {inp['norm_mean']} std {inp['norm_std']} (pixel units), "
-                  f"colour space {inp['color_space']}"
-                  + (f", segmenter activation {rec['segmenter_activation']}" if rec.get("segmenter_activation") else "")]
+        lines += [
+            f"### `{n}`",
+            "",
+            f"- input `{inp['name']}`: {inp['description']}",
+            f"- metadata: NormalizationOptions mean {inp['norm_mean']} std {inp['norm_std']} (pixel units), "
+            f"colour space {inp['color_space']}"
+            + (f", segmenter activation {rec['segmenter_activation']}" if rec.get("segmenter_activation") else ""),
+        ]
         for o in rec["outputs"]:
-            lines.append(f"- output `{o['key']}` {o.get('shape')}: {o['description']}"
-                         + (f"; range {o['range']}" if o.get("range") else "")
-                         + (f"; labels: `{o['labels_file']}` ({o['labels_type']})" if o.get("labels_file") else ""))
+            lines.append(
+                f"- output `{o['key']}` {o.get('shape')}: {o['description']}"
+                + (f"; range {o['range']}" if o.get("range") else "")
+                + (f"; labels: `{o['labels_file']}` ({o['labels_type']})" if o.get("labels_file") else "")
+            )
         if MEDIAPIPE_SEGMENTER not in rec["clients"]:
-            lines.append(f"- clients: {', '.join(rec['clients'])} only (MediaPipe Tasks ImageSegmenter expects "
-                         "per-class masks, not class indices)" if rec["outputs"][0]["kind"] == "class_index"
-                         else f"- clients: {', '.join(rec['clients'])}")
+            lines.append(
+                f"- clients: {', '.join(rec['clients'])} only (MediaPipe Tasks ImageSegmenter expects "
+                "per-class masks, not class indices)"
+                if rec["outputs"][0]["kind"] == "class_index"
+                else f"- clients: {', '.join(rec['clients'])}"
+            )
         lines += ["", _example(manifest, bundle, n, rec), ""]
     lines += ["## Parity and what was checked", ""]
     p = manifest.get("parity") or {}
     if p:
-        figs = ", ".join(f"{k} {p[k]:.4f}" for k in ("pixel_agreement", "worst_class_iou", "edge_band_agreement", "iou",
-                                                       "mean_abs_diff", "delta1", "abs_rel", "blur_mean_px",
-                                                       "blur_p99_px") if isinstance(p.get(k), float))
+        figs = ", ".join(
+            f"{k} {p[k]:.4f}"
+            for k in (
+                "pixel_agreement",
+                "worst_class_iou",
+                "edge_band_agreement",
+                "iou",
+                "mean_abs_diff",
+                "delta1",
+                "abs_rel",
+                "blur_mean_px",
+                "blur_p99_px",
+            )
+            if isinstance(p.get(k), float)
+        )
         ka = p.get("kernel_agreement") or {}
         n_img = len(p["images"]) if isinstance(p.get("images"), list) else p.get("images", "the")
-        kern = "both kernel sets (XNNPACK and reference, the worse of the two)" if p.get("kernels") == "both" \
+        kern = (
+            "both kernel sets (XNNPACK and reference, the worse of the two)"
+            if p.get("kernels") == "both"
             else f"the {p.get('kernels')} kernels"
-        lines.append(f"- handoff vs float32 on {n_img} images, judged on {kern}: "
-                     f"{figs} ({'PASS' if p.get('passed') else 'FAIL: ' + '; '.join(p.get('failures', []))})")
+        )
+        lines.append(
+            f"- handoff vs float32 on {n_img} images, judged on {kern}: "
+            f"{figs} ({'PASS' if p.get('passed') else 'FAIL: ' + '; '.join(p.get('failures', []))})"
+        )
         lines += bound_lines(p)
         if ka:
-            lines.append("- XNNPACK vs reference kernels: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in ka.items() if isinstance(v, float)))
+            lines.append(
+                "- XNNPACK vs reference kernels: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in ka.items() if isinstance(v, float))
+            )
     mp = manifest.get("mixed_precision") or {}
     if mp:
         lines.append(f"- mixed precision: {mp.get('message')}")
     for rung in manifest.get("ladder") or []:
         if isinstance(rung, dict):
-            lines.append(f"- ladder rung {rung.get('label') or rung.get('rung')} (`{rung.get('file')}`): "
-                         + ("met" if rung.get("met") else "missed: " + "; ".join(rung.get("failures") or []))
-                         + f"; {rung.get('float_ops', '?')} float ops, {rung.get('int16_ops', 0)} int16 ops")
+            lines.append(
+                f"- ladder rung {rung.get('label') or rung.get('rung')} (`{rung.get('file')}`): "
+                + ("met" if rung.get("met") else "missed: " + "; ".join(rung.get("failures") or []))
+                + f"; {rung.get('float_ops', '?')} float ops, {rung.get('int16_ops', 0)} int16 ops"
+            )
     for name, c in ((manifest.get("handoff_cpu_choice") or {}).get("candidates") or {}).items():
-        if c.get("budgets"):   # the recipe's [parity.handoff_cpu] budgets judged this candidate
-            lines.append(f"- CPU handoff candidate `{name}` on {c.get('judged_on')} "
-                         f"({', '.join(f'{k} {v}' for k, v in c['budgets'].items())}): "
-                         + ("met" if c.get("meets") else "missed: " + "; ".join(c.get("failures") or [])))
+        if c.get("budgets"):  # the recipe's [parity.handoff_cpu] budgets judged this candidate
+            lines.append(
+                f"- CPU handoff candidate `{name}` on {c.get('judged_on')} "
+                f"({', '.join(f'{k} {v}' for k, v in c['budgets'].items())}): "
+                + ("met" if c.get("meets") else "missed: " + "; ".join(c.get("failures") or []))
+            )
     mw = manifest.get("measured_with") or {}
     lines.append(f"- measured with {mw.get('interpreter')}, converter {mw.get('converter')}, host {mw.get('host')}")
     if report is not None:
         lines += ["", "`portrait verify` at export (every file fed as this contract says):", ""]
         for c in report.checks:
-            if c.field in ("mediapipe.agreement", "litert.vs_float32", "goldens", "metadata", "litert.run") and c.file in records:
+            if (
+                c.field in ("mediapipe.agreement", "litert.vs_float32", "goldens", "metadata", "litert.run")
+                and c.file in records
+            ):
                 figs = ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in c.figures.items())
-                lines.append(f"- `{c.file}` {c.field}: {c.status}" + (f" ({figs})" if figs else "")
-                             + (f" — {c.message}" if c.message and c.status != "pass" else ""))
+                lines.append(
+                    f"- `{c.file}` {c.field}: {c.status}"
+                    + (f" ({figs})" if figs else "")
+                    + (f" — {c.message}" if c.message and c.status != "pass" else "")
+                )
         try:
             mpv = client.version()
         except Exception:  # the card must not fail the export over a version string
             mpv = None
-        lines.append(f"- runtimes: ai-edge-litert reference kernels (goldens, float comparison); "
-                     f"MediaPipe Tasks ImageSegmenter {('mediapipe ' + mpv) if mpv else '(NOT run)'} on CPU (XNNPACK)")
+        lines.append(
+            f"- runtimes: ai-edge-litert reference kernels (goldens, float comparison); "
+            f"MediaPipe Tasks ImageSegmenter {('mediapipe ' + mpv) if mpv else '(NOT run)'} on CPU (XNNPACK)"
+        )
     lines += ["", "## Loading", ""]
-    show = [n for n in (manifest.get("handoff"), manifest.get("handoff_cpu"), manifest.get("handoff_gpu"),
-                        f"{mid}_float32.tflite") if isinstance(n, str) and n in records]
+    show = [
+        n
+        for n in (
+            manifest.get("handoff"),
+            manifest.get("handoff_cpu"),
+            manifest.get("handoff_gpu"),
+            f"{mid}_float32.tflite",
+        )
+        if isinstance(n, str) and n in records
+    ]
     show = list(dict.fromkeys(show))
     for n in show:
         lines += [f"### `{n}`", "", _snippets(manifest, n, records[n]), ""]
@@ -401,9 +534,11 @@ def _device_check_sections(manifest: dict, bundle: Path) -> str:
         vec = next((v for v in json.loads(gpath.read_text())["vectors"] if v.get("stage") == "model"), None)
         if vec is not None:
             key, rec = next(iter(vec["expected"].items()))
-            first = (f" For example vector `{vec['name']}`: feed `goldens/{vec['inputs']['image']['file']}` to "
-                     f"`{vec['model_file']}` and write output `{key}` as `{rec['file'].removesuffix('.npy')}.bin` "
-                     f"({rec['dtype']} {rec['shape']}).")
+            first = (
+                f" For example vector `{vec['name']}`: feed `goldens/{vec['inputs']['image']['file']}` to "
+                f"`{vec['model_file']}` and write output `{key}` as `{rec['file'].removesuffix('.npy')}.bin` "
+                f"({rec['dtype']} {rec['shape']})."
+            )
     return f"""## Check it on your phone
 
 In the phone's browser, no app needed (the computer and the phone on the same network):

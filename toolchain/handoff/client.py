@@ -40,10 +40,12 @@ def client_python() -> Path | None:
 def require_client() -> Path:
     py = client_python()
     if py is None:
-        raise ClientEnvMissing("the MediaPipe client environment (.venv-client) is missing",
-                               where=str(paths.REPO_ROOT / ".venv-client"),
-                               fix="run `make client-env` (or `make test` / `make export-int8`, which create it), "
-                                   "or set PORTRAIT_CLIENT_PYTHON to a python with mediapipe==1.2.3")
+        raise ClientEnvMissing(
+            "the MediaPipe client environment (.venv-client) is missing",
+            where=str(paths.REPO_ROOT / ".venv-client"),
+            fix="run `make client-env` (or `make test` / `make export-int8`, which create it), "
+            "or set PORTRAIT_CLIENT_PYTHON to a python with mediapipe==1.2.3",
+        )
     return py
 
 
@@ -58,18 +60,23 @@ def call(command: str, request: dict, *, timeout_s: float = 600) -> dict:
         try:
             # the caller's working folder, so relative bundle paths mean the same to the worker (running a
             # script puts its own folder on sys.path, not the working folder)
-            proc = subprocess.run([str(py), str(WORKER), command, str(req)], capture_output=True, text=True,
-                                  timeout=timeout_s, env=env)
+            proc = subprocess.run(
+                [str(py), str(WORKER), command, str(req)], capture_output=True, text=True, timeout=timeout_s, env=env
+            )
         except subprocess.TimeoutExpired:
-            raise ClientError(f"MediaPipe client command {command!r} took over {timeout_s:.0f} s", where=str(py)) from None
+            raise ClientError(
+                f"MediaPipe client command {command!r} took over {timeout_s:.0f} s", where=str(py)
+            ) from None
     reply = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
     if proc.returncode != 0 or not reply:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-12:]
-        raise ClientError(f"MediaPipe client command {command!r} failed (exit {proc.returncode}): "
-                          + "\n".join(tail), where=str(py),
-                          fix="the worker's last lines are above; if they show a broken environment, recreate it:"
-                              " rm -rf .venv-client && make client-env")
-    return json.loads(reply[-1][len(MARKER):])
+        raise ClientError(
+            f"MediaPipe client command {command!r} failed (exit {proc.returncode}): " + "\n".join(tail),
+            where=str(py),
+            fix="the worker's last lines are above; if they show a broken environment, recreate it:"
+            " rm -rf .venv-client && make client-env",
+        )
+    return json.loads(reply[-1][len(MARKER) :])
 
 
 def version() -> str | None:

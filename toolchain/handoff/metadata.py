@@ -54,26 +54,45 @@ def _output_specs(manifest: dict, name: str) -> list[dict]:
     labels = manifest.get("labels") or []
     out = []
     for i, (key, tensor) in enumerate((rec.get("outputs") or {}).items()):
-        reg = registry_outputs.get(key) or next((o for o in manifest.get("outputs", [])
-                                                 if o["name"].replace("/", "_") == key), None)
-        spec = {"key": key, "tensor_name": tensor.get("name"), "shape": tensor.get("shape"), "range": None,
-                "labels_file": None, "labels_type": None}
-        if key == "labels" or (reg is None and tensor.get("dtype") in ("uint8", "int32", "int64")
-                               and len(tensor.get("shape") or []) == 3):
-            spec.update(kind="class_index", name="labels",
-                        description=f"per-pixel class index (argmax over the {len(labels)} classes, "
-                                    f"{tensor.get('dtype')}), at input resolution; labels.txt line i names class i",
-                        range=[0, max(len(labels) - 1, 0)], labels_file="labels.txt" if labels else None,
-                        labels_type="TENSOR_VALUE_LABELS")
+        reg = registry_outputs.get(key) or next(
+            (o for o in manifest.get("outputs", []) if o["name"].replace("/", "_") == key), None
+        )
+        spec = {
+            "key": key,
+            "tensor_name": tensor.get("name"),
+            "shape": tensor.get("shape"),
+            "range": None,
+            "labels_file": None,
+            "labels_type": None,
+        }
+        if key == "labels" or (
+            reg is None and tensor.get("dtype") in ("uint8", "int32", "int64") and len(tensor.get("shape") or []) == 3
+        ):
+            spec.update(
+                kind="class_index",
+                name="labels",
+                description=f"per-pixel class index (argmax over the {len(labels)} classes, "
+                f"{tensor.get('dtype')}), at input resolution; labels.txt line i names class i",
+                range=[0, max(len(labels) - 1, 0)],
+                labels_file="labels.txt" if labels else None,
+                labels_type="TENSOR_VALUE_LABELS",
+            )
         elif reg is not None and reg.get("kind") == "logits":
-            spec.update(kind="segmentation_mask", name=key,
-                        description=reg["meaning"] + "; softmax over the last axis gives class probabilities",
-                        labels_file="labels.txt" if labels else None, labels_type="TENSOR_AXIS_LABELS")
+            spec.update(
+                kind="segmentation_mask",
+                name=key,
+                description=reg["meaning"] + "; softmax over the last axis gives class probabilities",
+                labels_file="labels.txt" if labels else None,
+                labels_type="TENSOR_AXIS_LABELS",
+            )
         elif reg is not None and reg.get("kind") == "probabilities":
             what = labels[-1] if labels else "foreground"
-            spec.update(kind="segmentation_mask", name=key, range=[0.0, 1.0],
-                        description=reg["meaning"] + f" (one channel: probability of {what!r}; "
-                                                     f"{what} where > 0.5)")
+            spec.update(
+                kind="segmentation_mask",
+                name=key,
+                range=[0.0, 1.0],
+                description=reg["meaning"] + f" (one channel: probability of {what!r}; {what} where > 0.5)",
+            )
         else:
             spec.update(kind="feature", name=key, description=(reg or {}).get("meaning", f"output {i}"))
         out.append(spec)
@@ -88,8 +107,7 @@ def clients_for(manifest: dict, name: str, outputs: list[dict] | None = None) ->
         return []
     outputs = outputs if outputs is not None else _output_specs(manifest, name)
     clients = [LITERT]
-    if (manifest.get("task") in SEGMENTER_TASKS and len(outputs) == 1
-            and outputs[0]["kind"] == "segmentation_mask"):
+    if manifest.get("task") in SEGMENTER_TASKS and len(outputs) == 1 and outputs[0]["kind"] == "segmentation_mask":
         clients.append(MEDIAPIPE_SEGMENTER)
     return clients
 
@@ -115,14 +133,21 @@ def file_record(manifest: dict, name: str) -> dict:
         "version": bundle_version(manifest),
         "author": "portrait-toolchain export; upstream model: " + (source.get("url") or "see the manifest"),
         "license": source.get("license") or "see the manifest",
-        "input": {"name": "image", "dtype": dtype, "shape": [1, h, w, 3], "layout": manifest["input"]["layout"],
-                  "color_space": manifest["input"].get("color", "RGB"), "resize": manifest["input"].get("resize"),
-                  "range": [0, 255],
-                  # pixel units: the network's own normalization is folded into the model
-                  "norm_mean": [0.0], "norm_std": [1.0],
-                  "description": f"{manifest['input'].get('color', 'RGB')} pixels 0..255 as {dtype}, "
-                                 f"[1, {h}, {w}, 3] NHWC, the photo resized to {w}x{h} "
-                                 f"({manifest['input'].get('resize')}); no normalization by the caller"},
+        "input": {
+            "name": "image",
+            "dtype": dtype,
+            "shape": [1, h, w, 3],
+            "layout": manifest["input"]["layout"],
+            "color_space": manifest["input"].get("color", "RGB"),
+            "resize": manifest["input"].get("resize"),
+            "range": [0, 255],
+            # pixel units: the network's own normalization is folded into the model
+            "norm_mean": [0.0],
+            "norm_std": [1.0],
+            "description": f"{manifest['input'].get('color', 'RGB')} pixels 0..255 as {dtype}, "
+            f"[1, {h}, {w}, 3] NHWC, the photo resized to {w}x{h} "
+            f"({manifest['input'].get('resize')}); no normalization by the caller",
+        },
         "outputs": outputs,
         "segmenter_activation": segmenter_activation(outputs) if manifest.get("task") in SEGMENTER_TASKS else None,
         "clients": clients_for(manifest, name, outputs),
@@ -151,12 +176,21 @@ def _onnx_entry(check: dict | None) -> dict:
     except PackageNotFoundError:
         ver = None
     ok = check is not None and check.get("max_abs_diff") is not None and check["max_abs_diff"] <= check.get("budget", 0)
-    return {"runtime": "onnxruntime", "version": ver, "backend": "cpu (CPU execution provider)",
-            "status": "pass" if ok else "not-run" if not check else "fail",
-            "message": "" if ok else "no ONNX check in this export" if not check else
-            f"max abs diff vs TF {check.get('max_abs_diff')} > {check.get('budget')}",
-            "latency_ms": None, "figures": {"max_abs_diff": check["max_abs_diff"]} if check else {},
-            "claimed": True, "where": "export host (the export's ONNX check)"}
+    return {
+        "runtime": "onnxruntime",
+        "version": ver,
+        "backend": "cpu (CPU execution provider)",
+        "status": "pass" if ok else "not-run" if not check else "fail",
+        "message": ""
+        if ok
+        else "no ONNX check in this export"
+        if not check
+        else f"max abs diff vs TF {check.get('max_abs_diff')} > {check.get('budget')}",
+        "latency_ms": None,
+        "figures": {"max_abs_diff": check["max_abs_diff"]} if check else {},
+        "claimed": True,
+        "where": "export host (the export's ONNX check)",
+    }
 
 
 def write_metadata(files: dict[str, Path], manifest: dict, labels_path: Path | None) -> None:
@@ -169,8 +203,14 @@ def write_metadata(files: dict[str, Path], manifest: dict, labels_path: Path | N
                 continue
             record = manifest["models"][name].get("contract") or file_record(manifest, name)
             needs_labels = any(o.get("labels_file") for o in record["outputs"])
-            jobs.append({"model": str(path), "out": str(tmp / name), "record": _worker_record(record),
-                         "associated": [str(labels_path)] if needs_labels and labels_path else []})
+            jobs.append(
+                {
+                    "model": str(path),
+                    "out": str(tmp / name),
+                    "record": _worker_record(record),
+                    "associated": [str(labels_path)] if needs_labels and labels_path else [],
+                }
+            )
         if not jobs:
             return
         client.call("write-metadata", {"jobs": jobs})
@@ -181,11 +221,17 @@ def write_metadata(files: dict[str, Path], manifest: dict, labels_path: Path | N
         for name, path in files.items():
             if name.endswith(".tflite"):
                 record = manifest["models"][name].get("contract") or file_record(manifest, name)
-                problems += [f"{name}: {p}" for p in metadata_mismatches(record, read[str(path)],
-                                                                        labels_path.read_text() if labels_path else None)]
+                problems += [
+                    f"{name}: {p}"
+                    for p in metadata_mismatches(
+                        record, read[str(path)], labels_path.read_text() if labels_path else None
+                    )
+                ]
         if problems:
-            raise ExportError("metadata read back from the written files disagrees with the record: "
-                              + "; ".join(problems), fix="a bug in toolchain/handoff/_client_worker.py")
+            raise ExportError(
+                "metadata read back from the written files disagrees with the record: " + "; ".join(problems),
+                fix="a bug in toolchain/handoff/_client_worker.py",
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -214,14 +260,19 @@ def metadata_mismatches(record: dict, read: dict, labels_text: str | None) -> li
     color = ((inp.get("content") or {}).get("contentProperties") or {}).get("colorSpace")
     if color != record["input"]["color_space"]:
         bad.append(f"metadata.input.colorSpace: {color}, manifest says {record['input']['color_space']}")
-    norm = next((u.get("options") for u in inp.get("processUnits") or []
-                 if u.get("optionsType") == "NormalizationOptions"), None)
+    norm = next(
+        (u.get("options") for u in inp.get("processUnits") or [] if u.get("optionsType") == "NormalizationOptions"),
+        None,
+    )
     if norm is None:
         bad.append("metadata.input.NormalizationOptions: missing")
-    elif [float(v) for v in norm.get("mean", [])] != record["input"]["norm_mean"] or \
-            [float(v) for v in norm.get("std", [])] != record["input"]["norm_std"]:
-        bad.append(f"metadata.input.NormalizationOptions: mean {norm.get('mean')} std {norm.get('std')}, manifest "
-                   f"says mean {record['input']['norm_mean']} std {record['input']['norm_std']} (pixel units)")
+    elif [float(v) for v in norm.get("mean", [])] != record["input"]["norm_mean"] or [
+        float(v) for v in norm.get("std", [])
+    ] != record["input"]["norm_std"]:
+        bad.append(
+            f"metadata.input.NormalizationOptions: mean {norm.get('mean')} std {norm.get('std')}, manifest "
+            f"says mean {record['input']['norm_mean']} std {record['input']['norm_std']} (pixel units)"
+        )
     outs = sg.get("outputTensorMetadata") or []
     if len(outs) != len(record["outputs"]):
         bad.append(f"metadata.outputs: {len(outs)} tensors, manifest says {len(record['outputs'])}")
@@ -232,17 +283,23 @@ def metadata_mismatches(record: dict, read: dict, labels_text: str | None) -> li
             bad.append(f"metadata.output[{want['key']}]: no tensor metadata named {want['name']!r}")
             continue
         if got.get("description") != want["description"]:
-            bad.append(f"metadata.output[{want['key']}].description (output meaning): {got.get('description')!r}, "
-                       f"manifest says {want['description']!r}")
+            bad.append(
+                f"metadata.output[{want['key']}].description (output meaning): {got.get('description')!r}, "
+                f"manifest says {want['description']!r}"
+            )
         stats = got.get("stats") or {}
         rng = [stats["min"][0], stats["max"][0]] if stats.get("min") and stats.get("max") else None
-        if (rng is None) != (want["range"] is None) or (rng and [float(v) for v in rng] != [float(v) for v in want["range"]]):
+        if (rng is None) != (want["range"] is None) or (
+            rng and [float(v) for v in rng] != [float(v) for v in want["range"]]
+        ):
             bad.append(f"metadata.output[{want['key']}].range: {rng}, manifest says {want['range']}")
         files = {f["name"]: f.get("type") for f in got.get("associatedFiles") or []}
         if want.get("labels_file"):
             if files.get(want["labels_file"]) != want["labels_type"]:
-                bad.append(f"metadata.output[{want['key']}].labels: {files or 'none'}, manifest says "
-                           f"{want['labels_file']} as {want['labels_type']}")
+                bad.append(
+                    f"metadata.output[{want['key']}].labels: {files or 'none'}, manifest says "
+                    f"{want['labels_file']} as {want['labels_type']}"
+                )
             packed = (read.get("associated_files") or {}).get(want["labels_file"])
             if packed is None:
                 bad.append(f"associated file {want['labels_file']}: missing from the .tflite")

@@ -32,7 +32,7 @@ def _entry(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 def pack(bundle: str | Path, out_dir: str | Path, *, verify: bool = True, progress=None) -> Path:
     """Write <out_dir>/<id>-<version>.zip from a bundle folder; returns its path. With verify, a bundle
     that fails `portrait verify` is refused (InputError naming the failures)."""
-    opened = open_bundle(bundle)   # integrity first: a damaged bundle is named, never packed
+    opened = open_bundle(bundle)  # integrity first: a damaged bundle is named, never packed
     if opened.from_zip:
         opened.close()
         raise InputError(f"{bundle} is already a zip", fix="pass the bundle folder or its model id")
@@ -42,8 +42,11 @@ def pack(bundle: str | Path, out_dir: str | Path, *, verify: bool = True, progre
         if progress:
             progress(report.format())
         if not report.passed:
-            raise InputError("the bundle fails `portrait verify`; not packed", where=str(bundle),
-                             fix="; ".join(f"{c.file}: {c.field}: {c.message}" for c in report.failures)[:2000])
+            raise InputError(
+                "the bundle fails `portrait verify`; not packed",
+                where=str(bundle),
+                fix="; ".join(f"{c.file}: {c.field}: {c.message}" for c in report.failures)[:2000],
+            )
     manifest = opened.manifest
     stem = f"{manifest['model_id']}-{bundle_version(manifest)}"
     files = {p.relative_to(bundle).as_posix(): p.read_bytes() for p in sorted(bundle.rglob("*")) if p.is_file()}
@@ -66,4 +69,3 @@ def pack(bundle: str | Path, out_dir: str | Path, *, verify: bool = True, progre
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-

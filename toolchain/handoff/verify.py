@@ -95,52 +95,79 @@ class VerifyReport:
         for c in self.checks:
             if verbose or c.status not in (PASS, INFO):
                 figs = ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in c.figures.items())
-                lines.append(f"  {c.status:7} {c.file}: {c.field}" + (f": {c.message}" if c.message else "")
-                             + (f" [{figs}]" if figs else ""))
+                lines.append(
+                    f"  {c.status:7} {c.file}: {c.field}"
+                    + (f": {c.message}" if c.message else "")
+                    + (f" [{figs}]" if figs else "")
+                )
         n_pass = sum(c.status == PASS for c in self.checks)
         n_info = sum(c.status == INFO for c in self.checks)
-        lines.append(f"  {n_pass} passed, {len(self.failures)} failed, {len(self.not_run)} not run, {n_info} for information")
+        lines.append(
+            f"  {n_pass} passed, {len(self.failures)} failed, {len(self.not_run)} not run, {n_info} for information"
+        )
         if self.not_run:
             lines.append("  NOT RUN is not a pass: " + "; ".join(sorted({c.message for c in self.not_run})))
-        lines.append("RESULT: " + ("FAIL" if not self.passed else
-                                   "INCOMPLETE: everything that ran passed, but some checks were NOT RUN"
-                                   if self.not_run else "PASS"))
+        lines.append(
+            "RESULT: "
+            + (
+                "FAIL"
+                if not self.passed
+                else "INCOMPLETE: everything that ran passed, but some checks were NOT RUN"
+                if self.not_run
+                else "PASS"
+            )
+        )
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
-        return {"bundle": self.bundle, "model_id": self.model_id, "passed": self.passed,
-                "checks": [c.__dict__ for c in self.checks]}
+        return {
+            "bundle": self.bundle,
+            "model_id": self.model_id,
+            "passed": self.passed,
+            "checks": [c.__dict__ for c in self.checks],
+        }
 
 
 def tolerances() -> dict:
     return tomllib.loads(TOLERANCES.read_text())
 
 
-def verify(path: str | Path, *, mediapipe: bool = True, staged: bool = False,
-           images_folder: str | Path | None = None) -> VerifyReport:
+def verify(
+    path: str | Path, *, mediapipe: bool = True, staged: bool = False, images_folder: str | Path | None = None
+) -> VerifyReport:
     """Verify a bundle folder, a zip written by `portrait pack`, or a model id (a folder under the bundle
     root). images_folder: photos fed too (resized as the manifest says) in the float-model and MediaPipe
     comparisons, beside the golden inputs. The bundle loader's integrity checks come first; while any
     fails, no file is opened by a runtime and the report lists the damage."""
     path = bundle_loader.resolve(path)
     if not staged:
-        bundle_loader.refuse_staging(path)   # an export's work folder is never verified as a bundle
+        bundle_loader.refuse_staging(path)  # an export's work folder is never verified as a bundle
     if path.is_file():
         with tempfile.TemporaryDirectory(prefix="portrait-verify-") as tmp:
             root, _ = bundle_loader.extract_zip(path, Path(tmp))
-            report = verify_folder(root, mediapipe=mediapipe, label=str(path), images_folder=images_folder,
-                                   zip_sums=True)
+            report = verify_folder(
+                root, mediapipe=mediapipe, label=str(path), images_folder=images_folder, zip_sums=True
+            )
             return report
     if not path.is_dir():
         raise InputError(f"not a bundle folder or zip: {path}", fix="pass export/out/<id> or a <id>-<version>.zip")
     return verify_folder(path, mediapipe=mediapipe, staged=staged, images_folder=images_folder)
 
 
-def verify_folder(bundle: Path, *, mediapipe: bool = True, staged: bool = False, label: str | None = None,
-                  images_folder: str | Path | None = None, zip_sums: bool = False) -> VerifyReport:
+def verify_folder(
+    bundle: Path,
+    *,
+    mediapipe: bool = True,
+    staged: bool = False,
+    label: str | None = None,
+    images_folder: str | Path | None = None,
+    zip_sums: bool = False,
+) -> VerifyReport:
     bundle = Path(bundle)
     if not (bundle / "manifest.json").is_file():
-        raise InputError(f"no manifest.json in {bundle}: not a bundle", fix="pass a bundle written by `portrait export`")
+        raise InputError(
+            f"no manifest.json in {bundle}: not a bundle", fix="pass a bundle written by `portrait export`"
+        )
     found = bundle_loader.inspect(bundle, staged=staged)
     if zip_sums:
         found.damages += bundle_loader.check_sha256sums(bundle)
@@ -166,19 +193,28 @@ def verify_folder(bundle: Path, *, mediapipe: bool = True, staged: bool = False,
     images = _golden_inputs(bundle)
     if not images:  # a recipe without goldens: the photos bundled with scikit-image, resized as the manifest says
         size = tuple(manifest["input"]["size"])
-        images = [(k, to_model_input(v, size, manifest["input"].get("resize", "stretch"))[None])
-                  for k, v in list(bundled_photos().items())[:3]]
+        images = [
+            (k, to_model_input(v, size, manifest["input"].get("resize", "stretch"))[None])
+            for k, v in list(bundled_photos().items())[:3]
+        ]
         report.add("goldens/", "inputs", NOT_RUN, "the bundle has no golden vectors: fed bundled photos instead")
     if images_folder is not None:
         photos = paths.list_photos(Path(images_folder))
         if not photos:
             raise InputError(f"no photos in {images_folder}", fix="pass a folder with .jpg/.png/.bmp files")
         size = tuple(manifest["input"]["size"])
-        images = images + [(p.name, to_model_input(load_rgb(p), size, manifest["input"].get("resize", "stretch"))[None])
-                           for p in photos]
+        images = images + [
+            (p.name, to_model_input(load_rgb(p), size, manifest["input"].get("resize", "stretch"))[None])
+            for p in photos
+        ]
     float_name = f"{manifest['model_id']}_float32.tflite"
-    runs = _run_litert_all(bundle, records, images, ([float_name] if float_name in records else [])
-                           + [n for n in tflites if n != float_name], manifest.get("task"))
+    runs = _run_litert_all(
+        bundle,
+        records,
+        images,
+        ([float_name] if float_name in records else []) + [n for n in tflites if n != float_name],
+        manifest.get("task"),
+    )
     float_outs = None
     if float_name in records:
         float_outs = runs[float_name].take(report)
@@ -200,6 +236,7 @@ def verify_folder(bundle: Path, *, mediapipe: bool = True, staged: bool = False,
 
 # ---------------------------------------------------------------- labels, contract
 
+
 def _check_labels(bundle: Path, manifest: dict, report: VerifyReport) -> None:
     labels = manifest.get("labels") or []
     p = bundle / "labels.txt"
@@ -211,8 +248,12 @@ def _check_labels(bundle: Path, manifest: dict, report: VerifyReport) -> None:
     got = p.read_text().splitlines()
     if got != list(labels):
         diff = next((i for i, (a, b) in enumerate(zip(got, labels)) if a != b), min(len(got), len(labels)))
-        report.add("labels.txt", "labels", FAIL, f"differs from manifest labels at line {diff + 1} "
-                   f"({len(got)} lines vs {len(labels)} labels)")
+        report.add(
+            "labels.txt",
+            "labels",
+            FAIL,
+            f"differs from manifest labels at line {diff + 1} ({len(got)} lines vs {len(labels)} labels)",
+        )
     else:
         report.add("labels.txt", "labels", PASS)
 
@@ -222,13 +263,21 @@ def _check_contract(manifest: dict, name: str, report: VerifyReport) -> dict:
     want = file_record(manifest, name)
     stored = manifest["models"][name].get("contract")
     if stored is None:
-        report.add(name, "models[].contract", FAIL, "the manifest has no handoff contract for this file "
-                   "(exported before issue 11?): re-export")
+        report.add(
+            name,
+            "models[].contract",
+            FAIL,
+            "the manifest has no handoff contract for this file (exported before issue 11?): re-export",
+        )
         return want
     diffs = _dict_diffs(stored, want)
     if diffs:
-        report.add(name, "models[].contract", FAIL, "the stored contract disagrees with the rest of the manifest "
-                   "(edited manifest?): " + "; ".join(diffs[:6]))
+        report.add(
+            name,
+            "models[].contract",
+            FAIL,
+            "the stored contract disagrees with the rest of the manifest (edited manifest?): " + "; ".join(diffs[:6]),
+        )
     else:
         report.add(name, "models[].contract", PASS)
     _check_clients(manifest, name, report)
@@ -264,8 +313,12 @@ def _check_tensor_record(bundle: Path, manifest: dict, name: str, report: Verify
             bad.append(f"models[].{where}: the file has output tensor {d['name']!r}, the manifest does not")
             continue
         scale, zp = d.get("quantization", (0.0, 0))
-        got = {"dtype": np.dtype(d["dtype"]).name, "shape": [int(x) for x in d["shape"]],
-               "scale": float(scale), "zero_point": int(zp)}
+        got = {
+            "dtype": np.dtype(d["dtype"]).name,
+            "shape": [int(x) for x in d["shape"]],
+            "scale": float(scale),
+            "zero_point": int(zp),
+        }
         for k, v in got.items():
             if k in want and (want[k] != v if k != "scale" else abs(float(want[k]) - v) > 1e-9 * max(1.0, abs(v))):
                 bad.append(f"models[].{where}.{k}: manifest says {want[k]!r}, the file has {v!r}")
@@ -291,9 +344,15 @@ def _check_metadata(bundle, manifest, records, report, mediapipe: bool) -> None:
         return
     if client.client_python() is None or not mediapipe:
         for name in records:
-            report.add(name, "metadata", NOT_RUN, "the MediaPipe client environment (.venv-client) is absent: "
-                       "metadata and MediaPipe checks NOT run (make client-env)" if mediapipe else
-                       "skipped on request (--no-mediapipe)")
+            report.add(
+                name,
+                "metadata",
+                NOT_RUN,
+                "the MediaPipe client environment (.venv-client) is absent: "
+                "metadata and MediaPipe checks NOT run (make client-env)"
+                if mediapipe
+                else "skipped on request (--no-mediapipe)",
+            )
         return
     read = read_metadata([bundle / n for n in records])
     labels_path = bundle / "labels.txt"
@@ -304,6 +363,7 @@ def _check_metadata(bundle, manifest, records, report, mediapipe: bool) -> None:
 
 
 # ---------------------------------------------------------------- feeding
+
 
 def _golden_inputs(bundle: Path) -> list[tuple[str, np.ndarray]]:
     """The distinct model-stage input images of goldens/ (uint8 [1, h, w, 3], already resized)."""
@@ -326,7 +386,7 @@ def _golden_inputs(bundle: Path) -> list[tuple[str, np.ndarray]]:
 def _vector_source(v: dict, model_id: str) -> str:
     """goldens.py names model vectors <file short name>_<image source>."""
     short = v["model_file"].removeprefix(model_id + "_").removesuffix(".tflite")
-    return v["name"][len(short) + 1:]
+    return v["name"][len(short) + 1 :]
 
 
 def _interpreter(path: Path, kernels: str = "reference"):
@@ -360,6 +420,7 @@ def _run_litert_all(bundle: Path, records: dict, images, names: list[str], task:
 
     def kernels(name: str) -> str:
         return "reference" if name in golden or task in ("segmentation", "mask") else "xnnpack"
+
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {n: pool.submit(_Run, bundle / n, records[n], images, n, kernels(n)) for n in names}
         return {n: f.result() for n, f in futures.items()}
@@ -373,8 +434,9 @@ def _golden_files(bundle: Path) -> set[str]:
     return {v.get("model_file") for v in json.loads(p.read_text()).get("vectors", []) if v.get("stage") == "model"}
 
 
-def _run_litert(path: Path, record: dict, images, report: VerifyReport, name: str,
-                kernels: str = "reference") -> list[list[np.ndarray]] | None:
+def _run_litert(
+    path: Path, record: dict, images, report: VerifyReport, name: str, kernels: str = "reference"
+) -> list[list[np.ndarray]] | None:
     """Outputs (raw tensors, in the file's output order) for each image fed as the contract says; None
     after reporting why the file cannot be fed that way."""
     try:
@@ -391,13 +453,18 @@ def _run_litert(path: Path, record: dict, images, report: VerifyReport, name: st
     dtype = np.dtype(d["dtype"]).name
     if dtype != inp["dtype"]:
         q = d.get("quantization", (0.0, 0))
-        problems.append(f"input.dtype: the file takes {dtype}" + (f" (scale {q[0]:g}, zero point {q[1]})" if q[0] else "")
-                        + f", the manifest says {inp['dtype']} pixels {inp['range'][0]}..{inp['range'][1]}")
+        problems.append(
+            f"input.dtype: the file takes {dtype}"
+            + (f" (scale {q[0]:g}, zero point {q[1]})" if q[0] else "")
+            + f", the manifest says {inp['dtype']} pixels {inp['range'][0]}..{inp['range'][1]}"
+        )
     elif dtype == "uint8":
         scale, zp = d.get("quantization", (0.0, 0))
         if (scale, zp) not in ((1.0, 0), (0.0, 0)):
-            problems.append(f"input normalization: uint8 input quantized with scale {scale:g}, zero point {zp}; "
-                            "the manifest says raw pixels (scale 1, zero point 0)")
+            problems.append(
+                f"input normalization: uint8 input quantized with scale {scale:g}, zero point {zp}; "
+                "the manifest says raw pixels (scale 1, zero point 0)"
+            )
     if [int(s) for s in d["shape"]] != list(inp["shape"]):
         problems.append(f"input.shape: {list(d['shape'])}, the manifest says {inp['shape']}")
     if problems:
@@ -492,10 +559,17 @@ def _check_goldens(bundle: Path, name: str, record: dict, images, outs, report: 
             got = got_all[order.index(tname)]
             expected = np.load(bundle / "goldens" / rec["file"], allow_pickle=False)
             m, f = compare(expected, got, rec, v["tolerance"])
-            figs.update({f"{src}.{k}": val for k, val in m.items() if k in ("max_abs_q", "agreement", "argmax_agreement")})
+            figs.update(
+                {f"{src}.{k}": val for k, val in m.items() if k in ("max_abs_q", "agreement", "argmax_agreement")}
+            )
             fails += [f"{v['name']}.{key}: {x}" for x in f]
-    report.add(name, "goldens", FAIL if fails else PASS, "; ".join(fails) or f"{len(vectors)} golden vectors reproduced",
-               **figs)
+    report.add(
+        name,
+        "goldens",
+        FAIL if fails else PASS,
+        "; ".join(fails) or f"{len(vectors)} golden vectors reproduced",
+        **figs,
+    )
 
 
 def _check_float_reference(bundle: Path, float_name: str, float_outs, report: VerifyReport, tol: dict) -> None:
@@ -523,10 +597,16 @@ def _check_float_reference(bundle: Path, float_name: str, float_outs, report: Ve
     if worst is None:
         return
     ok = worst <= tol["float_model"]["float_reference_max_rel"]
-    report.add(float_name, "goldens.float_reference", PASS if ok else FAIL,
-               "" if ok else f"float32 output differs from the goldens' float reference by {worst:.3g} of its range "
-                             f"> {tol['float_model']['float_reference_max_rel']} (wrong input normalization?)",
-               max_rel_diff=worst)
+    report.add(
+        float_name,
+        "goldens.float_reference",
+        PASS if ok else FAIL,
+        ""
+        if ok
+        else f"float32 output differs from the goldens' float reference by {worst:.3g} of its range "
+        f"> {tol['float_model']['float_reference_max_rel']} (wrong input normalization?)",
+        max_rel_diff=worst,
+    )
 
 
 def _check_vs_float(manifest, name, record, outs, float_outs, report, tol) -> None:
@@ -537,7 +617,9 @@ def _check_vs_float(manifest, name, record, outs, float_outs, report, tol) -> No
     fl_record = manifest["models"][bundle_float].get("contract") or file_record(manifest, bundle_float)
     q_file = [(o.get("scale", 0.0), o.get("zero_point", 0)) for o in manifest["models"][name]["outputs"].values()]
     # output quantization from the manifest, paired by tensor name in the file's output order
-    by_tensor = {o["name"]: (o.get("scale", 0.0), o.get("zero_point", 0)) for o in manifest["models"][name]["outputs"].values()}
+    by_tensor = {
+        o["name"]: (o.get("scale", 0.0), o.get("zero_point", 0)) for o in manifest["models"][name]["outputs"].values()
+    }
     order = [o["tensor_name"] for o in record["outputs"]]
     q_file = [by_tensor.get(t, (0.0, 0)) for t in order] or q_file
     figs = []
@@ -554,26 +636,45 @@ def _check_vs_float(manifest, name, record, outs, float_outs, report, tol) -> No
     if not figs:
         return
     worst = min(figs)
-    key, floor = (("mask_iou", tol["float_model"]["mask_iou_min"]) if manifest["task"] == "mask"
-                  else ("pixel_agreement", tol["float_model"]["segmentation_agreement_min"]))
+    key, floor = (
+        ("mask_iou", tol["float_model"]["mask_iou_min"])
+        if manifest["task"] == "mask"
+        else ("pixel_agreement", tol["float_model"]["segmentation_agreement_min"])
+    )
     # never stricter than the recipe's own parity budget (a test recipe may allow a weak model)
-    budget = ((manifest.get("recipe") or {}).get("parity") or {}).get("iou_min" if key == "mask_iou" else "pixel_agreement_min")
+    budget = ((manifest.get("recipe") or {}).get("parity") or {}).get(
+        "iou_min" if key == "mask_iou" else "pixel_agreement_min"
+    )
     if isinstance(budget, (int, float)):
         floor = min(floor, float(budget))
     ok = worst >= floor
-    judged = name in (manifest.get("handoff"), manifest.get("handoff_cpu"), manifest.get("handoff_gpu")) or \
-        manifest["models"][name].get("precision") in FLOAT_INPUT_PRECISIONS
+    judged = (
+        name in (manifest.get("handoff"), manifest.get("handoff_cpu"), manifest.get("handoff_gpu"))
+        or manifest["models"][name].get("precision") in FLOAT_INPUT_PRECISIONS
+    )
     if not judged:  # a file the gate did not hand off: its figure is information (the gate's are in the manifest)
-        report.add(name, "litert.vs_float32", INFO, "not a handoff: figure reported, not judged",
-                   **{f"worst_{key}": worst, f"mean_{key}": float(np.mean(figs))})
+        report.add(
+            name,
+            "litert.vs_float32",
+            INFO,
+            "not a handoff: figure reported, not judged",
+            **{f"worst_{key}": worst, f"mean_{key}": float(np.mean(figs))},
+        )
         return
-    report.add(name, "litert.vs_float32", PASS if ok else FAIL,
-               "" if ok else f"fed as the manifest says, worst {key} vs the float32 model {worst:.4f} < {floor}: "
-                             "the file does not do what the manifest says (input type, normalization or output meaning)",
-               **{f"worst_{key}": worst, f"mean_{key}": float(np.mean(figs))})
+    report.add(
+        name,
+        "litert.vs_float32",
+        PASS if ok else FAIL,
+        ""
+        if ok
+        else f"fed as the manifest says, worst {key} vs the float32 model {worst:.4f} < {floor}: "
+        "the file does not do what the manifest says (input type, normalization or output meaning)",
+        **{f"worst_{key}": worst, f"mean_{key}": float(np.mean(figs))},
+    )
 
 
 # ---------------------------------------------------------------- MediaPipe
+
 
 def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol, mediapipe: bool) -> None:
     names = [n for n, r in records.items() if MEDIAPIPE_SEGMENTER in r.get("clients", [])]
@@ -581,9 +682,15 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
         return
     if not mediapipe or client.client_python() is None:
         for n in names:
-            report.add(n, "mediapipe", NOT_RUN, "the MediaPipe client environment (.venv-client) is absent: "
-                       "MediaPipe Tasks ImageSegmenter was NOT run (make client-env)" if mediapipe
-                       else "skipped on request (--no-mediapipe)")
+            report.add(
+                n,
+                "mediapipe",
+                NOT_RUN,
+                "the MediaPipe client environment (.venv-client) is absent: "
+                "MediaPipe Tasks ImageSegmenter was NOT run (make client-env)"
+                if mediapipe
+                else "skipped on request (--no-mediapipe)",
+            )
         return
     labels = list(manifest.get("labels") or [])
     with tempfile.TemporaryDirectory(prefix="portrait-mp-") as tmp_name:
@@ -598,13 +705,23 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
             outs = litert_outs.get(n)
             reply = client.call("segment", {"model": str(bundle / n), "images": paths, "out_dir": str(tmp / n)})
             if not reply.get("loaded"):
-                report.add(n, "mediapipe.load", FAIL, f"MediaPipe Tasks ImageSegmenter refuses the file, which the "
-                           f"manifest lists for it: {reply.get('error')}")
+                report.add(
+                    n,
+                    "mediapipe.load",
+                    FAIL,
+                    f"MediaPipe Tasks ImageSegmenter refuses the file, which the "
+                    f"manifest lists for it: {reply.get('error')}",
+                )
                 continue
             want_labels = labels if any(o.get("labels_file") for o in record["outputs"]) else []
             if reply.get("labels", []) != want_labels:
-                report.add(n, "mediapipe.labels", FAIL, f"MediaPipe reads labels {(reply.get('labels') or [])[:4]}... "
-                           f"({len(reply.get('labels', []))}), the manifest has {len(want_labels)}")
+                report.add(
+                    n,
+                    "mediapipe.labels",
+                    FAIL,
+                    f"MediaPipe reads labels {(reply.get('labels') or [])[:4]}... "
+                    f"({len(reply.get('labels', []))}), the manifest has {len(want_labels)}",
+                )
             if outs is None:
                 report.add(n, "mediapipe.agreement", FAIL, "no LiteRT outputs to compare with (see the tensor check)")
                 continue
@@ -614,9 +731,12 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
             quant = _dequant(bundle / n)
             best = None
             for kernels in ("xnnpack", "reference"):
-                figs = _mediapipe_vs_litert(record, reply["results"], _feed(_interpreter(bundle / n, kernels), record, images,
-                                                                          bundle / n, kernels),
-                                            quant)
+                figs = _mediapipe_vs_litert(
+                    record,
+                    reply["results"],
+                    _feed(_interpreter(bundle / n, kernels), record, images, bundle / n, kernels),
+                    quant,
+                )
                 figs["litert_kernels"] = kernels
                 key = (figs["worst_category_agreement"], -figs["confidence_max_abs"])
                 if best is None or key > best[0]:
@@ -625,19 +745,35 @@ def _check_mediapipe(bundle, manifest, records, images, litert_outs, report, tol
             figs = best[1]
             floor = tol["mediapipe"]["category_agreement_min"]
             cmax = tol["mediapipe"]["confidence_mean_abs_max"]
-            ok = figs["worst_category_agreement"] >= floor and (figs["confidence_mean_abs"] or 0.0) <= cmax \
+            ok = (
+                figs["worst_category_agreement"] >= floor
+                and (figs["confidence_mean_abs"] or 0.0) <= cmax
                 and np.isfinite(figs["confidence_max_abs"])
-            judged = n in (manifest.get("handoff"), manifest.get("handoff_cpu"), manifest.get("handoff_gpu")) or \
-                manifest["models"][n].get("precision") in FLOAT_INPUT_PRECISIONS
+            )
+            judged = (
+                n in (manifest.get("handoff"), manifest.get("handoff_cpu"), manifest.get("handoff_gpu"))
+                or manifest["models"][n].get("precision") in FLOAT_INPUT_PRECISIONS
+            )
             if not ok and not judged:  # not handed off: the figure is information, the load itself passed
-                report.add(n, "mediapipe.agreement", INFO, "not a handoff: below the agreement floor, reported "
-                           "not judged", **figs)
+                report.add(
+                    n,
+                    "mediapipe.agreement",
+                    INFO,
+                    "not a handoff: below the agreement floor, reported not judged",
+                    **figs,
+                )
                 continue
-            report.add(n, "mediapipe.agreement", PASS if ok else FAIL,
-                       "" if ok else f"MediaPipe category mask vs the toolchain decode: worst "
-                                     f"{figs['worst_category_agreement']:.5f} (min {floor}); confidence vs LiteRT mean diff "
-                                     f"{figs['confidence_mean_abs']} (max {cmax}), max diff {figs['confidence_max_abs']:.3g}",
-                       **figs)
+            report.add(
+                n,
+                "mediapipe.agreement",
+                PASS if ok else FAIL,
+                ""
+                if ok
+                else f"MediaPipe category mask vs the toolchain decode: worst "
+                f"{figs['worst_category_agreement']:.5f} (min {floor}); confidence vs LiteRT mean diff "
+                f"{figs['confidence_mean_abs']} (max {cmax}), max diff {figs['confidence_max_abs']:.3g}",
+                **figs,
+            )
 
 
 def _mediapipe_vs_litert(record: dict, results: list[dict], outs, quant) -> dict:
@@ -662,9 +798,13 @@ def _mediapipe_vs_litert(record: dict, results: list[dict], outs, quant) -> dict
             conf_max, conf_mean = max(conf_max, float(d.max())), conf_mean + [float(d.mean())]
         else:
             conf_max = float("inf")
-    return {"worst_category_agreement": min(agree), "mean_category_agreement": float(np.mean(agree)),
-            "confidence_max_abs": conf_max, "confidence_mean_abs": float(np.mean(conf_mean)) if conf_mean else None,
-            "images": len(agree)}
+    return {
+        "worst_category_agreement": min(agree),
+        "mean_category_agreement": float(np.mean(agree)),
+        "confidence_max_abs": conf_max,
+        "confidence_mean_abs": float(np.mean(conf_mean)) if conf_mean else None,
+        "images": len(agree),
+    }
 
 
 def verify_staged(staged: Path, *, progress=None) -> VerifyReport:
@@ -676,9 +816,12 @@ def verify_staged(staged: Path, *, progress=None) -> VerifyReport:
         say("verify: " + line.strip())
     client_not_run = [c for c in report.not_run if c.field in ("metadata", "mediapipe")]
     if not report.passed or client_not_run:
-        raise ExportError("the staged bundle fails `portrait verify`; nothing is handed off:\n"
-                          + "\n".join(f"  {c.file}: {c.field}: {c.message}" for c in report.failures + client_not_run),
-                          where=str(staged), fix="fix the file or the manifest field named above and re-export")
+        raise ExportError(
+            "the staged bundle fails `portrait verify`; nothing is handed off:\n"
+            + "\n".join(f"  {c.file}: {c.field}: {c.message}" for c in report.failures + client_not_run),
+            where=str(staged),
+            fix="fix the file or the manifest field named above and re-export",
+        )
     _record_native_clients(staged, report, say)
     write_card(staged, report)
     say("model card written (README.md)")
@@ -696,16 +839,31 @@ def _record_native_clients(staged: Path, report: VerifyReport, say) -> None:
     except client.ClientError:
         mpv = None
     native = clients.native_entries(report, manifest, litert_version=version("ai-edge-litert"), mediapipe_version=mpv)
-    web = {n: [e for e in (r.get("clients") or []) if isinstance(e, dict)
-               and e.get("runtime") not in (clients.LITERT_NATIVE, clients.MEDIAPIPE_NATIVE)]
-           for n, r in manifest.get("models", {}).items() if n.endswith(".tflite")}
+    web = {
+        n: [
+            e
+            for e in (r.get("clients") or [])
+            if isinstance(e, dict) and e.get("runtime") not in (clients.LITERT_NATIVE, clients.MEDIAPIPE_NATIVE)
+        ]
+        for n, r in manifest.get("models", {}).items()
+        if n.endswith(".tflite")
+    }
     clients.record(manifest, native, web)
     mpath.write_text(json.dumps(manifest, indent=2))
     bad = clients.claim_failures(manifest)
     if bad:
-        raise ExportError("a handoff file fails in a client the manifest hands it off for; nothing is handed off:\n"
-                          + "\n".join(f"  {b}" for b in bad), where=str(staged),
-                          fix="see the runtime's message above; choose another rung or file for that client")
-    say("clients recorded in the manifest: " + "; ".join(
-        f"{n}: {clients.summary(r['clients'])}" for n, r in manifest["models"].items() if n.endswith(".tflite")
-        and n in (manifest.get("handoff"), manifest.get("handoff_cpu"), manifest.get("handoff_gpu"))))
+        raise ExportError(
+            "a handoff file fails in a client the manifest hands it off for; nothing is handed off:\n"
+            + "\n".join(f"  {b}" for b in bad),
+            where=str(staged),
+            fix="see the runtime's message above; choose another rung or file for that client",
+        )
+    say(
+        "clients recorded in the manifest: "
+        + "; ".join(
+            f"{n}: {clients.summary(r['clients'])}"
+            for n, r in manifest["models"].items()
+            if n.endswith(".tflite")
+            and n in (manifest.get("handoff"), manifest.get("handoff_cpu"), manifest.get("handoff_gpu"))
+        )
+    )

@@ -34,8 +34,7 @@ def edge_band(mask: np.ndarray, width_px: int = 3) -> np.ndarray:
     return (cv2.dilate(m, k) - cv2.erode(m, k)).astype(bool)
 
 
-def band_agreement(ref_labels: np.ndarray, test_labels: np.ndarray, foreground: list[int],
-                   width_px: int = 3) -> float:
+def band_agreement(ref_labels: np.ndarray, test_labels: np.ndarray, foreground: list[int], width_px: int = 3) -> float:
     """Label agreement inside a band around the reference foreground's edges (NaN if no edge)."""
     fg = np.isin(ref_labels, foreground)
     band = edge_band(fg, width_px)
@@ -58,7 +57,7 @@ def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
     """Signal-to-noise ratio of `test` against `ref` in dB (inf when identical)."""
     ref, test = np.asarray(ref, np.float64), np.asarray(test, np.float64)
     noise = np.mean((ref - test) ** 2)
-    signal = np.mean(ref ** 2)
+    signal = np.mean(ref**2)
     if noise == 0:
         return float("inf")
     if signal == 0:
@@ -80,10 +79,16 @@ def depth_metrics(pred: np.ndarray, ref: np.ndarray, *, align: bool = True, eps:
     valid = np.isfinite(ref) & np.isfinite(pred) & (ref > eps)
     r, p = ref[valid], np.maximum(pred[valid], eps)
     ratio = np.maximum(r / p, p / r)
-    return {"delta1": float(np.mean(ratio < 1.25)), "abs_rel": float(np.mean(np.abs(p - r) / r)),
-            "rmse": float(np.sqrt(np.mean((p - r) ** 2)))}
+    return {
+        "delta1": float(np.mean(ratio < 1.25)),
+        "abs_rel": float(np.mean(np.abs(p - r) / r)),
+        "rmse": float(np.sqrt(np.mean((p - r) ** 2))),
+    }
 
 
 def tensor_metrics(ref: np.ndarray, test: np.ndarray) -> dict:
-    return {"cosine": cosine_similarity(ref, test), "snr_db": snr_db(ref, test),
-            "max_abs_error": max_abs_error(ref, test)}
+    return {
+        "cosine": cosine_similarity(ref, test),
+        "snr_db": snr_db(ref, test),
+        "max_abs_error": max_abs_error(ref, test),
+    }

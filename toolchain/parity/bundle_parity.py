@@ -30,12 +30,17 @@ from . import gate, layers, mixed, report
 IMAGE_SETS = ("photos", "synthetic")
 
 # Which per-image figure ranks images from worst to best, by task (lower is worse unless negated).
-_WORST_KEY = {"segmentation": lambda r: r["pixel_agreement"], "mask": lambda r: r.get("iou", 2.0) - r["mean_abs_diff"],
-              "depth": lambda r: r["delta1"], "tensor": lambda r: r["cosine"]}
+_WORST_KEY = {
+    "segmentation": lambda r: r["pixel_agreement"],
+    "mask": lambda r: r.get("iou", 2.0) - r["mean_abs_diff"],
+    "depth": lambda r: r["delta1"],
+    "tensor": lambda r: r["cosine"],
+}
 
 
-def choose_images(entry: ModelEntry, images: str | Path | None = None,
-                  image_sets: list[str] | None = None) -> tuple[str, list[tuple[str, np.ndarray]]]:
+def choose_images(
+    entry: ModelEntry, images: str | Path | None = None, image_sets: list[str] | None = None
+) -> tuple[str, list[tuple[str, np.ndarray]]]:
     """(description, images): None or "photos" = the real photos (PORTRAIT_DATA_DIR, the recipe's
     `image_sets`; the bundled photos and synthetic scenes when not configured), "synthetic" =
     generated portrait scenes plus the scikit-image photos, anything else = a folder of the user's."""
@@ -50,8 +55,10 @@ def choose_images(entry: ModelEntry, images: str | Path | None = None,
         return "synthetic scenes + scikit-image photos", out
     folder = Path(images)
     if not folder.is_dir():
-        raise InputError(f"image set {images!r} is neither {IMAGE_SETS} nor a folder",
-                         fix="pass --images photos, --images synthetic or --images /path/to/folder")
+        raise InputError(
+            f"image set {images!r} is neither {IMAGE_SETS} nor a folder",
+            fix="pass --images photos, --images synthetic or --images /path/to/folder",
+        )
     return f"folder {folder}", gate.parity_images(entry, folder)
 
 
@@ -60,13 +67,16 @@ def _pair(entry: ModelEntry, bundle: Path | None, float_path, quant_path) -> tup
         return Path(float_path), Path(quant_path)
     b = Path(bundle) if bundle else paths.out_dir() / entry.id
     judged = f"{entry.id}_int8.tflite"  # the bundle's handed-off model (mixed precision if it needed it)
-    if (b / "manifest.json").is_file():   # a bundle: opened by the loader, so a damaged file is named, not run
+    if (b / "manifest.json").is_file():  # a bundle: opened by the loader, so a damaged file is named, not run
         judged = open_bundle(b).handoff or judged
     f, q = Path(float_path or b / f"{entry.id}_float32.tflite"), Path(quant_path or b / judged)
     for p in (f, q):
         if not p.is_file():
-            raise InputError(f"no {p.name} for {entry.id}", where=str(p),
-                             fix=f"run `portrait export {entry.id}` first, or pass --float and --quant files")
+            raise InputError(
+                f"no {p.name} for {entry.id}",
+                where=str(p),
+                fix=f"run `portrait export {entry.id}` first, or pass --float and --quant files",
+            )
     return f, q
 
 
@@ -78,11 +88,24 @@ def _with_budgets(recipe: dict, budgets: dict | None) -> dict:
     return {**recipe, "parity": {**cfg, **budgets}}
 
 
-def parity_model(model_id: str, *, bundle: Path | None = None, float_path: Path | None = None,
-                 quant_path: Path | None = None, images: str | Path | None = None, out_dir: Path | None = None,
-                 budgets: dict | None = None, mixed_precision: bool | None = None, per_layer: bool = True,
-                 worst: int = 3, max_conversions: int | None = None, registry: dict | None = None,
-                 recipe: dict | None = None, progress=None, engine: dict | None = None) -> dict:
+def parity_model(
+    model_id: str,
+    *,
+    bundle: Path | None = None,
+    float_path: Path | None = None,
+    quant_path: Path | None = None,
+    images: str | Path | None = None,
+    out_dir: Path | None = None,
+    budgets: dict | None = None,
+    mixed_precision: bool | None = None,
+    per_layer: bool = True,
+    worst: int = 3,
+    max_conversions: int | None = None,
+    registry: dict | None = None,
+    recipe: dict | None = None,
+    progress=None,
+    engine: dict | None = None,
+) -> dict:
     """Figures, per-layer culprits, optional mixed precision and the report for one model.
 
     budgets: replaces the recipe's budgets (e.g. {"pixel_agreement_min": 0.999}).
@@ -98,8 +121,15 @@ def parity_model(model_id: str, *, bundle: Path | None = None, float_path: Path 
     out_dir = Path(out_dir) if out_dir else paths.out_dir() / "parity" / model_id
     say(f"parity {q_path.name} vs {f_path.name} on {len(imgs)} images ({image_set})")
     figures = gate.compare_pair(entry, recipe, f_path, q_path, imgs)
-    result = {"model_id": model_id, "task": entry.task, "float_file": str(f_path), "quant_file": str(q_path),
-              "image_set": image_set, "passed": figures["passed"], "parity": figures}
+    result = {
+        "model_id": model_id,
+        "task": entry.task,
+        "float_file": str(f_path),
+        "quant_file": str(q_path),
+        "image_set": image_set,
+        "passed": figures["passed"],
+        "parity": figures,
+    }
     if per_layer:
         say("per-layer comparison (reference kernels)")
         result["layers"] = layers.compare_layers(f_path, q_path, imgs)
@@ -108,8 +138,9 @@ def parity_model(model_id: str, *, bundle: Path | None = None, float_path: Path 
         say(format_gap(result["kernel_gap"], top=5))
     run_mixed = mixed.settings(recipe)["enabled"] if mixed_precision is None else mixed_precision
     if run_mixed and not figures["passed"]:
-        result["mixed_precision"] = _mixed(entry, recipe, f_path, q_path, imgs, out_dir, result.get("layers"),
-                                           max_conversions, say, engine)
+        result["mixed_precision"] = _mixed(
+            entry, recipe, f_path, q_path, imgs, out_dir, result.get("layers"), max_conversions, say, engine
+        )
     result["report"] = write_report(entry, recipe, result, imgs, out_dir, worst=worst)
     say(summary(result))
     return result
@@ -123,13 +154,29 @@ def _mixed(entry, recipe, f_path, q_path, imgs, out_dir, layer_result, max_conve
         source = locate_or_fetch_embedded(entry, progress=say)
         float_model = import_model(entry, source, work, outputs=recipe["outputs"])
         cal = recipe["calibration"]
-        rep = calibration_set.representative_set(entry.input.size, samples=cal["samples"], seed=cal["seed"],
-                                           sources=cal["sources"], min_samples=cal["min_samples"])
+        rep = calibration_set.representative_set(
+            entry.input.size,
+            samples=cal["samples"],
+            seed=cal["seed"],
+            sources=cal["sources"],
+            min_samples=cal["min_samples"],
+        )
         out_dir.mkdir(parents=True, exist_ok=True)
         ranking = layer_result["culprits"] if layer_result else None
-        return mixed.mixed_precision(entry, recipe, float_model, rep, f_path, q_path, imgs,
-                                     out_dir / f"{entry.id}_int8_mixed.tflite", ranking=ranking,
-                                     max_conversions=max_conversions, progress=say, engine=engine)
+        return mixed.mixed_precision(
+            entry,
+            recipe,
+            float_model,
+            rep,
+            f_path,
+            q_path,
+            imgs,
+            out_dir / f"{entry.id}_int8_mixed.tflite",
+            ranking=ranking,
+            max_conversions=max_conversions,
+            progress=say,
+            engine=engine,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -152,8 +199,11 @@ def write_report(entry: ModelEntry, recipe: dict, result: dict, imgs, out_dir: P
         for n in names:
             ref, out = gate._first(f_run.run(by_name[n])), gate._first(q_run.run(by_name[n]))
             caption = ", ".join(f"{k} {v:.4f}" for k, v in rows[n].items() if isinstance(v, float))
-            panels.append(report.image_panel(entry.task, n, by_name[n], ref, out, caption,
-                                             threshold=recipe["parity"].get("threshold", 0.5)))
+            panels.append(
+                report.image_panel(
+                    entry.task, n, by_name[n], ref, out, caption, threshold=recipe["parity"].get("threshold", 0.5)
+                )
+            )
     if result.get("layers"):
         result["_layer_chart"] = report.layer_chart(result["layers"])
     html_path = report.write_html(result, out_dir / "report.html", panels=panels)
@@ -167,7 +217,7 @@ def write_report(entry: ModelEntry, recipe: dict, result: dict, imgs, out_dir: P
 def parity_all(out_root: Path | None = None, **kw) -> list[dict]:
     """`make parity`: every bundle in out_root; a model whose run raises is recorded as failed."""
     root = Path(out_root or paths.out_dir())
-    bundles = list_bundles(root)   # never an export's staging folder
+    bundles = list_bundles(root)  # never an export's staging folder
     if not bundles:
         raise InputError(f"no bundles in {root}", fix="run `make export-int8` first")
     results = []
@@ -189,9 +239,13 @@ def summary(result: dict) -> str:
     lines = [f"{result['model_id']} ({judged} vs float32): " + report.summarize_parity(result["parity"])]
     if result.get("layers"):
         top = sorted(result["layers"]["layers"], key=lambda r: -r["output_error_share"])[:3]
-        lines.append("  worst layers: " + "; ".join(f"{r['name'].split(';')[0]} ({r['op']}, "
-                                                   f"{100 * r['output_error_share']:.1f}%, {r['snr_db']:.1f} dB)"
-                                                   for r in top))
+        lines.append(
+            "  worst layers: "
+            + "; ".join(
+                f"{r['name'].split(';')[0]} ({r['op']}, {100 * r['output_error_share']:.1f}%, {r['snr_db']:.1f} dB)"
+                for r in top
+            )
+        )
     m = result.get("mixed_precision")
     if m:
         lines.append("  mixed precision: " + m["message"])

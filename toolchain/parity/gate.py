@@ -32,8 +32,9 @@ def image_sets_of(entry: ModelEntry, image_sets: list[str] | None = None) -> lis
     return list(image_sets) if image_sets else (["photos", "depth_photos"] if entry.task == "depth" else ["photos"])
 
 
-def parity_images(entry: ModelEntry, folder: Path | None = None,
-                  image_sets: list[str] | None = None) -> list[tuple[str, np.ndarray]]:
+def parity_images(
+    entry: ModelEntry, folder: Path | None = None, image_sets: list[str] | None = None
+) -> list[tuple[str, np.ndarray]]:
     """(name, uint8 model-size image): a given folder, else the recipe's `image_sets` of
     PORTRAIT_DATA_DIR ("photos", "depth_photos"; by default the photos, plus the depth photos for a
     depth model), else the photos bundled with scikit-image plus synthetic scenes."""
@@ -71,8 +72,11 @@ def further_sets(recipe: dict) -> dict:
     where = recipe.get("_path", "recipe")
     for name, cfg in sets.items():
         if name not in ("photos", "depth_photos") or not isinstance(cfg, dict):
-            raise RecipeError(f"[parity.sets.{name}]: unknown image set or not a table", where=where,
-                              fix='use [parity.sets.depth_photos] (or photos) with budgets or relative_to_bound')
+            raise RecipeError(
+                f"[parity.sets.{name}]: unknown image set or not a table",
+                where=where,
+                fix="use [parity.sets.depth_photos] (or photos) with budgets or relative_to_bound",
+            )
         if "relative_to_bound" in cfg:
             output_bound.check_margins(cfg["relative_to_bound"], where=f"{where} [parity.sets.{name}]")
         if not isinstance(cfg.get("gate", True), bool):
@@ -115,9 +119,17 @@ def recipe_budgets(parity_cfg: dict) -> dict:
     return {k: v for k, v in parity_cfg.items() if k.endswith(("_min", "_max")) and not k.startswith("min_")}
 
 
-def compare_pair(entry: ModelEntry, recipe: dict, float_path: Path, quant_path: Path,
-                 images: list[tuple[str, np.ndarray]], *, progress=None, kernel_sets=KERNELS,
-                 extra_sets: dict | None = None) -> dict:
+def compare_pair(
+    entry: ModelEntry,
+    recipe: dict,
+    float_path: Path,
+    quant_path: Path,
+    images: list[tuple[str, np.ndarray]],
+    *,
+    progress=None,
+    kernel_sets=KERNELS,
+    extra_sets: dict | None = None,
+) -> dict:
     """Figures for `quant_path` vs `float_path` on each kernel set, with the verdict.
 
     recipe parity.kernels: "both" (the default) judges every budget on each kernel set and reports
@@ -155,40 +167,80 @@ def compare_pair(entry: ModelEntry, recipe: dict, float_path: Path, quant_path: 
     else:
         figures["failures"] = _judge(figures, budgets)
     if budget_cfg.get("relative_to_bound"):
-        figures["bound"] = bound_block(entry, recipe, refs, quant_path, [n for n, _ in images], per_kernel,
-                                       judged_sets, budget_cfg["relative_to_bound"])
+        figures["bound"] = bound_block(
+            entry,
+            recipe,
+            refs,
+            quant_path,
+            [n for n, _ in images],
+            per_kernel,
+            judged_sets,
+            budget_cfg["relative_to_bound"],
+        )
         figures["failures"] += figures["bound"]["failures"]
     for set_name, set_cfg in further_sets(recipe).items():
         imgs = (extra_sets or {}).get(set_name)
-        block = judge_set(entry, recipe, set_name, set_cfg, float_path, quant_path,
-                          set_images(entry, set_name) if imgs is None else imgs, kernel_sets, judged_sets, progress)
+        block = judge_set(
+            entry,
+            recipe,
+            set_name,
+            set_cfg,
+            float_path,
+            quant_path,
+            set_images(entry, set_name) if imgs is None else imgs,
+            kernel_sets,
+            judged_sets,
+            progress,
+        )
         figures.setdefault("sets", {})[set_name] = block
         missed = [f"{set_name} {f}" for f in block.get("failures", [])]
         if block["gates"]:
             figures["failures"] += missed
-        else:   # `gate = false`: judged and shown (manifest, card, summary), not part of the verdict
+        else:  # `gate = false`: judged and shown (manifest, card, summary), not part of the verdict
             figures.setdefault("reported_failures", []).extend(missed)
     figures["passed"] = not figures["failures"]
     return figures
 
 
-def bound_block(entry: ModelEntry, recipe: dict, refs: list[np.ndarray], quant_path: Path, names: list[str],
-                per_kernel: dict, judged_sets: list[str], margins: dict) -> dict:
+def bound_block(
+    entry: ModelEntry,
+    recipe: dict,
+    refs: list[np.ndarray],
+    quant_path: Path,
+    names: list[str],
+    per_kernel: dict,
+    judged_sets: list[str],
+    margins: dict,
+) -> dict:
     """The output-grid bound on these images (parity/bound.py) and each judged kernel set's figures against
     it: {"grid", "figures" (the bound), "relative_to_bound", "gap" (per kernel set), "failures"}."""
     margins = output_bound.check_margins(margins, where=recipe.get("_path", "recipe"))
     grid = output_bound.output_grid(quant_path)
     best = task_figures(entry, recipe, refs, output_bound.rounded_outputs(refs, grid), names)
     best = {k: v for k, v in best.items() if k != "per_image"}
-    return {"grid": grid.describe() if grid else "float output (no grid: the bound is float itself)",
-            "figures": best, "relative_to_bound": margins,
-            "gap": {k: output_bound.gap_to_bound(per_kernel[k], best, margins) for k in judged_sets},
-            "failures": [f"{k}: {f}" for k in judged_sets
-                         for f in output_bound.judge_relative(per_kernel[k], best, margins)]}
+    return {
+        "grid": grid.describe() if grid else "float output (no grid: the bound is float itself)",
+        "figures": best,
+        "relative_to_bound": margins,
+        "gap": {k: output_bound.gap_to_bound(per_kernel[k], best, margins) for k in judged_sets},
+        "failures": [
+            f"{k}: {f}" for k in judged_sets for f in output_bound.judge_relative(per_kernel[k], best, margins)
+        ],
+    }
 
 
-def judge_set(entry: ModelEntry, recipe: dict, set_name: str, set_cfg: dict, float_path: Path, quant_path: Path,
-              images, kernel_sets, judged_sets, progress=None) -> dict:
+def judge_set(
+    entry: ModelEntry,
+    recipe: dict,
+    set_name: str,
+    set_cfg: dict,
+    float_path: Path,
+    quant_path: Path,
+    images,
+    kernel_sets,
+    judged_sets,
+    progress=None,
+) -> dict:
     """One further image set (recipe [parity.sets.<name>]): figures on each kernel set, its own absolute
     budgets and its bound-relative ones. An image set that is not there is reported as skipped."""
     gates = bool(set_cfg.get("gate", True))
@@ -197,17 +249,28 @@ def judge_set(entry: ModelEntry, recipe: dict, set_name: str, set_cfg: dict, flo
     outputs = _run_all(float_path, quant_path, kernel_sets, images, progress)
     refs = outputs.pop("float")
     names = [n for n, _ in images]
-    cfg = {**{k: v for k, v in recipe["parity"].items() if k not in ("sets", "relative_to_bound")
-              and k not in recipe_budgets(recipe["parity"])}, **set_cfg}
+    cfg = {
+        **{
+            k: v
+            for k, v in recipe["parity"].items()
+            if k not in ("sets", "relative_to_bound") and k not in recipe_budgets(recipe["parity"])
+        },
+        **set_cfg,
+    }
     sub = {**recipe, "parity": cfg}
     per_kernel = {k: task_figures(entry, sub, refs, outputs[k], names) for k in kernel_sets}
     budgets = recipe_budgets(cfg)
-    block: dict[str, Any] = {"images": names, "budgets": budgets, "gates": gates,
-             "per_kernels": {k: {kk: v for kk, v in f.items() if kk != "per_image"} for k, f in per_kernel.items()},
-             "failures": [f"{k}: {f}" for k in judged_sets for f in _judge(per_kernel[k], budgets)]}
+    block: dict[str, Any] = {
+        "images": names,
+        "budgets": budgets,
+        "gates": gates,
+        "per_kernels": {k: {kk: v for kk, v in f.items() if kk != "per_image"} for k, f in per_kernel.items()},
+        "failures": [f"{k}: {f}" for k in judged_sets for f in _judge(per_kernel[k], budgets)],
+    }
     if cfg.get("relative_to_bound"):
-        block["bound"] = bound_block(entry, sub, refs, quant_path, names, per_kernel, judged_sets,
-                                     cfg["relative_to_bound"])
+        block["bound"] = bound_block(
+            entry, sub, refs, quant_path, names, per_kernel, judged_sets, cfg["relative_to_bound"]
+        )
         block["failures"] += block["bound"]["failures"]
     return block
 
@@ -235,7 +298,7 @@ def _run_all(float_path: Path, quant_path: Path, kernel_sets, images, progress) 
     if key in _FLOAT_OUTS:
         out["float"] = _FLOAT_OUTS[key]
     else:
-        if len(_FLOAT_OUTS) >= 4:   # a few entries: the model being judged, on each of its image sets
+        if len(_FLOAT_OUTS) >= 4:  # a few entries: the model being judged, on each of its image sets
             _FLOAT_OUTS.pop(next(iter(_FLOAT_OUTS)))
         _FLOAT_OUTS[key] = out["float"]
     return out
@@ -270,14 +333,18 @@ def _labels(out: np.ndarray) -> np.ndarray:
 def kernel_agreement(entry: ModelEntry, a: list[np.ndarray], b: list[np.ndarray]) -> dict:
     """How close the XNNPACK and reference kernel outputs of the same quantized model are."""
     if entry.task == "segmentation":
-        return {"pixel_agreement": float(np.mean([agreement.pixel_agreement(_labels(x), _labels(y))
-                                                  for x, y in zip(a, b)]))}
-    return {"max_abs_error": max(agreement.max_abs_error(x, y) for x, y in zip(a, b)),
-            "snr_db": min(agreement.snr_db(x, y) for x, y in zip(a, b))}
+        return {
+            "pixel_agreement": float(np.mean([agreement.pixel_agreement(_labels(x), _labels(y)) for x, y in zip(a, b)]))
+        }
+    return {
+        "max_abs_error": max(agreement.max_abs_error(x, y) for x, y in zip(a, b)),
+        "snr_db": min(agreement.snr_db(x, y) for x, y in zip(a, b)),
+    }
 
 
-def task_figures(entry: ModelEntry, recipe: dict, refs: list[np.ndarray], outs: list[np.ndarray],
-                 names: list[str]) -> dict:
+def task_figures(
+    entry: ModelEntry, recipe: dict, refs: list[np.ndarray], outs: list[np.ndarray], names: list[str]
+) -> dict:
     cfg = recipe["parity"]
     if entry.task == "segmentation":
         return segmentation_figures(entry, cfg, refs, outs, names)
@@ -285,8 +352,9 @@ def task_figures(entry: ModelEntry, recipe: dict, refs: list[np.ndarray], outs: 
         inverse = (recipe.get("output_transform") or {}).get("kind") == "inverse"
         return depth_figures(refs, outs, names, inverse=inverse, blur=cfg.get("blur"))
     if entry.task == "mask":
-        return mask_figures(refs, outs, names, threshold=cfg.get("threshold", 0.5),
-                            min_fraction=cfg.get("min_mask_fraction", 0.0))
+        return mask_figures(
+            refs, outs, names, threshold=cfg.get("threshold", 0.5), min_fraction=cfg.get("min_mask_fraction", 0.0)
+        )
     return tensor_figures(refs, outs, names)
 
 
@@ -297,21 +365,27 @@ def segmentation_figures(entry, cfg, refs, outs, names) -> dict:
     ious: dict[str, list[float]] = {c: [] for c in classes}
     for name, r, o in zip(names, refs, outs):
         rl, ol = _labels(r), _labels(o)
-        row = {"image": name, "pixel_agreement": agreement.pixel_agreement(rl, ol),
-               "edge_band_agreement": agreement.band_agreement(rl, ol, list(entry.foreground_classes.values())),
-               "class_iou": {}}
+        row = {
+            "image": name,
+            "pixel_agreement": agreement.pixel_agreement(rl, ol),
+            "edge_band_agreement": agreement.band_agreement(rl, ol, list(entry.foreground_classes.values())),
+            "class_iou": {},
+        }
         for c in classes:
             cid = entry.foreground_classes[c]
             if np.mean(rl == cid) >= min_frac:
                 row["class_iou"][c] = agreement.class_iou(rl, ol, cid)
                 ious[c].append(row["class_iou"][c])
         per_image.append(row)
-    figs = {"pixel_agreement": float(np.mean([r["pixel_agreement"] for r in per_image])),
-            "pixel_agreement_worst": float(min(r["pixel_agreement"] for r in per_image)),
-            "edge_band_agreement": float(np.nanmean([r["edge_band_agreement"] for r in per_image]))
-            if any(np.isfinite(r["edge_band_agreement"]) for r in per_image) else float("nan"),
-            "class_iou": {c: {"min": min(v), "mean": float(np.mean(v)), "images": len(v)} for c, v in ious.items() if v},
-            "per_image": per_image}
+    figs = {
+        "pixel_agreement": float(np.mean([r["pixel_agreement"] for r in per_image])),
+        "pixel_agreement_worst": float(min(r["pixel_agreement"] for r in per_image)),
+        "edge_band_agreement": float(np.nanmean([r["edge_band_agreement"] for r in per_image]))
+        if any(np.isfinite(r["edge_band_agreement"]) for r in per_image)
+        else float("nan"),
+        "class_iou": {c: {"min": min(v), "mean": float(np.mean(v)), "images": len(v)} for c, v in ious.items() if v},
+        "per_image": per_image,
+    }
     all_ious = [x for v in ious.values() for x in v]
     figs["worst_class_iou"] = float(min(all_ious)) if all_ious else float("nan")
     return figs
@@ -330,29 +404,39 @@ def depth_figures(refs, outs, names, *, inverse: bool = False, blur: dict | None
         r2, o2 = (r[..., 0] if r.ndim == 3 else r), (o[..., 0] if o.ndim == 3 else o)
         m = agreement.depth_metrics(o2, r2)
         if inverse:
-            d = agreement.depth_metrics(1.0 / np.maximum(o2.astype(np.float64), 1e-6),
-                                      1.0 / np.maximum(r2.astype(np.float64), 1e-6))
+            d = agreement.depth_metrics(
+                1.0 / np.maximum(o2.astype(np.float64), 1e-6), 1.0 / np.maximum(r2.astype(np.float64), 1e-6)
+            )
             m["on_depth"] = d
         if blur:
             m.update(blur_error(r2, o2, inverse=inverse, **blur))
         per_image.append({"image": name, **m})
-    figs = {"delta1": float(min(p["delta1"] for p in per_image)),
-            "abs_rel": float(max(p["abs_rel"] for p in per_image)),
-            "rmse": float(max(p["rmse"] for p in per_image)), "per_image": per_image}
+    figs = {
+        "delta1": float(min(p["delta1"] for p in per_image)),
+        "abs_rel": float(max(p["abs_rel"] for p in per_image)),
+        "rmse": float(max(p["rmse"] for p in per_image)),
+        "per_image": per_image,
+    }
     if blur:
         figs["blur_mean_px"] = float(max(p["blur_mean_px"] for p in per_image))
         figs["blur_p99_px"] = float(max(p["blur_p99_px"] for p in per_image))
-        figs["blur"] = {**blur, "what": "|blur radius from this file - from float| in px of a 12 MP frame, "
-                                        "focus on the subject's median depth; worst image"}
+        figs["blur"] = {
+            **blur,
+            "what": "|blur radius from this file - from float| in px of a 12 MP frame, "
+            "focus on the subject's median depth; worst image",
+        }
     if inverse:
         figs["domain"] = "inverse depth (judged); on_depth: the same after 1/x, reported only"
-        figs["on_depth"] = {"delta1": float(min(p["on_depth"]["delta1"] for p in per_image)),
-                            "abs_rel": float(max(p["on_depth"]["abs_rel"] for p in per_image))}
+        figs["on_depth"] = {
+            "delta1": float(min(p["on_depth"]["delta1"] for p in per_image)),
+            "abs_rel": float(max(p["on_depth"]["abs_rel"] for p in per_image)),
+        }
     return figs
 
 
-def blur_error(ref: np.ndarray, out: np.ndarray, *, inverse: bool, max_blur_px: float = 50.0,
-               subject_fraction: float = 0.25) -> dict:
+def blur_error(
+    ref: np.ndarray, out: np.ndarray, *, inverse: bool, max_blur_px: float = 50.0, subject_fraction: float = 0.25
+) -> dict:
     """What the user sees of a depth file's error: the blur radius its depth gives in the render, against
     the float file's, per pixel (depth/blur.py, the render's own circle of confusion).
 
@@ -366,8 +450,9 @@ def blur_error(ref: np.ndarray, out: np.ndarray, *, inverse: bool, max_blur_px: 
     o = align_scale_shift(out, r)
     inv_r, inv_o = (r, o) if inverse else (1.0 / np.maximum(r, 1e-6), 1.0 / np.maximum(o, 1e-6))
     subject = inv_r >= np.quantile(inv_r, 1.0 - subject_fraction)
-    err = np.abs(blur_radius_px(inv_o, subject, max_blur_px).astype(np.float64)
-                 - blur_radius_px(inv_r, subject, max_blur_px))
+    err = np.abs(
+        blur_radius_px(inv_o, subject, max_blur_px).astype(np.float64) - blur_radius_px(inv_r, subject, max_blur_px)
+    )
     return {"blur_mean_px": float(err.mean()), "blur_p99_px": float(np.percentile(err, 99))}
 
 
@@ -375,17 +460,27 @@ def mask_figures(refs, outs, names, threshold: float = 0.5, min_fraction: float 
     """IoU at `threshold` on images where the float mask covers >= min_fraction; mean abs diff on all."""
     per_image = []
     for name, r, o in zip(names, refs, outs):
-        row = {"image": name, "mask_fraction": float(np.mean(r > threshold)),
-               "mean_abs_diff": float(np.mean(np.abs(r.astype(np.float64) - o)))}
+        row = {
+            "image": name,
+            "mask_fraction": float(np.mean(r > threshold)),
+            "mean_abs_diff": float(np.mean(np.abs(r.astype(np.float64) - o))),
+        }
         if row["mask_fraction"] >= min_fraction:
             row["iou"] = agreement.iou(r > threshold, o > threshold)
         per_image.append(row)
     ious = [p["iou"] for p in per_image if "iou" in p]
-    return {"iou": float(min(ious)) if ious else float("nan"), "iou_images": len(ious),
-            "mean_abs_diff": float(max(p["mean_abs_diff"] for p in per_image)), "per_image": per_image}
+    return {
+        "iou": float(min(ious)) if ious else float("nan"),
+        "iou_images": len(ious),
+        "mean_abs_diff": float(max(p["mean_abs_diff"] for p in per_image)),
+        "per_image": per_image,
+    }
 
 
 def tensor_figures(refs, outs, names) -> dict:
     per_image = [{"image": n, **agreement.tensor_metrics(r, o)} for n, r, o in zip(names, refs, outs)]
-    return {"cosine": float(min(p["cosine"] for p in per_image)),
-            "snr_db": float(min(p["snr_db"] for p in per_image)), "per_image": per_image}
+    return {
+        "cosine": float(min(p["cosine"] for p in per_image)),
+        "snr_db": float(min(p["snr_db"] for p in per_image)),
+        "per_image": per_image,
+    }

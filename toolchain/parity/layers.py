@@ -46,14 +46,14 @@ _SEARCH_WINDOW = 8  # how far ahead order-matching looks for the next op of the 
 class LayerPair:
     """One op output present in both files."""
 
-    order: int            # op index in the float file
-    op: str               # builtin op name
-    name: str             # tensor name in the float file (the name selective quantization takes)
-    float_index: int      # tensor index in the float file
-    quant_index: int      # tensor index in the quantized file
+    order: int  # op index in the float file
+    op: str  # builtin op name
+    name: str  # tensor name in the float file (the name selective quantization takes)
+    float_index: int  # tensor index in the float file
+    quant_index: int  # tensor index in the quantized file
     shape: tuple[int, ...]
-    matched_by: str       # "name" or "order"
-    inputs: list[str]     # float tensor names of the op's activation inputs
+    matched_by: str  # "name" or "order"
+    inputs: list[str]  # float tensor names of the op's activation inputs
 
 
 def match_layers(float_path: Path, quant_path: Path) -> list[LayerPair]:
@@ -79,8 +79,12 @@ def match_layers(float_path: Path, quant_path: Path) -> list[LayerPair]:
             for k in range(cursor, min(cursor + _SEARCH_WINDOW, len(q_ops))):
                 cand = q_ops[k]
                 ci = cand.outputs[0] if cand.outputs else None
-                if (ci is not None and ci not in used and cand.name == op.name
-                        and tuple(qg.tensor(ci).shape) == tuple(ft.shape)):
+                if (
+                    ci is not None
+                    and ci not in used
+                    and cand.name == op.name
+                    and tuple(qg.tensor(ci).shape) == tuple(ft.shape)
+                ):
                     qi = ci
                     break
         if qi is None:
@@ -90,9 +94,11 @@ def match_layers(float_path: Path, quant_path: Path) -> list[LayerPair]:
         cursor = max(cursor, pos + 1)
         pairs.append(LayerPair(op.index, op.name, ft.name, ft.index, qi, tuple(ft.shape), how, inputs))
     if not pairs:
-        raise ModelFormatError(f"no layer of {Path(quant_path).name} matches one of {Path(float_path).name}",
-                               where=str(quant_path),
-                               fix="compare a quantized file with the float32 file of the same export")
+        raise ModelFormatError(
+            f"no layer of {Path(quant_path).name} matches one of {Path(float_path).name}",
+            where=str(quant_path),
+            fix="compare a quantized file with the float32 file of the same export",
+        )
     return pairs
 
 
@@ -100,10 +106,13 @@ class _Tensors:
     """An interpreter that keeps every intermediate tensor (reference kernels)."""
 
     def __init__(self, path: Path, kernels: str = "reference"):
-        resolver = {"reference": OpResolverType.BUILTIN_REF,
-                    "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}[kernels]
-        self.interp = Interpreter(model_path=str(path), experimental_op_resolver_type=resolver,
-                                  experimental_preserve_all_tensors=True)
+        resolver = {
+            "reference": OpResolverType.BUILTIN_REF,
+            "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        }[kernels]
+        self.interp = Interpreter(
+            model_path=str(path), experimental_op_resolver_type=resolver, experimental_preserve_all_tensors=True
+        )
         self.interp.allocate_tensors()
         self.input = self.interp.get_input_details()[0]
         self.details = {d["index"]: d for d in self.interp.get_tensor_details()}
@@ -127,8 +136,7 @@ class _Tensors:
         return float(scale) if scale else None
 
 
-def compare_layers(float_path: Path, quant_path: Path, images: list[tuple[str, np.ndarray]], *,
-                   progress=None) -> dict:
+def compare_layers(float_path: Path, quant_path: Path, images: list[tuple[str, np.ndarray]], *, progress=None) -> dict:
     """Per-layer figures of `quant_path` vs `float_path` over `images` (name, uint8 HxWx3).
 
     Returns {"layers": [row per matched op, in float-file order], "culprits": [names, worst first],
@@ -139,8 +147,7 @@ def compare_layers(float_path: Path, quant_path: Path, images: list[tuple[str, n
         raise InputError("per-layer comparison needs at least one image", fix="pass --images or set PORTRAIT_DATA_DIR")
     pairs = match_layers(float_path, quant_path)
     fr, qr = _Tensors(float_path, "reference"), _Tensors(quant_path, "reference")
-    acc = {p.name: {"err2": 0.0, "sig2": 0.0, "dot": 0.0, "f2": 0.0, "q2": 0.0, "n": 0, "max": 0.0}
-           for p in pairs}
+    acc = {p.name: {"err2": 0.0, "sig2": 0.0, "dot": 0.0, "f2": 0.0, "q2": 0.0, "n": 0, "max": 0.0} for p in pairs}
     for k, (name, img) in enumerate(images):
         fr.run(img)
         qr.run(img)
@@ -166,24 +173,40 @@ def compare_layers(float_path: Path, quant_path: Path, images: list[tuple[str, n
         scale = qr.scale(p.quant_index)
         nsr = a["err2"] / a["sig2"] if a["sig2"] > 0 else (0.0 if a["err2"] == 0 else float("inf"))
         denom = np.sqrt(a["sig2"] * a["q2"])
-        rows.append({
-            "order": p.order, "op": p.op, "name": p.name, "shape": list(p.shape), "matched_by": p.matched_by,
-            "quantized": scale is not None, "scale": scale,
-            "rmse": float(np.sqrt(mse)), "rmse_over_scale": float(np.sqrt(mse) / scale) if scale else None,
-            "snr_db": _snr_db(nsr),
-            "cosine": float(a["dot"] / denom) if denom > 0 else (1.0 if a["err2"] == 0 else 0.0),
-            "max_abs_error": a["max"], "nsr": float(nsr), "inputs": p.inputs,
-        })
+        rows.append(
+            {
+                "order": p.order,
+                "op": p.op,
+                "name": p.name,
+                "shape": list(p.shape),
+                "matched_by": p.matched_by,
+                "quantized": scale is not None,
+                "scale": scale,
+                "rmse": float(np.sqrt(mse)),
+                "rmse_over_scale": float(np.sqrt(mse) / scale) if scale else None,
+                "snr_db": _snr_db(nsr),
+                "cosine": float(a["dot"] / denom) if denom > 0 else (1.0 if a["err2"] == 0 else 0.0),
+                "max_abs_error": a["max"],
+                "nsr": float(nsr),
+                "inputs": p.inputs,
+            }
+        )
     attribute_output_error(rows)
     ranked = sorted((r for r in rows if r["output_error_share"] > 0), key=lambda r: -r["output_error_share"])
     n_float_ops = len(read_tflite(float_path).ops)
-    return {"layers": rows, "culprits": [r["name"] for r in ranked], "kernels": "reference",
-            "images": [n for n, _ in images],
-            "matched": {"name": sum(r["matched_by"] == "name" for r in rows),
-                        "order": sum(r["matched_by"] == "order" for r in rows),
-                        "unmatched_float_ops": n_float_ops - len(rows)},
-            "share_method": "added noise-to-signal ratio per op (output NSR minus the largest input NSR), "
-                            "normalized over all ops; measured on the reference kernels"}
+    return {
+        "layers": rows,
+        "culprits": [r["name"] for r in ranked],
+        "kernels": "reference",
+        "images": [n for n, _ in images],
+        "matched": {
+            "name": sum(r["matched_by"] == "name" for r in rows),
+            "order": sum(r["matched_by"] == "order" for r in rows),
+            "unmatched_float_ops": n_float_ops - len(rows),
+        },
+        "share_method": "added noise-to-signal ratio per op (output NSR minus the largest input NSR), "
+        "normalized over all ops; measured on the reference kernels",
+    }
 
 
 def _snr_db(nsr: float) -> float:
@@ -216,6 +239,8 @@ def format_table(result: dict, top: int | None = None) -> str:
     lines = [f"{'#':>4} {'op':18} {'SNR dB':>7} {'cos':>8} {'RMSE/step':>9} {'max abs':>9} {'share %':>7}  layer"]
     for r in rows:
         ros = f"{r['rmse_over_scale']:.2f}" if r["rmse_over_scale"] is not None else "float"
-        lines.append(f"{r['order']:>4} {r['op'][:18]:18} {r['snr_db']:>7.1f} {r['cosine']:>8.5f} {ros:>9} "
-                     f"{r['max_abs_error']:>9.3g} {100 * r['output_error_share']:>7.2f}  {r['name'][:60]}")
+        lines.append(
+            f"{r['order']:>4} {r['op'][:18]:18} {r['snr_db']:>7.1f} {r['cosine']:>8.5f} {ros:>9} "
+            f"{r['max_abs_error']:>9.3g} {100 * r['output_error_share']:>7.2f}  {r['name'][:60]}"
+        )
     return "\n".join(lines)

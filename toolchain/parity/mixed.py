@@ -93,8 +93,12 @@ class _Judge:
             per.append(figs)
         figs = gate.worse_of(per, self.budgets)
         failures = gate._judge(figs, self.budgets)
-        return {"figures": figs, "failures": failures, "passed": not failures,
-                "shortfall": shortfall(figs, self.budgets)}
+        return {
+            "figures": figs,
+            "failures": failures,
+            "passed": not failures,
+            "shortfall": shortfall(figs, self.budgets),
+        }
 
 
 def calibrated_graph(calibrated: bytes) -> tuple[list[str], dict[str, list[str]]]:
@@ -119,8 +123,11 @@ def calibrated_graph(calibrated: bytes) -> tuple[list[str], dict[str, list[str]]
 def still_quantized(path: Path) -> list[dict]:
     """Ops of a selectively quantized model that still compute in int8 (other than the I/O
     QUANTIZE/DEQUANTIZE): the converter does not honour the denylist for every op type."""
-    return [{"op": o["op"], "name": o["outputs"][0]} for o in precisions.tensor_types(path)
-            if o["op"] not in ("QUANTIZE", "DEQUANTIZE") and "INT8" in o["output_types"]]
+    return [
+        {"op": o["op"], "name": o["outputs"][0]}
+        for o in precisions.tensor_types(path)
+        if o["op"] not in ("QUANTIZE", "DEQUANTIZE") and "INT8" in o["output_types"]
+    ]
 
 
 def map_names(ranking: list[str], names: list[str]) -> list[str]:
@@ -139,10 +146,24 @@ def map_names(ranking: list[str], names: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes, ranking: list[str],
-           images, out_path: Path, *, budgets: dict | None = None, max_conversions: int | None = None,
-           progress=None, engine: str = "local", address: str | None = None, workers: int | None = None,
-           width: int | None = None, pool=None) -> dict:
+def search(
+    entry: ModelEntry,
+    recipe: dict,
+    float_path: Path,
+    calibrated: bytes,
+    ranking: list[str],
+    images,
+    out_path: Path,
+    *,
+    budgets: dict | None = None,
+    max_conversions: int | None = None,
+    progress=None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    width: int | None = None,
+    pool=None,
+) -> dict:
     """Smallest set of layers (from `ranking`, worst first) to keep float so the budgets are met.
 
     A unit of the search is a culprit op together with the ops that read its output: keeping one
@@ -167,7 +188,7 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
     names, consumers = calibrated_graph(calibrated)
     ranked = map_names(ranking, names)
     if cfg["max_layers"]:
-        ranked = ranked[:int(cfg["max_layers"])]
+        ranked = ranked[: int(cfg["max_layers"])]
     order = ranked + [n for n in names if n not in ranked]  # the tail makes the last prefix "all"
     units = [[n] + [c for c in consumers.get(n, []) if c != n] for n in order]
     say = progress or (lambda m: None)
@@ -179,9 +200,17 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
         cal_path.write_bytes(calibrated)
         images_path = work / "images.npz"
         np.savez(images_path, **{f"i{k}": img for k, (_, img) in enumerate(images)})
-        common = {"calibrated": str(cal_path), "float": str(Path(float_path).resolve()), "images": str(images_path),
-                  "names": [nm for nm, _ in images], "entry": entry, "recipe": recipe, "budgets": budgets,
-                  "kernels": kernels, "output_type": "float32" if cfg["float_output"] else "int8"}
+        common = {
+            "calibrated": str(cal_path),
+            "float": str(Path(float_path).resolve()),
+            "images": str(images_path),
+            "names": [nm for nm, _ in images],
+            "entry": entry,
+            "recipe": recipe,
+            "budgets": budgets,
+            "kernels": kernels,
+            "output_type": "float32" if cfg["float_output"] else "int8",
+        }
 
         def candidate_path(key) -> Path:
             return work / f"candidate_{hashlib.sha1(chr(10).join(key).encode()).hexdigest()[:16]}.tflite"
@@ -191,17 +220,30 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
 
         plan = functools.partial(_plan, names=names, units=units, cap=cap)
         (tried, base, ceiling, chosen), eng = waves.run_plan(
-            plan, make_shard, judge_candidate, engine=engine, address=address, workers=workers, width=width,
-            progress=lambda m: say(f"mixed: {m}"), pool=pool)
+            plan,
+            make_shard,
+            judge_candidate,
+            engine=engine,
+            address=address,
+            workers=workers,
+            width=width,
+            progress=lambda m: say(f"mixed: {m}"),
+            pool=pool,
+        )
         for r in tried.values():
-            say(f"mixed: {r['label']}: {len(r['float_layers'])} float layer(s), shortfall {r['shortfall']:.4g}"
-                f"{' PASS' if r['passed'] else ''}")
+            say(
+                f"mixed: {r['label']}: {len(r['float_layers'])} float layer(s), shortfall {r['shortfall']:.4g}"
+                f"{' PASS' if r['passed'] else ''}"
+            )
         for r in tried.values():
             r["path"] = candidate_path(tuple(sorted(r["float_layers"])))
         stuck = still_quantized(ceiling["path"])
         passed = [r for r in tried.values() if r["passed"]]
-        best = chosen or (min(passed, key=lambda r: len(r["float_layers"])) if passed else
-                          min(tried.values(), key=lambda r: (r["shortfall"], len(r["float_layers"]))))
+        best = chosen or (
+            min(passed, key=lambda r: len(r["float_layers"]))
+            if passed
+            else min(tried.values(), key=lambda r: (r["shortfall"], len(r["float_layers"])))
+        )
         out_path.write_bytes(best["path"].read_bytes())
     finally:
         _JUDGES.clear()
@@ -214,15 +256,25 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
         "budgets": budgets,
         "judged_on": {"kernels": kernels, "images": [nm for nm, _ in images]},
         "before": {"figures": base["figures"], "failures": base["failures"]},
-        "ceiling": {"figures": ceiling["figures"], "failures": ceiling["failures"],
-                    "what": "every op asked to stay float; only the int8 input and output stay quantized",
-                    "kept_int8_by_converter": stuck},
+        "ceiling": {
+            "figures": ceiling["figures"],
+            "failures": ceiling["failures"],
+            "what": "every op asked to stay float; only the int8 input and output stay quantized",
+            "kept_int8_by_converter": stuck,
+        },
         "after": {"figures": best["figures"], "failures": best["failures"]},
         "conversions": len(tried),
         "max_conversions": cap,
         "ranking": order[:16],
-        "trials": [{"candidate": r["label"], "float_layers": len(r["float_layers"]), "shortfall": r["shortfall"],
-                    "passed": r["passed"]} for r in tried.values()],
+        "trials": [
+            {
+                "candidate": r["label"],
+                "float_layers": len(r["float_layers"]),
+                "shortfall": r["shortfall"],
+                "passed": r["passed"],
+            }
+            for r in tried.values()
+        ],
         "search_seconds": round(time.monotonic() - t0, 1),
         "engine": eng,
         "file": out_path.name,
@@ -230,20 +282,29 @@ def search(entry: ModelEntry, recipe: dict, float_path: Path, calibrated: bytes,
     if best["passed"]:
         record["message"] = f"budget met with {len(best['float_layers'])} of {len(names)} layer(s) kept float"
     elif not ceiling["passed"] and stuck:
-        record["message"] = ("no layer set can meet the budget: with every op asked to stay float it still fails ("
-                             + "; ".join(ceiling["failures"]) + ") because the converter keeps "
-                             + ", ".join(f"{s['op']} {s['name']}" for s in stuck[:4]) +
-                             " in int8 regardless (selective quantization does not cover it); see the per-layer "
-                             "table of the ceiling model, or change that op in the source model")
+        record["message"] = (
+            "no layer set can meet the budget: with every op asked to stay float it still fails ("
+            + "; ".join(ceiling["failures"])
+            + ") because the converter keeps "
+            + ", ".join(f"{s['op']} {s['name']}" for s in stuck[:4])
+            + " in int8 regardless (selective quantization does not cover it); see the per-layer "
+            "table of the ceiling model, or change that op in the source model"
+        )
     elif not ceiling["passed"]:
-        record["message"] = ("no layer set can meet the budget: even with every op float (only the int8 input and "
-                             "output quantized) it fails: " + "; ".join(ceiling["failures"]) +
-                             ". The rounding of the int8 output alone exceeds the budget; relax the budget or "
-                             "give the model a float output")
+        record["message"] = (
+            "no layer set can meet the budget: even with every op float (only the int8 input and "
+            "output quantized) it fails: "
+            + "; ".join(ceiling["failures"])
+            + ". The rounding of the int8 output alone exceeds the budget; relax the budget or "
+            "give the model a float output"
+        )
     else:
-        record["message"] = (f"no candidate met the budget within {len(tried)} conversions; best found keeps "
-                             f"{len(best['float_layers'])} layer(s) float and fails: " + "; ".join(best["failures"]) +
-                             "; raise mixed_precision.max_conversions")
+        record["message"] = (
+            f"no candidate met the budget within {len(tried)} conversions; best found keeps "
+            f"{len(best['float_layers'])} layer(s) float and fails: "
+            + "; ".join(best["failures"])
+            + "; raise mixed_precision.max_conversions"
+        )
     return record
 
 
@@ -259,8 +320,11 @@ def _plan(ask, *, names: list[str], units: list[list[str]], cap: int):
     def trial(layers: list[str], label: str) -> dict:
         key = tuple(sorted(layers))
         if key not in tried:
-            tried[key] = {**ask(key, {"layers": list(layers), "label": label}), "float_layers": list(layers),
-                          "label": label}
+            tried[key] = {
+                **ask(key, {"layers": list(layers), "label": label}),
+                "float_layers": list(layers),
+                "label": label,
+            }
         return tried[key]
 
     base = trial([], "plain int8")
@@ -310,18 +374,23 @@ def judge_candidate(shard: dict) -> dict:
         if key not in _JUDGES:
             for p in key:
                 if not Path(p).is_file():
-                    raise FileNotFoundError(f"{p} is not on this worker's filesystem: on a multi-node cluster set "
-                                            "TMPDIR to a folder shared by every node, at the same path")
+                    raise FileNotFoundError(
+                        f"{p} is not on this worker's filesystem: on a multi-node cluster set "
+                        "TMPDIR to a folder shared by every node, at the same path"
+                    )
             _JUDGES.clear()
             with np.load(shard["images"]) as z:
                 images = [(nm, z[f"i{k}"]) for k, nm in enumerate(shard["names"])]
             recipe = {**shard["recipe"], "parity": {**shard["recipe"]["parity"], "kernels": shard["kernels"]}}
-            _JUDGES[key] = (Path(shard["calibrated"]).read_bytes(),
-                            _Judge(shard["entry"], recipe, Path(shard["float"]), images, shard["budgets"]))
+            _JUDGES[key] = (
+                Path(shard["calibrated"]).read_bytes(),
+                _Judge(shard["entry"], recipe, Path(shard["float"]), images, shard["budgets"]),
+            )
         calibrated, judge = _JUDGES[key]
         out = Path(shard["out"])
-        precisions.quantize_calibrated(calibrated, out, float_layers=list(shard["layers"]),
-                                     output_type=shard["output_type"])
+        precisions.quantize_calibrated(
+            calibrated, out, float_layers=list(shard["layers"]), output_type=shard["output_type"]
+        )
         return judge(out)
     except Exception as exc:  # noqa: BLE001 - a speculative candidate's error matters only if the search uses it
         try:  # the error itself goes back to the driver when it can travel (Ray pickles results)
@@ -336,16 +405,31 @@ def costs(int8_path: Path, mixed_path: Path, *, threads: int = 2, runs: int = 10
     ms_i8 = time_model(int8_path, threads=threads, runs=runs)
     ms_mx = time_model(mixed_path, threads=threads, runs=runs)
     b_i8, b_mx = Path(int8_path).stat().st_size, Path(mixed_path).stat().st_size
-    return {"latency_ms": {"int8": round(ms_i8, 2), "mixed": round(ms_mx, 2)},
-            "latency_ratio": round(ms_mx / ms_i8, 3) if ms_i8 else None,
-            "bytes": {"int8": b_i8, "mixed": b_mx}, "size_ratio": round(b_mx / b_i8, 3),
-            "measured_with": f"ai-edge-litert XNNPACK, {threads} threads, median of {runs} runs"}
+    return {
+        "latency_ms": {"int8": round(ms_i8, 2), "mixed": round(ms_mx, 2)},
+        "latency_ratio": round(ms_mx / ms_i8, 3) if ms_i8 else None,
+        "bytes": {"int8": b_i8, "mixed": b_mx},
+        "size_ratio": round(b_mx / b_i8, 3),
+        "measured_with": f"ai-edge-litert XNNPACK, {threads} threads, median of {runs} runs",
+    }
 
 
-def mixed_precision(entry: ModelEntry, recipe: dict, float_model, representative: np.ndarray,
-                    float_path: Path, int8_path: Path, images, out_path: Path, *,
-                    ranking: list[str] | None = None, budgets: dict | None = None,
-                    max_conversions: int | None = None, progress=None, engine: dict | None = None) -> dict:
+def mixed_precision(
+    entry: ModelEntry,
+    recipe: dict,
+    float_model,
+    representative: np.ndarray,
+    float_path: Path,
+    int8_path: Path,
+    images,
+    out_path: Path,
+    *,
+    ranking: list[str] | None = None,
+    budgets: dict | None = None,
+    max_conversions: int | None = None,
+    progress=None,
+    engine: dict | None = None,
+) -> dict:
     """The whole step: culprit ranking (unless given), calibration, search, costs, full before/after
     figures on both kernel sets. Returns the manifest section; the mixed model is at out_path.
     engine: where the search's candidates run, {"engine": "local"|"ray", "address", "workers"} (see search)."""
@@ -361,28 +445,69 @@ def mixed_precision(entry: ModelEntry, recipe: dict, float_model, representative
             ranking = compare_layers(float_path, int8_path, images)["culprits"]
         say("mixed: calibrating once")
         calibrated = precisions.calibrate_int8(float_model, representative)
-        record = search(entry, recipe, float_path, calibrated, ranking, images, out_path, budgets=budgets,
-                        max_conversions=max_conversions, progress=progress, width=eng.get("width"), pool=p)
-    record["engine"].update({"search_s": record["engine"]["wall_s"], "start_s": start_s, "wall_s": round(time.perf_counter() - t0, 2),
-                             "wall_what": "engine start, ranking, calibration and search"})
+        record = search(
+            entry,
+            recipe,
+            float_path,
+            calibrated,
+            ranking,
+            images,
+            out_path,
+            budgets=budgets,
+            max_conversions=max_conversions,
+            progress=progress,
+            width=eng.get("width"),
+            pool=p,
+        )
+    record["engine"].update(
+        {
+            "search_s": record["engine"]["wall_s"],
+            "start_s": start_s,
+            "wall_s": round(time.perf_counter() - t0, 2),
+            "wall_what": "engine start, ranking, calibration and search",
+        }
+    )
     record["costs"] = costs(int8_path, out_path)
     budget_recipe = {**recipe, "parity": {**recipe["parity"], **(budgets or {})}}
     if budgets is not None:  # judge with exactly these budgets, not the recipe's plus these
-        budget_recipe["parity"] = {k: v for k, v in budget_recipe["parity"].items()
-                                   if not k.endswith(("_min", "_max")) or k.startswith("min_") or k in budgets}
+        budget_recipe["parity"] = {
+            k: v
+            for k, v in budget_recipe["parity"].items()
+            if not k.endswith(("_min", "_max")) or k.startswith("min_") or k in budgets
+        }
     full = gate.compare_pair(entry, budget_recipe, float_path, out_path, images)
     record["after_full"] = {k: v for k, v in full.items() if k != "per_image"}
     return record
 
 
-def mixed_float_file(entry: ModelEntry, recipe: dict, float_model, representative: np.ndarray,
-                     float_path: Path, int8_path: Path, images, out_path: Path, *, progress=None,
-                     engine: dict | None = None) -> dict:
+def mixed_float_file(
+    entry: ModelEntry,
+    recipe: dict,
+    float_model,
+    representative: np.ndarray,
+    float_path: Path,
+    int8_path: Path,
+    images,
+    out_path: Path,
+    *,
+    progress=None,
+    engine: dict | None = None,
+) -> dict:
     """The precision ladder's mixed_float rung (quantize/ladder.py takes this function as an argument):
     `mixed_precision`, then the client contract on the input (uint8 pixels, whatever the search's
     quantizer chose) unless the recipe asks for float32 input and output."""
-    record = mixed_precision(entry, recipe, float_model, representative, float_path, int8_path, images, out_path,
-                             progress=progress, engine=engine)
+    record = mixed_precision(
+        entry,
+        recipe,
+        float_model,
+        representative,
+        float_path,
+        int8_path,
+        images,
+        out_path,
+        progress=progress,
+        engine=engine,
+    )
     if settings(recipe).get("float_output") is not True:
         uint8_input(out_path)
     return record

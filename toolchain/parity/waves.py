@@ -46,8 +46,8 @@ from .. import engines
 from ..engines import map_shards
 from ..errors import PortraitError
 
-REPEAT = 0.7         # guessed probability that an outcome repeats the previous one
-MAX_REPLAYS = 64     # hypothetical histories explored per wave at most
+REPEAT = 0.7  # guessed probability that an outcome repeats the previous one
+MAX_REPLAYS = 64  # hypothetical histories explored per wave at most
 
 
 class _Need(Exception):
@@ -59,8 +59,15 @@ class PlanError(PortraitError):
     """A candidate the plan used failed in its worker (the worker's error text is in the message)."""
 
 
-def run_candidates(fn: Callable, shards: list, *, engine: str = "local", address: str | None = None,
-                   workers: int | None = None, stats: dict | None = None) -> list:
+def run_candidates(
+    fn: Callable,
+    shards: list,
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    stats: dict | None = None,
+) -> list:
     """[fn(shard) for shard in shards] on the engine, in order: one wave of independent candidates.
     `fn` a module-level function, each shard a small picklable description (file paths, a layer
     list, where to write); see engines.map_shards. For several waves on the same workers use
@@ -83,17 +90,30 @@ def _replay(plan, known: dict, guessed: dict):
             exc = res.get("exception")
             if isinstance(exc, BaseException):
                 raise exc
-            raise PlanError(f"a candidate of the search failed on its worker: {res['error']}", where=str(key)[:200],
-                            fix="on a multi-node cluster, put TMPDIR on a filesystem every node shares; "
-                                "otherwise run with --engine local to see the error in this process")
+            raise PlanError(
+                f"a candidate of the search failed on its worker: {res['error']}",
+                where=str(key)[:200],
+                fix="on a multi-node cluster, put TMPDIR on a filesystem every node shares; "
+                "otherwise run with --engine local to see the error in this process",
+            )
         last[0] = bool(res.get("passed"))
         return res
+
     return plan(trial)
 
 
-def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str = "local",
-             address: str | None = None, workers: int | None = None, width: int | None = None,
-             progress=None, pool=None) -> tuple[Any, dict]:
+def run_plan(
+    plan: Callable,
+    make_shard: Callable,
+    fn: Callable,
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    width: int | None = None,
+    progress=None,
+    pool=None,
+) -> tuple[Any, dict]:
     """Run `plan(trial)` (see the module doc) with its candidates evaluated in waves on the engine.
 
     make_shard(key, payload) -> the shard `fn` receives (a small picklable description, e.g. the
@@ -107,8 +127,15 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
     known: dict = {}
     cpu_local = 0.0
     cpu_by_pid: dict[int, float] = {}
-    record: dict[str, Any] = {"engine": engine, "workers": None, "width": None, "waves": 0, "candidates_run": 0,
-              "candidates_unused": 0, "retries": 0}
+    record: dict[str, Any] = {
+        "engine": engine,
+        "workers": None,
+        "width": None,
+        "waves": 0,
+        "candidates_run": 0,
+        "candidates_unused": 0,
+        "retries": 0,
+    }
     own = pool is None
     p = engines.pool(engine=engine, address=address, workers=workers) if own else pool
     if own:
@@ -149,8 +176,10 @@ def run_plan(plan: Callable, make_shard: Callable, fn: Callable, *, engine: str 
             record["waves"] += 1
             record["candidates_run"] += len(keys)
             known.update(zip(keys, results))
-            say(f"wave {record['waves']}: {len(keys)} candidate(s) on {p.workers} {p.engine} worker(s), "
-                f"{stats.get('wall_s', 0):.1f} s")
+            say(
+                f"wave {record['waves']}: {len(keys)} candidate(s) on {p.workers} {p.engine} worker(s), "
+                f"{stats.get('wall_s', 0):.1f} s"
+            )
     finally:
         if own:
             p.__exit__(None, None, None)
@@ -168,5 +197,6 @@ def _used_keys(plan, known: dict) -> list:
     def trial(key, payload):
         used.append(key)
         return known[key]
+
     plan(trial)
     return list(dict.fromkeys(used))

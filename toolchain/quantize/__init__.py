@@ -14,18 +14,29 @@ This face re-exports the standard conversions; modules inside the package import
 """
 
 from .precisions import (
-                         PRECISIONS,
-                         calibrate_int8,
-                         check_all_int8,
-                         check_onnx,
-                         convert,
-                         convert_selective,
-                         export_onnx,
-                         float_ops,
-                         is_output_edge,
-                         quantize_calibrated,
-                         tensor_types,
+    PRECISIONS,
+    calibrate_int8,
+    check_all_int8,
+    check_onnx,
+    convert,
+    convert_selective,
+    export_onnx,
+    float_ops,
+    is_output_edge,
+    quantize_calibrated,
+    tensor_types,
 )
 
-__all__ = ["PRECISIONS", "calibrate_int8", "check_all_int8", "check_onnx", "convert", "convert_selective",
-           "export_onnx", "float_ops", "is_output_edge", "quantize_calibrated", "tensor_types"]
+__all__ = [
+    "PRECISIONS",
+    "calibrate_int8",
+    "check_all_int8",
+    "check_onnx",
+    "convert",
+    "convert_selective",
+    "export_onnx",
+    "float_ops",
+    "is_output_edge",
+    "quantize_calibrated",
+    "tensor_types",
+]

@@ -37,8 +37,9 @@ def _recon(delta, g, kind):
     return float(np.mean(np.einsum("ck,ckl,cl->c", delta, g, delta)))
 
 
-def round_layer(m: np.ndarray, g: np.ndarray, kind: str, *, iterations: int = 200, lam: float = 0.05,
-                lr: float = 0.1, seed: int = 0) -> tuple[np.ndarray, dict]:
+def round_layer(
+    m: np.ndarray, g: np.ndarray, kind: str, *, iterations: int = 200, lam: float = 0.05, lr: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, dict]:
     """Rows `m` (float weights) -> integer grid values k (same shape) chosen by AdaRound."""
     m = m.astype(np.float64)
     s = channel_scales(m).astype(np.float64)[:, None]
@@ -72,9 +73,9 @@ def round_layer(m: np.ndarray, g: np.ndarray, kind: str, *, iterations: int = 20
         inside = (sig * (ZETA - GAMMA) + GAMMA > 0) & (sig * (ZETA - GAMMA) + GAMMA < 1)
         grad_v = np.where(fixed | ~inside, 0.0, grad_k * (ZETA - GAMMA) * sig * (1 - sig))
         mom = 0.9 * mom + 0.1 * grad_v
-        vel = 0.999 * vel + 0.001 * grad_v ** 2
+        vel = 0.999 * vel + 0.001 * grad_v**2
         t = it + 1
-        v -= lr * (mom / (1 - 0.9 ** t)) / (np.sqrt(vel / (1 - 0.999 ** t)) + 1e-12)
+        v -= lr * (mom / (1 - 0.9**t)) / (np.sqrt(vel / (1 - 0.999**t)) + 1e-12)
     hard = np.where(fixed, nearest, np.clip(floor + (_h(v) >= 0.5), -127, 127))
     err_ada = _recon(s * hard - m, g64, kind)
     used = err_ada < err_nearest
@@ -90,8 +91,17 @@ def grid_values(m: np.ndarray, k: np.ndarray) -> np.ndarray:
     return out
 
 
-def adaround(float_tflite, out_path, representative: np.ndarray, *, images: int = 8, positions: int = 1024,
-             iterations: int = 200, stats: LayerStats | None = None, progress=None) -> tuple[dict, dict]:
+def adaround(
+    float_tflite,
+    out_path,
+    representative: np.ndarray,
+    *,
+    images: int = 8,
+    positions: int = 1024,
+    iterations: int = 200,
+    stats: LayerStats | None = None,
+    progress=None,
+) -> tuple[dict, dict]:
     """AdaRound every float convolution; writes `out_path` with the pre-rounded weights.
     Returns (record, {weight tensor index: rounded float weights}) for bias correction."""
     ed = Editable(float_tflite)
@@ -112,7 +122,13 @@ def adaround(float_tflite, out_path, representative: np.ndarray, *, images: int 
             progress(f"adaround {n + 1}/{len(convs)}")
     ed.write(out_path)
     ratios = [r["error_adaround"] / r["error_nearest"] for r in layers if r["error_nearest"] > 0]
-    return ({"layers": len(layers), "improved": int(sum(r["used"] for r in layers)),
-             "median_error_ratio_vs_nearest": float(np.median(ratios)) if ratios else None,
-             "iterations": iterations, "positions_per_image": positions},
-            rounded)
+    return (
+        {
+            "layers": len(layers),
+            "improved": int(sum(r["used"] for r in layers)),
+            "median_error_ratio_vs_nearest": float(np.median(ratios)) if ratios else None,
+            "iterations": iterations,
+            "positions_per_image": positions,
+        },
+        rounded,
+    )

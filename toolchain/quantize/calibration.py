@@ -62,9 +62,9 @@ from .flatbuffer import FLOAT32, is_constant
 
 ENV_THREADS = "PORTRAIT_CALIBRATION_THREADS"
 MAX_THREADS = 4
-_MEMO: dict[tuple[str, str], bytes] = {}   # (graph digest, samples digest) -> calibrated flatbuffer (most recent few)
+_MEMO: dict[tuple[str, str], bytes] = {}  # (graph digest, samples digest) -> calibrated flatbuffer (most recent few)
 _MEMO_SIZE = 4
-STATS = {"passes": 0, "reused": 0}   # counters for tests and progress
+STATS = {"passes": 0, "reused": 0}  # counters for tests and progress
 
 
 def threads() -> int:
@@ -74,8 +74,10 @@ def threads() -> int:
         try:
             n = int(raw)
         except ValueError:
-            raise ExportError(f"{ENV_THREADS}={raw!r} is not a whole number",
-                              fix=f"set {ENV_THREADS} to the number of interpreter threads, e.g. 1") from None
+            raise ExportError(
+                f"{ENV_THREADS}={raw!r} is not a whole number",
+                fix=f"set {ENV_THREADS} to the number of interpreter threads, e.g. 1",
+            ) from None
         if n < 1:
             raise ExportError(f"{ENV_THREADS}={raw!r} must be at least 1")
         return n
@@ -98,8 +100,17 @@ def graph_digest(model_content: bytes) -> str:
             h.update(b"" if data is None else np.asarray(data).tobytes())
         for op in sg.operators:
             code = m.operatorCodes[op.opcodeIndex]
-            h.update(repr((max(code.builtinCode, code.deprecatedBuiltinCode), code.customCode,
-                           list(op.inputs), list(op.outputs), op.builtinOptionsType)).encode())
+            h.update(
+                repr(
+                    (
+                        max(code.builtinCode, code.deprecatedBuiltinCode),
+                        code.customCode,
+                        list(op.inputs),
+                        list(op.outputs),
+                        op.builtinOptionsType,
+                    )
+                ).encode()
+            )
     return h.hexdigest()
 
 
@@ -125,8 +136,9 @@ def with_ranges(model_content: bytes, calibrated_blob: bytes, *, by_structure: b
         pairs = [(t, earlier[i]) for i, t in zip(structural_ids(m), tensors) if i in earlier]
     else:
         if len(ranged) != len(tensors) or any(t.name != r.name for t, r in zip(tensors, ranged)):
-            raise ExportError("reused calibration ranges do not fit this graph",
-                              fix="set PORTRAIT_EXPORT_CACHE=0 and report this")
+            raise ExportError(
+                "reused calibration ranges do not fit this graph", fix="set PORTRAIT_EXPORT_CACHE=0 and report this"
+            )
         pairs = list(zip(tensors, ranged))
     for t, r in pairs:
         if _has_range(r.quantization):
@@ -137,18 +149,20 @@ def with_ranges(model_content: bytes, calibrated_blob: bytes, *, by_structure: b
 def representative_gen(samples: np.ndarray, progress: Callable[[str], None] | None = None):
     """The converter's `representative_dataset`: each sample as a float32 batch of one, with a
     progress line about every tenth sample."""
+
     def gen():
         n = len(samples)
         for i, s in enumerate(samples):
             if progress and (i % max(1, n // 10) == 0 or i == n - 1):
                 progress(f"calibration {i + 1}/{n}")
             yield {"image": s[None].astype(np.float32)}
+
     return gen
 
 
 def _calibrate_here(model_content: bytes, samples: np.ndarray, say=None) -> bytes:
     """TF's own calibration pass (the fallback, and what tests compare against)."""
-    tf_calibrator = _originals()   # the converter's own method, also while shared_calibration is active
+    tf_calibrator = _originals()  # the converter's own method, also while shared_calibration is active
     return _ORIGINAL["calibrate"](tf_calibrator.Calibrator(model_content), representative_gen(samples, say))
 
 
@@ -157,8 +171,11 @@ def recorded_tensors(model) -> list[int]:
     float, non-constant output."""
     sg = model.subgraphs[0]
     produced = {o for op in sg.operators for o in op.outputs if o >= 0}
-    return [i for i, t in enumerate(sg.tensors)
-            if t.type == FLOAT32 and not is_constant(model, t) and (i in produced or i in sg.inputs)]
+    return [
+        i
+        for i, t in enumerate(sg.tensors)
+        if t.type == FLOAT32 and not is_constant(model, t) and (i in produced or i in sg.inputs)
+    ]
 
 
 def probe_ready(model) -> bool:
@@ -188,14 +205,19 @@ def true_ranges(model_content: bytes, samples: np.ndarray, say=None) -> bytes:
         interp.set_tensor(index, np.asarray(s, dtype=np.float32)[None])
         interp.invoke()
         for j, i in enumerate(wanted):
-            view = interp.tensor(i)     # a view of the output buffer: no copy, and none kept past invoke()
+            view = interp.tensor(i)  # a view of the output buffer: no copy, and none kept past invoke()
             lo[j] = min(lo[j], float(view().min()))
             hi[j] = max(hi[j], float(view().max()))
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-        bad = [sg.tensors[i].name.decode(errors="replace") for j, i in enumerate(wanted)
-               if not (np.isfinite(lo[j]) and np.isfinite(hi[j]))]
-        raise ExportError(f"calibration: the float model gives non-finite values in {len(bad)} tensors "
-                          f"(first: {bad[0]})", fix="check the float model and the calibration images")
+        bad = [
+            sg.tensors[i].name.decode(errors="replace")
+            for j, i in enumerate(wanted)
+            if not (np.isfinite(lo[j]) and np.isfinite(hi[j]))
+        ]
+        raise ExportError(
+            f"calibration: the float model gives non-finite values in {len(bad)} tensors (first: {bad[0]})",
+            fix="check the float model and the calibration images",
+        )
     for j, i in enumerate(wanted):
         q = schema.QuantizationParametersT()
         q.min, q.max = [float(np.float32(lo[j]))], [float(np.float32(hi[j]))]
@@ -207,8 +229,9 @@ def _options(op) -> str:
     opts = op.builtinOptions
     if opts is None:
         return "None"
-    return repr(sorted((k, np.asarray(v).tolist() if isinstance(v, (list, np.ndarray)) else v)
-                       for k, v in vars(opts).items()))
+    return repr(
+        sorted((k, np.asarray(v).tolist() if isinstance(v, (list, np.ndarray)) else v) for k, v in vars(opts).items())
+    )
 
 
 def structural_ids(model) -> list[str]:
@@ -232,8 +255,15 @@ def structural_ids(model) -> list[str]:
         if i in producer:
             op, k = producer[i]
             code = model.operatorCodes[op.opcodeIndex]
-            body = repr((max(code.builtinCode, code.deprecatedBuiltinCode), code.customCode, _options(op), k,
-                         [ident(j) if j >= 0 else None for j in op.inputs]))
+            body = repr(
+                (
+                    max(code.builtinCode, code.deprecatedBuiltinCode),
+                    code.customCode,
+                    _options(op),
+                    k,
+                    [ident(j) if j >= 0 else None for j in op.inputs],
+                )
+            )
         else:
             data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
             body = repr(t.name) if data is None else hashlib.sha256(np.asarray(data).tobytes()).hexdigest()
@@ -272,23 +302,28 @@ def calibrated(model_content: bytes, samples: np.ndarray, progress: Callable[[st
     for (_graph, sd), blob in reversed(list(_MEMO.items())):
         if sd == sdigest and covers(blob, model_content):
             STATS["reused"] += 1
-            say(f"calibration: reused the ranges of this run's earlier pass (this graph is that one with "
-                f"non-float ops added, {len(samples)} samples)")
+            say(
+                f"calibration: reused the ranges of this run's earlier pass (this graph is that one with "
+                f"non-float ops added, {len(samples)} samples)"
+            )
             return with_ranges(model_content, blob, by_structure=True)
     t0 = time.monotonic()
     if probe_ready(flatbuffer.read(model_content)):
-        say(f"calibration: {len(samples)} samples, every float tensor read as a graph output "
-            f"({threads()} threads)")
+        say(f"calibration: {len(samples)} samples, every float tensor read as a graph output ({threads()} threads)")
         blob = true_ranges(model_content, samples, say)
     else:
-        say(f"calibration: {len(samples)} samples with TF's calibrator (this graph has more than one "
-            "subgraph or input; ranges of tensors that feed in-place ops may be too wide)")
+        say(
+            f"calibration: {len(samples)} samples with TF's calibrator (this graph has more than one "
+            "subgraph or input; ranges of tensors that feed in-place ops may be too wide)"
+        )
         blob = _calibrate_here(model_content, samples, say)
     blob, cut = ranges.clamp_saturated(blob)
     if cut:
-        say(f"calibration: {len(cut)} tensor(s) feeding only a sigmoid/tanh cut to the range it can "
+        say(
+            f"calibration: {len(cut)} tensor(s) feeding only a sigmoid/tanh cut to the range it can "
             f"tell apart (e.g. {cut[0][0]}: {cut[0][1][0]:.4g}..{cut[0][1][1]:.4g} -> "
-            f"{cut[0][2][0]:.4g}..{cut[0][2][1]:.4g})")
+            f"{cut[0][2][0]:.4g}..{cut[0][2][1]:.4g})"
+        )
     STATS["passes"] += 1
     _MEMO[key] = blob
     while len(_MEMO) > _MEMO_SIZE:
@@ -303,6 +338,7 @@ _ORIGINAL: dict = {}
 def _originals():
     # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     from tensorflow.lite.python.optimize import calibrator as tf_calibrator
+
     if not _ORIGINAL:
         _ORIGINAL["calibrate"] = tf_calibrator.Calibrator.calibrate
         _ORIGINAL["calibrate_and_quantize"] = tf_calibrator.Calibrator.calibrate_and_quantize
@@ -320,20 +356,35 @@ def shared_calibration(samples: np.ndarray | None, progress: Callable[[str], Non
         assert samples is not None, "a calibration inside shared_calibration(None)"
         return calibrated(self._model_content, samples, progress)
 
-    def calibrate_and_quantize(self, dataset_gen, input_type, output_type, allow_float,
-                               activations_type=None, bias_type=None, resize_input=True,
-                               disable_per_channel=False, disable_per_channel_quantization_for_dense_layers=False):
+    def calibrate_and_quantize(
+        self,
+        dataset_gen,
+        input_type,
+        output_type,
+        allow_float,
+        activations_type=None,
+        bias_type=None,
+        resize_input=True,
+        disable_per_channel=False,
+        disable_per_channel_quantization_for_dense_layers=False,
+    ):
         # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
         from tensorflow.python.framework import dtypes
+
         activations_type = dtypes.int8 if activations_type is None else activations_type
         bias_type = dtypes.int32 if bias_type is None else bias_type
         assert samples is not None, "a calibration inside shared_calibration(None)"
         # the old quantizer reads the ranges from the flatbuffer when nothing was fed to this wrapper
         ranged = tf_calibrator.Calibrator(calibrated(self._model_content, samples, progress))
         return ranged._calibrator.QuantizeModel(
-            np.dtype(input_type.as_numpy_dtype()).num, np.dtype(output_type.as_numpy_dtype()).num, allow_float,
-            np.dtype(activations_type.as_numpy_dtype()).num, np.dtype(bias_type.as_numpy_dtype()).num,
-            disable_per_channel, disable_per_channel_quantization_for_dense_layers)
+            np.dtype(input_type.as_numpy_dtype()).num,
+            np.dtype(output_type.as_numpy_dtype()).num,
+            allow_float,
+            np.dtype(activations_type.as_numpy_dtype()).num,
+            np.dtype(bias_type.as_numpy_dtype()).num,
+            disable_per_channel,
+            disable_per_channel_quantization_for_dense_layers,
+        )
 
     tf_calibrator.Calibrator.calibrate = calibrate
     tf_calibrator.Calibrator.calibrate_and_quantize = calibrate_and_quantize

@@ -24,8 +24,14 @@ _FLOAT32, _INT32, _UINT8, _INT16, _INT8 = 0, 2, 3, 7, 9
 _DEQUANTIZE, _CAST, _QUANTIZE = 6, 53, 114
 
 
-def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: str = "int16",
-                 progress: Callable[[str], None] | None = None) -> Path:
+def convert_16x8(
+    model,
+    out_path: Path,
+    representative: np.ndarray,
+    *,
+    output: str = "int16",
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """Whole model with int8 weights and int16 activations
     (EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, no float fallback), then
     `uint8_input` so the file takes uint8 pixels like every int8 rung. output "int16" keeps the
@@ -34,7 +40,6 @@ def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: s
         raise ExportError(f"16x8 output must be int16 or int8, got {output!r}")
     # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
-
 
     if representative is None or len(representative) == 0:
         raise ExportError("16x8 conversion needs a representative dataset", fix="see calibration_set.py")
@@ -52,16 +57,20 @@ def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: s
     conv.experimental_new_quantizer = False
     t0 = time.monotonic()
     try:
-        with shared_calibration(representative, progress):   # the ranges of the w8a8 pass when the graph is the same
+        with shared_calibration(representative, progress):  # the ranges of the w8a8 pass when the graph is the same
             blob = conv.convert()
     except Exception as exc:
-        raise ExportError(f"16x8 conversion failed for {model.model_id}: {exc}",
-                          fix="an op without an int16 kernel: re-emit it from supported ops in the importer "
-                              "(hard-swish is emitted unfused for this rung)") from exc
+        raise ExportError(
+            f"16x8 conversion failed for {model.model_id}: {exc}",
+            fix="an op without an int16 kernel: re-emit it from supported ops in the importer "
+            "(hard-swish is emitted unfused for this rung)",
+        ) from exc
     blob, fixed = rescale_shared_biases(blob)
     if progress and fixed:
-        progress(f"16x8: {len(fixed)} convolution(s) given their own bias (the converter had them share "
-                 f"another layer's, on that layer's scale): {', '.join(fixed)}")
+        progress(
+            f"16x8: {len(fixed)} convolution(s) given their own bias (the converter had them share "
+            f"another layer's, on that layer's scale): {', '.join(fixed)}"
+        )
     blob = uint8_input_bytes(_io_names_unsuffixed(blob, "_int16"))
     out_path.write_bytes(int8_output_bytes(blob) if output == "int8" else blob)
     if progress:
@@ -69,8 +78,8 @@ def convert_16x8(model, out_path: Path, representative: np.ndarray, *, output: s
     return out_path
 
 
-_BIAS_INPUT = {3: 2, 4: 2, 9: 2, 67: 3}   # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED: input 2; TRANSPOSE_CONV: 3
-_INT_RANGE = {_INT32: (-2**31, 2**31 - 1), 4: (-2**63, 2**63 - 1)}   # INT32, INT64 bias tensors
+_BIAS_INPUT = {3: 2, 4: 2, 9: 2, 67: 3}  # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED: input 2; TRANSPOSE_CONV: 3
+_INT_RANGE = {_INT32: (-(2**31), 2**31 - 1), 4: (-(2**63), 2**63 - 1)}  # INT32, INT64 bias tensors
 
 
 def _bias_uses(model) -> list[tuple[int, int, np.ndarray]]:
@@ -142,7 +151,7 @@ def rescale_shared_biases(blob: bytes) -> tuple[bytes, list[str]]:
             continue
         dtype = np.int32 if t.type == _INT32 else np.int64
         q = np.frombuffer(bytes(model.buffers[t.buffer].data), dtype).astype(np.float64)
-        real = q * have                      # the value its first user reads
+        real = q * have  # the value its first user reads
         lo, hi = _INT_RANGE[t.type]
         new_q = np.clip(np.round(real / want), lo, hi).astype(dtype)
         buf = schema.BufferT()
@@ -202,8 +211,9 @@ def uint8_input_bytes(blob: bytes) -> bytes:
     model = flatbuffer.read(blob)
     sg = model.subgraphs[0]
     if len(sg.inputs) != 1:
-        raise ExportError(f"expected one model input, found {len(sg.inputs)}",
-                          fix="the pixel contract assumes a single image input")
+        raise ExportError(
+            f"expected one model input, found {len(sg.inputs)}", fix="the pixel contract assumes a single image input"
+        )
     old = int(sg.inputs[0])
     t_old = sg.tensors[old]
     if t_old.type in (_FLOAT32,):
@@ -336,7 +346,7 @@ def web_output_bytes(blob: bytes) -> bytes:
             code, version = _QUANTIZE, 2
         else:
             t.type = _FLOAT32
-            code, version = _DEQUANTIZE, 3   # DEQUANTIZE v3: int16 (and float16) input
+            code, version = _DEQUANTIZE, 3  # DEQUANTIZE v3: int16 (and float16) input
         sg.tensors.append(t)
         idx = len(sg.tensors) - 1
         op = schema.OperatorT()
@@ -398,13 +408,18 @@ def transform_settings(recipe: dict) -> dict | None:
         return None
     kind = cfg.get("kind")
     if kind not in TRANSFORMS:
-        raise RecipeError(f"output_transform.kind must be one of {TRANSFORMS}, got {kind!r}",
-                          where=recipe.get("_path", "recipe"))
+        raise RecipeError(
+            f"output_transform.kind must be one of {TRANSFORMS}, got {kind!r}", where=recipe.get("_path", "recipe")
+        )
     floor = float(cfg.get("floor", 0.1))
     if not floor > 0:
         raise RecipeError("output_transform.floor must be > 0", where=recipe.get("_path", "recipe"))
-    return {"kind": kind, "floor": floor, "meaning": cfg.get("meaning", ""),
-            "formula": f"y = 1 / max(x, {floor:g}), computed as rsqrt(max(x, {floor:g}))^2"}
+    return {
+        "kind": kind,
+        "floor": floor,
+        "meaning": cfg.get("meaning", ""),
+        "formula": f"y = 1 / max(x, {floor:g}), computed as rsqrt(max(x, {floor:g}))^2",
+    }
 
 
 def apply_output_transform(model, settings: dict | None, workdir: Path):
@@ -416,7 +431,6 @@ def apply_output_transform(model, settings: dict | None, workdir: Path):
         return model
     # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
-
 
     loaded = tf.saved_model.load(str(model.saved_model_dir))
     fn = loaded.signatures[SIGNATURE]
@@ -436,5 +450,12 @@ def apply_output_transform(model, settings: dict | None, workdir: Path):
     module.serve = tf.function(serve, input_signature=[tf.TensorSpec([1, h, w, 3], tf.float32, name=INPUT_NAME)])
     out_dir = Path(workdir) / (Path(model.saved_model_dir).name + f"_{settings['kind']}")
     tf.saved_model.save(module, str(out_dir), signatures={SIGNATURE: module.serve})
-    return FloatModel(model.model_id, out_dir, model.input_hw, list(model.output_names), model.source_path,
-                      model.source_format, notes={**model.notes, "output_transform": settings})
+    return FloatModel(
+        model.model_id,
+        out_dir,
+        model.input_hw,
+        list(model.output_names),
+        model.source_path,
+        model.source_format,
+        notes={**model.notes, "output_transform": settings},
+    )

@@ -54,8 +54,9 @@ def cle_pairs(ed: Editable) -> list[tuple[Conv, Conv]]:
     return pairs
 
 
-def equalize(float_tflite, out_path, representative: np.ndarray, *, images: int = 100,
-             iterations: int = 2, progress=None) -> dict:
+def equalize(
+    float_tflite, out_path, representative: np.ndarray, *, images: int = 100, iterations: int = 2, progress=None
+) -> dict:
     """Cross-layer equalization of every eligible pair; writes `out_path`, returns a record."""
     ed = Editable(float_tflite)
     pairs = cle_pairs(ed)
@@ -68,7 +69,7 @@ def equalize(float_tflite, out_path, representative: np.ndarray, *, images: int 
     for _ in range(iterations):
         for c1, c2 in pairs:
             w1, w2 = ed.get(c1.w), ed.get(c2.w)
-            m1 = weight_matrix(w1, c1.kind)                              # out_i rows
+            m1 = weight_matrix(w1, c1.kind)  # out_i rows
             r1 = np.max(np.abs(m1), axis=1)
             r2 = _input_channel_range(w2, c2.kind)
             if r1.shape != r2.shape:
@@ -88,9 +89,13 @@ def equalize(float_tflite, out_path, representative: np.ndarray, *, images: int 
             ed.set(c2.w, _scale_input_channels(w2, c2.kind, s))
     spread_after = [_spread(ed, c1) for c1, _ in pairs]
     ed.write(out_path)
-    rec = {"pairs": len(pairs), "pairs_across_relu6": len(needs_max), "iterations": iterations,
-           "median_channel_range_spread_before": float(np.median(spread_before)) if spread_before else None,
-           "median_channel_range_spread_after": float(np.median(spread_after)) if spread_after else None}
+    rec = {
+        "pairs": len(pairs),
+        "pairs_across_relu6": len(needs_max),
+        "iterations": iterations,
+        "median_channel_range_spread_before": float(np.median(spread_before)) if spread_before else None,
+        "median_channel_range_spread_after": float(np.median(spread_after)) if spread_after else None,
+    }
     if progress:
         progress(f"cross-layer equalization: {len(pairs)} pairs")
     return rec
@@ -118,9 +123,16 @@ def _pick(representative: np.ndarray, n: int) -> np.ndarray:
     return representative[idx]
 
 
-def bias_correction(float_tflite, out_path, representative: np.ndarray, *, images: int = 8,
-                    quantized_weights: dict[int, np.ndarray] | None = None, stats: LayerStats | None = None,
-                    progress=None) -> dict:
+def bias_correction(
+    float_tflite,
+    out_path,
+    representative: np.ndarray,
+    *,
+    images: int = 8,
+    quantized_weights: dict[int, np.ndarray] | None = None,
+    stats: LayerStats | None = None,
+    progress=None,
+) -> dict:
     """Subtract each conv's expected int8 weight-rounding shift from its bias; writes `out_path`.
 
     quantized_weights: conv weight tensor index -> the float values the int8 model will hold (from
@@ -133,9 +145,12 @@ def bias_correction(float_tflite, out_path, representative: np.ndarray, *, image
     for c in convs:
         w = ed.get(c.w)
         m = weight_matrix(w, c.kind)
-        q = (weight_matrix(quantized_weights[c.w], c.kind) if quantized_weights and c.w in quantized_weights
-             else round_nearest(m))
-        mu = stats.mean[c.op_index]                    # conv: K; depthwise: k x C
+        q = (
+            weight_matrix(quantized_weights[c.w], c.kind)
+            if quantized_weights and c.w in quantized_weights
+            else round_nearest(m)
+        )
+        mu = stats.mean[c.op_index]  # conv: K; depthwise: k x C
         d = q - m
         shift = d @ mu if c.kind == "conv" else np.einsum("ck,kc->c", d, mu)
         assert c.b is not None  # convs without a bias were left out above

@@ -29,15 +29,15 @@ ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH"}
 @dataclass
 class Conv:
     op_index: int
-    kind: str               # "conv" or "depthwise"
-    x: int                  # input activation tensor
-    y: int                  # output tensor
-    w: int                  # weight tensor
-    b: int | None           # bias tensor
+    kind: str  # "conv" or "depthwise"
+    x: int  # input activation tensor
+    y: int  # output tensor
+    w: int  # weight tensor
+    b: int | None  # bias tensor
     activation: str
     stride: tuple[int, int]
     dilation: tuple[int, int]
-    padding: str            # "SAME" / "VALID"
+    padding: str  # "SAME" / "VALID"
     kernel: tuple[int, int]
 
 
@@ -109,10 +109,21 @@ class Editable:
                 if int(w.shape[3]) != int(self.sg.tensors[ins[0]].shape[3]):
                     continue  # channel multiplier > 1: not handled
             b = ins[2] if len(ins) > 2 and ins[2] >= 0 else None
-            out.append(Conv(i, "conv" if name == "CONV_2D" else "depthwise", ins[0], list(op.outputs)[0], ins[1], b,
-                            ACTIVATIONS.get(o.fusedActivationFunction, "OTHER"), (o.strideH, o.strideW),
-                            (o.dilationHFactor, o.dilationWFactor), {0: "SAME", 1: "VALID"}[o.padding],
-                            (int(w.shape[1]), int(w.shape[2]))))
+            out.append(
+                Conv(
+                    i,
+                    "conv" if name == "CONV_2D" else "depthwise",
+                    ins[0],
+                    list(op.outputs)[0],
+                    ins[1],
+                    b,
+                    ACTIVATIONS.get(o.fusedActivationFunction, "OTHER"),
+                    (o.strideH, o.strideW),
+                    (o.dilationHFactor, o.dilationWFactor),
+                    {0: "SAME", 1: "VALID"}[o.padding],
+                    (int(w.shape[1]), int(w.shape[2])),
+                )
+            )
         return out
 
     def bytes(self) -> bytes:
@@ -172,9 +183,9 @@ def sample_patches(x: np.ndarray, conv: Conv, n: int, rng: np.random.Generator) 
         oy, ox = np.divmod(np.arange(oh * ow), ow)
     else:
         oy, ox = rng.integers(0, oh, n), rng.integers(0, ow, n)
-    rows = (oy * sh)[:, None] + (np.arange(kh) * dh)[None, :]   # n, kh
-    cols = (ox * sw)[:, None] + (np.arange(kw) * dw)[None, :]   # n, kw
-    p = xp[rows[:, :, None], cols[:, None, :], :]                # n, kh, kw, C
+    rows = (oy * sh)[:, None] + (np.arange(kh) * dh)[None, :]  # n, kh
+    cols = (ox * sw)[:, None] + (np.arange(kw) * dw)[None, :]  # n, kw
+    p = xp[rows[:, :, None], cols[:, None, :], :]  # n, kh, kw, C
     return p.reshape(len(oy), -1) if conv.kind == "conv" else p.reshape(len(oy), kh * kw, -1)
 
 
@@ -182,11 +193,23 @@ class LayerStats:
     """Per conv: mean input patch, input Gram matrix (conv: K x K; depthwise: C x k x k), and the
     per-channel maximum of the op's output, over calibration images."""
 
-    def __init__(self, path_or_bytes, convs: list[Conv], images: np.ndarray, *, positions: int = 1024,
-                 seed: int = 0, gram: bool = True):
+    def __init__(
+        self,
+        path_or_bytes,
+        convs: list[Conv],
+        images: np.ndarray,
+        *,
+        positions: int = 1024,
+        seed: int = 0,
+        gram: bool = True,
+    ):
         content = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, Path)) else path_or_bytes
-        interp = Interpreter(model_content=content, num_threads=2, experimental_preserve_all_tensors=True,
-                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interp = Interpreter(
+            model_content=content,
+            num_threads=2,
+            experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
         interp.allocate_tensors()
         inp = interp.get_input_details()[0]
         rng = np.random.default_rng(seed)

@@ -30,8 +30,14 @@ def _all_outputs_model(path: Path) -> tuple[bytes, list[dict]]:
         for t in op.outputs:
             if t not in outs:
                 outs.append(t)
-        ops.append({"index": op.index, "op": op.name, "output": int(op.outputs[0]),
-                    "inputs": [int(i) for i in op.inputs if i >= 0]})
+        ops.append(
+            {
+                "index": op.index,
+                "op": op.name,
+                "output": int(op.outputs[0]),
+                "inputs": [int(i) for i in op.inputs if i >= 0],
+            }
+        )
     sg.outputs = np.array(outs, np.int32)
     model.signatureDefs = []  # outputs by tensor index, not by signature
     return flatbuffer.write(model), ops
@@ -67,7 +73,7 @@ def kernel_gap(path: Path, images: list[tuple[str, np.ndarray]], *, threads: int
                 continue
             (r, scale), (x, _) = ref[t], xnn[t]
             noise[t] = noise.get(t, 0.0) + float(np.sum((x - r) ** 2))
-            signal[t] = signal.get(t, 0.0) + float(np.sum(r ** 2))
+            signal[t] = signal.get(t, 0.0) + float(np.sum(r**2))
             steps = float(np.max(np.abs(x - r)) / scale) if scale else float(np.max(np.abs(x - r)))
             worst_steps[t] = max(worst_steps.get(t, 0.0), steps)
 
@@ -83,19 +89,35 @@ def kernel_gap(path: Path, images: list[tuple[str, np.ndarray]], *, threads: int
             continue
         ins = [snr(i) for i in op["inputs"] if snr(i) is not None]
         worst_in = min(ins) if ins else float("inf")
-        added = (worst_in - s) if np.isfinite(worst_in) and np.isfinite(s) else (0.0 if not np.isfinite(s) else
-                                                                               float("inf"))
-        rows.append({"index": op["index"], "op": op["op"], "snr_db": s, "max_abs_steps": worst_steps[op["output"]],
-                     "added_db": added})
+        added = (
+            (worst_in - s)
+            if np.isfinite(worst_in) and np.isfinite(s)
+            else (0.0 if not np.isfinite(s) else float("inf"))
+        )
+        rows.append(
+            {
+                "index": op["index"],
+                "op": op["op"],
+                "snr_db": s,
+                "max_abs_steps": worst_steps[op["output"]],
+                "added_db": added,
+            }
+        )
     ranked = sorted((r for r in rows if r["added_db"] and r["added_db"] > 0), key=lambda r: -r["added_db"])
-    return {"file": Path(path).name, "images": [n for n, _ in images], "ops": rows,
-            "largest_gaps": ranked[:8],
-            "what": "XNNPACK vs reference kernels, same file; every op output made a graph output"}
+    return {
+        "file": Path(path).name,
+        "images": [n for n, _ in images],
+        "ops": rows,
+        "largest_gaps": ranked[:8],
+        "what": "XNNPACK vs reference kernels, same file; every op output made a graph output",
+    }
 
 
 def format_gap(result: dict, top: int = 8) -> str:
-    lines = [f"{result['file']}: XNNPACK vs reference, per op (largest SNR drops first)",
-             f"{'#':>4} {'op':22} {'SNR dB':>8} {'added dB':>9} {'max |diff| steps':>16}"]
+    lines = [
+        f"{result['file']}: XNNPACK vs reference, per op (largest SNR drops first)",
+        f"{'#':>4} {'op':22} {'SNR dB':>8} {'added dB':>9} {'max |diff| steps':>16}",
+    ]
     for r in result["largest_gaps"][:top]:
         snr = "inf" if not np.isfinite(r["snr_db"]) else f"{r['snr_db']:.1f}"
         added = "inf" if not np.isfinite(r["added_db"]) else f"{r['added_db']:.1f}"

@@ -30,11 +30,18 @@ _INTEGER_TYPES = {"INT8", "UINT8", "INT32", "INT16", "INT64", "BOOL"}
 def tf_converter(model: FloatModel):
     # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
+
     return tf.lite.TFLiteConverter.from_saved_model(str(model.saved_model_dir), signature_keys=[SIGNATURE])
 
 
-def convert(model: FloatModel, precision: str, out_path: Path, *,
-            representative: np.ndarray | None = None, progress: Callable[[str], None] | None = None) -> Path:
+def convert(
+    model: FloatModel,
+    precision: str,
+    out_path: Path,
+    *,
+    representative: np.ndarray | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """Convert to one precision and write `out_path`. int8 needs `representative` uint8 pixels."""
     # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     import tensorflow as tf
@@ -63,16 +70,19 @@ def convert(model: FloatModel, precision: str, out_path: Path, *,
         with shared_calibration(representative, progress):
             blob = conv.convert()
     except Exception as exc:  # the converter raises many types; all mean the same to a user
-        raise ExportError(f"TFLite conversion to {precision} failed for {model.model_id}: {exc}",
-                          fix="check the recipe's allowed ops; run with --keep-workdir to inspect") from exc
+        raise ExportError(
+            f"TFLite conversion to {precision} failed for {model.model_id}: {exc}",
+            fix="check the recipe's allowed ops; run with --keep-workdir to inspect",
+        ) from exc
     out_path.write_bytes(blob)
     if progress:
         progress(f"{precision}: {len(blob) / 1e6:.2f} MB in {time.monotonic() - t0:.1f} s")
     return out_path
 
 
-def calibrate_int8(model: FloatModel, representative: np.ndarray, *,
-                   progress: Callable[[str], None] | None = None) -> bytes:
+def calibrate_int8(
+    model: FloatModel, representative: np.ndarray, *, progress: Callable[[str], None] | None = None
+) -> bytes:
     """Run calibration once and return the calibrated float flatbuffer (ranges recorded, nothing
     quantized yet); `quantize_calibrated` then quantizes it with any set of layers kept float,
     in about a second instead of a full conversion."""
@@ -87,15 +97,18 @@ def calibrate_int8(model: FloatModel, representative: np.ndarray, *,
     conv.experimental_mlir_quantizer = True
     conv._experimental_calibrate_only = True  # the documented QuantizationDebugger route
     try:
-        with shared_calibration(representative, progress):   # one true-range pass, reused (calibration.py)
+        with shared_calibration(representative, progress):  # one true-range pass, reused (calibration.py)
             return conv.convert()
     except Exception as exc:
-        raise ExportError(f"int8 calibration failed for {model.model_id}: {exc}",
-                          fix="check the representative set; run with --keep-workdir to inspect") from exc
+        raise ExportError(
+            f"int8 calibration failed for {model.model_id}: {exc}",
+            fix="check the representative set; run with --keep-workdir to inspect",
+        ) from exc
 
 
-def quantize_calibrated(calibrated: bytes, out_path: Path, *, float_layers: Sequence[str] = (),
-                        output_type: str = "int8") -> Path:
+def quantize_calibrated(
+    calibrated: bytes, out_path: Path, *, float_layers: Sequence[str] = (), output_type: str = "int8"
+) -> Path:
     """Full-int8 model (uint8 pixels in, int8 out) from a calibrated flatbuffer, keeping the ops
     whose output tensors are named in `float_layers` in float32 (dequantize/quantize around them).
     This is TFLite's selective quantization (QuantizationDebugOptions.denylisted_nodes).
@@ -109,44 +122,72 @@ def quantize_calibrated(calibrated: bytes, out_path: Path, *, float_layers: Sequ
 
     float_io = output_type == "float32"
     try:
-        blob = tfl_convert.mlir_quantize(calibrated, fully_quantize=not float_io,
-                                         input_data_type=tf.float32 if float_io else tf.uint8,
-                                         output_data_type=tf.float32 if float_io else tf.int8,
-                                         denylisted_nodes=list(float_layers) or None)
+        blob = tfl_convert.mlir_quantize(
+            calibrated,
+            fully_quantize=not float_io,
+            input_data_type=tf.float32 if float_io else tf.uint8,
+            output_data_type=tf.float32 if float_io else tf.int8,
+            denylisted_nodes=list(float_layers) or None,
+        )
     except Exception as exc:
-        raise ExportError(f"selective quantization failed (float layers {list(float_layers)[:5]}...): {exc}",
-                          fix="name layers by their output tensor names in the float32 .tflite") from exc
+        raise ExportError(
+            f"selective quantization failed (float layers {list(float_layers)[:5]}...): {exc}",
+            fix="name layers by their output tensor names in the float32 .tflite",
+        ) from exc
     out_path.write_bytes(blob)
     return out_path
 
 
-def convert_selective(model: FloatModel, out_path: Path, representative: np.ndarray, *,
-                      float_layers: Sequence[str] = (), progress: Callable[[str], None] | None = None) -> Path:
+def convert_selective(
+    model: FloatModel,
+    out_path: Path,
+    representative: np.ndarray,
+    *,
+    float_layers: Sequence[str] = (),
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """int8 conversion that keeps the named layers (output tensor names) in float32."""
-    return quantize_calibrated(calibrate_int8(model, representative, progress=progress), out_path,
-                               float_layers=float_layers)
+    return quantize_calibrated(
+        calibrate_int8(model, representative, progress=progress), out_path, float_layers=float_layers
+    )
 
 
 def tensor_types(path: Path) -> list[dict]:
     """Per op: name, input and output tensor types (from the flatbuffer)."""
     g = read_tflite(path)
-    names: dict[type | None, str] = {np.float32: "FLOAT32", np.float16: "FLOAT16", np.int32: "INT32", np.uint8: "UINT8",
-             np.int64: "INT64", np.bool_: "BOOL", np.int16: "INT16", np.int8: "INT8"}
+    names: dict[type | None, str] = {
+        np.float32: "FLOAT32",
+        np.float16: "FLOAT16",
+        np.int32: "INT32",
+        np.uint8: "UINT8",
+        np.int64: "INT64",
+        np.bool_: "BOOL",
+        np.int16: "INT16",
+        np.int8: "INT8",
+    }
     ops = []
     for op in g.ops:
-        ops.append({"op": op.name, "index": op.index,
-                    "outputs": [g.tensor(i).name for i in op.outputs],
-                    "graph_output": any(i in g.outputs for i in op.outputs),
-                    "input_types": [names.get(g.tensor(i).dtype, "?") for i in op.inputs if i >= 0],
-                    "output_types": [names.get(g.tensor(i).dtype, "?") for i in op.outputs]})
+        ops.append(
+            {
+                "op": op.name,
+                "index": op.index,
+                "outputs": [g.tensor(i).name for i in op.outputs],
+                "graph_output": any(i in g.outputs for i in op.outputs),
+                "input_types": [names.get(g.tensor(i).dtype, "?") for i in op.inputs if i >= 0],
+                "output_types": [names.get(g.tensor(i).dtype, "?") for i in op.outputs],
+            }
+        )
     return ops
 
 
 def is_output_edge(op: dict) -> bool:
     """A DEQUANTIZE from an integer tensor straight to a graph output: the interface web runtimes
     read (quantize/conversions.py web_output_bytes), not a float op of the integer core."""
-    return (op["op"] == "DEQUANTIZE" and op.get("graph_output", False)
-            and set(op["input_types"]) <= {"INT8", "UINT8", "INT16"})
+    return (
+        op["op"] == "DEQUANTIZE"
+        and op.get("graph_output", False)
+        and set(op["input_types"]) <= {"INT8", "UINT8", "INT16"}
+    )
 
 
 def float_ops(path: Path, allow: Sequence[str] = ()) -> list[dict]:
@@ -163,11 +204,15 @@ def float_ops(path: Path, allow: Sequence[str] = ()) -> list[dict]:
 def check_all_int8(path: Path, allow: Sequence[str] = ()) -> None:
     bad = float_ops(path, allow)
     if bad:
-        listed = "; ".join(f"#{o['index']} {o['op']} ({', '.join(o['outputs'])}: "
-                           f"{o['input_types']} -> {o['output_types']})" for o in bad[:8])
-        raise ExportError(f"{path.name} is not all-int8: {len(bad)} op(s) still use float tensors: {listed}",
-                          where=str(path),
-                          fix="allow them by name in the recipe's int8.allow_float_ops if that is intended")
+        listed = "; ".join(
+            f"#{o['index']} {o['op']} ({', '.join(o['outputs'])}: {o['input_types']} -> {o['output_types']})"
+            for o in bad[:8]
+        )
+        raise ExportError(
+            f"{path.name} is not all-int8: {len(bad)} op(s) still use float tensors: {listed}",
+            where=str(path),
+            fix="allow them by name in the recipe's int8.allow_float_ops if that is intended",
+        )
 
 
 def export_onnx(model: FloatModel, out_path: Path, *, float_tflite: Path, opset: int = 17) -> Path:
@@ -179,9 +224,11 @@ def export_onnx(model: FloatModel, out_path: Path, *, float_tflite: Path, opset:
     try:
         tf2onnx.convert.from_tflite(str(float_tflite), opset=opset, output_path=str(out_path))
     except Exception as exc:
-        raise ExportError(f"ONNX export failed for {model.model_id}: {exc}",
-                          fix="set onnx = false in the recipe to skip ONNX, and report the op") from exc
-    canonicalize(out_path)   # the same bytes run after run (tf2onnx is not deterministic): onnx_canonical.py
+        raise ExportError(
+            f"ONNX export failed for {model.model_id}: {exc}",
+            fix="set onnx = false in the recipe to skip ONNX, and report the op",
+        ) from exc
+    canonicalize(out_path)  # the same bytes run after run (tf2onnx is not deterministic): onnx_canonical.py
     return out_path
 
 

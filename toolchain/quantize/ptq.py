@@ -40,12 +40,21 @@ __all__ = ["WEIGHT_TECHNIQUES", "RANGE_METHODS", "apply_weight_techniques", "rei
 def check_names(techniques, ranges: str) -> None:
     unknown = [t for t in techniques if t not in WEIGHT_TECHNIQUES]
     if unknown or ranges not in RANGE_METHODS:
-        raise RecipeError(f"unknown w8a8 technique(s) {unknown} or range method {ranges!r}",
-                          fix=f"techniques from {list(WEIGHT_TECHNIQUES)}, ranges from {sorted(RANGE_METHODS)}")
+        raise RecipeError(
+            f"unknown w8a8 technique(s) {unknown} or range method {ranges!r}",
+            fix=f"techniques from {list(WEIGHT_TECHNIQUES)}, ranges from {sorted(RANGE_METHODS)}",
+        )
 
 
-def apply_weight_techniques(float_tflite: Path, out_path: Path, names, representative: np.ndarray, *,
-                            images: int = 8, progress: Callable[[str], None] | None = None) -> dict:
+def apply_weight_techniques(
+    float_tflite: Path,
+    out_path: Path,
+    names,
+    representative: np.ndarray,
+    *,
+    images: int = 8,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Write `out_path`: `float_tflite` with the named weight techniques applied. Returns
     {name: record} plus "seconds"."""
 
@@ -78,34 +87,56 @@ def apply_weight_techniques(float_tflite: Path, out_path: Path, names, represent
         t = time.monotonic()
         nxt = Path(f"{work}_bc.tflite")
         # the float weights are those before AdaRound; the int8 model holds AdaRound's (or nearest)
-        records["bias_correction"] = bias_correction(cur, nxt, representative, quantized_weights=rounded,
-                                                     stats=stats, progress=progress)
+        records["bias_correction"] = bias_correction(
+            cur, nxt, representative, quantized_weights=rounded, stats=stats, progress=progress
+        )
         cur, seconds["bias_correction"] = nxt, round(time.monotonic() - t, 1)
     shutil.copyfile(cur, out_path)
     records["seconds"] = seconds
     return records
 
 
-def reimport(entry, float_tflite: Path, workdir: Path, *, outputs_positions=None, with_labels: bool = False,
-             leaky_relu_form: str = "op"):
+def reimport(
+    entry,
+    float_tflite: Path,
+    workdir: Path,
+    *,
+    outputs_positions=None,
+    with_labels: bool = False,
+    leaky_relu_form: str = "op",
+):
     """FloatModel of an exported float .tflite (pixel input, normalization already inside): the
     registry entry with scale 1 / offset 0 and the outputs the export kept, through import_tflite.
     Assumes the file's outputs are the kept outputs in the recipe's order (one output in every
     current recipe)."""
 
     positions = list(outputs_positions) if outputs_positions is not None else list(range(len(entry.outputs)))
-    plain = dataclasses.replace(entry, input=dataclasses.replace(entry.input, scale=1.0, offset=0.0),
-                                outputs=[entry.outputs[i] for i in positions])
+    plain = dataclasses.replace(
+        entry,
+        input=dataclasses.replace(entry.input, scale=1.0, offset=0.0),
+        outputs=[entry.outputs[i] for i in positions],
+    )
     sub = Path(workdir) / "ptq"
     sub.mkdir(parents=True, exist_ok=True)
-    return import_tflite(plain, float_tflite, sub, outputs=None, with_labels=with_labels,
-                         leaky_relu_form=leaky_relu_form)
+    return import_tflite(
+        plain, float_tflite, sub, outputs=None, with_labels=with_labels, leaky_relu_form=leaky_relu_form
+    )
 
 
-def w8a8(entry, float_tflite: Path, representative: np.ndarray, out_path: Path, workdir: Path, *,
-         techniques=("cle", "adaround", "bias_correction"), ranges: str = "mse", outputs_positions=None,
-         with_labels: bool = False, leaky_relu_form: str = "op",
-         progress: Callable[[str], None] | None = None) -> dict:
+def w8a8(
+    entry,
+    float_tflite: Path,
+    representative: np.ndarray,
+    out_path: Path,
+    workdir: Path,
+    *,
+    techniques=("cle", "adaround", "bias_correction"),
+    ranges: str = "mse",
+    outputs_positions=None,
+    with_labels: bool = False,
+    leaky_relu_form: str = "op",
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """The w8a8 rung with post-training techniques; writes `out_path` (uint8 pixels in, int8 out).
     leaky_relu_form: how leaky ReLUs are written before conversion (sources/leaky_relu.py).
     Returns a JSON-able record for the manifest."""
@@ -114,14 +145,23 @@ def w8a8(entry, float_tflite: Path, representative: np.ndarray, out_path: Path, 
     t0 = time.monotonic()
     sub = Path(workdir) / "ptq"
     sub.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"techniques": [t for t in WEIGHT_TECHNIQUES if t in techniques], "ranges": ranges,
-                              "leaky_relu": leaky_relu_form}
+    record: dict[str, Any] = {
+        "techniques": [t for t in WEIGHT_TECHNIQUES if t in techniques],
+        "ranges": ranges,
+        "leaky_relu": leaky_relu_form,
+    }
     source = Path(float_tflite)
     if techniques:
         source = sub / f"{entry.id}_ptq_float.tflite"
         record["per_technique"] = _weights_once(float_tflite, source, techniques, representative, progress)
-    model = reimport(entry, source, workdir, outputs_positions=outputs_positions, with_labels=with_labels,
-                     leaky_relu_form=leaky_relu_form)
+    model = reimport(
+        entry,
+        source,
+        workdir,
+        outputs_positions=outputs_positions,
+        with_labels=with_labels,
+        leaky_relu_form=leaky_relu_form,
+    )
     calibrated = calibrate_int8(model, representative, progress=progress)
     calibrated, record["range_search"] = search_ranges(calibrated, representative, method=ranges, progress=progress)
     quantize_calibrated(calibrated, Path(out_path))
@@ -132,24 +172,29 @@ def w8a8(entry, float_tflite: Path, representative: np.ndarray, out_path: Path, 
     return record
 
 
-_WEIGHTS_MEMO: dict[tuple, tuple[bytes, dict]] = {}   # float file + techniques + samples -> weights, record
+_WEIGHTS_MEMO: dict[tuple, tuple[bytes, dict]] = {}  # float file + techniques + samples -> weights, record
 
 
 def _weights_once(float_tflite: Path, out_path: Path, techniques, representative: np.ndarray, progress) -> dict:
     """apply_weight_techniques, once per float file, techniques and calibration set in this process:
     the ArgMax labels variant takes the w8a8 file's weights (the techniques are deterministic, so a
     second run would write the same bytes; DeepLab: ~23 s)."""
-    key = (sha256_of(Path(float_tflite)), tuple(t for t in WEIGHT_TECHNIQUES if t in techniques),
-           array_digest(representative))
+    key = (
+        sha256_of(Path(float_tflite)),
+        tuple(t for t in WEIGHT_TECHNIQUES if t in techniques),
+        array_digest(representative),
+    )
     if key in _WEIGHTS_MEMO:
         blob, rec = _WEIGHTS_MEMO[key]
         Path(out_path).write_bytes(blob)
-        if progress:   # the record stays the computed one: a bundle must not depend on what ran before
-            progress(f"w8a8 weights ({', '.join(t for t in WEIGHT_TECHNIQUES if t in techniques)}): "
-                     "reused from this process's w8a8 file (same float file, techniques and samples)")
+        if progress:  # the record stays the computed one: a bundle must not depend on what ran before
+            progress(
+                f"w8a8 weights ({', '.join(t for t in WEIGHT_TECHNIQUES if t in techniques)}): "
+                "reused from this process's w8a8 file (same float file, techniques and samples)"
+            )
         return rec
     rec = apply_weight_techniques(float_tflite, out_path, techniques, representative, progress=progress)
-    _WEIGHTS_MEMO.clear()   # one entry: the model being exported
+    _WEIGHTS_MEMO.clear()  # one entry: the model being exported
     _WEIGHTS_MEMO[key] = (Path(out_path).read_bytes(), rec)
     return rec
 

@@ -34,7 +34,7 @@ _GRID = np.linspace(0.15, 1.0, 18)  # shrink factors tried for each end of a ran
 
 def fake_quant(x: np.ndarray, lo: float, hi: float, bits: int = 8) -> np.ndarray:
     """x through an asymmetric `bits` quantizer of range [lo, hi] (zero point nudged as TFLite does)."""
-    levels = 2 ** bits - 1
+    levels = 2**bits - 1
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     scale = (hi - lo) / levels if hi > lo else 1.0
     zp = np.round(-lo / scale)
@@ -46,8 +46,8 @@ def mse_range(values: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
     """The shrunk (lo, hi) with the smallest fake-quantization MSE on `values`."""
     v = values.astype(np.float32)
     best, best_err = (lo, hi), float(np.mean((fake_quant(v, lo, hi) - v) ** 2))
-    for a in (_GRID if lo < 0 else [1.0]):
-        for b in (_GRID if hi > 0 else [1.0]):
+    for a in _GRID if lo < 0 else [1.0]:
+        for b in _GRID if hi > 0 else [1.0]:
             err = float(np.mean((fake_quant(v, lo * a, hi * b) - v) ** 2))
             if err < best_err * (1 - 1e-9):
                 best, best_err = (lo * a, hi * b), err
@@ -64,8 +64,22 @@ def percentile_range(values: np.ndarray, lo: float, hi: float, q: float = 0.01) 
 SATURATION = {"LOGISTIC": 8.0, "TANH": 4.0}
 # ops that only move or select values (and MAX_POOL_2D, which commutes with a clamp): a clamp before
 # them equals a clamp after them
-_EXACT_MOVES = {"RESHAPE", "STRIDED_SLICE", "SLICE", "CONCATENATION", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE",
-                "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "GATHER", "MAX_POOL_2D", "SPLIT", "PACK", "UNPACK"}
+_EXACT_MOVES = {
+    "RESHAPE",
+    "STRIDED_SLICE",
+    "SLICE",
+    "CONCATENATION",
+    "SQUEEZE",
+    "EXPAND_DIMS",
+    "TRANSPOSE",
+    "DEPTH_TO_SPACE",
+    "SPACE_TO_DEPTH",
+    "GATHER",
+    "MAX_POOL_2D",
+    "SPLIT",
+    "PACK",
+    "UNPACK",
+}
 
 
 def saturation_limits(model) -> dict[int, float]:
@@ -83,10 +97,10 @@ def saturation_limits(model) -> dict[int, float]:
     outputs = set(int(t) for t in sg.outputs)
     memo: dict[int, float | None] = {}
 
-    def limit(t: int) -> float | None:   # the largest L any use needs; None if some use is not saturating
+    def limit(t: int) -> float | None:  # the largest L any use needs; None if some use is not saturating
         if t in memo:
             return memo[t]
-        memo[t] = None                    # a cycle (none in a TFLite graph) would stay unclamped
+        memo[t] = None  # a cycle (none in a TFLite graph) would stay unclamped
         uses = consumers.get(t, [])
         if t in outputs or not uses:
             return None
@@ -127,7 +141,7 @@ def clamp_saturated(calibrated: bytes) -> tuple[bytes, list[tuple[str, tuple[flo
         if q is None or q.min is None or len(q.min) != 1 or q.max is None:
             continue
         lo, hi = float(q.min[0]), float(q.max[0])
-        new_lo, new_hi = min(max(lo, -lim), lim), max(min(hi, lim), -lim)   # [20, 30] -> [8, 8]: always saturated
+        new_lo, new_hi = min(max(lo, -lim), lim), max(min(hi, lim), -lim)  # [20, 30] -> [8, 8]: always saturated
         if (new_lo, new_hi) != (lo, hi):
             q.min, q.max = [new_lo], [new_hi]
             cut.append(((sg.tensors[t].name or b"").decode(errors="replace"), (lo, hi), (new_lo, new_hi)))
@@ -137,7 +151,9 @@ def clamp_saturated(calibrated: bytes) -> tuple[bytes, list[tuple[str, tuple[flo
 
 
 RANGE_METHODS: dict[str, Callable[[np.ndarray, float, float], tuple[float, float]] | None] = {
-    "minmax": None, "mse": mse_range, "percentile": percentile_range,
+    "minmax": None,
+    "mse": mse_range,
+    "percentile": percentile_range,
 }
 
 
@@ -163,15 +179,26 @@ def searchable_tensors(calibrated: bytes) -> list[int]:
     return [i for i in recorded_ranges(calibrated) if i not in fixed]
 
 
-def sample_activations(calibrated: bytes, representative: np.ndarray, tensors: list[int], *,
-                       images: int = 8, per_image: int = 4096, seed: int = 0) -> dict[int, np.ndarray]:
+def sample_activations(
+    calibrated: bytes,
+    representative: np.ndarray,
+    tensors: list[int],
+    *,
+    images: int = 8,
+    per_image: int = 4096,
+    seed: int = 0,
+) -> dict[int, np.ndarray]:
     """Run the calibrated (still float) model on up to `images` samples and keep a random subset
     of each tensor's values plus each image's two extremes. The extremes weigh more in the sample
     than in the tensor, which makes the MSE search clip more cautiously: a clipped extreme can cost
     the output more than its share of squared error. Per-tensor MSE is not the output's error, and
     it does not help every model: `python -m experiments.ptq_measure` measures it against min/max (README)."""
-    interp = Interpreter(model_content=calibrated, num_threads=2, experimental_preserve_all_tensors=True,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp = Interpreter(
+        model_content=calibrated,
+        num_threads=2,
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
     rng = np.random.default_rng(seed)
@@ -187,8 +214,14 @@ def sample_activations(calibrated: bytes, representative: np.ndarray, tensors: l
     return {t: np.concatenate(v) for t, v in kept.items()}
 
 
-def search_ranges(calibrated: bytes, representative: np.ndarray, *, method: str = "mse",
-                  images: int = 8, progress: Callable[[str], None] | None = None) -> tuple[bytes, dict]:
+def search_ranges(
+    calibrated: bytes,
+    representative: np.ndarray,
+    *,
+    method: str = "mse",
+    images: int = 8,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[bytes, dict]:
     """The calibrated flatbuffer with re-chosen activation ranges, and a record of what changed:
     {"method", "tensors", "changed", "median_width_ratio", "widest_cut": [(name, old, new), ...]}."""
     if method not in RANGE_METHODS:
@@ -220,6 +253,7 @@ def search_ranges(calibrated: bytes, representative: np.ndarray, *, method: str 
             progress(f"range search ({method}) {n + 1}/{len(tensors)}")
     record["tensors"] = len(tensors)
     record["median_width_ratio"] = float(np.median(ratios)) if ratios else 1.0
-    record["widest_cut"] = [(c[0], [round(x, 4) for x in c[1]], [round(x, 4) for x in c[2]])
-                            for c in sorted(cuts, key=lambda c: c[3])[:5]]
+    record["widest_cut"] = [
+        (c[0], [round(x, 4) for x in c[1]], [round(x, 4) for x in c[2]]) for c in sorted(cuts, key=lambda c: c[3])[:5]
+    ]
     return flatbuffer.write(model), record

@@ -116,7 +116,6 @@ def split_weights(float_path: Path, out_path: Path, layers: list[int] | None = N
         inserts.append((i, [lo_op, add]))
         done.append(i)
     for i, ops in sorted(inserts, reverse=True):  # from the back, so earlier indices stay valid
-        ed.sg.operators[i + 1:i + 1] = ops
+        ed.sg.operators[i + 1 : i + 1] = ops
     ed.write(out_path)
     return {"split": done, "skipped": {str(k): v for k, v in skipped.items()}}
-

@@ -27,12 +27,14 @@ def delegation(path: str | Path, threads: int = 1) -> dict:
     """{"partitions", "delegated_nodes", "total_nodes", "undelegated_ops", "undelegated_op_counts"}."""
 
     try:
-        interp = Interpreter(model_path=str(path), num_threads=threads,
-                             experimental_op_resolver_type=OpResolverType.AUTO)
+        interp = Interpreter(
+            model_path=str(path), num_threads=threads, experimental_op_resolver_type=OpResolverType.AUTO
+        )
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise ModelFormatError(f"ai-edge-litert cannot load {Path(path).name}: {exc}", where=str(path),
-                               fix="re-export the model") from exc
+        raise ModelFormatError(
+            f"ai-edge-litert cannot load {Path(path).name}: {exc}", where=str(path), fix="re-export the model"
+        ) from exc
     nodes = interp._get_ops_details()  # the only listing of delegate nodes the Python API has
     delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
     original = [n for n in nodes if n["op_name"] != "DELEGATE"]
@@ -53,8 +55,10 @@ def delegation(path: str | Path, threads: int = 1) -> dict:
             outs = [int(t) for t in n["outputs"]]
             if any(t in written_by_delegate for t in outs):
                 continue
-            if any(t in graph_outputs or t in read_by_delegate
-                   or any(c in outside for c in consumers.get(t, [])) for t in outs):
+            if any(
+                t in graph_outputs or t in read_by_delegate or any(c in outside for c in consumers.get(t, []))
+                for t in outs
+            ):
                 outside.add(n["index"])
                 changed = True
     if not delegates:  # nothing delegated at all: every op runs on the built-in kernels
@@ -63,15 +67,22 @@ def delegation(path: str | Path, threads: int = 1) -> dict:
     listed = []
     for n in original:
         if n["index"] in outside:
-            listed.append({"index": int(n["index"]), "op": n["op_name"],
-                           "outputs": [names[int(t)] for t in n["outputs"]]})
-    return {"partitions": len(delegates), "delegated_nodes": len(original) - len(outside),
-            "total_nodes": len(original), "undelegated_ops": listed,
-            "undelegated_op_counts": dict(Counter(o["op"] for o in listed))}
+            listed.append(
+                {"index": int(n["index"]), "op": n["op_name"], "outputs": [names[int(t)] for t in n["outputs"]]}
+            )
+    return {
+        "partitions": len(delegates),
+        "delegated_nodes": len(original) - len(outside),
+        "total_nodes": len(original),
+        "undelegated_ops": listed,
+        "undelegated_op_counts": dict(Counter(o["op"] for o in listed)),
+    }
 
 
 def summary(info: dict) -> str:
     """One line: 'N partitions, K of M ops delegated; outside: OP x n, ...'."""
     outside = ", ".join(f"{op} x{n}" for op, n in sorted(info["undelegated_op_counts"].items()))
-    return (f"{info['partitions']} XNNPACK partition(s), {info['delegated_nodes']} of {info['total_nodes']} ops"
-            f" delegated" + (f"; outside: {outside}" if outside else ""))
+    return (
+        f"{info['partitions']} XNNPACK partition(s), {info['delegated_nodes']} of {info['total_nodes']} ops"
+        f" delegated" + (f"; outside: {outside}" if outside else "")
+    )

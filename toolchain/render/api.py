@@ -18,22 +18,35 @@ from .plan import make_plan, prepare_frame
 
 @dataclass
 class RenderResult:
-    composite: np.ndarray            # uint8 HxWx3 RGB
-    alpha: np.ndarray                # float32 HxW in [0, 1]
-    coc: np.ndarray                  # float32, background CoC radius in full-resolution px, on the
-                                     # working grid (coc_scale x smaller than the frame); < 0 in front of focus
+    composite: np.ndarray  # uint8 HxWx3 RGB
+    alpha: np.ndarray  # float32 HxW in [0, 1]
+    coc: np.ndarray  # float32, background CoC radius in full-resolution px, on the
+    # working grid (coc_scale x smaller than the frame); < 0 in front of focus
     warnings: list[str] = field(default_factory=list)
-    coc_scale: int = 1               # frame pixels per working pixel
+    coc_scale: int = 1  # frame pixels per working pixel
     focus_m: float | None = None
     max_blur_px: float = 0.0
-    foreground: np.ndarray | None = None   # uint8 HxWx3: decontaminated subject colours (edges="matting")
-    model_file: str | None = None          # the bundle file that made the mask (set by render_photo)
+    foreground: np.ndarray | None = None  # uint8 HxWx3: decontaminated subject colours (edges="matting")
+    model_file: str | None = None  # the bundle file that made the mask (set by render_photo)
 
 
-def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidence=None, focus_m=None,
-           focus_point=None, f_number=None, max_blur_px=None, mode="blur", background=None,
-           chroma_rgb=(0, 255, 0), implementation="golden", edges="matting",
-           depth_source="sensor") -> RenderResult:
+def render(
+    image_rgb_uint8,
+    low_res_output,
+    output_spec,
+    depth_m=None,
+    confidence=None,
+    focus_m=None,
+    focus_point=None,
+    f_number=None,
+    max_blur_px=None,
+    mode="blur",
+    background=None,
+    chroma_rgb=(0, 255, 0),
+    implementation="golden",
+    edges="matting",
+    depth_source="sensor",
+) -> RenderResult:
     """Render one portrait frame.
 
     image_rgb_uint8: HxWx3 uint8 RGB, any size up to 12 MP and beyond.
@@ -50,14 +63,33 @@ def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidenc
     edges: "matting" (trimap + alpha solved in the band + foreground colours, matting.py) or "guided"
       (the stage before matting: guided filter on the mask only; kept to measure against).
     """
-    frame = prepare_frame(image_rgb_uint8, low_res_output, output_spec, depth_m=depth_m, confidence=confidence,
-                          focus_m=focus_m, focus_point=focus_point, f_number=f_number, max_blur_px=max_blur_px,
-                          mode=mode, background=background, chroma_rgb=chroma_rgb, depth_source=depth_source)
-    plan = make_plan(frame.image.shape[0], frame.image.shape[1], frame.low_res.shape[:2], frame.max_blur_px,
-                     band_model_px=frame.spec.get("edge_band_model_px"))
+    frame = prepare_frame(
+        image_rgb_uint8,
+        low_res_output,
+        output_spec,
+        depth_m=depth_m,
+        confidence=confidence,
+        focus_m=focus_m,
+        focus_point=focus_point,
+        f_number=f_number,
+        max_blur_px=max_blur_px,
+        mode=mode,
+        background=background,
+        chroma_rgb=chroma_rgb,
+        depth_source=depth_source,
+    )
+    plan = make_plan(
+        frame.image.shape[0],
+        frame.image.shape[1],
+        frame.low_res.shape[:2],
+        frame.max_blur_px,
+        band_model_px=frame.spec.get("edge_band_model_px"),
+    )
     if frame.mode == "blur" and frame.max_blur_px / plan.scale > plan.max_coc_work + 1e-6:
-        frame.warnings.append(f"blur radius {frame.max_blur_px:.1f} px limited to "
-                              f"{plan.max_coc_work * plan.scale:.0f} px (bounded kernel)")
+        frame.warnings.append(
+            f"blur radius {frame.max_blur_px:.1f} px limited to "
+            f"{plan.max_coc_work * plan.scale:.0f} px (bounded kernel)"
+        )
     if edges not in ("matting", "guided"):
         raise InputError(f"edges {edges!r} is not known", fix="use 'matting' or 'guided'")
     if implementation == "golden":
@@ -71,5 +103,13 @@ def render(image_rgb_uint8, low_res_output, output_spec, depth_m=None, confidenc
         frame.warnings.append("mask is empty: the whole frame is treated as background")
     elif float(a.min()) > 0.98:
         frame.warnings.append("mask is full: the whole frame is subject and stays unchanged")
-    return RenderResult(out["composite"], a, out["coc"], frame.warnings, plan.scale, frame.focus_m,
-                        frame.max_blur_px, out.get("foreground"))
+    return RenderResult(
+        out["composite"],
+        a,
+        out["coc"],
+        frame.warnings,
+        plan.scale,
+        frame.focus_m,
+        frame.max_blur_px,
+        out.get("foreground"),
+    )

@@ -31,13 +31,18 @@ from .model_output import decode_probability_q8
 from .plan import DEPTH_PRIOR_WEIGHT, DEPTH_SPLIT, DEPTH_WIDTH, Frame, StagePlan, depth_sample_index, pad_to_plan
 
 I32 = np.int32
-KEEP8 = 64   # trimap code of trimap.KEEP (hesitant, far from the outline)
+KEEP8 = 64  # trimap code of trimap.KEEP (hesitant, far from the outline)
 
 
 def _boxsum(x: np.ndarray, r: int) -> np.ndarray:
     """Exact integer sum over a (2r+1)^2 box, mirrored border (as golden)."""
-    return cv2.boxFilter(x.astype(I32, copy=False), cv2.CV_32S, (2 * r + 1, 2 * r + 1), normalize=False,
-                         borderType=cv2.BORDER_REFLECT_101)
+    return cv2.boxFilter(
+        x.astype(I32, copy=False),
+        cv2.CV_32S,
+        (2 * r + 1, 2 * r + 1),
+        normalize=False,
+        borderType=cv2.BORDER_REFLECT_101,
+    )
 
 
 def _rdiv(num: np.ndarray, den) -> np.ndarray:
@@ -72,7 +77,7 @@ def _upsample_axis(x: np.ndarray, s: int, n_out: int, axis: int) -> np.ndarray:
     n_in = x.shape[axis]
     i = np.arange(n_in * s)
     j, k = i // s, i % s
-    num = 2 * k + 1 - s                      # offset from the source centre, in 1/(2s) units
+    num = 2 * k + 1 - s  # offset from the source centre, in 1/(2s) units
     lo = np.where(num < 0, j - 1, j)
     w1 = np.where(num < 0, num + 2 * s, num)  # weight of the upper neighbour
     lo_c, hi_c = np.clip(lo, 0, n_in - 1), np.clip(lo + 1, 0, n_in - 1)
@@ -95,7 +100,7 @@ def upsample_int(x: np.ndarray, plan: StagePlan) -> np.ndarray:
 def upsample_u8(x: np.ndarray, plan: StagePlan) -> np.ndarray:
     if plan.scale == 1:
         return x
-    return cv2.resize(x, (plan.pad_w, plan.pad_h), interpolation=cv2.INTER_LINEAR)[:plan.height, :plan.width]
+    return cv2.resize(x, (plan.pad_w, plan.pad_h), interpolation=cv2.INTER_LINEAR)[: plan.height, : plan.width]
 
 
 def circle_of_confusion(frame: Frame, plan: StagePlan):
@@ -113,16 +118,16 @@ def circle_of_confusion(frame: Frame, plan: StagePlan):
     k_q4 = int(round(plan.max_coc_work * 16))
     focus_mm = int(round(frame.focus_m * 1000))
     ok = z > 0
-    coc = k_q4 - (k_q4 * focus_mm) // np.maximum(z, 1)   # k*(1 - f/z); k*f <= 256 * 65535 fits int32
+    coc = k_q4 - (k_q4 * focus_mm) // np.maximum(z, 1)  # k*(1 - f/z); k*f <= 256 * 65535 fits int32
     coc = np.where(ok, np.clip(coc, -k_q4, k_q4), 0).astype(I32)
     return coc, np.where(ok, c8, 0).astype(I32), k_q4
 
 
 def depth_prior(p8: np.ndarray, coc: np.ndarray, c8: np.ndarray, k_q4: int) -> np.ndarray:
-    x8 = (np.abs(coc) * 256) // max(k_q4, 1)                         # |coc| / K in Q8
+    x8 = (np.abs(coc) * 256) // max(k_q4, 1)  # |coc| / K in Q8
     split8, width8 = round(DEPTH_SPLIT * 256), round(DEPTH_WIDTH * 256)
-    pd8 = np.clip(((split8 - x8) * 255) // width8 + 128, 0, 255)     # Q8 of 1/255
-    unc = (4 * p8 * (255 - p8)) // 255                               # 4p(1-p), Q8
+    pd8 = np.clip(((split8 - x8) * 255) // width8 + 128, 0, 255)  # Q8 of 1/255
+    unc = (4 * p8 * (255 - p8)) // 255  # 4p(1-p), Q8
     w8 = (c8 * unc // 255) * round(DEPTH_PRIOR_WEIGHT * 256) // 256
     return np.clip(p8 + _rdiv(w8 * (pd8 - p8), 255), 0, 255).astype(I32)
 
@@ -135,11 +140,11 @@ def guided_coefficients(gray_w: np.ndarray, p8: np.ndarray, plan: StagePlan):
     pc = p8.astype(I32) - 128
     s_i, s_p = _boxsum(ic, r), _boxsum(pc, r)
     s_ii, s_ip = _boxsum(ic * ic, r), _boxsum(ic * pc, r)
-    var_n2 = n * s_ii - s_i * s_i                      # exact: var * n^2 (levels^2)
+    var_n2 = n * s_ii - s_i * s_i  # exact: var * n^2 (levels^2)
     cov_n2 = n * s_ip - s_i * s_p
     den = var_n2 + plan.guide_eps_levels2 * n * n
     a_q12 = _rdiv(cov_n2, (den + 2048) >> 12)
-    mean_i_q6 = _rdiv(s_i * 64, n)                     # |.| <= 8192, so a * mean fits int32 for |a| < 64
+    mean_i_q6 = _rdiv(s_i * 64, n)  # |.| <= 8192, so a * mean fits int32 for |a| < 64
     b_q8 = _rdiv(s_p * 256, n) - ((a_q12 * mean_i_q6 + 512) >> 10)
     return _rdiv(_boxsum(a_q12, r), n), _rdiv(_boxsum(b_q8, r), n)
 
@@ -164,15 +169,16 @@ def background_coc(coc, c8, alpha_w8: np.ndarray, plan: StagePlan, k_q4: int) ->
 def disc_sum(x: np.ndarray, rows: tuple[int, ...]) -> np.ndarray:
     """Exact integer sum over a flat disc: one horizontal box sum per row width, then shifted adds."""
     h = len(rows) // 2
-    pad = np.pad(x, ((h, h), (0, 0), (0, 0)), mode="reflect")      # mirrored rows (= reflect-101)
+    pad = np.pad(x, ((h, h), (0, 0), (0, 0)), mode="reflect")  # mirrored rows (= reflect-101)
     hsum: dict[int, np.ndarray] = {}
     out = np.zeros(x.shape, I32)
     n = x.shape[0]
     for i, hw in enumerate(rows):
         if hw not in hsum:
-            hsum[hw] = cv2.boxFilter(pad, cv2.CV_32S, (2 * hw + 1, 1), normalize=False,
-                                     borderType=cv2.BORDER_REFLECT_101)
-        out += hsum[hw][i:i + n]
+            hsum[hw] = cv2.boxFilter(
+                pad, cv2.CV_32S, (2 * hw + 1, 1), normalize=False, borderType=cv2.BORDER_REFLECT_101
+            )
+        out += hsum[hw][i : i + n]
     return out
 
 
@@ -186,22 +192,22 @@ def layer_tables(plan: StagePlan):
         a, b = radii_q4[i], radii_q4[i + 1]
         sel = (c > a) & (c < b)
         lo[sel] = i
-        t8[sel] = np.round((c[sel] - a) * 256 / (b - a)).astype(np.int32)   # table built offline
+        t8[sel] = np.round((c[sel] - a) * 256 / (b - a)).astype(np.int32)  # table built offline
         lo[c >= b] = i + 1
     return lo, t8
 
 
 def blur_background(work: np.ndarray, alpha_w8: np.ndarray, c_q4: np.ndarray, plan: StagePlan) -> np.ndarray:
-    e = plan.energy_q12[work].astype(I32)                               # Q12, <= 16384
+    e = plan.energy_q12[work].astype(I32)  # Q12, <= 16384
     a = alpha_w8.astype(I32)
-    w8 = ((255 - a) * (255 - a) + 127) // 255                           # (1 - alpha)^2, Q8
+    w8 = ((255 - a) * (255 - a) + 127) // 255  # (1 - alpha)^2, Q8
     p = (e * w8[..., None] + 8) >> 4
     stack = np.concatenate([p, w8[..., None]], axis=2).astype(I32)
     lo_t, t_t = layer_tables(plan)
     c = np.clip(c_q4, 0, len(lo_t) - 1)
     lo, t8 = lo_t[c], t_t[c]
     acc = np.zeros(e.shape, I32)
-    e_eps = (e + 8) >> 4                                                # the epsilon term, 1 LSB of w
+    e_eps = (e + 8) >> 4  # the epsilon term, 1 LSB of w
     for i, rows in enumerate(plan.disc_rows):
         wk = np.where(lo == i, 256 - t8, 0) + np.where((lo == i - 1) & (t8 > 0), t8, 0)
         if not wk.any():
@@ -210,7 +216,7 @@ def blur_background(work: np.ndarray, alpha_w8: np.ndarray, c_q4: np.ndarray, pl
         num = s[..., :3] + e_eps
         den = (s[..., 3] + 1)[..., None]
         q, rem = np.divmod(num, den)
-        layer = q * 16 + _rdiv(rem * 16, den)                            # Q12
+        layer = q * 16 + _rdiv(rem * 16, den)  # Q12
         acc += layer * wk[..., None]
     e_out = np.clip((acc + 128) >> 8, 0, len(plan.inverse_q12) - 1)
     return plan.inverse_q12[e_out]
@@ -222,8 +228,9 @@ def trimap_q8(p8: np.ndarray, plan: StagePlan, cue=None) -> np.ndarray:
     guided filter's alpha, as golden pulls them towards it. The P thresholds are the golden ones
     rounded to 8 bits; the rules are trimap.py's, on the same kind of binary maps."""
     sure8 = int(round(trimap.P_SURE * 255))
-    sure_fg, sure_bg, keep = trimap.make_trimap_maps(p8 >= 128, p8 >= sure8, p8 <= 255 - sure8,
-                                                     matting.band_radius(plan), cue)
+    sure_fg, sure_bg, keep = trimap.make_trimap_maps(
+        p8 >= 128, p8 >= sure8, p8 <= 255 - sure8, matting.band_radius(plan), cue
+    )
     tri = np.full(p8.shape, 128, np.uint8)
     tri[keep] = KEEP8
     tri[sure_fg] = 255
@@ -261,7 +268,7 @@ def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
     p8 = cv2.resize(p8, (plan.work_w, plan.work_h), interpolation=cv2.INTER_LINEAR)
     p8_raw = p8
     p8 = p8.astype(I32)
-    if plan.mask_gain != 1:                      # gain in Q8; 127.5 is the centre of 0..255
+    if plan.mask_gain != 1:  # gain in Q8; 127.5 is the centre of 0..255
         g = int(round(plan.mask_gain * 256))
         p8 = np.clip(((2 * p8 - 255) * g + 256) // 512 + 128, 0, 255).astype(I32)
     coc, c8, k_q4 = circle_of_confusion(frame, plan)
@@ -272,15 +279,16 @@ def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
         tri8 = trimap_q8(p8_raw, plan, device_cue(frame, plan, p8_raw))
         a_q12, b_q8 = constrain(a_q12, b_q8, tri8)
         alpha_w8 = alpha_q8(a_q12, b_q8, gray_w)
-        holes = trimap.enclosed_holes(alpha_w8, tri8 == 0, p8_raw, one=255,
-                                      deep=trimap.deep_inside(p8_raw >= 128, matting.band_radius(plan)))
+        holes = trimap.enclosed_holes(
+            alpha_w8, tri8 == 0, p8_raw, one=255, deep=trimap.deep_inside(p8_raw >= 128, matting.band_radius(plan))
+        )
         if holes.any():
             tri8[holes] = 255
             a_q12, b_q8 = constrain(a_q12, b_q8, tri8)
     alpha_w8 = alpha_q8(a_q12, b_q8, gray_w)
 
     gray = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
-    sh = 2 * (2 * plan.scale).bit_length() - 2                          # log2((2s)^2)
+    sh = 2 * (2 * plan.scale).bit_length() - 2  # log2((2s)^2)
     half = 1 << (sh - 1)
     a_up = (upsample_int(a_q12, plan) + half) >> sh
     b_up = (upsample_int(b_q8, plan) + half) >> sh
@@ -307,5 +315,9 @@ def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
     coc_px = (c_q4 * plan.scale).astype(np.int16)
     if coc is not None:
         coc_px = np.where(coc < 0, -coc_px, coc_px)
-    return {"composite": out, "alpha": alpha8.astype(np.float32) / np.float32(255),  # output boundary
-            "coc": coc_px.astype(np.float32) / np.float32(16), "alpha_work": alpha_w8}
+    return {
+        "composite": out,
+        "alpha": alpha8.astype(np.float32) / np.float32(255),  # output boundary
+        "coc": coc_px.astype(np.float32) / np.float32(16),
+        "alpha_work": alpha_w8,
+    }

@@ -43,9 +43,9 @@ from .plan import (
 )
 
 F32 = np.float32
-EPS_W = F32(1.0 / 255.0)   # one 8-bit step of background weight: keeps the division defined
-UPSAMPLE_RADIUS = 1        # guided upsampling of the solved alpha: box radius (working px) ...
-UPSAMPLE_EPS = 1e-4        # ... and regulariser (grey in [0, 1]): small, so strands follow the photo
+EPS_W = F32(1.0 / 255.0)  # one 8-bit step of background weight: keeps the division defined
+UPSAMPLE_RADIUS = 1  # guided upsampling of the solved alpha: box radius (working px) ...
+UPSAMPLE_EPS = 1e-4  # ... and regulariser (grey in [0, 1]): small, so strands follow the photo
 
 
 def _box(x: np.ndarray, r: int, normalize: bool = True) -> np.ndarray:
@@ -58,7 +58,7 @@ def upsample(x: np.ndarray, plan: StagePlan, interp=cv2.INTER_LINEAR) -> np.ndar
         up = x
     else:
         up = cv2.resize(x, (plan.pad_w, plan.pad_h), interpolation=interp)
-    return up[:plan.height, :plan.width]
+    return up[: plan.height, : plan.width]
 
 
 def circle_of_confusion(frame: Frame, plan: StagePlan):
@@ -66,11 +66,11 @@ def circle_of_confusion(frame: Frame, plan: StagePlan):
     if frame.depth_m is None:
         return None, None
     assert frame.confidence is not None  # prepare_frame makes one with every depth map
-    assert frame.focus_m is not None     # ... and a focus distance
+    assert frame.focus_m is not None  # ... and a focus distance
     rows, cols = depth_sample_index(plan, frame.depth_m.shape)
     z = frame.depth_m[rows[:, None], cols[None, :]]
     conf = frame.confidence[rows[:, None], cols[None, :]].astype(F32)
-    coc = signed_coc(z, frame.focus_m, plan.max_coc_work)   # depth/blur.py: the one thin-lens formula
+    coc = signed_coc(z, frame.focus_m, plan.max_coc_work)  # depth/blur.py: the one thin-lens formula
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = np.isfinite(F32(frame.focus_m) / z)
     return coc, np.where(ok, conf, F32(0)).astype(F32)
@@ -87,7 +87,7 @@ def depth_prior(p: np.ndarray, coc: np.ndarray, conf: np.ndarray, plan: StagePla
 def guided_coefficients(guide: np.ndarray, p: np.ndarray, plan: StagePlan):
     """Guided filter with a grey guide in [0, 1]: returns the box-averaged (A, B) of q = A*I + B."""
     r = plan.guide_radius
-    eps = F32(plan.guide_eps_levels2 / 255.0 ** 2)
+    eps = F32(plan.guide_eps_levels2 / 255.0**2)
     mean_i, mean_p = _box(guide, r), _box(p, r)
     var_i = _box(guide * guide, r) - mean_i * mean_i
     cov = _box(guide * p, r) - mean_i * mean_p
@@ -131,15 +131,15 @@ def layer_weights(c: np.ndarray, radii) -> list[np.ndarray]:
 
 def blur_background(work_rgb: np.ndarray, alpha_w: np.ndarray, c: np.ndarray, plan: StagePlan) -> np.ndarray:
     """Depth-dependent disc blur of the background; returns uint8 RGB on the working grid."""
-    energy = plan.energy[work_rgb]                      # highlight boost
-    w = (F32(1) - alpha_w) ** 2                         # background weight; the subject is not gathered
+    energy = plan.energy[work_rgb]  # highlight boost
+    w = (F32(1) - alpha_w) ** 2  # background weight; the subject is not gathered
     stack = np.concatenate([energy * w[..., None], w[..., None]], axis=2)
     acc = np.zeros(energy.shape, F32)
     for rows, wk in zip(plan.disc_rows, layer_weights(c, plan.radii)):
         if not wk.any():
             continue
         s = cv2.filter2D(stack, -1, disc_kernel(rows), borderType=cv2.BORDER_REFLECT_101)
-        layer = (s[..., :3] + EPS_W * energy) / (s[..., 3:] + EPS_W)   # normalised: no dark halo
+        layer = (s[..., :3] + EPS_W * energy) / (s[..., 3:] + EPS_W)  # normalised: no dark halo
         acc += wk[..., None] * layer
     return np.clip(np.round(compress(acc, plan) * F32(255)), 0, 255).astype(np.uint8)
 
@@ -193,7 +193,7 @@ def composite(frame: Frame, plan: StagePlan, work, alpha, alpha_w, coc, conf, fg
                 out = cv2.blendLinear(frame.image, bg, F32(1) - weight, weight)
             else:
                 layered = cv2.blendLinear(subject, bg, alpha, F32(1) - alpha)
-                if float(m.min()) >= 1:   # the whole background is out of focus: the mix is the identity
+                if float(m.min()) >= 1:  # the whole background is out of focus: the mix is the identity
                     out = layered
                 else:
                     m_up = np.ascontiguousarray(upsample(m, plan))
@@ -237,7 +237,7 @@ def matte_mask(frame: Frame, plan: StagePlan, work, coc, conf):
     alpha_w = m.alpha
     delta = None if m.fg_delta is None else np.round(m.fg_delta * F32(255)).astype(np.int16)
     if plan.scale == 1:
-        return np.ascontiguousarray(alpha_w[:plan.height, :plan.width]), alpha_w, delta, m.trimap
+        return np.ascontiguousarray(alpha_w[: plan.height, : plan.width]), alpha_w, delta, m.trimap
     r, eps = UPSAMPLE_RADIUS, F32(UPSAMPLE_EPS)
     mean_i, mean_p = _box(gray_w, r), _box(alpha_w, r)
     a = (_box(gray_w * alpha_w, r) - mean_i * mean_p) / (_box(gray_w * gray_w, r) - mean_i * mean_i + eps)
@@ -260,13 +260,13 @@ def foreground(frame: Frame, plan: StagePlan, delta) -> np.ndarray:
     if delta is None:
         return frame.image
     d = delta if plan.scale == 1 else upsample(delta, plan)
-    return cv2.add(frame.image, np.ascontiguousarray(d[:plan.height, :plan.width]), dtype=cv2.CV_8U)
+    return cv2.add(frame.image, np.ascontiguousarray(d[: plan.height, : plan.width]), dtype=cv2.CV_8U)
 
 
 def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
     work = working_image(frame, plan)
     coc, conf = circle_of_confusion(frame, plan)
-    if edges == "guided":     # the stage before matting (kept to measure against)
+    if edges == "guided":  # the stage before matting (kept to measure against)
         alpha, alpha_w = upsample_mask(frame, plan, work, coc, conf)
         return composite(frame, plan, work, alpha, alpha_w, coc, conf)
     alpha, alpha_w, delta, trimap = matte_mask(frame, plan, work, coc, conf)

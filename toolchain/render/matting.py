@@ -48,29 +48,30 @@ from .trimap import KEEP, UNKNOWN, deep_inside, enclosed_holes, make_trimap
 if TYPE_CHECKING:
     import scipy.sparse
 
-BAND_MODEL_PX = 3.0      # unknown band half-width around the 0.5 outline, in model-output pixels, unless
-                         # the model's output spec sets edge_band_model_px (registry -> manifest -> spec)
-BAND_MIN_PX = 3          # ... and at least this many working pixels
-CF_EPSILON = 1e-6        # closed-form regulariser (pymatting's default is 1e-7; 1e-6 is smoother, faster)
-CF_RADIUS = 1            # 3x3 windows
-ALPHA_SNAP = 0.05        # solved alpha below this is 0, above 1 - this is 1 (linear in between)
-PRIOR_WEIGHT = 1e-5      # pull of the solve towards the model's P(subject) (the Laplacian's diagonal is ~1)
-ICHOL_SHIFTS = [1e-4, 1e-3, 1e-2]   # diagonal shifts pymatting's ichol tries in turn (0 often breaks down)
-CG_RTOL = 1e-4           # conjugate-gradient stopping tolerance (relative residual)
+BAND_MODEL_PX = 3.0  # unknown band half-width around the 0.5 outline, in model-output pixels, unless
+# the model's output spec sets edge_band_model_px (registry -> manifest -> spec)
+BAND_MIN_PX = 3  # ... and at least this many working pixels
+CF_EPSILON = 1e-6  # closed-form regulariser (pymatting's default is 1e-7; 1e-6 is smoother, faster)
+CF_RADIUS = 1  # 3x3 windows
+ALPHA_SNAP = 0.05  # solved alpha below this is 0, above 1 - this is 1 (linear in between)
+PRIOR_WEIGHT = 1e-5  # pull of the solve towards the model's P(subject) (the Laplacian's diagonal is ~1)
+ICHOL_SHIFTS = [1e-4, 1e-3, 1e-2]  # diagonal shifts pymatting's ichol tries in turn (0 often breaks down)
+CG_RTOL = 1e-4  # conjugate-gradient stopping tolerance (relative residual)
 CG_MAXITER = 400
 FG_REGULARIZATION = 1e-5  # estimate_foreground_ml defaults
-FG_METHOD = "blur"        # foreground colours: "blur" (blur fusion) or "ml" (pymatting's estimate_foreground_ml)
+FG_METHOD = "blur"  # foreground colours: "blur" (blur fusion) or "ml" (pymatting's estimate_foreground_ml)
 FG_RADII = (15, 8, 4, 2)  # blur fusion box radii, working px, coarse to fine
-KEEP_WEIGHT = 1e-1       # ... with this weight (None: held exactly; measured in README)
-DEPTH_DATA_WEIGHT = 0.0   # pull of the solve towards depth's verdict where depth is sure; 0: depth only in the trimap
-                          # (1e-2 measured on the ToF scenes: IoU +0.001..+0.002 on four, -0.0017 on person_1)
+KEEP_WEIGHT = 1e-1  # ... with this weight (None: held exactly; measured in README)
+DEPTH_DATA_WEIGHT = 0.0  # pull of the solve towards depth's verdict where depth is sure; 0: depth only in the trimap
+# (1e-2 measured on the ToF scenes: IoU +0.001..+0.002 on four, -0.0017 on person_1)
 
 
 @dataclass
 class Matte:
     """What the matting step gives the rest of the stage, all on the working grid."""
-    trimap: np.ndarray        # float32: 0 sure background, 1 sure subject, UNKNOWN (0.5), KEEP (-1)
-    alpha: np.ndarray         # float32 in [0, 1]
+
+    trimap: np.ndarray  # float32: 0 sure background, 1 sure subject, UNKNOWN (0.5), KEEP (-1)
+    alpha: np.ndarray  # float32 in [0, 1]
     fg_delta: np.ndarray | None  # float32 HxWx3 in [-1, 1]: estimated foreground minus the photo (None: not asked)
 
 
@@ -78,7 +79,7 @@ def band_radius(plan) -> int:
     """Unknown band half-width in working pixels for this plan (model pixels -> working pixels): the
     plan's band_model_px (from the model's output spec) or BAND_MODEL_PX."""
     model_px = plan.band_model_px if plan.band_model_px is not None else BAND_MODEL_PX
-    return int(max(BAND_MIN_PX, round(model_px * plan.guide_radius)))   # guide_radius: one model px
+    return int(max(BAND_MIN_PX, round(model_px * plan.guide_radius)))  # guide_radius: one model px
 
 
 def _disc(r: int) -> np.ndarray:
@@ -88,8 +89,12 @@ def _disc(r: int) -> np.ndarray:
 def _crop_box(unknown: np.ndarray, margin: int):
     ys, xs = np.nonzero(unknown)
     h, w = unknown.shape
-    return (max(0, ys.min() - margin), min(h, ys.max() + margin + 1),
-            max(0, xs.min() - margin), min(w, xs.max() + margin + 1))
+    return (
+        max(0, ys.min() - margin),
+        min(h, ys.max() + margin + 1),
+        max(0, xs.min() - margin),
+        min(w, xs.max() + margin + 1),
+    )
 
 
 _KERNELS = None
@@ -165,8 +170,11 @@ def _kernels():
                     for qy in range(-1, 2):
                         for qx in range(-1, 2):
                             yq, xq = yc + qy, xc + qx
-                            s = (t0 * (img[yq, xq, 0] - mu[cid, 0]) + t1 * (img[yq, xq, 1] - mu[cid, 1])
-                                 + t2 * (img[yq, xq, 2] - mu[cid, 2]))
+                            s = (
+                                t0 * (img[yq, xq, 0] - mu[cid, 0])
+                                + t1 * (img[yq, xq, 1] - mu[cid, 1])
+                                + t2 * (img[yq, xq, 2] - mu[cid, 2])
+                            )
                             vals[k, (yq - y + 2) * 5 + (xq - x + 2)] += (1.0 + s) / 9.0
         return vals
 
@@ -185,7 +193,7 @@ def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_E
     h, w, _ = image.shape
     img = np.ascontiguousarray(image, dtype=np.float64)
     touch = cv2.dilate(unknown.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    touch[0, :] = touch[-1, :] = touch[:, 0] = touch[:, -1] = False   # window centres need a full 3x3
+    touch[0, :] = touch[-1, :] = touch[:, 0] = touch[:, -1] = False  # window centres need a full 3x3
     cy, cx = np.nonzero(touch)
     centre = np.full((h, w), -1, np.int64)
     centre[cy, cx] = np.arange(cy.size)
@@ -217,9 +225,14 @@ def known_alpha(trimap: np.ndarray, keep: np.ndarray | None = None) -> np.ndarra
     return alpha
 
 
-def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None,
-                keep: np.ndarray | None = None, depth_target: np.ndarray | None = None,
-                depth_weight: np.ndarray | None = None) -> np.ndarray:
+def solve_alpha(
+    image_rgb: np.ndarray,
+    trimap: np.ndarray,
+    prior: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
+    depth_target: np.ndarray | None = None,
+    depth_weight: np.ndarray | None = None,
+) -> np.ndarray:
     """Closed-form alpha in the unknown band, weakly pulled (PRIOR_WEIGHT) towards `prior` (the model's
     P(subject); 0.5 when None). KEEP pixels are solved too but pulled hard (KEEP_WEIGHT) towards `keep`
     (the guided stage's alpha), so only a clear edge of the photo moves them. image_rgb: uint8 or float
@@ -236,7 +249,7 @@ def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
     unk = solve[y0:y1, x0:x1]
     is_unknown = unk.ravel()
     known = alpha[y0:y1, x0:x1].ravel().astype(np.float64)
-    target = (np.full(known.shape, 0.5) if prior is None else prior[y0:y1, x0:x1].ravel().astype(np.float64))
+    target = np.full(known.shape, 0.5) if prior is None else prior[y0:y1, x0:x1].ravel().astype(np.float64)
     weight = np.full(known.shape, PRIOR_WEIGHT)
     kp = is_keep[y0:y1, x0:x1].ravel()
     target[kp], weight[kp] = known[kp], (KEEP_WEIGHT or 0.0)
@@ -255,9 +268,9 @@ def solve_alpha(image_rgb: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
     w_u = weight[is_unknown]
     L_u = (L[is_unknown][:, is_unknown] + sp.diags(w_u, format="csr")).tocsc()
     rhs = -(L[is_unknown] @ known) + w_u * target[is_unknown]
-    try:   # a shifted factorisation is still a good preconditioner where the plain one breaks down
+    try:  # a shifted factorisation is still a good preconditioner where the plain one breaks down
         precond = ichol(L_u, shifts=ICHOL_SHIFTS)
-    except Exception:   # ichol refuses every shift: Jacobi (slower to converge, never fails)
+    except Exception:  # ichol refuses every shift: Jacobi (slower to converge, never fails)
         precond = jacobi(L_u)
     M = LinearOperator(L_u.shape, matvec=precond, dtype=np.float64)
     # scipy's CG returns its last iterate when it hits maxiter (pymatting's raises): never a failed frame
@@ -309,8 +322,8 @@ def estimate_foreground(image_rgb: np.ndarray, alpha: np.ndarray, trimap: np.nda
         a = alpha[y0:y1, x0:x1].astype(np.float64)
         fg = estimate_foreground_ml(img, a, regularization=FG_REGULARIZATION)
     d = (fg - img).astype(np.float32)
-    d[a <= 0] = 0                        # no subject there: nothing to correct (and F is meaningless)
-    d[trimap[y0:y1, x0:x1] >= 1] = 0     # the sure subject is the photo itself
+    d[a <= 0] = 0  # no subject there: nothing to correct (and F is meaningless)
+    d[trimap[y0:y1, x0:x1] >= 1] = 0  # the sure subject is the photo itself
     delta[y0:y1, x0:x1] = d
     return delta
 
@@ -323,8 +336,14 @@ def fill_holes(alpha: np.ndarray, trimap: np.ndarray, p: np.ndarray, band_px: in
     return holes
 
 
-def matte(work_rgb: np.ndarray, p: np.ndarray, plan, cue: DepthCue | None = None,
-          foreground: bool = True, keep: np.ndarray | None = None) -> Matte:
+def matte(
+    work_rgb: np.ndarray,
+    p: np.ndarray,
+    plan,
+    cue: DepthCue | None = None,
+    foreground: bool = True,
+    keep: np.ndarray | None = None,
+) -> Matte:
     """Trimap, solved alpha (enclosed holes filled) and foreground correction on the working grid.
     cue: what depth says (depth_edges.py) or None; keep: the guided stage's alpha on the working grid
     (held where the trimap says KEEP)."""

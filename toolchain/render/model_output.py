@@ -49,22 +49,34 @@ def normalize_spec(spec: dict | None) -> dict:
         except (TypeError, ValueError):
             band = float("nan")
         if not (np.isfinite(band) and 0 < band <= 16):
-            raise InputError(f"output spec edge_band_model_px must be a number in (0, 16], got "
-                             f"{spec.get('edge_band_model_px')!r}", where="output_spec['edge_band_model_px']",
-                             fix="leave it out for the default, or copy it from the model's manifest outputs")
+            raise InputError(
+                f"output spec edge_band_model_px must be a number in (0, 16], got {spec.get('edge_band_model_px')!r}",
+                where="output_spec['edge_band_model_px']",
+                fix="leave it out for the default, or copy it from the model's manifest outputs",
+            )
         out["edge_band_model_px"] = band
     if out["kind"] not in KINDS:
-        raise InputError(f"output spec kind {out['kind']!r} is not known", where="output_spec['kind']",
-                         fix=f"use one of {', '.join(KINDS)}")
+        raise InputError(
+            f"output spec kind {out['kind']!r} is not known",
+            where="output_spec['kind']",
+            fix=f"use one of {', '.join(KINDS)}",
+        )
     if out["dtype"] not in DTYPES:
-        raise InputError(f"output spec dtype {out['dtype']!r} is not known", where="output_spec['dtype']",
-                         fix=f"use one of {', '.join(DTYPES)}")
+        raise InputError(
+            f"output spec dtype {out['dtype']!r} is not known",
+            where="output_spec['dtype']",
+            fix=f"use one of {', '.join(DTYPES)}",
+        )
     if out["layout"] not in ("NHWC", "NCHW"):
-        raise InputError(f"output spec layout {out['layout']!r} is not known", where="output_spec['layout']",
-                         fix="use NHWC or NCHW")
+        raise InputError(
+            f"output spec layout {out['layout']!r} is not known", where="output_spec['layout']", fix="use NHWC or NCHW"
+        )
     if not (out["scale"] > 0 and np.isfinite(out["scale"])):
-        raise InputError(f"output spec scale must be a positive number, got {out['scale']}",
-                         where="output_spec['scale']", fix="copy scale from the model's quantization parameters")
+        raise InputError(
+            f"output spec scale must be a positive number, got {out['scale']}",
+            where="output_spec['scale']",
+            fix="copy scale from the model's quantization parameters",
+        )
     return out
 
 
@@ -73,14 +85,19 @@ def to_hwc(output: np.ndarray, spec: dict) -> np.ndarray:
     a = np.asarray(output)
     if a.ndim == 4:
         if a.shape[0] != 1:
-            raise InputError(f"model output has batch {a.shape[0]}, expected 1", where=f"shape {a.shape}",
-                             fix="pass the output for one frame")
+            raise InputError(
+                f"model output has batch {a.shape[0]}, expected 1",
+                where=f"shape {a.shape}",
+                fix="pass the output for one frame",
+            )
         a = a[0]
     if a.ndim == 2:
         return a[:, :, None]
     if a.ndim != 3:
-        raise InputError(f"model output must be 2-D to 4-D, got shape {a.shape}",
-                         fix="pass the segmentation output tensor as the model returned it")
+        raise InputError(
+            f"model output must be 2-D to 4-D, got shape {a.shape}",
+            fix="pass the segmentation output tensor as the model returned it",
+        )
     if spec["layout"] == "NCHW":
         a = np.moveaxis(a, 0, -1)
     return a
@@ -89,9 +106,11 @@ def to_hwc(output: np.ndarray, spec: dict) -> np.ndarray:
 def _foreground(spec: dict, n_classes: int) -> list[int]:
     fg = [c for c in spec["foreground_classes"] if 0 <= c < n_classes]
     if not fg:
-        raise InputError(f"none of the foreground classes {spec['foreground_classes']} exist in an output "
-                         f"with {n_classes} classes", where="output_spec['foreground_classes']",
-                         fix="list the label ids of the subject classes (e.g. 15 person, 8 cat)")
+        raise InputError(
+            f"none of the foreground classes {spec['foreground_classes']} exist in an output with {n_classes} classes",
+            where="output_spec['foreground_classes']",
+            fix="list the label ids of the subject classes (e.g. 15 person, 8 cat)",
+        )
     return fg
 
 
@@ -147,9 +166,17 @@ def decode_probability_q8(output: np.ndarray, spec: dict | None) -> np.ndarray:
     return (p * f16(255) + f16(0.5)).astype(np.uint8)
 
 
-def simulate_model_output(alpha: np.ndarray, *, size: tuple[int, int] = (257, 257), seed: int = 0,
-                          label_id: int = 15, n_classes: int = 21, dtype: str = "float32",
-                          softness_px: float = 0.8, noise: float = 0.4) -> tuple[np.ndarray, dict]:
+def simulate_model_output(
+    alpha: np.ndarray,
+    *,
+    size: tuple[int, int] = (257, 257),
+    seed: int = 0,
+    label_id: int = 15,
+    n_classes: int = 21,
+    dtype: str = "float32",
+    softness_px: float = 0.8,
+    noise: float = 0.4,
+) -> tuple[np.ndarray, dict]:
     """What a segmentation model at `size` (h, w) would emit for a scene whose true matte is `alpha`.
 
     The matte is area-downsampled (the input is stretched to the model's square, as DeepLab is),
@@ -167,8 +194,14 @@ def simulate_model_output(alpha: np.ndarray, *, size: tuple[int, int] = (257, 25
     logits = np.full((h, w, n_classes), -4.0, np.float32) + rng.normal(0, noise, (h, w, n_classes))
     logits[..., 0] = 0.0
     logits[..., label_id] = logit
-    spec = {"kind": "logits", "dtype": "float32", "scale": 1.0, "zero_point": 0,
-            "foreground_classes": [label_id], "layout": "NHWC"}
+    spec = {
+        "kind": "logits",
+        "dtype": "float32",
+        "scale": 1.0,
+        "zero_point": 0,
+        "foreground_classes": [label_id],
+        "layout": "NHWC",
+    }
     if dtype == "int8":
         scale, zp = 0.1, 0
         q = np.clip(np.round(logits / scale) + zp, -128, 127).astype(np.int8)

@@ -38,10 +38,13 @@ def output_spec(manifest: dict, model_file: str) -> dict:
     kind = _KIND.get(first.get("kind"), "logits")
     if model_file.endswith("_labels.tflite"):
         kind = "labels"
-    spec = {"kind": kind, "dtype": "float32" if kind != "labels" else "uint8",
-            "foreground_classes": list(manifest.get("foreground_classes", {}).values()) or [1],
-            "layout": "NHWC"}
-    if first.get("edge_band_model_px") is not None:      # the registry's word on how well it places edges
+    spec = {
+        "kind": kind,
+        "dtype": "float32" if kind != "labels" else "uint8",
+        "foreground_classes": list(manifest.get("foreground_classes", {}).values()) or [1],
+        "layout": "NHWC",
+    }
+    if first.get("edge_band_model_px") is not None:  # the registry's word on how well it places edges
         spec["edge_band_model_px"] = first["edge_band_model_px"]
     return spec
 
@@ -56,19 +59,25 @@ def segmentation_file(manifest: dict, precision: str = SEGMENTATION_DEFAULT) -> 
     if precision in ("handoff_cpu", "handoff"):
         name = manifest.get("handoff_cpu") if precision == "handoff_cpu" else handoff_model(manifest)
         if not name:
-            raise InputError(f"bundle {manifest.get('model_id')} names no {precision}",
-                             where="manifest.json", fix="export it again, or pass --precision int8 / float32")
+            raise InputError(
+                f"bundle {manifest.get('model_id')} names no {precision}",
+                where="manifest.json",
+                fix="export it again, or pass --precision int8 / float32",
+            )
         return name
     return f"{manifest['model_id']}_{precision}.tflite"
 
 
-def run_segmentation(bundle: str | Path | Bundle, image: np.ndarray, precision: str = SEGMENTATION_DEFAULT,
-                     kernels: str = "xnnpack"):
+def run_segmentation(
+    bundle: str | Path | Bundle, image: np.ndarray, precision: str = SEGMENTATION_DEFAULT, kernels: str = "xnnpack"
+):
     b = resolve_bundle(bundle)
     manifest = b.manifest
     if manifest["task"] not in ("segmentation", "mask"):
-        raise InputError(f"{manifest['model_id']} is a {manifest['task']} model, not a segmentation model",
-                         fix="pass a segmentation bundle (deeplab… or selfie_segmenter)")
+        raise InputError(
+            f"{manifest['model_id']} is a {manifest['task']} model, not a segmentation model",
+            fix="pass a segmentation bundle (deeplab… or selfie_segmenter)",
+        )
     name = segmentation_file(manifest, precision)
     if name not in manifest["models"]:
         raise InputError(f"bundle has no {name}", where=str(b.root), fix="choose another --precision")
@@ -97,18 +106,24 @@ def read_depth(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         if photo.depth_m is not None:
             return photo.depth_m.astype(np.float32), photo.confidence
         if photo.disparity is None:
-            raise InputError(f"{p.name} carries neither depth nor disparity", where=str(p),
-                             fix="pass a portrait photo with depth, or a depth map")
+            raise InputError(
+                f"{p.name} carries neither depth nor disparity",
+                where=str(p),
+                fix="pass a portrait photo with depth, or a depth map",
+            )
         with np.errstate(divide="ignore"):
             return np.where(photo.disparity > 0, 1.0 / photo.disparity, np.nan).astype(np.float32), None
-    raise InputError(f"unknown depth format {suffix!r}", where=str(p),
-                     fix="use .npy (metres), 16-bit .png (millimetres) or a GDepth / iPhone portrait .jpg")
+    raise InputError(
+        f"unknown depth format {suffix!r}",
+        where=str(p),
+        fix="use .npy (metres), 16-bit .png (millimetres) or a GDepth / iPhone portrait .jpg",
+    )
 
 
-INVERSE_KINDS = ("relative_inverse_depth", "inverse_depth", "disparity")   # larger = nearer
-DEPTH_KINDS = ("relative_depth", "depth")                                  # larger = farther
-FAR_PERCENTILE = 2.0     # relative inverse depth: this percentile is taken as "infinitely far" ...
-NEAR_PERCENTILE = 99.5   # ... and this one as the nearest; pseudo-depth 1 / s in between (no metric scale)
+INVERSE_KINDS = ("relative_inverse_depth", "inverse_depth", "disparity")  # larger = nearer
+DEPTH_KINDS = ("relative_depth", "depth")  # larger = farther
+FAR_PERCENTILE = 2.0  # relative inverse depth: this percentile is taken as "infinitely far" ...
+NEAR_PERCENTILE = 99.5  # ... and this one as the nearest; pseudo-depth 1 / s in between (no metric scale)
 
 
 def run_depth_model(model: str | Path, image: np.ndarray, kernels: str = "xnnpack") -> tuple[np.ndarray, str]:
@@ -118,13 +133,18 @@ def run_depth_model(model: str | Path, image: np.ndarray, kernels: str = "xnnpac
     b = resolve_bundle(model)
     bundle, manifest = b.root, b.manifest
     if manifest.get("task") != "depth":
-        raise InputError(f"{manifest.get('model_id')} is a {manifest.get('task')} model, not a depth model",
-                         where=str(bundle), fix="pass a depth bundle to --depth-model (e.g. pydnet_pp_mobile)")
+        raise InputError(
+            f"{manifest.get('model_id')} is a {manifest.get('task')} model, not a depth model",
+            where=str(bundle),
+            fix="pass a depth bundle to --depth-model (e.g. pydnet_pp_mobile)",
+        )
     name = manifest.get("handoff_cpu") or handoff_model(manifest)
     if not name or name not in manifest["models"]:
-        raise InputError(f"depth bundle {manifest.get('model_id')} has no handoff model",
-                         where=f"{bundle}/manifest.json (handoff_cpu / handoff: {name!r})",
-                         fix="export it again; a depth export that failed its parity gate hands nothing off")
+        raise InputError(
+            f"depth bundle {manifest.get('model_id')} has no handoff model",
+            where=f"{bundle}/manifest.json (handoff_cpu / handoff: {name!r})",
+            fix="export it again; a depth export that failed its parity gate hands nothing off",
+        )
     runner = TfliteRunner(bundle / name, kernels=kernels)
     outs = runner.run(to_model_input(image, tuple(manifest["input"]["size"])))
     out = np.asarray(outs[sorted(outs)[0]], np.float32)
@@ -136,8 +156,11 @@ def run_depth_model(model: str | Path, image: np.ndarray, kernels: str = "xnnpac
         with np.errstate(divide="ignore", invalid="ignore"):
             inv = np.where(out > 0, 1.0 / np.maximum(out, 1e-6), 0).astype(np.float32)
     else:
-        raise InputError(f"depth output kind {kind!r} is not known", where=f"{bundle}/manifest.json outputs[0].kind",
-                         fix=f"use one of {', '.join(INVERSE_KINDS + DEPTH_KINDS)}")
+        raise InputError(
+            f"depth output kind {kind!r} is not known",
+            where=f"{bundle}/manifest.json outputs[0].kind",
+            fix=f"use one of {', '.join(INVERSE_KINDS + DEPTH_KINDS)}",
+        )
     return inv.astype(np.float32), name
 
 
@@ -190,12 +213,25 @@ def _write(path: Path, image: np.ndarray, what: str) -> None:
         raise InputError(f"cannot write the {what} to {path}", fix="use a .png name in a writable folder")
 
 
-def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path, *, depth: str | Path | None = None,
-                 background: str | Path | None = None, mode: str | None = None, f_number: float | None = None,
-                 max_blur_px: float | None = None, focus_m: float | None = None,
-                 implementation: str = "golden", precision: str = SEGMENTATION_DEFAULT, depth_model: str | Path | None = None,
-                 alpha_out: str | Path | None = None, foreground_out: str | Path | None = None,
-                 depth_out: str | Path | None = None, edges: str = "matting") -> RenderResult:
+def render_photo(
+    model: str | Path,
+    image_path: str | Path,
+    out_path: str | Path,
+    *,
+    depth: str | Path | None = None,
+    background: str | Path | None = None,
+    mode: str | None = None,
+    f_number: float | None = None,
+    max_blur_px: float | None = None,
+    focus_m: float | None = None,
+    implementation: str = "golden",
+    precision: str = SEGMENTATION_DEFAULT,
+    depth_model: str | Path | None = None,
+    alpha_out: str | Path | None = None,
+    foreground_out: str | Path | None = None,
+    depth_out: str | Path | None = None,
+    edges: str = "matting",
+) -> RenderResult:
     """Segment `image_path` with the bundle's model, render the portrait, write `out_path` (PNG/JPEG)
     and the optional outputs (alpha 8-bit PNG, foreground RGBA PNG, inverse depth 16-bit PNG)."""
     for p in (alpha_out, foreground_out, depth_out):
@@ -205,7 +241,7 @@ def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path
         raise InputError("--depth and --depth-model both given", fix="pass one depth source")
     if depth_out is not None and depth is None and depth_model is None:
         raise InputError("--depth-out needs depth", fix="pass --depth or --depth-model")
-    bundle = resolve_bundle(model)   # integrity first: a damaged bundle is named before the photo is read
+    bundle = resolve_bundle(model)  # integrity first: a damaged bundle is named before the photo is read
     image = load_rgb(image_path)
     low_res, spec = run_segmentation(bundle, image, precision=precision)
     depth_m = confidence = None
@@ -218,10 +254,21 @@ def render_photo(model: str | Path, image_path: str | Path, out_path: str | Path
         depth_source = "monocular"
         notes.append(f"depth from {ran} (relative, no metric scale)")
     bg = load_rgb(background) if background is not None else None
-    result = render(image, low_res, spec, depth_m=depth_m, confidence=confidence, focus_m=focus_m,
-                    f_number=f_number, max_blur_px=max_blur_px,
-                    mode=mode or ("replace" if bg is not None else "blur"), background=bg,
-                    implementation=implementation, edges=edges, depth_source=depth_source)
+    result = render(
+        image,
+        low_res,
+        spec,
+        depth_m=depth_m,
+        confidence=confidence,
+        focus_m=focus_m,
+        f_number=f_number,
+        max_blur_px=max_blur_px,
+        mode=mode or ("replace" if bg is not None else "blur"),
+        background=bg,
+        implementation=implementation,
+        edges=edges,
+        depth_source=depth_source,
+    )
     result.warnings.extend(notes)
     result.model_file = segmentation_file(bundle.manifest, precision)
     _write(Path(out_path), result.composite, "composite")

@@ -29,64 +29,65 @@ from ..errors import InputError
 from .model_output import decode_probability, normalize_spec, to_hwc
 
 MODES = ("blur", "replace", "chroma")
-WORK_LONG_SIDE = 1024        # the stage's working grid is at most this many pixels on its long side
-MAX_COC_WORK = 16.0          # largest disc radius in working pixels (kernel 33x33): bounded for a GPU
-LAYER_RADII = (1.0, 2.0, 4.0, 8.0, 16.0)   # disc radii (working px) that the blur interpolates between
+WORK_LONG_SIDE = 1024  # the stage's working grid is at most this many pixels on its long side
+MAX_COC_WORK = 16.0  # largest disc radius in working pixels (kernel 33x33): bounded for a GPU
+LAYER_RADII = (1.0, 2.0, 4.0, 8.0, 16.0)  # disc radii (working px) that the blur interpolates between
 DEFAULT_F_NUMBER = 1.8
-BLUR_AT_F1_8 = 0.01          # maximum blur radius at f/1.8 as a fraction of the image diagonal
+BLUR_AT_F1_8 = 0.01  # maximum blur radius at f/1.8 as a fraction of the image diagonal
 GUIDE_RADIUS_MODEL_PX = 1.0  # guided-filter box radius, in model-output pixels (covers the mask's blur)
-MASK_GAIN = 3.0              # contrast on P(subject) about 0.5 before the guided filter
-GUIDE_EPS_LEVELS2 = 10       # guided-filter regulariser, (8-bit levels)^2: edges weaker than ~3 levels are smoothed
-HIGHLIGHT_KNEE = 0.75        # above this value (of 1) pixels are boosted before blurring ...
-HIGHLIGHT_GAIN = 3.0         # ... up to (1 + gain) x at 255, so bokeh balls stay bright
-DEPTH_SPLIT = 0.13           # |CoC|/max below which depth says "subject" (about 1.15x the focus distance)
-DEPTH_WIDTH = 0.10           # width of that ramp, same unit
-DEPTH_PRIOR_WEIGHT = 0.5     # how far depth may move an uncertain mask value towards its own verdict
+MASK_GAIN = 3.0  # contrast on P(subject) about 0.5 before the guided filter
+GUIDE_EPS_LEVELS2 = 10  # guided-filter regulariser, (8-bit levels)^2: edges weaker than ~3 levels are smoothed
+HIGHLIGHT_KNEE = 0.75  # above this value (of 1) pixels are boosted before blurring ...
+HIGHLIGHT_GAIN = 3.0  # ... up to (1 + gain) x at 255, so bokeh balls stay bright
+DEPTH_SPLIT = 0.13  # |CoC|/max below which depth says "subject" (about 1.15x the focus distance)
+DEPTH_WIDTH = 0.10  # width of that ramp, same unit
+DEPTH_PRIOR_WEIGHT = 0.5  # how far depth may move an uncertain mask value towards its own verdict
 # where depth comes from: its weight (scales its confidence; the confidence where the format has none) and
 # the width of its soft edges in depth pixels (depth_edges.py trusts it only that far from its own edges)
-DEPTH_SOURCES = {"sensor": {"weight": 1.0, "edge_px": 2.0},
-                 "monocular": {"weight": 0.5, "edge_px": 6.0}}
+DEPTH_SOURCES = {"sensor": {"weight": 1.0, "edge_px": 2.0}, "monocular": {"weight": 0.5, "edge_px": 6.0}}
 
 
 @dataclass
 class Frame:
     """Checked inputs of one render call."""
-    image: np.ndarray                   # uint8 HxWx3 RGB
-    low_res: np.ndarray                 # model output as [h, w, C]
+
+    image: np.ndarray  # uint8 HxWx3 RGB
+    low_res: np.ndarray  # model output as [h, w, C]
     spec: dict
-    depth_m: np.ndarray | None          # float32, any size, NaN where there is no depth
-    confidence: np.ndarray | None       # float32 in [0, 1], same size as depth_m, 0 at holes
+    depth_m: np.ndarray | None  # float32, any size, NaN where there is no depth
+    confidence: np.ndarray | None  # float32 in [0, 1], same size as depth_m, 0 at holes
     focus_m: float | None
-    max_blur_px: float                  # maximum CoC radius in full-resolution pixels
+    max_blur_px: float  # maximum CoC radius in full-resolution pixels
     mode: str
-    background: np.ndarray | None       # uint8 HxWx3, already fitted to the frame
+    background: np.ndarray | None  # uint8 HxWx3, already fitted to the frame
     chroma_rgb: tuple[int, int, int]
     warnings: list[str] = field(default_factory=list)
-    depth_source: str = "sensor"        # a DEPTH_SOURCES key: how far depth is trusted
+    depth_source: str = "sensor"  # a DEPTH_SOURCES key: how far depth is trusted
 
 
 @dataclass
 class StagePlan:
     """Every size, radius and constant table of the stage (one per frame size and settings)."""
+
     height: int
     width: int
-    scale: int                          # working grid = padded frame / scale (a power of two)
+    scale: int  # working grid = padded frame / scale (a power of two)
     pad_h: int
     pad_w: int
     work_h: int
     work_w: int
-    guide_radius: int                   # guided filter box radius, working px
+    guide_radius: int  # guided filter box radius, working px
     guide_eps_levels2: int
     mask_gain: float
-    fill_radius: int                    # radius over which background CoC is carried under the subject
-    max_coc_work: float                 # K: CoC radius at infinity, working px
-    radii: tuple[float, ...]            # layer disc radii, working px (ascending, last = K)
+    fill_radius: int  # radius over which background CoC is carried under the subject
+    max_coc_work: float  # K: CoC radius at infinity, working px
+    radii: tuple[float, ...]  # layer disc radii, working px (ascending, last = K)
     disc_rows: tuple[tuple[int, ...], ...]  # per layer: half-width of each disc row, dy = -h..h
-    energy: np.ndarray                  # float32[256]: highlight-boosting table, value -> energy
-    energy_q12: np.ndarray              # uint16[256]: same in Q12
-    inverse_x: np.ndarray               # float32 fine grid of values in [0, 1] ...
-    inverse_e: np.ndarray               # ... and their energies (for the golden inverse)
-    inverse_q12: np.ndarray             # uint8[16385]: energy Q12 -> value (device inverse)
+    energy: np.ndarray  # float32[256]: highlight-boosting table, value -> energy
+    energy_q12: np.ndarray  # uint16[256]: same in Q12
+    inverse_x: np.ndarray  # float32 fine grid of values in [0, 1] ...
+    inverse_e: np.ndarray  # ... and their energies (for the golden inverse)
+    inverse_q12: np.ndarray  # uint8[16385]: energy Q12 -> value (device inverse)
     band_model_px: float | None = None  # matting band half-width in model px (None: matting.BAND_MODEL_PX)
 
 
@@ -102,7 +103,7 @@ def disc_kernel(rows: tuple[int, ...]) -> np.ndarray:
     h = len(rows) // 2
     k = np.zeros((2 * h + 1, 2 * h + 1), np.float32)
     for i, hw in enumerate(rows):
-        k[i, h - hw:h + hw + 1] = 1.0
+        k[i, h - hw : h + hw + 1] = 1.0
     return k
 
 
@@ -116,15 +117,21 @@ def _energy_tables():
     ef = xf * (1 + HIGHLIGHT_GAIN * tf * tf)
     emax_q12 = int(round((1 + HIGHLIGHT_GAIN) * 4096))
     inv = np.round(255 * np.interp(np.arange(emax_q12 + 1) / 4096.0, ef, xf)).astype(np.uint8)
-    return (e.astype(np.float32), np.round(e * 4096).astype(np.uint16),
-            xf.astype(np.float32), ef.astype(np.float32), inv)
+    return (
+        e.astype(np.float32),
+        np.round(e * 4096).astype(np.uint16),
+        xf.astype(np.float32),
+        ef.astype(np.float32),
+        inv,
+    )
 
 
 _TABLES = None
 
 
-def make_plan(height: int, width: int, model_hw: tuple[int, int], max_blur_px: float,
-              band_model_px: float | None = None) -> StagePlan:
+def make_plan(
+    height: int, width: int, model_hw: tuple[int, int], max_blur_px: float, band_model_px: float | None = None
+) -> StagePlan:
     """Every size the stage uses. band_model_px: the output spec's edge_band_model_px (None: default)."""
     global _TABLES
     if _TABLES is None:
@@ -139,9 +146,28 @@ def make_plan(height: int, width: int, model_hw: tuple[int, int], max_blur_px: f
     k = min(max_blur_px / scale, MAX_COC_WORK)
     radii = tuple(r for r in LAYER_RADII if r < k) + ((k,) if k >= 1.0 else ())
     e, eq, xf, ef, inv = _TABLES
-    return StagePlan(height, width, scale, pad_h, pad_w, work_h, work_w, guide_radius, GUIDE_EPS_LEVELS2, MASK_GAIN,
-                     2 * guide_radius, k, radii, tuple(_disc_rows(r) for r in radii), e, eq, xf, ef, inv,
-                     band_model_px)
+    return StagePlan(
+        height,
+        width,
+        scale,
+        pad_h,
+        pad_w,
+        work_h,
+        work_w,
+        guide_radius,
+        GUIDE_EPS_LEVELS2,
+        MASK_GAIN,
+        2 * guide_radius,
+        k,
+        radii,
+        tuple(_disc_rows(r) for r in radii),
+        e,
+        eq,
+        xf,
+        ef,
+        inv,
+        band_model_px,
+    )
 
 
 def depth_sample_index(plan: StagePlan, depth_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +185,11 @@ def depth_sample_index(plan: StagePlan, depth_hw: tuple[int, int]) -> tuple[np.n
 def _as_rgb(img, what: str, warnings: list[str]) -> np.ndarray:
     a = np.asarray(img)
     if a.dtype != np.uint8:
-        raise InputError(f"{what} must be uint8, got {a.dtype}", where=f"{what} shape {a.shape}",
-                         fix="pass 8-bit RGB (e.g. np.clip(x * 255, 0, 255).astype(np.uint8))")
+        raise InputError(
+            f"{what} must be uint8, got {a.dtype}",
+            where=f"{what} shape {a.shape}",
+            fix="pass 8-bit RGB (e.g. np.clip(x * 255, 0, 255).astype(np.uint8))",
+        )
     if a.ndim == 2:
         warnings.append(f"{what} is grey; repeated into 3 channels")
         a = np.repeat(a[:, :, None], 3, axis=2)
@@ -182,12 +211,25 @@ def fit_background(bg: np.ndarray, height: int, width: int) -> np.ndarray:
     interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
     r = cv2.resize(bg, (nw, nh), interpolation=interp)
     y0, x0 = (nh - height) // 2, (nw - width) // 2
-    return np.ascontiguousarray(r[y0:y0 + height, x0:x0 + width])
+    return np.ascontiguousarray(r[y0 : y0 + height, x0 : x0 + width])
 
 
-def prepare_frame(image, low_res_output, output_spec, *, depth_m=None, confidence=None, focus_m=None,
-                  focus_point=None, f_number=None, max_blur_px=None, mode="blur", background=None,
-                  chroma_rgb=(0, 255, 0), depth_source="sensor") -> Frame:
+def prepare_frame(
+    image,
+    low_res_output,
+    output_spec,
+    *,
+    depth_m=None,
+    confidence=None,
+    focus_m=None,
+    focus_point=None,
+    f_number=None,
+    max_blur_px=None,
+    mode="blur",
+    background=None,
+    chroma_rgb=(0, 255, 0),
+    depth_source="sensor",
+) -> Frame:
     warnings: list[str] = []
     if depth_source not in DEPTH_SOURCES:
         raise InputError(f"depth source {depth_source!r} is not known", fix=f"use one of {', '.join(DEPTH_SOURCES)}")
@@ -225,8 +267,10 @@ def prepare_frame(image, low_res_output, output_spec, *, depth_m=None, confidenc
             raise InputError(f"depth must be a 2-D map in metres, got shape {d.shape}", fix="pass HxW depth")
         valid = np.isfinite(d) & (d > 0)
         if abs(d.shape[1] / d.shape[0] - w / h) > 0.02 * (w / h):
-            warnings.append(f"depth {d.shape[1]}x{d.shape[0]} has another aspect ratio than the image "
-                            f"{w}x{h}; it is stretched onto the image")
+            warnings.append(
+                f"depth {d.shape[1]}x{d.shape[0]} has another aspect ratio than the image "
+                f"{w}x{h}; it is stretched onto the image"
+            )
         if confidence is None:
             c = valid.astype(np.float32)
         else:
@@ -257,11 +301,12 @@ def prepare_frame(image, low_res_output, output_spec, *, depth_m=None, confidenc
         if focus_point is not None:
             x, y = focus_point
             if not (0 <= x < w and 0 <= y < h):
-                raise InputError(f"focus point {focus_point} is outside the {w}x{h} image",
-                                 fix="pass (x, y) in image pixels")
+                raise InputError(
+                    f"focus point {focus_point} is outside the {w}x{h} image", fix="pass (x, y) in image pixels"
+                )
             yy, xx = int(y * d.shape[0] / h), int(x * d.shape[1] / w)
             rad = max(1, int(0.03 * max(d.shape)))
-            win = d[max(0, yy - rad):yy + rad + 1, max(0, xx - rad):xx + rad + 1]
+            win = d[max(0, yy - rad) : yy + rad + 1, max(0, xx - rad) : xx + rad + 1]
             sel = win[np.isfinite(win)]
             if sel.size:
                 focus_m = float(np.median(sel))

@@ -32,8 +32,9 @@ def bench_frame(height: int, width: int, seed: int = 0):
     small = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
     img = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
     noise = rng.integers(-6, 7, (height // 4, width // 4, 3), dtype=np.int16)
-    img = np.clip(img.astype(np.int16) + cv2.resize(noise, (width, height), interpolation=cv2.INTER_NEAREST),
-                  0, 255).astype(np.uint8)
+    img = np.clip(
+        img.astype(np.int16) + cv2.resize(noise, (width, height), interpolation=cv2.INTER_NEAREST), 0, 255
+    ).astype(np.uint8)
     alpha = np.zeros((height, width), np.float32)
     cv2.ellipse(alpha, (width // 2, height // 2 + height // 6), (width // 5, height // 3), 0, 0, 360, 1, -1)
     img[alpha > 0] = (190, 140, 110)
@@ -48,7 +49,7 @@ _CPU: dict = {}
 def _time(fn, repeats: int, key: str | None = None) -> float:
     """Median wall ms; with `key`, the median process CPU ms is kept in _CPU[key] too (on a shared,
     loaded machine CPU time is the honest figure: wall on an idle machine lies between cpu / threads and cpu)."""
-    fn()                                      # warm-up (allocations, cv2 thread pool, numba caches)
+    fn()  # warm-up (allocations, cv2 thread pool, numba caches)
     ts, cs = [], []
     for _ in range(repeats):
         c0, t0 = time.process_time(), time.perf_counter()
@@ -65,8 +66,12 @@ def run_bench(sizes: dict | None = None, repeats: int = 3, device_repeats: int =
     if threads is not None:
         cv2.setNumThreads(threads)
     sizes = SIZES if sizes is None else sizes
-    out = {"cv2_threads": cv2.getNumThreads(), "repeats": repeats, "host": host_isa(),
-           "python": platform.python_version()}
+    out = {
+        "cv2_threads": cv2.getNumThreads(),
+        "repeats": repeats,
+        "host": host_isa(),
+        "python": platform.python_version(),
+    }
     for name, (h, w) in sizes.items():
         img, _, depth, low, spec = bench_frame(h, w)
         r: dict[str, Any] = {
@@ -76,8 +81,9 @@ def run_bench(sizes: dict | None = None, repeats: int = 3, device_repeats: int =
             "golden_guided_ms": _time(lambda: render(img, low, spec, edges="guided"), repeats),
             "golden_depth_ms": _time(lambda: render(img, low, spec, depth_m=depth), repeats),
             "device_ms": _time(lambda: render(img, low, spec, implementation="device"), device_repeats, key="device"),
-            "device_depth_ms": _time(lambda: render(img, low, spec, depth_m=depth, implementation="device"),
-                                     device_repeats),
+            "device_depth_ms": _time(
+                lambda: render(img, low, spec, depth_m=depth, implementation="device"), device_repeats
+            ),
         }
         for k in ("golden_ms", "golden_guided_ms", "golden_depth_ms", "device_ms", "device_depth_ms", "copy_ms"):
             r[k.replace("_ms", "_ratio")] = r[k] / r["baseline_ms"]
@@ -117,16 +123,27 @@ def format_bench(res: dict) -> str:
     for name, r in res.items():
         if not isinstance(r, dict):
             continue
-        lines.append(f"{name} ({r['size']}): copy {r['copy_ms']:.0f} ms | baseline {r['baseline_ms']:.0f} ms | "
-                     f"golden {r['golden_ms']:.0f} ms ({r['golden_ratio']:.2f}x) | golden+depth "
-                     f"{r['golden_depth_ms']:.0f} ms ({r['golden_depth_ratio']:.2f}x) | device {r['device_ms']:.0f} ms "
-                     f"({r['device_ratio']:.2f}x) | device+depth {r['device_depth_ms']:.0f} ms")
-        lines.append(f"  CPU time (process, all threads): golden {r['golden_cpu_ms']:.0f} ms, device "
-                     f"{r['device_cpu_ms']:.0f} ms; load average {r['load_avg_1min']:.1f} on this host during the run")
-        lines.append(f"  edges: golden before matting (guided) {r['golden_guided_ms']:.0f} ms; matting golden "
-                     f"{r['golden_ms']:.0f} ms" + (f" (target <= 1500 ms at 12 MP: {'met' if r['golden_ms'] <= 1500 else 'NOT met'})"
-                                                   if name == "12MP" else "") + "; device / golden "
-                     f"{r['device_vs_golden']:.2f}x (target <= 2x: {'met' if r['device_vs_golden'] <= 2 else 'NOT met'})")
+        lines.append(
+            f"{name} ({r['size']}): copy {r['copy_ms']:.0f} ms | baseline {r['baseline_ms']:.0f} ms | "
+            f"golden {r['golden_ms']:.0f} ms ({r['golden_ratio']:.2f}x) | golden+depth "
+            f"{r['golden_depth_ms']:.0f} ms ({r['golden_depth_ratio']:.2f}x) | device {r['device_ms']:.0f} ms "
+            f"({r['device_ratio']:.2f}x) | device+depth {r['device_depth_ms']:.0f} ms"
+        )
+        lines.append(
+            f"  CPU time (process, all threads): golden {r['golden_cpu_ms']:.0f} ms, device "
+            f"{r['device_cpu_ms']:.0f} ms; load average {r['load_avg_1min']:.1f} on this host during the run"
+        )
+        lines.append(
+            f"  edges: golden before matting (guided) {r['golden_guided_ms']:.0f} ms; matting golden "
+            f"{r['golden_ms']:.0f} ms"
+            + (
+                f" (target <= 1500 ms at 12 MP: {'met' if r['golden_ms'] <= 1500 else 'NOT met'})"
+                if name == "12MP"
+                else ""
+            )
+            + "; device / golden "
+            f"{r['device_vs_golden']:.2f}x (target <= 2x: {'met' if r['device_vs_golden'] <= 2 else 'NOT met'})"
+        )
     return "\n".join(lines)
 
 

@@ -57,6 +57,7 @@ def rgb_intrinsics(size: tuple[int, int], hfov_deg: float = RGB_HFOV_DEG) -> np.
 
 # ----------------------------------------------------------------------------------- textures
 
+
 @functools.lru_cache(maxsize=16)
 def _photo(name: str) -> np.ndarray:
     """A photo bundled with scikit-image (no download), float32 RGB in [0, 1]."""
@@ -76,7 +77,7 @@ def _crop_to(img: np.ndarray, h: int, w: int, rng: np.random.Generator) -> np.nd
     cw = min(cw, iw)
     y0 = int(rng.integers(0, ih - ch + 1))
     x0 = int(rng.integers(0, iw - cw + 1))
-    return cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
+    return cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _noise(h: int, w: int, rng: np.random.Generator, cell: int) -> np.ndarray:
@@ -87,6 +88,7 @@ def _noise(h: int, w: int, rng: np.random.Generator, cell: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- layout
+
 
 @dataclass
 class _Layout:
@@ -120,46 +122,76 @@ def _layout(seed: int, kind: str) -> _Layout:
     panels = []
     for _ in range(int(rng.integers(1, 3))):
         x0 = float(rng.uniform(-3.0, 1.5))
-        panels.append((x0, x0 + float(rng.uniform(0.6, 1.6)), float(rng.uniform(2.2, 3.6)),
-                       float(rng.uniform(0.5, 1.3)), rng.uniform(0.15, 0.8, 3).astype(np.float32),
-                       float(rng.uniform(0.2, 0.7))))
+        panels.append(
+            (
+                x0,
+                x0 + float(rng.uniform(0.6, 1.6)),
+                float(rng.uniform(2.2, 3.6)),
+                float(rng.uniform(0.5, 1.3)),
+                rng.uniform(0.15, 0.8, 3).astype(np.float32),
+                float(rng.uniform(0.2, 0.7)),
+            )
+        )
     screen = None
     if rng.random() < 0.6:
         sx = float(rng.uniform(-1.5, 0.8))
         screen = (sx, sx + 1.0, -0.6, 0.0)
     fg = None
     if rng.random() < 0.3:
-        fg = (float(rng.choice([0.08, 0.92])), float(rng.uniform(0.7, 0.95)),
-              float(rng.uniform(0.04, 0.08)), float(rng.uniform(0.25, 0.42)),
-              rng.uniform(0.2, 0.7, 3).astype(np.float32))
+        fg = (
+            float(rng.choice([0.08, 0.92])),
+            float(rng.uniform(0.7, 0.95)),
+            float(rng.uniform(0.04, 0.08)),
+            float(rng.uniform(0.25, 0.42)),
+            rng.uniform(0.2, 0.7, 3).astype(np.float32),
+        )
     dark_hair = rng.random() < 0.6
-    hair = (np.array([0.10, 0.07, 0.05]) if dark_hair else np.array([0.75, 0.6, 0.35]))
+    hair = np.array([0.10, 0.07, 0.05]) if dark_hair else np.array([0.75, 0.6, 0.35])
     hair = (hair * rng.uniform(0.85, 1.15)).clip(0, 1).astype(np.float32)
     n_strands = 260 if kind == "person" else 420
-    strands = [(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.01, 0.07)),
-                float(rng.normal(0, 0.5)), float(rng.uniform(0.55, 1.0)), int(rng.integers(3, 6)))
-               for _ in range(n_strands)]
-    whiskers = [(side, float(rng.uniform(-0.35, 0.35)), float(rng.uniform(0.06, 0.11)),
-                 float(rng.normal(0, 0.25)))
-                for side in (-1, 1) for _ in range(int(rng.integers(4, 7)))]
+    strands = [
+        (
+            float(rng.uniform(0, 2 * math.pi)),
+            float(rng.uniform(0.01, 0.07)),
+            float(rng.normal(0, 0.5)),
+            float(rng.uniform(0.55, 1.0)),
+            int(rng.integers(3, 6)),
+        )
+        for _ in range(n_strands)
+    ]
+    whiskers = [
+        (side, float(rng.uniform(-0.35, 0.35)), float(rng.uniform(0.06, 0.11)), float(rng.normal(0, 0.25)))
+        for side in (-1, 1)
+        for _ in range(int(rng.integers(4, 7)))
+    ]
     return _Layout(
-        kind=kind, depth=depth, u0=float(rng.uniform(0.38, 0.62)), v0=float(rng.uniform(0.3, 0.42)),
-        cam_h=float(rng.uniform(1.15, 1.45)), wall_d=float(rng.uniform(4.5, 7.5)),
-        wall_yaw=float(rng.uniform(-0.35, 0.35)), panels=panels, screen=screen, fg=fg,
+        kind=kind,
+        depth=depth,
+        u0=float(rng.uniform(0.38, 0.62)),
+        v0=float(rng.uniform(0.3, 0.42)),
+        cam_h=float(rng.uniform(1.15, 1.45)),
+        wall_d=float(rng.uniform(4.5, 7.5)),
+        wall_yaw=float(rng.uniform(-0.35, 0.35)),
+        panels=panels,
+        screen=screen,
+        fg=fg,
         wall_photo=str(rng.choice(["coffee", "rocket", "astronaut", "brick", "grass", "gravel"])),
-        hair_rgb=hair, hair_refl=0.06 if dark_hair else 0.35,
+        hair_rgb=hair,
+        hair_refl=0.06 if dark_hair else 0.35,
         skin_rgb=(np.array([0.85, 0.64, 0.52]) * rng.uniform(0.5, 1.05)).clip(0, 1).astype(np.float32),
         cloth_rgb=rng.uniform(0.05, 0.9, 3).astype(np.float32),
         cloth_refl=float(rng.choice([0.03, 0.2, 0.5, 0.7])),
-        strands=strands, whiskers=whiskers, phases=rng.uniform(0, 2 * math.pi, 8),
+        strands=strands,
+        whiskers=whiskers,
+        phases=rng.uniform(0, 2 * math.pi, 8),
         texture_seed=int(rng.integers(0, 2**31)),
     )
 
 
 # ----------------------------------------------------------------------------------- background
 
-def _background(L: _Layout, K: np.ndarray, h: int, w: int, shake: tuple[float, float],
-                rng: np.random.Generator):
+
+def _background(L: _Layout, K: np.ndarray, h: int, w: int, shake: tuple[float, float], rng: np.random.Generator):
     """Depth (m), colour and reflectivity of the room behind the subject."""
     f, cx, cy = K[0, 0], K[0, 2], K[1, 2]
     rx = ((np.arange(w, dtype=np.float32) - cx + shake[0]) / f)[None, :]
@@ -178,7 +210,7 @@ def _background(L: _Layout, K: np.ndarray, h: int, w: int, shake: tuple[float, f
     tex_rng = np.random.default_rng(L.texture_seed)
     wall_rgb = _crop_to(_photo(L.wall_photo), h + 16, w + 16, tex_rng)
     sxi, syi = int(round(shake[0])) + 8, int(round(shake[1])) + 8
-    wall_rgb = wall_rgb[syi:syi + h, sxi:sxi + w]
+    wall_rgb = wall_rgb[syi : syi + h, sxi : sxi + w]
     wall_rgb = 0.35 + 0.5 * wall_rgb  # paler, like a painted wall with a print
     X = rx * z
     Zf = z
@@ -206,6 +238,7 @@ def _background(L: _Layout, K: np.ndarray, h: int, w: int, shake: tuple[float, f
 
 
 # ----------------------------------------------------------------------------------- subject
+
 
 def _pts(xy: np.ndarray) -> np.ndarray:
     return np.round(xy * _SS * _FX).astype(np.int32).reshape(-1, 1, 2)
@@ -249,10 +282,18 @@ def _subject(L: _Layout, K: np.ndarray, h: int, w: int, t: int, shake: tuple[flo
     if L.kind == "person":
         ha, hb = 0.085 * s * (0.9 + 0.1 * math.cos(yaw)), 0.115 * s
         sh_w, sh_y = 0.23 * s, hy + 0.26 * s
-        torso = np.array([[hx - 0.05 * s, hy + 0.1 * s], [hx + 0.05 * s, hy + 0.1 * s],
-                          [hx + 0.06 * s, sh_y - 0.06 * s], [hx + sh_w, sh_y + 0.02 * s],
-                          [hx + sh_w + 0.04 * s, h + 0.5 * s], [hx - sh_w - 0.04 * s, h + 0.5 * s],
-                          [hx - sh_w, sh_y + 0.02 * s], [hx - 0.06 * s, sh_y - 0.06 * s]])
+        torso = np.array(
+            [
+                [hx - 0.05 * s, hy + 0.1 * s],
+                [hx + 0.05 * s, hy + 0.1 * s],
+                [hx + 0.06 * s, sh_y - 0.06 * s],
+                [hx + sh_w, sh_y + 0.02 * s],
+                [hx + sh_w + 0.04 * s, h + 0.5 * s],
+                [hx - sh_w - 0.04 * s, h + 0.5 * s],
+                [hx - sh_w, sh_y + 0.02 * s],
+                [hx - 0.06 * s, sh_y - 0.06 * s],
+            ]
+        )
         cv2.fillPoly(body, [_pts(torso)], 255, cv2.LINE_AA, _SHIFT)
         cv2.fillPoly(body, [_pts(_ellipse(hx, hy, ha, hb))], 255, cv2.LINE_AA, _SHIFT)
         # hair cap over the top of the head; the face below it stays visible
@@ -270,14 +311,33 @@ def _subject(L: _Layout, K: np.ndarray, h: int, w: int, t: int, shake: tuple[flo
         ha, hb = 0.07 * s * (0.9 + 0.1 * math.cos(yaw)), 0.06 * s
         bx, by = hx + 0.05 * s, hy + 0.2 * s
         cv2.fillPoly(body, [_pts(_ellipse(bx, by, 0.15 * s, 0.16 * s))], 255, cv2.LINE_AA, _SHIFT)
-        cv2.fillPoly(body, [_pts(np.array([[bx - 0.15 * s, by], [bx + 0.15 * s, by],
-                                           [bx + 0.2 * s, h + 0.5 * s],
-                                           [bx - 0.2 * s, h + 0.5 * s]]))], 255, cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(
+            body,
+            [
+                _pts(
+                    np.array(
+                        [
+                            [bx - 0.15 * s, by],
+                            [bx + 0.15 * s, by],
+                            [bx + 0.2 * s, h + 0.5 * s],
+                            [bx - 0.2 * s, h + 0.5 * s],
+                        ]
+                    )
+                )
+            ],
+            255,
+            cv2.LINE_AA,
+            _SHIFT,
+        )
         cv2.fillPoly(body, [_pts(_ellipse(hx, hy, ha, hb))], 255, cv2.LINE_AA, _SHIFT)
         for side in (-1, 1):
-            ear = np.array([[hx + side * 0.02 * s, hy - 0.045 * s],
-                            [hx + side * 0.065 * s, hy - 0.12 * s],
-                            [hx + side * 0.068 * s, hy - 0.02 * s]])
+            ear = np.array(
+                [
+                    [hx + side * 0.02 * s, hy - 0.045 * s],
+                    [hx + side * 0.065 * s, hy - 0.12 * s],
+                    [hx + side * 0.068 * s, hy - 0.02 * s],
+                ]
+            )
             cv2.fillPoly(body, [_pts(ear)], 255, cv2.LINE_AA, _SHIFT)
         # fur: short strands along the outline of head and body
         outline = np.concatenate([_ellipse(hx, hy, ha, hb, 90), _ellipse(bx, by, 0.15 * s, 0.16 * s, 120)])
@@ -286,14 +346,20 @@ def _subject(L: _Layout, K: np.ndarray, h: int, w: int, t: int, shake: tuple[flo
             j = int(ang / (2 * math.pi) * len(outline)) % len(outline)
             x0, y0 = outline[j]
             a = math.atan2(y0 - centres[j][1], x0 - centres[j][0]) + 0.5 * bend
-            cv2.polylines(hair, [_pts(_strand(x0, y0, a, ln * 0.35 * s, bend, 3))], False,
-                          int(255 * inten), 1, cv2.LINE_AA, _SHIFT)
+            cv2.polylines(
+                hair,
+                [_pts(_strand(x0, y0, a, ln * 0.35 * s, bend, 3))],
+                False,
+                int(255 * inten),
+                1,
+                cv2.LINE_AA,
+                _SHIFT,
+            )
         for side, dy, ln, bend in L.whiskers:
             x0, y0 = hx + face_dx + side * 0.025 * s, hy + 0.02 * s + dy * 0.03 * s
             a = 0.0 if side > 0 else math.pi
             a += dy * side * 0.6
-            cv2.polylines(whisk, [_pts(_strand(x0, y0, a, ln * s, bend * side, 4))], False, 255, 1,
-                          cv2.LINE_AA, _SHIFT)
+            cv2.polylines(whisk, [_pts(_strand(x0, y0, a, ln * s, bend * side, 4))], False, 255, 1, cv2.LINE_AA, _SHIFT)
 
     def down(img: np.ndarray) -> np.ndarray:
         return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
@@ -328,14 +394,19 @@ def _subject(L: _Layout, K: np.ndarray, h: int, w: int, t: int, shake: tuple[flo
         col = fur * 1.1
         col = col * (1 - a_whisk[..., None]) + 0.95 * a_whisk[..., None]
         refl = 0.25 + 0.4 * fur.mean(-1)
-    return (alpha.astype(np.float32), d, np.clip(col, 0, 1).astype(np.float32),
-            np.asarray(refl, np.float32), float(D - bulge))
+    return (
+        alpha.astype(np.float32),
+        d,
+        np.clip(col, 0, 1).astype(np.float32),
+        np.asarray(refl, np.float32),
+        float(D - bulge),
+    )
 
 
 # ----------------------------------------------------------------------------------- public
 
-def generate_scene(seed: int, kind: str = "person", size: tuple[int, int] = (480, 640),
-                   t: int = 0) -> Scene:
+
+def generate_scene(seed: int, kind: str = "person", size: tuple[int, int] = (480, 640), t: int = 0) -> Scene:
     """A synthetic portrait scene.
 
     seed: chooses the layout (distances, room, subject, textures); the same arguments give the same
@@ -343,20 +414,25 @@ def generate_scene(seed: int, kind: str = "person", size: tuple[int, int] = (480
     t > 0 moves/turns the subject a little and shakes the camera by a few pixels.
     """
     if kind not in KINDS:
-        raise InputError(f"unknown scene kind {kind!r}", where="generate_scene(kind=...)",
-                         fix=f"use one of {', '.join(KINDS)}")
+        raise InputError(
+            f"unknown scene kind {kind!r}", where="generate_scene(kind=...)", fix=f"use one of {', '.join(KINDS)}"
+        )
     h, w = int(size[0]), int(size[1])
     if h < 32 or w < 32:
-        raise InputError(f"scene size {size} is too small", where="generate_scene(size=...)",
-                         fix="give (height, width) of at least 32 x 32 pixels")
+        raise InputError(
+            f"scene size {size} is too small",
+            where="generate_scene(size=...)",
+            fix="give (height, width) of at least 32 x 32 pixels",
+        )
     if t < 0:
-        raise InputError(f"frame index t={t} is negative", where="generate_scene(t=...)",
-                         fix="use t >= 0")
+        raise InputError(f"frame index t={t} is negative", where="generate_scene(t=...)", fix="use t >= 0")
     L = _layout(int(seed), kind)
     K = rgb_intrinsics((h, w))
     px = w / 640.0
-    shake = (px * (1.5 * math.sin(1.3 * t + L.phases[4]) + 0.8 * math.sin(2.9 * t + L.phases[5])),
-             px * (1.2 * math.sin(1.1 * t + L.phases[6]) + 0.6 * math.sin(3.7 * t + L.phases[7])))
+    shake = (
+        px * (1.5 * math.sin(1.3 * t + L.phases[4]) + 0.8 * math.sin(2.9 * t + L.phases[5])),
+        px * (1.2 * math.sin(1.1 * t + L.phases[6]) + 0.6 * math.sin(3.7 * t + L.phases[7])),
+    )
     if t == 0:
         shake = (0.0, 0.0)
     frame_rng = np.random.default_rng([int(seed), int(t), 31337])
@@ -376,8 +452,9 @@ def generate_scene(seed: int, kind: str = "person", size: tuple[int, int] = (480
         f = K[0, 0]
         r = rad * f / fd
         canvas = np.zeros((h * _SS, w * _SS), np.uint8)
-        cv2.fillPoly(canvas, [_pts(_ellipse(fu * w - shake[0], fv * h - shake[1], r, 0.8 * r))], 255,
-                     cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(
+            canvas, [_pts(_ellipse(fu * w - shake[0], fv * h - shake[1], r, 0.8 * r))], 255, cv2.LINE_AA, _SHIFT
+        )
         cov = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         rgb = cov[..., None] * fcol + (1.0 - cov[..., None]) * rgb
         alpha = alpha * (1.0 - cov)
@@ -387,7 +464,15 @@ def generate_scene(seed: int, kind: str = "person", size: tuple[int, int] = (480
 
     rgb = rgb + frame_rng.normal(0.0, 0.006, rgb.shape).astype(np.float32)  # sensor noise
     rgb8 = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return Scene(rgb=rgb8, alpha=np.clip(alpha, 0, 1).astype(np.float32),
-                 depth_m=depth.astype(np.float32), label=kind, subject_depth_m=focus,
-                 reflectivity=np.clip(refl, 0, 1).astype(np.float32), t=int(t), K=K, seed=int(seed),
-                 foreground_mask=fg_mask)
+    return Scene(
+        rgb=rgb8,
+        alpha=np.clip(alpha, 0, 1).astype(np.float32),
+        depth_m=depth.astype(np.float32),
+        label=kind,
+        subject_depth_m=focus,
+        reflectivity=np.clip(refl, 0, 1).astype(np.float32),
+        t=int(t),
+        K=K,
+        seed=int(seed),
+        foreground_mask=fg_mask,
+    )

@@ -45,11 +45,46 @@ STAGE_WORK: dict[str, dict[str, Any]] = {
     "fused": {"ops_per_px": 560, "bytes_per_px": 64, "per": "rgb"},
 }
 
-_ELEMENTWISE = {"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "RELU", "RELU6", "LOGISTIC", "TANH",
-                "HARD_SWISH", "LEAKY_RELU", "PRELU", "QUANTIZE", "DEQUANTIZE", "SQUARED_DIFFERENCE", "RSQRT",
-                "SQRT", "EXP", "ABS", "NEG", "POW"}
-_MOVES = {"CONCATENATION", "RESHAPE", "PAD", "PADV2", "STRIDED_SLICE", "SLICE", "TRANSPOSE", "SQUEEZE",
-          "GATHER", "SPLIT", "SPLIT_V", "PACK", "UNPACK", "EXPAND_DIMS"}
+_ELEMENTWISE = {
+    "ADD",
+    "SUB",
+    "MUL",
+    "DIV",
+    "MAXIMUM",
+    "MINIMUM",
+    "RELU",
+    "RELU6",
+    "LOGISTIC",
+    "TANH",
+    "HARD_SWISH",
+    "LEAKY_RELU",
+    "PRELU",
+    "QUANTIZE",
+    "DEQUANTIZE",
+    "SQUARED_DIFFERENCE",
+    "RSQRT",
+    "SQRT",
+    "EXP",
+    "ABS",
+    "NEG",
+    "POW",
+}
+_MOVES = {
+    "CONCATENATION",
+    "RESHAPE",
+    "PAD",
+    "PADV2",
+    "STRIDED_SLICE",
+    "SLICE",
+    "TRANSPOSE",
+    "SQUEEZE",
+    "GATHER",
+    "SPLIT",
+    "SPLIT_V",
+    "PACK",
+    "UNPACK",
+    "EXPAND_DIMS",
+}
 
 
 @dataclass
@@ -57,8 +92,8 @@ class OpCost:
     index: int
     op: str
     macs: int
-    bytes: int            # bytes read (inputs, weights) + written (outputs)
-    int8: bool            # all activations int8/uint8 (NPU-eligible)
+    bytes: int  # bytes read (inputs, weights) + written (outputs)
+    int8: bool  # all activations int8/uint8 (NPU-eligible)
 
 
 @dataclass
@@ -79,20 +114,35 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if not p.suffix:
         p = PROFILES_DIR / f"{name_or_path}.toml"
     if not p.is_file():
-        raise InputError(f"device profile {str(name_or_path)!r} not found", where=str(p),
-                         fix=f"use one of {', '.join(profile_names())} or a path to a .toml profile")
+        raise InputError(
+            f"device profile {str(name_or_path)!r} not found",
+            where=str(p),
+            fix=f"use one of {', '.join(profile_names())} or a path to a .toml profile",
+        )
     try:
         data = tomllib.loads(p.read_text())
-        for key in ("cpu.int8_gmacs", "cpu.fp16_gmacs", "cpu.efficiency", "memory.bandwidth_gbs",
-                    "memory.efficiency", "memory.budget_mb"):
+        for key in (
+            "cpu.int8_gmacs",
+            "cpu.fp16_gmacs",
+            "cpu.efficiency",
+            "memory.bandwidth_gbs",
+            "memory.efficiency",
+            "memory.budget_mb",
+        ):
             sect, field = key.split(".")
             float(data[sect][field])
             if key not in data.get("sources", {}) and not key.endswith("efficiency"):
-                raise InputError(f"profile figure {key} has no source", where=str(p),
-                                 fix=f'add "{key}" = "where the figure comes from" under [sources]')
+                raise InputError(
+                    f"profile figure {key} has no source",
+                    where=str(p),
+                    fix=f'add "{key}" = "where the figure comes from" under [sources]',
+                )
     except (KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as e:
-        raise InputError(f"device profile is malformed ({type(e).__name__}: {e})", where=str(p),
-                         fix="copy the layout of toolchain/sim/profiles/flagship.toml") from None
+        raise InputError(
+            f"device profile is malformed ({type(e).__name__}: {e})",
+            where=str(p),
+            fix="copy the layout of toolchain/sim/profiles/flagship.toml",
+        ) from None
     return Profile(data.get("name", p.stem), data.get("description", ""), data, p)
 
 
@@ -176,7 +226,9 @@ def estimate_model(costs: list[OpCost], profile: Profile, precision: str = "int8
     use_npu=False: everything on the CPU (XNNPACK), as an app without the NPU delegate runs it."""
     cpu, mem, npu = profile.data["cpu"], profile.data["memory"], profile.npu
     bw = float(mem["bandwidth_gbs"]) * float(mem["efficiency"]) * 1e9  # bytes/s
-    cpu_rate = float(cpu["int8_gmacs" if precision.startswith("int8") else "fp16_gmacs"]) * float(cpu["efficiency"]) * 1e9
+    cpu_rate = (
+        float(cpu["int8_gmacs" if precision.startswith("int8") else "fp16_gmacs"]) * float(cpu["efficiency"]) * 1e9
+    )
     npu_rate = float(npu.get("int8_gmacs", 0)) * float(npu.get("efficiency", 0)) * 1e9
     npu_ops = set(npu.get("ops", [])) if use_npu and npu.get("present") and precision.startswith("int8") else set()
     t = {"cpu": 0.0, "npu": 0.0, "handoff": 0.0}
@@ -197,10 +249,19 @@ def estimate_model(costs: list[OpCost], profile: Profile, precision: str = "int8
     if npu_ops:
         t["handoff"] = handoffs * float(npu.get("handoff_us", 0)) * 1e-6
     total_ms = 1e3 * sum(t.values())
-    return {"ms": round(total_ms, 3), "cpu_ms": round(1e3 * t["cpu"], 3), "npu_ms": round(1e3 * t["npu"], 3),
-            "handoff_ms": round(1e3 * t["handoff"], 3), "handoffs": handoffs, "cpu_fallback_ops": fallback,
-            "macs": int(sum(c.macs for c in costs)), "bytes": int(sum(c.bytes for c in costs)),
-            "ops": len(costs), "ops_compute_bound": bound["compute"], "ops_memory_bound": bound["memory"]}
+    return {
+        "ms": round(total_ms, 3),
+        "cpu_ms": round(1e3 * t["cpu"], 3),
+        "npu_ms": round(1e3 * t["npu"], 3),
+        "handoff_ms": round(1e3 * t["handoff"], 3),
+        "handoffs": handoffs,
+        "cpu_fallback_ops": fallback,
+        "macs": int(sum(c.macs for c in costs)),
+        "bytes": int(sum(c.bytes for c in costs)),
+        "ops": len(costs),
+        "ops_compute_bound": bound["compute"],
+        "ops_memory_bound": bound["memory"],
+    }
 
 
 def estimate_stage(stage: str, pixels: int, profile: Profile) -> float:
@@ -209,25 +270,32 @@ def estimate_stage(stage: str, pixels: int, profile: Profile) -> float:
     cpu, mem = profile.data["cpu"], profile.data["memory"]
     rate = float(cpu["fp16_gmacs"]) * 2 * float(cpu["efficiency"]) * 1e9  # ops/s (a MAC is 2 ops)
     bw = float(mem["bandwidth_gbs"]) * float(mem["efficiency"]) * 1e9
-    return 1e3 * (max(w["ops_per_px"] * pixels / rate, w["bytes_per_px"] * pixels / bw)
-                  + float(cpu["op_overhead_us"]) * 1e-6)
+    return 1e3 * (
+        max(w["ops_per_px"] * pixels / rate, w["bytes_per_px"] * pixels / bw) + float(cpu["op_overhead_us"]) * 1e-6
+    )
 
 
 def estimate_frame(model_estimate: dict, rgb_pixels: int, profile: Profile) -> dict:
     """Per-stage milliseconds for one frame on the profile, the sequential latency, and the
     throughput when the model (on the NPU) overlaps the CPU stages of the previous frame."""
-    stages = {"preprocess": estimate_stage("preprocess", rgb_pixels, profile),
-              "model": model_estimate["ms"],
-              "registration": estimate_stage("registration", rgb_pixels, profile),
-              "smoothing": estimate_stage("smoothing", rgb_pixels, profile),
-              "fused": estimate_stage("fused", rgb_pixels, profile)}
+    stages = {
+        "preprocess": estimate_stage("preprocess", rgb_pixels, profile),
+        "model": model_estimate["ms"],
+        "registration": estimate_stage("registration", rgb_pixels, profile),
+        "smoothing": estimate_stage("smoothing", rgb_pixels, profile),
+        "fused": estimate_stage("fused", rgb_pixels, profile),
+    }
     latency = sum(stages.values())
     cpu_busy = latency - model_estimate["npu_ms"]
     npu_busy = model_estimate["npu_ms"] + model_estimate["handoff_ms"]
     period = max(cpu_busy, npu_busy) if model_estimate["npu_ms"] > 0 else latency
-    return {"stages_ms": {k: round(v, 3) for k, v in stages.items()}, "latency_ms": round(latency, 3),
-            "fps": round(1e3 / latency, 1), "fps_pipelined": round(1e3 / period, 1),
-            "misses_budget": latency > FRAME_BUDGET_MS}
+    return {
+        "stages_ms": {k: round(v, 3) for k, v in stages.items()},
+        "latency_ms": round(latency, 3),
+        "fps": round(1e3 / latency, 1),
+        "fps_pipelined": round(1e3 / period, 1),
+        "misses_budget": latency > FRAME_BUDGET_MS,
+    }
 
 
 def format_op_table(costs: list[OpCost]) -> str:

@@ -41,8 +41,12 @@ def mask_uncertainty(p: np.ndarray) -> np.ndarray:
     return (1.0 - np.minimum(1.0, poly)).astype(np.float32)
 
 
-def smooth_mask(new: np.ndarray, previous: np.ndarray | None,
-                ratio: float = COMBINE_WITH_PREVIOUS_RATIO, stillness: np.ndarray | None = None) -> np.ndarray:
+def smooth_mask(
+    new: np.ndarray,
+    previous: np.ndarray | None,
+    ratio: float = COMBINE_WITH_PREVIOUS_RATIO,
+    stillness: np.ndarray | None = None,
+) -> np.ndarray:
     """Uncertainty-weighted blend of the new probability [h, w] with the previous smoothed one.
 
     stillness (optional, [h, w] in [0, 1], see `image_stillness`): scales the blend per pixel, so
@@ -98,8 +102,9 @@ class DepthSmoother:
             blended = (wn * np.nan_to_num(d) + wo * np.nan_to_num(self.depth)) / np.maximum(wn + wo, 1e-6)
         hold = ~new_ok & old_ok
         out = np.where(new_ok, blended, np.where(hold, self.depth, np.nan)).astype(np.float32)
-        conf = np.where(new_ok, np.maximum(c, np.minimum(1.0, wo)),
-                        np.where(hold, self.conf * self.hold_decay, 0.0)).astype(np.float32)
+        conf = np.where(
+            new_ok, np.maximum(c, np.minimum(1.0, wo)), np.where(hold, self.conf * self.hold_decay, 0.0)
+        ).astype(np.float32)
         self.depth, self.conf = out, conf
         return out, conf
 
@@ -107,8 +112,9 @@ class DepthSmoother:
 STATIC_MARGIN_PX = 6  # ~3 model pixels of a 257 model on a 480-wide frame: a moving edge moves the mask that far
 
 
-def static_truth_mask(truth_prev: np.ndarray, truth_now: np.ndarray, tol: float = 1.0 / 255,
-                      margin_px: int = STATIC_MARGIN_PX) -> np.ndarray:
+def static_truth_mask(
+    truth_prev: np.ndarray, truth_now: np.ndarray, tol: float = 1.0 / 255, margin_px: int = STATIC_MARGIN_PX
+) -> np.ndarray:
     """Pixels whose true alpha did not change between the two frames, nor within margin_px of them
     (the mask comes from a low-resolution model: a moving edge legitimately changes alpha around it)."""
     moving = (np.abs(np.asarray(truth_now, np.float32) - np.asarray(truth_prev, np.float32)) > tol).astype(np.uint8)

@@ -20,8 +20,9 @@ from .tflite_graph import import_tflite
 __all__ = ["INPUT_NAME", "SIGNATURE", "FloatModel", "import_model", "save_pixel_model"]
 
 
-def import_model(entry: ModelEntry, path: Path, workdir: Path, *, outputs: list[int] | None = None,
-                 with_labels: bool = False) -> FloatModel:
+def import_model(
+    entry: ModelEntry, path: Path, workdir: Path, *, outputs: list[int] | None = None, with_labels: bool = False
+) -> FloatModel:
     """Dispatch on the registry's source format."""
     fmt = entry.source_format
     if fmt == "tflite":
@@ -30,5 +31,7 @@ def import_model(entry: ModelEntry, path: Path, workdir: Path, *, outputs: list[
         return import_frozen_graph(entry, path, workdir, with_labels=with_labels)
     if fmt in ("keras", "saved_model"):
         return import_keras(entry, path, workdir, with_labels=with_labels)
-    raise RegistryError(f"model {entry.id!r}: unknown source_format {fmt!r}",
-                        fix="use tflite, frozen_graph_tarball, keras or saved_model")
+    raise RegistryError(
+        f"model {entry.id!r}: unknown source_format {fmt!r}",
+        fix="use tflite, frozen_graph_tarball, keras or saved_model",
+    )

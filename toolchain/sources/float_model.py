@@ -30,21 +30,31 @@ class FloatModel:
     def load(self):
         # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
         import tensorflow as tf
+
         return tf.saved_model.load(str(self.saved_model_dir)).signatures[SIGNATURE]
 
     def run(self, pixels) -> dict:
         """Run on a float32/uint8 [N, H, W, 3] pixel batch; returns numpy outputs by name."""
         # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
         import tensorflow as tf
+
         fn = getattr(self, "_fn", None) or self.load()
         self._fn = fn
         out = fn(**{INPUT_NAME: tf.constant(np.asarray(pixels, np.float32))})
         return {k: v.numpy() for k, v in out.items()}
 
 
-def save_pixel_model(body: Callable, *, input_hw: tuple[int, int], scale, offset,
-                     output_names: list[str], out_dir: Path, with_labels: bool = False,
-                     track: object | None = None) -> Path:
+def save_pixel_model(
+    body: Callable,
+    *,
+    input_hw: tuple[int, int],
+    scale,
+    offset,
+    output_names: list[str],
+    out_dir: Path,
+    with_labels: bool = False,
+    track: object | None = None,
+) -> Path:
     """Wrap `body(normalized_nhwc) -> list of tensors` as a SavedModel taking pixels [0, 255].
 
     with_labels adds the ArgMax variant: the first output's channel argmax as uint8 labels.

@@ -33,22 +33,32 @@ def read_graph_def(path: Path, member: str = "frozen_inference_graph.pb"):
             with tarfile.open(path, "r:*") as tar:
                 names = [m for m in tar.getmembers() if m.name.endswith(member)]
                 if not names:
-                    raise ModelFormatError(f"{path.name} has no member ending in {member!r}", where=str(path),
-                                           fix="pass the DeepLab research tarball (…_2018_01_29.tar.gz)")
+                    raise ModelFormatError(
+                        f"{path.name} has no member ending in {member!r}",
+                        where=str(path),
+                        fix="pass the DeepLab research tarball (…_2018_01_29.tar.gz)",
+                    )
                 member_file = tar.extractfile(names[0])
                 if member_file is None:
-                    raise ModelFormatError(f"{path.name}: {names[0].name} is not a regular file", where=str(path),
-                                           fix="pass the DeepLab research tarball (…_2018_01_29.tar.gz)")
+                    raise ModelFormatError(
+                        f"{path.name}: {names[0].name} is not a regular file",
+                        where=str(path),
+                        fix="pass the DeepLab research tarball (…_2018_01_29.tar.gz)",
+                    )
                 data = member_file.read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise ModelFormatError(f"cannot read {path.name}: {exc} (truncated or not a tar.gz?)", where=str(path),
-                               fix="download the tarball again and check its SHA-256") from exc
+        raise ModelFormatError(
+            f"cannot read {path.name}: {exc} (truncated or not a tar.gz?)",
+            where=str(path),
+            fix="download the tarball again and check its SHA-256",
+        ) from exc
     graph_def = tf.compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(data)
     except Exception as exc:  # protobuf DecodeError
-        raise ModelFormatError(f"{member} in {path.name} is not a valid GraphDef: {exc}", where=str(path),
-                               fix="download the tarball again") from exc
+        raise ModelFormatError(
+            f"{member} in {path.name} is not a valid GraphDef: {exc}", where=str(path), fix="download the tarball again"
+        ) from exc
     return graph_def
 
 
@@ -56,8 +66,11 @@ def _check_tensors(graph_def, names: list[str], path: Path) -> None:
     nodes = {n.name for n in graph_def.node}
     missing = [t for t in names if t.split(":")[0] not in nodes]
     if missing:
-        raise ModelFormatError(f"frozen graph lacks tensor(s) {missing}", where=str(path),
-                               fix="check the graph.* tensor names of this model in models/registry.toml")
+        raise ModelFormatError(
+            f"frozen graph lacks tensor(s) {missing}",
+            where=str(path),
+            fix="check the graph.* tensor names of this model in models/registry.toml",
+        )
 
 
 def cut_network(graph_def, normalized_input: str, logits: str, input_hw: tuple[int, int]):
@@ -68,8 +81,9 @@ def cut_network(graph_def, normalized_input: str, logits: str, input_hw: tuple[i
     h, w = input_hw
 
     def _imported(x):
-        out, = tf.compat.v1.import_graph_def(graph_def, input_map={normalized_input: x},
-                                             return_elements=[logits], name="net")
+        (out,) = tf.compat.v1.import_graph_def(
+            graph_def, input_map={normalized_input: x}, return_elements=[logits], name="net"
+        )
         return out
 
     wrapped = tf.compat.v1.wrap_function(_imported, [tf.TensorSpec([1, h, w, 3], tf.float32)])
@@ -79,17 +93,35 @@ def cut_network(graph_def, normalized_input: str, logits: str, input_hw: tuple[i
 def import_frozen_graph(entry: ModelEntry, path: Path, workdir: Path, *, with_labels: bool = False):
 
     g = entry.extra.get("graph", {})
-    names = [g.get("image_tensor", "ImageTensor:0"), g.get("predictions_tensor", "SemanticPredictions:0"),
-             g.get("normalized_input", "sub_7:0"), g.get("logits", "ResizeBilinear_2:0")]
+    names = [
+        g.get("image_tensor", "ImageTensor:0"),
+        g.get("predictions_tensor", "SemanticPredictions:0"),
+        g.get("normalized_input", "sub_7:0"),
+        g.get("logits", "ResizeBilinear_2:0"),
+    ]
     graph_def = read_graph_def(Path(path), entry.extra.get("member", "frozen_inference_graph.pb"))
     _check_tensors(graph_def, names, Path(path))
     net = cut_network(graph_def, names[2], names[3], entry.input.size)
     out_name = entry.outputs[0]["name"]
     out_dir = Path(workdir) / (f"{entry.id}_float" + ("_labels" if with_labels else ""))
-    save_pixel_model(lambda x: [net(x)], input_hw=entry.input.size, scale=entry.input.scale,
-                     offset=entry.input.offset, output_names=[out_name], out_dir=out_dir, with_labels=with_labels)
-    return FloatModel(entry.id, out_dir, entry.input.size, ["labels"] if with_labels else [out_name],
-                      Path(path), entry.source_format, notes={"cut": {"input": names[2], "output": names[3]}})
+    save_pixel_model(
+        lambda x: [net(x)],
+        input_hw=entry.input.size,
+        scale=entry.input.scale,
+        offset=entry.input.offset,
+        output_names=[out_name],
+        out_dir=out_dir,
+        with_labels=with_labels,
+    )
+    return FloatModel(
+        entry.id,
+        out_dir,
+        entry.input.size,
+        ["labels"] if with_labels else [out_name],
+        Path(path),
+        entry.source_format,
+        notes={"cut": {"input": names[2], "output": names[3]}},
+    )
 
 
 def run_full_graph(graph_def, image_uint8, tensors=("ImageTensor:0", "SemanticPredictions:0")):
@@ -98,8 +130,9 @@ def run_full_graph(graph_def, image_uint8, tensors=("ImageTensor:0", "SemanticPr
     import tensorflow as tf
 
     def _imported(x):
-        out, = tf.compat.v1.import_graph_def(graph_def, input_map={tensors[0]: x},
-                                             return_elements=[tensors[1]], name="full")
+        (out,) = tf.compat.v1.import_graph_def(
+            graph_def, input_map={tensors[0]: x}, return_elements=[tensors[1]], name="full"
+        )
         return out
 
     h, w = image_uint8.shape[:2]

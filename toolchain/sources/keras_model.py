@@ -25,21 +25,27 @@ def load_callable(path: Path):
         if path.is_dir():
             loaded = tf.saved_model.load(str(path))
             if "serving_default" not in getattr(loaded, "signatures", {}):
-                raise ModelFormatError(f"SavedModel {path} has no serving_default signature",
-                                       fix="export it with a serving_default signature")
+                raise ModelFormatError(
+                    f"SavedModel {path} has no serving_default signature",
+                    fix="export it with a serving_default signature",
+                )
             sig = loaded.signatures["serving_default"]
             in_name = list(sig.structured_input_signature[1])[0]
             keys = sorted(sig.structured_outputs)
             return lambda x: [sig(**{in_name: x})[k] for k in keys], loaded
         # Keras imports TensorFlow (~3 s): loaded only when a Keras model is imported
         import keras
+
         model = keras.models.load_model(str(path), compile=False)
         return (lambda x: _as_list(model(x))), model
     except ModelFormatError:
         raise
     except Exception as exc:
-        raise ModelFormatError(f"cannot load {path.name} as Keras or SavedModel: {exc}", where=str(path),
-                               fix="pass a .keras/.h5 file or a SavedModel folder") from exc
+        raise ModelFormatError(
+            f"cannot load {path.name} as Keras or SavedModel: {exc}",
+            where=str(path),
+            fix="pass a .keras/.h5 file or a SavedModel folder",
+        ) from exc
 
 
 def _as_list(y):
@@ -64,7 +70,15 @@ def import_keras(entry: ModelEntry, path: Path, workdir: Path, *, with_labels: b
     del keep_alive
     names = [o["name"] for o in entry.outputs]
     out_dir = Path(workdir) / (f"{entry.id}_float" + ("_labels" if with_labels else ""))
-    save_pixel_model(body, input_hw=entry.input.size, scale=entry.input.scale, offset=entry.input.offset,
-                     output_names=names, out_dir=out_dir, with_labels=with_labels)
-    return FloatModel(entry.id, out_dir, entry.input.size, ["labels"] if with_labels else names, Path(path),
-                      entry.source_format)
+    save_pixel_model(
+        body,
+        input_hw=entry.input.size,
+        scale=entry.input.scale,
+        offset=entry.input.offset,
+        output_names=names,
+        out_dir=out_dir,
+        with_labels=with_labels,
+    )
+    return FloatModel(
+        entry.id, out_dir, entry.input.size, ["labels"] if with_labels else names, Path(path), entry.source_format
+    )

@@ -21,8 +21,16 @@ from .float_model import FloatModel, save_pixel_model
 from .leaky_relu import leaky_relu
 
 # TFLite TensorType -> numpy dtype (schema.fbs)
-_TENSOR_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,
-                  7: np.int16, 9: np.int8}
+_TENSOR_DTYPES = {
+    0: np.float32,
+    1: np.float16,
+    2: np.int32,
+    3: np.uint8,
+    4: np.int64,
+    6: np.bool_,
+    7: np.int16,
+    9: np.int8,
+}
 _PADDING = {0: "SAME", 1: "VALID"}
 
 
@@ -31,7 +39,7 @@ class TfliteTensor:
     index: int
     name: str
     shape: tuple[int, ...]
-    dtype: type | None       # None: a tensor type the importer does not read
+    dtype: type | None  # None: a tensor type the importer does not read
     data: np.ndarray | None  # constant value, or None for activations
     scale: float | None = None
     zero_point: int | None = None
@@ -52,8 +60,9 @@ class TfliteTensor:
             if len(self.scales) > 1:
                 shape[self.quantized_dimension] = len(self.scales)
             scale = np.asarray(self.scales, np.float32).reshape(shape)
-            zp = np.asarray(self.zero_points if self.zero_points is not None and len(self.zero_points)
-                            else [0], np.float32).reshape(shape if len(self.scales) > 1 else [1] * data.ndim)
+            zp = np.asarray(
+                self.zero_points if self.zero_points is not None and len(self.zero_points) else [0], np.float32
+            ).reshape(shape if len(self.scales) > 1 else [1] * data.ndim)
             return (data.astype(np.float32) - zp) * scale
         return data
 
@@ -93,8 +102,11 @@ def read_tflite(path: str | Path) -> TfliteGraph:
     except FileNotFoundError:
         raise ModelFormatError(f"model file not found: {path}", fix="check the path") from None
     if len(raw) < 8 or raw[4:8] != b"TFL3":
-        raise ModelFormatError(f"{path.name} is not a TFLite flatbuffer (no TFL3 identifier)",
-                               where=str(path), fix="pass a .tflite file; re-download it if it is truncated")
+        raise ModelFormatError(
+            f"{path.name} is not a TFLite flatbuffer (no TFL3 identifier)",
+            where=str(path),
+            fix="pass a .tflite file; re-download it if it is truncated",
+        )
     # TensorFlow: ~3 s to import, so it loads only when a conversion runs (`portrait --help` stays fast)
     from tensorflow.lite.python import schema_py_generated as schema
 
@@ -115,9 +127,20 @@ def read_tflite(path: str | Path) -> TfliteGraph:
             zp = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) == 1 else None
             scales = np.asarray(q.scale, np.float32) if q is not None and q.scale is not None else None
             zps = np.asarray(q.zeroPoint, np.int64) if q is not None and q.zeroPoint is not None else None
-            tensors.append(TfliteTensor(i, (t.name or b"").decode(), tuple(int(s) for s in (t.shape if t.shape is not None else ())),
-                                        dtype, data, scale, zp, scales, zps,
-                                        int(q.quantizedDimension) if q is not None else 0))
+            tensors.append(
+                TfliteTensor(
+                    i,
+                    (t.name or b"").decode(),
+                    tuple(int(s) for s in (t.shape if t.shape is not None else ())),
+                    dtype,
+                    data,
+                    scale,
+                    zp,
+                    scales,
+                    zps,
+                    int(q.quantizedDimension) if q is not None else 0,
+                )
+            )
         ops = []
         for i, op in enumerate(sg.operators):
             code = model.operatorCodes[op.opcodeIndex]
@@ -126,17 +149,22 @@ def read_tflite(path: str | Path) -> TfliteGraph:
             if name == "CUSTOM":
                 name = (code.customCode or b"").decode()
             custom = bytes(op.customOptions) if op.customOptions is not None else None
-            ops.append(TfliteOp(i, name, [int(x) for x in op.inputs], [int(x) for x in op.outputs],
-                                op.builtinOptions, custom))
+            ops.append(
+                TfliteOp(i, name, [int(x) for x in op.inputs], [int(x) for x in op.outputs], op.builtinOptions, custom)
+            )
         return TfliteGraph(path, tensors, ops, [int(x) for x in sg.inputs], [int(x) for x in sg.outputs])
     except (IndexError, ValueError, struct.error, TypeError, AttributeError) as exc:
-        raise ModelFormatError(f"{path.name} is a damaged TFLite flatbuffer ({type(exc).__name__}: {exc})",
-                               where=str(path), fix="re-download the file and check its SHA-256") from exc
+        raise ModelFormatError(
+            f"{path.name} is a damaged TFLite flatbuffer ({type(exc).__name__}: {exc})",
+            where=str(path),
+            fix="re-download the file and check its SHA-256",
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------
 # Op translators: f(tf, op, args, graph) -> tensor or list of tensors; args are TF tensors (or
 # numpy constants for weights), in TFLite input order (None for an absent optional input).
+
 
 def _activation(tf, x, code: int | None):
     if not code:
@@ -155,8 +183,13 @@ def _activation(tf, x, code: int | None):
 def _conv2d(tf, op, a, g):
     o = op.options
     w = np.transpose(np.asarray(a[1]), (1, 2, 3, 0))  # OHWI -> HWIO
-    y = tf.nn.conv2d(a[0], w, strides=[1, o.strideH, o.strideW, 1], padding=_PADDING[o.padding],
-                     dilations=[1, o.dilationHFactor, o.dilationWFactor, 1])
+    y = tf.nn.conv2d(
+        a[0],
+        w,
+        strides=[1, o.strideH, o.strideW, 1],
+        padding=_PADDING[o.padding],
+        dilations=[1, o.dilationHFactor, o.dilationWFactor, 1],
+    )
     if len(a) > 2 and a[2] is not None:
         y = tf.nn.bias_add(y, a[2])
     return _activation(tf, y, o.fusedActivationFunction)
@@ -167,8 +200,13 @@ def _depthwise(tf, op, a, g):
     w = np.asarray(a[1])  # 1, H, W, C*M
     cin = g.tensor(op.inputs[0]).shape[-1]
     w = w.reshape(w.shape[1], w.shape[2], cin, w.shape[3] // cin)
-    y = tf.nn.depthwise_conv2d(a[0], w, strides=[1, o.strideH, o.strideW, 1], padding=_PADDING[o.padding],
-                               dilations=[o.dilationHFactor, o.dilationWFactor])
+    y = tf.nn.depthwise_conv2d(
+        a[0],
+        w,
+        strides=[1, o.strideH, o.strideW, 1],
+        padding=_PADDING[o.padding],
+        dilations=[o.dilationHFactor, o.dilationWFactor],
+    )
     if len(a) > 2 and a[2] is not None:
         y = tf.nn.bias_add(y, a[2])
     return _activation(tf, y, o.fusedActivationFunction)
@@ -203,7 +241,7 @@ def _transpose_conv_core(tf, x, w_ohwi, bias, out_shape, strides, padding):
     for (py, ky), dy in ty.items():
         for (px, kx), dx in tx.items():
             phase = py * sw + px
-            kernel[dy_max - dy, dx_max - dx, :, phase * cout:(phase + 1) * cout] = w[ky, kx].T
+            kernel[dy_max - dy, dx_max - dx, :, phase * cout : (phase + 1) * cout] = w[ky, kx].T
     xp = tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]])
     # The bias goes into each phase convolution (tiled over the column phases), not after the
     # interleave: a separate int8 ADD of a small constant has an input/output scale ratio XNNPACK
@@ -211,7 +249,7 @@ def _transpose_conv_core(tf, x, w_ohwi, bias, out_shape, strides, padding):
     phase_bias = None if bias is None else np.tile(np.asarray(bias, np.float32).reshape(-1), sw)
     rows = []
     for py in range(sh):  # channels (px * cout + c) of this row phase -> columns x * sw + px
-        k_py = kernel[..., py * sw * cout:(py + 1) * sw * cout]
+        k_py = kernel[..., py * sw * cout : (py + 1) * sw * cout]
         y = tf.nn.conv2d(xp, k_py, strides=1, padding="VALID")
         if phase_bias is not None:
             y = tf.nn.bias_add(y, phase_bias)
@@ -231,8 +269,11 @@ def _transpose_conv(tf, op, a, g):
 def _conv2d_transpose_bias(tf, op, a, g):
     """MediaPipe custom op: TfLiteTransposeConvParams {padding (1 SAME, 2 VALID), stride_w, stride_h}."""
     if not op.custom_options or len(op.custom_options) < 12:
-        raise UnsupportedOp("Convolution2DTransposeBias without its 12-byte options",
-                            where=f"op #{op.index}", fix="the model file may be damaged")
+        raise UnsupportedOp(
+            "Convolution2DTransposeBias without its 12-byte options",
+            where=f"op #{op.index}",
+            fix="the model file may be damaged",
+        )
     pad, sw, sh = struct.unpack("<iii", op.custom_options[:12])
     padding = {1: "SAME", 2: "VALID"}.get(pad)
     if padding is None:
@@ -252,8 +293,11 @@ def is_global_average_pool(op: TfliteOp, g: TfliteGraph) -> bool:
     if op.name != "AVERAGE_POOL_2D":
         return False
     o, shape = op.options, g.tensor(op.inputs[0]).shape
-    return (len(shape) == 4 and (o.filterHeight, o.filterWidth) == tuple(shape[1:3])
-            and tuple(g.tensor(op.outputs[0]).shape[1:3]) == (1, 1))
+    return (
+        len(shape) == 4
+        and (o.filterHeight, o.filterWidth) == tuple(shape[1:3])
+        and tuple(g.tensor(op.outputs[0]).shape[1:3]) == (1, 1)
+    )
 
 
 def _pool(kind):
@@ -262,18 +306,27 @@ def _pool(kind):
         if kind == "avg" and is_global_average_pool(op, g):
             return _activation(tf, tf.reduce_mean(a[0], axis=[1, 2], keepdims=True), o.fusedActivationFunction)
         pool = tf.nn.avg_pool2d if kind == "avg" else tf.nn.max_pool2d
-        y = pool(a[0], ksize=[o.filterHeight, o.filterWidth], strides=[o.strideH, o.strideW],
-                 padding=_PADDING[o.padding])
+        y = pool(
+            a[0], ksize=[o.filterHeight, o.filterWidth], strides=[o.strideH, o.strideW], padding=_PADDING[o.padding]
+        )
         return _activation(tf, y, o.fusedActivationFunction)
+
     return f
 
 
 def _binary(fn_name):
     def f(tf, op, a, g):
-        fn = {"add": tf.add, "mul": tf.multiply, "sub": tf.subtract, "div": tf.divide,
-              "max": tf.maximum, "min": tf.minimum}[fn_name]
+        fn = {
+            "add": tf.add,
+            "mul": tf.multiply,
+            "sub": tf.subtract,
+            "div": tf.divide,
+            "max": tf.maximum,
+            "min": tf.minimum,
+        }[fn_name]
         y = fn(a[0], a[1])
         return _activation(tf, y, getattr(op.options, "fusedActivationFunction", 0) if op.options else 0)
+
     return f
 
 
@@ -286,8 +339,10 @@ def _resize(kind):
         o = op.options
         size = [int(s) for s in np.asarray(a[1]).reshape(-1)]
         raw = tf.raw_ops.ResizeBilinear if kind == "bilinear" else tf.raw_ops.ResizeNearestNeighbor
-        return raw(images=a[0], size=size, align_corners=bool(o.alignCorners),
-                   half_pixel_centers=bool(o.halfPixelCenters))
+        return raw(
+            images=a[0], size=size, align_corners=bool(o.alignCorners), half_pixel_centers=bool(o.halfPixelCenters)
+        )
+
     return f
 
 
@@ -296,9 +351,17 @@ def _strided_slice(tf, op, a, g):
     begin, end, strides = (np.asarray(x).astype(np.int32) for x in a[1:4])
     if getattr(o, "offset", False):
         end = begin + end
-    return tf.strided_slice(a[0], begin, end, strides, begin_mask=o.beginMask, end_mask=o.endMask,
-                            ellipsis_mask=o.ellipsisMask, new_axis_mask=o.newAxisMask,
-                            shrink_axis_mask=o.shrinkAxisMask)
+    return tf.strided_slice(
+        a[0],
+        begin,
+        end,
+        strides,
+        begin_mask=o.beginMask,
+        end_mask=o.endMask,
+        ellipsis_mask=o.ellipsisMask,
+        new_axis_mask=o.newAxisMask,
+        shrink_axis_mask=o.shrinkAxisMask,
+    )
 
 
 def _reshape(tf, op, a, g):
@@ -311,8 +374,7 @@ def _pad(tf, op, a, g):
 
 
 def _mean(tf, op, a, g):
-    return tf.reduce_mean(a[0], axis=[int(x) for x in np.asarray(a[1]).reshape(-1)],
-                          keepdims=bool(op.options.keepDims))
+    return tf.reduce_mean(a[0], axis=[int(x) for x in np.asarray(a[1]).reshape(-1)], keepdims=bool(op.options.keepDims))
 
 
 def _softmax(tf, op, a, g):
@@ -344,8 +406,11 @@ def _dequantize(tf, op, a, g):
     # Weights stored as float16 (or int8 with a scale) behind DEQUANTIZE become float32 constants.
     t = g.tensor(op.inputs[0])
     if t.data is None:
-        raise UnsupportedOp("DEQUANTIZE of a non-constant tensor (a quantized model?)",
-                            where=f"op #{op.index} ({t.name})", fix="import the float model instead")
+        raise UnsupportedOp(
+            "DEQUANTIZE of a non-constant tensor (a quantized model?)",
+            where=f"op #{op.index} ({t.name})",
+            fix="import the float model instead",
+        )
     return np.asarray(t.dequantized(), np.float32)
 
 
@@ -377,7 +442,7 @@ _OPS = {
     "RELU6": lambda tf, op, a, g: tf.nn.relu6(a[0]),
     "LOGISTIC": lambda tf, op, a, g: tf.sigmoid(a[0]),
     "TANH": lambda tf, op, a, g: tf.tanh(a[0]),
-    "RSQRT": lambda tf, op, a, g: tf.math.rsqrt(a[0]),   # the inverse-depth output transform (conversions.py)
+    "RSQRT": lambda tf, op, a, g: tf.math.rsqrt(a[0]),  # the inverse-depth output transform (conversions.py)
     "HARD_SWISH": lambda tf, op, a, g: hard_swish_delegable(tf, a[0]),
 }
 
@@ -388,18 +453,29 @@ def check_supported(graph: TfliteGraph) -> None:
     for op in graph.ops:
         if op.name not in _OPS:
             outs = ", ".join(graph.tensor(i).name for i in op.outputs)
-            raise UnsupportedOp(f"operator {op.name} is not supported by the float-TFLite importer",
-                                where=f"{graph.path.name}, op #{op.index} (output {outs})",
-                                fix="supported: " + ", ".join(SUPPORTED_OPS))
+            raise UnsupportedOp(
+                f"operator {op.name} is not supported by the float-TFLite importer",
+                where=f"{graph.path.name}, op #{op.index} (output {outs})",
+                fix="supported: " + ", ".join(SUPPORTED_OPS),
+            )
     for i in graph.inputs:
         if graph.tensor(i).dtype is not np.float32:
-            raise UnsupportedOp(f"input {graph.tensor(i).name!r} is {getattr(graph.tensor(i).dtype, '__name__', 'of an unread type')}, not float32;"
-                                " this importer takes float models", where=str(graph.path),
-                                fix="import the float version of the model")
+            raise UnsupportedOp(
+                f"input {graph.tensor(i).name!r} is {getattr(graph.tensor(i).dtype, '__name__', 'of an unread type')}, not float32;"
+                " this importer takes float models",
+                where=str(graph.path),
+                fix="import the float version of the model",
+            )
 
 
-def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
-         keep_intermediates: bool = False, leaky_relu_form: str = "op"):
+def emit(
+    graph: TfliteGraph,
+    x,
+    *,
+    output_indices: list[int] | None = None,
+    keep_intermediates: bool = False,
+    leaky_relu_form: str = "op",
+):
     """Run the graph's ops as TF ops on input tensor `x` (NHWC float32).
 
     Returns the list of output tensors (graph outputs, or `output_indices`), and with
@@ -425,8 +501,9 @@ def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
             continue
         if op.index in leaky:  # MAXIMUM(x, MUL(x, alpha)) -> LEAKY_RELU: see leaky_relu_pattern
             src, alpha = leaky[op.index]
-            values[op.outputs[0]] = tf.identity(leaky_relu(tf, values[src], alpha, leaky_relu_form),
-                                                name=_tf_name(graph.tensor(op.outputs[0]).name))
+            values[op.outputs[0]] = tf.identity(
+                leaky_relu(tf, values[src], alpha, leaky_relu_form), name=_tf_name(graph.tensor(op.outputs[0]).name)
+            )
             continue
         args: list = []
         for i in op.inputs:
@@ -437,8 +514,9 @@ def emit(graph: TfliteGraph, x, *, output_indices: list[int] | None = None,
             else:
                 t = graph.tensor(i)
                 if t.data is None:
-                    raise ModelFormatError(f"tensor {t.name!r} is read before it is written",
-                                           where=f"op #{op.index} {op.name}")
+                    raise ModelFormatError(
+                        f"tensor {t.name!r} is read before it is written", where=f"op #{op.index} {op.name}"
+                    )
                 args.append(t.dequantized())
         if op.name == "LEAKY_RELU":  # written in the asked form (sources/leaky_relu.py)
             y = leaky_relu(tf, args[0], op.options.alpha, leaky_relu_form)
@@ -487,8 +565,13 @@ def _split_conv(tf, op, part_values, w_ohwi, bias):
     y, start = None, 0
     for v in part_values:
         c = int(v.shape[-1])
-        term = tf.nn.conv2d(v, w[:, :, start:start + c, :], strides=[1, o.strideH, o.strideW, 1],
-                            padding=_PADDING[o.padding], dilations=[1, o.dilationHFactor, o.dilationWFactor, 1])
+        term = tf.nn.conv2d(
+            v,
+            w[:, :, start : start + c, :],
+            strides=[1, o.strideH, o.strideW, 1],
+            padding=_PADDING[o.padding],
+            dilations=[1, o.dilationHFactor, o.dilationWFactor, 1],
+        )
         y = term if y is None else y + term
         start += c
     if bias is not None:
@@ -533,8 +616,9 @@ def _tf_name(name: str) -> str:
     return clean if clean[0].isalnum() else "t" + clean
 
 
-def import_tflite(entry, path, workdir, *, outputs: list[int] | None = None, with_labels: bool = False,
-                  leaky_relu_form: str = "op"):
+def import_tflite(
+    entry, path, workdir, *, outputs: list[int] | None = None, with_labels: bool = False, leaky_relu_form: str = "op"
+):
     """Float .tflite -> FloatModel (SavedModel, pixel input). `outputs`: positions in the graph's
     output list to keep (e.g. [0] for PyDNet++'s finest scale). leaky_relu_form: how leaky ReLUs are
     written (sources/leaky_relu.py; "relu_min" or "prelu" for an int8 file both kernel sets round alike)."""
@@ -544,23 +628,41 @@ def import_tflite(entry, path, workdir, *, outputs: list[int] | None = None, wit
     h, w = entry.input.size
     in_shape = graph.tensor(graph.inputs[0]).shape
     if tuple(in_shape[1:3]) != (h, w):
-        raise ModelFormatError(f"{Path(path).name} takes input {list(in_shape)}, the registry says {h}x{w}",
-                               where=str(path), fix=f"fix input.size of {entry.id} in models/registry.toml")
+        raise ModelFormatError(
+            f"{Path(path).name} takes input {list(in_shape)}, the registry says {h}x{w}",
+            where=str(path),
+            fix=f"fix input.size of {entry.id} in models/registry.toml",
+        )
     positions = list(outputs) if outputs is not None else list(range(len(graph.outputs)))
     keep = [graph.outputs[i] for i in positions]
     names = [output_key(entry.outputs[i]["name"]) for i in positions]
     out_dir = Path(workdir) / (f"{entry.id}_float" + ("_labels" if with_labels else ""))
-    save_pixel_model(lambda x: emit(graph, x, output_indices=keep, leaky_relu_form=leaky_relu_form), input_hw=(h, w),
-                     scale=entry.input.scale, offset=entry.input.offset,
-                     output_names=names, out_dir=out_dir, with_labels=with_labels)
-    return FloatModel(entry.id, out_dir, (h, w), ["labels"] if with_labels else names,
-                      Path(path), "tflite", notes={"ops": sorted(set(graph.op_names()))})
+    save_pixel_model(
+        lambda x: emit(graph, x, output_indices=keep, leaky_relu_form=leaky_relu_form),
+        input_hw=(h, w),
+        scale=entry.input.scale,
+        offset=entry.input.offset,
+        output_names=names,
+        out_dir=out_dir,
+        with_labels=with_labels,
+    )
+    return FloatModel(
+        entry.id,
+        out_dir,
+        (h, w),
+        ["labels"] if with_labels else names,
+        Path(path),
+        "tflite",
+        notes={"ops": sorted(set(graph.op_names()))},
+    )
 
 
 def has_quantized_weights(graph: TfliteGraph) -> bool:
     """True for hybrid (dynamic-range) files: int8 constant weights feeding float ops."""
-    return any(t.data is not None and t.dtype in (np.int8, np.uint8) and t.scales is not None and len(t.scales)
-               for t in graph.tensors)
+    return any(
+        t.data is not None and t.dtype in (np.int8, np.uint8) and t.scales is not None and len(t.scales)
+        for t in graph.tensors
+    )
 
 
 def float_reference_bytes(path: str | Path) -> bytes:
