@@ -263,90 +263,27 @@ def uint8_input_bytes(blob: bytes) -> bytes:
     return flatbuffer.write(model)
 
 
-def int8_output_bytes(blob: bytes) -> bytes:
-    """Every int16 graph output gets a QUANTIZE int16 -> int8 after it (symmetric: the int16 range
-    +-32767 * s maps onto +-127, zero point 0), an integer op on every kernel set."""
-    schema = flatbuffer.schema()
-
-    model = flatbuffer.read(blob)
-    sg = model.subgraphs[0]
-    new_outputs, renamed = [], {}
-    for old in [int(i) for i in sg.outputs]:
-        t_old = sg.tensors[old]
-        if t_old.type != _INT16:
-            new_outputs.append(old)
-            continue
-        t = schema.TensorT()
-        t.shape = np.array(t_old.shape, np.int32)
-        t.shapeSignature = None if t_old.shapeSignature is None else np.array(t_old.shapeSignature, np.int32)
-        t.type, t.name = _INT8, t_old.name
-        t_old.name = _tname(t_old).encode() + b"_int16"
-        buf = schema.BufferT()
-        model.buffers.append(buf)
-        t.buffer = len(model.buffers) - 1
-        qp = schema.QuantizationParametersT()
-        qp.scale = np.array([float(t_old.quantization.scale[0]) * 32767.0 / 127.0], np.float32)
-        qp.zeroPoint = np.array([0], np.int64)
-        t.quantization = qp
-        sg.tensors.append(t)
-        idx = len(sg.tensors) - 1
-        op = schema.OperatorT()
-        op.opcodeIndex = _opcode(model, schema, _QUANTIZE)
-        op.inputs, op.outputs = np.array([old], np.int32), np.array([idx], np.int32)
-        sg.operators = list(sg.operators) + [op]
-        new_outputs.append(idx)
-        renamed[old] = idx
-    if not renamed:
-        return bytes(blob)
-    sg.outputs = np.array(new_outputs, np.int32)
-    for sig in model.signatureDefs or []:
-        for tm in sig.outputs or []:
-            if tm.tensorIndex in renamed:
-                tm.tensorIndex = renamed[tm.tensorIndex]
-    return flatbuffer.write(model)
-
-
-def web_output_bytes(blob: bytes) -> bytes:
-    """The output edge web runtimes can read, around the same integer core.
-
-    LiteRT.js (@litertjs/core 2.5) maps only FLOAT32, INT32 and UINT8 signature tensors to typed
-    arrays: a model with an int8 or int16 input or output does not load ("Element type INT8 is not
-    supported", src/datatypes.ts getDataType, called for every signature tensor), while its kernels
-    run int8 and int16 layers inside. So:
-    - an int8 output gets QUANTIZE int8 -> uint8 on the same scale, zero point + 128: an integer op
-      that maps every value exactly (the file stays integer-only);
-    - an int16 output gets DEQUANTIZE -> float32 (real values, exact): uint8 would throw away the
-      16 bits the recipe kept them for. It is the graph's one float op, at the output edge
-      (ladder.op_counts counts it as an edge op, not a float op of the core).
-    Other outputs are left alone; a file without int8/int16 outputs is returned unchanged."""
+def _edge_outputs(blob: bytes, edge) -> bytes:
+    """Append one op after each graph output that `edge(t_old, schema)` maps to (tensor, opcode, version),
+    renaming the old output `<name>_<old type>` and pointing the outputs and signatures at the new tensor.
+    `edge` returns None for an output it leaves alone; a file with no such output comes back unchanged."""
     schema = flatbuffer.schema()
     model = flatbuffer.read(blob)
     sg = model.subgraphs[0]
     new_outputs, renamed = [], {}
     for old in [int(i) for i in sg.outputs]:
         t_old = sg.tensors[old]
-        if t_old.type not in (_INT8, _INT16):
+        made = edge(t_old, schema)
+        if made is None:
             new_outputs.append(old)
             continue
-        suffix = b"_int8" if t_old.type == _INT8 else b"_int16"
-        t = schema.TensorT()
+        t, code, version = made
         t.shape = np.array(t_old.shape, np.int32)
         t.shapeSignature = None if t_old.shapeSignature is None else np.array(t_old.shapeSignature, np.int32)
         t.name = t_old.name
-        t_old.name = _tname(t_old).encode() + suffix
-        buf = schema.BufferT()
-        model.buffers.append(buf)
+        t_old.name = _tname(t_old).encode() + (b"_int8" if t_old.type == _INT8 else b"_int16")
+        model.buffers.append(schema.BufferT())
         t.buffer = len(model.buffers) - 1
-        if t_old.type == _INT8:
-            t.type = _UINT8
-            qp = schema.QuantizationParametersT()
-            qp.scale = np.array([float(t_old.quantization.scale[0])], np.float32)
-            qp.zeroPoint = np.array([int(t_old.quantization.zeroPoint[0]) + 128], np.int64)
-            t.quantization = qp
-            code, version = _QUANTIZE, 2
-        else:
-            t.type = _FLOAT32
-            code, version = _DEQUANTIZE, 3  # DEQUANTIZE v3: int16 (and float16) input
         sg.tensors.append(t)
         idx = len(sg.tensors) - 1
         op = schema.OperatorT()
@@ -363,6 +300,57 @@ def web_output_bytes(blob: bytes) -> bytes:
             if tm.tensorIndex in renamed:
                 tm.tensorIndex = renamed[tm.tensorIndex]
     return flatbuffer.write(model)
+
+
+def _quantization(scale: float, zero_point: int, schema):
+    qp = schema.QuantizationParametersT()
+    qp.scale = np.array([scale], np.float32)
+    qp.zeroPoint = np.array([zero_point], np.int64)
+    return qp
+
+
+def int8_output_bytes(blob: bytes) -> bytes:
+    """Every int16 graph output gets a QUANTIZE int16 -> int8 after it (symmetric: the int16 range
+    +-32767 * s maps onto +-127, zero point 0), an integer op on every kernel set."""
+
+    def edge(t_old, schema):
+        if t_old.type != _INT16:
+            return None
+        t = schema.TensorT()
+        t.type = _INT8
+        t.quantization = _quantization(float(t_old.quantization.scale[0]) * 32767.0 / 127.0, 0, schema)
+        return t, _QUANTIZE, None
+
+    return _edge_outputs(blob, edge)
+
+
+def web_output_bytes(blob: bytes) -> bytes:
+    """The output edge web runtimes can read, around the same integer core.
+
+    LiteRT.js (@litertjs/core 2.5) maps only FLOAT32, INT32 and UINT8 signature tensors to typed
+    arrays: a model with an int8 or int16 input or output does not load ("Element type INT8 is not
+    supported", src/datatypes.ts getDataType, called for every signature tensor), while its kernels
+    run int8 and int16 layers inside. So:
+    - an int8 output gets QUANTIZE int8 -> uint8 on the same scale, zero point + 128: an integer op
+      that maps every value exactly (the file stays integer-only);
+    - an int16 output gets DEQUANTIZE -> float32 (real values, exact): uint8 would throw away the
+      16 bits the recipe kept them for. It is the graph's one float op, at the output edge
+      (ladder.op_counts counts it as an edge op, not a float op of the core).
+    Other outputs are left alone; a file without int8/int16 outputs is returned unchanged."""
+
+    def edge(t_old, schema):
+        t = schema.TensorT()
+        if t_old.type == _INT8:
+            t.type = _UINT8
+            q = t_old.quantization
+            t.quantization = _quantization(float(q.scale[0]), int(q.zeroPoint[0]) + 128, schema)
+            return t, _QUANTIZE, 2
+        if t_old.type == _INT16:
+            t.type = _FLOAT32
+            return t, _DEQUANTIZE, 3  # DEQUANTIZE v3: int16 (and float16) input
+        return None
+
+    return _edge_outputs(blob, edge)
 
 
 def web_output(path: Path) -> Path:
