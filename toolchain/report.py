@@ -312,6 +312,17 @@ def _handoffs(rec: Record) -> list[str]:
     )
 
 
+def _clients(entries: list) -> str:
+    """The measured clients of one file as `runtime backend: status` (a name alone for an old manifest)."""
+    out = []
+    for e in entries:
+        if isinstance(e, dict):
+            out.append(f"{e.get('runtime')} {e.get('backend')}: {e.get('status')}")
+        else:
+            out.append(str(e))
+    return "; ".join(out) or "-"
+
+
 def _bundle_section(s: Source, rec: Record) -> list[str]:
     m = s.data
     mid = m.get("model_id", s.path.parent.name)
@@ -347,7 +358,7 @@ def _bundle_section(s: Source, rec: Record) -> list[str]:
                 r.get("float_op_count"),
                 r.get("int16_op_count"),
                 (r.get("xnnpack") or {}).get("partitions"),
-                ", ".join(r.get("clients") or []),
+                _clients(r.get("clients") or []),
             ]
             for n, r in models.items()
         ],
