@@ -50,6 +50,19 @@ def _float32(bundle: Path) -> str:
     return f"{json.loads((bundle / 'manifest.json').read_text())['model_id']}_float32.tflite"
 
 
+def _claim(bundle: Path, name: str, backend: str = "wasm") -> None:
+    """Make the manifest hand `name` off to LiteRT.js `backend`, whatever file the recipe's ladder chose
+    as handoff (w8a16 with ../shared's photos, mixed float without): the exit status follows claims."""
+    path = bundle / "manifest.json"
+    m = json.loads(path.read_text())
+    entries = m["models"][name]["clients"]
+    hit = [c for c in entries if isinstance(c, dict) and c.get("runtime") == dc.LITERT and c.get("backend") == backend]
+    assert hit, entries
+    for c in hit:
+        c["claimed"] = True
+    path.write_text(json.dumps(m, indent=2))
+
+
 @pytest.fixture(scope="module")
 def selfie_report(selfie_bundle, tmp_path_factory):
     if _browser_missing():
@@ -120,6 +133,7 @@ def _corrupt_weights(path: Path) -> None:
 def test_corrupted_model_fails_naming_file_and_backend(selfie_bundle, tmp_path):
     b = _copy(selfie_bundle, tmp_path)
     f32 = _float32(b)
+    _claim(b, f32)
     _corrupt_weights(b / f32)
     with pytest.raises(BundleError, match="files.*sha256") as e:  # as copied: the bundle loader names it
         dc.run_device_check(b, runs=1, timeout_s=60, report_dir=tmp_path / "rep", files=[f32], backends=["wasm"])
@@ -165,11 +179,13 @@ def test_edited_golden_fails_naming_file_and_backend(selfie_bundle, tmp_path):
 @pytest.mark.slow
 @needs_browser
 def test_page_that_throws_fails_the_job_and_does_not_hang(selfie_bundle, tmp_path):
-    f32 = _float32(selfie_bundle)
+    b = _copy(selfie_bundle, tmp_path)
+    f32 = _float32(b)
+    _claim(b, f32)
     f16 = f32.replace("float32", "float16")
     t0 = time.monotonic()
     report = dc.run_device_check(
-        selfie_bundle,
+        b,
         runs=1,
         timeout_s=45,
         report_dir=tmp_path / "rep",
@@ -189,10 +205,12 @@ def test_page_that_throws_fails_the_job_and_does_not_hang(selfie_bundle, tmp_pat
 @pytest.mark.slow
 @needs_browser
 def test_a_job_that_hangs_fails_after_the_timeout(selfie_bundle, tmp_path):
-    f32 = _float32(selfie_bundle)
+    b = _copy(selfie_bundle, tmp_path)
+    f32 = _float32(b)
+    _claim(b, f32)
     t0 = time.monotonic()
     report = dc.run_device_check(
-        selfie_bundle,
+        b,
         runs=1,
         timeout_s=8,
         report_dir=tmp_path / "rep",
