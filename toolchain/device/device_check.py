@@ -900,12 +900,14 @@ def format_table(report: DeviceReport) -> str:
     files = list(dict.fromkeys(r.file for r in report.results))
     by = {(r.file, r.runtime, r.backend): r for r in report.results}
     head = ["file"] + [f"{'LiteRT.js' if rt == LITERT else 'MediaPipe'} {b}" for rt, b in cols]
+    # a staged bundle (inside the export) has no claims yet: they are assigned from these results
+    any_claim = any(r.supported for r in report.results)
     rows = []
     for f in files:
         row = [f]
         for rt, b in cols:
             r = by.get((f, rt, b))
-            row.append("" if r is None else ("" if r.supported else "(not claimed) ") + _short(r))
+            row.append("" if r is None else ("" if r.supported or not any_claim else "(not claimed) ") + _short(r))
         rows.append(row)
     widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
     lines = [
@@ -917,6 +919,8 @@ def format_table(report: DeviceReport) -> str:
             f"({', '.join(f'{k} {v} s' for k, v in report.timings_s.items())})"
         ),
     ]
+    if not any_claim:
+        lines.append("the manifest claims no client for these files yet (the export records claims from this run)")
     lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     for r in report.results:
