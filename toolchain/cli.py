@@ -111,7 +111,7 @@ def _export_summary(results) -> str:
                 line += (
                     f"\n      mixed search: {mixed['conversions']} candidates on its path, {e['candidates_run']} run "
                     f"in {e['waves']} waves on {e['workers']} {e['engine']} worker(s): search "
-                    f"{e.get('search_s', e['wall_s'])} s (candidates' CPU {e.get('cpu_s', '?')} s), {e['wall_s']} s with "
+                    f"{e.get('search_s', e.get('wall_s', '?'))} s (candidates' CPU {e.get('cpu_s', '?')} s), {e.get('wall_s', '?')} s with "
                     f"{'ranking and calibration' if 'search_s' in e else 'start-up'}"
                 )
         if r.status == "exported" and r.figures.get("sizes"):

@@ -691,7 +691,24 @@ def build_manifest(
 # Manifest keys whose values are this run's measurements, not facts of the sources: wall times, latencies and
 # cache hits. They move out of the bundle into runs/<model_id>.json beside it, so that two exports of the same
 # sources write byte-identical bundles (tests/test_reproducible_export.py).
-RUN_KEYS = frozenset({"seconds", "export_seconds", "latency_ms", "latency_ms_median", "latency_ms_rounds", "cache"})
+RUN_KEYS = frozenset(
+    {
+        "seconds",
+        "export_seconds",
+        "latency_ms",
+        "latency_ms_median",
+        "latency_ms_rounds",
+        "cache",
+        # the mixed-float search's engine timings and its measured latency ratio (the search runs when the
+        # ladder reaches that rung, e.g. the offline selfie)
+        "search_seconds",
+        "wall_s",
+        "cpu_s",
+        "search_s",
+        "start_s",
+        "latency_ratio",
+    }
+)
 
 
 def split_run_record(manifest: dict) -> tuple[dict, dict]:
