@@ -141,33 +141,47 @@ def settings(recipe: dict) -> dict:
 # ---- rungs -----------------------------------------------------------------------------------
 
 
+def _ptq_settings(ctx: Context) -> tuple[list, str, str, bool]:
+    """(techniques, ranges, leaky ReLU form, whether ptq.w8a8 makes the file) from the recipe's [ladder] w8a8;
+    plain min/max with the op as imported is the converter's own int8 conversion."""
+    cfg = settings(ctx.recipe)["w8a8"]
+    techniques, ranges, leaky = list(cfg["techniques"]), cfg["ranges"], cfg["leaky_relu"]
+    return techniques, ranges, leaky, bool(techniques or ranges != "minmax" or leaky != "op")
+
+
+def _ptq_w8a8(ctx: Context, name: str, *, with_labels: bool = False) -> tuple[Path, dict | None]:
+    """ptq.w8a8 through the conversion cache (its key names the techniques, ranges, form and ptq code):
+    (file, ptq's record, or None when the file came from the cache)."""
+    techniques, ranges, leaky, _ = _ptq_settings(ctx)
+    holder: dict = {}
+
+    def build(tmp: Path):
+        holder["record"] = ptq.w8a8(
+            ctx.entry,
+            ctx.float_path,
+            ctx.representative,
+            tmp,
+            ctx.workdir,
+            techniques=techniques,
+            ranges=ranges,
+            outputs_positions=ctx.recipe["outputs"],
+            leaky_relu_form=leaky,
+            progress=ctx.say,
+            with_labels=with_labels,
+        )
+
+    path = ctx.convert(name, build, extra=[techniques, ranges, *_leaky_key(leaky), cache.files_digest(cache.PTQ_CODE)])
+    return path, holder.get("record")
+
+
 @rung("w8a8")
 def _w8a8(ctx: Context) -> Built:
-    cfg = settings(ctx.recipe)["w8a8"]
     name = f"{ctx.entry.id}_int8.tflite"
-    techniques, ranges, leaky = list(cfg["techniques"]), cfg["ranges"], cfg["leaky_relu"]
+    techniques, ranges, leaky, use_ptq = _ptq_settings(ctx)
     record = {"techniques": techniques, "ranges": ranges, "leaky_relu": leaky}
-    if techniques or ranges != "minmax" or leaky != "op":
-        holder = {}
-
-        def build(tmp: Path):
-            holder["record"] = ptq.w8a8(
-                ctx.entry,
-                ctx.float_path,
-                ctx.representative,
-                tmp,
-                ctx.workdir,
-                techniques=techniques,
-                ranges=ranges,
-                outputs_positions=ctx.recipe["outputs"],
-                leaky_relu_form=leaky,
-                progress=ctx.say,
-            )
-
-        path = ctx.convert(
-            name, build, extra=[techniques, ranges, *_leaky_key(leaky), cache.files_digest(cache.PTQ_CODE)]
-        )
-        record.update(holder.get("record") or {"from_cache": True})
+    if use_ptq:
+        path, ptq_record = _ptq_w8a8(ctx, name)
+        record.update(ptq_record or {"from_cache": True})
     else:
         path = ctx.convert(
             name,
@@ -182,26 +196,8 @@ def _w8a8(ctx: Context) -> Built:
 def labels_variant(ctx: Context, name: str, labels_model: Callable[[], FloatModel]) -> Path:
     """The ArgMax (uint8 labels) variant of the w8a8 file, made the same way (ptq techniques when the
     recipe sets them, else plain min/max)."""
-    cfg = settings(ctx.recipe)["w8a8"]
-    techniques, ranges, leaky = list(cfg["techniques"]), cfg["ranges"], cfg["leaky_relu"]
-    if techniques or ranges != "minmax" or leaky != "op":
-        return ctx.convert(
-            name,
-            lambda tmp: ptq.w8a8(
-                ctx.entry,
-                ctx.float_path,
-                ctx.representative,
-                tmp,
-                ctx.workdir,
-                techniques=techniques,
-                ranges=ranges,
-                outputs_positions=ctx.recipe["outputs"],
-                with_labels=True,
-                leaky_relu_form=leaky,
-                progress=ctx.say,
-            ),
-            extra=[techniques, ranges, *_leaky_key(leaky), cache.files_digest(cache.PTQ_CODE)],
-        )
+    if _ptq_settings(ctx)[3]:
+        return _ptq_w8a8(ctx, name, with_labels=True)[0]
     return ctx.convert(
         name,
         lambda tmp: precisions.convert(
