@@ -152,3 +152,24 @@ def test_run_record_measurements_go_back_beside_the_manifests_facts(tmp_path):
     assert rec.bundles[0].data == full and rec.bundles[0].also == [tmp_path / "runs" / "m.json"]
     text = render(rec)
     assert "| `m_float32.tflite` | yes | - | 9.25 |" in text and "runs/m.json" in text
+
+
+def test_whole_export_run_shows_its_wall_time_and_cache_state(tmp_path, monkeypatch):
+    """runs/_whole_run.json (a multi-model `portrait export`, e.g. make export-int8) becomes a source and
+    one line under the handoff table: wall time, --jobs, cold or not, each model's status."""
+    from toolchain.export import ExportResult, write_whole_run_record
+    from toolchain.latency import stamp
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps({"model_id": "m", "handoff": "m_int8.tflite"}))
+    write_run_record(tmp_path, "m", {}, 40.0)
+    monkeypatch.setenv("PORTRAIT_EXPORT_CACHE", "0")
+    results = [ExportResult("m", "exported"), ExportResult("n", "skipped")]
+    write_whole_run_record(tmp_path, results, 233.14, 2, stamp("portrait export --all --jobs 2", "x86_64: AVX2"))
+    rec = read_record(tmp_path, tmp_path / "bench.json", tmp_path / "eval")
+    assert rec.whole_run is not None and rec.whole_run.data["models"]["m"] == {"status": "exported", "seconds": 40.0}
+    text = render(rec)
+    assert "`portrait export --all --jobs 2` took 233.1 s wall, conversion cache off (a cold run)" in text
+    assert "`m` exported 40.0, `n` skipped" in text
+    assert "runs/_whole_run.json" in text.split("## Handoff per model")[0]  # listed among the sources
+    assert [b.data["model_id"] for b in rec.bundles] == ["m"]  # never read as a bundle's run record

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from .evaluate.accuracy import evaluate
 from .evaluate.accuracy import summary_lines as evaluation_summary_lines
 from .evaluate.datasets import synth
 from .evaluate.engine_timing import format_eval_bench, run_eval_bench
-from .export import export_all, results_json
+from .export import export_all, results_json, write_whole_run_record
 from .handoff.pack import pack
 from .handoff.verify import verify
 from .latency import bench_all, format_table, host_isa, stamp
@@ -48,15 +49,24 @@ EPILOG = """environment:
 def cmd_export(args) -> int:
     if not args.all and not args.model:
         raise PortraitError("name a model id or pass --all", fix="`portrait models list` shows the ids")
+    jobs = _jobs(args.jobs)
+    t0 = time.monotonic()
     results = export_all(
         None if args.all else args.model,
         out_root=args.out,
         images_folder=args.images,
         keep_workdir=args.keep_workdir,
         engine=_search_engine(args),
-        jobs=_jobs(args.jobs),
+        jobs=jobs,
     )
+    seconds = time.monotonic() - t0
     print(_export_summary(results))
+    if len(results) > 1:  # the whole run's wall time (make export-int8), for docs/results.md
+        command = "portrait export " + (f"--all --jobs {jobs}" if args.all else " ".join(args.model))
+        write_whole_run_record(
+            Path(args.out or paths.out_dir()), results, seconds, jobs, stamp(command, host_isa()["summary"])
+        )
+        print(f"whole run: {seconds:.0f} s wall (--jobs {jobs}, host {host_isa()['summary']})")
     if args.json:
         print(results_json(results))
     if any(r.status == "failed" for r in results):

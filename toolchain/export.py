@@ -755,6 +755,42 @@ def write_run_record(out_root: Path, model_id: str, run: dict, seconds: float) -
     return path
 
 
+WHOLE_RUN_RECORD = (
+    "_whole_run.json"  # runs/<this>: the last multi-model `portrait export` (a model id never starts with _)
+)
+
+
+def write_whole_run_record(
+    out_root: Path, results: list[ExportResult], seconds: float, jobs: int, written: dict
+) -> Path:
+    """runs/_whole_run.json: one `portrait export` of several models (`make export-int8`): its wall time,
+    --jobs, whether the conversion cache was on (off: a cold run) and each model's status and seconds.
+    written: latency.stamp (when, command, host ISA, load average)."""
+    folder = Path(out_root) / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    models = {}
+    for r in results:
+        own = read_run_record(out_root, r.model_id) if r.status == "exported" else None
+        models[r.model_id] = {"status": r.status, "seconds": (own or {}).get("total_seconds")}
+    path = folder / WHOLE_RUN_RECORD
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "what": "one export of several models: wall time (not part of any bundle)",
+                "written": written,
+                "wall_seconds": round(seconds, 1),
+                "jobs": jobs,
+                "conversion_cache": "on" if cache.enabled() else "off (a cold run)",
+                "models": models,
+            },
+            indent=2,
+        )
+    )
+    tmp.replace(path)
+    return path
+
+
 def read_run_record(out_root: Path, model_id: str) -> dict | None:
     path = Path(out_root) / "runs" / f"{model_id}.json"
     return json.loads(path.read_text()) if path.is_file() else None

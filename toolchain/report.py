@@ -19,6 +19,7 @@ from typing import Any
 from . import paths
 from .bundle_loader import list_bundles
 from .errors import InputError
+from .export import WHOLE_RUN_RECORD
 
 DEFAULT_BENCH_JSON = paths.REPO_ROOT / "export" / "bench" / "bench.json"
 DEFAULT_EVAL_DIR = paths.REPO_ROOT / "export" / "eval"
@@ -57,6 +58,7 @@ class Record:
     bundles: list[Source]
     bench: Source | None
     evaluations: list[Source]
+    whole_run: Source | None = None  # runs/_whole_run.json: the last multi-model `portrait export`
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -175,7 +177,20 @@ def read_record(out_root: Path | None = None, bench_json: Path | None = None, ev
         eng = (r.get("engine") or {}).get("engine")
         cmd = f"portrait evaluate {r.get('model_id', '?')} --dataset {ds}" + (f" --engine {eng}" if eng else "")
         evaluations.append(Source("evaluation", rep, _mtime(rep), cmd, (r.get("host") or {}).get("machine", ""), r))
-    return Record(out_root, bench_json, eval_dir, bundles, bench, evaluations)
+    whole = None
+    whole_path = out_root / "runs" / WHOLE_RUN_RECORD
+    if whole_path.is_file():
+        w = _read_json(whole_path)
+        stamp = w.get("written") or {}
+        whole = Source(
+            "export run",
+            whole_path,
+            stamp.get("at") or _mtime(whole_path),
+            stamp.get("command") or "portrait export --all",
+            stamp.get("host_isa") or "",
+            w,
+        )
+    return Record(out_root, bench_json, eval_dir, bundles, bench, evaluations, whole)
 
 
 def verify_checks(bundle: Path) -> list[dict]:
@@ -253,10 +268,9 @@ def _sources(rec: Record) -> list[str]:
         for s in rec.bundles
         for p in (s.path, *s.also)
     ]
-    if rec.bench:
-        rows.append(
-            [f"`{_shown(rec.bench.path, rec)}`", rec.bench.written, f"`{rec.bench.command}`", rec.bench.isa or "-"]
-        )
+    for extra in (rec.whole_run, rec.bench):
+        if extra:
+            rows.append([f"`{_shown(extra.path, rec)}`", extra.written, f"`{extra.command}`", extra.isa or "-"])
     rows += [[f"`{_shown(s.path, rec)}`", s.written, f"`{s.command}`", s.isa or "-"] for s in rec.evaluations]
     lines += _table(["source", "written", "command", "host ISA"], rows)
     if not rec.bundles:
@@ -307,9 +321,23 @@ def _handoffs(rec: Record) -> list[str]:
                 f"{mw.get('interpreter', '-')}, {mw.get('converter', '-')}",
             ]
         )
-    return lines + _table(
-        ["model", "task", *(f"`{k}`" for k in keys), "handoff rung", "export s", "measured with"], rows
-    )
+    lines += _table(["model", "task", *(f"`{k}`" for k in keys), "handoff rung", "export s", "measured with"], rows)
+    w = rec.whole_run
+    if w:
+        load = (w.data.get("written") or {}).get("load_avg_1_5_15min")
+        lines += [
+            f"Whole run (`{_shown(w.path, rec)}`, {w.written}): `{w.command}` took {w.data.get('wall_seconds')} s "
+            f"wall, conversion cache {w.data.get('conversion_cache', '?')}; host {w.isa or '?'}"
+            + (f", load average {', '.join(str(x) for x in load)} when it ended" if load else "")
+            + ". Per model (s, from its own start): "
+            + ", ".join(
+                f"`{mid}` {m.get('status')}" + (f" {m['seconds']}" if m.get("seconds") is not None else "")
+                for mid, m in (w.data.get("models") or {}).items()
+            )
+            + ".",
+            "",
+        ]
+    return lines
 
 
 def _clients(entries: list) -> str:
