@@ -254,3 +254,38 @@ def test_depths_data_term_settles_flat_colour():
     target = np.zeros((40, 60), np.float32)
     pulled = matting.solve_alpha(img, tri, p, None, target, np.full((40, 60), 1e-2, np.float32))
     assert pulled[:, 20:40].mean() < base[:, 20:40].mean() - 0.2
+
+
+def test_far_from_clear_ramps_translucent_interior_to_opaque_but_not_the_fringe():
+    """A translucent patch deep inside the subject (dark hair on a dark wall) goes opaque, ramped with its
+    distance from the clear background; translucent pixels near the clear background (the fringe), on
+    KEEP, outside the mask's subject, or in a region that runs off the frame are left as they were."""
+    h = w = 100
+    alpha = np.zeros((h, w), np.float32)
+    alpha[20:80, 20:80] = 1.0
+    alpha[40:60, 40:60] = 0.7  # the colour solve's translucent patch, 20 px inside
+    alpha[20:80, 20:23] = 0.6  # the soft fringe next to the clear background
+    alpha[85:100, 40:60] = 0.7  # a hesitant region running off the frame (a dark shoulder)
+    subject = alpha >= 0.5
+    keep = np.zeros((h, w), bool)
+    none_settled = np.zeros((h, w), bool)
+    wgt = trimap.far_from_clear(alpha, none_settled, subject, keep, BAND)
+    lo, hi = (b * BAND for b in trimap.CLEAR_RAMP_BANDS)
+    assert wgt[50, 50] == 1.0  # 20 px from the clear background > hi
+    assert (wgt[20:80, 20:23] == 0).all()  # the fringe is within lo of the clear outside
+    assert (wgt[85:100, 40:60] == 0).all()  # runs off the frame
+    assert (wgt[alpha == 1] == 0).all() and (wgt[~subject] == 0).all()
+    ramp = wgt[40:60, 40:60]
+    assert 0 <= ramp.min() <= ramp.max() <= 1
+    # the ramp: zero up to lo px from the clear background, one from hi px on
+    a2 = np.zeros((h, w), np.float32)
+    a2[:, 30:] = 0.7
+    a2[0, :] = a2[-1, :] = a2[:, -1] = 0.0  # clear all round except the left, so no region reaches the border
+    w2 = trimap.far_from_clear(a2, none_settled, a2 >= 0.5, keep, BAND)
+    row = w2[50]
+    assert row[29 + int(lo)] == 0 and 0 < row[30 + int(lo)] < 1 and row[29 + int(hi)] == 1.0  # distance from column 29
+    keep[40:60, 40:60] = True
+    assert (trimap.far_from_clear(alpha, none_settled, subject, keep, BAND)[40:60, 40:60] == 0).all()
+    settled = np.zeros((h, w), bool)
+    settled[45:55, 45:55] = True  # depth or the mask settled background there: it is clear background
+    assert (trimap.far_from_clear(alpha, settled, subject, np.zeros_like(keep), BAND)[45:55, 45:55] == 0).all()

@@ -17,7 +17,9 @@ stage's working grid (plan.py), and hands full-resolution results back to golden
    measured on the photos and scenes blur fusion spills no more (README) at a tenth of the time at
    12 MP, while ML is far better on a wide two-colour ramp (tests).
    Between 2 and 3, `trimap.enclosed_holes`: a region the solve left translucent that the subject
-   encloses and the mask calls subject is filled (a white logo on a cap against a pale sky). Its correction F - I is what
+   encloses and the mask calls subject is filled (a white logo on a cap against a pale sky); then
+   `trimap.far_from_clear` ramps to opaque what the solve left translucent inside the subject, far from
+   any clear background (dark hair on a dark wall). Its correction F - I is what
    golden.py upsamples and adds to the full-resolution photo, so fine detail stays while the
    background colour leaves the subject's edge.
 
@@ -43,7 +45,7 @@ from scipy.sparse.linalg import LinearOperator
 from scipy.sparse.linalg import cg as scipy_cg
 
 from .depth_edges import DepthCue
-from .trimap import KEEP, UNKNOWN, deep_inside, enclosed_holes, make_trimap
+from .trimap import KEEP, UNKNOWN, deep_inside, enclosed_holes, far_from_clear, make_trimap
 
 if TYPE_CHECKING:
     import scipy.sparse
@@ -354,5 +356,8 @@ def matte(
         d_weight = np.where(cue.far | cue.at_subject, np.float32(DEPTH_DATA_WEIGHT), np.float32(0))
     alpha = solve_alpha(work_rgb, tri, p, keep, d_target, d_weight)
     fill_holes(alpha, tri, p, band_radius(plan))
+    w = far_from_clear(alpha, tri == 0, p >= 0.5, tri == KEEP, band_radius(plan))
+    alpha += (1 - alpha) * w
+    tri[w >= 1] = 1.0
     delta = estimate_foreground(work_rgb, alpha, tri) if foreground else None
     return Matte(tri, alpha, delta)

@@ -22,7 +22,12 @@ Rules, in the order make_trimap applies them:
    depth's coarse edge, places the outline there.
 After the solve, enclosed_holes (no depth needed): a region below HOLE_ALPHA that the subject
 encloses, that the mask calls subject and that nothing settled as background is filled (alpha 1): a
-hesitant mask never cuts a hole into a region surrounded by subject.
+hesitant mask never cuts a hole into a region surrounded by subject. Then far_from_clear: a pixel the
+mask calls subject that the solve left partly translucent (alpha >= CLEAR_ALPHA_MIN) is ramped to
+opaque with its distance from the clear background (solved alpha < 0.1 or settled background), from
+CLEAR_RAMP_BANDS[0] to [1] bands: background can only show through near where it is seen (dark hair
+on a dark wall, a patterned shirt: the colour solve's translucent patches inside the subject). Regions
+that run off the frame, and KEEP pixels, are left as they were, as in rule 2.
 Not here: depth on the working grid (depth_edges.py), the solve (matting.py).
 """
 
@@ -45,6 +50,9 @@ HOLE_ALPHA = 0.9  # ... with its rim below this ...
 HOLE_RIM_PX = 2  # ... within this many working px; its enclosing ring must be mostly at least
 HOLE_RIM_OPAQUE = 0.8  # ... this opaque, and it must lie
 HOLE_WALL_PX = 4  # ... this many working px or more from the clear outside
+CLEAR_ALPHA_MIN = 0.5  # far_from_clear: solved alpha from this up, where the mask says subject, ...
+CLEAR_BELOW = 0.1  # ... at a distance from the clear background (alpha below this, or settled) ...
+CLEAR_RAMP_BANDS = (1.0, 2.0)  # ... of more than [0] bands is ramped to 1, reaching 1 at [1] bands
 
 
 def disc(r: int) -> np.ndarray:
@@ -208,3 +216,25 @@ def enclosed_holes(
     if holes.any():
         holes |= near(holes, HOLE_RIM_PX) & (alpha < HOLE_ALPHA * one) & ~settled_background
     return holes
+
+
+def far_from_clear(
+    alpha: np.ndarray, settled_background: np.ndarray, subject: np.ndarray, keep: np.ndarray, band_px: int
+) -> np.ndarray:
+    """After the solve: the weight (0..1, float32) that takes each pixel's alpha towards 1, alpha +
+    w (1 - alpha); nonzero only where `subject` (P >= 0.5) and alpha >= CLEAR_ALPHA_MIN, not `keep`,
+    more than CLEAR_RAMP_BANDS[0] bands from the clear background (alpha < CLEAR_BELOW or
+    `settled_background`), in a region of such pixels that does not reach the frame's border. alpha:
+    float in [0, 1]."""
+    clear = (alpha < CLEAR_BELOW) | settled_background
+    dist = cv2.distanceTransform((~clear).astype(np.uint8), cv2.DIST_L2, 5)
+    lo, hi = CLEAR_RAMP_BANDS[0] * band_px, CLEAR_RAMP_BANDS[1] * band_px
+    cand = (dist > lo) & subject & ~keep & (alpha >= CLEAR_ALPHA_MIN) & (alpha < 1)
+    if not cand.any():
+        return np.zeros(alpha.shape, np.float32)
+    n, labels = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
+    ok = np.ones(n, bool)
+    ok[0] = False
+    ok[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = False
+    w = np.clip((dist - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
+    return np.where(ok[labels], w, np.float32(0))
