@@ -277,6 +277,8 @@ def test_far_from_clear_ramps_translucent_interior_to_opaque_but_not_the_fringe(
     assert (wgt[alpha == 1] == 0).all() and (wgt[~subject] == 0).all()
     ramp = wgt[40:60, 40:60]
     assert 0 <= ramp.min() <= ramp.max() <= 1
+    a8 = np.round(alpha * 255).astype(np.uint8)  # the device path's uint8 alpha gives the same weights
+    np.testing.assert_array_equal(trimap.far_from_clear(a8, none_settled, subject, keep, BAND, one=255), wgt)
     # the ramp: zero up to lo px from the clear background, one from hi px on
     a2 = np.zeros((h, w), np.float32)
     a2[:, 30:] = 0.7

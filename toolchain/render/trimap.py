@@ -219,17 +219,22 @@ def enclosed_holes(
 
 
 def far_from_clear(
-    alpha: np.ndarray, settled_background: np.ndarray, subject: np.ndarray, keep: np.ndarray, band_px: int
+    alpha: np.ndarray,
+    settled_background: np.ndarray,
+    subject: np.ndarray,
+    keep: np.ndarray,
+    band_px: int,
+    one: int | float = 1,
 ) -> np.ndarray:
     """After the solve: the weight (0..1, float32) that takes each pixel's alpha towards 1, alpha +
     w (1 - alpha); nonzero only where `subject` (P >= 0.5) and alpha >= CLEAR_ALPHA_MIN, not `keep`,
     more than CLEAR_RAMP_BANDS[0] bands from the clear background (alpha < CLEAR_BELOW or
     `settled_background`), in a region of such pixels that does not reach the frame's border. alpha:
-    float in [0, 1]."""
-    clear = (alpha < CLEAR_BELOW) | settled_background
+    float in [0, 1] with one = 1, or uint8 with one = 255 (the device path)."""
+    clear = (alpha < CLEAR_BELOW * one) | settled_background
     dist = cv2.distanceTransform((~clear).astype(np.uint8), cv2.DIST_L2, 5)
     lo, hi = CLEAR_RAMP_BANDS[0] * band_px, CLEAR_RAMP_BANDS[1] * band_px
-    cand = (dist > lo) & subject & ~keep & (alpha >= CLEAR_ALPHA_MIN) & (alpha < 1)
+    cand = (dist > lo) & subject & ~keep & (alpha >= CLEAR_ALPHA_MIN * one) & (alpha < one)
     if not cand.any():
         return np.zeros(alpha.shape, np.float32)
     n, labels = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
