@@ -16,6 +16,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -975,10 +976,33 @@ def _export_one(model_id: str, recipe: dict | None, kw: dict) -> ExportResult:
 LIGHT_NICE = 2  # niceness of the processes exporting all but the heaviest model (--jobs; 5 left them the tail)
 
 
+def exit_with_parent(poll_s: float = 1.0) -> threading.Thread:
+    """In a --jobs worker: a daemon thread that ends this process when the process that started it is
+    gone (`kill` of `portrait export` reaches the parent only; its workers would otherwise export on,
+    orphaned, for minutes). A half-written staging folder it leaves is removed by the next export."""
+    global _WATCHER
+    if _WATCHER is not None and _WATCHER.is_alive():  # a pool worker runs several models: one watcher
+        return _WATCHER
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(3)
+
+    _WATCHER = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    _WATCHER.start()
+    return _WATCHER
+
+
+_WATCHER: threading.Thread | None = None
+
+
 def _export_in_worker(model_id: str, recipe: dict | None, kw: dict, lighter: bool) -> ExportResult:
     """A --jobs worker. The heaviest model (PyDNet++: about half the CPU) is the critical path, so the
     other models run niced and take the cores it leaves idle; niceness only rises, and the heaviest
-    model is submitted first, so it never lands in a niced process."""
+    model is submitted first, so it never lands in a niced process. It ends if the parent is killed."""
+    exit_with_parent()
     if lighter:
         try:
             os.nice(LIGHT_NICE)
