@@ -63,10 +63,9 @@ def cmd_export(args) -> int:
     print(_export_summary(results))
     if len(results) > 1:  # the whole run's wall time (make export-int8), for docs/results.md
         command = "portrait export " + (f"--all --jobs {jobs}" if args.all else " ".join(args.model))
-        write_whole_run_record(
-            Path(args.out or paths.out_dir()), results, seconds, jobs, stamp(command, host_isa()["summary"])
-        )
-        print(f"whole run: {seconds:.0f} s wall (--jobs {jobs}, host {host_isa()['summary']})")
+        isa = host_isa()["summary"]
+        write_whole_run_record(Path(args.out or paths.out_dir()), results, seconds, jobs, stamp(command, isa))
+        print(f"whole run: {seconds:.0f} s wall (--jobs {jobs}, host {isa})")
     if args.json:
         print(results_json(results))
     if any(r.status == "failed" for r in results):

@@ -733,32 +733,33 @@ def split_run_record(manifest: dict) -> tuple[dict, dict]:
     return walk(manifest, ""), taken
 
 
-def write_run_record(out_root: Path, model_id: str, run: dict, seconds: float) -> Path:
-    """runs/<model_id>.json beside the bundles: this export's timings and cache hits (split_run_record)."""
+def _write_runs_json(out_root: Path, name: str, record: dict) -> Path:
+    """runs/<name> beside the bundles, written whole or not at all (NaN/inf as null)."""
     folder = Path(out_root) / "runs"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{model_id}.json"
+    path = folder / name
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(
-        json.dumps(
-            _clean(
-                {
-                    "model_id": model_id,
-                    "what": "this export run's measurements (not part of the bundle: they differ run to run)",
-                    "total_seconds": round(seconds, 1),
-                    **run,
-                }
-            ),
-            indent=2,
-        )
-    )
+    tmp.write_text(json.dumps(_clean(record), indent=2))
     tmp.replace(path)
     return path
 
 
-WHOLE_RUN_RECORD = (
-    "_whole_run.json"  # runs/<this>: the last multi-model `portrait export` (a model id never starts with _)
-)
+def write_run_record(out_root: Path, model_id: str, run: dict, seconds: float) -> Path:
+    """runs/<model_id>.json beside the bundles: this export's timings and cache hits (split_run_record)."""
+    return _write_runs_json(
+        out_root,
+        f"{model_id}.json",
+        {
+            "model_id": model_id,
+            "what": "this export run's measurements (not part of the bundle: they differ run to run)",
+            "total_seconds": round(seconds, 1),
+            **run,
+        },
+    )
+
+
+# runs/<this>: the last multi-model `portrait export` (a model id never starts with _)
+WHOLE_RUN_RECORD = "_whole_run.json"
 
 
 def write_whole_run_record(
@@ -767,29 +768,22 @@ def write_whole_run_record(
     """runs/_whole_run.json: one `portrait export` of several models (`make export-int8`): its wall time,
     --jobs, whether the conversion cache was on (off: a cold run) and each model's status and seconds.
     written: latency.stamp (when, command, host ISA, load average)."""
-    folder = Path(out_root) / "runs"
-    folder.mkdir(parents=True, exist_ok=True)
     models = {}
     for r in results:
         own = read_run_record(out_root, r.model_id) if r.status == "exported" else None
         models[r.model_id] = {"status": r.status, "seconds": (own or {}).get("total_seconds")}
-    path = folder / WHOLE_RUN_RECORD
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(
-        json.dumps(
-            {
-                "what": "one export of several models: wall time (not part of any bundle)",
-                "written": written,
-                "wall_seconds": round(seconds, 1),
-                "jobs": jobs,
-                "conversion_cache": "on" if cache.enabled() else "off (a cold run)",
-                "models": models,
-            },
-            indent=2,
-        )
+    return _write_runs_json(
+        out_root,
+        WHOLE_RUN_RECORD,
+        {
+            "what": "one export of several models: wall time (not part of any bundle)",
+            "written": written,
+            "wall_seconds": round(seconds, 1),
+            "jobs": jobs,
+            "conversion_cache": "on" if cache.enabled() else "off (a cold run)",
+            "models": models,
+        },
     )
-    tmp.replace(path)
-    return path
 
 
 def read_run_record(out_root: Path, model_id: str) -> dict | None:

@@ -349,14 +349,15 @@ def matte(
     """Trimap, solved alpha (enclosed holes filled) and foreground correction on the working grid.
     cue: what depth says (depth_edges.py) or None; keep: the guided stage's alpha on the working grid
     (held where the trimap says KEEP)."""
-    tri = make_trimap(p, band_radius(plan), cue)
+    band = band_radius(plan)
+    tri = make_trimap(p, band, cue)
     d_target = d_weight = None
     if cue is not None and DEPTH_DATA_WEIGHT:
         d_target = cue.at_subject.astype(np.float32)
         d_weight = np.where(cue.far | cue.at_subject, np.float32(DEPTH_DATA_WEIGHT), np.float32(0))
     alpha = solve_alpha(work_rgb, tri, p, keep, d_target, d_weight)
-    fill_holes(alpha, tri, p, band_radius(plan))
-    w = far_from_clear(alpha, tri == 0, p >= 0.5, tri == KEEP, band_radius(plan))
+    fill_holes(alpha, tri, p, band)
+    w = far_from_clear(alpha, tri == 0, p >= 0.5, tri == KEEP, band)
     alpha += (1 - alpha) * w
     tri[w >= 1] = 1.0
     delta = estimate_foreground(work_rgb, alpha, tri) if foreground else None

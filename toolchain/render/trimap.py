@@ -81,18 +81,21 @@ def mask_regions(subject: np.ndarray, sure_subject: np.ndarray, sure_background:
     return sure_fg, sure_bg, keep, outline
 
 
+def off_the_border(mask: np.ndarray) -> np.ndarray:
+    """The 8-connected regions of `mask` (bool) that do not reach the frame's border."""
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    ok = np.ones(n, bool)
+    ok[0] = False
+    ok[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = False
+    return ok[labels]
+
+
 def opaque_interior(subject: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Rule 2: the hesitant pixels far inside the outline (KEEP on the subject side) that become sure
     subject: regions of them that the subject encloses (they do not reach the frame's border; one that
     does, like a dark shoulder running off the frame on a dark wall, stays KEEP)."""
     cand = keep & subject
-    if not cand.any():
-        return cand
-    n, labels = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
-    ok = np.ones(n, bool)
-    ok[0] = False
-    ok[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = False
-    return ok[labels]
+    return off_the_border(cand) if cand.any() else cand
 
 
 def depth_background(cue: DepthCue, subject: np.ndarray, outline: np.ndarray, band_px: int) -> np.ndarray:
@@ -237,9 +240,5 @@ def far_from_clear(
     cand = (dist > lo) & subject & ~keep & (alpha >= CLEAR_ALPHA_MIN * one) & (alpha < one)
     if not cand.any():
         return np.zeros(alpha.shape, np.float32)
-    n, labels = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
-    ok = np.ones(n, bool)
-    ok[0] = False
-    ok[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = False
     w = np.clip((dist - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
-    return np.where(ok[labels], w, np.float32(0))
+    return np.where(off_the_border(cand), w, np.float32(0))
