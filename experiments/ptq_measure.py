@@ -121,14 +121,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ptq-measure-"))
     float_path = args.float or float_file(entry, recipe, work)
-    cal = recipe["calibration"]
-    rep = calibration_set.representative_set(
-        entry.input.size,
-        samples=cal["samples"],
-        seed=cal["seed"],
-        sources=cal["sources"],
-        min_samples=cal["min_samples"],
-    )
+    rep = calibration_set.for_recipe(entry.input.size, recipe["calibration"])
     images = parity_images(entry, image_sets=recipe.get("parity", {}).get("image_sets"))  # as the gate judges
     isa = host_isa()
     print(f"{args.model}: {len(images)} parity images, {len(rep)} calibration samples; host ISA: {isa}", flush=True)

@@ -80,6 +80,13 @@ def representative_set(
     return arr
 
 
+def for_recipe(size_hw: tuple[int, int], cal: dict) -> np.ndarray:
+    """representative_set as a recipe's [calibration] table asks (samples, seed, sources, min_samples)."""
+    return representative_set(
+        size_hw, samples=cal["samples"], seed=cal["seed"], sources=cal["sources"], min_samples=cal["min_samples"]
+    )
+
+
 def check_representative(samples: np.ndarray, *, min_samples: int = 8) -> None:
     """Reject degenerate sets: too few, non-finite, constant images, or all the same image."""
     samples = np.asarray(samples)

@@ -322,13 +322,7 @@ class _Steps:
         k = cache.key("calibration", list(self.entry.input.size), cal, listing)
         rep = cache.cached_array(
             k,
-            lambda: calibration_set.representative_set(
-                self.entry.input.size,
-                samples=cal["samples"],
-                seed=cal["seed"],
-                sources=cal["sources"],
-                min_samples=cal["min_samples"],
-            ),
+            lambda: calibration_set.for_recipe(self.entry.input.size, cal),
             hits=self.hits,
         )
         self._rep_key = cache.array_digest(rep)

@@ -153,14 +153,7 @@ def _mixed(entry, recipe, f_path, q_path, imgs, out_dir, layer_result, max_conve
     try:
         source = locate_or_fetch_embedded(entry, progress=say)
         float_model = import_model(entry, source, work, outputs=recipe["outputs"])
-        cal = recipe["calibration"]
-        rep = calibration_set.representative_set(
-            entry.input.size,
-            samples=cal["samples"],
-            seed=cal["seed"],
-            sources=cal["sources"],
-            min_samples=cal["min_samples"],
-        )
+        rep = calibration_set.for_recipe(entry.input.size, recipe["calibration"])
         out_dir.mkdir(parents=True, exist_ok=True)
         ranking = layer_result["culprits"] if layer_result else None
         return mixed.mixed_precision(
