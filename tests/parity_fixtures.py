@@ -107,3 +107,22 @@ def tiny_search_setup(root: Path):
     ranking = layers.compare_layers(pair.float_path, pair.int8_path, pair.images)["culprits"]
     recipe = merge_defaults({"parity": {"classes": [], "pixel_agreement_min": 0.5}})
     return pair, calibrated, ranking, recipe
+
+
+def tiny_search(pair, calibrated, ranking, recipe, out: Path, budget: float, cap: int = 16, **engine) -> dict:
+    """mixed.search on tiny_search_setup's pieces for a pixel-agreement budget; writes out/mixed.tflite.
+    engine: mixed.search's engine keywords (engine, workers, width, ...)."""
+    from toolchain.parity import mixed
+
+    return mixed.search(
+        pair.entry,
+        recipe,
+        pair.float_path,
+        calibrated,
+        ranking,
+        pair.images,
+        out / "mixed.tflite",
+        budgets={"pixel_agreement_min": budget},
+        max_conversions=cap,
+        **engine,
+    )

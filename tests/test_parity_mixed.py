@@ -2,7 +2,7 @@
 search can meet with a few float layers, and one nothing can meet (explained)."""
 
 import pytest
-from parity_fixtures import tiny_search_setup
+from parity_fixtures import tiny_search, tiny_search_setup
 
 from toolchain import quantize
 from toolchain.parity import mixed
@@ -37,18 +37,7 @@ def test_selective_quantization_keeps_named_layers_float(setup, tmp_path):
 
 
 def _search(setup, tmp_path, budget, cap=16):
-    pair, calibrated, ranking, recipe = setup
-    return mixed.search(
-        pair.entry,
-        recipe,
-        pair.float_path,
-        calibrated,
-        ranking,
-        pair.images,
-        tmp_path / "mixed.tflite",
-        budgets={"pixel_agreement_min": budget},
-        max_conversions=cap,
-    )
+    return tiny_search(*setup, tmp_path, budget, cap=cap)
 
 
 def test_search_meets_a_budget_between_int8_and_float(setup, tmp_path):

@@ -107,20 +107,9 @@ def tiny(tmp_path_factory):
 
 
 def _search(pair, calibrated, ranking, recipe, out: Path, budget, cap=16, **engine):
-    from toolchain.parity import mixed
+    from parity_fixtures import tiny_search
 
-    return mixed.search(
-        pair.entry,
-        recipe,
-        pair.float_path,
-        calibrated,
-        ranking,
-        pair.images,
-        out / "mixed.tflite",
-        budgets={"pixel_agreement_min": budget},
-        max_conversions=cap,
-        **engine,
-    )
+    return tiny_search(pair, calibrated, ranking, recipe, out, budget, cap=cap, **engine)
 
 
 def _decision(rec: dict) -> str:
