@@ -197,7 +197,7 @@ def test_device_cue_matches_golden_on_integer_depth():
     fr = prepare_frame(np.zeros(p.shape + (3,), np.uint8), p, {"kind": "probabilities"}, depth_m=z)
     g = depth_edges.golden_cue(fr, plan, subject)
     d = device.device_cue(fr, plan, np.round(p * 255).astype(np.uint8))
-    for k in ("far", "far_sure", "at_subject"):
+    for k in ("far", "far_sure", "at_subject", "recedes"):
         assert (getattr(g, k) == getattr(d, k)).all()
 
 
@@ -291,3 +291,42 @@ def test_far_from_clear_ramps_translucent_interior_to_opaque_but_not_the_fringe(
     settled = np.zeros((h, w), bool)
     settled[45:55, 45:55] = True  # depth or the mask settled background there: it is clear background
     assert (trimap.far_from_clear(alpha, settled, subject, np.zeros_like(keep), BAND)[45:55, 45:55] == 0).all()
+
+
+def _vase_on_table(h=160, w=120):
+    """A vase (P 1, depth 1.0 m) standing on a table seen from above: the table's depth grows upwards
+    from 0.8 m at the bottom row to 2.0 m at row 100, where a far wall (4 m) begins; the vase's foot
+    (rows 96-104) and a strip of table beside it are hesitant (P 0.3), and both are at the vase's depth."""
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    z = np.broadcast_to(np.where(rows < 100, 4.0, 2.0 - (rows - 100) * (1.2 / 60)), (h, w)).astype(np.float32).copy()
+    p = np.zeros((h, w), np.float32)
+    p[30:96, 40:80] = 1.0
+    z[30:105, 40:80] = 1.0
+    p[96:105, 40:80] = 0.3  # the foot
+    p[105:125, 30:90] = 0.3  # the table in front of it
+    # at the vase's distance where they touch (within NEAR_RATIO), still receding upwards
+    z[105:125, 30:90] = 0.915 + (124 - rows[105:125]) * 0.0095
+    return p, z
+
+
+def test_receding_marks_a_table_seen_from_above_not_an_upright_front():
+    p, z = _vase_on_table()
+    valid = np.isfinite(z) & (z > 0)
+    rec = depth_edges.receding(z, valid)
+    assert rec[130:150, 10:110].mean() > 0.95  # the open table
+    assert not rec[40:90, 45:75].any()  # the vase's front
+    # integer millimetres give the same map as float metres
+    z_mm = np.round(z * 1000).astype(np.uint16)
+    assert (depth_edges.receding(z_mm, z_mm > 0) == rec).mean() > 0.99
+
+
+def test_subject_depth_never_makes_subject_of_a_receding_support_surface():
+    p, z = _vase_on_table()
+    cue = _cue(z, p >= trimap.P_SURE, margin=0)
+    assert cue.at_subject[110:120, 35:85].all()  # the table strip is at the vase's distance
+    assert cue.recedes[110:125, 35:85].mean() > 0.5
+    tri = trimap.make_trimap(p, BAND, cue)
+    assert (tri[112:120, 35:85] != 1).all()  # the table stays the mask's
+    assert (tri[100, 45:75] == 1).all()  # the upright foot is the vase's
+    cue.recedes = None  # without the support-surface test the table would become subject
+    assert (trimap.make_trimap(p, BAND, cue)[112:120, 35:85] == 1).any()

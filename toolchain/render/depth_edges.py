@@ -42,6 +42,8 @@ SPAN_RATIO = (3, 2)  # ... where depth is within 1.5 x the median of it
 MIN_SUBJECT_PX = 64  # fewer confident subject pixels with depth than this: depth is not read
 SETTLE_CONF = 0.5  # confidence from which depth settles a hesitant mask (either way)
 CUT_CONF = 0.75  # confidence from which a far depth overrules a mask that says subject
+RECEDE_RATIO = (1, 2)  # depth growing upwards by more than half of itself per frame height: a surface
+RECEDE_STEP_DIV = 160  # seen from above (a table, a floor); measured over +-(height / this) rows, >= 2
 AT_SUBJECT_MAX = 0.4  # agreement with the confident mask: at most this share of its background at the
 FAR_MAX = 0.3  # subject's depth, at most this share of its subject far behind
 
@@ -54,6 +56,7 @@ class DepthCue:
     far_sure: np.ndarray  # the same, confidence >= CUT_CONF (may overrule the mask)
     at_subject: np.ndarray  # at the subject's depth, confidence >= SETTLE_CONF
     margin_px: int  # the erosion used (working px)
+    recedes: np.ndarray | None  # depth grows upwards like a table or a floor seen from above (not eroded)
     near: float  # the subject's near and far depth (the depth's own unit)
     far_depth: float
 
@@ -66,6 +69,42 @@ def margin_px(plan, depth_hw: tuple[int, int], source: str = "sensor") -> int:
 
 def source_weight(source: str) -> float:
     return float(SOURCES[source]["weight"])
+
+
+def _box_sum(x: np.ndarray, r: int) -> np.ndarray:
+    """Sum over the (2r+1)^2 box around each pixel (the frame's outside counts 0), exact for integers
+    (int64 prefix sums) and float64 otherwise."""
+    a = np.pad(x, r + 1)[: x.shape[0] + 2 * r + 1, : x.shape[1] + 2 * r + 1]
+    c = a.cumsum(0).cumsum(1)
+    n = 2 * r + 1
+    return c[n:, n:] - c[:-n, n:] - c[n:, :-n] + c[:-n, :-n]
+
+
+def receding(z: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Pixels where depth grows upwards by more than RECEDE_RATIO of itself per frame height (bool): a
+    surface seen from above, like the table under a vase, recedes; the front of a subject does not.
+    Means over (2k+1)^2 boxes of valid depth, k rows above and below; the comparison is done on integer
+    sums (exact for integer depth), cross-multiplied, so no division. On the working grid (<= 1024 px,
+    k <= 6) and uint16 millimetres the products stay below 1e15, far inside int64."""
+    h = z.shape[0]
+    k = max(2, h // RECEDE_STEP_DIV)
+    integer = np.issubdtype(z.dtype, np.integer)
+    zz = np.where(valid, z, 0).astype(np.int64 if integer else np.float64)
+    s = _box_sum(zz, k)
+    c = _box_sum(valid.astype(np.int64), k)
+    out = np.zeros(z.shape, bool)
+    if h <= 2 * k:
+        return out
+    su, cu = s[: -2 * k], c[: -2 * k]  # k rows above the centre
+    sd, cd = s[2 * k :], c[2 * k :]  # k rows below
+    sc, cc = s[k:-k], c[k:-k]
+    num, den = RECEDE_RATIO
+    # mean_up - mean_down > (num / den) * (2k / h) * mean_centre, times cu * cd * cc * den * h
+    lhs = (su * cd - sd * cu) * cc * den * h
+    rhs = num * 2 * k * sc * cu * cd
+    ok = (cu > 0) & (cd > 0) & (cc > 0)
+    out[k:-k] = ok & (lhs > rhs)
+    return out & valid
 
 
 def _erode(mask: np.ndarray, r: int) -> np.ndarray:
@@ -124,6 +163,7 @@ def depth_regions(
         far_sure=_erode(far & cut, margin),
         at_subject=_erode(at, margin),
         margin_px=margin,
+        recedes=receding(z, valid),
         near=float(near),
         far_depth=float(far_d),
     )

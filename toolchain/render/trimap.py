@@ -17,7 +17,8 @@ Rules, in the order make_trimap applies them:
    the mask says subject (the wall between the legs) it needs the cut confidence.
 4. depth_subject: depth at the subject's distance makes pixels sure subject where the mask is not
    confidently background (P > 1 - P_SURE), a band or more from the outline: the hesitant mask on a
-   cap, a hand or a vase's lip is decided by depth.
+   cap, a hand or a vase's lip is decided by depth. Where the mask leans to background, never a
+   surface whose depth recedes upwards (DepthCue.recedes: the table a vase stands on).
 5. reopen: a band of unknown pixels around every depth-made background region, so that colour, not
    depth's coarse edge, places the outline there.
 After the solve, enclosed_holes (no depth needed): a region below HOLE_ALPHA that the subject
@@ -115,16 +116,26 @@ def depth_subject(
     """Rule 4: pixels depth makes sure subject: at the subject's depth, a band or more from the outline,
     and not confidently background by the mask (a hesitant mask is decided by depth). Where the mask
     leans to background (P < 0.5), only regions joined to the mask's subject and within LEAN_REACH_BANDS
-    bands of it count: a table or a sofa at the subject's distance stays the mask's."""
+    bands of it count, and never a surface that recedes like a table seen from above
+    (DepthCue.recedes): a table or a sofa at the subject's distance stays the mask's."""
     reach = cue.at_subject & ~sure_background
     at = reach & ~near(outline, band_px)
     if (at & ~subject).any():
-        n, labels = cv2.connectedComponents((reach | subject).astype(np.uint8), connectivity=8)
-        joined = np.zeros(n, bool)
-        joined[np.unique(labels[subject])] = True
-        joined[0] = False
-        at &= subject | (joined[labels] & near(subject, LEAN_REACH_BANDS * band_px))
+        if cue.recedes is not None:
+            # the surface a vase stands on is at the vase's distance where they touch; the vase's foot,
+            # upright, does not recede
+            reach &= ~cue.recedes
+        at &= subject | (joined_to(reach, subject) & near(subject, LEAN_REACH_BANDS * band_px))
     return at
+
+
+def joined_to(region: np.ndarray, subject: np.ndarray) -> np.ndarray:
+    """The pixels of `region` in an 8-connected region of region | subject that holds subject."""
+    n, labels = cv2.connectedComponents((region | subject).astype(np.uint8), connectivity=8)
+    joined = np.zeros(n, bool)
+    joined[np.unique(labels[subject])] = True
+    joined[0] = False
+    return joined[labels] & region
 
 
 def reopen(depth_bg: np.ndarray, band_px: int) -> np.ndarray:
