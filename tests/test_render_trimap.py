@@ -330,3 +330,24 @@ def test_subject_depth_never_makes_subject_of_a_receding_support_surface():
     assert (tri[100, 45:75] == 1).all()  # the upright foot is the vase's
     cue.recedes = None  # without the support-surface test the table would become subject
     assert (trimap.make_trimap(p, BAND, cue)[112:120, 35:85] == 1).any()
+
+
+def test_subject_depth_closes_a_confident_background_speck_it_rings():
+    # the mask finds the vase's body (P 1) but hesitates on its lip (P 0.3) and calls a dark blemish on
+    # the lip confidently background (P 0); depth puts lip and blemish at the vase's distance
+    p = np.zeros((100, 100), np.float32)
+    p[40:90, 30:70] = 1.0
+    p[20:40, 30:70] = 0.3
+    p[28:32, 48:52] = 0.0  # the blemish, ringed by the lip
+    p[36:40, 66:70] = 0.0  # a notch at the lip's edge, open to the outside
+    z = np.full(p.shape, 5.0, np.float32)
+    z[20:90, 30:70] = 1.0
+    cue = _cue(z, p >= trimap.P_SURE, margin=0)
+    tri = trimap.make_trimap(p, BAND, cue)
+    assert (tri[28:32, 48:52] == 1).all()  # a speck, not a hole through the lip
+    assert (trimap.make_trimap(p, BAND)[28:32, 48:52] != 1).all()  # without depth it is the mask's
+    blemish = np.zeros(p.shape, bool)
+    blemish[28:32, 48:52] = True
+    # the notch and the outside reach the frame's border through background: only the blemish is ringed
+    assert (trimap.enclosed_by(p == 0, p > 0) == blemish).all()
+    assert (tri[36:40, 66:70] != 1).all()

@@ -18,7 +18,9 @@ Rules, in the order make_trimap applies them:
 4. depth_subject: depth at the subject's distance makes pixels sure subject where the mask is not
    confidently background (P > 1 - P_SURE), a band or more from the outline: the hesitant mask on a
    cap, a hand or a vase's lip is decided by depth. Where the mask leans to background, never a
-   surface whose depth recedes upwards (DepthCue.recedes: the table a vase stands on).
+   surface whose depth recedes upwards (DepthCue.recedes: the table a vase stands on). A region at the
+   subject's depth that the mask calls confidently background but that those pixels ring on every side
+   (enclosed_by: a dark blemish on the lip) is subject too.
 5. reopen: a band of unknown pixels around every depth-made background region, so that colour, not
    depth's coarse edge, places the outline there.
 After the solve, enclosed_holes (no depth needed): a region below HOLE_ALPHA that the subject
@@ -126,7 +128,23 @@ def depth_subject(
             # upright, does not recede
             reach &= ~cue.recedes
         at &= subject | (joined_to(reach, subject) & near(subject, LEAN_REACH_BANDS * band_px))
-    return at
+    return at | enclosed_by(cue.at_subject & ~at, at)
+
+
+def enclosed_by(region: np.ndarray, wall: np.ndarray) -> np.ndarray:
+    """The 8-connected regions of `region` that do not reach the frame's border and whose every
+    neighbour (3x3) outside them is in `wall`: a dark blemish on a vase's lip that the mask calls
+    confidently background, at the lip's depth and ringed by the pixels depth made subject, is a speck,
+    not a hole through the vase."""
+    if not region.any() or not wall.any():
+        return np.zeros(region.shape, bool)
+    n, labels = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
+    grown = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int64)
+    ring = (grown > 0) & (labels == 0)
+    leaks = np.bincount(grown[ring & ~wall], minlength=n)
+    ok = leaks == 0
+    ok[0] = False
+    return ok[labels] & off_the_border(region)
 
 
 def joined_to(region: np.ndarray, subject: np.ndarray) -> np.ndarray:
