@@ -184,14 +184,16 @@ def _kernels():
     return _KERNELS
 
 
-def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_EPSILON) -> scipy.sparse.csr_matrix:
+def band_laplacian(
+    image: np.ndarray, unknown: np.ndarray, epsilon: float = CF_EPSILON, kernels=None
+) -> scipy.sparse.csr_matrix:
     """Rows of the closed-form matting Laplacian (Levin et al.; pymatting's `cf_laplacian` with radius 1)
     for the unknown pixels only (other rows are empty), built from the 3x3 windows that touch an
     unknown pixel, so its cost follows the band, not the frame: each row has the 25 entries of its 5x5
     neighbourhood. They equal pymatting's rows (tests/test_render_matting.py). image: float64 HxWx3.
     The loops are numba kernels (_kernels): the numpy version of the same sums took 0.2-0.45 s of the
     1.1-1.7 s golden frame at 12 MP."""
-    window_stats, pixel_rows = _kernels()
+    window_stats, pixel_rows = kernels or _kernels()  # kernels: (window_stats, pixel_rows) for other channels
     h, w, _ = image.shape
     img = np.ascontiguousarray(image, dtype=np.float64)
     touch = cv2.dilate(unknown.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
