@@ -342,6 +342,7 @@ def test_subject_depth_closes_a_confident_background_speck_it_rings():
     p[36:40, 66:70] = 0.0  # a notch at the lip's edge, open to the outside
     z = np.full(p.shape, 5.0, np.float32)
     z[20:90, 30:70] = 1.0
+    z[36:40, 66:70] = 5.0  # the wall seen through the notch
     cue = _cue(z, p >= trimap.P_SURE, margin=0)
     tri = trimap.make_trimap(p, BAND, cue)
     assert (tri[28:32, 48:52] == 1).all()  # a speck, not a hole through the lip
@@ -351,3 +352,32 @@ def test_subject_depth_closes_a_confident_background_speck_it_rings():
     # the notch and the outside reach the frame's border through background: only the blemish is ringed
     assert (trimap.enclosed_by(p == 0, p > 0) == blemish).all()
     assert (tri[36:40, 66:70] != 1).all()
+
+
+def test_depth_bridges_the_masks_outline_band_where_it_runs_across_the_subject():
+    # the mask stops at a vase's body (P 1, rows 20-59) and leans to background on its foot (P 0.3,
+    # rows 60-79); depth puts both at the vase's distance, the wall behind far; a notch of wall (far)
+    # cuts into the body from the left
+    p = np.zeros((100, 100), np.float32)
+    p[20:60, 30:70] = 1.0
+    p[60:80, 30:70] = 0.3
+    p[35:45, 30:40] = 0.0  # the notch
+    z = np.full(p.shape, 5.0, np.float32)
+    z[20:80, 30:70] = 1.0
+    z[35:45, 30:40] = 5.0
+    cue = _cue(z, p >= trimap.P_SURE, margin=0)
+    tri = trimap.make_trimap(p, BAND, cue)
+    assert (tri[56:64, 40:60] == 1).all()  # the outline band between body and foot: bridged
+    sure_fg, sure_bg, _ = trimap.make_trimap_maps(p >= 0.5, p >= trimap.P_SURE, p <= 1 - trimap.P_SURE, BAND, cue)
+    assert sure_fg[56:64, 40:60].all()
+    assert (tri[36:44, 30:38] != 1).all()  # the notch is far: never bridged
+    assert (trimap.make_trimap(p, BAND)[56:64, 40:60] != 1).any()  # without depth: colour's band
+    # the rule alone: a gap of two bands closes, a wider one does not
+    fg = np.zeros((60, 60), bool)
+    fg[10:50, 5:25] = True
+    fg[10:50, 25 + 2 * BAND + 1 :] = True
+    assert trimap.bridged(fg, np.ones_like(fg), BAND)[20:40, 25 : 25 + 2 * BAND + 1].all()
+    fg2 = np.zeros((60, 60), bool)
+    fg2[10:50, 5:25] = True
+    fg2[10:50, 25 + 4 * BAND :] = True
+    assert not trimap.bridged(fg2, np.ones_like(fg2), BAND)[20:40, 25 + 2 * BAND].any()

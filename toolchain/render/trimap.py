@@ -23,6 +23,8 @@ Rules, in the order make_trimap applies them:
    (enclosed_by: a dark blemish on the lip) is subject too.
 5. reopen: a band of unknown pixels around every depth-made background region, so that colour, not
    depth's coarse edge, places the outline there.
+6. bridged: with depth, pixels at the subject's distance in a narrow gap (about two bands) of the sure
+   subject are sure subject: the mask's outline band where it runs across the subject.
 After the solve, enclosed_holes (no depth needed): a region below HOLE_ALPHA that the subject
 encloses, that the mask calls subject and that nothing settled as background is filled (alpha 1): a
 hesitant mask never cuts a hole into a region surrounded by subject. Then far_from_clear: a pixel the
@@ -53,6 +55,7 @@ HOLE_ALPHA = 0.9  # ... with its rim below this ...
 HOLE_RIM_PX = 2  # ... within this many working px; its enclosing ring must be mostly at least
 HOLE_RIM_OPAQUE = 0.8  # ... this opaque, and it must lie
 HOLE_WALL_PX = 4  # ... this many working px or more from the clear outside
+BRIDGE_EXTRA_PX = 2  # rule 6 closes gaps in the sure subject up to a disc of a band plus this (working px)
 CLEAR_ALPHA_MIN = 0.5  # far_from_clear: solved alpha from this up, where the mask says subject, ...
 CLEAR_BELOW = 0.1  # ... at a distance from the clear background (alpha below this, or settled) ...
 CLEAR_RAMP_BANDS = (1.0, 2.0)  # ... of more than [0] bands is ramped to 1, reaching 1 at [1] bands
@@ -162,7 +165,7 @@ def reopen(depth_bg: np.ndarray, band_px: int) -> np.ndarray:
 
 
 def make_trimap_maps(subject, sure_subject, sure_background, band_px: int, cue: DepthCue | None = None):
-    """Rules 1-5 on boolean maps -> (sure_fg, sure_bg, keep), disjoint; the rest is unknown."""
+    """Rules 1-6 on boolean maps -> (sure_fg, sure_bg, keep), disjoint; the rest is unknown."""
     sure_fg, sure_bg, keep, outline = mask_regions(subject, sure_subject, sure_background, band_px)
     interior = opaque_interior(subject, keep)
     sure_fg |= interior
@@ -173,9 +176,21 @@ def make_trimap_maps(subject, sure_subject, sure_background, band_px: int, cue: 
         sure_fg = (sure_fg | dfg) & ~dbg & ~reopen(dbg, band_px)
         sure_bg = (sure_bg | dbg) & ~sure_fg
         keep &= ~sure_bg & ~sure_fg
+        sure_fg |= bridged(sure_fg, cue.at_subject & ~sure_bg, band_px)
     sure_bg &= ~sure_fg
     keep &= ~sure_fg & ~sure_bg
     return sure_fg, sure_bg, keep
+
+
+def bridged(sure_fg: np.ndarray, at_subject: np.ndarray, band_px: int) -> np.ndarray:
+    """Rule 6: pixels at the subject's depth in a gap of the sure subject no wider than about two bands
+    (a morphological closing with a disc of BRIDGE_EXTRA_PX more than a band): the mask's own outline
+    band where it crosses the subject, between the mask's subject and what depth added beside it (the
+    foot of a vase below a mask that stops at its body). Rules 1 and 4 keep a band either side of that
+    outline for colour; the golden solve fills it from colour, the device path, which has no band solve,
+    would leave it translucent."""
+    closed = cv2.morphologyEx(sure_fg.astype(np.uint8), cv2.MORPH_CLOSE, disc(band_px + BRIDGE_EXTRA_PX))
+    return closed.astype(bool) & at_subject & ~sure_fg
 
 
 def deep_inside(subject: np.ndarray, band_px: int) -> np.ndarray:
