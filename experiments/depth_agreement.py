@@ -1,21 +1,21 @@
 """Does a depth model order a scene like the photo's own depth map? Spearman rank correlation.
 
-For every photo with its own depth in `depth_photos/` of the data folder (Google Camera Lens Blur
-GDepth JPEGs, iPhone portrait JPEGs with disparity), run the depth bundle's handoff model
+For every photo with its own depth in `depth_photos/` of the data folder (Google Camera Lens Blur GDepth
+JPEGs, iPhone portrait JPEGs with disparity), run the depth bundle's handoff model
 (photo.run_depth_model) on the photo the depth belongs to, and compare its relative inverse depth with
-the photo's inverse depth (1 / GDepth depth, or Apple's disparity, which is inverse depth) by
-Spearman's rank correlation on a regular grid of pixels. Ranks ignore the unknown scale and offset of relative depth;
-+1 is the same near-to-far ordering. Usage:
+the photo's inverse depth (1 / GDepth depth, or Apple's disparity, which is inverse depth) by Spearman's
+rank correlation on a regular grid of pixels. Ranks ignore the unknown scale and offset of relative
+depth; +1 is the same near-to-far ordering. Usage:
 
     python -m experiments.depth_agreement --depth-model pydnet_pp_mobile [--json out.json]
 
 Measured 2026-12-07, PyDNet++ handoff_cpu (float16), the only monocular model with weights reachable
-here (npm and PyPI packages of other models hold code that downloads weights at run time): bust
-+0.839, wood +0.372, iPhone vase -0.308 (a close-up of a vase on a table: the model's inverse depth falls from the
-top of the frame to the bottom, the photo's disparity rises). That map still passes the stage's
+here (npm and PyPI packages of other models hold code that downloads weights at run time): bust +0.839,
+wood +0.372, iPhone vase -0.308 (a close-up of a vase on a table: the model's inverse depth falls from
+the top of the frame to the bottom, the photo's disparity rises). That map still passes the stage's
 agreement check (depth_edges.depth_regions), but with the monocular weight it only settles hesitant
-pixels and never cuts the mask: the selfie alpha with it differs from the alpha without depth on
-3,042 of 12.2 M pixels (by more than 0.1).
+pixels and never cuts the mask: the selfie alpha with it differs from the alpha without depth on 3,042
+of 12.2 M pixels (by more than 0.1).
 
 Not here: reading the photos (toolchain/depth/readers.py) or running the model (photo.py).
 """
