@@ -87,7 +87,9 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not rows:
-        print("no photo with its own depth found (set PORTRAIT_DATA_DIR to a folder with depth_photos/)", file=sys.stderr)
+        print(
+            "no photo with its own depth found (set PORTRAIT_DATA_DIR to a folder with depth_photos/)", file=sys.stderr
+        )
         return 1
     for r in rows:
         print(f"{r['photo']:32} Spearman {r['spearman']:+.3f} over {r['pixels']} px ({r['model_file']})")
