@@ -279,8 +279,9 @@ def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
         tri8 = trimap_q8(p8_raw, plan, device_cue(frame, plan, p8_raw))
         a_q12, b_q8 = constrain(a_q12, b_q8, tri8)
         alpha_w8 = alpha_q8(a_q12, b_q8, gray_w)
+        band = matting.band_radius(plan)
         holes = trimap.enclosed_holes(
-            alpha_w8, tri8 == 0, p8_raw, one=255, deep=trimap.deep_inside(p8_raw >= 128, matting.band_radius(plan))
+            alpha_w8, tri8 == 0, p8_raw, one=255, deep=trimap.deep_inside(p8_raw >= 128, band)
         )
         if holes.any():
             tri8[holes] = 255
@@ -288,7 +289,6 @@ def render(frame: Frame, plan: StagePlan, edges: str = "matting") -> dict:
             alpha_w8 = alpha_q8(a_q12, b_q8, gray_w)
         # translucent interior far from the clear background: the golden ramp, as sure subject where it
         # reaches half way (the guided coefficients take sure pixels only)
-        band = matting.band_radius(plan)
         far = trimap.far_from_clear(alpha_w8, tri8 == 0, p8_raw >= 128, tri8 == KEEP8, band, one=255) >= 0.5
         if far.any():
             tri8[far] = 255

@@ -90,10 +90,16 @@ def mask_regions(subject: np.ndarray, sure_subject: np.ndarray, sure_background:
 def off_the_border(mask: np.ndarray) -> np.ndarray:
     """The 8-connected regions of `mask` (bool) that do not reach the frame's border."""
     n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    return _off_border_ids(labels, n)[labels]
+
+
+def _off_border_ids(labels: np.ndarray, n: int) -> np.ndarray:
+    """ok[label] for connectedComponents' labels: False for the background (0) and every region that
+    reaches the frame's border."""
     ok = np.ones(n, bool)
     ok[0] = False
     ok[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = False
-    return ok[labels]
+    return ok
 
 
 def opaque_interior(subject: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -144,10 +150,8 @@ def enclosed_by(region: np.ndarray, wall: np.ndarray) -> np.ndarray:
     n, labels = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
     grown = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int64)
     ring = (grown > 0) & (labels == 0)
-    leaks = np.bincount(grown[ring & ~wall], minlength=n)
-    ok = leaks == 0
-    ok[0] = False
-    return ok[labels] & off_the_border(region)
+    ok = _off_border_ids(labels, n) & (np.bincount(grown[ring & ~wall], minlength=n) == 0)
+    return ok[labels]
 
 
 def joined_to(region: np.ndarray, subject: np.ndarray) -> np.ndarray:
